@@ -1,0 +1,43 @@
+# Two set-up commands for a fresh Debian 12 clone: `make demo` and `make test`.
+PRESET ?= release
+BUILD := build/$(PRESET)
+JOBS ?= $(shell nproc)
+
+.PHONY: all deps configure build test test-asan demo bench fuzz format tidy clean
+
+all: build
+
+deps:
+	@bash tools/install-deps.sh
+
+configure: deps
+	@test -f $(BUILD)/build.ninja || cmake --preset $(PRESET) >/dev/null
+
+build: configure
+	@cmake --build $(BUILD) -j $(JOBS)
+	@ln -sfn $(PRESET)/bin build/bin
+
+test: build
+	@ctest --test-dir $(BUILD) --output-on-failure -j $(JOBS) $(CTEST_ARGS)
+
+test-asan:
+	@$(MAKE) test PRESET=asan
+
+demo: build
+	@bash tools/demo.sh
+
+bench: build
+	@bash bench/run.sh
+
+fuzz: deps
+	@cmake --preset fuzz >/dev/null && cmake --build build/fuzz -j $(JOBS)
+	@bash fuzz/run.sh
+
+format:
+	@git ls-files '*.cc' '*.h' | xargs clang-format -i
+
+tidy: configure
+	@git ls-files 'src/*.cc' | xargs clang-tidy -p $(BUILD) --quiet
+
+clean:
+	@rm -rf build

@@ -1,0 +1,117 @@
+// The envelope: the message that travels between actors.
+//
+// Wire format (reference-dataplane §2, DESIGN §3.1):
+//   {"id": str, "parent_id"?: str, "route": {"actors": [str], "current": int, "metadata"?: {}},
+//    "headers"?: {}, "payload": <any JSON>, "deadline"?: RFC 3339 str}
+//
+// The payload is never turned into a DOM here: Parse() keeps it as the exact raw JSON text of the
+// input and Serialize() writes that text back unchanged. Headers and route metadata are kept as
+// raw JSON text too; header helpers below edit single string/integer members.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "asya/base/result.h"
+
+namespace asya::envelope {
+
+struct Route {
+  std::vector<std::string> actors;
+  int64_t current = 0;
+  // Raw JSON object text of route.metadata, or empty when absent/empty.
+  std::string metadata_json;
+
+  // actors[current], or "" when current is out of range.
+  [[nodiscard]] std::string_view CurrentActor() const;
+};
+
+// One header: key and its raw JSON value text (e.g. "\"00-abc-def-01\"" or "3").
+using Header = std::pair<std::string, std::string>;
+
+struct Envelope {
+  std::string id;
+  std::optional<std::string> parent_id;
+  bool has_route = false;  // false when "route" was absent or null
+  Route route;
+  bool has_headers = false;  // "headers" key present (object)
+  std::vector<Header> headers;
+  bool has_payload = false;       // "payload" key present (value may be null)
+  std::string payload_json = "null";  // raw JSON text of the payload, byte-for-byte from the input
+  std::optional<std::string> deadline;
+
+  // Header helpers. Get* return nullopt when absent or of another JSON type.
+  [[nodiscard]] std::optional<std::string> GetHeaderString(std::string_view key) const;
+  [[nodiscard]] std::optional<int64_t> GetHeaderInt(std::string_view key) const;
+  void SetHeaderString(std::string_view key, std::string_view value);  // adds or replaces
+  void SetHeaderInt(std::string_view key, int64_t value);
+  void SetHeaderRaw(std::string_view key, std::string raw_json);
+};
+
+struct ParseOptions {
+  // Reject inputs larger than this many bytes (ASYA_MAX_MESSAGE_BYTES).
+  size_t max_bytes = 64u << 20;
+};
+
+// Parses a queue message. Errors (kInvalidArgument) carry a decoder message suitable for
+// "Failed to parse message: <message>". Validation beyond types (non-empty id, route match) is the
+// router's job. Unknown top-level keys are ignored. Invalid UTF-8 is an error.
+Result<Envelope> Parse(std::string_view json, const ParseOptions& options = {});
+
+// Serialises compactly: id, parent_id (if set), route (actors, current, metadata if non-empty),
+// headers (if has_headers or non-empty), payload (raw text), deadline (if set).
+std::string Serialize(const Envelope& envelope);
+
+// Appends `s` to `out` as a JSON string literal (quotes included, control chars escaped).
+void AppendJsonString(std::string& out, std::string_view s);
+
+// ---- Runtime responses (reference-dataplane §3.6/§3.7) ----
+
+struct RuntimeErrorInfo {
+  std::string code;       // "processing_error", "msg_parsing_error", "connection_error", ...
+  std::string message;    // details.message
+  std::string type;       // details.type (exception class name)
+  std::string traceback;  // details.traceback
+  std::string details_json;  // raw JSON text of "details" (may hold extra members), or empty
+};
+
+struct RuntimeItem {
+  // Set when the element is an error (its "error" member is a non-empty string).
+  std::optional<RuntimeErrorInfo> error;
+  bool has_route = false;
+  Route route;
+  bool has_headers = false;
+  std::vector<Header> headers;
+  bool has_payload = false;
+  std::string payload_json = "null";
+  std::optional<std::string> id;
+  std::optional<std::string> parent_id;
+};
+
+// Parses the runtime's response frame: a JSON array of items, or `null` (= empty). Any type
+// mismatch -> kInvalidArgument ("failed to parse runtime response: ..." is added by the caller).
+Result<std::vector<RuntimeItem>> ParseRuntimeResponse(std::string_view json,
+                                                      const ParseOptions& options = {});
+
+// ---- Error envelope (reference-dataplane §2.5, DESIGN §4.7) ----
+
+struct ErrorEnvelopeInput {
+  std::string_view original_body;       // the queue message as received
+  const Envelope* original = nullptr;   // parsed original, or nullptr if it could not be parsed
+  std::string error;                    // payload.error
+  const RuntimeErrorInfo* details = nullptr;  // payload.details (omitted when null)
+  std::string error_end_actor = "error-end";
+  // Extra payload members appended verbatim (raw JSON values), e.g. {"attempts", "[...]"}.
+  std::vector<std::pair<std::string, std::string>> extra_payload;
+};
+
+// Builds the error envelope: id (or ""), parent_id, route {actors, current} of the original (or
+// {"actors":[error_end_actor],"current":0}), headers of the original (DESIGN §4.7: they survive),
+// payload {error, details?, original_payload?, extras...}, deadline of the original.
+std::string MakeErrorEnvelope(const ErrorEnvelopeInput& input);
+
+}  // namespace asya::envelope

@@ -1,0 +1,53 @@
+// Client side of the runtime socket: sends one request frame, reads one response frame.
+//
+// Works with runtimes that keep a connection open for several frames (ours) and with the original
+// asya_runtime.py, which closes the connection after each response. Thread-safe: Call() may run
+// from several threads at once; each call uses its own connection.
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "asya/base/result.h"
+
+namespace asya::protocol {
+
+struct RuntimeClientOptions {
+  std::string socket_path;  // ${ASYA_SOCKET_DIR}/asya-runtime.sock
+  size_t max_frame_bytes = 64u << 20;
+  // Keep connections open between calls (a pool of idle connections). A reused connection that
+  // the runtime already closed is detected and replaced without re-sending a processed request.
+  bool reuse_connections = true;
+};
+
+class RuntimeClient {
+ public:
+  explicit RuntimeClient(RuntimeClientOptions options);
+  ~RuntimeClient();
+  RuntimeClient(const RuntimeClient&) = delete;
+  RuntimeClient& operator=(const RuntimeClient&) = delete;
+
+  // Sends `request` and returns the response frame body. `deadline` bounds connect+write+read.
+  // Errors: kDeadlineExceeded on timeout (the connection is dropped); kUnavailable when the socket
+  // cannot be reached ("failed to connect to runtime socket: ..."); kAborted-like kUnavailable when
+  // the runtime closed the connection mid-call ("failed to read response from runtime: EOF");
+  // kResourceExhausted when either frame exceeds max_frame_bytes. Messages follow
+  // reference-dataplane §2.5 wording.
+  Result<std::string> Call(std::string_view request,
+                           std::chrono::steady_clock::time_point deadline);
+
+  // Drops every idle pooled connection (e.g. after the runtime restarted).
+  void Reset();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// Readiness gate (reference-dataplane §3.1): true when `<dir>/runtime-ready` exists, the socket
+// path is a socket and a test connect succeeds within `connect_timeout`.
+bool RuntimeReady(std::string_view socket_path, std::chrono::milliseconds connect_timeout);
+
+}  // namespace asya::protocol

@@ -1,0 +1,101 @@
+// The Transport interface: durable queues with at-least-once delivery.
+//
+// Contract (every implementation passes tests/contract/transport_contract_test.cc):
+// - Queue names are the names the broker sees ("asya-<actor>", "asya-<actor>-dlq").
+// - Publish() returns only after the broker has durably accepted the message (RabbitMQ publisher
+//   confirm + mandatory routing, SQS 200 response, SQLite commit). An error means "not published".
+// - A received message is invisible to other consumers until Ack() (deleted), Nack() (visible
+//   again after `delay`) or its visibility timeout expires (visible again; delivery_count grows).
+//   RabbitMQ has no visibility timeout: an unacked message comes back when the consumer's
+//   connection closes.
+// - delivery_count is 1 on the first delivery and grows with every redelivery of a message that
+//   was never acked (SQS ApproximateReceiveCount, RabbitMQ quorum x-delivery-count + 1, SQLite
+//   own counter). 0 means the transport cannot tell (RabbitMQ classic queues; see `redelivered`).
+// - Every method is thread-safe; Receive() may block in one thread while others Publish()/Ack().
+// - Interrupt() makes blocked and future Receive() calls return promptly (empty) until
+//   the transport is destroyed; Publish/Ack/Nack keep working so in-flight work can finish.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "asya/base/result.h"
+
+namespace asya::transport {
+
+using Millis = std::chrono::milliseconds;
+
+struct Message {
+  std::string queue;    // queue it was received from
+  std::string id;       // broker message id (may be empty)
+  std::string body;     // exact bytes as published
+  std::string receipt;  // opaque handle for Ack/Nack/ExtendVisibility
+  int64_t delivery_count = 1;
+  bool redelivered = false;
+  std::map<std::string, std::string> headers;  // transport-level headers / message attributes
+};
+
+struct ReceiveOptions {
+  size_t max_messages = 1;          // receive up to this many (SQS caps at 10)
+  Millis wait{Millis(20'000)};      // long-poll: return empty after this long without messages
+  Millis visibility{Millis(600'000)};  // invisibility window of a received message
+};
+
+struct PublishOptions {
+  Millis delay{0};  // message becomes visible after this delay (retries with backoff)
+  std::map<std::string, std::string> headers;  // transport headers (e.g. x-asya-dlq-reason)
+};
+
+struct QueueOptions {
+  bool create_dlq = true;               // also create "<name>-dlq"
+  Millis visibility{Millis(0)};         // default visibility timeout (0 = transport default)
+  std::map<std::string, std::string> attributes;  // transport-specific extras
+};
+
+struct QueueDepth {
+  int64_t ready = 0;     // visible, waiting to be received
+  int64_t inflight = 0;  // received and not yet acked (or delayed, for SQLite)
+};
+
+class Transport {
+ public:
+  virtual ~Transport() = default;
+
+  // "sqlite", "rabbitmq" or "sqs" (metrics label `transport`).
+  [[nodiscard]] virtual std::string_view Name() const = 0;
+
+  // ---- Data plane ----
+  // Waits up to options.wait for at least one message. Empty vector on timeout or interrupt.
+  virtual Result<std::vector<Message>> Receive(std::string_view queue,
+                                               const ReceiveOptions& options) = 0;
+  virtual Status Publish(std::string_view queue, std::string_view body,
+                         const PublishOptions& options = {}) = 0;
+  virtual Status Ack(const Message& message) = 0;
+  // Returns the message to its queue, visible after `delay`; the delivery count is kept.
+  virtual Status Nack(const Message& message, Millis delay = Millis(0)) = 0;
+  // Keeps an in-flight message invisible for `visibility` from now (heartbeat). No-op for
+  // transports without visibility timeouts.
+  virtual Status ExtendVisibility(const Message& message, Millis visibility) = 0;
+  virtual void Interrupt() = 0;
+
+  // ---- Queue administration ----
+  virtual Status CreateQueue(std::string_view queue, const QueueOptions& options = {}) = 0;
+  virtual Status DeleteQueue(std::string_view queue) = 0;  // deleting a missing queue is OK
+  virtual Result<bool> QueueExists(std::string_view queue) = 0;
+  virtual Result<QueueDepth> Depth(std::string_view queue) = 0;  // kNotFound if missing
+  virtual Result<std::vector<std::string>> ListQueues() = 0;
+  virtual Status Purge(std::string_view queue) = 0;
+};
+
+using TransportPtr = std::unique_ptr<Transport>;
+
+// Queue name of an actor ("asya-<actor>") and of its dead-letter queue.
+inline std::string QueueName(std::string_view actor) { return "asya-" + std::string(actor); }
+inline std::string DlqName(std::string_view actor) { return "asya-" + std::string(actor) + "-dlq"; }
+
+}  // namespace asya::transport

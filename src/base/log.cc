@@ -1,0 +1,205 @@
+#include "asya/base/log.h"
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <ctime>
+#include <mutex>
+
+#include <unistd.h>
+
+namespace asya::log {
+namespace {
+
+struct State {
+  std::atomic<int> level{static_cast<int>(Level::kInfo)};
+  Format format = Format::kText;
+  std::string component = "asya";
+  std::mutex mu;
+};
+
+State& GetState() {
+  static State state;
+  return state;
+}
+
+std::string_view LevelName(Level level) {
+  switch (level) {
+    case Level::kDebug:
+      return "debug";
+    case Level::kInfo:
+      return "info";
+    case Level::kWarn:
+      return "warn";
+    case Level::kError:
+      return "error";
+  }
+  return "info";
+}
+
+void AppendJsonString(std::string& out, std::string_view s) {
+  out += '"';
+  for (unsigned char c : s) {
+    switch (c) {
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      default:
+        if (c < 0x20) {
+          char buf[8];
+          std::snprintf(buf, sizeof buf, "\\u%04x", c);
+          out += buf;
+        } else {
+          out += static_cast<char>(c);
+        }
+    }
+  }
+  out += '"';
+}
+
+bool NeedsQuoting(std::string_view s) {
+  if (s.empty()) {
+    return true;
+  }
+  for (unsigned char c : s) {
+    if (c <= ' ' || c == '"' || c == '=' || c == '\\') {
+      return true;
+    }
+  }
+  return false;
+}
+
+void AppendTextValue(std::string& out, std::string_view s) {
+  if (NeedsQuoting(s)) {
+    AppendJsonString(out, s);
+  } else {
+    out += s;
+  }
+}
+
+std::string Timestamp() {
+  auto now = std::chrono::system_clock::now();
+  auto secs = std::chrono::system_clock::to_time_t(now);
+  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count() %
+            1000;
+  std::tm tm{};
+  gmtime_r(&secs, &tm);
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
+                tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<int>(ms));
+  return buf;
+}
+
+}  // namespace
+
+void Configure(Level level, Format format, std::string component) {
+  State& s = GetState();
+  std::lock_guard lock(s.mu);
+  s.level.store(static_cast<int>(level));
+  s.format = format;
+  s.component = std::move(component);
+}
+
+Result<Level> ParseLevel(std::string_view text) {
+  std::string t;
+  for (char c : text) {
+    t += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  }
+  if (t == "debug") {
+    return Level::kDebug;
+  }
+  if (t == "info") {
+    return Level::kInfo;
+  }
+  if (t == "warn" || t == "warning") {
+    return Level::kWarn;
+  }
+  if (t == "error") {
+    return Level::kError;
+  }
+  return MakeError(ErrorCode::kInvalidArgument,
+                   "unknown log level '" + std::string(text) + "' (want debug|info|warn|error)");
+}
+
+Result<Format> ParseFormat(std::string_view text) {
+  std::string t;
+  for (char c : text) {
+    t += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  }
+  if (t == "json") {
+    return Format::kJson;
+  }
+  if (t == "text") {
+    return Format::kText;
+  }
+  return MakeError(ErrorCode::kInvalidArgument,
+                   "unknown log format '" + std::string(text) + "' (want json|text)");
+}
+
+bool Enabled(Level level) {
+  return static_cast<int>(level) >= GetState().level.load(std::memory_order_relaxed);
+}
+
+void Write(Level level, std::string_view message, std::initializer_list<Field> fields) {
+  if (!Enabled(level)) {
+    return;
+  }
+  State& s = GetState();
+  std::string line;
+  line.reserve(128 + message.size());
+  std::lock_guard lock(s.mu);
+  if (s.format == Format::kJson) {
+    line += "{\"time\":\"" + Timestamp() + "\",\"level\":\"";
+    line += LevelName(level);
+    line += "\",\"component\":";
+    AppendJsonString(line, s.component);
+    line += ",\"msg\":";
+    AppendJsonString(line, message);
+    for (const Field& f : fields) {
+      line += ',';
+      AppendJsonString(line, f.key);
+      line += ':';
+      AppendJsonString(line, f.value);
+    }
+    line += "}\n";
+  } else {
+    line += "time=" + Timestamp() + " level=";
+    line += LevelName(level);
+    line += " component=";
+    AppendTextValue(line, s.component);
+    line += " msg=";
+    AppendTextValue(line, message);
+    for (const Field& f : fields) {
+      line += ' ';
+      line += f.key;
+      line += '=';
+      AppendTextValue(line, f.value);
+    }
+    line += '\n';
+  }
+  // One write(2) per line so lines from several processes sharing a pipe do not interleave.
+  const char* p = line.data();
+  size_t n = line.size();
+  while (n > 0) {
+    ssize_t w = ::write(STDERR_FILENO, p, n);
+    if (w <= 0) {
+      break;
+    }
+    p += w;
+    n -= static_cast<size_t>(w);
+  }
+}
+
+}  // namespace asya::log

@@ -1,0 +1,10 @@
+#pragma once
+
+namespace asya::cli {
+
+// `asya queue ...`; argv[0] == "queue". Returns the process exit code.
+int RunQueue(int argc, char** argv);
+// `asya up|down|get|describe|logs|send ...`; argv[0] is the command.
+int RunLocal(int argc, char** argv);
+
+}  // namespace asya::cli

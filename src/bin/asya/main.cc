@@ -1,0 +1,48 @@
+// `asya`: the command-line tool. Each command group lives in its own file.
+#include <cstdio>
+#include <string_view>
+
+#include "bin/asya/commands.h"
+
+namespace {
+
+void Usage() {
+  std::fputs(
+      "usage: asya <command> [args]\n"
+      "\n"
+      "queues (any transport; reads ASYA_TRANSPORT, ASYA_SQLITE_PATH, ASYA_RABBITMQ_*, SQS vars):\n"
+      "  queue list|depth|publish|get|purge ...\n"
+      "\n"
+      "local mesh (state dir: --state-dir, ASYA_STATE_DIR, default .asya):\n"
+      "  up PATH... [--transport T] [--detach]   run actors from AsyncActor manifests\n"
+      "  down                                    stop a detached mesh\n"
+      "  get actors [-o wide|json]               status table\n"
+      "  describe actor NAME                     one actor in detail\n"
+      "  logs ACTOR [-f]                         an actor's logs\n"
+      "  send ROUTE PAYLOAD [--wait]             publish a new envelope\n",
+      stderr);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2) {
+    Usage();
+    return 2;
+  }
+  std::string_view cmd = argv[1];
+  if (cmd == "queue") {
+    return asya::cli::RunQueue(argc - 1, argv + 1);
+  }
+  if (cmd == "up" || cmd == "down" || cmd == "get" || cmd == "describe" || cmd == "logs" ||
+      cmd == "send") {
+    return asya::cli::RunLocal(argc - 1, argv + 1);
+  }
+  if (cmd == "-h" || cmd == "--help" || cmd == "help") {
+    Usage();
+    return 0;
+  }
+  std::fprintf(stderr, "asya: unknown command '%s'\n", argv[1]);
+  Usage();
+  return 2;
+}
