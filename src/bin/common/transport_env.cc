@@ -1,0 +1,96 @@
+#include "bin/common/transport_env.h"
+
+#include <cstdio>
+
+#include "bin/common/env.h"
+
+namespace asya::env {
+namespace {
+
+Status CheckKind(const std::string& kind) {
+  if (kind == "sqlite" || kind == "rabbitmq" || kind == "sqs") {
+    return Ok();
+  }
+  return MakeError(ErrorCode::kInvalidArgument,
+                   "ASYA_TRANSPORT='" + kind + "' is not one of sqlite|rabbitmq|sqs");
+}
+
+Result<std::string> RabbitMqUrlFromEnv() {
+  if (auto url = Get("ASYA_RABBITMQ_URL")) {
+    if (url->rfind("amqp://", 0) != 0 && url->rfind("amqps://", 0) != 0) {
+      return MakeError(ErrorCode::kInvalidArgument,
+                       "ASYA_RABBITMQ_URL must start with amqp:// or amqps://");
+    }
+    return *url;
+  }
+  std::string host = GetOr("ASYA_RABBITMQ_HOST", "localhost");
+  ASYA_ASSIGN_OR_RETURN(int64_t port, Int("ASYA_RABBITMQ_PORT", 5672, 1, 65535));
+  std::string user = GetOr("ASYA_RABBITMQ_USERNAME", "guest");
+  std::string password = GetOr("ASYA_RABBITMQ_PASSWORD", "guest");
+  return "amqp://" + UrlEscape(user) + ":" + UrlEscape(password) + "@" + host + ":" +
+         std::to_string(port) + "/";
+}
+
+}  // namespace
+
+std::string UrlEscape(std::string_view text) {
+  std::string out;
+  out.reserve(text.size());
+  for (unsigned char c : text) {
+    bool unreserved = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+                      c == '-' || c == '.' || c == '_' || c == '~';
+    if (unreserved) {
+      out.push_back(static_cast<char>(c));
+    } else {
+      char buf[4];
+      std::snprintf(buf, sizeof(buf), "%%%02X", c);
+      out += buf;
+    }
+  }
+  return out;
+}
+
+Result<transport::TransportSettings> TransportSettingsFromEnv(const TransportEnvOptions& options) {
+  transport::TransportSettings s;
+  s.kind = GetOr("ASYA_TRANSPORT", options.default_kind);
+  ASYA_RETURN_IF_ERROR(CheckKind(s.kind));
+
+  // Shared by the RabbitMQ consumer start and SQS queue-URL resolution.
+  ASYA_ASSIGN_OR_RETURN(int64_t retry_attempts,
+                        Int("ASYA_QUEUE_RETRY_MAX_ATTEMPTS", 10, 1, 1'000'000));
+  ASYA_ASSIGN_OR_RETURN(Millis retry_backoff, Duration("ASYA_QUEUE_RETRY_BACKOFF", Millis(1000)));
+
+  // sqlite
+  if (auto path = Get("ASYA_SQLITE_PATH")) {
+    s.sqlite.path = *path;
+  } else if (auto state_dir = Get("ASYA_STATE_DIR")) {
+    s.sqlite.path = *state_dir + "/queues.db";
+  } else {
+    s.sqlite.path = ".asya/queues.db";
+  }
+
+  // rabbitmq
+  ASYA_ASSIGN_OR_RETURN(s.rabbitmq.url, RabbitMqUrlFromEnv());
+  s.rabbitmq.exchange = GetOr("ASYA_RABBITMQ_EXCHANGE", "asya");
+  ASYA_ASSIGN_OR_RETURN(int64_t prefetch, Int("ASYA_RABBITMQ_PREFETCH", 1, 0, 65535));
+  s.rabbitmq.prefetch = static_cast<int>(prefetch);
+  s.rabbitmq.queue_retry_max_attempts = static_cast<int>(retry_attempts);
+  s.rabbitmq.queue_retry_backoff = retry_backoff;
+
+  // sqs
+  if (auto e = Get("ASYA_SQS_ENDPOINT")) {
+    s.sqs.endpoint = *e;
+  } else if (auto e2 = Get("AWS_ENDPOINT_URL_SQS")) {
+    s.sqs.endpoint = *e2;
+  } else if (auto e3 = Get("AWS_ENDPOINT_URL")) {
+    s.sqs.endpoint = *e3;
+  }
+  s.sqs.region = GetOr("ASYA_AWS_REGION", "us-east-1");
+  ASYA_ASSIGN_OR_RETURN(int64_t wait_s, Int("ASYA_SQS_WAIT_TIME_SECONDS", 20, 0, 20));
+  s.sqs.wait_time_seconds = wait_s == 0 ? 20 : static_cast<int>(wait_s);
+  s.sqs.queue_retry_max_attempts = static_cast<int>(retry_attempts);
+  s.sqs.queue_retry_backoff = retry_backoff;
+  return s;
+}
+
+}  // namespace asya::env

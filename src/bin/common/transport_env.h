@@ -1,0 +1,42 @@
+// Fills asya::transport::TransportSettings from the environment (programs under src/bin/ only).
+//
+// Variables (reference-dataplane §6; empty = unset):
+//   ASYA_TRANSPORT                 sqlite | rabbitmq | sqs (default:
+//   TransportEnvOptions::default_kind) ASYA_SQLITE_PATH               sqlite file (default
+//   $ASYA_STATE_DIR/queues.db, else .asya/queues.db) ASYA_RABBITMQ_URL
+//   amqp[s]://user:pass@host:port/vhost; when unset the URL is built
+//   ASYA_RABBITMQ_HOST/_PORT/_USERNAME/_PASSWORD   (localhost, 5672, guest, guest; user and
+//   password
+//                                  are percent-escaped into the URL)
+//   ASYA_RABBITMQ_EXCHANGE         topic exchange (asya)
+//   ASYA_RABBITMQ_PREFETCH         basic.qos prefetch (1)
+//   ASYA_SQS_ENDPOINT, then AWS_ENDPOINT_URL_SQS, then AWS_ENDPOINT_URL   SQS endpoint override
+//   ASYA_AWS_REGION                SQS region (us-east-1)
+//   ASYA_SQS_WAIT_TIME_SECONDS     long-poll seconds (20; 0 -> 20)
+//   ASYA_QUEUE_RETRY_MAX_ATTEMPTS  missing-queue retries (10)
+//   ASYA_QUEUE_RETRY_BACKOFF       initial missing-queue backoff, Go duration (1s)
+// Unlike the original (which silently falls back to defaults), an unparsable value is an error
+// (kInvalidArgument) whose message names the variable.
+#pragma once
+
+#include <string>
+#include <string_view>
+
+#include "asya/base/result.h"
+#include "asya/transport/factory.h"
+
+namespace asya::env {
+
+struct TransportEnvOptions {
+  // Used when ASYA_TRANSPORT is unset: the sidecar keeps the original's "rabbitmq"; the `asya`
+  // CLI uses "sqlite".
+  std::string default_kind = "rabbitmq";
+};
+
+Result<transport::TransportSettings> TransportSettingsFromEnv(
+    const TransportEnvOptions& options = {});
+
+// Percent-escapes everything except RFC 3986 unreserved characters (for URL user info).
+std::string UrlEscape(std::string_view text);
+
+}  // namespace asya::env
