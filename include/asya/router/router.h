@@ -1,0 +1,108 @@
+// The routing decision: what happens to one consumed message.
+//
+// Pure: no I/O, no clock, no randomness (the caller passes `now` and a jitter sample). The sidecar
+// calls Decide() twice per message: first without a runtime outcome (the router answers
+// kCallRuntime, or settles the message without calling the runtime: dead-lettering, parse and
+// validation errors, route mismatch, hop limit, deadline), then with the runtime's outcome.
+//
+// The sidecar executes a Decision in this order: publish every entry of `publishes` (in order,
+// each confirmed by the broker), then Ack/Nack as `action` says. If any publish fails, the
+// message is nacked instead (never acked after a failed publish, DESIGN §4.1).
+//
+// The full table is in docs/sidecar.md ("Routing outcomes").
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "asya/envelope/envelope.h"
+
+namespace asya::router {
+
+using Millis = std::chrono::milliseconds;
+
+// Envelope header names the mesh uses (DESIGN §4 "Names the mesh itself uses").
+inline constexpr std::string_view kHeaderAttempt = "x-asya-attempt";
+inline constexpr std::string_view kHeaderAttemptHistory = "x-asya-attempt-history";
+inline constexpr std::string_view kHeaderHops = "x-asya-hops";
+inline constexpr std::string_view kHeaderDlqReason = "x-asya-dlq-reason";
+inline constexpr std::string_view kHeaderDeliveries = "x-asya-deliveries";
+
+struct Policy {
+  std::string actor;  // ASYA_ACTOR_NAME
+  std::string happy_end = "happy-end";
+  std::string error_end = "error-end";
+  bool is_end_actor = false;
+  int64_t max_hops = 1000;                  // ASYA_MAX_HOPS
+  int64_t max_deliveries = 5;               // ASYA_MAX_DELIVERIES (0 = no limit)
+  size_t max_message_bytes = 64u << 20;     // ASYA_MAX_MESSAGE_BYTES
+  Millis runtime_timeout{Millis(300'000)};  // ASYA_RUNTIME_TIMEOUT (for the error text)
+  int64_t retry_max_attempts = 1;       // ASYA_RETRY_MAX_ATTEMPTS (all attempts, first included)
+  Millis retry_backoff{Millis(1'000)};  // ASYA_RETRY_BACKOFF
+  Millis retry_max_backoff{Millis(300'000)};  // ASYA_RETRY_MAX_BACKOFF
+  std::vector<std::string> non_retryable;     // ASYA_RETRY_NON_RETRYABLE (exception class names)
+};
+
+// What the runtime call produced.
+struct RuntimeOutcome {
+  enum class Kind {
+    kResponse,   // a response frame was parsed into `items` (possibly empty)
+    kCallError,  // connect/send/read failure, EOF, unparsable response: `error` holds the text
+    kTimeout,    // ASYA_RUNTIME_TIMEOUT expired
+  };
+  Kind kind = Kind::kResponse;
+  std::vector<envelope::RuntimeItem> items;
+  std::string error;
+};
+
+struct Input {
+  std::string_view body;                         // the queue message, exact bytes
+  const envelope::Envelope* envelope = nullptr;  // parsed body; nullptr when parsing failed
+  std::string_view parse_error;                  // decoder message when envelope == nullptr
+  int64_t delivery_count = 1;                    // broker delivery count (0 = unknown)
+  std::chrono::system_clock::time_point now;
+  const RuntimeOutcome* outcome = nullptr;  // nullptr: the runtime has not been called
+  double jitter = 0.5;                      // uniform sample in [0, 1) for the retry delay
+};
+
+// metrics label `message_type` of messages_sent_total.
+enum class MessageType { kRouting, kHappyEnd, kErrorEnd, kRetry, kDeadLetter };
+std::string_view MessageTypeName(MessageType type);
+
+struct Publish {
+  std::string queue;  // broker queue name, e.g. "asya-next"
+  std::string body;
+  Millis delay{0};
+  std::map<std::string, std::string> transport_headers;
+  MessageType type = MessageType::kRouting;
+  std::string metric_destination;  // label `destination_queue` (reference-dataplane §7 quirk)
+};
+
+enum class Action { kCallRuntime, kAck, kNack };
+
+struct Decision {
+  Action action = Action::kAck;
+  Millis nack_delay{0};
+  std::vector<Publish> publishes;
+  // Metric labels; empty = not counted.
+  std::string failed_reason;     // messages_failed_total{reason}
+  std::string processed_status;  // messages_processed_total{status}
+  bool runtime_error = false;    // runtime_errors_total{error_type="execution_error"}
+  bool warn = false;             // log `log` at WARN (otherwise DEBUG)
+  std::string log;               // one-line summary, without payloads
+};
+
+Decision Decide(const Policy& policy, const Input& input);
+
+// Parses an RFC 3339 timestamp ("2025-01-02T03:04:05.678Z", "...+02:00").
+Result<std::chrono::system_clock::time_point> ParseRfc3339(std::string_view text);
+
+// Retry delay before attempt `attempt + 1`: min(backoff * 2^(attempt-1), max_backoff), scaled by
+// a jitter factor in [0.8, 1.2) and capped at max_backoff.
+Millis RetryDelay(const Policy& policy, int64_t attempt, double jitter);
+
+}  // namespace asya::router

@@ -1,0 +1,490 @@
+#include "asya/router/router.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <string>
+#include <utility>
+
+#include "asya/base/duration.h"
+#include "asya/transport/transport.h"
+
+namespace asya::router {
+namespace {
+
+using envelope::Envelope;
+using envelope::RuntimeErrorInfo;
+using transport::DlqName;
+using transport::QueueName;
+
+constexpr std::string_view kReasonParse = "parse_error";
+constexpr std::string_view kReasonValidation = "validation_error";
+constexpr std::string_view kReasonRouteMismatch = "route_mismatch";
+constexpr std::string_view kReasonRuntime = "runtime_error";
+constexpr std::string_view kReasonHopLimit = "hop_limit_exceeded";
+constexpr std::string_view kReasonDeadline = "deadline_exceeded";
+constexpr std::string_view kReasonDeadLettered = "dead_lettered";
+
+void RemoveHeader(Envelope& env, std::string_view key) {
+  auto& h = env.headers;
+  h.erase(std::remove_if(h.begin(), h.end(), [&](const auto& kv) { return kv.first == key; }),
+          h.end());
+}
+
+int64_t Hops(const Envelope& env) {
+  return std::max<int64_t>(0, env.GetHeaderInt(kHeaderHops).value_or(0));
+}
+
+int64_t Attempt(const Envelope& env) {
+  return std::max<int64_t>(1, env.GetHeaderInt(kHeaderAttempt).value_or(1));
+}
+
+Decision Ack(std::string log) {
+  Decision d;
+  d.action = Action::kAck;
+  d.log = std::move(log);
+  return d;
+}
+
+// Publishes an error envelope to error-end and acks.
+Decision ErrorEnd(const Policy& policy, const Input& in, std::string error, std::string_view reason,
+                  const RuntimeErrorInfo* details = nullptr,
+                  const Envelope* original_override = nullptr,
+                  std::vector<std::pair<std::string, std::string>> extra_payload = {}) {
+  envelope::ErrorEnvelopeInput e;
+  e.original_body = in.body;
+  e.original = original_override != nullptr ? original_override : in.envelope;
+  e.error = error;
+  e.details = details;
+  e.error_end_actor = policy.error_end;
+  e.extra_payload = std::move(extra_payload);
+
+  Decision d;
+  d.action = Action::kAck;
+  d.failed_reason = std::string(reason);
+  d.warn = true;
+  d.log = "to error-end: " + error;
+  Publish p;
+  p.queue = QueueName(policy.error_end);
+  p.body = envelope::MakeErrorEnvelope(e);
+  p.type = MessageType::kErrorEnd;
+  p.metric_destination = policy.error_end;
+  d.publishes.push_back(std::move(p));
+  return d;
+}
+
+// Publishes the message to this actor's dead-letter queue with the reason, then acks.
+Decision DeadLetter(const Policy& policy, const Input& in, const std::string& reason,
+                    std::string_view metric_reason) {
+  Publish p;
+  p.queue = DlqName(policy.actor);
+  p.metric_destination = p.queue;
+  p.type = MessageType::kDeadLetter;
+  p.transport_headers.emplace(std::string(kHeaderDlqReason), reason);
+  p.transport_headers.emplace(std::string(kHeaderDeliveries), std::to_string(in.delivery_count));
+  if (in.envelope != nullptr) {
+    Envelope copy = *in.envelope;
+    copy.SetHeaderString(kHeaderDlqReason, reason);
+    copy.SetHeaderInt(kHeaderDeliveries, in.delivery_count);
+    p.body = envelope::Serialize(copy);
+  } else {
+    p.body = std::string(in.body);
+  }
+  Decision d;
+  d.action = Action::kAck;
+  d.failed_reason = std::string(metric_reason);
+  d.warn = true;
+  d.log = "dead-lettered to " + p.queue + ": " + reason;
+  d.publishes.push_back(std::move(p));
+  return d;
+}
+
+// Input checks that fail before the runtime is called: error-end for regular actors, the
+// dead-letter queue for end actors (a message never goes back to the end actor it failed in).
+Decision Reject(const Policy& policy, const Input& in, std::string error, std::string_view reason,
+                const Envelope* original_override = nullptr) {
+  if (policy.is_end_actor) {
+    return DeadLetter(policy, in, error, reason);
+  }
+  return ErrorEnd(policy, in, std::move(error), reason, nullptr, original_override);
+}
+
+Decision Precheck(const Policy& policy, const Input& in) {
+  if (policy.max_deliveries > 0 && in.delivery_count > policy.max_deliveries) {
+    return DeadLetter(policy, in,
+                      "max deliveries exceeded: delivered " + std::to_string(in.delivery_count) +
+                          " times (ASYA_MAX_DELIVERIES=" + std::to_string(policy.max_deliveries) +
+                          ")",
+                      kReasonDeadLettered);
+  }
+  if (in.body.size() > policy.max_message_bytes) {
+    std::string error =
+        "Message too large: " + std::to_string(in.body.size()) +
+        " bytes exceeds ASYA_MAX_MESSAGE_BYTES=" + std::to_string(policy.max_message_bytes);
+    if (in.envelope == nullptr || policy.is_end_actor) {
+      return Reject(policy, in, std::move(error), kReasonValidation);
+    }
+    // Keep id, route and headers so the failure stays traceable, but not the huge payload.
+    Envelope stripped = *in.envelope;
+    stripped.has_payload = false;
+    stripped.payload_json = "null";
+    return Reject(policy, in, std::move(error), kReasonValidation, &stripped);
+  }
+  if (in.envelope == nullptr) {
+    return Reject(policy, in, "Failed to parse message: " + std::string(in.parse_error),
+                  kReasonParse);
+  }
+  const Envelope& env = *in.envelope;
+  if (env.id.empty()) {
+    return Reject(policy, in, "Envelope missing required 'id' field", kReasonValidation);
+  }
+  Decision call;
+  call.action = Action::kCallRuntime;
+  if (policy.is_end_actor) {
+    return call;
+  }
+  std::string_view actual = env.route.CurrentActor();
+  if (actual != policy.actor) {
+    return ErrorEnd(policy, in,
+                    "Route mismatch: message routed to wrong actor (expected: " + policy.actor +
+                        ", actual: " + std::string(actual) + ")",
+                    kReasonRouteMismatch);
+  }
+  if (Hops(env) >= policy.max_hops) {
+    Decision d = ErrorEnd(policy, in, "hop limit exceeded", kReasonHopLimit);
+    d.log += " (" + std::to_string(Hops(env)) +
+             " hops, ASYA_MAX_HOPS=" + std::to_string(policy.max_hops) + ")";
+    return d;
+  }
+  if (env.deadline) {
+    auto deadline = ParseRfc3339(*env.deadline);
+    if (!deadline) {
+      return ErrorEnd(policy, in,
+                      "Invalid deadline '" + *env.deadline + "': " + deadline.error().message,
+                      kReasonValidation);
+    }
+    if (in.now > *deadline) {
+      return ErrorEnd(policy, in, "deadline exceeded", kReasonDeadline);
+    }
+  }
+  return call;
+}
+
+// One failed attempt (runtime call error, timeout or error response) at a regular actor:
+// retry (re-enqueue to our own queue with a delay) while attempts remain, else error-end.
+Decision Failure(const Policy& policy, const Input& in, std::string error,
+                 const RuntimeErrorInfo* details, bool runtime_call_error) {
+  const Envelope& env = *in.envelope;
+  int64_t attempt = Attempt(env);
+
+  std::string entry = "{\"attempt\":" + std::to_string(attempt) + ",\"error\":";
+  envelope::AppendJsonString(entry, error);
+  if (details != nullptr) {
+    if (!details->type.empty()) {
+      entry += ",\"type\":";
+      envelope::AppendJsonString(entry, details->type);
+    }
+    if (!details->message.empty()) {
+      entry += ",\"message\":";
+      envelope::AppendJsonString(entry, details->message);
+    }
+  }
+  entry += '}';
+  // Append to the history carried in the header (a raw JSON array); start afresh if malformed.
+  std::string history;
+  for (const auto& [key, raw] : env.headers) {
+    if (key == kHeaderAttemptHistory && raw.size() >= 2 && raw.front() == '[' &&
+        raw.back() == ']') {
+      history = raw;
+    }
+  }
+  if (history.size() > 2) {
+    history.pop_back();
+    history += ',' + entry + ']';
+  } else {
+    history = '[' + entry + ']';
+  }
+
+  bool non_retryable = false;
+  if (details != nullptr) {
+    non_retryable = details->code == "msg_parsing_error" ||
+                    std::find(policy.non_retryable.begin(), policy.non_retryable.end(),
+                              details->type) != policy.non_retryable.end();
+  }
+
+  if (!non_retryable && attempt < policy.retry_max_attempts) {
+    Envelope copy = env;
+    copy.SetHeaderInt(kHeaderAttempt, attempt + 1);
+    copy.SetHeaderRaw(kHeaderAttemptHistory, history);
+    Publish p;
+    p.queue = QueueName(policy.actor);
+    p.metric_destination = p.queue;
+    p.type = MessageType::kRetry;
+    p.delay = RetryDelay(policy, attempt, in.jitter);
+    p.body = envelope::Serialize(copy);
+    Decision d;
+    d.action = Action::kAck;
+    d.runtime_error = runtime_call_error;
+    d.warn = true;
+    d.log = "attempt " + std::to_string(attempt) + "/" + std::to_string(policy.retry_max_attempts) +
+            " failed (" + error + "); retrying in " + FormatGoDuration(p.delay);
+    d.publishes.push_back(std::move(p));
+    return d;
+  }
+
+  Envelope original = env;
+  RemoveHeader(original, kHeaderAttemptHistory);
+  std::vector<std::pair<std::string, std::string>> extra;
+  if (policy.retry_max_attempts > 1) {
+    extra.emplace_back("attempts", history);
+  }
+  Decision d =
+      ErrorEnd(policy, in, std::move(error), kReasonRuntime, details, &original, std::move(extra));
+  d.runtime_error = runtime_call_error;
+  if (non_retryable && policy.retry_max_attempts > 1) {
+    d.log += " (non-retryable)";
+  }
+  return d;
+}
+
+// Builds the outgoing envelope for one successful runtime item.
+Envelope Forward(const Envelope& in, const envelope::RuntimeItem& item, size_t index) {
+  Envelope out;
+  if (index == 0) {
+    out.id = in.id;
+    out.parent_id = in.parent_id;
+  } else {
+    out.id = in.id + "-" + std::to_string(index);
+    out.parent_id = in.id;
+  }
+  out.has_route = item.has_route;
+  out.route = item.route;
+  out.has_headers = item.has_headers || in.has_headers;
+  out.headers = item.has_headers ? item.headers : in.headers;
+  out.has_payload = item.has_payload;
+  out.payload_json = item.payload_json;
+  out.deadline = in.deadline;
+  return out;
+}
+
+// Prepares an envelope that leaves this actor: per-actor attempt state removed, one more hop.
+void LeaveActor(Envelope& env, int64_t hops) {
+  RemoveHeader(env, kHeaderAttempt);
+  RemoveHeader(env, kHeaderAttemptHistory);
+  env.has_headers = true;
+  env.SetHeaderInt(kHeaderHops, hops + 1);
+}
+
+Decision AfterRuntime(const Policy& policy, const Input& in) {
+  const RuntimeOutcome& out = *in.outcome;
+  if (in.envelope == nullptr) {  // not reachable through Precheck; settle it safely
+    return ErrorEnd(policy, in, "Failed to parse message: " + std::string(in.parse_error),
+                    kReasonParse);
+  }
+  const Envelope& env = *in.envelope;
+  switch (out.kind) {
+    case RuntimeOutcome::Kind::kTimeout:
+      return Failure(policy, in,
+                     "Runtime timeout exceeded after " + FormatGoDuration(policy.runtime_timeout),
+                     nullptr, true);
+    case RuntimeOutcome::Kind::kCallError:
+      return Failure(policy, in, out.error, nullptr, true);
+    case RuntimeOutcome::Kind::kResponse:
+      break;
+  }
+  for (const auto& item : out.items) {
+    if (item.error) {
+      return Failure(policy, in, item.error->code, &*item.error, false);
+    }
+  }
+  const int64_t hops = Hops(env);
+  Decision d;
+  d.action = Action::kAck;
+  if (out.items.empty()) {
+    Envelope copy = env;
+    LeaveActor(copy, hops);
+    Publish p;
+    p.queue = QueueName(policy.happy_end);
+    p.metric_destination = policy.happy_end;
+    p.type = MessageType::kHappyEnd;
+    p.body = envelope::Serialize(copy);
+    d.publishes.push_back(std::move(p));
+    d.processed_status = "empty_response";
+    d.log = "empty response: original envelope to happy-end";
+    return d;
+  }
+  d.publishes.reserve(out.items.size());
+  for (size_t i = 0; i < out.items.size(); ++i) {
+    Envelope next = Forward(env, out.items[i], i);
+    LeaveActor(next, hops);
+    const auto& actors = next.route.actors;
+    const int64_t cur = next.route.current;
+    Publish p;
+    if (cur >= 0 && static_cast<size_t>(cur) < actors.size() && !actors[cur].empty()) {
+      p.queue = QueueName(actors[cur]);
+      p.type = MessageType::kRouting;
+    } else {
+      p.queue = QueueName(policy.happy_end);
+      p.type = MessageType::kHappyEnd;
+    }
+    p.metric_destination = p.queue;
+    p.body = envelope::Serialize(next);
+    d.publishes.push_back(std::move(p));
+  }
+  d.processed_status = "success";
+  d.log = "routed " + std::to_string(out.items.size()) + " result(s)";
+  return d;
+}
+
+Decision AfterEndActor(const Policy& policy, const Input& in) {
+  const RuntimeOutcome& out = *in.outcome;
+  std::string error;
+  switch (out.kind) {
+    case RuntimeOutcome::Kind::kTimeout:
+      error = "Runtime timeout exceeded after " + FormatGoDuration(policy.runtime_timeout);
+      break;
+    case RuntimeOutcome::Kind::kCallError:
+      error = out.error;
+      break;
+    case RuntimeOutcome::Kind::kResponse:
+      for (const auto& item : out.items) {
+        if (item.error) {
+          error = item.error->code + ": " + item.error->message;
+          break;
+        }
+      }
+      break;
+  }
+  if (error.empty()) {
+    Decision d = Ack("end actor consumed the envelope");
+    d.processed_status = "end_consumed";
+    return d;
+  }
+  // Requeue with backoff; the delivery count grows and eventually dead-letters the message.
+  Decision d;
+  d.action = Action::kNack;
+  d.nack_delay = RetryDelay(policy, std::max<int64_t>(1, in.delivery_count), 0.5);
+  d.failed_reason = std::string(kReasonRuntime);
+  d.runtime_error = out.kind != RuntimeOutcome::Kind::kResponse;
+  d.warn = true;
+  d.log = "end actor failed (" + error + "); requeued in " + FormatGoDuration(d.nack_delay);
+  return d;
+}
+
+bool ParseDigits(std::string_view s, size_t pos, size_t n, int& out) {
+  if (pos + n > s.size()) {
+    return false;
+  }
+  int v = 0;
+  for (size_t i = pos; i < pos + n; ++i) {
+    if (s[i] < '0' || s[i] > '9') {
+      return false;
+    }
+    v = v * 10 + (s[i] - '0');
+  }
+  out = v;
+  return true;
+}
+
+}  // namespace
+
+std::string_view MessageTypeName(MessageType type) {
+  switch (type) {
+    case MessageType::kRouting:
+      return "routing";
+    case MessageType::kHappyEnd:
+      return "happy_end";
+    case MessageType::kErrorEnd:
+      return "error_end";
+    case MessageType::kRetry:
+      return "retry";
+    case MessageType::kDeadLetter:
+      return "dead_letter";
+  }
+  return "routing";
+}
+
+Millis RetryDelay(const Policy& policy, int64_t attempt, double jitter) {
+  const double max_ms = static_cast<double>(policy.retry_max_backoff.count());
+  const double exponent = static_cast<double>(std::clamp<int64_t>(attempt - 1, 0, 62));
+  double ms =
+      std::min(static_cast<double>(policy.retry_backoff.count()) * std::exp2(exponent), max_ms);
+  ms *= 0.8 + 0.4 * std::clamp(jitter, 0.0, 1.0);
+  ms = std::min(ms, max_ms);
+  return Millis(static_cast<int64_t>(std::max(0.0, ms)));
+}
+
+Result<std::chrono::system_clock::time_point> ParseRfc3339(std::string_view s) {
+  auto bad = [&]() {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     "expected an RFC 3339 timestamp such as 2025-01-02T03:04:05Z");
+  };
+  int year = 0;
+  int month = 0;
+  int day = 0;
+  int hour = 0;
+  int minute = 0;
+  int second = 0;
+  if (!ParseDigits(s, 0, 4, year) || s.size() < 20 || s[4] != '-' || !ParseDigits(s, 5, 2, month) ||
+      s[7] != '-' || !ParseDigits(s, 8, 2, day) || (s[10] != 'T' && s[10] != 't' && s[10] != ' ') ||
+      !ParseDigits(s, 11, 2, hour) || s[13] != ':' || !ParseDigits(s, 14, 2, minute) ||
+      s[16] != ':' || !ParseDigits(s, 17, 2, second)) {
+    return bad();
+  }
+  size_t pos = 19;
+  int64_t nanos = 0;
+  if (pos < s.size() && s[pos] == '.') {
+    ++pos;
+    size_t digits = 0;
+    while (pos < s.size() && s[pos] >= '0' && s[pos] <= '9') {
+      if (digits < 9) {
+        nanos = nanos * 10 + (s[pos] - '0');
+      }
+      ++digits;
+      ++pos;
+    }
+    if (digits == 0) {
+      return bad();
+    }
+    for (size_t i = digits; i < 9; ++i) {
+      nanos *= 10;
+    }
+  }
+  int offset_minutes = 0;
+  if (pos < s.size() && (s[pos] == 'Z' || s[pos] == 'z')) {
+    ++pos;
+  } else if (pos < s.size() && (s[pos] == '+' || s[pos] == '-')) {
+    int oh = 0;
+    int om = 0;
+    if (!ParseDigits(s, pos + 1, 2, oh) || pos + 3 >= s.size() || s[pos + 3] != ':' ||
+        !ParseDigits(s, pos + 4, 2, om)) {
+      return bad();
+    }
+    offset_minutes = (oh * 60 + om) * (s[pos] == '-' ? -1 : 1);
+    pos += 6;
+  } else {
+    return bad();
+  }
+  if (pos != s.size() || month < 1 || month > 12 || hour > 23 || minute > 59 || second > 60) {
+    return bad();
+  }
+  std::chrono::year_month_day ymd{std::chrono::year(year),
+                                  std::chrono::month(static_cast<unsigned>(month)),
+                                  std::chrono::day(static_cast<unsigned>(day))};
+  if (!ymd.ok()) {
+    return bad();
+  }
+  auto tp = std::chrono::sys_days(ymd) + std::chrono::hours(hour) + std::chrono::minutes(minute) +
+            std::chrono::seconds(second) - std::chrono::minutes(offset_minutes);
+  return std::chrono::time_point_cast<std::chrono::system_clock::duration>(
+      tp + std::chrono::nanoseconds(nanos));
+}
+
+Decision Decide(const Policy& policy, const Input& input) {
+  if (input.outcome == nullptr) {
+    return Precheck(policy, input);
+  }
+  return policy.is_end_actor ? AfterEndActor(policy, input) : AfterRuntime(policy, input);
+}
+
+}  // namespace asya::router
