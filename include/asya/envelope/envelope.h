@@ -28,6 +28,8 @@ struct Route {
 
   // actors[current], or "" when current is out of range.
   [[nodiscard]] std::string_view CurrentActor() const;
+
+  bool operator==(const Route&) const = default;
 };
 
 // One header: key and its raw JSON value text (e.g. "\"00-abc-def-01\"" or "3").
@@ -40,7 +42,7 @@ struct Envelope {
   Route route;
   bool has_headers = false;  // "headers" key present (object)
   std::vector<Header> headers;
-  bool has_payload = false;       // "payload" key present (value may be null)
+  bool has_payload = false;           // "payload" key present (value may be null)
   std::string payload_json = "null";  // raw JSON text of the payload, byte-for-byte from the input
   std::optional<std::string> deadline;
 
@@ -50,6 +52,8 @@ struct Envelope {
   void SetHeaderString(std::string_view key, std::string_view value);  // adds or replaces
   void SetHeaderInt(std::string_view key, int64_t value);
   void SetHeaderRaw(std::string_view key, std::string raw_json);
+
+  bool operator==(const Envelope&) const = default;
 };
 
 struct ParseOptions {
@@ -60,22 +64,39 @@ struct ParseOptions {
 // Parses a queue message. Errors (kInvalidArgument) carry a decoder message suitable for
 // "Failed to parse message: <message>". Validation beyond types (non-empty id, route match) is the
 // router's job. Unknown top-level keys are ignored. Invalid UTF-8 is an error.
+// Details: the whole input is checked against RFC 8259 first (also inside skipped values:
+// `[1,,2]`, bad escapes, lone surrogates, trailing data are errors). Keys match case-sensitively;
+// duplicate keys: last wins. `null` counts as absent for id, parent_id, route, route.actors,
+// route.current, route.metadata, headers and deadline. Input larger than max_bytes ->
+// kResourceExhausted. Error messages name the field: "field 'route.current' must be an integer
+// (got string)".
 Result<Envelope> Parse(std::string_view json, const ParseOptions& options = {});
 
 // Serialises compactly: id, parent_id (if set), route (actors, current, metadata if non-empty),
 // headers (if has_headers or non-empty), payload (raw text), deadline (if set).
+// Route is written when has_route is set or any route field is non-default; payload is always
+// written ("null" when absent). For a parsed envelope with a payload, Parse(Serialize(e)) == e.
 std::string Serialize(const Envelope& envelope);
 
-// Appends `s` to `out` as a JSON string literal (quotes included, control chars escaped).
+// Appends `s` to `out` as a JSON string literal (quotes included, control chars escaped,
+// non-ASCII UTF-8 passed through; bytes that are not valid UTF-8 become \ufffd so the output is
+// always valid JSON).
 void AppendJsonString(std::string& out, std::string_view s);
+
+// Decodes a raw JSON string literal (quotes included) to UTF-8; nullopt when `raw` is not one.
+std::optional<std::string> DecodeJsonString(std::string_view raw);
+
+// Checks RFC 8259 syntax of a complete JSON text (not UTF-8: see simdjson::validate_utf8).
+// kInvalidArgument "invalid JSON at byte N: <what>" on failure. Nesting is limited to 1024.
+Status ValidateJson(std::string_view json);
 
 // ---- Runtime responses (reference-dataplane §3.6/§3.7) ----
 
 struct RuntimeErrorInfo {
-  std::string code;       // "processing_error", "msg_parsing_error", "connection_error", ...
-  std::string message;    // details.message
-  std::string type;       // details.type (exception class name)
-  std::string traceback;  // details.traceback
+  std::string code;          // "processing_error", "msg_parsing_error", "connection_error", ...
+  std::string message;       // details.message
+  std::string type;          // details.type (exception class name)
+  std::string traceback;     // details.traceback
   std::string details_json;  // raw JSON text of "details" (may hold extra members), or empty
 };
 
@@ -100,18 +121,25 @@ Result<std::vector<RuntimeItem>> ParseRuntimeResponse(std::string_view json,
 // ---- Error envelope (reference-dataplane §2.5, DESIGN §4.7) ----
 
 struct ErrorEnvelopeInput {
-  std::string_view original_body;       // the queue message as received
-  const Envelope* original = nullptr;   // parsed original, or nullptr if it could not be parsed
-  std::string error;                    // payload.error
+  std::string_view original_body;      // the queue message as received
+  const Envelope* original = nullptr;  // parsed original, or nullptr if it could not be parsed
+  std::string error;                   // payload.error
   const RuntimeErrorInfo* details = nullptr;  // payload.details (omitted when null)
   std::string error_end_actor = "error-end";
   // Extra payload members appended verbatim (raw JSON values), e.g. {"attempts", "[...]"}.
   std::vector<std::pair<std::string, std::string>> extra_payload;
+  // When the original could not be parsed, its body is kept in payload.original_body (a JSON
+  // string; "original_body_base64" when it is not valid UTF-8) if it is at most this many bytes;
+  // larger bodies only get "original_body_bytes": <size>. Nothing is lost silently (DESIGN §4.8).
+  size_t max_original_body_bytes = 1u << 20;
 };
 
 // Builds the error envelope: id (or ""), parent_id, route {actors, current} of the original (or
 // {"actors":[error_end_actor],"current":0}), headers of the original (DESIGN §4.7: they survive),
 // payload {error, details?, original_payload?, extras...}, deadline of the original.
+// details: the non-empty members of message/type/traceback plus any extra members of
+// details_json. original_payload only when the original parsed and had a payload key. The route
+// falls back to error_end_actor when there is no original or its route.actors is absent/empty.
 std::string MakeErrorEnvelope(const ErrorEnvelopeInput& input);
 
 }  // namespace asya::envelope

@@ -1,0 +1,373 @@
+#include "asya/envelope/envelope.h"
+
+#include <charconv>
+
+#include "envelope/json_util.h"
+
+namespace asya::envelope {
+
+using internal::od::json_type;
+namespace od = internal::od;
+
+namespace {
+
+constexpr char kHex[] = "0123456789abcdef";
+
+// Length of the valid UTF-8 sequence starting at s[i], or 0 when it is invalid.
+size_t Utf8SequenceLength(std::string_view s, size_t i) {
+  auto b = [&](size_t k) { return static_cast<unsigned char>(s[i + k]); };
+  auto cont = [&](size_t k) { return i + k < s.size() && (b(k) & 0xC0) == 0x80; };
+  unsigned char c = b(0);
+  if (c >= 0xC2 && c <= 0xDF) {
+    return cont(1) ? 2 : 0;
+  }
+  if (c >= 0xE0 && c <= 0xEF) {
+    if (!cont(1) || !cont(2)) {
+      return 0;
+    }
+    if ((c == 0xE0 && b(1) < 0xA0) || (c == 0xED && b(1) > 0x9F)) {
+      return 0;  // overlong or surrogate
+    }
+    return 3;
+  }
+  if (c >= 0xF0 && c <= 0xF4) {
+    if (!cont(1) || !cont(2) || !cont(3)) {
+      return 0;
+    }
+    if ((c == 0xF0 && b(1) < 0x90) || (c == 0xF4 && b(1) > 0x8F)) {
+      return 0;  // overlong or above U+10FFFF
+    }
+    return 4;
+  }
+  return 0;
+}
+
+void AppendUtf8(std::string& out, uint32_t cp) {
+  if (cp < 0x80) {
+    out += static_cast<char>(cp);
+  } else if (cp < 0x800) {
+    out += static_cast<char>(0xC0 | (cp >> 6));
+    out += static_cast<char>(0x80 | (cp & 0x3F));
+  } else if (cp < 0x10000) {
+    out += static_cast<char>(0xE0 | (cp >> 12));
+    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+    out += static_cast<char>(0x80 | (cp & 0x3F));
+  } else {
+    out += static_cast<char>(0xF0 | (cp >> 18));
+    out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
+    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+    out += static_cast<char>(0x80 | (cp & 0x3F));
+  }
+}
+
+const Header* FindHeader(const std::vector<Header>& headers, std::string_view key) {
+  for (const auto& h : headers) {
+    if (h.first == key) {
+      return &h;
+    }
+  }
+  return nullptr;
+}
+
+}  // namespace
+
+std::string_view Route::CurrentActor() const {
+  if (current < 0 || static_cast<uint64_t>(current) >= actors.size()) {
+    return {};
+  }
+  return actors[static_cast<size_t>(current)];
+}
+
+std::optional<std::string> DecodeJsonString(std::string_view raw) {
+  if (raw.size() < 2 || raw.front() != '"' || raw.back() != '"') {
+    return std::nullopt;
+  }
+  std::string out;
+  out.reserve(raw.size() - 2);
+  auto hex4 = [&](size_t at) -> int32_t {
+    if (at + 4 > raw.size() - 1) {
+      return -1;
+    }
+    int32_t v = 0;
+    for (size_t k = 0; k < 4; ++k) {
+      char c = raw[at + k];
+      int h = (c >= '0' && c <= '9')   ? c - '0'
+              : (c >= 'a' && c <= 'f') ? c - 'a' + 10
+              : (c >= 'A' && c <= 'F') ? c - 'A' + 10
+                                       : -1;
+      if (h < 0) {
+        return -1;
+      }
+      v = (v << 4) | h;
+    }
+    return v;
+  };
+  for (size_t i = 1; i + 1 < raw.size(); ++i) {
+    char c = raw[i];
+    if (c == '"' || static_cast<unsigned char>(c) < 0x20) {
+      return std::nullopt;
+    }
+    if (c != '\\') {
+      out += c;
+      continue;
+    }
+    if (++i + 1 >= raw.size()) {
+      return std::nullopt;
+    }
+    switch (raw[i]) {
+      case '"':
+        out += '"';
+        break;
+      case '\\':
+        out += '\\';
+        break;
+      case '/':
+        out += '/';
+        break;
+      case 'b':
+        out += '\b';
+        break;
+      case 'f':
+        out += '\f';
+        break;
+      case 'n':
+        out += '\n';
+        break;
+      case 'r':
+        out += '\r';
+        break;
+      case 't':
+        out += '\t';
+        break;
+      case 'u': {
+        int32_t cp = hex4(i + 1);
+        if (cp < 0 || (cp >= 0xDC00 && cp <= 0xDFFF)) {
+          return std::nullopt;
+        }
+        i += 4;
+        if (cp >= 0xD800 && cp <= 0xDBFF) {
+          if (i + 2 >= raw.size() - 1 || raw[i + 1] != '\\' || raw[i + 2] != 'u') {
+            return std::nullopt;
+          }
+          int32_t lo = hex4(i + 3);
+          if (lo < 0xDC00 || lo > 0xDFFF) {
+            return std::nullopt;
+          }
+          i += 6;
+          cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+        }
+        AppendUtf8(out, static_cast<uint32_t>(cp));
+        break;
+      }
+      default:
+        return std::nullopt;
+    }
+  }
+  return out;
+}
+
+void AppendJsonString(std::string& out, std::string_view s) {
+  out.reserve(out.size() + s.size() + 2);
+  out += '"';
+  size_t run = 0;  // start of the current run of bytes copied verbatim
+  size_t i = 0;
+  auto flush = [&](size_t end) { out.append(s.data() + run, end - run); };
+  while (i < s.size()) {
+    auto c = static_cast<unsigned char>(s[i]);
+    if (c >= 0x20 && c < 0x80 && c != '"' && c != '\\') {
+      ++i;
+      continue;
+    }
+    if (c >= 0x80) {
+      size_t len = Utf8SequenceLength(s, i);
+      if (len > 0) {
+        i += len;
+        continue;
+      }
+      flush(i);
+      out += "\\ufffd";  // invalid UTF-8 byte: keep the output valid JSON
+      run = ++i;
+      continue;
+    }
+    flush(i);
+    switch (c) {
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      case '\b':
+        out += "\\b";
+        break;
+      case '\f':
+        out += "\\f";
+        break;
+      default:
+        out += "\\u00";
+        out += kHex[c >> 4];
+        out += kHex[c & 0xF];
+    }
+    run = ++i;
+  }
+  flush(i);
+  out += '"';
+}
+
+Result<Envelope> Parse(std::string_view json, const ParseOptions& options) {
+  internal::Document document;
+  ASYA_RETURN_IF_ERROR(document.Open(json, options.max_bytes));
+  od::document& doc = document.doc();
+  json_type top;
+  if (auto err = doc.type().get(top)) {
+    return internal::JsonError(err);
+  }
+  if (top != json_type::object) {
+    return MakeError(ErrorCode::kInvalidArgument, "top-level JSON must be an object (got " +
+                                                      std::string(internal::TypeName(top)) + ")");
+  }
+  od::object obj;
+  if (auto err = doc.get_object().get(obj)) {
+    return internal::JsonError(err);
+  }
+  Envelope env;
+  for (auto field : obj) {
+    std::string_view key;
+    if (auto err = field.unescaped_key().get(key)) {
+      return internal::JsonError(err);
+    }
+    od::value val;
+    if (auto err = field.value().get(val)) {
+      return internal::JsonError(err);
+    }
+    if (key == "id") {
+      // null counts as absent (the router rejects the missing id), as the original decoder does.
+      ASYA_ASSIGN_OR_RETURN(auto id, internal::StringOrNull(val, "id"));
+      env.id = id.value_or("");
+    } else if (key == "parent_id") {
+      ASYA_ASSIGN_OR_RETURN(env.parent_id, internal::StringOrNull(val, "parent_id"));
+    } else if (key == "route") {
+      ASYA_ASSIGN_OR_RETURN(json_type t, internal::TypeOf(val));
+      env.route = Route{};
+      env.has_route = t != json_type::null;
+      if (env.has_route) {
+        ASYA_RETURN_IF_ERROR(internal::ParseRoute(val, "route", env.route));
+      }
+    } else if (key == "headers") {
+      ASYA_ASSIGN_OR_RETURN(json_type t, internal::TypeOf(val));
+      env.headers.clear();
+      env.has_headers = t != json_type::null;
+      if (env.has_headers) {
+        ASYA_RETURN_IF_ERROR(internal::ParseHeaders(val, "headers", env.headers));
+      }
+    } else if (key == "payload") {
+      ASYA_ASSIGN_OR_RETURN(std::string_view raw, internal::RawJson(val));
+      env.has_payload = true;
+      env.payload_json.assign(raw);
+    } else if (key == "deadline") {
+      ASYA_ASSIGN_OR_RETURN(env.deadline, internal::StringOrNull(val, "deadline"));
+    }
+  }
+  return env;
+}
+
+std::string Serialize(const Envelope& envelope) {
+  std::string out;
+  size_t headers_size = 0;
+  for (const auto& h : envelope.headers) {
+    headers_size += h.first.size() + h.second.size() + 4;
+  }
+  out.reserve(envelope.payload_json.size() + envelope.route.metadata_json.size() + headers_size +
+              envelope.id.size() + 64 + 16 * envelope.route.actors.size());
+  out += "{\"id\":";
+  AppendJsonString(out, envelope.id);
+  if (envelope.parent_id) {
+    out += ",\"parent_id\":";
+    AppendJsonString(out, *envelope.parent_id);
+  }
+  const Route& route = envelope.route;
+  if (envelope.has_route || !route.actors.empty() || route.current != 0 ||
+      !route.metadata_json.empty()) {
+    out += ",\"route\":{\"actors\":[";
+    for (size_t i = 0; i < route.actors.size(); ++i) {
+      if (i > 0) {
+        out += ',';
+      }
+      AppendJsonString(out, route.actors[i]);
+    }
+    out += "],\"current\":";
+    out += std::to_string(route.current);
+    if (!route.metadata_json.empty()) {
+      out += ",\"metadata\":";
+      out += route.metadata_json;
+    }
+    out += '}';
+  }
+  if (envelope.has_headers || !envelope.headers.empty()) {
+    out += ",\"headers\":{";
+    for (size_t i = 0; i < envelope.headers.size(); ++i) {
+      if (i > 0) {
+        out += ',';
+      }
+      internal::AppendKey(out, envelope.headers[i].first);
+      out += envelope.headers[i].second.empty() ? "null" : envelope.headers[i].second;
+    }
+    out += '}';
+  }
+  out += ",\"payload\":";
+  out += envelope.payload_json.empty() ? "null" : envelope.payload_json;
+  if (envelope.deadline) {
+    out += ",\"deadline\":";
+    AppendJsonString(out, *envelope.deadline);
+  }
+  out += '}';
+  return out;
+}
+
+std::optional<std::string> Envelope::GetHeaderString(std::string_view key) const {
+  const Header* h = FindHeader(headers, key);
+  if (h == nullptr) {
+    return std::nullopt;
+  }
+  return DecodeJsonString(h->second);
+}
+
+std::optional<int64_t> Envelope::GetHeaderInt(std::string_view key) const {
+  const Header* h = FindHeader(headers, key);
+  if (h == nullptr || h->second.empty()) {
+    return std::nullopt;
+  }
+  const std::string& raw = h->second;
+  int64_t value = 0;
+  auto [ptr, ec] = std::from_chars(raw.data(), raw.data() + raw.size(), value);
+  if (ec != std::errc() || ptr != raw.data() + raw.size()) {
+    return std::nullopt;  // not an integer literal (or out of range)
+  }
+  return value;
+}
+
+void Envelope::SetHeaderString(std::string_view key, std::string_view value) {
+  std::string raw;
+  AppendJsonString(raw, value);
+  SetHeaderRaw(key, std::move(raw));
+}
+
+void Envelope::SetHeaderInt(std::string_view key, int64_t value) {
+  SetHeaderRaw(key, std::to_string(value));
+}
+
+void Envelope::SetHeaderRaw(std::string_view key, std::string raw_json) {
+  has_headers = true;
+  internal::SetHeader(headers, key, std::move(raw_json));
+}
+
+}  // namespace asya::envelope
