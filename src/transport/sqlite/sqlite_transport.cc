@@ -1,10 +1,571 @@
-// Placeholder until the sqlite transport lands.
+// The sqlite transport: see include/asya/transport/sqlite.h and README.md beside this file.
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <filesystem>
+#include <mutex>
+#include <optional>
+#include <random>
+
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <nlohmann/json.hpp>
+
+#include "asya/base/log.h"
 #include "asya/transport/sqlite.h"
+#include "transport/sqlite/sqlite_db.h"
+#include "transport/sqlite/wake.h"
 
 namespace asya::transport {
+namespace {
 
-Result<TransportPtr> MakeSqliteTransport(const SqliteSettings& /*settings*/) {
-  return MakeError(ErrorCode::kUnimplemented, "the sqlite transport is not built yet");
+using sqlite::Database;
+using sqlite::Transaction;
+
+constexpr int kSchemaVersion = 1;
+constexpr size_t kMaxQueueName = 200;
+constexpr size_t kMaxBatch = 1000;
+
+constexpr const char* kSchema = R"sql(
+CREATE TABLE IF NOT EXISTS queues(
+  name TEXT PRIMARY KEY,
+  created_ms INTEGER NOT NULL,
+  visibility_ms INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS messages(
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  queue TEXT NOT NULL,
+  body BLOB NOT NULL,
+  headers TEXT,
+  visible_at INTEGER NOT NULL,
+  receipt TEXT,
+  delivery_count INTEGER NOT NULL DEFAULT 0,
+  enqueued_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS messages_by_visibility ON messages(queue, visible_at, id);
+)sql";
+
+int64_t NowMs() {
+  return std::chrono::duration_cast<Millis>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+Status ValidateQueueName(std::string_view queue) {
+  bool ok = !queue.empty() && queue.size() <= kMaxQueueName && queue.front() != '.';
+  for (char c : queue) {
+    bool allowed = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                   c == '-' || c == '_' || c == '.' || c == ':';
+    ok = ok && allowed;
+  }
+  if (ok) {
+    return Ok();
+  }
+  return MakeError(ErrorCode::kInvalidArgument,
+                   "invalid queue name '" + std::string(queue) +
+                       "': use 1-200 characters from [A-Za-z0-9._:-], not starting with '.'");
+}
+
+struct Receipt {
+  int64_t id = 0;
+  std::string token;
+};
+
+Result<Receipt> ParseReceipt(const Message& message) {
+  const std::string& r = message.receipt;
+  size_t colon = r.find(':');
+  Receipt out;
+  if (colon != std::string::npos && colon > 0 && colon + 1 < r.size()) {
+    const char* begin = r.data();
+    char* end = nullptr;
+    errno = 0;
+    long long id = std::strtoll(begin, &end, 10);
+    if (errno == 0 && end == begin + colon && id > 0) {
+      out.id = id;
+      out.token = r.substr(colon + 1);
+      return out;
+    }
+  }
+  return MakeError(ErrorCode::kInvalidArgument,
+                   "malformed sqlite receipt '" + r + "' (expected '<id>:<token>')");
+}
+
+Result<std::string> EncodeHeaders(const std::map<std::string, std::string>& headers) {
+  if (headers.empty()) {
+    return std::string();
+  }
+  try {
+    return nlohmann::json(headers).dump();
+  } catch (const nlohmann::json::exception& e) {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     std::string("message headers must be valid UTF-8: ") + e.what());
+  }
+}
+
+std::map<std::string, std::string> DecodeHeaders(const std::string& text, int64_t id) {
+  std::map<std::string, std::string> out;
+  if (text.empty()) {
+    return out;
+  }
+  try {
+    auto j = nlohmann::json::parse(text);
+    for (const auto& [k, v] : j.items()) {
+      out.emplace(k, v.is_string() ? v.get<std::string>() : v.dump());
+    }
+  } catch (const nlohmann::json::exception& e) {
+    log::Warn("sqlite: unreadable headers ignored",
+              {{"message_id", static_cast<long long>(id)}, {"error", e.what()}});
+  }
+  return out;
+}
+
+class SqliteTransport final : public Transport {
+ public:
+  SqliteTransport(SqliteSettings settings, Database db, int interrupt_fd)
+      : settings_(std::move(settings)),
+        db_(std::move(db)),
+        wake_(settings_.path + ".wake"),
+        interrupt_fd_(interrupt_fd),
+        rng_(std::random_device{}()) {}
+
+  ~SqliteTransport() override { ::close(interrupt_fd_); }
+
+  SqliteTransport(const SqliteTransport&) = delete;
+  SqliteTransport& operator=(const SqliteTransport&) = delete;
+
+  [[nodiscard]] std::string_view Name() const override { return "sqlite"; }
+
+  Result<std::vector<Message>> Receive(std::string_view queue,
+                                       const ReceiveOptions& options) override;
+  Status Publish(std::string_view queue, std::string_view body,
+                 const PublishOptions& options) override;
+  Status Ack(const Message& message) override;
+  Status Nack(const Message& message, Millis delay) override;
+  Status ExtendVisibility(const Message& message, Millis visibility) override;
+  void Interrupt() override;
+
+  Status CreateQueue(std::string_view queue, const QueueOptions& options) override;
+  Status DeleteQueue(std::string_view queue) override;
+  Result<bool> QueueExists(std::string_view queue) override;
+  Result<QueueDepth> Depth(std::string_view queue) override;
+  Result<std::vector<std::string>> ListQueues() override;
+  Status Purge(std::string_view queue) override;
+
+ private:
+  struct Attempt {
+    std::vector<Message> messages;
+    std::optional<int64_t> next_visible_ms;  // earliest future visible_at in the queue
+  };
+
+  Result<Attempt> TryReceive(std::string_view queue, size_t max, Millis visibility);
+  Result<bool> QueueExistsLocked(std::string_view queue);
+  // Explains why an UPDATE/DELETE keyed by (id, receipt) touched no row.
+  Error ReceiptMismatch(const Receipt& r, std::string_view op);
+  // Applies `sql` (?1 = id, ?2 = token, optional ?3 = value; `RETURNING queue`) to the message a
+  // receipt names and returns its queue.
+  Result<std::string> UpdateByReceipt(const char* sql, const Message& message, int64_t value,
+                                      std::string_view op);
+  std::string NewToken();
+  void Wake(std::string_view queue);
+
+  const SqliteSettings settings_;
+  std::mutex mu_;  // guards db_ and rng_
+  Database db_;
+  sqlite::WakeDir wake_;
+  int interrupt_fd_;
+  std::atomic<bool> interrupted_{false};
+  std::mt19937_64 rng_;
+};
+
+std::string SqliteTransport::NewToken() {
+  char buf[17];
+  std::snprintf(buf, sizeof(buf), "%016llx", static_cast<unsigned long long>(rng_()));
+  return buf;
+}
+
+void SqliteTransport::Wake(std::string_view queue) {
+  wake_.Notify(queue);
+}
+
+Result<bool> SqliteTransport::QueueExistsLocked(std::string_view queue) {
+  ASYA_ASSIGN_OR_RETURN(auto q, db_.Prepare("SELECT 1 FROM queues WHERE name = ?1"));
+  q.BindText(1, queue);
+  return q.Step();
+}
+
+Result<SqliteTransport::Attempt> SqliteTransport::TryReceive(std::string_view queue, size_t max,
+                                                             Millis visibility) {
+  std::lock_guard lock(mu_);
+  Attempt out;
+  int64_t now = NowMs();
+  {
+    // Read-only first: most wake-ups of an idle or contended queue find nothing, and a read does
+    // not take the database's write lock.
+    ASYA_ASSIGN_OR_RETURN(auto read, Transaction::Begin(db_, /*write=*/false));
+    ASYA_ASSIGN_OR_RETURN(bool exists, QueueExistsLocked(queue));
+    if (!exists) {
+      return MakeError(ErrorCode::kNotFound, "queue '" + std::string(queue) + "' does not exist");
+    }
+    ASYA_ASSIGN_OR_RETURN(auto ready, db_.Prepare("SELECT 1 FROM messages WHERE queue = ?1 AND "
+                                                  "visible_at <= ?2 LIMIT 1"));
+    ready.BindText(1, queue).Bind(2, now);
+    ASYA_ASSIGN_OR_RETURN(bool any, ready.Step());
+    if (!any) {
+      ASYA_ASSIGN_OR_RETURN(auto next, db_.Prepare("SELECT MIN(visible_at) FROM messages "
+                                                   "WHERE queue = ?1 AND visible_at > ?2"));
+      next.BindText(1, queue).Bind(2, now);
+      ASYA_ASSIGN_OR_RETURN(bool row, next.Step());
+      if (row && !next.IsNull(0)) {
+        out.next_visible_ms = next.Int(0);
+      }
+      return out;
+    }
+  }
+
+  ASYA_ASSIGN_OR_RETURN(auto txn, Transaction::Begin(db_, /*write=*/true));
+  now = NowMs();
+  int64_t visibility_ms = visibility.count();
+  if (visibility_ms <= 0) {
+    ASYA_ASSIGN_OR_RETURN(auto vq, db_.Prepare("SELECT visibility_ms FROM queues WHERE name = ?1"));
+    vq.BindText(1, queue);
+    ASYA_ASSIGN_OR_RETURN(bool row, vq.Step());
+    visibility_ms = row && vq.Int(0) > 0 ? vq.Int(0) : settings_.default_visibility.count();
+  }
+  {
+    ASYA_ASSIGN_OR_RETURN(auto select,
+                          db_.Prepare("SELECT id, body, headers, delivery_count FROM messages "
+                                      "WHERE queue = ?1 AND visible_at <= ?2 "
+                                      "ORDER BY visible_at, id LIMIT ?3"));
+    select.BindText(1, queue).Bind(2, now).Bind(3, static_cast<int64_t>(max));
+    for (;;) {
+      ASYA_ASSIGN_OR_RETURN(bool row, select.Step());
+      if (!row) {
+        break;
+      }
+      Message m;
+      int64_t id = select.Int(0);
+      m.queue = std::string(queue);
+      m.id = std::to_string(id);
+      m.body = select.Blob(1);
+      m.headers = DecodeHeaders(select.Text(2), id);
+      m.delivery_count = select.Int(3) + 1;
+      m.redelivered = m.delivery_count > 1;
+      m.receipt = m.id + ":" + NewToken();
+      out.messages.push_back(std::move(m));
+    }
+  }
+  ASYA_ASSIGN_OR_RETURN(auto update,
+                        db_.Prepare("UPDATE messages SET visible_at = ?2, receipt = ?3, "
+                                    "delivery_count = delivery_count + 1 WHERE id = ?1"));
+  for (const Message& m : out.messages) {
+    update.Bind(1, std::stoll(m.id))
+        .Bind(2, now + visibility_ms)
+        .BindText(3, std::string_view(m.receipt).substr(m.id.size() + 1));
+    ASYA_RETURN_IF_ERROR(update.Run());
+  }
+  ASYA_RETURN_IF_ERROR(txn.Commit());
+  return out;
+}
+
+Result<std::vector<Message>> SqliteTransport::Receive(std::string_view queue,
+                                                      const ReceiveOptions& options) {
+  ASYA_RETURN_IF_ERROR(ValidateQueueName(queue));
+  if (options.max_messages == 0 || options.max_messages > kMaxBatch) {
+    return MakeError(ErrorCode::kInvalidArgument, "max_messages must be in [1, " +
+                                                      std::to_string(kMaxBatch) + "], got " +
+                                                      std::to_string(options.max_messages));
+  }
+  const auto deadline = std::chrono::steady_clock::now() + options.wait;
+  sqlite::Waiter waiter;
+  bool wake_failed = false;
+  for (;;) {
+    if (interrupted_.load()) {
+      return std::vector<Message>{};
+    }
+    ASYA_ASSIGN_OR_RETURN(Attempt attempt,
+                          TryReceive(queue, options.max_messages, options.visibility));
+    if (!attempt.messages.empty()) {
+      return std::move(attempt.messages);
+    }
+    auto remaining =
+        std::chrono::duration_cast<Millis>(deadline - std::chrono::steady_clock::now());
+    if (remaining.count() <= 0) {
+      return std::vector<Message>{};
+    }
+    if (!waiter.registered() && !wake_failed) {
+      // Register first, then look again: a publish that committed in between is not missed.
+      auto w = wake_.Register(queue);
+      if (w) {
+        waiter = std::move(*w);
+        continue;
+      }
+      wake_failed = true;
+      log::Warn("sqlite: no wake-ups, falling back to polling", {{"error", w.error().message}});
+    }
+    Millis sleep = std::min(remaining, wake_failed ? Millis(50) : settings_.safety_poll);
+    if (attempt.next_visible_ms) {
+      // +1: wake just after the message becomes visible, not just before.
+      sleep = std::min(sleep, Millis(std::max<int64_t>(0, *attempt.next_visible_ms - NowMs() + 1)));
+    }
+    pollfd fds[2] = {{interrupt_fd_, POLLIN, 0}, {waiter.fd(), POLLIN, 0}};
+    int rc = ::poll(fds, waiter.registered() ? 2 : 1, static_cast<int>(sleep.count()));
+    if (rc < 0 && errno != EINTR) {
+      return MakeError(ErrorCode::kInternal, std::string("poll: ") + std::strerror(errno));
+    }
+    waiter.Drain();
+  }
+}
+
+Status SqliteTransport::Publish(std::string_view queue, std::string_view body,
+                                const PublishOptions& options) {
+  ASYA_RETURN_IF_ERROR(ValidateQueueName(queue));
+  ASYA_ASSIGN_OR_RETURN(std::string headers, EncodeHeaders(options.headers));
+  {
+    std::lock_guard lock(mu_);
+    ASYA_ASSIGN_OR_RETURN(auto txn, Transaction::Begin(db_, /*write=*/true));
+    int64_t now = NowMs();
+    {
+      ASYA_ASSIGN_OR_RETURN(auto create,
+                            db_.Prepare("INSERT OR IGNORE INTO queues(name, created_ms) "
+                                        "VALUES (?1, ?2)"));
+      ASYA_RETURN_IF_ERROR(create.BindText(1, queue).Bind(2, now).Run());
+    }
+    ASYA_ASSIGN_OR_RETURN(auto insert,
+                          db_.Prepare("INSERT INTO messages(queue, body, headers, visible_at, "
+                                      "enqueued_at) VALUES (?1, ?2, ?3, ?4, ?5)"));
+    insert.BindText(1, queue).BindBlob(2, body);
+    if (headers.empty()) {
+      insert.BindNull(3);
+    } else {
+      insert.BindText(3, headers);
+    }
+    insert.Bind(4, now + std::max<int64_t>(0, options.delay.count())).Bind(5, now);
+    ASYA_RETURN_IF_ERROR(insert.Run());
+    ASYA_RETURN_IF_ERROR(txn.Commit());
+  }
+  Wake(queue);
+  return Ok();
+}
+
+Error SqliteTransport::ReceiptMismatch(const Receipt& r, std::string_view op) {
+  auto q = db_.Prepare("SELECT 1 FROM messages WHERE id = ?1");
+  bool exists = false;
+  if (q) {
+    q->Bind(1, r.id);
+    auto row = q->Step();
+    exists = row && *row;
+  }
+  std::string id = std::to_string(r.id);
+  if (exists) {
+    return Error{ErrorCode::kFailedPrecondition,
+                 std::string(op) + ": stale receipt for message " + id +
+                     " (it was returned to the queue or received again by another consumer)"};
+  }
+  return Error{ErrorCode::kNotFound, std::string(op) + ": message " + id +
+                                         " no longer exists (acked, purged or its queue deleted)"};
+}
+
+Result<std::string> SqliteTransport::UpdateByReceipt(const char* sql, const Message& message,
+                                                     int64_t value, std::string_view op) {
+  ASYA_ASSIGN_OR_RETURN(Receipt r, ParseReceipt(message));
+  std::lock_guard lock(mu_);
+  ASYA_ASSIGN_OR_RETURN(auto q, db_.Prepare(sql));
+  q.Bind(1, r.id).BindText(2, r.token).Bind(3, value);
+  ASYA_ASSIGN_OR_RETURN(bool row, q.Step());
+  if (!row) {
+    return Unexpected(ReceiptMismatch(r, op));
+  }
+  std::string queue = q.Text(0);
+  ASYA_RETURN_IF_ERROR(q.Run());  // finish the statement so its write commits
+  return queue;
+}
+
+Status SqliteTransport::Ack(const Message& message) {
+  return UpdateByReceipt("DELETE FROM messages WHERE id = ?1 AND receipt = ?2 RETURNING queue",
+                         message, 0, "ack")
+      .transform([](const std::string&) {});
+}
+
+Status SqliteTransport::Nack(const Message& message, Millis delay) {
+  ASYA_ASSIGN_OR_RETURN(
+      std::string queue,
+      UpdateByReceipt("UPDATE messages SET visible_at = ?3, receipt = NULL "
+                      "WHERE id = ?1 AND receipt = ?2 RETURNING queue",
+                      message, NowMs() + std::max<int64_t>(0, delay.count()), "nack"));
+  Wake(queue);
+  return Ok();
+}
+
+Status SqliteTransport::ExtendVisibility(const Message& message, Millis visibility) {
+  return UpdateByReceipt(
+             "UPDATE messages SET visible_at = ?3 WHERE id = ?1 AND receipt = ?2 "
+             "RETURNING queue",
+             message, NowMs() + std::max<int64_t>(0, visibility.count()), "extend visibility")
+      .transform([](const std::string&) {});
+}
+
+void SqliteTransport::Interrupt() {
+  interrupted_.store(true);
+  uint64_t one = 1;
+  // The eventfd is never read, so it stays readable and every later poll() returns at once.
+  (void)::write(interrupt_fd_, &one, sizeof(one));
+}
+
+Status SqliteTransport::CreateQueue(std::string_view queue, const QueueOptions& options) {
+  ASYA_RETURN_IF_ERROR(ValidateQueueName(queue));
+  std::string dlq = std::string(queue) + "-dlq";
+  if (options.create_dlq) {
+    ASYA_RETURN_IF_ERROR(ValidateQueueName(dlq));
+  }
+  std::lock_guard lock(mu_);
+  ASYA_ASSIGN_OR_RETURN(auto txn, Transaction::Begin(db_, /*write=*/true));
+  int64_t now = NowMs();
+  {
+    ASYA_ASSIGN_OR_RETURN(auto create,
+                          db_.Prepare("INSERT INTO queues(name, created_ms, visibility_ms) "
+                                      "VALUES (?1, ?2, ?3) ON CONFLICT(name) DO UPDATE SET "
+                                      "visibility_ms = excluded.visibility_ms WHERE ?3 > 0"));
+    ASYA_RETURN_IF_ERROR(
+        create.BindText(1, queue).Bind(2, now).Bind(3, options.visibility.count()).Run());
+    if (options.create_dlq) {
+      ASYA_RETURN_IF_ERROR(create.BindText(1, dlq).Bind(2, now).Bind(3, 0).Run());
+    }
+  }
+  return txn.Commit();
+}
+
+Status SqliteTransport::DeleteQueue(std::string_view queue) {
+  ASYA_RETURN_IF_ERROR(ValidateQueueName(queue));
+  {
+    std::lock_guard lock(mu_);
+    ASYA_ASSIGN_OR_RETURN(auto txn, Transaction::Begin(db_, /*write=*/true));
+    {
+      ASYA_ASSIGN_OR_RETURN(auto del, db_.Prepare("DELETE FROM messages WHERE queue = ?1"));
+      ASYA_RETURN_IF_ERROR(del.BindText(1, queue).Run());
+      ASYA_ASSIGN_OR_RETURN(auto delq, db_.Prepare("DELETE FROM queues WHERE name = ?1"));
+      ASYA_RETURN_IF_ERROR(delq.BindText(1, queue).Run());
+    }
+    ASYA_RETURN_IF_ERROR(txn.Commit());
+  }
+  Wake(queue);  // blocked receivers of a deleted queue return kNotFound now
+  return Ok();
+}
+
+Result<bool> SqliteTransport::QueueExists(std::string_view queue) {
+  ASYA_RETURN_IF_ERROR(ValidateQueueName(queue));
+  std::lock_guard lock(mu_);
+  return QueueExistsLocked(queue);
+}
+
+Result<QueueDepth> SqliteTransport::Depth(std::string_view queue) {
+  ASYA_RETURN_IF_ERROR(ValidateQueueName(queue));
+  std::lock_guard lock(mu_);
+  ASYA_ASSIGN_OR_RETURN(auto read, Transaction::Begin(db_, /*write=*/false));
+  ASYA_ASSIGN_OR_RETURN(bool exists, QueueExistsLocked(queue));
+  if (!exists) {
+    return MakeError(ErrorCode::kNotFound, "queue '" + std::string(queue) + "' does not exist");
+  }
+  ASYA_ASSIGN_OR_RETURN(auto q, db_.Prepare("SELECT COALESCE(SUM(visible_at <= ?2), 0), "
+                                            "COALESCE(SUM(visible_at > ?2), 0) "
+                                            "FROM messages WHERE queue = ?1"));
+  q.BindText(1, queue).Bind(2, NowMs());
+  ASYA_ASSIGN_OR_RETURN(bool row, q.Step());
+  QueueDepth d;
+  if (row) {
+    d.ready = q.Int(0);
+    d.inflight = q.Int(1);
+  }
+  return d;
+}
+
+Result<std::vector<std::string>> SqliteTransport::ListQueues() {
+  std::lock_guard lock(mu_);
+  ASYA_ASSIGN_OR_RETURN(auto q, db_.Prepare("SELECT name FROM queues ORDER BY name"));
+  std::vector<std::string> out;
+  for (;;) {
+    ASYA_ASSIGN_OR_RETURN(bool row, q.Step());
+    if (!row) {
+      return out;
+    }
+    out.push_back(q.Text(0));
+  }
+}
+
+Status SqliteTransport::Purge(std::string_view queue) {
+  ASYA_RETURN_IF_ERROR(ValidateQueueName(queue));
+  std::lock_guard lock(mu_);
+  ASYA_ASSIGN_OR_RETURN(auto txn, Transaction::Begin(db_, /*write=*/true));
+  {
+    ASYA_ASSIGN_OR_RETURN(bool exists, QueueExistsLocked(queue));
+    if (!exists) {
+      return MakeError(ErrorCode::kNotFound, "queue '" + std::string(queue) + "' does not exist");
+    }
+    ASYA_ASSIGN_OR_RETURN(auto del, db_.Prepare("DELETE FROM messages WHERE queue = ?1"));
+    ASYA_RETURN_IF_ERROR(del.BindText(1, queue).Run());
+  }
+  return txn.Commit();
+}
+
+Status InitSchema(Database& db) {
+  // journal_mode=WAL is persistent in the file; setting it again is a no-op.
+  // Two processes opening a brand-new file race for the journal-mode switch, and that pragma
+  // may report SQLITE_BUSY without consulting the busy handler: retry briefly.
+  Status wal = db.Exec("PRAGMA journal_mode = WAL");
+  for (int i = 0; !wal && wal.error().code == ErrorCode::kUnavailable && i < 100; ++i) {
+    ::usleep(20'000);
+    wal = db.Exec("PRAGMA journal_mode = WAL");
+  }
+  ASYA_RETURN_IF_ERROR(wal);
+  ASYA_ASSIGN_OR_RETURN(auto txn, Transaction::Begin(db, /*write=*/true));
+  {
+    ASYA_ASSIGN_OR_RETURN(auto v, db.Prepare("PRAGMA user_version"));
+    ASYA_ASSIGN_OR_RETURN(bool row, v.Step());
+    int64_t version = row ? v.Int(0) : 0;
+    if (version > kSchemaVersion) {
+      return MakeError(ErrorCode::kFailedPrecondition,
+                       "sqlite: '" + db.path() + "' has queue schema version " +
+                           std::to_string(version) + ", newer than this program's " +
+                           std::to_string(kSchemaVersion));
+    }
+  }
+  ASYA_RETURN_IF_ERROR(db.Exec(kSchema));
+  ASYA_RETURN_IF_ERROR(db.Exec("PRAGMA user_version = 1"));
+  return txn.Commit();
+}
+
+}  // namespace
+
+Result<TransportPtr> MakeSqliteTransport(const SqliteSettings& settings) {
+  if (settings.path.empty()) {
+    return MakeError(ErrorCode::kInvalidArgument, "sqlite: the database path is empty");
+  }
+  std::string sync = settings.synchronous;
+  std::transform(sync.begin(), sync.end(), sync.begin(), ::toupper);
+  if (sync != "NORMAL" && sync != "FULL" && sync != "OFF") {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     "sqlite: synchronous='" + settings.synchronous + "' is not NORMAL|FULL|OFF");
+  }
+  std::filesystem::path parent = std::filesystem::path(settings.path).parent_path();
+  if (!parent.empty()) {
+    std::error_code ec;
+    std::filesystem::create_directories(parent, ec);
+    if (ec) {
+      return MakeError(ErrorCode::kUnavailable, "sqlite: cannot create directory '" +
+                                                    parent.string() + "': " + ec.message());
+    }
+  }
+  ASYA_ASSIGN_OR_RETURN(
+      Database db, Database::Open(settings.path, static_cast<int>(settings.busy_timeout.count())));
+  ASYA_RETURN_IF_ERROR(InitSchema(db));
+  ASYA_RETURN_IF_ERROR(db.Exec(("PRAGMA synchronous = " + sync).c_str()));
+  int fd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (fd < 0) {
+    return MakeError(ErrorCode::kInternal, std::string("eventfd: ") + std::strerror(errno));
+  }
+  return std::make_unique<SqliteTransport>(settings, std::move(db), fd);
 }
 
 }  // namespace asya::transport

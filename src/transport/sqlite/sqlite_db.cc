@@ -1,0 +1,206 @@
+#include "transport/sqlite/sqlite_db.h"
+
+#include <utility>
+
+#include <sqlite3.h>
+
+namespace asya::transport::sqlite {
+
+Error SqliteError(sqlite3* db, int rc, std::string_view what) {
+  ErrorCode code = ErrorCode::kInternal;
+  switch (rc & 0xff) {
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+    case SQLITE_IOERR:
+    case SQLITE_CANTOPEN:
+    case SQLITE_PROTOCOL:
+      code = ErrorCode::kUnavailable;
+      break;
+    case SQLITE_FULL:
+    case SQLITE_NOMEM:
+      code = ErrorCode::kResourceExhausted;
+      break;
+    case SQLITE_READONLY:
+    case SQLITE_PERM:
+    case SQLITE_AUTH:
+      code = ErrorCode::kPermissionDenied;
+      break;
+    case SQLITE_CORRUPT:
+    case SQLITE_NOTADB:
+      code = ErrorCode::kFailedPrecondition;
+      break;
+    default:
+      break;
+  }
+  std::string detail = db != nullptr ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
+  return Error{code, "sqlite: " + std::string(what) + ": " + detail};
+}
+
+Query::~Query() {
+  if (stmt_ != nullptr) {
+    sqlite3_reset(stmt_);
+    sqlite3_clear_bindings(stmt_);
+  }
+}
+
+Query& Query::Bind(int index, int64_t value) {
+  sqlite3_bind_int64(stmt_, index, value);
+  return *this;
+}
+
+Query& Query::BindText(int index, std::string_view value) {
+  sqlite3_bind_text64(stmt_, index, value.data(), value.size(), SQLITE_TRANSIENT, SQLITE_UTF8);
+  return *this;
+}
+
+Query& Query::BindBlob(int index, std::string_view value) {
+  // A zero-length blob must still be a blob, not NULL: pass a non-null pointer.
+  static const char kEmpty = 0;
+  sqlite3_bind_blob64(stmt_, index, value.empty() ? &kEmpty : value.data(), value.size(),
+                      SQLITE_TRANSIENT);
+  return *this;
+}
+
+Query& Query::BindNull(int index) {
+  sqlite3_bind_null(stmt_, index);
+  return *this;
+}
+
+Result<bool> Query::Step() {
+  int rc = sqlite3_step(stmt_);
+  if (rc == SQLITE_ROW) {
+    return true;
+  }
+  if (rc == SQLITE_DONE) {
+    return false;
+  }
+  return Unexpected(SqliteError(db_, rc, "step"));
+}
+
+Status Query::Run() {
+  for (;;) {
+    auto row = Step();
+    if (!row || !*row) {
+      sqlite3_reset(stmt_);
+      sqlite3_clear_bindings(stmt_);
+      return row ? Ok() : Unexpected(std::move(row).error());
+    }
+  }
+}
+
+int64_t Query::Int(int column) const {
+  return sqlite3_column_int64(stmt_, column);
+}
+
+bool Query::IsNull(int column) const {
+  return sqlite3_column_type(stmt_, column) == SQLITE_NULL;
+}
+
+std::string Query::Text(int column) const {
+  const auto* p = sqlite3_column_text(stmt_, column);
+  int n = sqlite3_column_bytes(stmt_, column);
+  return p == nullptr ? std::string() : std::string(reinterpret_cast<const char*>(p), n);
+}
+
+std::string Query::Blob(int column) const {
+  const void* p = sqlite3_column_blob(stmt_, column);
+  int n = sqlite3_column_bytes(stmt_, column);
+  return p == nullptr ? std::string() : std::string(static_cast<const char*>(p), n);
+}
+
+Database::Database(Database&& other) noexcept
+    : db_(std::exchange(other.db_, nullptr)),
+      path_(std::move(other.path_)),
+      statements_(std::move(other.statements_)) {
+  other.statements_.clear();
+}
+
+Database& Database::operator=(Database&& other) noexcept {
+  if (this != &other) {
+    Close();
+    db_ = std::exchange(other.db_, nullptr);
+    path_ = std::move(other.path_);
+    statements_ = std::move(other.statements_);
+    other.statements_.clear();
+  }
+  return *this;
+}
+
+Database::~Database() {
+  Close();
+}
+
+void Database::Close() {
+  for (auto& [sql, stmt] : statements_) {
+    sqlite3_finalize(stmt);
+  }
+  statements_.clear();
+  if (db_ != nullptr) {
+    sqlite3_close_v2(db_);
+    db_ = nullptr;
+  }
+}
+
+Result<Database> Database::Open(const std::string& path, int busy_timeout_ms) {
+  Database d;
+  d.path_ = path;
+  int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
+  int rc = sqlite3_open_v2(path.c_str(), &d.db_, flags, nullptr);
+  if (rc != SQLITE_OK) {
+    Error e = SqliteError(d.db_, rc, "cannot open '" + path + "'");
+    return Unexpected(std::move(e));
+  }
+  sqlite3_extended_result_codes(d.db_, 1);
+  sqlite3_busy_timeout(d.db_, busy_timeout_ms);
+  return d;
+}
+
+Status Database::Exec(const char* sql) {
+  char* err = nullptr;
+  int rc = sqlite3_exec(db_, sql, nullptr, nullptr, &err);
+  if (rc != SQLITE_OK) {
+    Error e = SqliteError(db_, rc, std::string("'") + sql + "' on '" + path_ + "'");
+    sqlite3_free(err);
+    return Unexpected(std::move(e));
+  }
+  return Ok();
+}
+
+Result<Query> Database::Prepare(const char* sql) {
+  auto it = statements_.find(std::string_view(sql));
+  if (it == statements_.end()) {
+    sqlite3_stmt* stmt = nullptr;
+    int rc = sqlite3_prepare_v3(db_, sql, -1, SQLITE_PREPARE_PERSISTENT, &stmt, nullptr);
+    if (rc != SQLITE_OK) {
+      return Unexpected(SqliteError(db_, rc, std::string("prepare '") + sql + "'"));
+    }
+    it = statements_.emplace(sql, stmt).first;
+  }
+  return Query(it->second, db_);
+}
+
+int64_t Database::Changes() const {
+  return sqlite3_changes64(db_);
+}
+
+Result<Transaction> Transaction::Begin(Database& db, bool write) {
+  ASYA_RETURN_IF_ERROR(db.Exec(write ? "BEGIN IMMEDIATE" : "BEGIN"));
+  return Transaction(&db);
+}
+
+Transaction::~Transaction() {
+  if (db_ != nullptr) {
+    (void)db_->Exec("ROLLBACK");
+  }
+}
+
+Status Transaction::Commit() {
+  Database* db = std::exchange(db_, nullptr);
+  Status s = db->Exec("COMMIT");
+  if (!s) {
+    (void)db->Exec("ROLLBACK");
+  }
+  return s;
+}
+
+}  // namespace asya::transport::sqlite

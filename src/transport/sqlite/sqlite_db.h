@@ -1,0 +1,94 @@
+// Thin RAII layer over the SQLite C API used by the sqlite transport (private header).
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "asya/base/result.h"
+
+struct sqlite3;
+struct sqlite3_stmt;
+
+namespace asya::transport::sqlite {
+
+// A cached prepared statement in use; resets it and clears its bindings when it goes away.
+class Query {
+ public:
+  explicit Query(sqlite3_stmt* stmt, sqlite3* db) : stmt_(stmt), db_(db) {}
+  Query(const Query&) = delete;
+  Query& operator=(const Query&) = delete;
+  Query(Query&& other) noexcept : stmt_(other.stmt_), db_(other.db_) { other.stmt_ = nullptr; }
+  Query& operator=(Query&&) = delete;
+  ~Query();
+
+  // Parameters are 1-based, as in SQL ("?1").
+  Query& Bind(int index, int64_t value);
+  Query& BindText(int index, std::string_view value);
+  Query& BindBlob(int index, std::string_view value);
+  Query& BindNull(int index);
+
+  // true = a row is available, false = done.
+  Result<bool> Step();
+  // Steps to completion (for statements that return no rows) and resets the statement, so it can
+  // be bound and run again.
+  Status Run();
+
+  [[nodiscard]] int64_t Int(int column) const;
+  [[nodiscard]] bool IsNull(int column) const;
+  [[nodiscard]] std::string Text(int column) const;
+  [[nodiscard]] std::string Blob(int column) const;
+
+ private:
+  sqlite3_stmt* stmt_;
+  sqlite3* db_;
+};
+
+class Database {
+ public:
+  Database() = default;
+  Database(const Database&) = delete;
+  Database& operator=(const Database&) = delete;
+  Database(Database&& other) noexcept;
+  Database& operator=(Database&& other) noexcept;
+  ~Database();
+
+  // Opens (creating if needed) the file at `path` in read-write mode.
+  static Result<Database> Open(const std::string& path, int busy_timeout_ms);
+
+  Status Exec(const char* sql);
+  // Prepares `sql` once per connection and reuses it afterwards.
+  Result<Query> Prepare(const char* sql);
+  [[nodiscard]] int64_t Changes() const;
+  [[nodiscard]] const std::string& path() const { return path_; }
+
+ private:
+  void Close();
+
+  sqlite3* db_ = nullptr;
+  std::string path_;
+  std::map<std::string, sqlite3_stmt*, std::less<>> statements_;
+};
+
+// Maps the last error of `db` (after result code `rc`) to an asya::Error.
+Error SqliteError(sqlite3* db, int rc, std::string_view what);
+
+// BEGIN IMMEDIATE (write) or BEGIN (read) ... COMMIT; rolls back when destroyed uncommitted.
+class Transaction {
+ public:
+  static Result<Transaction> Begin(Database& db, bool write);
+  Transaction(const Transaction&) = delete;
+  Transaction& operator=(const Transaction&) = delete;
+  Transaction(Transaction&& other) noexcept : db_(other.db_) { other.db_ = nullptr; }
+  Transaction& operator=(Transaction&&) = delete;
+  ~Transaction();
+  Status Commit();
+
+ private:
+  explicit Transaction(Database* db) : db_(db) {}
+  Database* db_;
+};
+
+}  // namespace asya::transport::sqlite

@@ -1,0 +1,121 @@
+#include "transport/sqlite/wake.h"
+
+#include <atomic>
+#include <cerrno>
+#include <cstring>
+#include <utility>
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+namespace asya::transport::sqlite {
+namespace {
+
+std::atomic<uint64_t> g_sequence{0};
+
+Status MakeDir(const std::string& path) {
+  if (::mkdir(path.c_str(), 0700) == 0 || errno == EEXIST) {
+    return Ok();
+  }
+  return MakeError(ErrorCode::kUnavailable,
+                   "cannot create wake-up directory '" + path + "': " + std::strerror(errno));
+}
+
+}  // namespace
+
+Waiter::Waiter(Waiter&& other) noexcept
+    : fd_(std::exchange(other.fd_, -1)), path_(std::move(other.path_)) {}
+
+Waiter& Waiter::operator=(Waiter&& other) noexcept {
+  if (this != &other) {
+    Reset();
+    fd_ = std::exchange(other.fd_, -1);
+    path_ = std::move(other.path_);
+  }
+  return *this;
+}
+
+Waiter::~Waiter() {
+  Reset();
+}
+
+void Waiter::Reset() {
+  if (fd_ >= 0) {
+    ::unlink(path_.c_str());
+    ::close(fd_);
+    fd_ = -1;
+  }
+}
+
+void Waiter::Drain() const {
+  char buf[64];
+  while (fd_ >= 0 && ::read(fd_, buf, sizeof(buf)) > 0) {
+  }
+}
+
+Result<Waiter> WakeDir::Register(std::string_view queue) const {
+  ASYA_RETURN_IF_ERROR(MakeDir(dir_));
+  std::string qdir = dir_ + "/" + std::string(queue);
+  ASYA_RETURN_IF_ERROR(MakeDir(qdir));
+  std::string name = std::to_string(::getpid()) + "-" + std::to_string(g_sequence.fetch_add(1));
+  std::string tmp = qdir + "/." + name;
+  std::string path = qdir + "/" + name;
+  ::unlink(tmp.c_str());
+  if (::mkfifo(tmp.c_str(), 0600) != 0) {
+    return MakeError(ErrorCode::kUnavailable,
+                     "cannot create wake-up fifo '" + tmp + "': " + std::strerror(errno));
+  }
+  // O_RDWR: the FIFO always has a writer (us), so poll() never reports a permanent hang-up.
+  int fd = ::open(tmp.c_str(), O_RDWR | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) {
+    int err = errno;
+    ::unlink(tmp.c_str());
+    return MakeError(ErrorCode::kUnavailable,
+                     "cannot open wake-up fifo '" + tmp + "': " + std::strerror(err));
+  }
+  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    int err = errno;
+    ::unlink(tmp.c_str());
+    ::close(fd);
+    return MakeError(ErrorCode::kUnavailable,
+                     "cannot publish wake-up fifo '" + path + "': " + std::strerror(err));
+  }
+  return Waiter(fd, std::move(path));
+}
+
+int WakeDir::Notify(std::string_view queue) const {
+  std::string qdir = dir_ + "/" + std::string(queue);
+  DIR* d = ::opendir(qdir.c_str());
+  if (d == nullptr) {
+    return 0;  // nobody has ever waited on this queue
+  }
+  int woken = 0;
+  while (const dirent* entry = ::readdir(d)) {
+    if (entry->d_name[0] == '.') {
+      continue;  // ".", "..", and FIFOs still being set up
+    }
+    if (entry->d_type != DT_FIFO && entry->d_type != DT_UNKNOWN) {
+      continue;
+    }
+    std::string path = qdir + "/" + entry->d_name;
+    int fd = ::open(path.c_str(), O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) {
+      if (errno == ENXIO) {
+        ::unlink(path.c_str());  // no reader: its process died without cleaning up
+      }
+      continue;
+    }
+    const char byte = 1;
+    // EAGAIN (pipe full) is fine: the waiter has unread wake-ups already.
+    if (::write(fd, &byte, 1) == 1) {
+      ++woken;
+    }
+    ::close(fd);
+  }
+  ::closedir(d);
+  return woken;
+}
+
+}  // namespace asya::transport::sqlite

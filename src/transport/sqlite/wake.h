@@ -1,0 +1,57 @@
+// Cross-process wake-ups for blocked receivers of the sqlite transport (private header).
+//
+// Layout: <dir>/<queue>/<pid>-<seq> is a named FIFO owned by one blocked Receive() call. The
+// receiver holds it open read-write (so it never sees EOF) and poll()s it; a publisher, after its
+// commit, opens every FIFO of the queue with O_NONBLOCK and writes one byte. A FIFO whose owner
+// died has no reader, so the publisher's open() fails with ENXIO and the publisher removes it.
+// FIFOs are created under a dot-name and renamed into place only once they are open, so a
+// publisher never mistakes a FIFO being set up for a stale one.
+#pragma once
+
+#include <string>
+#include <string_view>
+
+#include "asya/base/result.h"
+
+namespace asya::transport::sqlite {
+
+// One registration; unregisters (unlink + close) when destroyed.
+class Waiter {
+ public:
+  Waiter() = default;
+  Waiter(const Waiter&) = delete;
+  Waiter& operator=(const Waiter&) = delete;
+  Waiter(Waiter&& other) noexcept;
+  Waiter& operator=(Waiter&& other) noexcept;
+  ~Waiter();
+
+  [[nodiscard]] int fd() const { return fd_; }
+  [[nodiscard]] bool registered() const { return fd_ >= 0; }
+  // Reads away pending wake-up bytes.
+  void Drain() const;
+
+ private:
+  friend class WakeDir;
+  Waiter(int fd, std::string path) : fd_(fd), path_(std::move(path)) {}
+  void Reset();
+
+  int fd_ = -1;
+  std::string path_;
+};
+
+class WakeDir {
+ public:
+  explicit WakeDir(std::string dir) : dir_(std::move(dir)) {}
+
+  // Registers a waiter for `queue` (a validated queue name: safe as a file name).
+  [[nodiscard]] Result<Waiter> Register(std::string_view queue) const;
+  // Wakes every live waiter of `queue`; removes stale ones. Returns the number woken.
+  int Notify(std::string_view queue) const;
+
+  [[nodiscard]] const std::string& dir() const { return dir_; }
+
+ private:
+  std::string dir_;
+};
+
+}  // namespace asya::transport::sqlite
