@@ -140,6 +140,7 @@ Decision Precheck(const Policy& policy, const Input& in) {
   }
   Decision call;
   call.action = Action::kCallRuntime;
+  call.log = "call runtime";
   if (policy.is_end_actor) {
     return call;
   }
