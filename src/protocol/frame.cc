@@ -25,9 +25,8 @@ Result<uint32_t> DecodeHeader(const unsigned char in[kHeaderBytes], size_t max_b
 Result<std::string> EncodeFrame(std::string_view body, size_t max_bytes) {
   if (body.size() > max_bytes || body.size() > UINT32_MAX) {
     return MakeError(ErrorCode::kResourceExhausted,
-                     "message of " + std::to_string(body.size()) +
-                         " bytes exceeds the limit of " + std::to_string(max_bytes) +
-                         " bytes (ASYA_MAX_MESSAGE_BYTES)");
+                     "message of " + std::to_string(body.size()) + " bytes exceeds the limit of " +
+                         std::to_string(max_bytes) + " bytes (ASYA_MAX_MESSAGE_BYTES)");
   }
   std::string out;
   out.resize(kHeaderBytes + body.size());
@@ -44,16 +43,18 @@ Status FrameDecoder::Feed(std::string_view bytes) {
   }
   if (offset_ > 0 && offset_ == buffer_.size()) {
     buffer_.clear();
+    checked_ -= offset_;
     offset_ = 0;
   }
   buffer_.append(bytes);
-  if (Pending() >= kHeaderBytes) {
-    auto n = DecodeHeader(reinterpret_cast<const unsigned char*>(buffer_.data() + offset_),
-                          max_bytes_);
+  while (buffer_.size() >= checked_ + kHeaderBytes) {
+    auto n =
+        DecodeHeader(reinterpret_cast<const unsigned char*>(buffer_.data() + checked_), max_bytes_);
     if (!n) {
       failed_ = true;
       return Unexpected(n.error());
     }
+    checked_ += kHeaderBytes + *n;
   }
   return Ok();
 }
@@ -62,22 +63,22 @@ bool FrameDecoder::Next(std::string& out) {
   if (failed_ || Pending() < kHeaderBytes) {
     return false;
   }
-  auto n = DecodeHeader(reinterpret_cast<const unsigned char*>(buffer_.data() + offset_),
-                        max_bytes_);
-  if (!n) {
-    failed_ = true;
+  // Feed() has checked this header against max_bytes_.
+  const auto* p = reinterpret_cast<const unsigned char*>(buffer_.data() + offset_);
+  const size_t n = (static_cast<size_t>(p[0]) << 24) | (static_cast<size_t>(p[1]) << 16) |
+                   (static_cast<size_t>(p[2]) << 8) | static_cast<size_t>(p[3]);
+  if (Pending() < kHeaderBytes + n) {
     return false;
   }
-  if (Pending() < kHeaderBytes + *n) {
-    return false;
-  }
-  out.assign(buffer_, offset_ + kHeaderBytes, *n);
-  offset_ += kHeaderBytes + *n;
+  out.assign(buffer_, offset_ + kHeaderBytes, n);
+  offset_ += kHeaderBytes + n;
   if (offset_ == buffer_.size()) {
     buffer_.clear();
+    checked_ -= offset_;
     offset_ = 0;
   } else if (offset_ > (1u << 20) && offset_ * 2 > buffer_.size()) {
     buffer_.erase(0, offset_);
+    checked_ -= offset_;
     offset_ = 0;
   }
   return true;

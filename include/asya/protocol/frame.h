@@ -27,17 +27,22 @@ class FrameDecoder {
  public:
   explicit FrameDecoder(size_t max_bytes = kDefaultMaxFrameBytes) : max_bytes_(max_bytes) {}
 
-  // Appends bytes. Returns an error (and stays failed) when a declared length exceeds max_bytes.
+  // Appends bytes. Returns an error (and stays failed) when a declared length exceeds max_bytes;
+  // every header that becomes complete is checked here, so an oversize frame is reported by the
+  // Feed() that completes its header, before any of its body is buffered beyond what was fed.
   Status Feed(std::string_view bytes);
-  // Moves the next complete frame body into `out`; false when none is complete yet.
+  // Moves the next complete frame body into `out`; false when none is complete yet (or failed).
   bool Next(std::string& out);
   // Bytes buffered that do not yet form a complete frame.
   [[nodiscard]] size_t Pending() const { return buffer_.size() - offset_; }
+  // True after Feed() reported an oversize frame.
+  [[nodiscard]] bool Failed() const { return failed_; }
 
  private:
   size_t max_bytes_;
   std::string buffer_;
-  size_t offset_ = 0;
+  size_t offset_ = 0;   // start of the first frame not yet taken by Next()
+  size_t checked_ = 0;  // start of the first frame whose header has not been checked yet
   bool failed_ = false;
 };
 
