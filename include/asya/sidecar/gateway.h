@@ -1,0 +1,54 @@
+// Asynchronous gateway callbacks (reference-dataplane §8, DESIGN §4.9).
+//
+// Post() only enqueues (bounded queue, never blocks the message path); one worker thread sends
+// the POSTs with libcurl. Progress and fan-out posts get `max_attempts` tries; final-status posts
+// are retried (with backoff) up to `final_max_attempts` and then dropped with an error log.
+// Success = HTTP 200 for progress (as the original), any 2xx otherwise.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <memory>
+#include <string>
+
+namespace asya::sidecar {
+
+struct GatewayOptions {
+  std::string url;                 // ASYA_GATEWAY_URL, without a trailing slash
+  std::string token;               // bearer token for sidecar callbacks (optional)
+  size_t queue_capacity = 10'000;  // pending posts; newest progress posts dropped when full
+  int max_attempts = 5;            // progress / fan-out posts
+  int final_max_attempts = 30;     // final-status posts
+  std::chrono::milliseconds retry_interval{200};
+  std::chrono::milliseconds final_max_backoff{10'000};
+  std::chrono::milliseconds http_timeout{5'000};
+};
+
+enum class PostKind { kProgress, kFanout, kFinal };
+
+class GatewayReporter {
+ public:
+  explicit GatewayReporter(GatewayOptions options);
+  ~GatewayReporter();  // Stop(0) if still running
+  GatewayReporter(const GatewayReporter&) = delete;
+  GatewayReporter& operator=(const GatewayReporter&) = delete;
+
+  // GET <url>/health once (startup check of reference §4.1 step 7); true on HTTP 200.
+  bool Healthy();
+
+  // Enqueues POST <url><path> with a JSON body. Thread-safe; never blocks.
+  void Post(PostKind kind, std::string path, std::string body);
+
+  // Stops accepting posts, lets the queue drain for up to `drain`, then stops the worker.
+  void Stop(std::chrono::milliseconds drain);
+
+  // Counters for tests and logs.
+  [[nodiscard]] size_t Delivered() const;
+  [[nodiscard]] size_t Dropped() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace asya::sidecar

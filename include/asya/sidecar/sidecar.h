@@ -1,0 +1,70 @@
+// The sidecar loop: consume from `asya-<actor>` -> call the runtime -> route -> ack.
+//
+// Written against the Transport and RuntimeClient interfaces; configured by a plain Settings
+// struct (only src/bin/sidecar reads the environment).
+//
+// Threads: one receiver (asks the transport for up to the free slots, at most 10 at a time),
+// 2 x concurrency workers (a slot is freed when a message's runtime call is over, so the
+// publish/ack of one message overlaps the receive and runtime call of the next), one visibility
+// heartbeat. Lifecycle: Run() waits for the runtime, consumes until Shutdown(), drains in-flight
+// messages for up to `shutdown_timeout`, nacks the rest (no delay, never error-end) and returns.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "asya/protocol/runtime_client.h"
+#include "asya/router/router.h"
+#include "asya/transport/transport.h"
+
+namespace asya::sidecar {
+
+using Millis = std::chrono::milliseconds;
+
+class Metrics;
+class GatewayReporter;
+
+struct Settings {
+  router::Policy policy;  // actor name, end names, limits, retry policy
+  std::string socket_path;
+  int concurrency = 1;                               // ASYA_SIDECAR_CONCURRENCY
+  Millis runtime_timeout{Millis(300'000)};           // ASYA_RUNTIME_TIMEOUT
+  Millis ready_timeout{Millis(300'000)};             // ASYA_RUNTIME_READY_TIMEOUT
+  Millis ready_poll_interval{Millis(500)};           // startup readiness poll (reference §3.1)
+  Millis visibility{Millis(600'000)};                // ASYA_VISIBILITY_TIMEOUT
+  Millis receive_wait{Millis(20'000)};               // long-poll wait of one Receive()
+  Millis shutdown_timeout{Millis(25'000)};           // ASYA_SHUTDOWN_TIMEOUT
+  Millis publish_failure_nack_delay{Millis(1'000)};  // requeue delay after a failed publish
+  Millis receive_backoff_max{Millis(30'000)};        // receive errors: 1, 2, 4 ... this many
+  Millis receive_backoff_initial{Millis(1'000)};
+};
+
+class Sidecar {
+ public:
+  // `metrics` and `gateway` may be null. All referenced objects must outlive the Sidecar.
+  Sidecar(Settings settings, transport::Transport& transport, protocol::RuntimeClient& runtime,
+          Metrics* metrics, GatewayReporter* gateway = nullptr);
+  ~Sidecar();
+  Sidecar(const Sidecar&) = delete;
+  Sidecar& operator=(const Sidecar&) = delete;
+
+  // Blocks: readiness gate, then the consume loop until Shutdown(), then the drain. Returns the
+  // process exit code: 0 after a graceful shutdown, 1 when the runtime did not become ready
+  // within ready_timeout (at startup or after a runtime restart).
+  int Run();
+
+  // Requests a graceful shutdown. Thread-safe and idempotent (call it from a signal thread).
+  void Shutdown();
+
+  // False when Run() returned while some worker was still stuck in a runtime call past the
+  // grace period (its message was nacked); the caller should then exit without destructors.
+  [[nodiscard]] bool Drained() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace asya::sidecar

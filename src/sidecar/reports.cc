@@ -1,0 +1,133 @@
+#include "sidecar/reports.h"
+
+#include <cstdio>
+#include <ctime>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+namespace asya::sidecar {
+namespace {
+
+using envelope::AppendJsonString;
+
+void AppendActors(std::string& out, const envelope::Route& route) {
+  out += '[';
+  for (size_t i = 0; i < route.actors.size(); ++i) {
+    if (i > 0) {
+      out += ',';
+    }
+    AppendJsonString(out, route.actors[i]);
+  }
+  out += ']';
+}
+
+std::string Progress(const envelope::Envelope& env, std::string_view status,
+                     std::string_view message, std::string_view extra) {
+  std::string b = "{\"actors\":";
+  AppendActors(b, env.route);
+  b += ",\"current_actor_idx\":" + std::to_string(env.route.current) + ",\"status\":";
+  AppendJsonString(b, status);
+  b += ",\"message\":";
+  AppendJsonString(b, message);
+  b += extra;
+  b += '}';
+  return b;
+}
+
+std::string Timestamp() {
+  std::time_t t = std::time(nullptr);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+}  // namespace
+
+void Report::BeforeCall() {
+  if (gateway_ == nullptr || env_ == nullptr || env_->id.empty() || policy_.is_end_actor) {
+    return;
+  }
+  const double kb = static_cast<double>(body_size_) / 1024.0;
+  char text[96];
+  std::snprintf(text, sizeof(text), "Received message (%.2f KB)", kb);
+  char extra[64];
+  std::snprintf(extra, sizeof(extra), ",\"message_size_kb\":%.3f", kb);
+  const std::string path = "/envelopes/" + env_->id + "/progress";
+  gateway_->Post(PostKind::kProgress, path, Progress(*env_, "received", text, extra));
+  gateway_->Post(PostKind::kProgress, path,
+                 Progress(*env_, "processing", "Processing in " + policy_.actor, ""));
+}
+
+void Report::AfterCall(const router::RuntimeOutcome& outcome, const router::Decision& decision,
+                       std::chrono::steady_clock::duration runtime_time) {
+  if (gateway_ == nullptr || env_ == nullptr || env_->id.empty()) {
+    return;
+  }
+  if (!policy_.is_end_actor) {
+    if (decision.processed_status.empty()) {
+      return;  // failures are reported by error-end's final status
+    }
+    const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(runtime_time).count();
+    // DESIGN §4.9: `completed` names the actor that completed (the input's current index).
+    gateway_->Post(
+        PostKind::kProgress, "/envelopes/" + env_->id + "/progress",
+        Progress(*env_, "completed", "Completed processing in " + std::to_string(ms) + "ms",
+                 ",\"duration_ms\":" + std::to_string(ms)));
+    for (size_t i = 1; i < outcome.items.size(); ++i) {
+      std::string b = "{\"id\":";
+      AppendJsonString(b, env_->id + "-" + std::to_string(i));
+      b += ",\"parent_id\":";
+      AppendJsonString(b, env_->id);
+      b += ",\"actors\":";
+      AppendActors(b, outcome.items[i].route);
+      b += ",\"current\":" + std::to_string(outcome.items[i].route.current) + "}";
+      gateway_->Post(PostKind::kFanout, "/envelopes", std::move(b));
+    }
+    return;
+  }
+  if (decision.processed_status != "end_consumed") {
+    return;
+  }
+  std::string b = "{\"id\":";
+  AppendJsonString(b, env_->id);
+  if (policy_.actor == policy_.happy_end) {
+    b += ",\"status\":\"succeeded\",\"timestamp\":\"" + Timestamp() + "\",\"progress\":1.0";
+    const std::string* result = &env_->payload_json;
+    if (!outcome.items.empty() && outcome.items[0].has_payload) {
+      result = &outcome.items[0].payload_json;
+    }
+    if (*result != "null") {
+      b += ",\"result\":" + *result;
+    }
+  } else if (policy_.actor == policy_.error_end) {
+    b += ",\"status\":\"failed\",\"timestamp\":\"" + Timestamp() + "\"";
+    nlohmann::json p = nlohmann::json::parse(env_->payload_json, nullptr, false);
+    if (p.is_object()) {
+      if (p.contains("error") && p["error"].is_string() && !p["error"].get<std::string>().empty()) {
+        b += ",\"error\":" + p["error"].dump();
+      }
+      if (p.contains("details") && !p["details"].is_null()) {
+        b += ",\"error_details\":" + p["details"].dump();
+      }
+    }
+    const auto& route = env_->route;
+    if (!route.actors.empty()) {
+      b += ",\"actors\":";
+      AppendActors(b, route);
+      b += ",\"current_actor_idx\":" + std::to_string(route.current);
+      if (!route.CurrentActor().empty()) {
+        b += ",\"current_actor_name\":";
+        AppendJsonString(b, route.CurrentActor());
+      }
+    }
+  } else {
+    return;
+  }
+  b += '}';
+  gateway_->Post(PostKind::kFinal, "/envelopes/" + env_->id + "/final", std::move(b));
+}
+
+}  // namespace asya::sidecar

@@ -1,0 +1,586 @@
+#include "asya/sidecar/sidecar.h"
+
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <cstdio>
+#include <deque>
+#include <limits>
+#include <list>
+#include <mutex>
+#include <optional>
+#include <random>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "asya/base/duration.h"
+#include "asya/base/log.h"
+#include "asya/envelope/envelope.h"
+#include "asya/sidecar/gateway.h"
+#include "asya/sidecar/metrics.h"
+#include "sidecar/reports.h"
+
+namespace asya::sidecar {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double Seconds(Clock::duration d) {
+  return std::chrono::duration<double>(d).count();
+}
+
+double Jitter() {
+  thread_local std::mt19937 rng{std::random_device{}()};
+  return std::uniform_real_distribution<double>(0.0, 1.0)(rng);
+}
+
+// Lifecycle of one received message. Transitions are CAS so that exactly one party settles it.
+enum State : int {
+  kQueued = 0,     // received, waiting for a worker
+  kRunning = 1,    // a worker is validating it / calling the runtime
+  kSettling = 2,   // a worker publishes and acks/nacks it; nobody else may touch it
+  kAbandoned = 3,  // nacked by the shutdown drain; the worker drops its result
+};
+
+struct InFlight {
+  transport::Message msg;
+  std::atomic<int> state{kQueued};
+  bool counted_active = true;  // still holds a runtime slot
+  Clock::time_point received_at;
+  Clock::time_point last_extended;
+};
+
+using InFlightPtr = std::shared_ptr<InFlight>;
+
+}  // namespace
+
+struct Sidecar::Impl {
+  Settings s;
+  transport::Transport& transport;
+  protocol::RuntimeClient& runtime;
+  Metrics* metrics;
+  GatewayReporter* gateway;
+  std::string queue;
+
+  std::atomic<bool> stopping{false};
+  std::atomic<int> exit_code{0};
+  std::atomic<bool> drained{true};
+
+  // Slots and the work queue.
+  std::mutex mu;
+  std::condition_variable cv;     // slots freed, work queued, stopping
+  std::condition_variable hb_cv;  // wakes the heartbeat at exit
+  std::deque<InFlightPtr> work;
+  std::list<InFlightPtr> inflight;  // every held message (heartbeat, drain)
+  int active = 0;                   // messages before/in their runtime call
+  int held = 0;                     // messages not yet acked/nacked
+  int busy_workers = 0;
+  bool workers_exit = false;
+
+  // Runtime readiness gate.
+  std::mutex gate_mu;
+  bool runtime_up = false;
+  bool wait_for_exit = false;
+
+  // Interruptible sleeps.
+  std::mutex sleep_mu;
+  std::condition_variable sleep_cv;
+
+  std::vector<std::thread> workers;
+  std::thread receiver;
+  std::thread heartbeat;
+
+  Impl(Settings settings, transport::Transport& t, protocol::RuntimeClient& r, Metrics* m,
+       GatewayReporter* g)
+      : s(std::move(settings)),
+        transport(t),
+        runtime(r),
+        metrics(m),
+        gateway(g),
+        queue(transport::QueueName(s.policy.actor)) {}
+
+  // Sleeps up to `d`; returns false if shutdown was requested.
+  bool SleepFor(Millis d) {
+    std::unique_lock<std::mutex> lock(sleep_mu);
+    return !sleep_cv.wait_for(lock, d, [&] { return stopping.load(); });
+  }
+
+  void RequestShutdown() {
+    if (stopping.exchange(true)) {
+      return;
+    }
+    transport.Interrupt();
+    { std::lock_guard<std::mutex> lock(sleep_mu); }
+    sleep_cv.notify_all();
+    { std::lock_guard<std::mutex> lock(mu); }
+    cv.notify_all();
+  }
+
+  // ---- runtime readiness ----
+
+  bool WaitForRuntimeAtStartup() {
+    const auto deadline = Clock::now() + s.ready_timeout;
+    log::Info("waiting for the runtime", {{"socket", s.socket_path}});
+    while (!protocol::RuntimeReady(s.socket_path, Millis(2000))) {
+      if (Clock::now() >= deadline) {
+        log::Error("runtime not ready; giving up",
+                   {{"socket", s.socket_path},
+                    {"ASYA_RUNTIME_READY_TIMEOUT", FormatGoDuration(s.ready_timeout)}});
+        return false;
+      }
+      if (!SleepFor(s.ready_poll_interval)) {
+        return false;
+      }
+    }
+    std::lock_guard<std::mutex> lock(gate_mu);
+    runtime_up = true;
+    log::Info("runtime ready", {{"socket", s.socket_path}});
+    return true;
+  }
+
+  // Marks the runtime as gone (timeout, crash): pooled connections are dropped and the next call
+  // waits for the runtime to be ready again. After a timeout the runtime exits on its own, so
+  // first wait (briefly) for it to disappear, so we do not hand the next message to a dying one.
+  void MarkRuntimeDown(bool after_timeout) {
+    std::lock_guard<std::mutex> lock(gate_mu);
+    runtime.Reset();
+    if (runtime_up) {
+      runtime_up = false;
+      wait_for_exit = after_timeout;
+      log::Warn(after_timeout ? "runtime call timed out; waiting for the runtime to restart"
+                              : "runtime unavailable; waiting for it to be ready",
+                {{"socket", s.socket_path}});
+    }
+  }
+
+  // Returns false on shutdown or when the runtime stayed away past ready_timeout.
+  bool EnsureRuntimeReady() {
+    std::lock_guard<std::mutex> lock(gate_mu);  // one thread polls; the others wait here
+    if (runtime_up) {
+      return true;
+    }
+    const Millis poll(100);
+    if (wait_for_exit) {
+      const auto until = Clock::now() + Millis(2000);
+      while (Clock::now() < until && protocol::RuntimeReady(s.socket_path, Millis(200))) {
+        if (!SleepFor(Millis(20))) {
+          return false;
+        }
+      }
+      wait_for_exit = false;
+    }
+    const auto deadline = Clock::now() + s.ready_timeout;
+    while (!protocol::RuntimeReady(s.socket_path, Millis(2000))) {
+      if (stopping) {
+        return false;
+      }
+      if (Clock::now() >= deadline) {
+        log::Error("runtime did not come back; shutting down",
+                   {{"ASYA_RUNTIME_READY_TIMEOUT", FormatGoDuration(s.ready_timeout)}});
+        exit_code = 1;
+        RequestShutdown();
+        return false;
+      }
+      if (!SleepFor(poll)) {
+        return false;
+      }
+    }
+    runtime.Reset();
+    runtime_up = true;
+    log::Info("runtime ready again", {{"socket", s.socket_path}});
+    return true;
+  }
+
+  // Calls the runtime; nullopt when the message must be requeued untouched (shutdown).
+  std::optional<router::RuntimeOutcome> CallRuntime(std::string_view body) {
+    using Kind = router::RuntimeOutcome::Kind;
+    router::RuntimeOutcome out;
+    for (int connect_failures = 0;;) {
+      if (!EnsureRuntimeReady()) {
+        return std::nullopt;
+      }
+      const auto t0 = Clock::now();
+      auto r = runtime.Call(body, t0 + s.runtime_timeout);
+      if (metrics != nullptr) {
+        metrics->RuntimeDuration(Seconds(Clock::now() - t0));
+      }
+      if (r) {
+        auto items =
+            envelope::ParseRuntimeResponse(*r, {.max_bytes = std::numeric_limits<size_t>::max()});
+        if (!items) {
+          out.kind = Kind::kCallError;
+          out.error = "failed to parse runtime response: " + items.error().message;
+        } else {
+          out.items = std::move(*items);
+        }
+        return out;
+      }
+      const Error& err = r.error();
+      if (err.code == ErrorCode::kDeadlineExceeded) {
+        MarkRuntimeDown(true);
+        out.kind = Kind::kTimeout;
+        return out;
+      }
+      if (stopping) {
+        return std::nullopt;  // the runtime is going away with us: requeue, do not fail
+      }
+      // The request never reached the runtime: wait for it and try again (no attempt used).
+      if (err.message.rfind("failed to connect", 0) == 0 && ++connect_failures <= 3) {
+        MarkRuntimeDown(false);
+        continue;
+      }
+      if (err.code == ErrorCode::kUnavailable) {
+        MarkRuntimeDown(false);  // died mid-message: the next message waits for the restart
+      }
+      out.kind = Kind::kCallError;
+      out.error = err.message;
+      return out;
+    }
+  }
+
+  // ---- settling ----
+
+  // Removes a message from the held set (it is about to be acked/nacked).
+  void Release(const InFlightPtr& m) {
+    std::lock_guard<std::mutex> lock(mu);
+    inflight.remove(m);
+    if (m->counted_active) {
+      m->counted_active = false;
+      --active;
+    }
+    --held;
+    if (metrics != nullptr) {
+      metrics->ActiveAdd(-1);
+    }
+    cv.notify_all();
+  }
+
+  // Frees the runtime slot of a message (its runtime call is over).
+  void FreeSlot(const InFlightPtr& m) {
+    std::lock_guard<std::mutex> lock(mu);
+    if (m->counted_active) {
+      m->counted_active = false;
+      --active;
+      cv.notify_all();
+    }
+  }
+
+  void Nack(const InFlightPtr& m, Millis delay, std::string_view why) {
+    Release(m);
+    auto st = transport.Nack(m->msg, delay);
+    if (!st) {
+      log::Error("nack failed", {{"error", st.error().message}, {"why", std::string(why)}});
+    }
+  }
+
+  void Execute(const InFlightPtr& m, const router::Decision& d, std::string_view id) {
+    int expected = kRunning;
+    if (!m->state.compare_exchange_strong(expected, kSettling)) {
+      return;  // nacked by the shutdown drain meanwhile
+    }
+    FreeSlot(m);
+    for (const auto& p : d.publishes) {
+      const auto t0 = Clock::now();
+      transport::PublishOptions opts;
+      opts.delay = p.delay;
+      opts.headers = p.transport_headers;
+      auto st = transport.Publish(p.queue, p.body, opts);
+      if (metrics != nullptr) {
+        metrics->SendDuration(p.metric_destination, Seconds(Clock::now() - t0));
+      }
+      if (!st) {
+        log::Error("publish failed; message requeued",
+                   {{"id", std::string(id)}, {"queue", p.queue}, {"error", st.error().message}});
+        if (metrics != nullptr) {
+          metrics->Failed(p.type == router::MessageType::kErrorEnd ? "error_queue_send_failed"
+                                                                   : "routing_error");
+        }
+        Nack(m, s.publish_failure_nack_delay, "publish failed");
+        return;
+      }
+      if (metrics != nullptr) {
+        metrics->Sent(p.metric_destination, router::MessageTypeName(p.type), p.body.size());
+      }
+    }
+    if (metrics != nullptr) {
+      if (!d.failed_reason.empty()) {
+        metrics->Failed(d.failed_reason);
+      }
+      if (!d.processed_status.empty()) {
+        metrics->Processed(d.processed_status);
+      }
+      if (d.runtime_error) {
+        metrics->RuntimeError();
+      }
+    }
+    if (d.warn) {
+      log::Warn(d.log, {{"id", std::string(id)}});
+    } else if (log::Enabled(log::Level::kDebug)) {
+      log::Debug(d.log, {{"id", std::string(id)}});
+    }
+    if (d.action == router::Action::kNack) {
+      Nack(m, d.nack_delay, d.log);
+      return;
+    }
+    Release(m);
+    auto st = transport.Ack(m->msg);
+    if (!st) {
+      log::Error("ack failed", {{"id", std::string(id)}, {"error", st.error().message}});
+    }
+  }
+
+  void Process(const InFlightPtr& m) {
+    int expected = kQueued;
+    if (!m->state.compare_exchange_strong(expected, kRunning)) {
+      return;
+    }
+    const std::string& body = m->msg.body;
+    auto parsed = envelope::Parse(body, {.max_bytes = std::numeric_limits<size_t>::max()});
+    const envelope::Envelope* env = parsed ? &*parsed : nullptr;
+    std::string parse_error = parsed ? std::string() : parsed.error().message;
+    router::Input in;
+    in.body = body;
+    in.envelope = env;
+    in.parse_error = parse_error;
+    in.delivery_count = m->msg.delivery_count;
+    in.now = std::chrono::system_clock::now();
+    in.jitter = Jitter();
+    router::Decision d = router::Decide(s.policy, in);
+    std::string_view id = env != nullptr ? std::string_view(env->id) : std::string_view();
+
+    if (d.action == router::Action::kCallRuntime) {
+      Report reporter(gateway, s.policy, env, body.size());
+      reporter.BeforeCall();
+      const auto t0 = Clock::now();
+      auto outcome = CallRuntime(body);
+      if (!outcome) {
+        expected = kRunning;
+        if (m->state.compare_exchange_strong(expected, kSettling)) {
+          Nack(m, Millis(0), "shutdown");
+        }
+        return;
+      }
+      in.outcome = &*outcome;
+      d = router::Decide(s.policy, in);
+      reporter.AfterCall(*outcome, d, Clock::now() - t0);
+    }
+    Execute(m, d, id);
+    if (metrics != nullptr) {
+      metrics->ProcessingDuration(Seconds(Clock::now() - m->received_at));
+    }
+  }
+
+  // ---- threads ----
+
+  void WorkerLoop() {
+    while (true) {
+      InFlightPtr m;
+      {
+        std::unique_lock<std::mutex> lock(mu);
+        cv.wait(lock, [&] { return !work.empty() || workers_exit; });
+        if (work.empty()) {
+          return;
+        }
+        m = std::move(work.front());
+        work.pop_front();
+        ++busy_workers;
+      }
+      if (stopping) {
+        int expected = kQueued;
+        if (m->state.compare_exchange_strong(expected, kSettling)) {
+          Nack(m, Millis(0), "shutdown before processing");
+        }
+      } else {
+        Process(m);
+      }
+      std::lock_guard<std::mutex> lock(mu);
+      --busy_workers;
+      cv.notify_all();
+    }
+  }
+
+  void ReceiveLoop() {
+    int failures = 0;
+    while (!stopping) {
+      size_t want = 0;
+      {
+        std::unique_lock<std::mutex> lock(mu);
+        cv.wait(lock,
+                [&] { return stopping || (active < s.concurrency && held < 2 * s.concurrency); });
+        if (stopping) {
+          return;
+        }
+        want =
+            static_cast<size_t>(std::min({s.concurrency - active, 2 * s.concurrency - held, 10}));
+      }
+      transport::ReceiveOptions opts;
+      opts.max_messages = want;
+      opts.wait = s.receive_wait;
+      opts.visibility = s.visibility;
+      const auto t0 = Clock::now();
+      auto r = transport.Receive(queue, opts);
+      if (!r) {
+        ++failures;
+        Millis delay = std::min(s.receive_backoff_max, Millis(s.receive_backoff_initial.count()
+                                                              << std::min(failures - 1, 20)));
+        log::Warn("receive failed; backing off", {{"queue", queue},
+                                                  {"error", r.error().message},
+                                                  {"retry_in", FormatGoDuration(delay)}});
+        SleepFor(delay);
+        continue;
+      }
+      failures = 0;
+      if (r->empty()) {
+        continue;
+      }
+      const auto now = Clock::now();
+      if (metrics != nullptr) {
+        metrics->ReceiveDuration(Seconds(now - t0));
+      }
+      std::lock_guard<std::mutex> lock(mu);
+      for (auto& msg : *r) {
+        auto m = std::make_shared<InFlight>();
+        if (metrics != nullptr) {
+          metrics->Received(msg.body.size());
+          metrics->ActiveAdd(1);
+        }
+        m->msg = std::move(msg);
+        m->received_at = now;
+        m->last_extended = now;
+        inflight.push_back(m);
+        work.push_back(std::move(m));
+        ++active;
+        ++held;
+      }
+      cv.notify_all();
+    }
+  }
+
+  void HeartbeatLoop() {
+    const Millis interval = std::max(Millis(100), s.visibility / 3);
+    std::unique_lock<std::mutex> lock(mu);
+    while (!workers_exit) {
+      hb_cv.wait_for(lock, interval);
+      const auto now = Clock::now();
+      std::vector<InFlightPtr> due;
+      for (const auto& m : inflight) {
+        if (now - m->last_extended >= interval) {
+          m->last_extended = now;
+          due.push_back(m);
+        }
+      }
+      if (due.empty()) {
+        continue;
+      }
+      lock.unlock();
+      for (const auto& m : due) {
+        if (m->state.load() >= kAbandoned) {
+          continue;
+        }
+        auto st = transport.ExtendVisibility(m->msg, s.visibility);
+        if (!st) {
+          log::Warn("visibility extension failed", {{"error", st.error().message}});
+        }
+      }
+      lock.lock();
+    }
+  }
+
+  // Waits for held messages to settle; past the grace period nacks what is left.
+  void Drain() {
+    const auto deadline = Clock::now() + s.shutdown_timeout;
+    std::unique_lock<std::mutex> lock(mu);
+    if (held > 0) {
+      log::Info("draining in-flight messages",
+                {{"held", held}, {"grace", FormatGoDuration(s.shutdown_timeout)}});
+    }
+    cv.wait_until(lock, deadline, [&] { return held == 0; });
+    if (held > 0) {
+      std::vector<InFlightPtr> left(inflight.begin(), inflight.end());
+      lock.unlock();
+      int nacked = 0;
+      for (const auto& m : left) {
+        int st = m->state.load();
+        if ((st == kQueued || st == kRunning) && m->state.compare_exchange_strong(st, kAbandoned)) {
+          Nack(m, Millis(0), "shutdown grace period over");
+          ++nacked;
+        }
+      }
+      log::Warn("shutdown grace period over; requeued unfinished messages", {{"count", nacked}});
+      lock.lock();
+      // Messages being published/acked right now get a moment more to settle.
+      cv.wait_for(lock, Millis(2000), [&] { return held == 0; });
+    }
+    workers_exit = true;
+    cv.notify_all();
+    hb_cv.notify_all();
+  }
+
+  int Run() {
+    if (!WaitForRuntimeAtStartup()) {
+      return stopping && exit_code == 0 ? 0 : 1;
+    }
+    const int n_workers = 2 * s.concurrency;
+    workers.reserve(static_cast<size_t>(n_workers));
+    for (int i = 0; i < n_workers; ++i) {
+      workers.emplace_back([this] { WorkerLoop(); });
+    }
+    heartbeat = std::thread([this] { HeartbeatLoop(); });
+    receiver = std::thread([this] { ReceiveLoop(); });
+    log::Info("consuming", {{"queue", queue}, {"concurrency", s.concurrency}});
+    {
+      std::unique_lock<std::mutex> lock(sleep_mu);
+      sleep_cv.wait(lock, [&] { return stopping.load(); });
+    }
+    receiver.join();
+    Drain();
+    heartbeat.join();
+    // Join workers that finished; a worker stuck in a runtime call past the grace period is
+    // detached (its message was nacked) and the caller exits without running destructors.
+    {
+      std::unique_lock<std::mutex> lock(mu);
+      cv.wait_for(lock, Millis(100), [&] { return busy_workers == 0; });
+      drained = busy_workers == 0;
+    }
+    for (auto& w : workers) {
+      if (drained) {
+        w.join();
+      } else {
+        w.detach();
+      }
+    }
+    workers.clear();
+    log::Info("sidecar stopped", {{"exit_code", exit_code.load()}});
+    return exit_code;
+  }
+};
+
+Sidecar::Sidecar(Settings settings, transport::Transport& transport,
+                 protocol::RuntimeClient& runtime, Metrics* metrics, GatewayReporter* gateway)
+    : impl_(std::make_unique<Impl>(std::move(settings), transport, runtime, metrics, gateway)) {
+  impl_->s.concurrency = std::max(1, impl_->s.concurrency);
+}
+
+Sidecar::~Sidecar() {
+  if (impl_ && impl_->drained) {
+    impl_->RequestShutdown();
+    if (impl_->receiver.joinable()) {
+      impl_->receiver.join();
+    }
+  }
+}
+
+int Sidecar::Run() {
+  return impl_->Run();
+}
+
+void Sidecar::Shutdown() {
+  impl_->RequestShutdown();
+}
+
+bool Sidecar::Drained() const {
+  return impl_->drained;
+}
+
+}  // namespace asya::sidecar
