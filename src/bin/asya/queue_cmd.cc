@@ -1,13 +1,241 @@
-// Placeholder until `asya queue` lands.
+// `asya queue list|depth|publish|get|purge`: inspect and feed queues on any transport.
+//
+// Transport: --transport, else ASYA_TRANSPORT, else sqlite (unlike the sidecar, whose default is
+// rabbitmq). The sqlite file: --sqlite-path, else ASYA_SQLITE_PATH, else $ASYA_STATE_DIR/queues.db,
+// else .asya/queues.db. Other variables as the sidecar reads them (bin/common/transport_env.h).
+// Exit codes: 0 ok, 1 error (message on stderr), 2 usage or configuration error, 3 `get` found
+// nothing within --wait.
 #include <cstdio>
+#include <iostream>
+#include <iterator>
+#include <string>
 
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+
+#include "asya/base/duration.h"
+#include "asya/base/log.h"
+#include "asya/transport/factory.h"
 #include "bin/asya/commands.h"
+#include "bin/common/transport_env.h"
 
 namespace asya::cli {
+namespace {
 
-int RunQueue(int /*argc*/, char** /*argv*/) {
-  std::fputs("asya queue: not built yet\n", stderr);
-  return 1;
+constexpr int kExitError = 1;
+constexpr int kExitUsage = 2;
+constexpr int kExitEmpty = 3;
+
+int Fail(const Error& e) {
+  std::fprintf(stderr, "asya queue: %s\n", e.message.c_str());
+  return kExitError;
+}
+
+struct Flags {
+  std::string transport;
+  std::string sqlite_path;
+  std::string rabbitmq_url;
+  std::string sqs_endpoint;
+  std::string region;
+  std::string output = "text";
+  std::string queue;
+  std::string body;
+  std::string wait = "0";
+  bool no_ack = false;
+};
+
+Result<transport::TransportPtr> Connect(const Flags& f) {
+  env::TransportEnvOptions options;
+  options.default_kind = "sqlite";
+  options.kind = f.transport;
+  auto settings = env::TransportSettingsFromEnv(options);
+  if (!settings) {
+    return Unexpected(settings.error());
+  }
+  if (!f.sqlite_path.empty()) {
+    settings->sqlite.path = f.sqlite_path;
+  }
+  if (!f.rabbitmq_url.empty()) {
+    settings->rabbitmq.url = f.rabbitmq_url;
+  }
+  if (!f.sqs_endpoint.empty()) {
+    settings->sqs.endpoint = f.sqs_endpoint;
+  }
+  if (!f.region.empty()) {
+    settings->sqs.region = f.region;
+  }
+  return transport::MakeTransport(*settings);
+}
+
+bool EndsWith(std::string_view s, std::string_view suffix) {
+  return s.size() >= suffix.size() && s.substr(s.size() - suffix.size()) == suffix;
+}
+
+int List(transport::Transport& t, const Flags& f) {
+  auto names = t.ListQueues();
+  if (!names) {
+    return Fail(names.error());
+  }
+  if (f.output == "json") {
+    std::cout << nlohmann::json(*names).dump() << "\n";
+  } else {
+    for (const auto& n : *names) {
+      std::cout << n << "\n";
+    }
+  }
+  return 0;
+}
+
+int Depth(transport::Transport& t, const Flags& f) {
+  auto d = t.Depth(f.queue);
+  if (!d) {
+    return Fail(d.error());
+  }
+  if (f.output == "json") {
+    std::cout << nlohmann::ordered_json{{"ready", d->ready}, {"inflight", d->inflight}}.dump()
+              << "\n";
+  } else {
+    std::cout << "ready=" << d->ready << " inflight=" << d->inflight << "\n";
+  }
+  return 0;
+}
+
+int Publish(transport::Transport& t, const Flags& f) {
+  std::string body = f.body;
+  if (body == "-") {
+    body.assign(std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>());
+    if (std::cin.bad()) {
+      return Fail(Error{ErrorCode::kUnavailable, "cannot read the body from stdin"});
+    }
+  }
+  auto exists = t.QueueExists(f.queue);
+  if (!exists) {
+    return Fail(exists.error());
+  }
+  if (!*exists) {
+    // Whoever creates asya-X also creates asya-X-dlq (a dead-letter queue gets none itself).
+    transport::QueueOptions qo;
+    qo.create_dlq = !EndsWith(f.queue, "-dlq");
+    if (auto s = t.CreateQueue(f.queue, qo); !s) {
+      return Fail(s.error());
+    }
+  }
+  if (auto s = t.Publish(f.queue, body); !s) {
+    return Fail(s.error());
+  }
+  return 0;
+}
+
+int Get(transport::Transport& t, const Flags& f) {
+  auto wait = ParseDuration(f.wait);
+  if (!wait) {
+    std::fprintf(stderr, "asya queue get: --wait: %s\n", wait.error().message.c_str());
+    return kExitUsage;
+  }
+  transport::ReceiveOptions ro;
+  ro.max_messages = 1;
+  ro.wait = *wait;
+  ro.visibility = Millis(30'000);
+  auto got = t.Receive(f.queue, ro);
+  if (!got) {
+    return Fail(got.error());
+  }
+  if (got->empty()) {
+    std::fprintf(stderr, "asya queue get: no message in %s within %s\n", f.queue.c_str(),
+                 FormatGoDuration(*wait).c_str());
+    return kExitEmpty;
+  }
+  const transport::Message& m = got->front();
+  bool written = std::fwrite(m.body.data(), 1, m.body.size(), stdout) == m.body.size();
+  if (written && ::isatty(STDOUT_FILENO) == 1) {
+    written = std::fputc('\n', stdout) != EOF;
+  }
+  written = std::fflush(stdout) == 0 && written;
+  if (!written || f.no_ack) {
+    // Put it back at once: the reader did not get it, or asked to leave it there.
+    if (auto s = t.Nack(m); !s) {
+      return Fail(s.error());
+    }
+    return written ? 0 : Fail(Error{ErrorCode::kUnavailable, "cannot write to stdout"});
+  }
+  if (auto s = t.Ack(m); !s) {
+    return Fail(s.error());
+  }
+  return 0;
+}
+
+int Purge(transport::Transport& t, const Flags& f) {
+  if (auto s = t.Purge(f.queue); !s) {
+    return Fail(s.error());
+  }
+  return 0;
+}
+
+}  // namespace
+
+int RunQueue(int argc, char** argv) {
+  log::Configure(log::Level::kWarn, log::Format::kText, "asya");
+  Flags f;
+  CLI::App app{"Inspect and feed queues (names as the broker sees them: asya-<actor>)",
+               "asya queue"};
+  app.require_subcommand(1);
+  app.fallthrough();
+  app.add_option("--transport", f.transport,
+                 "sqlite|rabbitmq|sqs (default: ASYA_TRANSPORT, else sqlite)");
+  app.add_option("--sqlite-path", f.sqlite_path,
+                 "sqlite file (default: ASYA_SQLITE_PATH, else $ASYA_STATE_DIR/queues.db, else "
+                 ".asya/queues.db)");
+  app.add_option("--rabbitmq-url", f.rabbitmq_url, "amqp[s]:// URL (default: ASYA_RABBITMQ_*)");
+  app.add_option("--sqs-endpoint", f.sqs_endpoint,
+                 "SQS endpoint (default: ASYA_SQS_ENDPOINT, ...)");
+  app.add_option("--region", f.region, "SQS region (default: ASYA_AWS_REGION, else us-east-1)");
+
+  auto* list = app.add_subcommand("list", "print one queue name per line");
+  list->add_option("-o,--output", f.output, "text|json")->check(CLI::IsMember({"text", "json"}));
+  auto* depth = app.add_subcommand("depth", "print ready=N inflight=M");
+  depth->add_option("queue", f.queue, "queue name, e.g. asya-echo")->required();
+  depth->add_option("-o,--output", f.output, "text|json")->check(CLI::IsMember({"text", "json"}));
+  auto* publish = app.add_subcommand("publish", "publish BODY (exact bytes; '-' reads stdin)");
+  publish->add_option("queue", f.queue, "queue name (created if missing)")->required();
+  publish->add_option("body", f.body, "message body, or - for stdin")->required();
+  auto* get = app.add_subcommand(
+      "get", "print one message body and ack it (exit 3 if none arrives within --wait)");
+  get->add_option("queue", f.queue, "queue name")->required();
+  get->add_option("--wait", f.wait, "seconds (or 300ms, 5s, ...) to wait; 0 = one try");
+  get->add_flag("--no-ack", f.no_ack, "put the message back instead of acking it");
+  auto* purge = app.add_subcommand("purge", "delete every message of a queue");
+  purge->add_option("queue", f.queue, "queue name")->required();
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    app.exit(e);
+    return kExitUsage;
+  }
+
+  auto t = Connect(f);
+  if (!t) {
+    std::fprintf(stderr, "asya queue: %s\n", t.error().message.c_str());
+    return t.error().code == ErrorCode::kInvalidArgument ? kExitUsage : kExitError;
+  }
+  transport::Transport& tr = **t;
+  if (list->parsed()) {
+    return List(tr, f);
+  }
+  if (depth->parsed()) {
+    return Depth(tr, f);
+  }
+  if (publish->parsed()) {
+    return Publish(tr, f);
+  }
+  if (get->parsed()) {
+    return Get(tr, f);
+  }
+  return Purge(tr, f);
 }
 
 }  // namespace asya::cli

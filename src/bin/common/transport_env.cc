@@ -7,12 +7,13 @@
 namespace asya::env {
 namespace {
 
-Status CheckKind(const std::string& kind) {
+// `source` names where the value came from (the variable or the flag).
+Status CheckKind(const std::string& kind, std::string_view source) {
   if (kind == "sqlite" || kind == "rabbitmq" || kind == "sqs") {
     return Ok();
   }
   return MakeError(ErrorCode::kInvalidArgument,
-                   "ASYA_TRANSPORT='" + kind + "' is not one of sqlite|rabbitmq|sqs");
+                   std::string(source) + "='" + kind + "' is not one of sqlite|rabbitmq|sqs");
 }
 
 Result<std::string> RabbitMqUrlFromEnv() {
@@ -52,8 +53,13 @@ std::string UrlEscape(std::string_view text) {
 
 Result<transport::TransportSettings> TransportSettingsFromEnv(const TransportEnvOptions& options) {
   transport::TransportSettings s;
-  s.kind = GetOr("ASYA_TRANSPORT", options.default_kind);
-  ASYA_RETURN_IF_ERROR(CheckKind(s.kind));
+  if (!options.kind.empty()) {
+    s.kind = options.kind;
+    ASYA_RETURN_IF_ERROR(CheckKind(s.kind, "--transport"));
+  } else {
+    s.kind = GetOr("ASYA_TRANSPORT", options.default_kind);
+    ASYA_RETURN_IF_ERROR(CheckKind(s.kind, "ASYA_TRANSPORT"));
+  }
 
   // Shared by the RabbitMQ consumer start and SQS queue-URL resolution.
   ASYA_ASSIGN_OR_RETURN(int64_t retry_attempts,

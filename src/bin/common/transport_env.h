@@ -31,6 +31,8 @@ struct TransportEnvOptions {
   // Used when ASYA_TRANSPORT is unset: the sidecar keeps the original's "rabbitmq"; the `asya`
   // CLI uses "sqlite".
   std::string default_kind = "rabbitmq";
+  // When non-empty, used instead of ASYA_TRANSPORT (a command-line flag such as --transport).
+  std::string kind;
 };
 
 Result<transport::TransportSettings> TransportSettingsFromEnv(
