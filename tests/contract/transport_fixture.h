@@ -51,6 +51,10 @@ struct Capabilities {
   bool depth_inflight = true;          // Depth().inflight counts received-but-unacked messages
   bool stale_receipt_rejected = true;  // Ack with a receipt superseded by a redelivery fails
   bool receive_missing_queue_fails = true;  // Receive on a missing queue -> kNotFound
+  // Two consumers never receive the same message (SQS standard queues are at-least-once and may
+  // hand one message to two consumers; moto does so under concurrent receives). When false, the
+  // concurrent-consumer cases only require every message to arrive at least once.
+  bool exclusive_receive = true;
   Millis visibility{Millis(1000)};          // the short visibility timeout the timing cases use
 };
 
