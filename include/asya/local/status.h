@@ -1,0 +1,107 @@
+// Status of a local mesh: the file the supervisor writes (<state>/status.json), the STATUS rules
+// (reference-controlplane §4.2, the ones that make sense locally) and the `asya get actors`
+// table / JSON. Pure apart from the file helpers.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "asya/base/result.h"
+
+namespace asya::local {
+
+struct ReplicaStatus {
+  int index = 0;
+  std::string phase;  // Starting, Running, BackOff, Stopping
+  bool ready = false;
+  bool failing = false;
+  int runtime_pid = 0;  // 0 = not running
+  int sidecar_pid = 0;
+  int runtime_restarts = 0;
+  int sidecar_restarts = 0;
+  std::string runtime_last_exit;  // e.g. "exit 1", "signal 9", "" = never exited
+  std::string sidecar_last_exit;
+  std::string waiting_reason;  // e.g. "runtime CrashLoopBackOff (restart in 20s)"
+  int64_t started_ms = 0;
+};
+
+struct ActorEvent {
+  int64_t time_ms = 0;
+  std::string type;    // Normal | Warning
+  std::string reason;  // ScaledUp, ScaledDown, Crashed, Started, Stopped, Updated
+  std::string message;
+};
+
+struct ActorStatus {
+  std::string name;
+  std::string source;
+  bool crew = false;
+  std::string handler;
+  std::string handler_mode;
+  std::string command;  // runtime command line, for describe
+  std::string workload_kind = "Deployment";
+  int workload_replicas = 1;
+  bool scaling_present = false;
+  bool scaling_enabled = false;
+  int min_replicas = 0;
+  int max_replicas = 50;
+  int polling_interval_s = 10;
+  int cooldown_period_s = 60;
+  int queue_length = 5;
+  int processing_timeout_s = 0;
+  // Observed.
+  std::string status;
+  int ready = 0;
+  int total = 0;
+  int failing = 0;
+  int desired = 0;
+  bool transport_ready = false;
+  int64_t queued = 0;
+  int64_t processing = 0;
+  int64_t dlq = 0;
+  int64_t created_ms = 0;
+  int64_t last_scale_ms = -1;        // -1 = never
+  std::string last_scale_direction;  // up | down | ""
+  std::string crash_container;       // asya-runtime | asya-sidecar | "" (the crash-looping one)
+  std::vector<ReplicaStatus> replicas;
+  std::vector<ActorEvent> events;  // oldest first, bounded
+};
+
+struct MeshStatus {
+  int pid = 0;             // supervisor pid
+  int64_t generation = 0;  // generation of the desired-state file last applied
+  std::string transport;
+  std::string state_dir;
+  int64_t started_ms = 0;
+  int64_t updated_ms = 0;
+  bool stopping = false;
+  std::string last_error;  // e.g. a reload that failed validation
+  std::vector<ActorStatus> actors;
+};
+
+// STATUS value (first matching rule wins): RuntimeError/SidecarError (replicas crash-looping and
+// ready < desired), Napping, ScalingUp, ScalingDown, Degraded, Running, Unknown.
+std::string ComputeStatus(const ActorStatus& a, int64_t now_ms);
+
+// `-`, `30s ago (up)`, `5m ago (down)`, `2h ago`, `3d ago (up)`.
+std::string FormatLastScale(int64_t last_scale_ms, const std::string& direction, int64_t now_ms);
+// kubectl's AGE column: 45s, 5m12s, 42m, 5h3m, 20h, 3d4h, 12d.
+std::string FormatAge(int64_t seconds);
+
+// `asya get actors` table (kubectl columns; `wide` adds WORKLOAD..PROCESSING).
+std::string RenderTable(const std::vector<ActorStatus>& actors, int64_t now_ms, bool wide);
+// JSON array with keys of DESIGN precise 9.
+std::string RenderJson(const std::vector<ActorStatus>& actors, int64_t now_ms);
+// `asya describe actor` text.
+std::string RenderDescribe(const ActorStatus& a, int64_t now_ms);
+
+std::string EncodeMeshStatus(const MeshStatus& s);
+Result<MeshStatus> DecodeMeshStatus(const std::string& json);
+
+// Writes `content` to `path` atomically (temp file + rename).
+Status WriteFileAtomic(const std::string& path, const std::string& content);
+Result<std::string> ReadFile(const std::string& path);
+
+}  // namespace asya::local

@@ -1,0 +1,867 @@
+#include "asya/local/manifest.h"
+
+#include <algorithm>
+#include <charconv>
+#include <filesystem>
+#include <fstream>
+#include <optional>
+#include <set>
+#include <sstream>
+
+#include <yaml-cpp/yaml.h>
+
+namespace asya::local {
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr std::string_view kApiVersion = "asya.sh/v1alpha1";
+constexpr std::string_view kKind = "AsyncActor";
+
+// Collects problems of one actor; messages read "<source>: actor "<name>": <field>: <text>".
+class Reporter {
+ public:
+  Reporter(std::string where, std::vector<std::string>* errors, std::vector<std::string>* warnings)
+      : where_(std::move(where)), errors_(errors), warnings_(warnings) {}
+
+  void SetActor(const std::string& name) { actor_ = name; }
+  void Error(std::string_view field, std::string_view text) {
+    errors_->push_back(Line(field, text));
+  }
+  void Warn(std::string_view field, std::string_view text) {
+    warnings_->push_back(Line(field, text));
+  }
+
+ private:
+  [[nodiscard]] std::string Line(std::string_view field, std::string_view text) const {
+    std::string out = where_;
+    if (!actor_.empty()) {
+      out += ": actor \"" + actor_ + "\"";
+    }
+    if (!field.empty()) {
+      out += ": ";
+      out += field;
+    }
+    out += ": ";
+    out += text;
+    return out;
+  }
+
+  std::string where_;
+  std::string actor_;
+  std::vector<std::string>* errors_;
+  std::vector<std::string>* warnings_;
+};
+
+std::string TypeName(const YAML::Node& n) {
+  switch (n.Type()) {
+    case YAML::NodeType::Map:
+      return "an object";
+    case YAML::NodeType::Sequence:
+      return "a list";
+    case YAML::NodeType::Scalar:
+      return "a scalar ('" + n.Scalar() + "')";
+    case YAML::NodeType::Null:
+      return "null";
+    default:
+      return "undefined";
+  }
+}
+
+bool Present(const YAML::Node& n) {
+  return n.IsDefined() && !n.IsNull();
+}
+
+// A plain (unquoted) scalar that YAML would read as a number, bool or null.
+bool LooksNonString(const YAML::Node& n) {
+  if (n.Tag() != "?") {
+    return false;  // quoted or explicitly tagged
+  }
+  const std::string& s = n.Scalar();
+  static const std::set<std::string> kWords = {"true", "false", "True", "False", "TRUE", "FALSE",
+                                               "yes",  "no",    "on",   "off",   "null", "~"};
+  if (kWords.count(s) != 0) {
+    return true;
+  }
+  double d = 0;
+  auto [ptr, ec] = std::from_chars(s.data(), s.data() + s.size(), d);
+  return ec == std::errc() && ptr == s.data() + s.size() && !s.empty();
+}
+
+std::optional<std::string> GetString(const YAML::Node& parent, const char* key,
+                                     const std::string& field, Reporter& rep,
+                                     bool strict_string = false) {
+  YAML::Node n = parent[key];
+  if (!Present(n)) {
+    return std::nullopt;
+  }
+  if (!n.IsScalar()) {
+    rep.Error(field, "must be a string, got " + TypeName(n));
+    return std::nullopt;
+  }
+  if (strict_string && LooksNonString(n)) {
+    rep.Error(field,
+              "must be a string, got '" + n.Scalar() + "' (quote it: \"" + n.Scalar() + "\")");
+    return std::nullopt;
+  }
+  return n.Scalar();
+}
+
+std::optional<int64_t> GetInt(const YAML::Node& parent, const char* key, const std::string& field,
+                              Reporter& rep) {
+  YAML::Node n = parent[key];
+  if (!Present(n)) {
+    return std::nullopt;
+  }
+  if (!n.IsScalar() || n.Tag() != "?") {
+    rep.Error(field, "must be an integer, got " + TypeName(n));
+    return std::nullopt;
+  }
+  const std::string& s = n.Scalar();
+  int64_t v = 0;
+  auto [ptr, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (ec != std::errc() || ptr != s.data() + s.size() || s.empty()) {
+    rep.Error(field, "must be an integer, got '" + s + "'");
+    return std::nullopt;
+  }
+  if (v < -(int64_t{1} << 31) || v > (int64_t{1} << 31) - 1) {
+    rep.Error(field, "is out of range: " + s);
+    return std::nullopt;
+  }
+  return v;
+}
+
+std::optional<bool> GetBool(const YAML::Node& parent, const char* key, const std::string& field,
+                            Reporter& rep) {
+  YAML::Node n = parent[key];
+  if (!Present(n)) {
+    return std::nullopt;
+  }
+  if (n.IsScalar() && n.Tag() == "?") {
+    static const std::set<std::string> kTrue = {"true", "True", "TRUE", "yes", "on"};
+    static const std::set<std::string> kFalse = {"false", "False", "FALSE", "no", "off"};
+    if (kTrue.count(n.Scalar()) != 0) {
+      return true;
+    }
+    if (kFalse.count(n.Scalar()) != 0) {
+      return false;
+    }
+  }
+  rep.Error(field, "must be a boolean (true|false), got " + TypeName(n));
+  return std::nullopt;
+}
+
+// Returns the child when it is a map; errors when present with another type.
+std::optional<YAML::Node> GetMap(const YAML::Node& parent, const char* key,
+                                 const std::string& field, Reporter& rep) {
+  YAML::Node n = parent[key];
+  if (!Present(n)) {
+    return std::nullopt;
+  }
+  if (!n.IsMap()) {
+    rep.Error(field, "must be an object, got " + TypeName(n));
+    return std::nullopt;
+  }
+  return n;
+}
+
+std::optional<YAML::Node> GetList(const YAML::Node& parent, const char* key,
+                                  const std::string& field, Reporter& rep) {
+  YAML::Node n = parent[key];
+  if (!Present(n)) {
+    return std::nullopt;
+  }
+  if (!n.IsSequence()) {
+    rep.Error(field, "must be a list, got " + TypeName(n));
+    return std::nullopt;
+  }
+  return n;
+}
+
+void WarnUnknown(const YAML::Node& map, std::initializer_list<std::string_view> known,
+                 const std::string& field, Reporter& rep) {
+  for (const auto& kv : map) {
+    std::string key = kv.first.Scalar();
+    if (std::find(known.begin(), known.end(), key) == known.end()) {
+      rep.Warn(field.empty() ? key : field + "." + key, "unknown field (ignored)");
+    }
+  }
+}
+
+void CheckEnum(const std::optional<std::string>& v, std::initializer_list<std::string_view> allowed,
+               const std::string& field, Reporter& rep) {
+  if (!v || v->empty()) {
+    return;
+  }
+  if (std::find(allowed.begin(), allowed.end(), *v) == allowed.end()) {
+    std::string list;
+    for (auto a : allowed) {
+      list += (list.empty() ? "" : ", ");
+      list += a;
+    }
+    rep.Error(field, "must be one of " + list + ", got '" + *v + "'");
+  }
+}
+
+const std::set<std::string_view> kReservedEnv = {"ASYA_SOCKET_DIR", "ASYA_ENABLE_VALIDATION"};
+const std::set<std::string_view> kReservedVolumes = {"socket-dir", "tmp", "asya-runtime"};
+const std::set<std::string_view> kReservedMounts = {"/var/run/asya", "/opt/asya/asya_runtime.py"};
+
+std::vector<EnvVar> ParseEnv(const YAML::Node& list, const std::string& field, Reporter& rep) {
+  std::vector<EnvVar> out;
+  for (size_t i = 0; i < list.size(); ++i) {
+    std::string f = field + "[" + std::to_string(i) + "]";
+    const YAML::Node& e = list[i];
+    if (!e.IsMap()) {
+      rep.Error(f, "must be an object with name and value, got " + TypeName(e));
+      continue;
+    }
+    auto name = GetString(e, "name", f + ".name", rep);
+    if (!name || name->empty()) {
+      rep.Error(f + ".name", "is required");
+      continue;
+    }
+    f = field + "[" + *name + "]";
+    if (kReservedEnv.count(*name) != 0) {
+      rep.Error(f, "is reserved (set by asya for every replica); remove it");
+      continue;
+    }
+    if (Present(e["valueFrom"])) {
+      rep.Warn(f + ".valueFrom", "is not supported by asya up; variable not set locally");
+      continue;
+    }
+    auto value = GetString(e, "value", f + ".value", rep, /*strict_string=*/true);
+    out.push_back({*name, value.value_or("")});
+  }
+  return out;
+}
+
+void ParseScaling(const YAML::Node& s, ActorSpec& a, Reporter& rep) {
+  a.scaling.present = true;
+  WarnUnknown(s,
+              {"enabled", "minReplicas", "maxReplicas", "pollingInterval", "cooldownPeriod",
+               "queueLength", "advanced"},
+              "spec.scaling", rep);
+  if (auto v = GetBool(s, "enabled", "spec.scaling.enabled", rep)) {
+    a.scaling.enabled = *v;
+  }
+  auto min = GetInt(s, "minReplicas", "spec.scaling.minReplicas", rep);
+  auto max = GetInt(s, "maxReplicas", "spec.scaling.maxReplicas", rep);
+  auto polling = GetInt(s, "pollingInterval", "spec.scaling.pollingInterval", rep);
+  auto cooldown = GetInt(s, "cooldownPeriod", "spec.scaling.cooldownPeriod", rep);
+  auto ql = GetInt(s, "queueLength", "spec.scaling.queueLength", rep);
+  if (min) {
+    if (*min < 0) {
+      rep.Error("spec.scaling.minReplicas", "must be >= 0, got " + std::to_string(*min));
+    }
+    a.scaling.min_replicas = static_cast<int>(*min);
+  }
+  if (max) {
+    if (*max < 1) {
+      rep.Error("spec.scaling.maxReplicas", "must be >= 1, got " + std::to_string(*max));
+    }
+    a.scaling.max_replicas = static_cast<int>(*max);
+  }
+  if (a.scaling.min_replicas > a.scaling.max_replicas) {
+    rep.Error("spec.scaling.minReplicas", "must be <= maxReplicas (" +
+                                              std::to_string(a.scaling.min_replicas) + " > " +
+                                              std::to_string(a.scaling.max_replicas) + ")");
+  }
+  if (polling) {
+    if (*polling < 1) {
+      rep.Error("spec.scaling.pollingInterval",
+                "must be >= 1 second, got " + std::to_string(*polling));
+    }
+    a.scaling.polling_interval_s = static_cast<int>(*polling);
+  }
+  if (cooldown) {
+    if (*cooldown < 0) {
+      rep.Error("spec.scaling.cooldownPeriod", "must be >= 0, got " + std::to_string(*cooldown));
+    }
+    a.scaling.cooldown_period_s = static_cast<int>(*cooldown);
+  }
+  if (ql) {
+    if (*ql < 1) {
+      rep.Error("spec.scaling.queueLength", "must be >= 1, got " + std::to_string(*ql));
+    }
+    a.scaling.queue_length = static_cast<int>(*ql);
+  }
+  if (auto adv = GetMap(s, "advanced", "spec.scaling.advanced", rep)) {
+    auto metric = GetString(*adv, "metricType", "spec.scaling.advanced.metricType", rep);
+    CheckEnum(metric, {"AverageValue", "Value", "Utilization"}, "spec.scaling.advanced.metricType",
+              rep);
+    if (Present((*adv)["formula"])) {
+      rep.Warn("spec.scaling.advanced.formula",
+               "scaling formulas are applied by KEDA only; asya up scales on queue length");
+    }
+  }
+  if (!a.scaling.enabled && (min || max)) {
+    rep.Warn("spec.scaling.enabled",
+             "is false, so minReplicas/maxReplicas are not used; the actor runs "
+             "spec.workload.replicas replicas (set enabled: true to autoscale)");
+  }
+}
+
+void ParseTimeout(const YAML::Node& t, ActorSpec& a, Reporter& rep) {
+  WarnUnknown(t, {"processing", "gracefulShutdown"}, "spec.timeout", rep);
+  a.processing_timeout_s = 300;  // CRD default once spec.timeout is present
+  if (auto v = GetInt(t, "processing", "spec.timeout.processing", rep)) {
+    if (*v < 0) {
+      rep.Error("spec.timeout.processing", "must be >= 0, got " + std::to_string(*v));
+    }
+    a.processing_timeout_s = static_cast<int>(*v);
+  }
+  if (auto v = GetInt(t, "gracefulShutdown", "spec.timeout.gracefulShutdown", rep)) {
+    if (*v < 0) {
+      rep.Error("spec.timeout.gracefulShutdown", "must be >= 0, got " + std::to_string(*v));
+    }
+    a.graceful_shutdown_s = *v > 0 ? static_cast<int>(*v) : 30;
+  }
+}
+
+void CheckVolumeMounts(const YAML::Node& c, const std::string& field, Reporter& rep) {
+  auto mounts = GetList(c, "volumeMounts", field + ".volumeMounts", rep);
+  if (!mounts) {
+    return;
+  }
+  for (size_t i = 0; i < mounts->size(); ++i) {
+    const YAML::Node& m = (*mounts)[i];
+    if (!m.IsMap()) {
+      continue;
+    }
+    auto path = GetString(m, "mountPath", field + ".volumeMounts[" + std::to_string(i) + "]", rep);
+    if (path && kReservedMounts.count(*path) != 0) {
+      rep.Error(field + ".volumeMounts[" + std::to_string(i) + "].mountPath",
+                "'" + *path + "' is reserved for the asya runtime; mount elsewhere");
+    }
+  }
+}
+
+void ParseWorkload(const YAML::Node& w, ActorSpec& a, Reporter& rep) {
+  WarnUnknown(w, {"kind", "replicas", "pythonExecutable", "template"}, "spec.workload", rep);
+  auto kind = GetString(w, "kind", "spec.workload.kind", rep);
+  CheckEnum(kind, {"Deployment", "StatefulSet"}, "spec.workload.kind", rep);
+  if (kind && !kind->empty()) {
+    a.workload_kind = *kind;
+  }
+  if (auto r = GetInt(w, "replicas", "spec.workload.replicas", rep)) {
+    if (*r < 0) {
+      rep.Error("spec.workload.replicas", "must be >= 0, got " + std::to_string(*r));
+    }
+    a.workload_replicas = static_cast<int>(*r);
+  }
+  if (auto py = GetString(w, "pythonExecutable", "spec.workload.pythonExecutable", rep)) {
+    if (!py->empty()) {
+      a.python_executable = *py;
+    }
+  }
+  auto tmpl = GetMap(w, "template", "spec.workload.template", rep);
+  if (!tmpl) {
+    if (!Present(w["template"])) {
+      rep.Error("spec.workload.template", "is required");
+    }
+    return;
+  }
+  auto pod = GetMap(*tmpl, "spec", "spec.workload.template.spec", rep);
+  if (!pod) {
+    if (!Present((*tmpl)["spec"])) {
+      rep.Error("spec.workload.template.spec", "is required (it holds the asya-runtime container)");
+    }
+    return;
+  }
+  const std::string base = "spec.workload.template.spec";
+  if (auto vols = GetList(*pod, "volumes", base + ".volumes", rep)) {
+    for (size_t i = 0; i < vols->size(); ++i) {
+      const YAML::Node& v = (*vols)[i];
+      if (!v.IsMap()) {
+        continue;
+      }
+      auto name = GetString(v, "name", base + ".volumes[" + std::to_string(i) + "].name", rep);
+      if (name && kReservedVolumes.count(*name) != 0) {
+        rep.Error(base + ".volumes[" + std::to_string(i) + "].name",
+                  "'" + *name + "' is reserved (socket-dir, tmp, asya-runtime); rename the volume");
+      }
+    }
+  }
+  if (auto inits = GetList(*pod, "initContainers", base + ".initContainers", rep)) {
+    for (size_t i = 0; i < inits->size(); ++i) {
+      const YAML::Node& c = (*inits)[i];
+      if (c.IsMap() && c["name"].IsScalar() && c["name"].Scalar() == "asya-sidecar") {
+        rep.Error(base + ".initContainers[" + std::to_string(i) + "].name",
+                  "'asya-sidecar' is reserved (the sidecar is injected)");
+      }
+    }
+  }
+  auto containers = GetList(*pod, "containers", base + ".containers", rep);
+  if (!containers) {
+    if (!Present((*pod)["containers"])) {
+      rep.Error(base + ".containers", "is required and must contain the asya-runtime container");
+    }
+    return;
+  }
+  int runtime_count = 0;
+  std::set<std::string> names;
+  for (size_t i = 0; i < containers->size(); ++i) {
+    const YAML::Node& c = (*containers)[i];
+    std::string f = base + ".containers[" + std::to_string(i) + "]";
+    if (!c.IsMap()) {
+      rep.Error(f, "must be an object, got " + TypeName(c));
+      continue;
+    }
+    auto name = GetString(c, "name", f + ".name", rep);
+    if (!name || name->empty()) {
+      rep.Error(f + ".name", "is required");
+      continue;
+    }
+    if (!names.insert(*name).second) {
+      rep.Error(f + ".name", "duplicate container name '" + *name + "'");
+    }
+    auto image = GetString(c, "image", f + ".image", rep);
+    if (!image || image->empty()) {
+      rep.Error(f + ".image", "is required");
+    }
+    if (*name == "asya-sidecar") {
+      rep.Error(f + ".name", "'asya-sidecar' is reserved (the sidecar is injected)");
+      continue;
+    }
+    CheckVolumeMounts(c, f, rep);
+    std::vector<EnvVar> env;
+    if (auto e = GetList(c, "env", f + ".env", rep)) {
+      env = ParseEnv(*e, f + ".env", rep);
+    }
+    if (*name != "asya-runtime") {
+      continue;
+    }
+    ++runtime_count;
+    if (Present(c["command"])) {
+      rep.Error(f + ".command",
+                "must not be set on asya-runtime (the runtime command is injected; use args or "
+                "the annotation asya.sh/local-command for a native runtime)");
+    }
+    a.runtime_env = std::move(env);
+  }
+  if (runtime_count != 1) {
+    rep.Error(base + ".containers",
+              "must contain exactly one container named asya-runtime, found " +
+                  std::to_string(runtime_count));
+  }
+}
+
+// Parses one AsyncActor document into `a`. Returns false when it has errors.
+void ParseAsyncActor(const YAML::Node& doc, ActorSpec& a, Reporter& rep) {
+  auto api = GetString(doc, "apiVersion", "apiVersion", rep);
+  if (!api || *api != kApiVersion) {
+    rep.Error("apiVersion",
+              "must be " + std::string(kApiVersion) + ", got '" + api.value_or("") + "'");
+  }
+  auto meta = GetMap(doc, "metadata", "metadata", rep);
+  if (!meta) {
+    rep.Error("metadata.name", "is required");
+    return;
+  }
+  auto name = GetString(*meta, "name", "metadata.name", rep);
+  if (!name || name->empty()) {
+    rep.Error("metadata.name", "is required");
+    return;
+  }
+  a.name = *name;
+  rep.SetActor(a.name);
+  if (!IsValidActorName(a.name)) {
+    rep.Error("metadata.name",
+              "must be a DNS-1123 label (lowercase letters, digits and '-', starting with a "
+              "letter, ending with a letter or digit, at most 253 characters)");
+  }
+  if (auto ann = GetMap(*meta, "annotations", "metadata.annotations", rep)) {
+    auto cmd = GetString(*ann, std::string(kLocalCommandAnnotation).c_str(),
+                         "metadata.annotations[" + std::string(kLocalCommandAnnotation) + "]", rep);
+    if (cmd) {
+      auto parts = SplitCommand(*cmd);
+      if (!parts || parts->empty()) {
+        rep.Error("metadata.annotations[" + std::string(kLocalCommandAnnotation) + "]",
+                  parts ? "is empty" : parts.error().message);
+      } else {
+        a.local_command = std::move(*parts);
+      }
+    }
+  }
+  auto spec = GetMap(doc, "spec", "spec", rep);
+  if (!spec) {
+    if (!Present(doc["spec"])) {
+      rep.Error("spec", "is required");
+    }
+    return;
+  }
+  WarnUnknown(*spec, {"transport", "sidecar", "timeout", "scaling", "workload"}, "spec", rep);
+  auto transport = GetString(*spec, "transport", "spec.transport", rep);
+  if (!transport || transport->empty()) {
+    rep.Error("spec.transport", "is required (the cluster's transport name, e.g. rabbitmq)");
+  } else {
+    a.transport = *transport;
+  }
+  if (auto sc = GetMap(*spec, "sidecar", "spec.sidecar", rep)) {
+    CheckEnum(GetString(*sc, "imagePullPolicy", "spec.sidecar.imagePullPolicy", rep),
+              {"Always", "IfNotPresent", "Never"}, "spec.sidecar.imagePullPolicy", rep);
+    if (auto env = GetList(*sc, "env", "spec.sidecar.env", rep)) {
+      a.sidecar_env = ParseEnv(*env, "spec.sidecar.env", rep);
+    }
+  }
+  if (auto t = GetMap(*spec, "timeout", "spec.timeout", rep)) {
+    ParseTimeout(*t, a, rep);
+  }
+  if (auto s = GetMap(*spec, "scaling", "spec.scaling", rep)) {
+    ParseScaling(*s, a, rep);
+  }
+  auto w = GetMap(*spec, "workload", "spec.workload", rep);
+  if (!w) {
+    if (!Present((*spec)["workload"])) {
+      rep.Error("spec.workload", "is required");
+    }
+    return;
+  }
+  ParseWorkload(*w, a, rep);
+  if (a.local_command.empty() && a.RuntimeEnv("ASYA_HANDLER").empty()) {
+    rep.Error("spec.workload.template.spec.containers[asya-runtime].env",
+              "ASYA_HANDLER is required (e.g. module.function or module.Class.method)");
+  }
+}
+
+// ---- asya-actor values files ----
+
+// Chart defaults of asya-actor (reference-controlplane §6.2).
+YAML::Node ChartDefaults() {
+  return YAML::Load(R"(
+scaling:
+  enabled: true
+  minReplicas: 1
+  maxReplicas: 10
+  pollingInterval: 10
+  cooldownPeriod: 60
+  queueLength: 5
+workload:
+  kind: Deployment
+  template:
+    spec:
+      containers:
+        - name: asya-runtime
+          image: my-actor:latest
+          env:
+            - name: ASYA_HANDLER
+              value: my_module.my_handler
+)");
+}
+
+// Helm's values merge: maps merge recursively, anything else in `over` replaces `base`.
+YAML::Node DeepMerge(const YAML::Node& base, const YAML::Node& over) {
+  if (!base.IsMap() || !over.IsMap()) {
+    return YAML::Clone(over);
+  }
+  YAML::Node out = YAML::Clone(base);
+  for (const auto& kv : over) {
+    const std::string key = kv.first.Scalar();
+    if (out[key].IsDefined() && out[key].IsMap() && kv.second.IsMap()) {
+      out[key] = DeepMerge(out[key], kv.second);
+    } else {
+      out[key] = YAML::Clone(kv.second);
+    }
+  }
+  return out;
+}
+
+// Renders what the chart's template renders for one actor: an AsyncActor document.
+YAML::Node RenderValuesActor(const YAML::Node& root, const YAML::Node& item,
+                             const YAML::Node& defaults) {
+  YAML::Node doc;
+  doc["apiVersion"] = std::string(kApiVersion);
+  doc["kind"] = std::string(kKind);
+  doc["metadata"]["name"] = item["name"];
+  if (Present(item["annotations"])) {
+    doc["metadata"]["annotations"] = item["annotations"];
+  }
+  YAML::Node transport = Present(item["transport"]) ? item["transport"] : root["transport"];
+  if (Present(transport)) {
+    doc["spec"]["transport"] = transport;
+  }
+  YAML::Node scaling = Present(item["scaling"]) ? item["scaling"] : defaults["scaling"];
+  if (scaling.IsMap()) {
+    YAML::Node rendered;
+    rendered["enabled"] = Present(scaling["enabled"]) ? scaling["enabled"] : YAML::Node(false);
+    bool enabled = scaling["enabled"].IsScalar() &&
+                   (scaling["enabled"].Scalar() == "true" || scaling["enabled"].Scalar() == "True");
+    if (enabled) {
+      for (const char* k : {"minReplicas", "maxReplicas", "pollingInterval", "cooldownPeriod",
+                            "queueLength", "advanced"}) {
+        if (Present(scaling[k])) {
+          rendered[k] = scaling[k];
+        }
+      }
+    }
+    doc["spec"]["scaling"] = rendered;
+  } else if (Present(scaling)) {
+    doc["spec"]["scaling"] = scaling;  // let the AsyncActor parser report the type error
+  }
+  if (Present(item["timeout"])) {
+    doc["spec"]["timeout"] = item["timeout"];
+  }
+  YAML::Node workload = Present(item["workload"]) ? item["workload"] : defaults["workload"];
+  if (Present(workload)) {
+    doc["spec"]["workload"] = workload;
+  }
+  return doc;
+}
+
+void ParseValues(const YAML::Node& root, const std::string& source, const std::string& directory,
+                 LoadResult& out, std::vector<std::string>& errors) {
+  Reporter file_rep(source, &errors, &out.warnings);
+  YAML::Node defaults = ChartDefaults();
+  if (auto d = GetMap(root, "default", "default", file_rep)) {
+    defaults = DeepMerge(defaults, *d);
+  }
+  std::vector<std::pair<std::string, YAML::Node>> items;  // (location, item)
+  if (auto actors = GetList(root, "actors", "actors", file_rep); actors && actors->size() > 0) {
+    for (size_t i = 0; i < actors->size(); ++i) {
+      const YAML::Node& it = (*actors)[i];
+      std::string where = source + ": actors[" + std::to_string(i) + "]";
+      if (!it.IsMap()) {
+        errors.push_back(where + ": must be an object, got " + TypeName(it));
+        continue;
+      }
+      items.emplace_back(where, it);
+    }
+  } else if (Present(root["name"])) {
+    items.emplace_back(source, root);  // single mode: the root is the actor
+  } else {
+    errors.push_back(source + ": values file declares no actors (set `actors:` or `name:`)");
+    return;
+  }
+  for (auto& [where, item] : items) {
+    ActorSpec a;
+    a.source = source;
+    a.directory = directory;
+    Reporter rep(where, &errors, &out.warnings);
+    ParseAsyncActor(RenderValuesActor(root, item, defaults), a, rep);
+    out.actors.push_back(std::move(a));
+  }
+}
+
+bool IsValuesDocument(const YAML::Node& doc) {
+  return !Present(doc["kind"]) && !Present(doc["apiVersion"]) &&
+         (Present(doc["actors"]) || Present(doc["default"]) || Present(doc["name"]));
+}
+
+}  // namespace
+
+std::string ActorSpec::RuntimeEnv(std::string_view key) const {
+  for (const auto& e : runtime_env) {
+    if (e.name == key) {
+      return e.value;
+    }
+  }
+  return "";
+}
+
+std::string ActorSpec::Fingerprint() const {
+  std::ostringstream s;
+  s << name << '\n'
+    << directory << '\n'
+    << scaling.enabled << ' ' << scaling.min_replicas << ' ' << scaling.max_replicas << ' '
+    << scaling.polling_interval_s << ' ' << scaling.cooldown_period_s << ' ' << scaling.queue_length
+    << '\n'
+    << workload_replicas << ' ' << python_executable << ' ' << processing_timeout_s << ' '
+    << graceful_shutdown_s << '\n';
+  for (const auto& e : runtime_env) {
+    s << "R " << e.name << '=' << e.value << '\n';
+  }
+  for (const auto& e : sidecar_env) {
+    s << "S " << e.name << '=' << e.value << '\n';
+  }
+  for (const auto& c : local_command) {
+    s << "C " << c << '\n';
+  }
+  return s.str();
+}
+
+bool IsValidActorName(std::string_view name) {
+  if (name.empty() || name.size() > 253) {
+    return false;
+  }
+  if (name.front() < 'a' || name.front() > 'z') {
+    return false;
+  }
+  char last = name.back();
+  if (!((last >= 'a' && last <= 'z') || (last >= '0' && last <= '9'))) {
+    return false;
+  }
+  return std::all_of(name.begin(), name.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-';
+  });
+}
+
+Result<std::vector<std::string>> SplitCommand(std::string_view text) {
+  std::vector<std::string> out;
+  std::string cur;
+  bool in_word = false;
+  char quote = 0;
+  for (size_t i = 0; i < text.size(); ++i) {
+    char c = text[i];
+    if (quote != 0) {
+      if (c == quote) {
+        quote = 0;
+      } else if (c == '\\' && quote == '"' && i + 1 < text.size()) {
+        cur += text[++i];
+      } else {
+        cur += c;
+      }
+      continue;
+    }
+    if (c == '\'' || c == '"') {
+      quote = c;
+      in_word = true;
+    } else if (c == '\\' && i + 1 < text.size()) {
+      cur += text[++i];
+      in_word = true;
+    } else if (c == ' ' || c == '\t' || c == '\n') {
+      if (in_word) {
+        out.push_back(std::move(cur));
+        cur.clear();
+        in_word = false;
+      }
+    } else {
+      cur += c;
+      in_word = true;
+    }
+  }
+  if (quote != 0) {
+    return MakeError(ErrorCode::kInvalidArgument, "unterminated quote in command");
+  }
+  if (in_word) {
+    out.push_back(std::move(cur));
+  }
+  return out;
+}
+
+Result<LoadResult> ParseManifests(std::string_view text, const std::string& source,
+                                  const std::string& directory) {
+  std::vector<YAML::Node> docs;
+  try {
+    docs = YAML::LoadAll(std::string(text));
+  } catch (const YAML::Exception& e) {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     source + ":" + std::to_string(e.mark.line + 1) + ": invalid YAML: " + e.msg);
+  }
+  LoadResult out;
+  std::vector<std::string> errors;
+  try {
+    for (size_t i = 0; i < docs.size(); ++i) {
+      const YAML::Node& doc = docs[i];
+      if (!Present(doc)) {
+        continue;  // empty document (e.g. a trailing ---)
+      }
+      std::string where =
+          docs.size() > 1 ? source + " (document " + std::to_string(i + 1) + ")" : source;
+      if (!doc.IsMap()) {
+        errors.push_back(where + ": must be a YAML object, got " + TypeName(doc));
+        continue;
+      }
+      if (IsValuesDocument(doc)) {
+        ParseValues(doc, where, directory, out, errors);
+        continue;
+      }
+      if (!doc["kind"].IsScalar() || doc["kind"].Scalar() != kKind) {
+        errors.push_back(
+            where +
+            ": kind: must be AsyncActor (or an asya-actor values file with "
+            "`actors:`), got " +
+            (doc["kind"].IsScalar() ? "'" + doc["kind"].Scalar() + "'" : TypeName(doc["kind"])));
+        continue;
+      }
+      ActorSpec a;
+      a.source = source;
+      a.directory = directory;
+      Reporter rep(where, &errors, &out.warnings);
+      ParseAsyncActor(doc, a, rep);
+      out.actors.push_back(std::move(a));
+    }
+  } catch (const YAML::Exception& e) {
+    errors.push_back(source + ": invalid manifest: " + e.msg);
+  }
+  std::set<std::string> seen;
+  for (const auto& a : out.actors) {
+    if (!a.name.empty() && !seen.insert(a.name).second) {
+      errors.push_back(source + ": actor \"" + a.name + "\": metadata.name: declared twice");
+    }
+  }
+  if (!errors.empty()) {
+    std::string msg;
+    for (const auto& e : errors) {
+      msg += (msg.empty() ? "" : "\n") + e;
+    }
+    return MakeError(ErrorCode::kInvalidArgument, msg);
+  }
+  return out;
+}
+
+Result<LoadResult> LoadManifests(const std::vector<std::string>& paths) {
+  std::vector<fs::path> files;
+  for (const auto& p : paths) {
+    std::error_code ec;
+    fs::path path(p);
+    if (fs::is_directory(path, ec)) {
+      std::vector<fs::path> in_dir;
+      for (const auto& entry : fs::directory_iterator(path, ec)) {
+        auto ext = entry.path().extension().string();
+        if (entry.is_regular_file() && (ext == ".yaml" || ext == ".yml")) {
+          in_dir.push_back(entry.path());
+        }
+      }
+      if (in_dir.empty()) {
+        return MakeError(ErrorCode::kInvalidArgument, p + ": directory has no *.yaml/*.yml files");
+      }
+      std::sort(in_dir.begin(), in_dir.end());
+      files.insert(files.end(), in_dir.begin(), in_dir.end());
+    } else if (fs::exists(path, ec)) {
+      files.push_back(path);
+    } else {
+      return MakeError(ErrorCode::kNotFound, p + ": no such file or directory");
+    }
+  }
+  LoadResult all;
+  std::string errors;
+  std::set<std::string> seen;
+  for (const auto& f : files) {
+    std::ifstream in(f, std::ios::binary);
+    if (!in) {
+      return MakeError(ErrorCode::kNotFound, f.string() + ": cannot read file");
+    }
+    std::stringstream text;
+    text << in.rdbuf();
+    std::error_code ec;
+    fs::path dir = fs::absolute(f, ec).parent_path();
+    auto r = ParseManifests(text.str(), f.string(), dir.lexically_normal().string());
+    if (!r) {
+      errors += (errors.empty() ? "" : "\n") + r.error().message;
+      continue;
+    }
+    for (auto& w : r->warnings) {
+      all.warnings.push_back(std::move(w));
+    }
+    for (auto& a : r->actors) {
+      if (a.name == "happy-end" || a.name == "error-end") {
+        all.warnings.push_back(f.string() + ": actor \"" + a.name +
+                               "\": ignored; asya up runs its own crew actor with this name");
+        continue;
+      }
+      if (!seen.insert(a.name).second) {
+        errors += (errors.empty() ? "" : "\n") + f.string() + ": actor \"" + a.name +
+                  "\": metadata.name: declared more than once";
+        continue;
+      }
+      all.actors.push_back(std::move(a));
+    }
+  }
+  if (!errors.empty()) {
+    return MakeError(ErrorCode::kInvalidArgument, errors);
+  }
+  return all;
+}
+
+}  // namespace asya::local

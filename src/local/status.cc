@@ -1,0 +1,418 @@
+#include "asya/local/status.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <nlohmann/json.hpp>
+
+namespace asya::local {
+
+using nlohmann::json;
+
+namespace {
+
+constexpr int64_t kDegradedAfterMs = 5 * 60 * 1000;
+
+std::string Pad(const std::string& s, size_t width) {
+  return s.size() >= width ? s : s + std::string(width - s.size(), ' ');
+}
+
+std::string Table(const std::vector<std::vector<std::string>>& rows) {
+  std::vector<size_t> widths;
+  for (const auto& r : rows) {
+    widths.resize(std::max(widths.size(), r.size()));
+    for (size_t i = 0; i < r.size(); ++i) {
+      widths[i] = std::max(widths[i], r[i].size());
+    }
+  }
+  std::string out;
+  for (const auto& r : rows) {
+    std::string line;
+    for (size_t i = 0; i < r.size(); ++i) {
+      line += i + 1 == r.size() ? r[i] : Pad(r[i], widths[i] + 3);
+    }
+    out += line + "\n";
+  }
+  return out;
+}
+
+std::string Ago(int64_t ms) {
+  int64_t s = std::max<int64_t>(0, ms / 1000);
+  if (s < 60) {
+    return std::to_string(s) + "s ago";
+  }
+  if (s < 3600) {
+    return std::to_string(s / 60) + "m ago";
+  }
+  if (s < 86400) {
+    return std::to_string(s / 3600) + "h ago";
+  }
+  return std::to_string(s / 86400) + "d ago";
+}
+
+}  // namespace
+
+std::string ComputeStatus(const ActorStatus& a, int64_t now_ms) {
+  if (a.failing > 0 && a.ready < a.desired) {
+    return a.crash_container == "asya-sidecar" ? "SidecarError" : "RuntimeError";
+  }
+  if (a.desired == 0 && a.scaling_enabled) {
+    return a.total > 0 ? "ScalingDown" : "Napping";
+  }
+  if (a.total < a.desired && a.desired > 0) {
+    return "ScalingUp";
+  }
+  if (a.total > a.desired) {
+    return "ScalingDown";
+  }
+  if (a.ready < a.total && a.total > 0) {
+    bool old = a.last_scale_ms >= 0 && now_ms - a.last_scale_ms > kDegradedAfterMs;
+    return old ? "Degraded" : "ScalingUp";
+  }
+  if (a.ready == a.desired && a.ready > 0) {
+    return "Running";
+  }
+  if (a.ready == 0 && a.desired == 0 && !a.scaling_enabled) {
+    return "Running";
+  }
+  return "Unknown";
+}
+
+std::string FormatLastScale(int64_t last_scale_ms, const std::string& direction, int64_t now_ms) {
+  if (last_scale_ms < 0) {
+    return "-";
+  }
+  std::string s = Ago(now_ms - last_scale_ms);
+  if (!direction.empty()) {
+    s += " (" + direction + ")";
+  }
+  return s;
+}
+
+std::string FormatAge(int64_t seconds) {
+  seconds = std::max<int64_t>(0, seconds);
+  const int64_t m = seconds / 60;
+  const int64_t h = seconds / 3600;
+  const int64_t d = seconds / 86400;
+  if (seconds < 120) {
+    return std::to_string(seconds) + "s";
+  }
+  if (m < 10) {
+    int64_t s = seconds % 60;
+    return std::to_string(m) + "m" + (s == 0 ? "" : std::to_string(s) + "s");
+  }
+  if (m < 180) {
+    return std::to_string(m) + "m";
+  }
+  if (h < 8) {
+    int64_t mm = m % 60;
+    return std::to_string(h) + "h" + (mm == 0 ? "" : std::to_string(mm) + "m");
+  }
+  if (h < 48) {
+    return std::to_string(h) + "h";
+  }
+  if (h < 24 * 8) {
+    int64_t hh = h % 24;
+    return std::to_string(d) + "d" + (hh == 0 ? "" : std::to_string(hh) + "h");
+  }
+  return std::to_string(d) + "d";
+}
+
+std::string RenderTable(const std::vector<ActorStatus>& actors, int64_t now_ms, bool wide) {
+  std::vector<std::vector<std::string>> rows;
+  std::vector<std::string> head = {"NAME",    "STATUS", "RUNNING", "FAILING",    "TOTAL",
+                                   "DESIRED", "MIN",    "MAX",     "LAST-SCALE", "AGE"};
+  if (wide) {
+    for (const char* h : {"WORKLOAD", "TRANSPORT", "SCALING", "QUEUED", "PROCESSING"}) {
+      head.emplace_back(h);
+    }
+  }
+  rows.push_back(head);
+  for (const auto& a : actors) {
+    std::vector<std::string> r = {a.name,
+                                  a.status,
+                                  std::to_string(a.ready),
+                                  std::to_string(a.failing),
+                                  std::to_string(a.total),
+                                  std::to_string(a.desired),
+                                  a.scaling_present ? std::to_string(a.min_replicas) : "<none>",
+                                  a.scaling_present ? std::to_string(a.max_replicas) : "<none>",
+                                  FormatLastScale(a.last_scale_ms, a.last_scale_direction, now_ms),
+                                  FormatAge((now_ms - a.created_ms) / 1000)};
+    if (wide) {
+      r.push_back(a.workload_kind);
+      r.emplace_back(a.transport_ready ? "Ready" : "NotReady");
+      r.emplace_back(a.scaling_enabled ? "KEDA" : "Manual");
+      r.push_back(std::to_string(a.queued));
+      r.push_back(std::to_string(a.processing));
+    }
+    rows.push_back(std::move(r));
+  }
+  return Table(rows);
+}
+
+std::string RenderJson(const std::vector<ActorStatus>& actors, int64_t now_ms) {
+  json arr = json::array();
+  for (const auto& a : actors) {
+    arr.push_back({
+        {"name", a.name},
+        {"status", a.status},
+        {"running", a.ready},
+        {"failing", a.failing},
+        {"total", a.total},
+        {"desired", a.desired},
+        {"min", a.scaling_present ? json(a.min_replicas) : json(nullptr)},
+        {"max", a.scaling_present ? json(a.max_replicas) : json(nullptr)},
+        {"lastScale", FormatLastScale(a.last_scale_ms, a.last_scale_direction, now_ms)},
+        {"age", FormatAge((now_ms - a.created_ms) / 1000)},
+        {"workload", a.workload_kind},
+        {"transport", a.transport_ready ? "Ready" : "NotReady"},
+        {"scaling", a.scaling_enabled ? "KEDA" : "Manual"},
+        {"queued", a.queued},
+        {"processing", a.processing},
+    });
+  }
+  return arr.dump(2) + "\n";
+}
+
+std::string RenderDescribe(const ActorStatus& a, int64_t now_ms) {
+  std::ostringstream o;
+  o << "Name:            " << a.name << (a.crew ? " (crew)" : "") << "\n";
+  o << "Source:          " << (a.source.empty() ? "-" : a.source) << "\n";
+  o << "Status:          " << a.status << "\n";
+  o << "Age:             " << FormatAge((now_ms - a.created_ms) / 1000) << "\n";
+  o << "Handler:         " << (a.handler.empty() ? "-" : a.handler) << " (mode "
+    << (a.handler_mode.empty() ? "payload" : a.handler_mode) << ")\n";
+  o << "Runtime command: " << a.command << "\n";
+  o << "Timeout:         "
+    << (a.processing_timeout_s > 0 ? std::to_string(a.processing_timeout_s) + "s" : "default")
+    << "\n";
+  o << "Scaling:         ";
+  if (a.scaling_enabled) {
+    o << "KEDA-style: min " << a.min_replicas << ", max " << a.max_replicas << ", queueLength "
+      << a.queue_length << ", pollingInterval " << a.polling_interval_s << "s, cooldownPeriod "
+      << a.cooldown_period_s << "s\n";
+  } else {
+    o << "Manual: " << a.workload_replicas << " replica(s)\n";
+  }
+  o << "Replicas:        " << a.ready << " ready / " << a.total << " total / " << a.desired
+    << " desired, " << a.failing << " failing\n";
+  o << "Last scale:      " << FormatLastScale(a.last_scale_ms, a.last_scale_direction, now_ms)
+    << "\n";
+  o << "Queue:           asya-" << a.name << ": " << a.queued << " queued, " << a.processing
+    << " in flight; asya-" << a.name << "-dlq: " << a.dlq << "\n";
+  o << "\nReplicas:\n";
+  if (a.replicas.empty()) {
+    o << "  <none>\n";
+  } else {
+    std::vector<std::vector<std::string>> rows = {{"  REPLICA", "PHASE", "READY", "RUNTIME-PID",
+                                                   "RESTARTS", "LAST-EXIT", "SIDECAR-PID",
+                                                   "RESTARTS", "LAST-EXIT", "AGE"}};
+    for (const auto& r : a.replicas) {
+      rows.push_back({"  " + std::to_string(r.index), r.phase, r.ready ? "true" : "false",
+                      r.runtime_pid > 0 ? std::to_string(r.runtime_pid) : "-",
+                      std::to_string(r.runtime_restarts),
+                      r.runtime_last_exit.empty() ? "-" : r.runtime_last_exit,
+                      r.sidecar_pid > 0 ? std::to_string(r.sidecar_pid) : "-",
+                      std::to_string(r.sidecar_restarts),
+                      r.sidecar_last_exit.empty() ? "-" : r.sidecar_last_exit,
+                      FormatAge((now_ms - r.started_ms) / 1000)});
+    }
+    o << Table(rows);
+    for (const auto& r : a.replicas) {
+      if (!r.waiting_reason.empty()) {
+        o << "  replica " << r.index << ": " << r.waiting_reason << "\n";
+      }
+    }
+  }
+  o << "\nEvents:\n";
+  if (a.events.empty()) {
+    o << "  <none>\n";
+  } else {
+    std::vector<std::vector<std::string>> rows = {{"  TYPE", "REASON", "AGE", "MESSAGE"}};
+    for (const auto& e : a.events) {
+      rows.push_back({"  " + e.type, e.reason, FormatAge((now_ms - e.time_ms) / 1000), e.message});
+    }
+    o << Table(rows);
+  }
+  return o.str();
+}
+
+std::string EncodeMeshStatus(const MeshStatus& s) {
+  json actors = json::array();
+  for (const auto& a : s.actors) {
+    json replicas = json::array();
+    for (const auto& r : a.replicas) {
+      replicas.push_back({{"index", r.index},
+                          {"phase", r.phase},
+                          {"ready", r.ready},
+                          {"failing", r.failing},
+                          {"runtimePid", r.runtime_pid},
+                          {"sidecarPid", r.sidecar_pid},
+                          {"runtimeRestarts", r.runtime_restarts},
+                          {"sidecarRestarts", r.sidecar_restarts},
+                          {"runtimeLastExit", r.runtime_last_exit},
+                          {"sidecarLastExit", r.sidecar_last_exit},
+                          {"waitingReason", r.waiting_reason},
+                          {"startedMs", r.started_ms}});
+    }
+    json events = json::array();
+    for (const auto& e : a.events) {
+      events.push_back(
+          {{"timeMs", e.time_ms}, {"type", e.type}, {"reason", e.reason}, {"message", e.message}});
+    }
+    actors.push_back({{"name", a.name},
+                      {"source", a.source},
+                      {"crew", a.crew},
+                      {"handler", a.handler},
+                      {"handlerMode", a.handler_mode},
+                      {"command", a.command},
+                      {"workloadKind", a.workload_kind},
+                      {"workloadReplicas", a.workload_replicas},
+                      {"scalingPresent", a.scaling_present},
+                      {"scalingEnabled", a.scaling_enabled},
+                      {"minReplicas", a.min_replicas},
+                      {"maxReplicas", a.max_replicas},
+                      {"pollingInterval", a.polling_interval_s},
+                      {"cooldownPeriod", a.cooldown_period_s},
+                      {"queueLength", a.queue_length},
+                      {"processingTimeout", a.processing_timeout_s},
+                      {"status", a.status},
+                      {"ready", a.ready},
+                      {"total", a.total},
+                      {"failing", a.failing},
+                      {"desired", a.desired},
+                      {"transportReady", a.transport_ready},
+                      {"queued", a.queued},
+                      {"processing", a.processing},
+                      {"dlq", a.dlq},
+                      {"createdMs", a.created_ms},
+                      {"lastScaleMs", a.last_scale_ms},
+                      {"lastScaleDirection", a.last_scale_direction},
+                      {"crashContainer", a.crash_container},
+                      {"replicas", replicas},
+                      {"events", events}});
+  }
+  json doc = {{"pid", s.pid},
+              {"generation", s.generation},
+              {"transport", s.transport},
+              {"stateDir", s.state_dir},
+              {"startedMs", s.started_ms},
+              {"updatedMs", s.updated_ms},
+              {"stopping", s.stopping},
+              {"lastError", s.last_error},
+              {"actors", actors}};
+  return doc.dump(1) + "\n";
+}
+
+Result<MeshStatus> DecodeMeshStatus(const std::string& text) {
+  try {
+    json doc = json::parse(text);
+    MeshStatus s;
+    s.pid = doc.value("pid", 0);
+    s.generation = doc.value("generation", int64_t{0});
+    s.transport = doc.value("transport", "");
+    s.state_dir = doc.value("stateDir", "");
+    s.started_ms = doc.value("startedMs", int64_t{0});
+    s.updated_ms = doc.value("updatedMs", int64_t{0});
+    s.stopping = doc.value("stopping", false);
+    s.last_error = doc.value("lastError", "");
+    for (const auto& j : doc.at("actors")) {
+      ActorStatus a;
+      a.name = j.value("name", "");
+      a.source = j.value("source", "");
+      a.crew = j.value("crew", false);
+      a.handler = j.value("handler", "");
+      a.handler_mode = j.value("handlerMode", "");
+      a.command = j.value("command", "");
+      a.workload_kind = j.value("workloadKind", "Deployment");
+      a.workload_replicas = j.value("workloadReplicas", 1);
+      a.scaling_present = j.value("scalingPresent", false);
+      a.scaling_enabled = j.value("scalingEnabled", false);
+      a.min_replicas = j.value("minReplicas", 0);
+      a.max_replicas = j.value("maxReplicas", 50);
+      a.polling_interval_s = j.value("pollingInterval", 10);
+      a.cooldown_period_s = j.value("cooldownPeriod", 60);
+      a.queue_length = j.value("queueLength", 5);
+      a.processing_timeout_s = j.value("processingTimeout", 0);
+      a.status = j.value("status", "");
+      a.ready = j.value("ready", 0);
+      a.total = j.value("total", 0);
+      a.failing = j.value("failing", 0);
+      a.desired = j.value("desired", 0);
+      a.transport_ready = j.value("transportReady", false);
+      a.queued = j.value("queued", int64_t{0});
+      a.processing = j.value("processing", int64_t{0});
+      a.dlq = j.value("dlq", int64_t{0});
+      a.created_ms = j.value("createdMs", int64_t{0});
+      a.last_scale_ms = j.value("lastScaleMs", int64_t{-1});
+      a.last_scale_direction = j.value("lastScaleDirection", "");
+      a.crash_container = j.value("crashContainer", "");
+      for (const auto& r : j.value("replicas", json::array())) {
+        ReplicaStatus rs;
+        rs.index = r.value("index", 0);
+        rs.phase = r.value("phase", "");
+        rs.ready = r.value("ready", false);
+        rs.failing = r.value("failing", false);
+        rs.runtime_pid = r.value("runtimePid", 0);
+        rs.sidecar_pid = r.value("sidecarPid", 0);
+        rs.runtime_restarts = r.value("runtimeRestarts", 0);
+        rs.sidecar_restarts = r.value("sidecarRestarts", 0);
+        rs.runtime_last_exit = r.value("runtimeLastExit", "");
+        rs.sidecar_last_exit = r.value("sidecarLastExit", "");
+        rs.waiting_reason = r.value("waitingReason", "");
+        rs.started_ms = r.value("startedMs", int64_t{0});
+        a.replicas.push_back(std::move(rs));
+      }
+      for (const auto& e : j.value("events", json::array())) {
+        a.events.push_back({e.value("timeMs", int64_t{0}), e.value("type", ""),
+                            e.value("reason", ""), e.value("message", "")});
+      }
+      s.actors.push_back(std::move(a));
+    }
+    return s;
+  } catch (const json::exception& e) {
+    return MakeError(ErrorCode::kInvalidArgument, std::string("invalid status file: ") + e.what());
+  }
+}
+
+Status WriteFileAtomic(const std::string& path, const std::string& content) {
+  std::string tmp = path + ".tmp." + std::to_string(::getpid());
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) {
+    return MakeError(ErrorCode::kUnavailable, "cannot write " + tmp);
+  }
+  size_t off = 0;
+  while (off < content.size()) {
+    ssize_t n = ::write(fd, content.data() + off, content.size() - off);
+    if (n <= 0) {
+      ::close(fd);
+      ::unlink(tmp.c_str());
+      return MakeError(ErrorCode::kUnavailable, "cannot write " + tmp);
+    }
+    off += static_cast<size_t>(n);
+  }
+  ::close(fd);
+  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    ::unlink(tmp.c_str());
+    return MakeError(ErrorCode::kUnavailable, "cannot rename " + tmp + " to " + path);
+  }
+  return Ok();
+}
+
+Result<std::string> ReadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    return MakeError(ErrorCode::kNotFound, path + ": cannot read");
+  }
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+}  // namespace asya::local

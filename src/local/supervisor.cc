@@ -1,0 +1,1041 @@
+#include "asya/local/supervisor.h"
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <csignal>
+#include <cstring>
+#include <filesystem>
+#include <map>
+#include <set>
+
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/file.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <nlohmann/json.hpp>
+
+#include "asya/base/duration.h"
+#include "asya/local/autoscaler.h"
+#include "asya/local/status.h"
+#include "asya/transport/transport.h"
+
+namespace asya::local {
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr int64_t kTickMs = 100;
+constexpr int64_t kStatusEveryMs = 1000;
+constexpr int64_t kDepthEveryMs = 2000;
+constexpr size_t kMaxEvents = 20;
+constexpr size_t kMaxSocketPath = 100;
+constexpr int kExitHandlerTimeout = 3;  // asya_runtime.py / SDK: handler overran its deadline
+
+int64_t SteadyMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+int64_t WallMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+std::string DescribeExit(int wstatus) {
+  if (WIFEXITED(wstatus)) {
+    return "exit " + std::to_string(WEXITSTATUS(wstatus));
+  }
+  if (WIFSIGNALED(wstatus)) {
+    return "signal " + std::to_string(WTERMSIG(wstatus));
+  }
+  return "unknown";
+}
+
+void SetEnv(std::vector<std::string>& env, const std::string& name, const std::string& value) {
+  std::string prefix = name + "=";
+  for (auto& e : env) {
+    if (e.compare(0, prefix.size(), prefix) == 0) {
+      e = prefix + value;
+      return;
+    }
+  }
+  env.push_back(prefix + value);
+}
+
+std::string GetEnv(const std::vector<std::string>& env, const std::string& name) {
+  std::string prefix = name + "=";
+  for (const auto& e : env) {
+    if (e.compare(0, prefix.size(), prefix) == 0) {
+      return e.substr(prefix.size());
+    }
+  }
+  return "";
+}
+
+struct Proc {
+  pid_t pid = 0;
+  int out_fd = -1;
+  std::string partial;
+  int restarts = 0;
+  int consecutive_crashes = 0;
+  std::string last_exit;
+  int64_t started_at = 0;
+  int64_t next_start_at = 0;
+  bool stop_requested = false;
+  int64_t kill_at = 0;  // 0 = no kill scheduled
+};
+
+struct Replica {
+  int index = 0;
+  std::string socket_dir;
+  bool socket_dir_is_tmp = false;
+  Proc runtime;
+  Proc sidecar;
+  bool stopping = false;
+  int64_t created_wall_ms = 0;
+  bool runtime_ready = false;
+
+  [[nodiscard]] bool Ready() const {
+    return !stopping && runtime.pid > 0 && runtime_ready && sidecar.pid > 0;
+  }
+  [[nodiscard]] bool Alive() const { return runtime.pid > 0 || sidecar.pid > 0; }
+};
+
+struct Actor {
+  ActorSpec spec;
+  AutoscalerState scaler;
+  int desired = 0;
+  int64_t next_scale_at = 0;
+  int64_t next_depth_at = 0;
+  std::vector<std::unique_ptr<Replica>> replicas;
+  bool removing = false;
+  int log_fd = -1;
+  ActorStatus st;  // persistent parts: created, last scale, events, depths
+  int last_ready = 0;
+};
+
+class SupervisorImpl final : public Supervisor {
+ public:
+  explicit SupervisorImpl(SupervisorSettings s) : s_(std::move(s)) {}
+  ~SupervisorImpl() override;
+
+  Status Init();
+  int Run() override;
+
+ private:
+  // Desired state.
+  Status Apply();
+  void AddActor(ActorSpec spec);
+  // Processes.
+  bool Spawn(Actor& a, Replica& r, Proc& p, bool runtime);
+  void StartRuntime(Actor& a, Replica& r);
+  void StartSidecar(Actor& a, Replica& r);
+  void Signal(Proc& p, int sig);
+  void OnExit(pid_t pid, int wstatus);
+  void ReadOutput(Proc& p, const std::string& tag, Actor* a, bool flush);
+  void EmitLine(Actor* a, const std::string& tag, std::string_view line);
+  // Loop.
+  void Tick();
+  void TickActor(Actor& a, int64_t now);
+  void TickReplica(Actor& a, Replica& r, int64_t now);
+  void BeginStop(Actor& a, Replica& r, int64_t now);
+  void Scale(Actor& a, int64_t now);
+  void FinishReplica(Actor& a, Replica& r);
+  void Event(Actor& a, const std::string& type, const std::string& reason,
+             const std::string& message);
+  void WriteStatus();
+  [[nodiscard]] bool AnyAlive() const;
+  std::string ReplicaSocketDir(const std::string& actor, int index, bool* is_tmp);
+
+  SupervisorSettings s_;
+  std::string state_dir_;
+  transport::TransportPtr transport_;
+  int lock_fd_ = -1;
+  int signal_fd_ = -1;
+  std::map<std::string, std::unique_ptr<Actor>> actors_;
+  std::map<pid_t, std::pair<Actor*, Proc*>> by_pid_;
+  bool shutting_down_ = false;
+  bool force_kill_ = false;
+  int64_t generation_ = 0;
+  std::string last_error_;
+  int64_t started_wall_ms_ = 0;
+  int64_t last_status_at_ = 0;
+  bool status_dirty_ = true;
+};
+
+SupervisorImpl::~SupervisorImpl() {
+  for (auto& [name, a] : actors_) {
+    if (a->log_fd >= 0) {
+      ::close(a->log_fd);
+    }
+  }
+  if (signal_fd_ >= 0) {
+    ::close(signal_fd_);
+  }
+  if (lock_fd_ >= 0) {
+    ::unlink(PidPath(state_dir_).c_str());
+    ::close(lock_fd_);
+  }
+}
+
+Status SupervisorImpl::Init() {
+  std::error_code ec;
+  fs::create_directories(s_.state_dir, ec);
+  state_dir_ = fs::absolute(s_.state_dir, ec).lexically_normal().string();
+  if (!state_dir_.empty() && state_dir_.back() == '/') {
+    state_dir_.pop_back();
+  }
+  for (const char* sub : {"logs", "run", "results", "errors"}) {
+    fs::create_directories(state_dir_ + "/" + sub, ec);
+    if (ec) {
+      return MakeError(ErrorCode::kUnavailable,
+                       "cannot create " + state_dir_ + "/" + sub + ": " + ec.message());
+    }
+  }
+  lock_fd_ = ::open(LockPath(state_dir_).c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (lock_fd_ < 0 || ::flock(lock_fd_, LOCK_EX | LOCK_NB) != 0) {
+    return MakeError(ErrorCode::kAlreadyExists,
+                     "another asya up is already running on " + state_dir_);
+  }
+  if (auto w = WriteFileAtomic(PidPath(state_dir_), std::to_string(::getpid()) + "\n"); !w) {
+    return w;
+  }
+  auto t = transport::MakeTransport(s_.transport);
+  if (!t) {
+    return Unexpected(t.error());
+  }
+  transport_ = std::move(*t);
+  sigset_t set;
+  sigemptyset(&set);
+  for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGCHLD}) {
+    sigaddset(&set, sig);
+  }
+  signal_fd_ = ::signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+  if (signal_fd_ < 0) {
+    return MakeError(ErrorCode::kInternal, std::string("signalfd: ") + std::strerror(errno));
+  }
+  started_wall_ms_ = WallMs();
+  return Ok();
+}
+
+std::string SupervisorImpl::ReplicaSocketDir(const std::string& actor, int index, bool* is_tmp) {
+  std::string dir = state_dir_ + "/run/" + actor + "-" + std::to_string(index);
+  *is_tmp = false;
+  std::error_code ec;
+  if (dir.size() + std::strlen("/asya-runtime.sock") >= kMaxSocketPath) {
+    char tmpl[] = "/tmp/asya-XXXXXX";
+    if (::mkdtemp(tmpl) != nullptr) {
+      *is_tmp = true;
+      return tmpl;
+    }
+  }
+  fs::create_directories(dir, ec);
+  return dir;
+}
+
+Status SupervisorImpl::Apply() {
+  auto text = ReadFile(DesiredPath(state_dir_));
+  if (!text) {
+    return Unexpected(text.error());
+  }
+  auto desired = DecodeDesired(*text);
+  if (!desired) {
+    return Unexpected(desired.error());
+  }
+  generation_ = desired->generation;
+  auto loaded = LoadManifests(desired->paths);
+  if (!loaded) {
+    return Unexpected(loaded.error());
+  }
+  for (const auto& w : loaded->warnings) {
+    EmitLine(nullptr, "asya", "warning: " + w);
+  }
+  std::vector<ActorSpec> specs = CrewActors(state_dir_, s_.crew_bin);
+  for (auto& a : loaded->actors) {
+    specs.push_back(std::move(a));
+  }
+  std::set<std::string> names;
+  for (auto& spec : specs) {
+    names.insert(spec.name);
+    auto it = actors_.find(spec.name);
+    if (it == actors_.end()) {
+      AddActor(std::move(spec));
+      continue;
+    }
+    Actor& a = *it->second;
+    if (a.removing) {
+      a.removing = false;
+      Event(a, "Normal", "Added", "actor declared again");
+    }
+    if (a.spec.Fingerprint() != spec.Fingerprint()) {
+      int64_t now = SteadyMs();
+      a.spec = std::move(spec);
+      a.scaler = AutoscalerState{};
+      for (auto& r : a.replicas) {
+        BeginStop(a, *r, now);  // replaced by replicas with the new spec
+      }
+      a.next_scale_at = 0;
+      a.next_depth_at = 0;
+      Event(a, "Normal", "Updated", "manifest changed; replacing replicas");
+    } else {
+      a.spec.source = spec.source;
+    }
+  }
+  for (auto& [name, a] : actors_) {
+    if (names.count(name) == 0 && !a->removing) {
+      a->removing = true;
+      int64_t now = SteadyMs();
+      for (auto& r : a->replicas) {
+        BeginStop(*a, *r, now);
+      }
+      Event(*a, "Normal", "Removed", "actor no longer declared; stopping (queue kept)");
+    }
+  }
+  status_dirty_ = true;
+  return Ok();
+}
+
+void SupervisorImpl::AddActor(ActorSpec spec) {
+  auto a = std::make_unique<Actor>();
+  a->spec = std::move(spec);
+  a->st.created_ms = WallMs();
+  a->log_fd = ::open(LogPath(state_dir_, a->spec.name).c_str(),
+                     O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  auto created = transport_->CreateQueue(transport::QueueName(a->spec.name));
+  Actor& ref = *a;
+  actors_[ref.spec.name] = std::move(a);
+  if (!created) {
+    Event(ref, "Warning", "QueueError", "cannot create queue: " + created.error().message);
+  } else {
+    Event(ref, "Normal", "Added",
+          "queue " + transport::QueueName(ref.spec.name) + " ready (from " +
+              (ref.spec.source.empty() ? "asya up" : ref.spec.source) + ")");
+  }
+}
+
+bool SupervisorImpl::Spawn(Actor& a, Replica& r, Proc& p, bool runtime) {
+  const ActorSpec& spec = a.spec;
+  std::vector<std::string> argv;
+  std::vector<std::string> env = s_.base_env;
+  std::string cwd = spec.directory.empty() ? state_dir_ : spec.directory;
+  if (runtime) {
+    if (!spec.local_command.empty()) {
+      argv = spec.local_command;
+      if (argv[0].find('/') != std::string::npos && argv[0][0] != '/') {
+        argv[0] = (fs::path(cwd) / argv[0]).lexically_normal().string();
+      }
+    } else {
+      argv = {spec.python_executable, s_.python_runtime};
+    }
+    for (const auto& e : spec.runtime_env) {
+      SetEnv(env, e.name, e.value);
+    }
+    SetEnv(env, "ASYA_SOCKET_DIR", r.socket_dir);
+    if (spec.processing_timeout_s > 0) {
+      SetEnv(env, "ASYA_RUNTIME_TIMEOUT", std::to_string(spec.processing_timeout_s) + "s");
+    }
+    if (spec.is_crew) {
+      SetEnv(env, "ASYA_ENABLE_VALIDATION", "false");
+    }
+    std::string pp = GetEnv(env, "PYTHONPATH");
+    SetEnv(env, "PYTHONPATH", pp.empty() ? cwd : cwd + ":" + pp);
+    SetEnv(env, "PYTHONUNBUFFERED", "1");
+  } else {
+    argv = {s_.sidecar_bin};
+    SetEnv(env, "ASYA_ACTOR_NAME", spec.name);
+    SetEnv(env, "ASYA_TRANSPORT", s_.transport.kind);
+    if (s_.transport.kind == "sqlite") {
+      SetEnv(env, "ASYA_SQLITE_PATH", s_.transport.sqlite.path);
+    }
+    SetEnv(env, "ASYA_SOCKET_DIR", r.socket_dir);
+    if (spec.processing_timeout_s > 0) {
+      SetEnv(env, "ASYA_RUNTIME_TIMEOUT", std::to_string(spec.processing_timeout_s) + "s");
+    }
+    if (spec.is_crew) {
+      SetEnv(env, "ASYA_IS_END_ACTOR", "true");
+    }
+    SetEnv(env, "ASYA_METRICS_ENABLED", "false");  // one port per replica would clash
+    SetEnv(env, "ASYA_QUEUE_AUTO_CREATE", "true");
+    for (const auto& e : spec.sidecar_env) {
+      SetEnv(env, e.name, e.value);
+    }
+  }
+  std::vector<char*> cargv;
+  for (auto& s : argv) {
+    cargv.push_back(s.data());
+  }
+  cargv.push_back(nullptr);
+  std::vector<char*> cenv;
+  for (auto& s : env) {
+    cenv.push_back(s.data());
+  }
+  cenv.push_back(nullptr);
+
+  int fds[2];
+  if (::pipe2(fds, O_CLOEXEC) != 0) {
+    EmitLine(&a, "asya", std::string("pipe: ") + std::strerror(errno));
+    return false;
+  }
+  const pid_t parent = ::getpid();
+  pid_t pid = ::fork();
+  if (pid < 0) {
+    ::close(fds[0]);
+    ::close(fds[1]);
+    EmitLine(&a, "asya", std::string("fork: ") + std::strerror(errno));
+    return false;
+  }
+  if (pid == 0) {
+    // Child: only async-signal-safe calls from here on.
+    ::setpgid(0, 0);
+    ::prctl(PR_SET_PDEATHSIG, SIGTERM);
+    if (::getppid() != parent) {
+      ::_exit(127);
+    }
+    sigset_t none;
+    sigemptyset(&none);
+    ::sigprocmask(SIG_SETMASK, &none, nullptr);
+    ::signal(SIGPIPE, SIG_DFL);
+    int devnull = ::open("/dev/null", O_RDONLY);
+    if (devnull >= 0) {
+      ::dup2(devnull, 0);
+    }
+    ::dup2(fds[1], 1);
+    ::dup2(fds[1], 2);
+    if (::chdir(cwd.c_str()) != 0) {
+      const char msg[] = "asya up: cannot change to the manifest directory\n";
+      (void)!::write(2, msg, sizeof(msg) - 1);
+      ::_exit(127);
+    }
+    ::execvpe(cargv[0], cargv.data(), cenv.data());
+    const char msg[] = "asya up: cannot execute ";
+    (void)!::write(2, msg, sizeof(msg) - 1);
+    (void)!::write(2, cargv[0], std::strlen(cargv[0]));
+    (void)!::write(2, "\n", 1);
+    ::_exit(127);
+  }
+  ::setpgid(pid, pid);
+  ::close(fds[1]);
+  ::fcntl(fds[0], F_SETFL, O_NONBLOCK);
+  if (p.out_fd >= 0) {
+    ::close(p.out_fd);
+  }
+  p.pid = pid;
+  p.out_fd = fds[0];
+  p.partial.clear();
+  p.started_at = SteadyMs();
+  p.stop_requested = false;
+  p.kill_at = 0;
+  by_pid_[pid] = {&a, &p};
+  std::string cmd;
+  for (const auto& s : argv) {
+    cmd += (cmd.empty() ? "" : " ") + s;
+  }
+  EmitLine(&a, a.spec.name + "/" + std::to_string(r.index),
+           std::string("asya: started ") + (runtime ? "runtime" : "sidecar") + " pid " +
+               std::to_string(pid) + ": " + cmd);
+  return true;
+}
+
+void SupervisorImpl::StartRuntime(Actor& a, Replica& r) {
+  std::error_code ec;
+  fs::remove(r.socket_dir + "/runtime-ready", ec);
+  fs::remove(r.socket_dir + "/asya-runtime.sock", ec);
+  r.runtime_ready = false;
+  Spawn(a, r, r.runtime, /*runtime=*/true);
+}
+
+void SupervisorImpl::StartSidecar(Actor& a, Replica& r) {
+  Spawn(a, r, r.sidecar, false);
+}
+
+void SupervisorImpl::Signal(Proc& p, int sig) {
+  if (p.pid > 0) {
+    ::kill(-p.pid, sig);  // the process group: also the handler's own children
+    ::kill(p.pid, sig);   // in case it left its group
+  }
+}
+
+void SupervisorImpl::EmitLine(Actor* a, const std::string& tag, std::string_view line) {
+  std::string out = "[" + tag + "] ";
+  out.append(line);
+  out += '\n';
+  if (s_.echo_logs) {
+    (void)!::write(1, out.data(), out.size());
+  }
+  if (a != nullptr && a->log_fd >= 0) {
+    (void)!::write(a->log_fd, out.data(), out.size());
+  }
+}
+
+void SupervisorImpl::ReadOutput(Proc& p, const std::string& tag, Actor* a, bool flush) {
+  if (p.out_fd < 0) {
+    return;
+  }
+  char buf[16384];
+  while (true) {
+    ssize_t n = ::read(p.out_fd, buf, sizeof(buf));
+    if (n > 0) {
+      p.partial.append(buf, static_cast<size_t>(n));
+      size_t start = 0;
+      size_t nl;
+      while ((nl = p.partial.find('\n', start)) != std::string::npos) {
+        EmitLine(a, tag, std::string_view(p.partial).substr(start, nl - start));
+        start = nl + 1;
+      }
+      p.partial.erase(0, start);
+      if (p.partial.size() > 65536) {
+        EmitLine(a, tag, p.partial);
+        p.partial.clear();
+      }
+      continue;
+    }
+    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
+      ::close(p.out_fd);
+      p.out_fd = -1;
+      flush = true;
+    }
+    break;
+  }
+  if (flush && !p.partial.empty()) {
+    EmitLine(a, tag, p.partial);
+    p.partial.clear();
+  }
+}
+
+void SupervisorImpl::Event(Actor& a, const std::string& type, const std::string& reason,
+                           const std::string& message) {
+  a.st.events.push_back({WallMs(), type, reason, message});
+  if (a.st.events.size() > kMaxEvents) {
+    a.st.events.erase(a.st.events.begin());
+  }
+  EmitLine(&a, a.spec.name, "asya: " + reason + ": " + message);
+  status_dirty_ = true;
+}
+
+void SupervisorImpl::OnExit(pid_t pid, int wstatus) {
+  auto it = by_pid_.find(pid);
+  if (it == by_pid_.end()) {
+    return;
+  }
+  auto [a, p] = it->second;
+  by_pid_.erase(it);
+  // Which replica / role?
+  Replica* rep = nullptr;
+  for (auto& r : a->replicas) {
+    if (&r->runtime == p || &r->sidecar == p) {
+      rep = r.get();
+    }
+  }
+  const bool is_runtime = rep != nullptr && &rep->runtime == p;
+  const std::string tag = a->spec.name + "/" + (rep ? std::to_string(rep->index) : "?");
+  ReadOutput(*p, tag, a, /*flush=*/true);
+  p->pid = 0;
+  p->kill_at = 0;
+  p->last_exit = DescribeExit(wstatus);
+  status_dirty_ = true;
+  const int64_t now = SteadyMs();
+  const char* role = is_runtime ? "runtime" : "sidecar";
+  if (p->stop_requested || rep == nullptr || rep->stopping || shutting_down_) {
+    EmitLine(a, tag, std::string("asya: ") + role + " stopped (" + p->last_exit + ")");
+    p->stop_requested = false;
+    return;
+  }
+  p->restarts++;
+  if (is_runtime && WIFEXITED(wstatus) && WEXITSTATUS(wstatus) == kExitHandlerTimeout) {
+    // The runtime stops itself after a handler overran its deadline: restart it at once.
+    p->next_start_at = now;
+    Event(*a, "Warning", "RuntimeRestarted",
+          "replica " + std::to_string(rep->index) +
+              ": runtime exited after a handler timeout (exit 3); restarting");
+  } else {
+    // Kubelet resets the back-off after a container ran long enough.
+    if (now - p->started_at > 60 * s_.restart_backoff_base.count()) {
+      p->consecutive_crashes = 0;
+    }
+    p->consecutive_crashes++;
+    int64_t backoff = RestartBackoffMs(p->consecutive_crashes, s_.restart_backoff_base.count(),
+                                       s_.restart_backoff_max.count());
+    p->next_start_at = now + backoff;
+    Event(*a, "Warning", "Crashed",
+          "replica " + std::to_string(rep->index) + ": " + role + " " + p->last_exit +
+              " (restart " + std::to_string(p->restarts) + ", back-off " +
+              FormatGoDuration(Millis(backoff)) + ")");
+  }
+  if (is_runtime && rep->sidecar.pid > 0) {
+    // No runtime: stop consuming until it is ready again (the sidecar requeues what it holds).
+    rep->sidecar.stop_requested = true;
+    Signal(rep->sidecar, SIGTERM);
+    rep->sidecar.kill_at = now + int64_t{a->spec.graceful_shutdown_s} * 1000;
+  }
+  rep->runtime_ready = is_runtime ? false : rep->runtime_ready;
+}
+
+void SupervisorImpl::BeginStop(Actor& a, Replica& r, int64_t now) {
+  if (r.stopping) {
+    return;
+  }
+  (void)a;
+  r.stopping = true;
+  if (r.sidecar.pid > 0) {
+    r.sidecar.stop_requested = true;
+    Signal(r.sidecar, SIGTERM);
+    r.sidecar.kill_at = now + int64_t{a.spec.graceful_shutdown_s} * 1000;
+  }
+  status_dirty_ = true;
+}
+
+void SupervisorImpl::FinishReplica(Actor& a, Replica& r) {
+  ReadOutput(r.runtime, a.spec.name + "/" + std::to_string(r.index), &a, true);
+  ReadOutput(r.sidecar, a.spec.name + "/" + std::to_string(r.index), &a, true);
+  for (Proc* p : {&r.runtime, &r.sidecar}) {
+    if (p->out_fd >= 0) {
+      ::close(p->out_fd);
+      p->out_fd = -1;
+    }
+  }
+  std::error_code ec;
+  fs::remove_all(r.socket_dir, ec);
+}
+
+void SupervisorImpl::TickReplica(Actor& a, Replica& r, int64_t now) {
+  if (force_kill_) {
+    Signal(r.sidecar, SIGKILL);
+    Signal(r.runtime, SIGKILL);
+    return;
+  }
+  for (Proc* p : {&r.sidecar, &r.runtime}) {
+    if (p->pid > 0 && p->kill_at > 0 && now >= p->kill_at) {
+      EmitLine(&a, a.spec.name + "/" + std::to_string(r.index),
+               "asya: grace period over; killing pid " + std::to_string(p->pid));
+      Signal(*p, SIGKILL);
+      p->kill_at = 0;
+    }
+  }
+  if (r.stopping) {
+    // Sidecar first (it drains and requeues), then the runtime.
+    if (r.sidecar.pid == 0 && r.runtime.pid > 0 && !r.runtime.stop_requested) {
+      r.runtime.stop_requested = true;
+      Signal(r.runtime, SIGTERM);
+      r.runtime.kill_at = now + s_.runtime_stop_grace.count();
+    }
+    return;
+  }
+  if (r.runtime.pid > 0 && !r.runtime_ready) {
+    r.runtime_ready = ::access((r.socket_dir + "/runtime-ready").c_str(), F_OK) == 0;
+    if (r.runtime_ready) {
+      status_dirty_ = true;
+    }
+  }
+  if (r.runtime.pid > 0 && r.runtime_ready &&
+      now - r.runtime.started_at > 60 * s_.restart_backoff_base.count()) {
+    r.runtime.consecutive_crashes = 0;
+  }
+  if (r.runtime.pid == 0 && now >= r.runtime.next_start_at) {
+    StartRuntime(a, r);
+    status_dirty_ = true;
+  }
+  if (r.runtime.pid > 0 && r.runtime_ready && r.sidecar.pid == 0 &&
+      now >= r.sidecar.next_start_at) {
+    StartSidecar(a, r);
+    status_dirty_ = true;
+  }
+  if (r.sidecar.pid > 0 && now - r.sidecar.started_at > 60 * s_.restart_backoff_base.count()) {
+    r.sidecar.consecutive_crashes = 0;
+  }
+}
+
+void SupervisorImpl::Scale(Actor& a, int64_t now) {
+  int current = 0;
+  for (auto& r : a.replicas) {
+    current += r->stopping ? 0 : 1;
+  }
+  AutoscalerInput in;
+  in.scaling = a.spec.scaling;
+  in.workload_replicas = a.spec.workload_replicas;
+  in.current = current;
+  in.ready_messages = a.st.queued;
+  in.inflight_messages = a.st.processing;
+  in.now_ms = now;
+  int desired = a.removing || shutting_down_ ? 0 : DesiredReplicas(in, a.scaler);
+  if (desired != a.desired) {
+    Event(a, "Normal", desired > a.desired ? "ScaledUp" : "ScaledDown",
+          "desired replicas " + std::to_string(a.desired) + " -> " + std::to_string(desired) +
+              " (queue: " + std::to_string(a.st.queued) + " ready, " +
+              std::to_string(a.st.processing) + " in flight)");
+    a.desired = desired;
+  }
+  // Start missing replicas at the lowest free index; stop the highest ones.
+  while (current < a.desired) {
+    std::set<int> used;
+    for (auto& r : a.replicas) {
+      used.insert(r->index);
+    }
+    int idx = 0;
+    while (used.count(idx) != 0) {
+      ++idx;
+    }
+    auto r = std::make_unique<Replica>();
+    r->index = idx;
+    r->socket_dir = ReplicaSocketDir(a.spec.name, idx, &r->socket_dir_is_tmp);
+    ::chmod(r->socket_dir.c_str(), 0700);
+    r->created_wall_ms = WallMs();
+    a.replicas.push_back(std::move(r));
+    ++current;
+  }
+  while (current > a.desired) {
+    Replica* victim = nullptr;
+    for (auto& r : a.replicas) {
+      if (!r->stopping && (victim == nullptr || r->index > victim->index)) {
+        victim = r.get();
+      }
+    }
+    if (victim == nullptr) {
+      break;
+    }
+    BeginStop(a, *victim, now);
+    --current;
+  }
+}
+
+void SupervisorImpl::TickActor(Actor& a, int64_t now) {
+  if (now >= a.next_depth_at && !shutting_down_) {
+    auto d = transport_->Depth(transport::QueueName(a.spec.name));
+    a.st.transport_ready = d.has_value();
+    if (d) {
+      a.st.queued = d->ready;
+      a.st.processing = d->inflight;
+    }
+    if (auto dl = transport_->Depth(transport::DlqName(a.spec.name)); dl) {
+      a.st.dlq = dl->ready + dl->inflight;
+    }
+    a.next_depth_at =
+        now + std::min<int64_t>(kDepthEveryMs, a.spec.scaling.polling_interval_s * 1000);
+    status_dirty_ = true;
+  }
+  if (now >= a.next_scale_at || shutting_down_ || a.removing) {
+    Scale(a, now);
+    a.next_scale_at = now + int64_t{a.spec.scaling.polling_interval_s} * 1000;
+  }
+  for (auto& r : a.replicas) {
+    TickReplica(a, *r, now);
+  }
+  // Drop replicas whose processes are gone.
+  for (auto it = a.replicas.begin(); it != a.replicas.end();) {
+    Replica& r = **it;
+    if (r.stopping && !r.Alive()) {
+      FinishReplica(a, r);
+      it = a.replicas.erase(it);
+      status_dirty_ = true;
+    } else {
+      ++it;
+    }
+  }
+  int ready = 0;
+  for (auto& r : a.replicas) {
+    ready += r->Ready() ? 1 : 0;
+  }
+  if (ready != a.last_ready) {
+    a.st.last_scale_ms = WallMs();
+    a.st.last_scale_direction = ready > a.last_ready ? "up" : "down";
+    a.last_ready = ready;
+    status_dirty_ = true;
+  }
+}
+
+void SupervisorImpl::Tick() {
+  const int64_t now = SteadyMs();
+  for (auto it = actors_.begin(); it != actors_.end();) {
+    Actor& a = *it->second;
+    TickActor(a, now);
+    if (a.removing && a.replicas.empty()) {
+      if (a.log_fd >= 0) {
+        ::close(a.log_fd);
+      }
+      it = actors_.erase(it);
+      status_dirty_ = true;
+    } else {
+      ++it;
+    }
+  }
+}
+
+bool SupervisorImpl::AnyAlive() const {
+  for (const auto& [name, a] : actors_) {
+    for (const auto& r : a->replicas) {
+      if (r->Alive()) {
+        return true;
+      }
+    }
+  }
+  return false;
+}
+
+void SupervisorImpl::WriteStatus() {
+  MeshStatus ms;
+  ms.pid = ::getpid();
+  ms.generation = generation_;
+  ms.transport = s_.transport.kind;
+  ms.state_dir = state_dir_;
+  ms.started_ms = started_wall_ms_;
+  ms.updated_ms = WallMs();
+  ms.stopping = shutting_down_;
+  ms.last_error = last_error_;
+  const int64_t now = SteadyMs();
+  for (const auto& [name, ap] : actors_) {
+    const Actor& a = *ap;
+    ActorStatus st = a.st;
+    const ActorSpec& spec = a.spec;
+    st.name = spec.name;
+    st.source = spec.source;
+    st.crew = spec.is_crew;
+    st.handler = spec.is_crew ? "asya-crew" : spec.RuntimeEnv("ASYA_HANDLER");
+    st.handler_mode = spec.is_crew ? "envelope" : spec.RuntimeEnv("ASYA_HANDLER_MODE");
+    if (!spec.local_command.empty()) {
+      st.command.clear();
+      for (const auto& c : spec.local_command) {
+        st.command += (st.command.empty() ? "" : " ") + c;
+      }
+    } else {
+      st.command = spec.python_executable + " " + s_.python_runtime;
+    }
+    st.workload_kind = spec.workload_kind;
+    st.workload_replicas = spec.workload_replicas;
+    st.scaling_present = spec.scaling.present;
+    st.scaling_enabled = spec.scaling.enabled;
+    st.min_replicas = spec.scaling.min_replicas;
+    st.max_replicas = spec.scaling.max_replicas;
+    st.polling_interval_s = spec.scaling.polling_interval_s;
+    st.cooldown_period_s = spec.scaling.cooldown_period_s;
+    st.queue_length = spec.scaling.queue_length;
+    st.processing_timeout_s = spec.processing_timeout_s;
+    st.desired = a.desired;
+    st.ready = st.total = st.failing = 0;
+    st.crash_container.clear();
+    for (const auto& r : a.replicas) {
+      ReplicaStatus rs;
+      rs.index = r->index;
+      rs.ready = r->Ready();
+      rs.runtime_pid = r->runtime.pid;
+      rs.sidecar_pid = r->sidecar.pid;
+      rs.runtime_restarts = r->runtime.restarts;
+      rs.sidecar_restarts = r->sidecar.restarts;
+      rs.runtime_last_exit = r->runtime.last_exit;
+      rs.sidecar_last_exit = r->sidecar.last_exit;
+      rs.started_ms = r->created_wall_ms;
+      const bool runtime_looping = r->runtime.consecutive_crashes > 0 && !r->runtime_ready;
+      const bool sidecar_looping = r->sidecar.consecutive_crashes > 0 && r->sidecar.pid == 0;
+      rs.failing = !r->stopping && (runtime_looping || sidecar_looping);
+      if (r->stopping) {
+        rs.phase = "Stopping";
+      } else if (rs.failing && (r->runtime.pid == 0 || r->sidecar.pid == 0)) {
+        rs.phase = "BackOff";
+        const Proc& p = runtime_looping ? r->runtime : r->sidecar;
+        int64_t wait = std::max<int64_t>(0, p.next_start_at - now);
+        rs.waiting_reason = std::string(runtime_looping ? "asya-runtime" : "asya-sidecar") +
+                            " CrashLoopBackOff: last " + p.last_exit + ", restarting in " +
+                            std::to_string((wait + 999) / 1000) + "s";
+      } else if (rs.ready) {
+        rs.phase = "Running";
+      } else {
+        rs.phase = "Starting";
+      }
+      if (rs.failing && st.crash_container.empty()) {
+        st.crash_container = runtime_looping ? "asya-runtime" : "asya-sidecar";
+      }
+      if (!r->stopping) {
+        ++st.total;
+      }
+      st.ready += rs.ready ? 1 : 0;
+      st.failing += rs.failing ? 1 : 0;
+      st.replicas.push_back(std::move(rs));
+    }
+    st.status = ComputeStatus(st, WallMs());
+    ms.actors.push_back(std::move(st));
+  }
+  (void)WriteFileAtomic(StatusPath(state_dir_), EncodeMeshStatus(ms));
+  last_status_at_ = now;
+  status_dirty_ = false;
+}
+
+int SupervisorImpl::Run() {
+  if (auto st = Apply(); !st) {
+    EmitLine(nullptr, "asya", "error: " + st.error().message);
+    last_error_ = st.error().message;
+    WriteStatus();
+    return 1;
+  }
+  EmitLine(nullptr, "asya",
+           "mesh up: " + std::to_string(actors_.size()) + " actors, transport " +
+               s_.transport.kind + ", state " + state_dir_ + " (Ctrl-C to stop)");
+  Tick();
+  WriteStatus();
+  while (true) {
+    std::vector<pollfd> fds;
+    std::vector<std::tuple<Actor*, Replica*, Proc*>> owners;
+    fds.push_back({signal_fd_, POLLIN, 0});
+    owners.emplace_back(nullptr, nullptr, nullptr);
+    for (auto& [name, a] : actors_) {
+      for (auto& r : a->replicas) {
+        for (Proc* p : {&r->runtime, &r->sidecar}) {
+          if (p->out_fd >= 0) {
+            fds.push_back({p->out_fd, POLLIN, 0});
+            owners.emplace_back(a.get(), r.get(), p);
+          }
+        }
+      }
+    }
+    int n = ::poll(fds.data(), fds.size(), static_cast<int>(kTickMs));
+    if (n < 0 && errno != EINTR) {
+      EmitLine(nullptr, "asya", std::string("poll: ") + std::strerror(errno));
+    }
+    if (n > 0) {
+      for (size_t i = 1; i < fds.size(); ++i) {
+        if (fds[i].revents != 0) {
+          auto [a, r, p] = owners[i];
+          ReadOutput(*p, a->spec.name + "/" + std::to_string(r->index), a, false);
+        }
+      }
+      if (fds[0].revents & POLLIN) {
+        signalfd_siginfo si;
+        while (::read(signal_fd_, &si, sizeof(si)) == static_cast<ssize_t>(sizeof(si))) {
+          if (si.ssi_signo == SIGINT || si.ssi_signo == SIGTERM) {
+            if (shutting_down_) {
+              EmitLine(nullptr, "asya", "second stop signal: killing every process now");
+              force_kill_ = true;
+            } else {
+              EmitLine(nullptr, "asya", "stopping: draining sidecars, then runtimes");
+              shutting_down_ = true;
+            }
+            status_dirty_ = true;
+          } else if (si.ssi_signo == SIGHUP && !shutting_down_) {
+            if (auto st = Apply(); !st) {
+              last_error_ = st.error().message;
+              EmitLine(nullptr, "asya", "reload failed, keeping the running mesh: " + last_error_);
+            } else {
+              last_error_.clear();
+              EmitLine(nullptr, "asya",
+                       "applied desired state generation " + std::to_string(generation_));
+            }
+            status_dirty_ = true;
+          }
+        }
+      }
+    }
+    // Reap every exited child (SIGCHLD may coalesce).
+    int wstatus = 0;
+    pid_t pid;
+    while ((pid = ::waitpid(-1, &wstatus, WNOHANG)) > 0) {
+      OnExit(pid, wstatus);
+    }
+    Tick();
+    const int64_t now = SteadyMs();
+    if (status_dirty_ || now - last_status_at_ >= kStatusEveryMs) {
+      WriteStatus();
+    }
+    if (shutting_down_ && !AnyAlive()) {
+      break;
+    }
+  }
+  EmitLine(nullptr, "asya", "mesh stopped");
+  WriteStatus();
+  return 0;
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Supervisor>> Supervisor::Create(SupervisorSettings settings) {
+  auto impl = std::make_unique<SupervisorImpl>(std::move(settings));
+  if (auto st = impl->Init(); !st) {
+    return Unexpected(st.error());
+  }
+  return std::unique_ptr<Supervisor>(std::move(impl));
+}
+
+void BlockSupervisorSignals() {
+  sigset_t set;
+  sigemptyset(&set);
+  for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGCHLD}) {
+    sigaddset(&set, sig);
+  }
+  ::pthread_sigmask(SIG_BLOCK, &set, nullptr);
+}
+
+std::string EncodeDesired(const DesiredState& d) {
+  nlohmann::json j = {{"generation", d.generation}, {"paths", d.paths}, {"transport", d.transport}};
+  return j.dump(2) + "\n";
+}
+
+Result<DesiredState> DecodeDesired(const std::string& text) {
+  try {
+    auto j = nlohmann::json::parse(text);
+    DesiredState d;
+    d.generation = j.at("generation").get<int64_t>();
+    d.paths = j.at("paths").get<std::vector<std::string>>();
+    d.transport = j.value("transport", "sqlite");
+    return d;
+  } catch (const nlohmann::json::exception& e) {
+    return MakeError(ErrorCode::kInvalidArgument, std::string("invalid desired.json: ") + e.what());
+  }
+}
+
+std::vector<ActorSpec> CrewActors(const std::string& state_dir, const std::string& crew_bin) {
+  std::vector<ActorSpec> out;
+  for (auto [name, prefix] :
+       {std::pair{"happy-end", "results/"}, std::pair{"error-end", "errors/"}}) {
+    ActorSpec a;
+    a.name = name;
+    a.is_crew = true;
+    a.directory = state_dir;
+    a.transport = "local";
+    a.workload_replicas = 1;
+    a.local_command = {crew_bin};
+    a.runtime_env = {{"ASYA_HANDLER_MODE", "envelope"},
+                     {"ASYA_CREW_DIR", state_dir},
+                     {"ASYA_CREW_PREFIX", prefix}};
+    out.push_back(std::move(a));
+  }
+  return out;
+}
+
+std::string StatusPath(const std::string& state_dir) {
+  return state_dir + "/status.json";
+}
+std::string DesiredPath(const std::string& state_dir) {
+  return state_dir + "/desired.json";
+}
+std::string PidPath(const std::string& state_dir) {
+  return state_dir + "/supervisor.pid";
+}
+std::string LockPath(const std::string& state_dir) {
+  return state_dir + "/supervisor.lock";
+}
+std::string LogPath(const std::string& state_dir, const std::string& actor) {
+  return state_dir + "/logs/" + actor + ".log";
+}
+
+int RunningSupervisorPid(const std::string& state_dir) {
+  int fd = ::open(LockPath(state_dir).c_str(), O_RDWR | O_CLOEXEC);
+  if (fd < 0) {
+    return 0;
+  }
+  bool held = ::flock(fd, LOCK_EX | LOCK_NB) != 0;
+  ::close(fd);
+  if (!held) {
+    return 0;
+  }
+  auto text = ReadFile(PidPath(state_dir));
+  if (!text) {
+    return -1;  // running, pid unknown (just starting)
+  }
+  return std::atoi(text->c_str());
+}
+
+}  // namespace asya::local

@@ -1,0 +1,459 @@
+#include "asya/local/manifest.h"
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <string>
+
+#include <gtest/gtest.h>
+
+namespace asya::local {
+namespace {
+
+// A valid AsyncActor; tests replace one piece at a time.
+std::string Actor(const std::string& name = "scorer", const std::string& spec_extra = "",
+                  const std::string& container_extra = "", const std::string& pod_extra = "") {
+  return "apiVersion: asya.sh/v1alpha1\n"
+         "kind: AsyncActor\n"
+         "metadata:\n"
+         "  name: " +
+         name +
+         "\n"
+         "spec:\n"
+         "  transport: rabbitmq\n" +
+         spec_extra +
+         "  workload:\n"
+         "    template:\n"
+         "      spec:\n" +
+         pod_extra +
+         "        containers:\n"
+         "          - name: asya-runtime\n"
+         "            image: python:3.11\n"
+         "            env:\n"
+         "              - name: ASYA_HANDLER\n"
+         "                value: scorer.Scorer.score\n" +
+         container_extra;
+}
+
+std::string ErrorOf(const std::string& text) {
+  auto r = ParseManifests(text, "m.yaml", "/tmp");
+  if (r) {
+    return "";
+  }
+  return r.error().message;
+}
+
+TEST(Manifest, ValidActorGetsCrdDefaults) {
+  auto r = ParseManifests(Actor(), "m.yaml", "/work/x");
+  ASSERT_TRUE(r) << r.error().message;
+  ASSERT_EQ(r->actors.size(), 1u);
+  const ActorSpec& a = r->actors[0];
+  EXPECT_EQ(a.name, "scorer");
+  EXPECT_EQ(a.directory, "/work/x");
+  EXPECT_EQ(a.transport, "rabbitmq");
+  EXPECT_FALSE(a.scaling.present);
+  EXPECT_FALSE(a.scaling.enabled);
+  EXPECT_EQ(a.workload_replicas, 1);
+  EXPECT_EQ(a.workload_kind, "Deployment");
+  EXPECT_EQ(a.python_executable, "python3");
+  EXPECT_EQ(a.processing_timeout_s, 0);
+  EXPECT_EQ(a.RuntimeEnv("ASYA_HANDLER"), "scorer.Scorer.score");
+  EXPECT_TRUE(a.local_command.empty());
+}
+
+TEST(Manifest, ScalingDefaultsApplyWhenTheObjectIsPresent) {
+  auto r = ParseManifests(Actor("a", "  scaling:\n    enabled: true\n"), "m.yaml", "/");
+  ASSERT_TRUE(r) << r.error().message;
+  const ScalingSpec& s = r->actors[0].scaling;
+  EXPECT_TRUE(s.present);
+  EXPECT_TRUE(s.enabled);
+  EXPECT_EQ(s.min_replicas, 0);
+  EXPECT_EQ(s.max_replicas, 50);
+  EXPECT_EQ(s.polling_interval_s, 10);
+  EXPECT_EQ(s.cooldown_period_s, 60);
+  EXPECT_EQ(s.queue_length, 5);
+}
+
+TEST(Manifest, TimeoutAndScalingValuesAreRead) {
+  auto r =
+      ParseManifests(Actor("a",
+                           "  timeout:\n    processing: 12\n    gracefulShutdown: 7\n"
+                           "  scaling:\n    enabled: true\n    minReplicas: 1\n    maxReplicas: 4\n"
+                           "    pollingInterval: 2\n    cooldownPeriod: 9\n    queueLength: 3\n"),
+                     "m.yaml", "/");
+  ASSERT_TRUE(r) << r.error().message;
+  const ActorSpec& a = r->actors[0];
+  EXPECT_EQ(a.processing_timeout_s, 12);
+  EXPECT_EQ(a.graceful_shutdown_s, 7);
+  EXPECT_EQ(a.scaling.min_replicas, 1);
+  EXPECT_EQ(a.scaling.max_replicas, 4);
+  EXPECT_EQ(a.scaling.polling_interval_s, 2);
+  EXPECT_EQ(a.scaling.cooldown_period_s, 9);
+  EXPECT_EQ(a.scaling.queue_length, 3);
+}
+
+TEST(Manifest, MultiDocumentAndLocalCommand) {
+  std::string text = Actor("one") + "---\n" +
+                     "apiVersion: asya.sh/v1alpha1\nkind: AsyncActor\nmetadata:\n  name: two\n"
+                     "  annotations:\n    asya.sh/local-command: \"./bin/echo --flag 'a b'\"\n"
+                     "spec:\n  transport: sqs\n  workload:\n    template:\n      spec:\n"
+                     "        containers:\n          - name: asya-runtime\n            image: x\n"
+                     "---\n";
+  auto r = ParseManifests(text, "m.yaml", "/");
+  ASSERT_TRUE(r) << r.error().message;
+  ASSERT_EQ(r->actors.size(), 2u);
+  EXPECT_EQ(r->actors[1].name, "two");
+  EXPECT_EQ(r->actors[1].local_command, (std::vector<std::string>{"./bin/echo", "--flag", "a b"}));
+}
+
+TEST(Manifest, RefusesSidecarContainer) {  // V1
+  std::string e = ErrorOf(Actor("a", "", "          - name: asya-sidecar\n            image: x\n"));
+  EXPECT_NE(e.find("m.yaml: actor \"a\": spec.workload.template.spec.containers[1].name"),
+            std::string::npos)
+      << e;
+  EXPECT_NE(e.find("'asya-sidecar' is reserved"), std::string::npos) << e;
+}
+
+TEST(Manifest, RefusesSidecarInitContainer) {  // V2
+  std::string e = ErrorOf(Actor("a", "", "",
+                                "        initContainers:\n          - name: asya-sidecar\n"
+                                "            image: x\n"));
+  EXPECT_NE(e.find("initContainers[0].name: 'asya-sidecar' is reserved"), std::string::npos) << e;
+}
+
+TEST(Manifest, RefusesTwoRuntimeContainers) {  // V3
+  std::string e = ErrorOf(Actor("a", "", "          - name: asya-runtime\n            image: y\n"));
+  EXPECT_NE(e.find("exactly one container named asya-runtime, found 2"), std::string::npos) << e;
+}
+
+TEST(Manifest, RefusesMissingRuntimeContainer) {  // V3
+  std::string text =
+      "apiVersion: asya.sh/v1alpha1\nkind: AsyncActor\nmetadata:\n  name: a\nspec:\n"
+      "  transport: sqs\n  workload:\n    template:\n      spec:\n        containers:\n"
+      "          - name: main\n            image: x\n";
+  std::string e = ErrorOf(text);
+  EXPECT_NE(e.find("exactly one container named asya-runtime, found 0"), std::string::npos) << e;
+}
+
+TEST(Manifest, RefusesCommandOnRuntime) {  // V4
+  std::string e = ErrorOf(Actor("a", "", "            command: [python, x.py]\n"));
+  EXPECT_NE(e.find("containers[0].command: must not be set on asya-runtime"), std::string::npos)
+      << e;
+}
+
+TEST(Manifest, RefusesMinAboveMax) {
+  std::string e = ErrorOf(
+      Actor("a", "  scaling:\n    enabled: true\n    minReplicas: 5\n    maxReplicas: 2\n"));
+  EXPECT_NE(e.find("actor \"a\": spec.scaling.minReplicas: must be <= maxReplicas (5 > 2)"),
+            std::string::npos)
+      << e;
+}
+
+TEST(Manifest, RefusesQueueLengthZero) {
+  std::string e = ErrorOf(Actor("a", "  scaling:\n    enabled: true\n    queueLength: 0\n"));
+  EXPECT_NE(e.find("spec.scaling.queueLength: must be >= 1, got 0"), std::string::npos) << e;
+}
+
+TEST(Manifest, RefusesNegativeTimeout) {
+  std::string e = ErrorOf(Actor("a", "  timeout:\n    processing: -1\n"));
+  EXPECT_NE(e.find("spec.timeout.processing: must be >= 0, got -1"), std::string::npos) << e;
+}
+
+TEST(Manifest, RefusesNonDnsNames) {
+  for (const char* bad : {"Scorer", "my_actor", "1abc", "abc-", "a.b"}) {
+    std::string e = ErrorOf(Actor(bad));
+    EXPECT_NE(e.find("metadata.name: must be a DNS-1123 label"), std::string::npos)
+        << bad << ": " << e;
+  }
+  EXPECT_TRUE(IsValidActorName("happy-end"));
+  EXPECT_TRUE(IsValidActorName("a1-b2"));
+  EXPECT_FALSE(IsValidActorName(std::string(254, 'a')));
+}
+
+TEST(Manifest, RefusesReservedEnv) {
+  std::string e =
+      ErrorOf(Actor("a", "", "              - name: ASYA_SOCKET_DIR\n                value: /x\n"));
+  EXPECT_NE(e.find("env[ASYA_SOCKET_DIR]: is reserved"), std::string::npos) << e;
+  e = ErrorOf(Actor(
+      "a", "", "              - name: ASYA_ENABLE_VALIDATION\n                value: 'false'\n"));
+  EXPECT_NE(e.find("env[ASYA_ENABLE_VALIDATION]: is reserved"), std::string::npos) << e;
+}
+
+TEST(Manifest, RefusesReservedVolumesAndMounts) {
+  std::string e = ErrorOf(Actor("a", "", "", "        volumes:\n          - name: socket-dir\n"));
+  EXPECT_NE(e.find("volumes[0].name: 'socket-dir' is reserved"), std::string::npos) << e;
+  e = ErrorOf(Actor("a", "",
+                    "            volumeMounts:\n              - name: data\n"
+                    "                mountPath: /var/run/asya\n"));
+  EXPECT_NE(e.find("volumeMounts[0].mountPath: '/var/run/asya' is reserved"), std::string::npos)
+      << e;
+}
+
+TEST(Manifest, RefusesContainerWithoutImageAndDuplicates) {
+  std::string e = ErrorOf(Actor("a", "", "          - name: helper\n"));
+  EXPECT_NE(e.find("containers[1].image: is required"), std::string::npos) << e;
+  e = ErrorOf(Actor("a", "",
+                    "          - name: helper\n            image: x\n"
+                    "          - name: helper\n            image: x\n"));
+  EXPECT_NE(e.find("duplicate container name 'helper'"), std::string::npos) << e;
+}
+
+TEST(Manifest, RefusesWrongTypes) {
+  std::string e = ErrorOf(Actor("a", "  scaling:\n    enabled: true\n    maxReplicas: lots\n"));
+  EXPECT_NE(e.find("spec.scaling.maxReplicas: must be an integer, got 'lots'"), std::string::npos)
+      << e;
+  e = ErrorOf(Actor("a", "  scaling:\n    enabled: maybe\n"));
+  EXPECT_NE(e.find("spec.scaling.enabled: must be a boolean"), std::string::npos) << e;
+  e = ErrorOf(Actor("a", "", "              - name: RATE\n                value: 5\n"));
+  EXPECT_NE(e.find("env[RATE].value: must be a string, got '5' (quote it: \"5\")"),
+            std::string::npos)
+      << e;
+  e = ErrorOf(Actor("a", "  scaling: [1, 2]\n"));
+  EXPECT_NE(e.find("spec.scaling: must be an object, got a list"), std::string::npos) << e;
+}
+
+TEST(Manifest, RefusesMissingRequiredFields) {
+  std::string e = ErrorOf(
+      "apiVersion: asya.sh/v1alpha1\nkind: AsyncActor\nmetadata:\n  name: a\nspec:\n"
+      "  workload:\n    replicas: 1\n");
+  EXPECT_NE(e.find("spec.transport: is required"), std::string::npos) << e;
+  EXPECT_NE(e.find("spec.workload.template: is required"), std::string::npos) << e;
+  e = ErrorOf("apiVersion: asya.sh/v1alpha1\nkind: AsyncActor\nmetadata: {}\nspec: {}\n");
+  EXPECT_NE(e.find("metadata.name: is required"), std::string::npos) << e;
+}
+
+TEST(Manifest, RefusesMissingHandler) {
+  std::string text =
+      "apiVersion: asya.sh/v1alpha1\nkind: AsyncActor\nmetadata:\n  name: a\nspec:\n"
+      "  transport: sqs\n  workload:\n    template:\n      spec:\n        containers:\n"
+      "          - name: asya-runtime\n            image: x\n";
+  std::string e = ErrorOf(text);
+  EXPECT_NE(e.find("ASYA_HANDLER is required"), std::string::npos) << e;
+}
+
+TEST(Manifest, RefusesBadEnums) {
+  std::string e = ErrorOf(Actor("a", "  workload:\n    kind: Pod\n"));
+  // `workload` appears twice in this text: YAML keeps one; either way an error must name a field.
+  EXPECT_FALSE(e.empty());
+  std::string text = Actor("a");
+  text.replace(text.find("  workload:\n"), 12, "  workload:\n    kind: ReplicaSet\n");
+  e = ErrorOf(text);
+  EXPECT_NE(e.find("spec.workload.kind: must be one of Deployment, StatefulSet, got 'ReplicaSet'"),
+            std::string::npos)
+      << e;
+}
+
+TEST(Manifest, RefusesWrongKindAndApiVersion) {
+  std::string e = ErrorOf("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\n");
+  EXPECT_NE(e.find("kind: must be AsyncActor"), std::string::npos) << e;
+  std::string text = Actor("a");
+  text.replace(0, std::string("apiVersion: asya.sh/v1alpha1").size(), "apiVersion: asya.sh/v2");
+  e = ErrorOf(text);
+  EXPECT_NE(e.find("apiVersion: must be asya.sh/v1alpha1, got 'asya.sh/v2'"), std::string::npos)
+      << e;
+}
+
+TEST(Manifest, RefusesInvalidYamlWithLine) {
+  std::string e = ErrorOf("apiVersion: asya.sh/v1alpha1\nkind: [unclosed\n");
+  EXPECT_NE(e.find("m.yaml:"), std::string::npos) << e;
+  EXPECT_NE(e.find("invalid YAML"), std::string::npos) << e;
+}
+
+TEST(Manifest, RefusesDuplicateNames) {
+  std::string e = ErrorOf(Actor("a") + "---\n" + Actor("a"));
+  EXPECT_NE(e.find("actor \"a\": metadata.name: declared twice"), std::string::npos) << e;
+}
+
+TEST(Manifest, ReportsEveryProblemAtOnce) {
+  std::string e = ErrorOf(Actor("Bad_Name", "  scaling:\n    enabled: true\n    queueLength: 0\n",
+                                "            command: [x]\n"));
+  EXPECT_NE(e.find("DNS-1123"), std::string::npos);
+  EXPECT_NE(e.find("queueLength"), std::string::npos);
+  EXPECT_NE(e.find("command"), std::string::npos);
+}
+
+TEST(Manifest, WarnsAboutUnknownFieldsAndDisabledScaling) {
+  auto r = ParseManifests(Actor("a", "  scaling:\n    minReplicas: 0\n    maxReplicaz: 3\n"),
+                          "m.yaml", "/");
+  ASSERT_TRUE(r) << r.error().message;
+  std::string all;
+  for (const auto& w : r->warnings) {
+    all += w + "\n";
+  }
+  EXPECT_NE(all.find("spec.scaling.maxReplicaz: unknown field"), std::string::npos) << all;
+  EXPECT_NE(all.find("spec.scaling.enabled: is false"), std::string::npos) << all;
+}
+
+// ---- values files ----
+
+TEST(Values, ActorsFallBackToDefaultsAsWholeObjects) {
+  std::string text = R"(
+transport: rabbitmq
+default:
+  scaling:
+    minReplicas: 0
+    queueLength: 2
+actors:
+  - name: first
+    workload:
+      template:
+        spec:
+          containers:
+            - name: asya-runtime
+              image: img
+              env:
+                - name: ASYA_HANDLER
+                  value: first.handle
+  - name: second
+    transport: sqs
+    scaling:
+      enabled: true
+      maxReplicas: 3
+    workload:
+      replicas: 2
+      template:
+        spec:
+          containers:
+            - name: asya-runtime
+              image: img
+              env:
+                - name: ASYA_HANDLER
+                  value: second.handle
+)";
+  auto r = ParseManifests(text, "values.yaml", "/v");
+  ASSERT_TRUE(r) << r.error().message;
+  ASSERT_EQ(r->actors.size(), 2u);
+  const ActorSpec& first = r->actors[0];
+  // default.scaling is deep-merged with the chart default (Helm), then used whole.
+  EXPECT_EQ(first.transport, "rabbitmq");
+  EXPECT_TRUE(first.scaling.enabled);
+  EXPECT_EQ(first.scaling.min_replicas, 0);
+  EXPECT_EQ(first.scaling.max_replicas, 10);
+  EXPECT_EQ(first.scaling.queue_length, 2);
+  EXPECT_EQ(first.scaling.cooldown_period_s, 60);
+  const ActorSpec& second = r->actors[1];
+  // An actor's own scaling replaces the default entirely: min is the CRD default 0, queueLength 5.
+  EXPECT_EQ(second.transport, "sqs");
+  EXPECT_TRUE(second.scaling.enabled);
+  EXPECT_EQ(second.scaling.max_replicas, 3);
+  EXPECT_EQ(second.scaling.min_replicas, 0);
+  EXPECT_EQ(second.scaling.queue_length, 5);
+  EXPECT_EQ(second.workload_replicas, 2);
+  EXPECT_EQ(second.RuntimeEnv("ASYA_HANDLER"), "second.handle");
+}
+
+TEST(Values, DefaultWorkloadIsUsedWhenTheActorHasNone) {
+  std::string text = R"(
+transport: sqs
+default:
+  workload:
+    template:
+      spec:
+        containers:
+          - name: asya-runtime
+            image: shared
+            env:
+              - name: ASYA_HANDLER
+                value: shared.handle
+actors:
+  - name: uses-default
+)";
+  auto r = ParseManifests(text, "values.yaml", "/v");
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(r->actors[0].RuntimeEnv("ASYA_HANDLER"), "shared.handle");
+  EXPECT_TRUE(r->actors[0].scaling.enabled);  // chart default scaling
+  EXPECT_EQ(r->actors[0].scaling.min_replicas, 1);
+}
+
+TEST(Values, DisabledScalingRendersOnlyEnabled) {
+  std::string text = R"(
+transport: sqs
+actors:
+  - name: manual
+    scaling:
+      enabled: false
+      minReplicas: 7
+)";
+  auto r = ParseManifests(text, "values.yaml", "/v");
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_FALSE(r->actors[0].scaling.enabled);
+  EXPECT_EQ(r->actors[0].scaling.min_replicas, 0);  // not rendered by the chart
+}
+
+TEST(Values, ErrorsNameTheListPosition) {
+  std::string text = R"(
+transport: sqs
+actors:
+  - name: Bad_Name
+  - 42
+)";
+  auto r = ParseManifests(text, "values.yaml", "/v");
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message.find("values.yaml: actors[0]: actor \"Bad_Name\": metadata.name"),
+            std::string::npos)
+      << r.error().message;
+  EXPECT_NE(r.error().message.find("values.yaml: actors[1]: must be an object"), std::string::npos)
+      << r.error().message;
+}
+
+TEST(Values, MissingTransportIsReported) {
+  auto r = ParseManifests("actors:\n  - name: a\n", "values.yaml", "/v");
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message.find("spec.transport: is required"), std::string::npos)
+      << r.error().message;
+}
+
+TEST(Load, DirectoriesFilesAndCrossFileDuplicates) {
+  namespace fs = std::filesystem;
+  fs::path dir = fs::temp_directory_path() / ("asya-manifest-" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  std::ofstream(dir / "a.yaml") << Actor("one");
+  std::ofstream(dir / "b.yml") << Actor("two");
+  std::ofstream(dir / "notes.txt") << "ignored";
+  auto r = LoadManifests({dir.string()});
+  ASSERT_TRUE(r) << r.error().message;
+  ASSERT_EQ(r->actors.size(), 2u);
+  EXPECT_EQ(r->actors[0].name, "one");
+  EXPECT_EQ(r->actors[0].directory, dir.string());
+  std::ofstream(dir / "c.yaml") << Actor("one");
+  r = LoadManifests({dir.string()});
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message.find("c.yaml: actor \"one\": metadata.name: declared more than once"),
+            std::string::npos)
+      << r.error().message;
+  auto missing = LoadManifests({(dir / "nope.yaml").string()});
+  ASSERT_FALSE(missing);
+  EXPECT_EQ(missing.error().code, ErrorCode::kNotFound);
+  fs::remove_all(dir);
+}
+
+TEST(Load, CrewNamesAreIgnoredWithAWarning) {
+  namespace fs = std::filesystem;
+  fs::path file = fs::temp_directory_path() / ("asya-crew-" + std::to_string(::getpid()) + ".yaml");
+  std::ofstream(file) << Actor("happy-end");
+  auto r = LoadManifests({file.string()});
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_TRUE(r->actors.empty());
+  ASSERT_FALSE(r->warnings.empty());
+  EXPECT_NE(r->warnings[0].find("asya up runs its own crew actor"), std::string::npos);
+  fs::remove(file);
+}
+
+TEST(SplitCommand, QuotesAndEscapes) {
+  auto r = SplitCommand(R"(a "b c" 'd e' f\ g)");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(*r, (std::vector<std::string>{"a", "b c", "d e", "f g"}));
+  EXPECT_FALSE(SplitCommand("a 'b"));
+}
+
+TEST(Fingerprint, ChangesWithSpec) {
+  auto a = ParseManifests(Actor("a"), "m.yaml", "/");
+  auto b = ParseManifests(Actor("a", "  timeout:\n    processing: 5\n"), "m.yaml", "/");
+  ASSERT_TRUE(a && b);
+  EXPECT_NE(a->actors[0].Fingerprint(), b->actors[0].Fingerprint());
+  EXPECT_EQ(a->actors[0].Fingerprint(),
+            ParseManifests(Actor("a"), "x", "/")->actors[0].Fingerprint());
+}
+
+}  // namespace
+}  // namespace asya::local

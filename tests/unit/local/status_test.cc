@@ -1,0 +1,166 @@
+#include "asya/local/status.h"
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+namespace asya::local {
+namespace {
+
+constexpr int64_t kNow = 1'000'000'000;
+
+ActorStatus A(int ready, int total, int desired, bool scaling = true) {
+  ActorStatus a;
+  a.name = "x";
+  a.ready = ready;
+  a.total = total;
+  a.desired = desired;
+  a.scaling_enabled = scaling;
+  a.scaling_present = scaling;
+  return a;
+}
+
+TEST(Status, Rules) {
+  EXPECT_EQ(ComputeStatus(A(0, 0, 0), kNow), "Napping");
+  EXPECT_EQ(ComputeStatus(A(0, 0, 2), kNow), "ScalingUp");
+  EXPECT_EQ(ComputeStatus(A(1, 1, 2), kNow), "ScalingUp");
+  EXPECT_EQ(ComputeStatus(A(2, 3, 2), kNow), "ScalingDown");
+  EXPECT_EQ(ComputeStatus(A(1, 1, 0), kNow), "ScalingDown");  // on the way to napping
+  EXPECT_EQ(ComputeStatus(A(2, 2, 2), kNow), "Running");
+  EXPECT_EQ(ComputeStatus(A(0, 0, 0, false), kNow), "Running");  // replicas: 0, manual
+  ActorStatus starting = A(1, 2, 2);
+  starting.last_scale_ms = kNow - 10'000;
+  EXPECT_EQ(ComputeStatus(starting, kNow), "ScalingUp");
+  starting.last_scale_ms = kNow - 6 * 60'000;
+  EXPECT_EQ(ComputeStatus(starting, kNow), "Degraded");
+}
+
+TEST(Status, CrashLoopingReplicas) {
+  ActorStatus a = A(0, 1, 1);
+  a.failing = 1;
+  a.crash_container = "asya-runtime";
+  EXPECT_EQ(ComputeStatus(a, kNow), "RuntimeError");
+  a.crash_container = "asya-sidecar";
+  EXPECT_EQ(ComputeStatus(a, kNow), "SidecarError");
+  a.ready = 1;  // failing but at desired: not an error state
+  EXPECT_EQ(ComputeStatus(a, kNow), "Running");
+}
+
+TEST(Status, LastScaleFormatting) {
+  EXPECT_EQ(FormatLastScale(-1, "", kNow), "-");
+  EXPECT_EQ(FormatLastScale(kNow - 30'000, "up", kNow), "30s ago (up)");
+  EXPECT_EQ(FormatLastScale(kNow - 5 * 60'000, "down", kNow), "5m ago (down)");
+  EXPECT_EQ(FormatLastScale(kNow - 2 * 3600'000, "up", kNow), "2h ago (up)");
+  EXPECT_EQ(FormatLastScale(kNow - 3 * 86400'000LL, "down", kNow), "3d ago (down)");
+  EXPECT_EQ(FormatLastScale(kNow - 2 * 3600'000, "", kNow), "2h ago");
+}
+
+TEST(Status, AgeFormatting) {
+  EXPECT_EQ(FormatAge(45), "45s");
+  EXPECT_EQ(FormatAge(119), "119s");
+  EXPECT_EQ(FormatAge(312), "5m12s");
+  EXPECT_EQ(FormatAge(42 * 60), "42m");
+  EXPECT_EQ(FormatAge(5 * 3600 + 180), "5h3m");
+  EXPECT_EQ(FormatAge(20 * 3600), "20h");
+  EXPECT_EQ(FormatAge(3 * 86400 + 4 * 3600), "3d4h");
+  EXPECT_EQ(FormatAge(12 * 86400), "12d");
+}
+
+TEST(Status, TableHasKubectlColumns) {
+  ActorStatus a = A(1, 1, 1);
+  a.name = "scorer";
+  a.status = "Running";
+  a.min_replicas = 0;
+  a.max_replicas = 5;
+  a.created_ms = kNow - 65'000;
+  a.last_scale_ms = kNow - 30'000;
+  a.last_scale_direction = "up";
+  a.queued = 7;
+  a.processing = 2;
+  a.transport_ready = true;
+  ActorStatus manual = A(2, 2, 2, false);
+  manual.name = "manual-one";
+  manual.status = "Running";
+  manual.created_ms = kNow;
+  std::string t = RenderTable({a, manual}, kNow, false);
+  EXPECT_EQ(t,
+            "NAME         STATUS    RUNNING   FAILING   TOTAL   DESIRED   MIN      MAX      "
+            "LAST-SCALE     AGE\n"
+            "scorer       Running   1         0         1       1         0        5        "
+            "30s ago (up)   65s\n"
+            "manual-one   Running   2         0         2       2         <none>   <none>   "
+            "-              0s\n");
+  std::string w = RenderTable({a}, kNow, true);
+  EXPECT_NE(w.find("AGE   WORKLOAD     TRANSPORT   SCALING   QUEUED   PROCESSING\n"),
+            std::string::npos)
+      << w;
+  EXPECT_NE(w.find("65s   Deployment   Ready       KEDA      7        2\n"), std::string::npos)
+      << w;
+}
+
+TEST(Status, JsonHasDesignKeys) {
+  ActorStatus a = A(1, 2, 3);
+  a.name = "s";
+  a.status = "ScalingUp";
+  a.failing = 1;
+  a.queued = 4;
+  a.processing = 5;
+  a.created_ms = kNow;
+  auto j = nlohmann::json::parse(RenderJson({a}, kNow));
+  ASSERT_TRUE(j.is_array());
+  const auto& o = j[0];
+  for (const char* k :
+       {"name", "status", "running", "failing", "total", "desired", "min", "max", "lastScale",
+        "age", "workload", "transport", "scaling", "queued", "processing"}) {
+    EXPECT_TRUE(o.contains(k)) << k;
+  }
+  EXPECT_EQ(o.size(), 15u);
+  EXPECT_EQ(o["running"], 1);
+  EXPECT_EQ(o["total"], 2);
+  EXPECT_EQ(o["desired"], 3);
+  EXPECT_EQ(o["failing"], 1);
+  EXPECT_EQ(o["queued"], 4);
+  EXPECT_EQ(o["processing"], 5);
+  EXPECT_EQ(o["scaling"], "KEDA");
+  EXPECT_EQ(o["transport"], "NotReady");
+  EXPECT_EQ(o["lastScale"], "-");
+}
+
+TEST(Status, FileRoundTrip) {
+  MeshStatus m;
+  m.pid = 42;
+  m.generation = 3;
+  m.transport = "sqlite";
+  ActorStatus a = A(1, 1, 1);
+  a.name = "n";
+  a.replicas.push_back({0, "Running", true, false, 11, 12, 1, 0, "exit 1", "", "", kNow});
+  a.events.push_back({kNow, "Warning", "Crashed", "replica 0: runtime exit 1"});
+  m.actors.push_back(a);
+  auto back = DecodeMeshStatus(EncodeMeshStatus(m));
+  ASSERT_TRUE(back) << back.error().message;
+  EXPECT_EQ(back->pid, 42);
+  EXPECT_EQ(back->generation, 3);
+  ASSERT_EQ(back->actors.size(), 1u);
+  EXPECT_EQ(back->actors[0].replicas[0].runtime_pid, 11);
+  EXPECT_EQ(back->actors[0].replicas[0].runtime_last_exit, "exit 1");
+  EXPECT_EQ(back->actors[0].events[0].reason, "Crashed");
+  EXPECT_FALSE(DecodeMeshStatus("{not json"));
+}
+
+TEST(Status, DescribeShowsReplicasAndEvents) {
+  ActorStatus a = A(0, 1, 1);
+  a.name = "scorer";
+  a.status = "RuntimeError";
+  a.created_ms = kNow;
+  a.replicas.push_back({0, "BackOff", false, true, 0, 0, 3, 0, "exit 1", "",
+                        "asya-runtime "
+                        "CrashLoopBackOff: last exit 1, restarting in 8s",
+                        kNow});
+  a.events.push_back({kNow, "Warning", "Crashed", "replica 0: runtime exit 1"});
+  std::string d = RenderDescribe(a, kNow);
+  EXPECT_NE(d.find("Status:          RuntimeError"), std::string::npos) << d;
+  EXPECT_NE(d.find("CrashLoopBackOff"), std::string::npos) << d;
+  EXPECT_NE(d.find("Crashed"), std::string::npos) << d;
+}
+
+}  // namespace
+}  // namespace asya::local
