@@ -203,13 +203,17 @@ Status ParseRoute(od::value& v, std::string_view prefix, Route& route) {
         route.current = 0;
         continue;
       }
-      int64_t n = 0;
-      if (vt != od::json_type::number || val.get_int64().get(n)) {
-        if (vt == od::json_type::number) {
-          return MakeError(ErrorCode::kInvalidArgument,
-                           "field '" + name + "' must be an integer (got a non-integer number)");
-        }
+      if (vt != od::json_type::number) {
         return FieldError(name, "an integer", vt);
+      }
+      int64_t n = 0;
+      if (val.get_int64().get(n)) {
+        std::string_view token = val.raw_json_token();
+        bool fractional = token.find_first_of(".eE") != std::string_view::npos;
+        return MakeError(ErrorCode::kInvalidArgument,
+                         "field '" + name + "' must be an integer (got " +
+                             (fractional ? "a non-integer number" : "an integer out of range") +
+                             ")");
       }
       route.current = n;
     } else if (key == "metadata") {

@@ -178,7 +178,7 @@ INSTANTIATE_TEST_SUITE_P(
         TypeErrorCase{R"({"id":"a","route":{"actors":[],"current":1e2}})",
                       "field 'route.current' must be an integer (got a non-integer number)"},
         TypeErrorCase{R"({"id":"a","route":{"actors":[],"current":99999999999999999999}})",
-                      "field 'route.current' must be an integer (got a non-integer number)"},
+                      "field 'route.current' must be an integer (got an integer out of range)"},
         TypeErrorCase{R"({"id":"a","route":{"actors":[],"current":true}})",
                       "field 'route.current' must be an integer (got boolean)"},
         TypeErrorCase{R"({"id":"a","route":{"actors":[],"metadata":[]}})",
