@@ -1,5 +1,7 @@
 #include "bin/common/transport_env.h"
 
+#include <unistd.h>
+
 #include <cstdio>
 
 #include "bin/common/env.h"
@@ -30,6 +32,35 @@ Result<std::string> RabbitMqUrlFromEnv() {
   std::string password = GetOr("ASYA_RABBITMQ_PASSWORD", "guest");
   return "amqp://" + UrlEscape(user) + ":" + UrlEscape(password) + "@" + host + ":" +
          std::to_string(port) + "/";
+}
+
+// The AWS credential chain's variables (include/asya/aws/credentials.h) and SQS extras.
+Status SqsCredentialsFromEnv(transport::SqsSettings& sqs) {
+  aws::CredentialSources& c = sqs.credential_sources;
+  c.access_key_id = GetOr("AWS_ACCESS_KEY_ID", "");
+  c.secret_access_key = GetOr("AWS_SECRET_ACCESS_KEY", "");
+  c.session_token = GetOr("AWS_SESSION_TOKEN", "");
+  c.role_arn = GetOr("AWS_ROLE_ARN", "");
+  c.web_identity_token_file = GetOr("AWS_WEB_IDENTITY_TOKEN_FILE", "");
+  c.role_session_name = GetOr("AWS_ROLE_SESSION_NAME", "");
+  c.sts_endpoint = GetOr("AWS_ENDPOINT_URL_STS", GetOr("AWS_ENDPOINT_URL", ""));
+  c.region = sqs.region;
+  if (auto file = Get("AWS_SHARED_CREDENTIALS_FILE")) {
+    c.shared_credentials_file = *file;  // explicit: an unreadable file is an error
+  } else if (auto home = Get("HOME")) {
+    std::string path = *home + "/.aws/credentials";
+    if (::access(path.c_str(), R_OK) == 0) {
+      c.shared_credentials_file = path;
+    }
+  }
+  c.profile = GetOr("AWS_PROFILE", "default");
+  c.container_credentials_full_uri = GetOr("AWS_CONTAINER_CREDENTIALS_FULL_URI", "");
+  c.container_credentials_relative_uri = GetOr("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "");
+  c.container_authorization_token = GetOr("AWS_CONTAINER_AUTHORIZATION_TOKEN", "");
+  c.container_authorization_token_file = GetOr("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE", "");
+  ASYA_ASSIGN_OR_RETURN(int64_t redrive, Int("ASYA_SQS_REDRIVE_MAX_RECEIVE_COUNT", 0, 0, 1000));
+  sqs.redrive_max_receive_count = static_cast<int>(redrive);
+  return Ok();
 }
 
 }  // namespace
@@ -96,6 +127,7 @@ Result<transport::TransportSettings> TransportSettingsFromEnv(const TransportEnv
   s.sqs.wait_time_seconds = wait_s == 0 ? 20 : static_cast<int>(wait_s);
   s.sqs.queue_retry_max_attempts = static_cast<int>(retry_attempts);
   s.sqs.queue_retry_backoff = retry_backoff;
+  ASYA_RETURN_IF_ERROR(SqsCredentialsFromEnv(s.sqs));
   return s;
 }
 

@@ -15,6 +15,12 @@
 //   ASYA_SQS_WAIT_TIME_SECONDS     long-poll seconds (20; 0 -> 20)
 //   ASYA_QUEUE_RETRY_MAX_ATTEMPTS  missing-queue retries (10)
 //   ASYA_QUEUE_RETRY_BACKOFF       initial missing-queue backoff, Go duration (1s)
+//   AWS credentials for SQS (include/asya/aws/credentials.h): AWS_ACCESS_KEY_ID,
+//   AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS_ROLE_ARN, AWS_WEB_IDENTITY_TOKEN_FILE,
+//   AWS_ROLE_SESSION_NAME, AWS_ENDPOINT_URL_STS (else AWS_ENDPOINT_URL), AWS_SHARED_CREDENTIALS_FILE
+//   (else $HOME/.aws/credentials when readable), AWS_PROFILE, AWS_CONTAINER_CREDENTIALS_FULL_URI,
+//   AWS_CONTAINER_CREDENTIALS_RELATIVE_URI, AWS_CONTAINER_AUTHORIZATION_TOKEN(_FILE)
+//   ASYA_SQS_REDRIVE_MAX_RECEIVE_COUNT  > 0: SQS RedrivePolicy on queues we create (0 = off)
 // Unlike the original (which silently falls back to defaults), an unparsable value is an error
 // (kInvalidArgument) whose message names the variable.
 #pragma once
