@@ -3,16 +3,16 @@
 // of every malformed or failing source.
 #include "asya/aws/credentials.h"
 
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-#include <filesystem>
-#include <fstream>
-#include <sstream>
-#include <thread>
 
 #include <gtest/gtest.h>
 
@@ -158,8 +158,9 @@ TEST(CredentialProvider, SharedFileAndProfile) {
   TempDir dir;
   CredentialSources sources;
   sources.shared_credentials_file =
-      dir.Write("credentials", "[default]\naws_access_key_id=A1\naws_secret_access_key=S1\n"
-                               "[ci]\naws_access_key_id=A2\naws_secret_access_key=S2\n");
+      dir.Write("credentials",
+                "[default]\naws_access_key_id=A1\naws_secret_access_key=S1\n"
+                "[ci]\naws_access_key_id=A2\naws_secret_access_key=S2\n");
   sources.profile = "ci";
   auto got = CredentialProvider(sources).Get();
   ASSERT_TRUE(got) << got.error().ToString();
@@ -217,8 +218,7 @@ TEST(CredentialProvider, WebIdentityErrors) {
   auto unreachable = CredentialProvider(sources).Get();
   ASSERT_FALSE(unreachable);
   EXPECT_EQ(unreachable.error().code, ErrorCode::kUnavailable);
-  EXPECT_NE(unreachable.error().message.find("cannot reach http://127.0.0.1:1"),
-            std::string::npos);
+  EXPECT_NE(unreachable.error().message.find("cannot reach http://127.0.0.1:1"), std::string::npos);
 
   CredServer server("unused");
   sources.sts_endpoint = server.url("/sts");
