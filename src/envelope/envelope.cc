@@ -223,58 +223,59 @@ void AppendJsonString(std::string& out, std::string_view s) {
   out += '"';
 }
 
+namespace {
+
+// Collects the members of the top-level object.
+class TopLevelMembers final : public internal::ScanVisitor {
+ public:
+  void Member(size_t /*depth*/, std::string_view raw_key, std::string_view raw_value) override {
+    members.emplace_back(raw_key, raw_value);
+  }
+  void Element(size_t /*depth*/, std::string_view /*raw_value*/) override {}
+
+  std::vector<std::pair<std::string_view, std::string_view>> members;
+};
+
+}  // namespace
+
 Result<Envelope> Parse(std::string_view json, const ParseOptions& options) {
-  internal::Document document;
-  ASYA_RETURN_IF_ERROR(document.Open(json, options.max_bytes));
-  od::document& doc = document.doc();
-  json_type top;
-  if (auto err = doc.type().get(top)) {
-    return internal::JsonError(err);
-  }
-  if (top != json_type::object) {
-    return MakeError(ErrorCode::kInvalidArgument, "top-level JSON must be an object (got " +
-                                                      std::string(internal::TypeName(top)) + ")");
-  }
-  od::object obj;
-  if (auto err = doc.get_object().get(obj)) {
-    return internal::JsonError(err);
+  ASYA_RETURN_IF_ERROR(internal::CheckInput(json, options.max_bytes));
+  TopLevelMembers top;
+  top.members.reserve(8);
+  ASYA_RETURN_IF_ERROR(internal::ScanJson(json, 1, &top));
+  json_type top_type = internal::RawType(json.substr(json.find_first_not_of(" \t\r\n"), 1));
+  if (top_type != json_type::object) {
+    return MakeError(
+        ErrorCode::kInvalidArgument,
+        "top-level JSON must be an object (got " + std::string(internal::TypeName(top_type)) + ")");
   }
   Envelope env;
-  for (auto field : obj) {
-    std::string_view key;
-    if (auto err = field.unescaped_key().get(key)) {
-      return internal::JsonError(err);
-    }
-    od::value val;
-    if (auto err = field.value().get(val)) {
-      return internal::JsonError(err);
-    }
+  std::string scratch;
+  for (const auto& [raw_key, raw] : top.members) {
+    std::string_view key = internal::KeyText(raw_key, scratch);
     if (key == "id") {
       // null counts as absent (the router rejects the missing id), as the original decoder does.
-      ASYA_ASSIGN_OR_RETURN(auto id, internal::StringOrNull(val, "id"));
+      ASYA_ASSIGN_OR_RETURN(auto id, internal::RawStringOrNull(raw, "id"));
       env.id = id.value_or("");
     } else if (key == "parent_id") {
-      ASYA_ASSIGN_OR_RETURN(env.parent_id, internal::StringOrNull(val, "parent_id"));
+      ASYA_ASSIGN_OR_RETURN(env.parent_id, internal::RawStringOrNull(raw, "parent_id"));
     } else if (key == "route") {
-      ASYA_ASSIGN_OR_RETURN(json_type t, internal::TypeOf(val));
       env.route = Route{};
-      env.has_route = t != json_type::null;
+      env.has_route = internal::RawType(raw) != json_type::null;
       if (env.has_route) {
-        ASYA_RETURN_IF_ERROR(internal::ParseRoute(val, "route", env.route));
+        ASYA_RETURN_IF_ERROR(internal::ParseRawRoute(raw, "route", env.route));
       }
     } else if (key == "headers") {
-      ASYA_ASSIGN_OR_RETURN(json_type t, internal::TypeOf(val));
       env.headers.clear();
-      env.has_headers = t != json_type::null;
+      env.has_headers = internal::RawType(raw) != json_type::null;
       if (env.has_headers) {
-        ASYA_RETURN_IF_ERROR(internal::ParseHeaders(val, "headers", env.headers));
+        ASYA_RETURN_IF_ERROR(internal::ParseRawHeaders(raw, "headers", env.headers));
       }
     } else if (key == "payload") {
-      ASYA_ASSIGN_OR_RETURN(std::string_view raw, internal::RawJson(val));
       env.has_payload = true;
       env.payload_json.assign(raw);
     } else if (key == "deadline") {
-      ASYA_ASSIGN_OR_RETURN(env.deadline, internal::StringOrNull(val, "deadline"));
+      ASYA_ASSIGN_OR_RETURN(env.deadline, internal::RawStringOrNull(raw, "deadline"));
     }
   }
   return env;

@@ -25,7 +25,7 @@ bool IsJsonSpace(char c) {
 
 }  // namespace
 
-Status Document::Open(std::string_view json, size_t max_bytes) {
+Status CheckInput(std::string_view json, size_t max_bytes) {
   if (json.size() > max_bytes) {
     return MakeError(ErrorCode::kResourceExhausted,
                      "message of " + std::to_string(json.size()) + " bytes exceeds the limit of " +
@@ -34,8 +34,16 @@ Status Document::Open(std::string_view json, size_t max_bytes) {
   if (!simdjson::validate_utf8(json.data(), json.size())) {
     return MakeError(ErrorCode::kInvalidArgument, "invalid UTF-8 in JSON text");
   }
-  ASYA_RETURN_IF_ERROR(ValidateJson(json));
+  return Ok();
+}
 
+Status Document::Open(std::string_view json, size_t max_bytes) {
+  ASYA_RETURN_IF_ERROR(CheckInput(json, max_bytes));
+  ASYA_RETURN_IF_ERROR(ValidateJson(json));
+  return OpenChecked(json);
+}
+
+Status Document::OpenChecked(std::string_view json) {
   od::parser* parser;
   std::string* buffer;
   if (json.size() <= kSmallDocumentBytes) {
@@ -76,6 +84,24 @@ std::string_view TypeName(od::json_type type) {
       return "null";
   }
   return "unknown";
+}
+
+od::json_type RawType(std::string_view raw) {
+  switch (raw.empty() ? 'n' : raw.front()) {
+    case '{':
+      return od::json_type::object;
+    case '[':
+      return od::json_type::array;
+    case '"':
+      return od::json_type::string;
+    case 't':
+    case 'f':
+      return od::json_type::boolean;
+    case 'n':
+      return od::json_type::null;
+    default:
+      return od::json_type::number;
+  }
 }
 
 tl::unexpected<Error> JsonError(simdjson::error_code code) {
@@ -258,6 +284,61 @@ Status ParseHeaders(od::value& v, std::string_view field, std::vector<Header>& h
     SetHeader(headers, key_copy, std::string(raw));
   }
   return Ok();
+}
+
+Result<std::optional<std::string>> RawStringOrNull(std::string_view raw, std::string_view field) {
+  od::json_type t = RawType(raw);
+  if (t == od::json_type::null) {
+    return std::optional<std::string>();
+  }
+  if (t != od::json_type::string) {
+    return FieldError(field, "a string", t);
+  }
+  if (raw.find('\\') == std::string_view::npos) {
+    return std::optional<std::string>(std::string(raw.substr(1, raw.size() - 2)));
+  }
+  auto decoded = DecodeJsonString(raw);
+  if (!decoded) {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     "field '" + std::string(field) + "' is not a valid JSON string");
+  }
+  return decoded;
+}
+
+namespace {
+
+// Opens `raw` (an object span that passed ScanJson) and hands its root value to `read`.
+template <typename Read>
+Status WithObject(std::string_view raw, std::string_view field, Read read) {
+  od::json_type t = RawType(raw);
+  if (t != od::json_type::object) {
+    return FieldError(field, "an object", t);
+  }
+  Document document;
+  ASYA_RETURN_IF_ERROR(document.OpenChecked(raw));
+  od::value v;
+  if (auto err = document.doc().get_value().get(v)) {
+    return JsonError(err);
+  }
+  return read(v);
+}
+
+}  // namespace
+
+Status ParseRawRoute(std::string_view raw, std::string_view prefix, Route& route) {
+  return WithObject(raw, prefix, [&](od::value& v) { return ParseRoute(v, prefix, route); });
+}
+
+Status ParseRawHeaders(std::string_view raw, std::string_view field, std::vector<Header>& headers) {
+  return WithObject(raw, field, [&](od::value& v) { return ParseHeaders(v, field, headers); });
+}
+
+std::string_view KeyText(std::string_view raw_key, std::string& scratch) {
+  if (raw_key.find('\\') == std::string_view::npos) {
+    return raw_key.substr(1, raw_key.size() - 2);
+  }
+  scratch = DecodeJsonString(raw_key).value_or(std::string());
+  return scratch;
 }
 
 bool IsEmptyObjectText(std::string_view raw) {

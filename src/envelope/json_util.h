@@ -1,5 +1,8 @@
-// Private helpers shared by envelope.cc, runtime_response.cc and error_envelope.cc: the
-// validate-then-iterate entry point and typed field readers over simdjson On-Demand values.
+// Private helpers shared by envelope.cc, runtime_response.cc and error_envelope.cc.
+//
+// Parsing is two-level: ScanJson (json_validate.cc) checks the whole text once and reports the raw
+// spans of the shallow members (so the payload is located without simdjson ever walking it); the
+// small typed parts (route, headers, details) are then read with simdjson On-Demand.
 #pragma once
 
 #include <memory>
@@ -17,6 +20,25 @@ namespace asya::envelope::internal {
 
 namespace od = simdjson::ondemand;
 
+// Deepest container level ScanJson reports members/elements for.
+inline constexpr size_t kMaxVisitDepth = 2;
+
+// Receives raw spans (exact input bytes, no surrounding whitespace) from ScanJson. `depth` is the
+// nesting level of the container holding the value (1 = inside the top-level value).
+class ScanVisitor {
+ public:
+  virtual ~ScanVisitor() = default;
+  virtual void Member(size_t depth, std::string_view raw_key, std::string_view raw_value) = 0;
+  virtual void Element(size_t depth, std::string_view raw_value) = 0;
+};
+
+// ValidateJson plus span reporting for containers up to `visit_depth` (<= kMaxVisitDepth).
+// Spans are only valid when the whole scan succeeds.
+Status ScanJson(std::string_view json, size_t visit_depth, ScanVisitor* visitor);
+
+// Size limit and UTF-8 check shared by every entry point.
+Status CheckInput(std::string_view json, size_t max_bytes);
+
 // Owns the padded copy of the input and the On-Demand parser for one parse. Small documents
 // reuse a thread-local parser; large ones get a private parser that is freed afterwards (simdjson
 // keeps ~4 bytes of index per input byte).
@@ -28,6 +50,8 @@ class Document {
 
   // Checks size, UTF-8 and RFC 8259 syntax, then starts On-Demand iteration.
   Status Open(std::string_view json, size_t max_bytes);
+  // Starts On-Demand iteration over text that has already passed ScanJson.
+  Status OpenChecked(std::string_view json);
   od::document& doc() { return doc_; }
 
  private:
@@ -38,6 +62,8 @@ class Document {
 
 // "object", "array", "string", ...
 std::string_view TypeName(od::json_type type);
+// Type of a raw JSON value that passed ScanJson (looks at its first byte).
+od::json_type RawType(std::string_view raw);
 
 // Converts a simdjson error that slipped past validation into kInvalidArgument.
 tl::unexpected<Error> JsonError(simdjson::error_code code);
@@ -53,6 +79,13 @@ Result<std::optional<std::string>> StringOrNull(od::value& v, std::string_view f
 Status ParseRoute(od::value& v, std::string_view prefix, Route& route);
 // Parses a headers object into key/raw-value pairs (duplicate keys: last wins).
 Status ParseHeaders(od::value& v, std::string_view field, std::vector<Header>& headers);
+
+// The same readers over raw spans reported by ScanJson.
+Result<std::optional<std::string>> RawStringOrNull(std::string_view raw, std::string_view field);
+Status ParseRawRoute(std::string_view raw, std::string_view prefix, Route& route);
+Status ParseRawHeaders(std::string_view raw, std::string_view field, std::vector<Header>& headers);
+// A raw member key as text; decodes into `scratch` only when the key has escapes.
+std::string_view KeyText(std::string_view raw_key, std::string& scratch);
 // True when a raw object text is "{}" apart from whitespace.
 bool IsEmptyObjectText(std::string_view raw);
 

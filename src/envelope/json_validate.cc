@@ -1,12 +1,14 @@
-// Strict RFC 8259 syntax check used before On-Demand extraction (On-Demand does not fully check
-// values it skips). UTF-8 is checked separately with simdjson::validate_utf8.
+// Strict RFC 8259 syntax check (On-Demand alone does not fully check values it skips) that can
+// also report the raw spans of shallow members, so big payloads are located in the same pass.
+// UTF-8 is checked separately with simdjson::validate_utf8.
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <string>
 #include <string_view>
-#include <vector>
 
 #include "asya/envelope/envelope.h"
+#include "envelope/json_util.h"
 
 namespace asya::envelope {
 namespace {
@@ -45,29 +47,34 @@ bool WordNeedsAttention(uint64_t w) {
 
 class Validator {
  public:
-  explicit Validator(std::string_view s)
-      : p_(reinterpret_cast<const unsigned char*>(s.data())), n_(s.size()) {}
+  Validator(std::string_view s, size_t visit_depth, internal::ScanVisitor* visitor)
+      : p_(reinterpret_cast<const unsigned char*>(s.data())),
+        n_(s.size()),
+        visit_depth_(visitor == nullptr ? 0 : std::min(visit_depth, internal::kMaxVisitDepth)),
+        visitor_(visitor) {}
 
   Status Run() {
     SkipSpace();
-    if (i_ == n_) {
-      return Fail("empty document");
+    bool ok = i_ == n_ ? Fail("empty document") : Value();
+    if (ok) {
+      SkipSpace();
+      ok = i_ == n_ || Fail("unexpected data after the JSON value");
     }
-    ASYA_RETURN_IF_ERROR(Value());
-    SkipSpace();
-    if (i_ != n_) {
-      return Fail("unexpected data after the JSON value");
+    if (ok) {
+      return Ok();
     }
-    return Ok();
-  }
-
- private:
-  Status Fail(std::string_view what) const {
     std::string msg = "invalid JSON at byte ";
     msg += std::to_string(i_);
     msg += ": ";
-    msg += what;
+    msg += error_;
     return MakeError(ErrorCode::kInvalidArgument, std::move(msg));
+  }
+
+ private:
+  // Records the error at the current position; always false.
+  bool Fail(const char* what) {
+    error_ = what;
+    return false;
   }
 
   void SkipSpace() {
@@ -76,102 +83,144 @@ class Validator {
     }
   }
 
+  std::string_view Span(size_t from) const {
+    return {reinterpret_cast<const char*>(p_) + from, i_ - from};
+  }
+
+  // A value inside the container at `depth` (1-based) ended at i_: report it when shallow enough.
+  void Completed(const char* stack, size_t depth) {
+    if (depth == 0 || depth > visit_depth_) {
+      return;
+    }
+    if (stack[depth - 1] == '{') {
+      visitor_->Member(depth, key_[depth], Span(value_start_[depth]));
+    } else {
+      visitor_->Element(depth, Span(value_start_[depth]));
+    }
+  }
+
   // Iterative so that deep nesting cannot overflow the stack.
-  Status Value() {
-    std::vector<char> stack;  // '{' or '['
+  bool Value() {
+    char stack[kMaxDepth];  // '{' or '[' per open container
+    size_t depth = 0;
     while (true) {
       SkipSpace();
       if (i_ == n_) {
         return Fail("unexpected end of input, expected a value");
       }
+      if (depth <= visit_depth_) {
+        value_start_[depth] = i_;
+      }
       unsigned char c = p_[i_];
       bool opened = false;
       if (c == '{' || c == '[') {
-        if (stack.size() >= kMaxDepth) {
+        if (depth == kMaxDepth) {
           return Fail("nesting deeper than 1024 levels");
         }
-        stack.push_back(static_cast<char>(c));
+        stack[depth++] = static_cast<char>(c);
         ++i_;
         SkipSpace();
         if (i_ < n_ && p_[i_] == (c == '{' ? '}' : ']')) {
           ++i_;
-          stack.pop_back();
+          --depth;
         } else if (c == '{') {
-          ASYA_RETURN_IF_ERROR(Key());
+          if (!Key(depth)) {
+            return false;
+          }
           opened = true;
         } else {
           opened = true;
         }
       } else if (c == '"') {
-        ASYA_RETURN_IF_ERROR(String());
+        if (!String()) {
+          return false;
+        }
       } else if (c == '-' || IsDigit(c)) {
-        ASYA_RETURN_IF_ERROR(Number());
+        if (!Number()) {
+          return false;
+        }
       } else if (c == 't') {
-        ASYA_RETURN_IF_ERROR(Literal("true"));
+        if (!Literal("true")) {
+          return false;
+        }
       } else if (c == 'f') {
-        ASYA_RETURN_IF_ERROR(Literal("false"));
+        if (!Literal("false")) {
+          return false;
+        }
       } else if (c == 'n') {
-        ASYA_RETURN_IF_ERROR(Literal("null"));
+        if (!Literal("null")) {
+          return false;
+        }
       } else {
         return Fail("expected a value");
       }
       if (opened) {
         continue;  // parse the first element/member value
       }
+      Completed(stack, depth);
       // After a complete value: close containers or move to the next element.
       while (true) {
-        if (stack.empty()) {
-          return Ok();
+        if (depth == 0) {
+          return true;
         }
         SkipSpace();
         if (i_ == n_) {
-          return Fail(stack.back() == '{' ? "unexpected end of input, expected ',' or '}'"
-                                          : "unexpected end of input, expected ',' or ']'");
+          return Fail(stack[depth - 1] == '{' ? "unexpected end of input, expected ',' or '}'"
+                                              : "unexpected end of input, expected ',' or ']'");
         }
         unsigned char d = p_[i_];
-        char close = stack.back() == '{' ? '}' : ']';
+        char close = stack[depth - 1] == '{' ? '}' : ']';
         if (d == static_cast<unsigned char>(close)) {
           ++i_;
-          stack.pop_back();
+          --depth;
+          Completed(stack, depth);
           continue;
         }
         if (d != ',') {
-          return Fail(stack.back() == '{' ? "expected ',' or '}'" : "expected ',' or ']'");
+          return Fail(stack[depth - 1] == '{' ? "expected ',' or '}'" : "expected ',' or ']'");
         }
         ++i_;
-        if (stack.back() == '{') {
+        if (stack[depth - 1] == '{') {
           SkipSpace();
-          ASYA_RETURN_IF_ERROR(Key());
+          if (!Key(depth)) {
+            return false;
+          }
         }
         break;
       }
     }
   }
 
-  // A member key followed by ':'.
-  Status Key() {
+  // A member key followed by ':' in the object at `depth`.
+  bool Key(size_t depth) {
     if (i_ == n_ || p_[i_] != '"') {
       return Fail(i_ == n_ ? "unexpected end of input, expected a string key"
                            : "expected a string key");
     }
-    ASYA_RETURN_IF_ERROR(String());
+    const size_t start = i_;
+    if (!String()) {
+      return false;
+    }
+    if (depth <= visit_depth_) {
+      key_[depth] = Span(start);
+    }
     SkipSpace();
     if (i_ == n_ || p_[i_] != ':') {
       return Fail("expected ':' after an object key");
     }
     ++i_;
-    return Ok();
+    return true;
   }
 
-  Status Literal(std::string_view word) {
+  bool Literal(std::string_view word) {
     if (n_ - i_ < word.size() || std::memcmp(p_ + i_, word.data(), word.size()) != 0) {
       return Fail("invalid literal");
     }
     i_ += word.size();
-    return Ok();
+    return true;
   }
 
-  Status Number() {
+  bool Number() {
     if (p_[i_] == '-') {
       ++i_;
     }
@@ -209,7 +258,7 @@ class Validator {
         ++i_;
       }
     }
-    return Ok();
+    return true;
   }
 
   // Reads 4 hex digits at i_ (after "\u"); -1 when malformed.
@@ -229,7 +278,7 @@ class Validator {
     return v;
   }
 
-  Status String() {
+  bool String() {
     ++i_;  // opening quote
     while (true) {
       while (n_ - i_ >= 8) {
@@ -246,7 +295,7 @@ class Validator {
       unsigned char c = p_[i_];
       if (c == '"') {
         ++i_;
-        return Ok();
+        return true;
       }
       if (c < 0x20) {
         return Fail("unescaped control character in string");
@@ -305,12 +354,25 @@ class Validator {
   const unsigned char* p_;
   size_t n_;
   size_t i_ = 0;
+  const char* error_ = "";
+  const size_t visit_depth_;
+  internal::ScanVisitor* const visitor_;
+  size_t value_start_[internal::kMaxVisitDepth + 1] = {};
+  std::string_view key_[internal::kMaxVisitDepth + 1];
 };
 
 }  // namespace
 
 Status ValidateJson(std::string_view json) {
-  return Validator(json).Run();
+  return Validator(json, 0, nullptr).Run();
 }
+
+namespace internal {
+
+Status ScanJson(std::string_view json, size_t visit_depth, ScanVisitor* visitor) {
+  return Validator(json, visit_depth, visitor).Run();
+}
+
+}  // namespace internal
 
 }  // namespace asya::envelope

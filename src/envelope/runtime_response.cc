@@ -9,26 +9,43 @@ namespace od = internal::od;
 
 namespace {
 
+using MemberList = std::vector<std::pair<std::string_view, std::string_view>>;
+
+// Groups the members of each top-level array element (depth 2) by element (depth 1).
+class ResponseElements final : public internal::ScanVisitor {
+ public:
+  void Member(size_t depth, std::string_view raw_key, std::string_view raw_value) override {
+    if (depth == 2) {
+      current_.emplace_back(raw_key, raw_value);
+    }
+  }
+  void Element(size_t depth, std::string_view raw_value) override {
+    if (depth == 1) {
+      elements.emplace_back(raw_value, std::move(current_));
+      current_.clear();
+    }
+  }
+
+  std::vector<std::pair<std::string_view, MemberList>> elements;
+
+ private:
+  MemberList current_;
+};
+
 // Reads "details": an object whose message/type/traceback members are strings (or null).
-Status ParseDetails(od::value& v, const std::string& prefix, RuntimeErrorInfo& info) {
-  ASYA_ASSIGN_OR_RETURN(json_type t, internal::TypeOf(v));
+Status ParseDetails(std::string_view raw, const std::string& prefix, RuntimeErrorInfo& info) {
+  json_type t = internal::RawType(raw);
   if (t == json_type::null) {
     return Ok();
   }
   if (t != json_type::object) {
     return internal::FieldError(prefix + "details", "an object", t);
   }
-  od::object obj;
-  if (auto err = v.get_object().get(obj)) {
-    return internal::JsonError(err);
-  }
-  std::string_view raw;
-  if (auto err = obj.raw_json().get(raw)) {
-    return internal::JsonError(err);
-  }
   info.details_json.assign(raw);
-  // raw_json() consumed the object: walk it again from a reset view.
-  if (auto err = obj.reset().error()) {
+  internal::Document document;
+  ASYA_RETURN_IF_ERROR(document.OpenChecked(raw));
+  od::object obj;
+  if (auto err = document.doc().get_object().get(obj)) {
     return internal::JsonError(err);
   }
   for (auto field : obj) {
@@ -54,56 +71,44 @@ Status ParseDetails(od::value& v, const std::string& prefix, RuntimeErrorInfo& i
   return Ok();
 }
 
-Status ParseItem(od::value& v, size_t index, RuntimeItem& item) {
-  const std::string prefix = "[" + std::to_string(index) + "].";
-  ASYA_ASSIGN_OR_RETURN(json_type t, internal::TypeOf(v));
+Status ParseItem(std::string_view raw_item, const MemberList& members, size_t index,
+                 RuntimeItem& item) {
+  json_type t = internal::RawType(raw_item);
   if (t != json_type::object) {
     return MakeError(ErrorCode::kInvalidArgument, "element " + std::to_string(index) +
                                                       " must be an object (got " +
                                                       std::string(internal::TypeName(t)) + ")");
   }
-  od::object obj;
-  if (auto err = v.get_object().get(obj)) {
-    return internal::JsonError(err);
-  }
+  const std::string prefix = "[" + std::to_string(index) + "].";
   std::optional<std::string> error_code;
   RuntimeErrorInfo info;
-  for (auto field : obj) {
-    std::string_view key;
-    if (auto err = field.unescaped_key().get(key)) {
-      return internal::JsonError(err);
-    }
-    od::value val;
-    if (auto err = field.value().get(val)) {
-      return internal::JsonError(err);
-    }
+  std::string scratch;
+  for (const auto& [raw_key, raw] : members) {
+    std::string_view key = internal::KeyText(raw_key, scratch);
     if (key == "payload") {
-      ASYA_ASSIGN_OR_RETURN(std::string_view raw, internal::RawJson(val));
       item.has_payload = true;
       item.payload_json.assign(raw);
     } else if (key == "route") {
-      ASYA_ASSIGN_OR_RETURN(json_type rt, internal::TypeOf(val));
       item.route = Route{};
-      item.has_route = rt != json_type::null;
+      item.has_route = internal::RawType(raw) != json_type::null;
       if (item.has_route) {
-        ASYA_RETURN_IF_ERROR(internal::ParseRoute(val, prefix + "route", item.route));
+        ASYA_RETURN_IF_ERROR(internal::ParseRawRoute(raw, prefix + "route", item.route));
       }
     } else if (key == "headers") {
-      ASYA_ASSIGN_OR_RETURN(json_type ht, internal::TypeOf(val));
       item.headers.clear();
-      item.has_headers = ht != json_type::null;
+      item.has_headers = internal::RawType(raw) != json_type::null;
       if (item.has_headers) {
-        ASYA_RETURN_IF_ERROR(internal::ParseHeaders(val, prefix + "headers", item.headers));
+        ASYA_RETURN_IF_ERROR(internal::ParseRawHeaders(raw, prefix + "headers", item.headers));
       }
     } else if (key == "id") {
-      ASYA_ASSIGN_OR_RETURN(item.id, internal::StringOrNull(val, prefix + "id"));
+      ASYA_ASSIGN_OR_RETURN(item.id, internal::RawStringOrNull(raw, prefix + "id"));
     } else if (key == "parent_id") {
-      ASYA_ASSIGN_OR_RETURN(item.parent_id, internal::StringOrNull(val, prefix + "parent_id"));
+      ASYA_ASSIGN_OR_RETURN(item.parent_id, internal::RawStringOrNull(raw, prefix + "parent_id"));
     } else if (key == "error") {
-      ASYA_ASSIGN_OR_RETURN(error_code, internal::StringOrNull(val, prefix + "error"));
+      ASYA_ASSIGN_OR_RETURN(error_code, internal::RawStringOrNull(raw, prefix + "error"));
     } else if (key == "details") {
       info = RuntimeErrorInfo{};
-      ASYA_RETURN_IF_ERROR(ParseDetails(val, prefix, info));
+      ASYA_RETURN_IF_ERROR(ParseDetails(raw, prefix, info));
     }
   }
   if (error_code && !error_code->empty()) {
@@ -117,13 +122,11 @@ Status ParseItem(od::value& v, size_t index, RuntimeItem& item) {
 
 Result<std::vector<RuntimeItem>> ParseRuntimeResponse(std::string_view json,
                                                       const ParseOptions& options) {
-  internal::Document document;
-  ASYA_RETURN_IF_ERROR(document.Open(json, options.max_bytes));
-  od::document& doc = document.doc();
-  json_type top;
-  if (auto err = doc.type().get(top)) {
-    return internal::JsonError(err);
-  }
+  ASYA_RETURN_IF_ERROR(internal::CheckInput(json, options.max_bytes));
+  ResponseElements scan;
+  ASYA_RETURN_IF_ERROR(internal::ScanJson(json, 2, &scan));
+  size_t first = json.find_first_not_of(" \t\r\n");
+  json_type top = internal::RawType(json.substr(first, 1));
   std::vector<RuntimeItem> items;
   if (top == json_type::null) {
     return items;
@@ -132,18 +135,9 @@ Result<std::vector<RuntimeItem>> ParseRuntimeResponse(std::string_view json,
     return MakeError(ErrorCode::kInvalidArgument, "runtime response must be a JSON array (got " +
                                                       std::string(internal::TypeName(top)) + ")");
   }
-  od::array arr;
-  if (auto err = doc.get_array().get(arr)) {
-    return internal::JsonError(err);
-  }
-  for (auto elem : arr) {
-    od::value v;
-    if (auto err = elem.get(v)) {
-      return internal::JsonError(err);
-    }
-    RuntimeItem item;
-    ASYA_RETURN_IF_ERROR(ParseItem(v, items.size(), item));
-    items.push_back(std::move(item));
+  items.resize(scan.elements.size());
+  for (size_t i = 0; i < items.size(); ++i) {
+    ASYA_RETURN_IF_ERROR(ParseItem(scan.elements[i].first, scan.elements[i].second, i, items[i]));
   }
   return items;
 }
