@@ -7,6 +7,8 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -24,6 +26,28 @@ Status MakeDir(const std::string& path) {
 }
 
 }  // namespace
+
+bool WriteWakeByte(int fd) {
+  // Block SIGPIPE in this thread for the write; if the write raised one, take it off the pending
+  // set (unless one was already pending before) so it is never delivered.
+  sigset_t pipe_only;
+  sigset_t old_mask;
+  sigemptyset(&pipe_only);
+  sigaddset(&pipe_only, SIGPIPE);
+  pthread_sigmask(SIG_BLOCK, &pipe_only, &old_mask);
+  sigset_t pending;
+  sigpending(&pending);
+  bool was_pending = sigismember(&pending, SIGPIPE) == 1;
+  const char byte = 1;
+  ssize_t n = ::write(fd, &byte, 1);
+  if (n < 0 && errno == EPIPE && !was_pending) {
+    const timespec no_wait{0, 0};
+    while (sigtimedwait(&pipe_only, nullptr, &no_wait) < 0 && errno == EINTR) {
+    }
+  }
+  pthread_sigmask(SIG_SETMASK, &old_mask, nullptr);
+  return n == 1;
+}
 
 Waiter::Waiter(Waiter&& other) noexcept
     : fd_(std::exchange(other.fd_, -1)), path_(std::move(other.path_)) {}
@@ -107,9 +131,8 @@ int WakeDir::Notify(std::string_view queue) const {
       }
       continue;
     }
-    const char byte = 1;
     // EAGAIN (pipe full) is fine: the waiter has unread wake-ups already.
-    if (::write(fd, &byte, 1) == 1) {
+    if (WriteWakeByte(fd)) {
       ++woken;
     }
     ::close(fd);

@@ -39,6 +39,10 @@ class Waiter {
   std::string path_;
 };
 
+// Writes one byte to `fd` without raising SIGPIPE when the reader has gone away (a waiter may
+// unregister between our open() and write()). Returns whether the byte was written.
+bool WriteWakeByte(int fd);
+
 class WakeDir {
  public:
   explicit WakeDir(std::string dir) : dir_(std::move(dir)) {}

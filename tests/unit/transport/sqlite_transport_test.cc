@@ -1,0 +1,536 @@
+// sqlite transport behaviour beyond the shared contract suite: validation, durability,
+// cross-process wake-ups and crash recovery, configuration errors.
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+#include <sqlite3.h>
+
+#include "asya/transport/sqlite.h"
+
+namespace asya::transport {
+namespace {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+#define ASSERT_OK(expr)                                                              \
+  do {                                                                               \
+    auto asya_s_ = (expr);                                                           \
+    ASSERT_TRUE(asya_s_.has_value()) << #expr << ": " << asya_s_.error().ToString(); \
+  } while (false)
+
+ReceiveOptions Opts(size_t max, Millis wait, Millis visibility = Millis(60'000)) {
+  ReceiveOptions o;
+  o.max_messages = max;
+  o.wait = wait;
+  o.visibility = visibility;
+  return o;
+}
+
+class SqliteTransportTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/asya-sqlite-XXXXXX";
+    ASSERT_NE(::mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+    settings_.path = dir_ + "/queues.db";
+  }
+  void TearDown() override {
+    for (pid_t pid : children_) {
+      ::kill(pid, SIGKILL);
+      ::waitpid(pid, nullptr, 0);
+    }
+    fs::remove_all(dir_);
+  }
+
+  TransportPtr Open(SqliteSettings s) {
+    auto t = MakeSqliteTransport(s);
+    EXPECT_TRUE(t.has_value()) << t.error().ToString();
+    return t ? std::move(*t) : nullptr;
+  }
+  TransportPtr Open() { return Open(settings_); }
+
+  // Starts the helper with `args`; returns its pid and (if wanted) a pipe of its stdout.
+  pid_t Spawn(const std::vector<std::string>& args, std::FILE** out = nullptr) {
+    int fds[2];
+    EXPECT_EQ(::pipe(fds), 0);
+    pid_t pid = ::fork();
+    if (pid == 0) {
+      if (out == nullptr) {
+        int devnull = ::open("/dev/null", O_WRONLY);
+        ::dup2(devnull, fds[1]);
+      }
+      ::dup2(fds[1], STDOUT_FILENO);
+      ::close(fds[0]);
+      ::close(fds[1]);
+      std::vector<char*> argv;
+      std::string helper = ASYA_SQLITE_HELPER;
+      argv.push_back(helper.data());
+      for (const auto& a : args) {
+        argv.push_back(const_cast<char*>(a.c_str()));
+      }
+      argv.push_back(nullptr);
+      ::execv(helper.c_str(), argv.data());
+      ::_exit(127);
+    }
+    ::close(fds[1]);
+    if (out != nullptr) {
+      *out = ::fdopen(fds[0], "r");
+    } else {
+      ::close(fds[0]);
+    }
+    children_.push_back(pid);
+    return pid;
+  }
+
+  static int Wait(pid_t pid) {
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  }
+
+  std::string dir_;
+  SqliteSettings settings_;
+  std::vector<pid_t> children_;
+};
+
+// ---- validation and bad input ----
+
+TEST_F(SqliteTransportTest, InvalidQueueNamesAreRejectedEverywhere) {
+  auto t = Open();
+  for (std::string bad : {std::string(), std::string("a/b"), std::string(".hidden"),
+                          std::string(".."), std::string(201, 'a'), std::string("sp ace"),
+                          std::string("caf\xc3\xa9"), std::string("nul\0x", 5)}) {
+    auto p = t->Publish(bad, "x");
+    ASSERT_FALSE(p.has_value()) << "published to '" << bad << "'";
+    EXPECT_EQ(p.error().code, ErrorCode::kInvalidArgument);
+    EXPECT_NE(p.error().message.find("invalid queue name"), std::string::npos);
+    EXPECT_FALSE(t->Receive(bad, Opts(1, Millis(0))).has_value());
+    EXPECT_FALSE(t->CreateQueue(bad).has_value());
+    EXPECT_FALSE(t->Depth(bad).has_value());
+    EXPECT_FALSE(t->Purge(bad).has_value());
+    EXPECT_FALSE(t->DeleteQueue(bad).has_value());
+    EXPECT_FALSE(t->QueueExists(bad).has_value());
+  }
+  auto names = t->ListQueues();
+  ASSERT_OK(names);
+  EXPECT_TRUE(names->empty()) << "a rejected name created a queue";
+  // The longest and the odd-but-valid names work.
+  ASSERT_OK(t->Publish(std::string(200, 'a'), "x"));
+  ASSERT_OK(t->Publish("asya-a.b_c:d", "x"));
+}
+
+TEST_F(SqliteTransportTest, MalformedReceiptsAreInvalidArgument) {
+  auto t = Open();
+  for (std::string bad : {"", "garbage", "12", ":abc", "abc:def", "-1:abc", "12:"}) {
+    Message m;
+    m.queue = "asya-q";
+    m.receipt = bad;
+    auto a = t->Ack(m);
+    ASSERT_FALSE(a.has_value()) << "acked with receipt '" << bad << "'";
+    EXPECT_EQ(a.error().code, ErrorCode::kInvalidArgument) << a.error().ToString();
+    EXPECT_EQ(t->Nack(m).error().code, ErrorCode::kInvalidArgument);
+    EXPECT_EQ(t->ExtendVisibility(m, Millis(1000)).error().code, ErrorCode::kInvalidArgument);
+  }
+}
+
+TEST_F(SqliteTransportTest, AckingTwiceIsNotFound) {
+  auto t = Open();
+  ASSERT_OK(t->Publish("asya-q", "x"));
+  auto got = t->Receive("asya-q", Opts(1, Millis(0)));
+  ASSERT_OK(got);
+  ASSERT_EQ(got->size(), 1u);
+  ASSERT_OK(t->Ack(got->front()));
+  auto again = t->Ack(got->front());
+  ASSERT_FALSE(again.has_value());
+  EXPECT_EQ(again.error().code, ErrorCode::kNotFound) << again.error().ToString();
+  EXPECT_EQ(t->Nack(got->front()).error().code, ErrorCode::kNotFound);
+}
+
+TEST_F(SqliteTransportTest, ReceiptFromBeforeANackIsStale) {
+  auto t = Open();
+  ASSERT_OK(t->Publish("asya-q", "x"));
+  auto first = t->Receive("asya-q", Opts(1, Millis(0)));
+  ASSERT_OK(first);
+  ASSERT_OK(t->Nack(first->front()));
+  auto stale = t->Ack(first->front());
+  ASSERT_FALSE(stale.has_value());
+  EXPECT_EQ(stale.error().code, ErrorCode::kFailedPrecondition) << stale.error().ToString();
+  EXPECT_EQ(t->Depth("asya-q")->ready, 1) << "the stale ack deleted the message";
+}
+
+TEST_F(SqliteTransportTest, MaxMessagesOutOfRangeIsInvalidArgument) {
+  auto t = Open();
+  ASSERT_OK(t->CreateQueue("asya-q"));
+  EXPECT_EQ(t->Receive("asya-q", Opts(0, Millis(0))).error().code, ErrorCode::kInvalidArgument);
+  EXPECT_EQ(t->Receive("asya-q", Opts(1001, Millis(0))).error().code, ErrorCode::kInvalidArgument);
+}
+
+TEST_F(SqliteTransportTest, HeadersMustBeUtf8AndNothingIsPublishedOtherwise) {
+  auto t = Open();
+  PublishOptions po;
+  po.headers = {{"x-bad", "\xff\xfe"}};
+  auto s = t->Publish("asya-q", "x", po);
+  ASSERT_FALSE(s.has_value());
+  EXPECT_EQ(s.error().code, ErrorCode::kInvalidArgument);
+  EXPECT_NE(s.error().message.find("UTF-8"), std::string::npos) << s.error().message;
+  EXPECT_FALSE(*t->QueueExists("asya-q"));
+}
+
+TEST_F(SqliteTransportTest, EmptyBodyRoundTrips) {
+  auto t = Open();
+  ASSERT_OK(t->Publish("asya-q", ""));
+  auto got = t->Receive("asya-q", Opts(1, Millis(0)));
+  ASSERT_OK(got);
+  ASSERT_EQ(got->size(), 1u);
+  EXPECT_EQ(got->front().body, "");
+  EXPECT_TRUE(got->front().headers.empty());
+}
+
+// ---- queue semantics specific to sqlite ----
+
+TEST_F(SqliteTransportTest, PublishCreatesAMissingQueueWithoutADlq) {
+  auto t = Open();
+  ASSERT_OK(t->Publish("asya-auto", "x"));
+  EXPECT_TRUE(*t->QueueExists("asya-auto"));
+  EXPECT_FALSE(*t->QueueExists("asya-auto-dlq"));
+  ASSERT_OK(t->CreateQueue("asya-plain", {.create_dlq = false}));
+  EXPECT_FALSE(*t->QueueExists("asya-plain-dlq"));
+}
+
+TEST_F(SqliteTransportTest, DelayedPublishCountsAsInflightUntilVisible) {
+  auto t = Open();
+  PublishOptions po;
+  po.delay = Millis(60'000);
+  ASSERT_OK(t->Publish("asya-q", "later", po));
+  auto d = t->Depth("asya-q");
+  ASSERT_OK(d);
+  EXPECT_EQ(d->ready, 0);
+  EXPECT_EQ(d->inflight, 1);
+  auto got = t->Receive("asya-q", Opts(1, Millis(0)));
+  ASSERT_OK(got);
+  EXPECT_TRUE(got->empty());
+}
+
+TEST_F(SqliteTransportTest, QueueVisibilityIsUsedWhenReceiveGivesNone) {
+  auto t = Open();
+  ASSERT_OK(t->CreateQueue("asya-q", {.create_dlq = false, .visibility = Millis(300)}));
+  ASSERT_OK(t->Publish("asya-q", "x"));
+  auto start = Clock::now();
+  auto first = t->Receive("asya-q", Opts(1, Millis(0), Millis(0)));
+  ASSERT_OK(first);
+  ASSERT_EQ(first->size(), 1u);
+  auto second = t->Receive("asya-q", Opts(1, Millis(20'000), Millis(0)));
+  ASSERT_OK(second);
+  ASSERT_EQ(second->size(), 1u) << "the queue's 300 ms visibility was not applied";
+  EXPECT_GE(Clock::now() - start, Millis(290));
+  EXPECT_EQ(second->front().delivery_count, 2);
+}
+
+TEST_F(SqliteTransportTest, MessagesSurviveReopening) {
+  {
+    auto t = Open();
+    PublishOptions po;
+    po.headers = {{"k", "v"}};
+    ASSERT_OK(t->Publish("asya-q", "durable", po));
+    ASSERT_OK(t->Publish("asya-q", "held"));
+    auto held = t->Receive("asya-q", Opts(2, Millis(0), Millis(300)));
+    ASSERT_OK(held);
+    ASSERT_EQ(held->size(), 2u);
+    ASSERT_OK(t->Nack(held->front()));
+    // The transport goes away with "held" still in flight, as if its process died.
+  }
+  auto t = Open();
+  auto got = t->Receive("asya-q", Opts(2, Millis(20'000)));
+  ASSERT_OK(got);
+  std::set<std::string> bodies;
+  while (got.has_value() && !got->empty()) {
+    for (const auto& m : *got) {
+      bodies.insert(m.body);
+      EXPECT_EQ(m.delivery_count, 2) << m.body;
+      if (m.body == "durable") {
+        EXPECT_EQ(m.headers.at("k"), "v");
+      }
+      ASSERT_OK(t->Ack(m));
+    }
+    if (bodies.size() == 2) {
+      break;
+    }
+    got = t->Receive("asya-q", Opts(2, Millis(20'000)));
+  }
+  EXPECT_EQ(bodies, (std::set<std::string>{"durable", "held"}));
+}
+
+// ---- wake-ups: with the safety poll far above the wait, only a wake-up can deliver in time ----
+
+TEST_F(SqliteTransportTest, PublishFromAnotherConnectionWakesABlockedReceive) {
+  SqliteSettings slow = settings_;
+  slow.safety_poll = Millis(600'000);
+  auto receiver = Open(slow);
+  auto publisher = Open();
+  ASSERT_OK(receiver->CreateQueue("asya-q"));
+  Result<std::vector<Message>> got = std::vector<Message>{};
+  Millis took{0};
+  std::thread th([&] {
+    auto start = Clock::now();
+    got = receiver->Receive("asya-q", Opts(1, Millis(20'000)));
+    took = std::chrono::duration_cast<Millis>(Clock::now() - start);
+  });
+  std::this_thread::sleep_for(Millis(200));
+  ASSERT_OK(publisher->Publish("asya-q", "ping"));
+  th.join();
+  ASSERT_OK(got);
+  ASSERT_EQ(got->size(), 1u);
+  EXPECT_LT(took, Millis(20'000)) << "no wake-up: the receive ran into its wait";
+}
+
+TEST_F(SqliteTransportTest, NackWakesABlockedReceive) {
+  SqliteSettings slow = settings_;
+  slow.safety_poll = Millis(600'000);
+  auto receiver = Open(slow);
+  auto holder = Open();
+  ASSERT_OK(holder->Publish("asya-q", "x"));
+  auto held = holder->Receive("asya-q", Opts(1, Millis(0)));
+  ASSERT_OK(held);
+  Result<std::vector<Message>> got = std::vector<Message>{};
+  Millis took{0};
+  std::thread th([&] {
+    auto start = Clock::now();
+    got = receiver->Receive("asya-q", Opts(1, Millis(20'000)));
+    took = std::chrono::duration_cast<Millis>(Clock::now() - start);
+  });
+  std::this_thread::sleep_for(Millis(200));
+  ASSERT_OK(holder->Nack(held->front()));
+  th.join();
+  ASSERT_OK(got);
+  ASSERT_EQ(got->size(), 1u);
+  EXPECT_LT(took, Millis(20'000)) << "no wake-up: the receive ran into its wait";
+  EXPECT_EQ(got->front().delivery_count, 2);
+}
+
+TEST_F(SqliteTransportTest, BlockedReceiveWakesWhenADelayedOrExpiringMessageBecomesVisible) {
+  SqliteSettings slow = settings_;
+  slow.safety_poll = Millis(600'000);
+  auto receiver = Open(slow);
+  auto other = Open();
+  PublishOptions po;
+  po.delay = Millis(300);
+  ASSERT_OK(other->Publish("asya-q", "delayed", po));
+  auto start = Clock::now();
+  auto got = receiver->Receive("asya-q", Opts(1, Millis(20'000)));
+  ASSERT_OK(got);
+  ASSERT_EQ(got->size(), 1u);
+  EXPECT_LT(Clock::now() - start, Millis(20'000)) << "a delayed message did not wake the receiver";
+  // Not acked, 300 ms visibility: the same receiver blocks again and gets it back.
+  ASSERT_OK(other->Publish("asya-q", "expiring"));
+  auto held = other->Receive("asya-q", Opts(1, Millis(0), Millis(300)));
+  ASSERT_OK(held);
+  start = Clock::now();
+  auto again = receiver->Receive("asya-q", Opts(1, Millis(20'000)));
+  ASSERT_OK(again);
+  ASSERT_EQ(again->size(), 1u);
+  EXPECT_LT(Clock::now() - start, Millis(20'000))
+      << "an expiring visibility did not wake the receiver";
+  EXPECT_EQ(again->front().body, "expiring");
+}
+
+TEST_F(SqliteTransportTest, DeletingTheQueueEndsABlockedReceiveWithNotFound) {
+  SqliteSettings slow = settings_;
+  slow.safety_poll = Millis(600'000);
+  auto receiver = Open(slow);
+  auto admin = Open();
+  ASSERT_OK(admin->CreateQueue("asya-q"));
+  Result<std::vector<Message>> got = std::vector<Message>{};
+  Millis took{0};
+  std::thread th([&] {
+    auto start = Clock::now();
+    got = receiver->Receive("asya-q", Opts(1, Millis(20'000)));
+    took = std::chrono::duration_cast<Millis>(Clock::now() - start);
+  });
+  std::this_thread::sleep_for(Millis(200));
+  ASSERT_OK(admin->DeleteQueue("asya-q"));
+  th.join();
+  ASSERT_FALSE(got.has_value());
+  EXPECT_EQ(got.error().code, ErrorCode::kNotFound);
+  EXPECT_LT(took, Millis(20'000)) << "no wake-up: the receive ran into its wait";
+}
+
+TEST_F(SqliteTransportTest, WithoutAWakeDirectoryReceiveFallsBackToPolling) {
+  // A regular file where the wake-up directory would go.
+  std::ofstream(settings_.path + ".wake") << "not a directory";
+  SqliteSettings slow = settings_;
+  slow.safety_poll = Millis(600'000);
+  auto receiver = Open(slow);
+  auto publisher = Open();
+  ASSERT_OK(receiver->CreateQueue("asya-q"));
+  Result<std::vector<Message>> got = std::vector<Message>{};
+  Millis took{0};
+  std::thread th([&] {
+    auto start = Clock::now();
+    got = receiver->Receive("asya-q", Opts(1, Millis(20'000)));
+    took = std::chrono::duration_cast<Millis>(Clock::now() - start);
+  });
+  std::this_thread::sleep_for(Millis(200));
+  ASSERT_OK(publisher->Publish("asya-q", "polled"));
+  th.join();
+  ASSERT_OK(got);
+  ASSERT_EQ(got->size(), 1u);
+  EXPECT_LT(took, Millis(20'000)) << "the fallback did not poll";
+}
+
+// ---- several processes ----
+
+TEST_F(SqliteTransportTest, TwoProcessesConsumeEveryMessageExactlyOnce) {
+  auto t = Open();
+  ASSERT_OK(t->CreateQueue("asya-mp"));
+  std::string out_a = dir_ + "/a.txt";
+  std::string out_b = dir_ + "/b.txt";
+  pid_t a = Spawn({"consume", settings_.path, "asya-mp", out_a, "3000"});
+  pid_t b = Spawn({"consume", settings_.path, "asya-mp", out_b, "3000"});
+  constexpr int kN = 500;
+  for (int i = 0; i < kN; ++i) {  // published while both consumers run (and block)
+    ASSERT_OK(t->Publish("asya-mp", "m" + std::to_string(i)));
+  }
+  EXPECT_EQ(Wait(a), 0);
+  EXPECT_EQ(Wait(b), 0);
+  children_.clear();
+  std::multiset<std::string> seen;
+  for (const auto& path : {out_a, out_b}) {
+    std::ifstream in(path);
+    std::string line;
+    while (std::getline(in, line)) {
+      seen.insert(line);
+    }
+  }
+  EXPECT_EQ(seen.size(), static_cast<size_t>(kN));
+  for (int i = 0; i < kN; ++i) {
+    EXPECT_EQ(seen.count("m" + std::to_string(i)), 1u) << "m" << i;
+  }
+  auto d = t->Depth("asya-mp");
+  ASSERT_OK(d);
+  EXPECT_EQ(d->ready + d->inflight, 0);
+}
+
+TEST_F(SqliteTransportTest, MessageOfAKilledConsumerComesBackWithAGrownCount) {
+  auto t = Open();
+  ASSERT_OK(t->Publish("asya-crash", "survivor"));
+  std::FILE* out = nullptr;
+  pid_t holder = Spawn({"hold", settings_.path, "asya-crash", "500"}, &out);
+  char line[64] = {};
+  ASSERT_NE(std::fgets(line, sizeof(line), out), nullptr) << "the helper received nothing";
+  std::fclose(out);
+  std::istringstream fields(line);
+  std::string id;
+  int count = 0;
+  fields >> id >> count;
+  EXPECT_EQ(count, 1);
+  ::kill(holder, SIGKILL);
+  Wait(holder);
+  children_.clear();
+  auto got = t->Receive("asya-crash", Opts(1, Millis(20'000)));
+  ASSERT_OK(got);
+  ASSERT_EQ(got->size(), 1u) << "the killed consumer's message never came back";
+  EXPECT_EQ(got->front().id, id);
+  EXPECT_EQ(got->front().body, "survivor");
+  EXPECT_EQ(got->front().delivery_count, 2);
+  EXPECT_TRUE(got->front().redelivered);
+}
+
+TEST_F(SqliteTransportTest, PublishInAnotherProcessWakesAReceiverAfterAKilledOneLeftAStaleFifo) {
+  auto t = Open();
+  ASSERT_OK(t->CreateQueue("asya-w"));
+  std::FILE* out = nullptr;
+  pid_t dead = Spawn({"wait", settings_.path, "asya-w"}, &out);
+  char line[16] = {};
+  ASSERT_NE(std::fgets(line, sizeof(line), out), nullptr);
+  std::fclose(out);
+  std::this_thread::sleep_for(Millis(300));  // let it block in Receive
+  ::kill(dead, SIGKILL);
+  Wait(dead);
+  pid_t live = Spawn({"wait", settings_.path, "asya-w"});
+  std::this_thread::sleep_for(Millis(300));
+  ASSERT_OK(t->Publish("asya-w", "for the live one"));
+  EXPECT_EQ(Wait(live), 0) << "the live waiter did not get the message";
+  children_.clear();
+  size_t fifos = 0;
+  for ([[maybe_unused]] const auto& e : fs::directory_iterator(settings_.path + ".wake/asya-w")) {
+    ++fifos;
+  }
+  EXPECT_EQ(fifos, 0u) << "stale or leftover wake-up FIFOs";
+}
+
+// ---- configuration and unusable files ----
+
+TEST_F(SqliteTransportTest, CreatesMissingParentDirectories) {
+  SqliteSettings s;
+  s.path = dir_ + "/a/b/c/queues.db";
+  auto t = Open(s);
+  ASSERT_NE(t, nullptr);
+  EXPECT_TRUE(fs::exists(s.path));
+}
+
+TEST_F(SqliteTransportTest, SynchronousFullWorksAndBadValuesAreRejected) {
+  SqliteSettings full = settings_;
+  full.synchronous = "full";
+  auto t = Open(full);
+  ASSERT_NE(t, nullptr);
+  ASSERT_OK(t->Publish("asya-q", "x"));
+  SqliteSettings bad = settings_;
+  bad.synchronous = "sometimes";
+  auto r = MakeSqliteTransport(bad);
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error().code, ErrorCode::kInvalidArgument);
+  EXPECT_NE(r.error().message.find("sometimes"), std::string::npos);
+  SqliteSettings empty;
+  empty.path = "";
+  EXPECT_EQ(MakeSqliteTransport(empty).error().code, ErrorCode::kInvalidArgument);
+}
+
+TEST_F(SqliteTransportTest, AFileThatIsNotADatabaseIsAClearError) {
+  std::string path = dir_ + "/garbage.db";
+  std::ofstream(path) << std::string(4096, 'g');
+  SqliteSettings s;
+  s.path = path;
+  auto r = MakeSqliteTransport(s);
+  ASSERT_FALSE(r.has_value());
+  EXPECT_NE(r.error().message.find("garbage.db"), std::string::npos) << r.error().message;
+  std::ifstream in(path);
+  EXPECT_EQ(std::string(std::istreambuf_iterator<char>(in), {}), std::string(4096, 'g'))
+      << "the foreign file was modified";
+}
+
+TEST_F(SqliteTransportTest, ADirectoryAsThePathIsAClearError) {
+  SqliteSettings s;
+  s.path = dir_;
+  auto r = MakeSqliteTransport(s);
+  ASSERT_FALSE(r.has_value());
+  EXPECT_NE(r.error().message.find(dir_), std::string::npos) << r.error().message;
+}
+
+TEST_F(SqliteTransportTest, ANewerSchemaIsRefused) {
+  { ASSERT_NE(Open(), nullptr); }
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(settings_.path.c_str(), &db), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(db, "PRAGMA user_version = 99", nullptr, nullptr, nullptr), SQLITE_OK);
+  sqlite3_close(db);
+  auto r = MakeSqliteTransport(settings_);
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error().code, ErrorCode::kFailedPrecondition);
+  EXPECT_NE(r.error().message.find("99"), std::string::npos) << r.error().message;
+}
+
+}  // namespace
+}  // namespace asya::transport
