@@ -345,8 +345,13 @@ bool SupervisorImpl::Spawn(Actor& a, Replica& r, Proc& p, bool runtime) {
     if (spec.is_crew) {
       SetEnv(env, "ASYA_ENABLE_VALIDATION", "false");
     }
-    std::string pp = GetEnv(env, "PYTHONPATH");
-    SetEnv(env, "PYTHONPATH", pp.empty() ? cwd : cwd + ":" + pp);
+    // The manifest's directory and its parent: code may sit next to the manifests or one level
+    // up (examples/<name>/*.py with examples/<name>/manifests/*.yaml).
+    std::string pp = cwd + ":" + fs::path(cwd).parent_path().string();
+    if (std::string old = GetEnv(env, "PYTHONPATH"); !old.empty()) {
+      pp += ":" + old;
+    }
+    SetEnv(env, "PYTHONPATH", pp);
     SetEnv(env, "PYTHONUNBUFFERED", "1");
   } else {
     argv = {s_.sidecar_bin};

@@ -1,13 +1,768 @@
-// Placeholder until the local mesh commands land.
+// `asya up|down|get|describe|logs|send`: the local mesh (DESIGN §6). The supervisor itself lives in
+// the `local` library; this file reads flags and the environment, and talks to a running
+// supervisor through the files of its state directory (see src/local/README.md).
+#include <algorithm>
+#include <chrono>
+#include <csignal>
 #include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <random>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+
+#include "asya/base/duration.h"
+#include "asya/base/log.h"
+#include "asya/local/manifest.h"
+#include "asya/local/status.h"
+#include "asya/local/supervisor.h"
+#include "asya/transport/factory.h"
 #include "bin/asya/commands.h"
+#include "bin/common/env.h"
+#include "bin/common/transport_env.h"
+
+extern char** environ;  // NOLINT
 
 namespace asya::cli {
+namespace {
 
-int RunLocal(int /*argc*/, char** /*argv*/) {
-  std::fputs("asya: local mesh commands are not built yet\n", stderr);
-  return 1;
+namespace fs = std::filesystem;
+using local::MeshStatus;
+
+constexpr int kExitOk = 0;
+constexpr int kExitFailed = 1;
+constexpr int kExitUsage = 2;
+
+int64_t WallMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+std::string DefaultStateDir() {
+  return env::GetOr("ASYA_STATE_DIR", ".asya");
+}
+
+std::string AbsoluteDir(const std::string& dir) {
+  std::error_code ec;
+  std::string out = fs::absolute(dir, ec).lexically_normal().string();
+  while (out.size() > 1 && out.back() == '/') {
+    out.pop_back();
+  }
+  return out;
+}
+
+std::string ExeDir() {
+  std::error_code ec;
+  fs::path exe = fs::read_symlink("/proc/self/exe", ec);
+  return ec ? std::string(".") : exe.parent_path().string();
+}
+
+// First existing candidate, else the first candidate (so the error names where we looked).
+std::string FindFile(const char* env_name, const std::vector<std::string>& candidates) {
+  if (auto v = env::Get(env_name)) {
+    return *v;
+  }
+  for (const auto& c : candidates) {
+    std::error_code ec;
+    if (fs::exists(c, ec)) {
+      return fs::path(c).lexically_normal().string();
+    }
+  }
+  return candidates.front();
+}
+
+struct Programs {
+  std::string sidecar;
+  std::string crew;
+  std::string python_runtime;
+};
+
+Programs LocatePrograms() {
+  const std::string dir = ExeDir();
+  Programs p;
+  p.sidecar = FindFile("ASYA_SIDECAR_BIN", {dir + "/asya-sidecar"});
+  p.crew = FindFile("ASYA_CREW_BIN", {dir + "/asya-crew"});
+  p.python_runtime =
+      FindFile("ASYA_PYTHON_RUNTIME",
+               {dir + "/asya_runtime.py", dir + "/../../src/runtime/python/asya_runtime.py",
+                dir + "/../src/runtime/python/asya_runtime.py"});
+  return p;
+}
+
+Result<transport::TransportSettings> TransportFor(const std::string& kind,
+                                                  const std::string& state_dir) {
+  env::TransportEnvOptions opts;
+  opts.default_kind = kind;
+  ASYA_ASSIGN_OR_RETURN(auto settings, env::TransportSettingsFromEnv(opts));
+  settings.kind = kind;
+  settings.sqlite.path = state_dir + "/queues.db";
+  return settings;
+}
+
+Result<MeshStatus> ReadStatus(const std::string& state_dir) {
+  auto text = local::ReadFile(local::StatusPath(state_dir));
+  if (!text) {
+    return MakeError(ErrorCode::kNotFound, "no mesh status in " + state_dir);
+  }
+  return local::DecodeMeshStatus(*text);
+}
+
+// Status of the running mesh, or an error naming the state dir.
+Result<MeshStatus> RunningStatus(const std::string& state_dir) {
+  if (local::RunningSupervisorPid(state_dir) == 0) {
+    return MakeError(ErrorCode::kNotFound,
+                     "no mesh is running in " + state_dir + " (start one with `asya up PATH`)");
+  }
+  return ReadStatus(state_dir);
+}
+
+void PrintLines(const std::string& text, const char* prefix) {
+  size_t start = 0;
+  while (start < text.size()) {
+    size_t nl = text.find('\n', start);
+    if (nl == std::string::npos) {
+      nl = text.size();
+    }
+    std::fprintf(stderr, "%s%s\n", prefix, text.substr(start, nl - start).c_str());
+    start = nl + 1;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// up
+
+struct UpArgs {
+  std::vector<std::string> paths;
+  std::string state_dir;
+  std::string transport = "sqlite";
+  bool detach = false;
+  std::string restart_backoff;
+};
+
+// Waits until the supervisor `pid` has written a status for `generation`.
+Result<MeshStatus> WaitApplied(const std::string& state_dir, int pid, int64_t generation,
+                               std::chrono::seconds timeout) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    auto st = ReadStatus(state_dir);
+    if (st && st->pid == pid && st->generation >= generation) {
+      return st;
+    }
+    if (::kill(pid, 0) != 0 || local::RunningSupervisorPid(state_dir) == 0) {
+      if (st && st->pid == pid && !st->last_error.empty()) {
+        return MakeError(ErrorCode::kFailedPrecondition, st->last_error);
+      }
+      return MakeError(ErrorCode::kUnavailable,
+                       "the supervisor exited; see " + state_dir + "/logs/asya.log");
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return MakeError(ErrorCode::kDeadlineExceeded, "the supervisor did not apply the change in time");
+}
+
+int ApplyToRunning(const UpArgs& args, const std::vector<local::ActorSpec>& specs, int pid) {
+  auto old_text = local::ReadFile(local::DesiredPath(args.state_dir));
+  local::DesiredState desired;
+  if (old_text) {
+    if (auto d = local::DecodeDesired(*old_text)) {
+      desired = *d;
+    }
+  }
+  if (desired.transport != args.transport) {
+    std::fprintf(stderr,
+                 "asya up: the mesh running in %s uses transport %s; stop it with `asya down` "
+                 "before switching to %s\n",
+                 args.state_dir.c_str(), desired.transport.c_str(), args.transport.c_str());
+    return kExitUsage;
+  }
+  std::set<std::string> before;
+  if (auto st = ReadStatus(args.state_dir)) {
+    for (const auto& a : st->actors) {
+      if (!a.crew) {
+        before.insert(a.name);
+      }
+    }
+  }
+  desired.generation += 1;
+  desired.paths = args.paths;
+  if (auto w =
+          local::WriteFileAtomic(local::DesiredPath(args.state_dir), local::EncodeDesired(desired));
+      !w) {
+    std::fprintf(stderr, "asya up: %s\n", w.error().message.c_str());
+    return kExitFailed;
+  }
+  if (pid > 0) {
+    ::kill(pid, SIGHUP);
+  }
+  auto st = WaitApplied(args.state_dir, pid, desired.generation, std::chrono::seconds(30));
+  if (!st) {
+    std::fprintf(stderr, "asya up: %s\n", st.error().message.c_str());
+    return kExitFailed;
+  }
+  if (!st->last_error.empty()) {
+    std::fprintf(stderr, "asya up: the running mesh refused the change:\n");
+    PrintLines(st->last_error, "  ");
+    return kExitFailed;
+  }
+  std::string added;
+  std::string kept;
+  std::set<std::string> now;
+  for (const auto& s : specs) {
+    now.insert(s.name);
+    (before.count(s.name) != 0 ? kept : added) += " " + s.name;
+  }
+  std::string removed;
+  for (const auto& b : before) {
+    if (now.count(b) == 0) {
+      removed += " " + b;
+    }
+  }
+  std::printf("asya up: applied to the running mesh (pid %d, generation %lld)\n", pid,
+              static_cast<long long>(desired.generation));
+  std::printf("  added:  %s\n  kept:   %s (restarted if their manifest changed)\n  removed:%s\n",
+              added.empty() ? " -" : added.c_str(), kept.empty() ? " -" : kept.c_str(),
+              removed.empty() ? " -" : removed.c_str());
+  return kExitOk;
+}
+
+int RunSupervisor(const UpArgs& args, bool echo) {
+  local::BlockSupervisorSignals();
+  local::SupervisorSettings s;
+  s.state_dir = args.state_dir;
+  auto transport = TransportFor(args.transport, args.state_dir);
+  if (!transport) {
+    std::fprintf(stderr, "asya up: %s\n", transport.error().message.c_str());
+    return kExitUsage;
+  }
+  s.transport = *transport;
+  Programs programs = LocatePrograms();
+  s.sidecar_bin = programs.sidecar;
+  s.crew_bin = programs.crew;
+  s.python_runtime = programs.python_runtime;
+  if (!args.restart_backoff.empty()) {
+    auto d = env::ParseDurationVar("--restart-backoff", args.restart_backoff);
+    if (!d) {
+      std::fprintf(stderr, "asya up: %s\n", d.error().message.c_str());
+      return kExitUsage;
+    }
+    s.restart_backoff_base = *d;
+  } else if (auto d = env::Duration("ASYA_UP_RESTART_BACKOFF", s.restart_backoff_base); d) {
+    s.restart_backoff_base = *d;
+  } else {
+    std::fprintf(stderr, "asya up: %s\n", d.error().message.c_str());
+    return kExitUsage;
+  }
+  s.echo_logs = echo;
+  for (char** e = environ; *e != nullptr; ++e) {
+    s.base_env.emplace_back(*e);
+  }
+  auto sup = local::Supervisor::Create(std::move(s));
+  if (!sup) {
+    std::fprintf(stderr, "asya up: %s\n", sup.error().message.c_str());
+    return kExitFailed;
+  }
+  return (*sup)->Run();
+}
+
+int Up(UpArgs args) {
+  args.state_dir = AbsoluteDir(args.state_dir);
+  if (args.transport != "sqlite" && args.transport != "rabbitmq" && args.transport != "sqs") {
+    std::fprintf(stderr, "asya up: --transport must be sqlite, rabbitmq or sqs, got '%s'\n",
+                 args.transport.c_str());
+    return kExitUsage;
+  }
+  for (auto& p : args.paths) {
+    p = AbsoluteDir(p);
+  }
+  auto loaded = local::LoadManifests(args.paths);
+  if (!loaded) {
+    std::fprintf(stderr, "asya up: refusing invalid manifests:\n");
+    PrintLines(loaded.error().message, "  ");
+    return kExitUsage;
+  }
+  for (const auto& w : loaded->warnings) {
+    std::fprintf(stderr, "asya up: warning: %s\n", w.c_str());
+  }
+  Programs programs = LocatePrograms();
+  for (const auto& [what, path] :
+       {std::pair{"asya-sidecar", programs.sidecar}, std::pair{"asya-crew", programs.crew},
+        std::pair{"asya_runtime.py", programs.python_runtime}}) {
+    std::error_code ec;
+    if (!fs::exists(path, ec)) {
+      std::fprintf(stderr, "asya up: cannot find %s (looked at %s); build it or set its variable\n",
+                   what, path.c_str());
+      return kExitFailed;
+    }
+  }
+  std::error_code ec;
+  fs::create_directories(args.state_dir + "/logs", ec);
+  if (ec) {
+    std::fprintf(stderr, "asya up: cannot create state dir %s: %s\n", args.state_dir.c_str(),
+                 ec.message().c_str());
+    return kExitFailed;
+  }
+  if (int pid = local::RunningSupervisorPid(args.state_dir); pid != 0) {
+    return ApplyToRunning(args, loaded->actors, pid);
+  }
+  local::DesiredState desired;
+  if (auto old = local::ReadFile(local::DesiredPath(args.state_dir))) {
+    if (auto d = local::DecodeDesired(*old)) {
+      desired.generation = d->generation;
+    }
+  }
+  desired.generation += 1;
+  desired.paths = args.paths;
+  desired.transport = args.transport;
+  if (auto w =
+          local::WriteFileAtomic(local::DesiredPath(args.state_dir), local::EncodeDesired(desired));
+      !w) {
+    std::fprintf(stderr, "asya up: %s\n", w.error().message.c_str());
+    return kExitFailed;
+  }
+  if (!args.detach) {
+    return RunSupervisor(args, /*echo=*/true);
+  }
+  std::fflush(stdout);
+  std::fflush(stderr);
+  pid_t child = ::fork();
+  if (child < 0) {
+    std::perror("asya up: fork");
+    return kExitFailed;
+  }
+  if (child == 0) {
+    ::setsid();
+    int null_fd = ::open("/dev/null", O_RDONLY);
+    int log_fd =
+        ::open((args.state_dir + "/logs/asya.log").c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+    if (null_fd >= 0) {
+      ::dup2(null_fd, 0);
+    }
+    if (log_fd >= 0) {
+      ::dup2(log_fd, 1);
+      ::dup2(log_fd, 2);
+    }
+    std::_Exit(RunSupervisor(args, /*echo=*/true));
+  }
+  auto st = WaitApplied(args.state_dir, child, desired.generation, std::chrono::seconds(30));
+  if (!st) {
+    std::fprintf(stderr, "asya up: %s\n", st.error().message.c_str());
+    return kExitFailed;
+  }
+  std::printf("asya up: mesh running in the background (pid %d): %zu actors + crew, transport %s\n",
+              child, loaded->actors.size(), args.transport.c_str());
+  std::printf(
+      "  state: %s\n  logs:  asya logs ACTOR  (supervisor: %s/logs/asya.log)\n"
+      "  stop:  asya down%s\n",
+      args.state_dir.c_str(), args.state_dir.c_str(),
+      args.state_dir == AbsoluteDir(DefaultStateDir())
+          ? ""
+          : (" --state-dir " + args.state_dir).c_str());
+  return kExitOk;
+}
+
+// ---------------------------------------------------------------------------------------------
+// down
+
+int Down(const std::string& state_dir_arg, double timeout_s) {
+  const std::string state_dir = AbsoluteDir(state_dir_arg);
+  int pid = local::RunningSupervisorPid(state_dir);
+  if (pid == 0) {
+    std::printf("asya down: no mesh is running in %s\n", state_dir.c_str());
+    return kExitOk;
+  }
+  if (pid < 0) {
+    std::fprintf(stderr, "asya down: a supervisor holds %s but wrote no pid yet; retry\n",
+                 local::LockPath(state_dir).c_str());
+    return kExitFailed;
+  }
+  ::kill(pid, SIGTERM);
+  auto deadline = std::chrono::steady_clock::now() +
+                  std::chrono::milliseconds(static_cast<int64_t>(timeout_s * 1000));
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (local::RunningSupervisorPid(state_dir) == 0) {  // the lock dies with the process
+      std::printf("asya down: mesh stopped (pid %d)\n", pid);
+      return kExitOk;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  std::fprintf(stderr, "asya down: the mesh did not stop within %.0fs; sending SIGKILL to %d\n",
+               timeout_s, pid);
+  ::kill(pid, SIGKILL);
+  return kExitFailed;
+}
+
+// ---------------------------------------------------------------------------------------------
+// get / describe / logs
+
+int Get(const std::string& what, const std::vector<std::string>& names, const std::string& output,
+        const std::string& state_dir) {
+  static const std::set<std::string> kKinds = {"actors", "actor",       "asya",
+                                               "asyas",  "asyncactors", "asyncactor"};
+  if (kKinds.count(what) == 0) {
+    std::fprintf(stderr, "asya get: unknown resource '%s' (use: asya get actors)\n", what.c_str());
+    return kExitUsage;
+  }
+  if (!output.empty() && output != "wide" && output != "json") {
+    std::fprintf(stderr, "asya get: -o must be wide or json, got '%s'\n", output.c_str());
+    return kExitUsage;
+  }
+  auto st = RunningStatus(AbsoluteDir(state_dir));
+  if (!st) {
+    std::fprintf(stderr, "asya get: %s\n", st.error().message.c_str());
+    return kExitFailed;
+  }
+  std::vector<local::ActorStatus> rows;
+  for (const auto& n : names) {
+    auto it = std::find_if(st->actors.begin(), st->actors.end(),
+                           [&](const local::ActorStatus& a) { return a.name == n; });
+    if (it == st->actors.end()) {
+      std::fprintf(stderr, "asya get: actor \"%s\" not found\n", n.c_str());
+      return kExitFailed;
+    }
+    rows.push_back(*it);
+  }
+  if (names.empty()) {
+    rows = st->actors;
+  }
+  const int64_t now = WallMs();
+  std::string out = output == "json" ? local::RenderJson(rows, now)
+                                     : local::RenderTable(rows, now, output == "wide");
+  std::fwrite(out.data(), 1, out.size(), stdout);
+  return kExitOk;
+}
+
+int Describe(const std::string& what, const std::string& name, const std::string& state_dir) {
+  if (what != "actor" && what != "actors" && what != "asya" && what != "asyncactor") {
+    std::fprintf(stderr, "asya describe: unknown resource '%s' (use: asya describe actor NAME)\n",
+                 what.c_str());
+    return kExitUsage;
+  }
+  auto st = RunningStatus(AbsoluteDir(state_dir));
+  if (!st) {
+    std::fprintf(stderr, "asya describe: %s\n", st.error().message.c_str());
+    return kExitFailed;
+  }
+  for (const auto& a : st->actors) {
+    if (a.name == name) {
+      std::string out = local::RenderDescribe(a, WallMs());
+      std::fwrite(out.data(), 1, out.size(), stdout);
+      return kExitOk;
+    }
+  }
+  std::fprintf(stderr, "asya describe: actor \"%s\" not found\n", name.c_str());
+  return kExitFailed;
+}
+
+volatile std::sig_atomic_t g_stop_follow = 0;
+
+int Logs(const std::string& actor, bool follow, const std::string& state_dir_arg) {
+  const std::string path = local::LogPath(AbsoluteDir(state_dir_arg), actor);
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    std::fprintf(stderr, "asya logs: no logs for actor \"%s\" (%s)\n", actor.c_str(), path.c_str());
+    return kExitFailed;
+  }
+  if (follow) {
+    std::signal(SIGINT, [](int) { g_stop_follow = 1; });
+    std::signal(SIGTERM, [](int) { g_stop_follow = 1; });
+  }
+  char buf[65536];
+  while (true) {
+    ssize_t n = ::read(fd, buf, sizeof(buf));
+    if (n > 0) {
+      std::fwrite(buf, 1, static_cast<size_t>(n), stdout);
+      continue;
+    }
+    if (!follow || g_stop_follow != 0) {
+      break;
+    }
+    std::fflush(stdout);
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  ::close(fd);
+  return kExitOk;
+}
+
+// ---------------------------------------------------------------------------------------------
+// send
+
+std::string RandomHex(size_t bytes) {
+  std::random_device rd;
+  static const char* kHex = "0123456789abcdef";
+  std::string out;
+  for (size_t i = 0; i < bytes; ++i) {
+    unsigned v = rd() & 0xffU;
+    out += kHex[v >> 4];
+    out += kHex[v & 0xf];
+  }
+  return out;
+}
+
+std::string Uuid4() {
+  std::string h = RandomHex(16);
+  h[12] = '4';
+  h[16] = "89ab"[std::stoi(h.substr(16, 1), nullptr, 16) & 3];
+  return h.substr(0, 8) + "-" + h.substr(8, 4) + "-" + h.substr(12, 4) + "-" + h.substr(16, 4) +
+         "-" + h.substr(20);
+}
+
+// Looks for <dir>/<timestamp>/<actor>/<id>.json with timestamp >= `since`.
+std::string FindStored(const std::string& dir, const std::string& id, const std::string& since) {
+  std::error_code ec;
+  for (const auto& ts : fs::directory_iterator(dir, ec)) {
+    if (ts.path().filename().string() < since) {
+      continue;
+    }
+    for (const auto& actor : fs::directory_iterator(ts.path(), ec)) {
+      fs::path f = actor.path() / (id + ".json");
+      if (fs::exists(f, ec)) {
+        return f.string();
+      }
+    }
+  }
+  return "";
+}
+
+int Send(const std::string& route_arg, std::string payload, bool wait, double timeout_s,
+         const std::string& state_dir_arg, std::string transport_kind, bool jsonl) {
+  const std::string state_dir = AbsoluteDir(state_dir_arg);
+  std::vector<std::string> actors;
+  size_t start = 0;
+  while (start <= route_arg.size()) {
+    size_t comma = route_arg.find(',', start);
+    if (comma == std::string::npos) {
+      comma = route_arg.size();
+    }
+    std::string a = route_arg.substr(start, comma - start);
+    a.erase(0, a.find_first_not_of(" \t"));
+    a.erase(a.find_last_not_of(" \t") + 1);
+    if (!local::IsValidActorName(a)) {
+      std::fprintf(stderr,
+                   "asya send: ROUTE must be comma-separated actor names (DNS-1123 labels); "
+                   "'%s' is not one\n",
+                   a.c_str());
+      return kExitUsage;
+    }
+    actors.push_back(a);
+    start = comma + 1;
+  }
+  if (payload == "-" || jsonl) {
+    std::ifstream file;
+    if (payload != "-") {
+      file.open(payload, std::ios::binary);
+      if (!file) {
+        std::fprintf(stderr, "asya send: cannot read %s\n", payload.c_str());
+        return kExitUsage;
+      }
+    }
+    std::istream& in = payload == "-" ? std::cin : file;
+    payload.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  }
+  // One payload, or (--jsonl) one per non-empty line; all are checked before anything is sent.
+  std::vector<std::string> payloads;
+  if (jsonl) {
+    size_t pos = 0;
+    while (pos < payload.size()) {
+      size_t nl = payload.find('\n', pos);
+      if (nl == std::string::npos) {
+        nl = payload.size();
+      }
+      std::string line = payload.substr(pos, nl - pos);
+      pos = nl + 1;
+      if (line.find_first_not_of(" \t\r") != std::string::npos) {
+        payloads.push_back(std::move(line));
+      }
+    }
+  } else {
+    payloads.push_back(payload);
+  }
+  for (size_t i = 0; i < payloads.size(); ++i) {
+    try {
+      auto parsed = nlohmann::json::parse(payloads[i]);
+      (void)parsed;
+    } catch (const nlohmann::json::exception& e) {
+      if (jsonl) {
+        std::fprintf(stderr, "asya send: payload %zu is not valid JSON: %s\n", i + 1, e.what());
+      } else {
+        std::fprintf(stderr, "asya send: PAYLOAD is not valid JSON: %s\n", e.what());
+      }
+      return kExitUsage;
+    }
+  }
+  if (payloads.empty()) {
+    std::fprintf(stderr, "asya send: no payloads given\n");
+    return kExitUsage;
+  }
+  if (jsonl && wait) {
+    std::fprintf(stderr, "asya send: --wait works with one payload, not --jsonl\n");
+    return kExitUsage;
+  }
+  // Transport: the flag, else the mesh's (desired.json), else sqlite.
+  if (transport_kind.empty()) {
+    transport_kind = "sqlite";
+    if (auto d = local::ReadFile(local::DesiredPath(state_dir))) {
+      if (auto desired = local::DecodeDesired(*d)) {
+        transport_kind = desired->transport;
+      }
+    }
+  }
+  if (auto st = ReadStatus(state_dir)) {
+    bool known = std::any_of(st->actors.begin(), st->actors.end(),
+                             [&](const local::ActorStatus& a) { return a.name == actors[0]; });
+    if (!known) {
+      std::fprintf(stderr,
+                   "asya send: warning: actor \"%s\" is not part of the mesh in %s; the message "
+                   "waits in queue asya-%s\n",
+                   actors[0].c_str(), state_dir.c_str(), actors[0].c_str());
+    }
+  }
+  auto settings = TransportFor(transport_kind, state_dir);
+  if (!settings) {
+    std::fprintf(stderr, "asya send: %s\n", settings.error().message.c_str());
+    return kExitUsage;
+  }
+  auto transport = transport::MakeTransport(*settings);
+  if (!transport) {
+    std::fprintf(stderr, "asya send: %s\n", transport.error().message.c_str());
+    return kExitFailed;
+  }
+  auto sent_at = std::chrono::system_clock::now() - std::chrono::seconds(2);
+  std::string id;
+  for (const auto& p : payloads) {
+    id = Uuid4();
+    // The payload text is embedded as given (numbers and key order are kept byte for byte).
+    nlohmann::json head = {
+        {"id", id},
+        {"route", {{"actors", actors}, {"current", 0}}},
+        {"headers", {{"traceparent", "00-" + RandomHex(16) + "-" + RandomHex(8) + "-01"}}}};
+    std::string body = head.dump();
+    body.pop_back();
+    body += ",\"payload\":" + p + "}";
+    if (auto st = (*transport)->Publish(transport::QueueName(actors[0]), body); !st) {
+      std::fprintf(stderr, "asya send: publish to %s failed: %s\n",
+                   transport::QueueName(actors[0]).c_str(), st.error().message.c_str());
+      return kExitFailed;
+    }
+    std::printf("%s\n", id.c_str());
+  }
+  std::fflush(stdout);
+  if (!wait) {
+    return kExitOk;
+  }
+  // Crew directories are named by UTC timestamp, so only those from (about) now on are scanned.
+  std::time_t secs = std::chrono::system_clock::to_time_t(sent_at);
+  std::tm tm{};
+  ::gmtime_r(&secs, &tm);
+  char stamp[32];
+  std::strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%S", &tm);
+  auto deadline = std::chrono::steady_clock::now() +
+                  std::chrono::milliseconds(static_cast<int64_t>(timeout_s * 1000));
+  while (std::chrono::steady_clock::now() < deadline) {
+    for (const auto& [dir, code] : {std::pair{state_dir + "/results", kExitOk},
+                                    std::pair{state_dir + "/errors", kExitFailed}}) {
+      std::string found = FindStored(dir, id, stamp);
+      if (found.empty()) {
+        continue;
+      }
+      auto text = local::ReadFile(found);
+      std::fprintf(stderr, "asya send: %s: %s\n", code == kExitOk ? "succeeded" : "failed",
+                   found.c_str());
+      if (text) {
+        std::fwrite(text->data(), 1, text->size(), stdout);
+      }
+      return code;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  std::fprintf(stderr, "asya send: no result for %s within %.0fs\n", id.c_str(), timeout_s);
+  return kExitUsage;  // 2 = timeout
+}
+
+}  // namespace
+
+int RunLocal(int argc, char** argv) {
+  const std::string cmd = argv[0];
+  CLI::App app{"asya " + cmd};
+  app.name("asya " + cmd);
+  std::string state_dir = DefaultStateDir();
+  app.add_option("--state-dir", state_dir, "state directory (ASYA_STATE_DIR, default .asya)");
+
+  UpArgs up;
+  double timeout_s = 60;
+  std::string output;
+  std::vector<std::string> names;
+  std::string what;
+  std::string name;
+  bool follow = false;
+  std::string route;
+  std::string payload;
+  bool wait = false;
+  bool jsonl = false;
+  std::string send_transport;
+
+  if (cmd == "up") {
+    app.add_option("paths", up.paths, "AsyncActor manifests, directories or asya-actor values")
+        ->required();
+    app.add_option("--transport", up.transport, "sqlite (default), rabbitmq or sqs");
+    app.add_flag("--detach,-d", up.detach, "run in the background (stop with asya down)");
+    app.add_option("--restart-backoff", up.restart_backoff,
+                   "first crash back-off, doubling to 5m (default 10s; ASYA_UP_RESTART_BACKOFF)");
+  } else if (cmd == "down") {
+    app.add_option("--timeout", timeout_s, "seconds to wait for a clean stop (default 60)");
+  } else if (cmd == "get") {
+    app.add_option("resource", what, "actors")->required();
+    app.add_option("names", names, "actor names (default: all)");
+    app.add_option("-o,--output", output, "wide or json");
+  } else if (cmd == "describe") {
+    app.add_option("resource", what, "actor")->required();
+    app.add_option("name", name, "actor name")->required();
+  } else if (cmd == "logs") {
+    app.add_option("actor", name, "actor name")->required();
+    app.add_flag("-f,--follow", follow, "keep printing new lines");
+  } else if (cmd == "send") {
+    app.add_option("route", route, "comma-separated actor names")->required();
+    app.add_option("payload", payload, "JSON payload ('-' = stdin)")->required();
+    app.add_flag("--wait", wait, "wait for the result (exit 0 succeeded, 1 failed, 2 timeout)");
+    app.add_option("--timeout", timeout_s, "seconds to wait with --wait (default 60)");
+    app.add_option("--transport", send_transport, "default: the mesh's transport");
+    app.add_flag("--jsonl", jsonl,
+                 "PAYLOAD is a file ('-' = stdin) with one JSON payload per line; one envelope "
+                 "each, one id printed per line");
+  }
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    int rc = app.exit(e);
+    return rc == 0 ? kExitOk : kExitUsage;
+  }
+  if (cmd == "up") {
+    up.state_dir = state_dir;
+    return Up(std::move(up));
+  }
+  if (cmd == "down") {
+    return Down(state_dir, timeout_s);
+  }
+  if (cmd == "get") {
+    return Get(what, names, output, state_dir);
+  }
+  if (cmd == "describe") {
+    return Describe(what, name, state_dir);
+  }
+  if (cmd == "logs") {
+    return Logs(name, follow, state_dir);
+  }
+  return Send(route, payload, wait, timeout_s, state_dir, send_transport, jsonl);
 }
 
 }  // namespace asya::cli
