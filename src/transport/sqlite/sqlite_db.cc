@@ -1,5 +1,7 @@
 #include "transport/sqlite/sqlite_db.h"
 
+#include <algorithm>
+#include <thread>
 #include <utility>
 
 #include <sqlite3.h>
@@ -111,6 +113,7 @@ std::string Query::Blob(int column) const {
 Database::Database(Database&& other) noexcept
     : db_(std::exchange(other.db_, nullptr)),
       path_(std::move(other.path_)),
+      busy_(std::move(other.busy_)),
       statements_(std::move(other.statements_)) {
   other.statements_.clear();
 }
@@ -120,6 +123,7 @@ Database& Database::operator=(Database&& other) noexcept {
     Close();
     db_ = std::exchange(other.db_, nullptr);
     path_ = std::move(other.path_);
+    busy_ = std::move(other.busy_);
     statements_ = std::move(other.statements_);
     other.statements_.clear();
   }
@@ -151,8 +155,23 @@ Result<Database> Database::Open(const std::string& path, int busy_timeout_ms) {
     return Unexpected(std::move(e));
   }
   sqlite3_extended_result_codes(d.db_, 1);
-  sqlite3_busy_timeout(d.db_, busy_timeout_ms);
+  d.busy_ = std::make_unique<BusyState>();
+  d.busy_->timeout = std::chrono::milliseconds(busy_timeout_ms);
+  sqlite3_busy_handler(d.db_, &Database::OnBusy, d.busy_.get());
   return d;
+}
+
+int Database::OnBusy(void* state, int attempt) {
+  auto* busy = static_cast<BusyState*>(state);
+  auto now = std::chrono::steady_clock::now();
+  if (attempt == 0) {
+    busy->since = now;
+  } else if (now - busy->since >= busy->timeout) {
+    return 0;  // give up: the caller gets SQLITE_BUSY (kUnavailable)
+  }
+  int64_t sleep_us = std::min<int64_t>(int64_t{50} << std::min(attempt, 6), 2000);
+  std::this_thread::sleep_for(std::chrono::microseconds(sleep_us));
+  return 1;
 }
 
 Status Database::Exec(const char* sql) {

@@ -1,6 +1,7 @@
 // Thin RAII layer over the SQLite C API used by the sqlite transport (private header).
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -67,8 +68,18 @@ class Database {
  private:
   void Close();
 
+  // Retries a locked database with short sleeps (50 us doubling up to 2 ms) until busy_timeout:
+  // SQLite's default handler sleeps 1, 2, 5, 10, ... ms, which adds tens of ms to a contended
+  // hand-off between a publisher and a consumer.
+  struct BusyState {
+    std::chrono::milliseconds timeout{0};
+    std::chrono::steady_clock::time_point since;
+  };
+  static int OnBusy(void* state, int attempt);
+
   sqlite3* db_ = nullptr;
   std::string path_;
+  std::unique_ptr<BusyState> busy_;  // heap: its address is the handler's context across moves
   std::map<std::string, sqlite3_stmt*, std::less<>> statements_;
 };
 
