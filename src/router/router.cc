@@ -164,7 +164,7 @@ Decision Precheck(const Policy& policy, const Input& in) {
                       "Invalid deadline '" + *env.deadline + "': " + deadline.error().message,
                       kReasonValidation);
     }
-    if (in.now > *deadline) {
+    if (std::chrono::time_point_cast<std::chrono::microseconds>(in.now) > *deadline) {
       return ErrorEnd(policy, in, "deadline exceeded", kReasonDeadline);
     }
   }
@@ -415,7 +415,7 @@ Millis RetryDelay(const Policy& policy, int64_t attempt, double jitter) {
   return Millis(static_cast<int64_t>(std::max(0.0, ms)));
 }
 
-Result<std::chrono::system_clock::time_point> ParseRfc3339(std::string_view s) {
+Result<Timestamp> ParseRfc3339(std::string_view s) {
   auto bad = [&]() {
     return MakeError(ErrorCode::kInvalidArgument,
                      "expected an RFC 3339 timestamp such as 2025-01-02T03:04:05Z");
@@ -433,13 +433,13 @@ Result<std::chrono::system_clock::time_point> ParseRfc3339(std::string_view s) {
     return bad();
   }
   size_t pos = 19;
-  int64_t nanos = 0;
+  int64_t micros = 0;
   if (pos < s.size() && s[pos] == '.') {
     ++pos;
     size_t digits = 0;
     while (pos < s.size() && s[pos] >= '0' && s[pos] <= '9') {
-      if (digits < 9) {
-        nanos = nanos * 10 + (s[pos] - '0');
+      if (digits < 6) {
+        micros = micros * 10 + (s[pos] - '0');
       }
       ++digits;
       ++pos;
@@ -447,8 +447,8 @@ Result<std::chrono::system_clock::time_point> ParseRfc3339(std::string_view s) {
     if (digits == 0) {
       return bad();
     }
-    for (size_t i = digits; i < 9; ++i) {
-      nanos *= 10;
+    for (size_t i = digits; i < 6; ++i) {
+      micros *= 10;
     }
   }
   int offset_minutes = 0;
@@ -477,8 +477,8 @@ Result<std::chrono::system_clock::time_point> ParseRfc3339(std::string_view s) {
   }
   auto tp = std::chrono::sys_days(ymd) + std::chrono::hours(hour) + std::chrono::minutes(minute) +
             std::chrono::seconds(second) - std::chrono::minutes(offset_minutes);
-  return std::chrono::time_point_cast<std::chrono::system_clock::duration>(
-      tp + std::chrono::nanoseconds(nanos));
+  return std::chrono::time_point_cast<std::chrono::microseconds>(tp) +
+         std::chrono::microseconds(micros);
 }
 
 Decision Decide(const Policy& policy, const Input& input) {

@@ -98,8 +98,10 @@ struct Decision {
 
 Decision Decide(const Policy& policy, const Input& input);
 
-// Parses an RFC 3339 timestamp ("2025-01-02T03:04:05.678Z", "...+02:00").
-Result<std::chrono::system_clock::time_point> ParseRfc3339(std::string_view text);
+// Parses an RFC 3339 timestamp ("2025-01-02T03:04:05.678Z", "...+02:00") with microsecond
+// precision (a 64-bit count of microseconds covers any year, unlike system_clock's nanoseconds).
+using Timestamp = std::chrono::sys_time<std::chrono::microseconds>;
+Result<Timestamp> ParseRfc3339(std::string_view text);
 
 // Retry delay before attempt `attempt + 1`: min(backoff * 2^(attempt-1), max_backoff), scaled by
 // a jitter factor in [0.8, 1.2) and capped at max_backoff.

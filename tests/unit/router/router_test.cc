@@ -207,6 +207,12 @@ std::vector<Row> Rows() {
       .action = Action::kCallRuntime,
   });
   rows.push_back({
+      .name = "deadline far in the future -> call runtime",
+      .body = R"({"id":"m1","route":{"actors":["a"],"current":0},"payload":1,)"
+              R"("deadline":"2999-01-01T00:00:00Z"})",
+      .action = Action::kCallRuntime,
+  });
+  rows.push_back({
       .name = "malformed deadline -> error-end naming it",
       .body = R"({"id":"m1","route":{"actors":["a"],"current":0},"payload":1,)"
               R"("deadline":"tomorrow"})",
@@ -699,7 +705,9 @@ TEST(Router, ParseRfc3339) {
   EXPECT_EQ(*ParseRfc3339("2025-06-01T14:00:00+02:00"), base);
   EXPECT_EQ(*ParseRfc3339("2025-06-01t11:30:00-00:30"), base);
   EXPECT_EQ(*ParseRfc3339("2025-06-01T12:00:00.250Z") - base, milliseconds(250));
-  EXPECT_EQ(*ParseRfc3339("2025-06-01 12:00:00.123456789Z") - base, nanoseconds(123456789));
+  EXPECT_EQ(*ParseRfc3339("2025-06-01 12:00:00.123456789Z") - base, microseconds(123456));
+  EXPECT_GT(*ParseRfc3339("2999-01-01T00:00:00Z"), base);  // beyond system_clock's range
+  EXPECT_LT(*ParseRfc3339("1900-01-01T00:00:00Z"), base);
   for (const char* bad : {"", "2025-06-01", "2025-06-01T12:00:00", "2025-13-01T12:00:00Z",
                           "2025-02-30T12:00:00Z", "2025-06-01T12:00:00.Z", "x025-06-01T12:00:00Z",
                           "2025-06-01T12:00:00+0200", "2025-06-01T12:00:00Zjunk"}) {

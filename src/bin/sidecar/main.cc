@@ -1,0 +1,290 @@
+// asya-sidecar: consumes `asya-<actor>`, calls the runtime over its Unix socket, routes results.
+//
+// Configuration comes from the environment only (every variable: docs/sidecar.md). Exit codes:
+// 0 graceful shutdown (SIGTERM/SIGINT), 1 runtime never ready / transport could not start,
+// 2 invalid configuration (one line on stderr naming the variable).
+#include <atomic>
+#include <cstdio>
+#include <cstdlib>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <signal.h>
+#include <unistd.h>
+
+#include "asya/base/duration.h"
+#include "asya/base/log.h"
+#include "asya/protocol/runtime_client.h"
+#include "asya/sidecar/gateway.h"
+#include "asya/sidecar/http_server.h"
+#include "asya/sidecar/metrics.h"
+#include "asya/sidecar/sidecar.h"
+#include "asya/transport/factory.h"
+#include "bin/common/env.h"
+#include "bin/common/transport_env.h"
+
+namespace {
+
+using asya::Millis;
+using asya::Result;
+
+constexpr int kExitConfig = 2;
+
+struct Config {
+  asya::sidecar::Settings sidecar;
+  asya::transport::TransportSettings transport;
+  asya::log::Level log_level = asya::log::Level::kInfo;
+  asya::log::Format log_format = asya::log::Format::kText;
+  bool queue_auto_create = false;
+  bool metrics_enabled = true;
+  std::string metrics_addr = ":8080";
+  std::string metrics_namespace = "asya_actor";
+  std::string custom_metrics;
+  std::string gateway_url;
+  std::string gateway_token;
+  size_t max_message_bytes = 64u << 20;
+};
+
+std::vector<std::string> SplitList(const std::string& text) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  while (start <= text.size()) {
+    size_t end = text.find(',', start);
+    if (end == std::string::npos) {
+      end = text.size();
+    }
+    std::string item = text.substr(start, end - start);
+    size_t b = item.find_first_not_of(" \t");
+    size_t e = item.find_last_not_of(" \t");
+    if (b != std::string::npos) {
+      out.push_back(item.substr(b, e - b + 1));
+    }
+    start = end + 1;
+  }
+  return out;
+}
+
+#define CFG_ASSIGN(lhs, expr) ASYA_ASSIGN_OR_RETURN(lhs, expr)
+
+Result<Config> LoadConfig() {
+  namespace env = asya::env;
+  Config c;
+  auto& s = c.sidecar;
+  auto& p = s.policy;
+
+  if (auto level = env::Get("ASYA_LOG_LEVEL")) {
+    auto l = asya::log::ParseLevel(*level);
+    if (!l) {
+      return asya::MakeError(asya::ErrorCode::kInvalidArgument,
+                             "ASYA_LOG_LEVEL='" + *level + "': expected DEBUG|INFO|WARN|ERROR");
+    }
+    c.log_level = *l;
+  }
+  if (auto format = env::Get("ASYA_LOG_FORMAT")) {
+    auto f = asya::log::ParseFormat(*format);
+    if (!f) {
+      return asya::MakeError(asya::ErrorCode::kInvalidArgument,
+                             "ASYA_LOG_FORMAT='" + *format + "': expected json|text");
+    }
+    c.log_format = *f;
+  }
+
+  auto actor = env::Get("ASYA_ACTOR_NAME");
+  if (!actor) {
+    return asya::MakeError(asya::ErrorCode::kInvalidArgument, "ASYA_ACTOR_NAME is required");
+  }
+  p.actor = *actor;
+  p.happy_end = env::GetOr("ASYA_ACTOR_HAPPY_END", "happy-end");
+  p.error_end = env::GetOr("ASYA_ACTOR_ERROR_END", "error-end");
+  CFG_ASSIGN(p.is_end_actor, env::Bool("ASYA_IS_END_ACTOR", false));
+  CFG_ASSIGN(p.max_hops, env::Int("ASYA_MAX_HOPS", 1000, 1, 1'000'000'000));
+  CFG_ASSIGN(p.max_deliveries, env::Int("ASYA_MAX_DELIVERIES", 5, 0, 1'000'000'000));
+  CFG_ASSIGN(int64_t max_bytes,
+             env::Int("ASYA_MAX_MESSAGE_BYTES", 64LL << 20, 1024, 4LL * 1024 * 1024 * 1024 - 1));
+  c.max_message_bytes = static_cast<size_t>(max_bytes);
+  p.max_message_bytes = c.max_message_bytes;
+  CFG_ASSIGN(p.retry_max_attempts, env::Int("ASYA_RETRY_MAX_ATTEMPTS", 1, 1, 1000));
+  CFG_ASSIGN(p.retry_backoff, env::Duration("ASYA_RETRY_BACKOFF", Millis(1000)));
+  CFG_ASSIGN(p.retry_max_backoff, env::Duration("ASYA_RETRY_MAX_BACKOFF", Millis(300'000)));
+  p.non_retryable = SplitList(env::GetOr("ASYA_RETRY_NON_RETRYABLE", ""));
+
+  CFG_ASSIGN(s.runtime_timeout, env::Duration("ASYA_RUNTIME_TIMEOUT", Millis(300'000)));
+  if (s.runtime_timeout.count() <= 0) {
+    return asya::MakeError(asya::ErrorCode::kInvalidArgument,
+                           "ASYA_RUNTIME_TIMEOUT must be positive");
+  }
+  p.runtime_timeout = s.runtime_timeout;
+  CFG_ASSIGN(s.ready_timeout, env::Duration("ASYA_RUNTIME_READY_TIMEOUT", Millis(300'000)));
+  CFG_ASSIGN(s.shutdown_timeout, env::Duration("ASYA_SHUTDOWN_TIMEOUT", Millis(25'000)));
+  CFG_ASSIGN(int64_t concurrency, env::Int("ASYA_SIDECAR_CONCURRENCY", 1, 1, 1000));
+  s.concurrency = static_cast<int>(concurrency);
+
+  // Visibility: ASYA_VISIBILITY_TIMEOUT, else ASYA_SQS_VISIBILITY_TIMEOUT (0 = unset), else
+  // 2 x ASYA_RUNTIME_TIMEOUT (DESIGN precise 10).
+  s.visibility = 2 * s.runtime_timeout;
+  CFG_ASSIGN(Millis sqs_visibility, env::Duration("ASYA_SQS_VISIBILITY_TIMEOUT", Millis(0)));
+  if (sqs_visibility.count() > 0) {
+    s.visibility = sqs_visibility;
+  }
+  CFG_ASSIGN(s.visibility, env::Duration("ASYA_VISIBILITY_TIMEOUT", s.visibility));
+  if (s.visibility.count() <= 0) {
+    return asya::MakeError(asya::ErrorCode::kInvalidArgument,
+                           "ASYA_VISIBILITY_TIMEOUT must be positive");
+  }
+
+  std::string socket_dir = env::GetOr("ASYA_SOCKET_DIR", "/var/run/asya");
+  s.socket_path = socket_dir + "/asya-runtime.sock";
+  if (s.socket_path.size() >= 108) {
+    return asya::MakeError(asya::ErrorCode::kInvalidArgument,
+                           "ASYA_SOCKET_DIR is too long for a Unix socket path (" +
+                               std::to_string(s.socket_path.size()) + " bytes, max 107)");
+  }
+
+  CFG_ASSIGN(c.transport, env::TransportSettingsFromEnv());
+  CFG_ASSIGN(int64_t wait_s, env::Int("ASYA_SQS_WAIT_TIME_SECONDS", 20, 0, 20));
+  s.receive_wait = Millis((wait_s == 0 ? 20 : wait_s) * 1000);
+  CFG_ASSIGN(c.queue_auto_create, env::Bool("ASYA_QUEUE_AUTO_CREATE", false));
+
+  CFG_ASSIGN(c.metrics_enabled, env::Bool("ASYA_METRICS_ENABLED", true));
+  c.metrics_addr = env::GetOr("ASYA_METRICS_ADDR", ":8080");
+  c.metrics_namespace = env::GetOr("ASYA_METRICS_NAMESPACE", "asya_actor");
+  c.custom_metrics = env::GetOr("ASYA_CUSTOM_METRICS", "");
+  c.gateway_url = env::GetOr("ASYA_GATEWAY_URL", "");
+  c.gateway_token = env::GetOr("ASYA_GATEWAY_TOKEN", "");
+  return c;
+}
+
+std::atomic<asya::sidecar::Sidecar*> g_sidecar{nullptr};
+std::atomic<bool> g_stop_requested{false};
+
+// Signals are blocked in every thread; this thread turns SIGTERM/SIGINT into Shutdown().
+void SignalThread(sigset_t set) {
+  while (true) {
+    int sig = 0;
+    if (sigwait(&set, &sig) != 0) {
+      continue;
+    }
+    if (g_stop_requested.exchange(true)) {
+      asya::log::Warn("second signal; exiting now", {{"signal", sig}});
+      std::fflush(nullptr);
+      std::_Exit(1);
+    }
+    asya::log::Info("signal received; shutting down", {{"signal", sig}});
+    if (auto* s = g_sidecar.load()) {
+      s->Shutdown();
+    }
+  }
+}
+
+}  // namespace
+
+int main() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  auto config = LoadConfig();
+  if (!config) {
+    std::fprintf(stderr, "asya-sidecar: invalid configuration: %s\n",
+                 config.error().message.c_str());
+    return kExitConfig;
+  }
+  Config& c = *config;
+  const auto& p = c.sidecar.policy;
+  asya::log::Configure(c.log_level, c.log_format, "sidecar");
+
+  // Custom metrics are validated even when metrics are disabled: a bad value is a config error.
+  auto metrics = std::make_unique<asya::sidecar::Metrics>(
+      asya::sidecar::MetricsOptions{c.metrics_namespace, p.actor, c.transport.kind});
+  if (!c.custom_metrics.empty()) {
+    auto st = metrics->RegisterCustom(c.custom_metrics);
+    if (!st) {
+      std::fprintf(stderr, "asya-sidecar: invalid configuration: %s\n", st.error().message.c_str());
+      return kExitConfig;
+    }
+  }
+  if (!c.metrics_enabled) {
+    metrics.reset();
+  }
+
+  std::thread(SignalThread, set).detach();
+
+  asya::log::Info("starting",
+                  {{"actor", p.actor},
+                   {"transport", c.transport.kind},
+                   {"end_actor", p.is_end_actor ? "true" : "false"},
+                   {"socket", c.sidecar.socket_path},
+                   {"concurrency", c.sidecar.concurrency},
+                   {"runtime_timeout", asya::FormatGoDuration(c.sidecar.runtime_timeout)},
+                   {"retry_max_attempts", static_cast<long long>(p.retry_max_attempts)},
+                   {"max_deliveries", static_cast<long long>(p.max_deliveries)}});
+
+  std::unique_ptr<asya::sidecar::HttpServer> http;
+  if (metrics) {
+    http = std::make_unique<asya::sidecar::HttpServer>(
+        asya::sidecar::MetricsHandler([m = metrics.get()] { return m->Render(); }));
+    auto st = http->Start(c.metrics_addr);
+    if (!st) {
+      asya::log::Error("metrics server not started", {{"error", st.error().message}});
+      http.reset();
+    } else {
+      asya::log::Info("metrics server listening", {{"port", http->port()}});
+    }
+  }
+
+  auto transport = asya::transport::MakeTransport(c.transport);
+  if (!transport) {
+    asya::log::Error("transport failed to start", {{"error", transport.error().message}});
+    return 1;
+  }
+  if (c.queue_auto_create) {
+    auto queue = asya::transport::QueueName(p.actor);
+    auto st = (*transport)->CreateQueue(queue, {});
+    if (!st) {
+      asya::log::Error("queue auto-create failed",
+                       {{"queue", queue}, {"error", st.error().message}});
+      return 1;
+    }
+  }
+
+  std::unique_ptr<asya::sidecar::GatewayReporter> gateway;
+  if (!c.gateway_url.empty()) {
+    asya::sidecar::GatewayOptions go;
+    go.url = c.gateway_url;
+    go.token = c.gateway_token;
+    gateway = std::make_unique<asya::sidecar::GatewayReporter>(go);
+    if (!gateway->Healthy()) {
+      // Unlike the original, a gateway that is down at startup is not fatal: reports are queued
+      // and retried (DESIGN §4.9).
+      asya::log::Warn("gateway health check failed; reports will be retried",
+                      {{"url", c.gateway_url}});
+    }
+  }
+
+  asya::protocol::RuntimeClient runtime(
+      {.socket_path = c.sidecar.socket_path, .max_frame_bytes = c.max_message_bytes});
+  asya::sidecar::Sidecar sidecar(c.sidecar, **transport, runtime, metrics.get(), gateway.get());
+  g_sidecar = &sidecar;
+  if (g_stop_requested) {
+    sidecar.Shutdown();
+  }
+  int code = sidecar.Run();
+  g_sidecar = nullptr;
+  if (gateway) {
+    gateway->Stop(Millis(5000));
+  }
+  if (http) {
+    http->Stop();
+  }
+  if (!sidecar.Drained()) {
+    std::fflush(nullptr);
+    std::_Exit(code);
+  }
+  return code;
+}
