@@ -1,0 +1,507 @@
+// The transport contract suite plus RabbitMQ-specific behaviour, all against a real broker that
+// this test binary starts itself (tests/support/rabbitmq_fixture.h; one broker per process).
+#include <atomic>
+#include <chrono>
+#include <cstdlib>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include "asya/transport/rabbitmq.h"
+#include "contract/transport_fixture.h"
+#include "support/rabbitmq_fixture.h"
+
+namespace asya::transport {
+namespace {
+
+using asya::testing::RabbitMqBroker;
+using Clock = std::chrono::steady_clock;
+
+#define ASSERT_OK(expr)                                                              \
+  do {                                                                               \
+    const auto& asya_s_ = (expr);                                                    \
+    ASSERT_TRUE(asya_s_.has_value()) << #expr << ": " << asya_s_.error().ToString(); \
+  } while (false)
+
+RabbitMqSettings Settings(const RabbitMqBroker& broker) {
+  RabbitMqSettings s;
+  s.url = broker.url();
+  s.management_url = broker.management_url();
+  s.prefetch = 10;
+  s.queue_retry_max_attempts = 2;
+  s.queue_retry_backoff = Millis(10);
+  s.reconnect_backoff_min = Millis(50);
+  s.reconnect_backoff_max = Millis(500);
+  return s;
+}
+
+}  // namespace
+
+namespace contract {
+namespace {
+
+// ---------------------------------------------------------------- the shared contract suite
+
+class RabbitMqContractFixture : public TransportFixture {
+ public:
+  Status Start() override {
+    broker_ = &RabbitMqBroker::Shared();
+    return Ok();
+  }
+  Result<TransportPtr> Connect() override { return MakeRabbitMqTransport(Settings(*broker_)); }
+  Capabilities Caps() const override {
+    Capabilities c;
+    c.visibility_timeout = false;  // RabbitMQ redelivers when the consumer's channel closes
+    c.extend_visibility = false;
+    c.exact_batch = false;     // deliveries trickle in; Receive returns what has arrived
+    c.depth_inflight = false;  // only via the management API, whose statistics lag
+    c.stale_receipt_rejected = false;
+    return c;
+  }
+
+ private:
+  RabbitMqBroker* broker_ = nullptr;
+};
+
+INSTANTIATE_TEST_SUITE_P(RabbitMq, TransportContract,
+                         ::testing::Values(ContractParam{
+                             "rabbitmq",
+                             [] { return std::make_unique<RabbitMqContractFixture>(); }}),
+                         ContractParamName);
+
+}  // namespace
+}  // namespace contract
+
+namespace {
+
+// ---------------------------------------------------------------- RabbitMQ-specific behaviour
+
+class RabbitMqTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    broker_ = &RabbitMqBroker::Shared();
+    auto t = MakeRabbitMqTransport(Settings(*broker_));
+    ASSERT_TRUE(t.has_value()) << t.error().ToString();
+    t_ = std::move(*t);
+  }
+  void TearDown() override {
+    if (t_ != nullptr) {
+      for (const std::string& q : queues_) {
+        (void)t_->DeleteQueue(q);
+        (void)t_->DeleteQueue(q + "-dlq");
+      }
+    }
+  }
+  std::string NewQueue(const QueueOptions& options = {}) {
+    static std::atomic<int> counter{0};
+    std::string q = "asya-rt" + std::to_string(getpid()) + "x" + std::to_string(counter++);
+    queues_.push_back(q);
+    auto st = t_->CreateQueue(q, options);
+    EXPECT_TRUE(st.has_value()) << st.error().ToString();
+    return q;
+  }
+  static std::vector<Message> ReceiveN(Transport& t, const std::string& q, size_t n,
+                                       Millis wait = Millis(20'000)) {
+    std::vector<Message> out;
+    auto deadline = Clock::now() + wait;
+    while (out.size() < n && Clock::now() < deadline) {
+      ReceiveOptions o;
+      o.max_messages = n - out.size();
+      o.wait = Millis(500);
+      auto got = t.Receive(q, o);
+      EXPECT_TRUE(got.has_value()) << got.error().ToString();
+      if (!got) {
+        break;
+      }
+      for (auto& m : *got) {
+        out.push_back(std::move(m));
+      }
+    }
+    return out;
+  }
+
+  RabbitMqBroker* broker_ = nullptr;
+  TransportPtr t_;
+  std::vector<std::string> queues_;
+};
+
+TEST_F(RabbitMqTest, PublishToAnUnboundRoutingKeyIsAnError) {
+  // mandatory=true: the broker returns the message instead of dropping it silently (W24).
+  auto st = t_->Publish("asya-nobody-listens-here", "{}");
+  ASSERT_FALSE(st.has_value()) << "an unroutable publish succeeded";
+  EXPECT_EQ(st.error().code, ErrorCode::kNotFound) << st.error().ToString();
+  EXPECT_NE(st.error().message.find("nobody-listens-here"), std::string::npos)
+      << st.error().message;
+  // The transport keeps working afterwards.
+  std::string q = NewQueue();
+  ASSERT_OK(t_->Publish(q, "fine"));
+}
+
+TEST_F(RabbitMqTest, QueueIsBoundToTheTopicExchangeWithTheActorName) {
+  std::string q = NewQueue({.create_dlq = true});
+  // asya-X is reachable with routing key X, its DLQ with X-dlq (the original's topology).
+  ASSERT_OK(t_->Publish(q, "main"));
+  ASSERT_OK(t_->Publish(q + "-dlq", "dead"));
+  auto got = ReceiveN(*t_, q, 1);
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].body, "main");
+  EXPECT_FALSE(got[0].id.empty()) << "published messages carry a message-id";
+  ASSERT_OK(t_->Ack(got[0]));
+  auto dead = ReceiveN(*t_, q + "-dlq", 1);
+  ASSERT_EQ(dead.size(), 1u);
+  EXPECT_EQ(dead[0].body, "dead");
+  ASSERT_OK(t_->Ack(dead[0]));
+}
+
+TEST_F(RabbitMqTest, ThirtyTwoConcurrentPublishersAllGetTheirConfirms) {
+  std::string q = NewQueue();
+  constexpr int kThreads = 32;
+  constexpr int kEach = 50;
+  std::atomic<int> failures{0};
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kThreads; ++i) {
+    threads.emplace_back([&, i] {
+      for (int j = 0; j < kEach; ++j) {
+        if (!t_->Publish(q, std::to_string(i) + ":" + std::to_string(j))) {
+          ++failures;
+        }
+      }
+    });
+  }
+  for (auto& th : threads) {
+    th.join();
+  }
+  EXPECT_EQ(failures.load(), 0);
+  // Every confirmed message is in the queue, exactly once.
+  auto depth = t_->Depth(q);
+  ASSERT_OK(depth);
+  EXPECT_EQ(depth->ready, kThreads * kEach);
+  std::set<std::string> bodies;
+  for (int i = 0; i < kThreads * kEach; ++i) {
+    auto got = ReceiveN(*t_, q, 1);
+    ASSERT_EQ(got.size(), 1u);
+    bodies.insert(got[0].body);
+    ASSERT_OK(t_->Ack(got[0]));
+  }
+  EXPECT_EQ(bodies.size(), static_cast<size_t>(kThreads * kEach));
+}
+
+TEST_F(RabbitMqTest, QuorumQueueCountsDeliveriesAcrossNacksAndLostConsumers) {
+  std::string q = NewQueue();
+  ASSERT_OK(t_->Publish(q, "poison"));
+  int64_t expected = 1;
+  for (int round = 1; round <= 4; ++round, ++expected) {
+    auto consumer = MakeRabbitMqTransport(Settings(*broker_));
+    ASSERT_OK(consumer);
+    auto got = ReceiveN(**consumer, q, 1);
+    ASSERT_EQ(got.size(), 1u) << "round " << round;
+    EXPECT_EQ(got[0].delivery_count, expected) << "round " << round;
+    EXPECT_EQ(got[0].redelivered, round > 1);
+    if (round % 2 == 0) {
+      ASSERT_OK((*consumer)->Nack(got[0]));
+      auto again = ReceiveN(**consumer, q, 1);
+      ASSERT_EQ(again.size(), 1u);
+      EXPECT_EQ(again[0].delivery_count, ++expected) << "after a nack";
+    }
+  }  // each consumer goes away without acking (a killed sidecar): that counts as a delivery too
+  auto last = ReceiveN(*t_, q, 1);
+  ASSERT_EQ(last.size(), 1u);
+  EXPECT_EQ(last[0].delivery_count, expected);
+  ASSERT_OK(t_->Ack(last[0]));
+}
+
+TEST_F(RabbitMqTest, ClassicQueueFallbackCountsRedeliveriesAndNeverLoops) {
+  // An existing classic queue (e.g. made by an older deployment): CreateQueue keeps it.
+  std::string q = NewQueue({.create_dlq = false, .attributes = {{"x-queue-type", "classic"}}});
+  ASSERT_OK(t_->CreateQueue(q, {.create_dlq = false}));  // quorum declare -> 406 -> use as is
+  ASSERT_OK(t_->Publish(q, "crasher"));
+  int64_t last = 0;
+  int64_t expected = 1;
+  for (int round = 1; round <= 4; ++round, ++expected) {
+    auto consumer = MakeRabbitMqTransport(Settings(*broker_));
+    ASSERT_OK(consumer);
+    auto got = ReceiveN(**consumer, q, 1);
+    ASSERT_EQ(got.size(), 1u) << "round " << round;
+    EXPECT_EQ(got[0].body, "crasher");
+    EXPECT_EQ(got[0].delivery_count, expected) << "classic redeliveries must be counted";
+    if (round % 2 == 0) {
+      ASSERT_OK((*consumer)->Nack(got[0]));
+      auto again = ReceiveN(**consumer, q, 1);
+      ASSERT_EQ(again.size(), 1u);
+      EXPECT_EQ(again[0].delivery_count, ++expected) << "after a nack";
+    }
+    last = expected;
+  }  // each consumer goes away without acking, like a sidecar killed mid-message
+  auto final_round = ReceiveN(*t_, q, 1);
+  ASSERT_EQ(final_round.size(), 1u);
+  EXPECT_EQ(final_round[0].delivery_count, last + 1);
+  ASSERT_OK(t_->Ack(final_round[0]));
+  auto depth = t_->Depth(q);
+  ASSERT_OK(depth);
+  EXPECT_EQ(depth->ready, 0) << "the counted copies must not pile up";
+}
+
+TEST_F(RabbitMqTest, DelayedPublishAndNackGoThroughAHoldingQueue) {
+  std::string q = NewQueue();
+  PublishOptions po;
+  po.delay = Millis(1200);
+  ASSERT_OK(t_->Publish(q, "delayed", po));
+  auto holding = t_->Depth(q + "-delay-1200");
+  ASSERT_OK(holding);
+  auto got = ReceiveN(*t_, q, 1);
+  ASSERT_EQ(got.size(), 1u) << "a delayed publish never arrived";
+  EXPECT_EQ(got[0].delivery_count, 1);
+  ASSERT_OK(t_->Nack(got[0], Millis(1234)));  // rounded up to the 1500 ms holding queue
+  auto again = ReceiveN(*t_, q, 1);
+  ASSERT_EQ(again.size(), 1u) << "a delayed nack never came back";
+  EXPECT_EQ(again[0].body, "delayed");
+  EXPECT_EQ(again[0].delivery_count, 2) << "the count survives the holding queue";
+  ASSERT_OK(t_->Ack(again[0]));
+  ASSERT_OK(t_->DeleteQueue(q));
+  auto exists = t_->QueueExists(q + "-delay-1500");
+  ASSERT_OK(exists);
+  EXPECT_FALSE(*exists) << "DeleteQueue removes the holding queues it made";
+}
+
+TEST_F(RabbitMqTest, DelayedPublishToAMissingQueueFails) {
+  PublishOptions po;
+  po.delay = Millis(100);
+  auto st = t_->Publish("asya-rt-missing-target", "x", po);
+  ASSERT_FALSE(st.has_value());
+  EXPECT_EQ(st.error().code, ErrorCode::kNotFound) << st.error().ToString();
+}
+
+TEST_F(RabbitMqTest, AckErrorsAreClear) {
+  std::string q = NewQueue();
+  ASSERT_OK(t_->Publish(q, "once"));
+  auto got = ReceiveN(*t_, q, 1);
+  ASSERT_EQ(got.size(), 1u);
+  ASSERT_OK(t_->Ack(got[0]));
+  auto twice = t_->Ack(got[0]);
+  ASSERT_FALSE(twice.has_value())
+      << "a double ack must not reach the broker (it kills the channel)";
+  EXPECT_EQ(twice.error().code, ErrorCode::kFailedPrecondition) << twice.error().ToString();
+  Message bogus = got[0];
+  bogus.receipt = "not-a-receipt";
+  auto bad = t_->Ack(bogus);
+  ASSERT_FALSE(bad.has_value());
+  EXPECT_EQ(bad.error().code, ErrorCode::kInvalidArgument) << bad.error().ToString();
+  bogus.receipt = "999999.1";
+  auto stale = t_->Nack(bogus);
+  ASSERT_FALSE(stale.has_value());
+  EXPECT_EQ(stale.error().code, ErrorCode::kFailedPrecondition) << stale.error().ToString();
+}
+
+TEST_F(RabbitMqTest, InvalidQueueNamesAreRejected) {
+  EXPECT_EQ(t_->Publish("", "x").error().code, ErrorCode::kInvalidArgument);
+  EXPECT_EQ(t_->CreateQueue(std::string(300, 'q')).error().code, ErrorCode::kInvalidArgument);
+  EXPECT_EQ(t_->Receive("bad\nname", {}).error().code, ErrorCode::kInvalidArgument);
+}
+
+TEST_F(RabbitMqTest, ReceiveOnAMissingQueueRetriesThenFailsAndIsInterruptible) {
+  auto st = t_->Receive("asya-rt-never-created", {});
+  ASSERT_FALSE(st.has_value());
+  EXPECT_EQ(st.error().code, ErrorCode::kNotFound);
+  EXPECT_NE(st.error().message.find("asya-rt-never-created"), std::string::npos);
+  EXPECT_NE(st.error().message.find("checked 2 times"), std::string::npos) << st.error().message;
+
+  RabbitMqSettings slow = Settings(*broker_);
+  slow.queue_retry_max_attempts = 1000;
+  slow.queue_retry_backoff = Millis(60'000);
+  auto t = MakeRabbitMqTransport(slow);
+  ASSERT_OK(t);
+  Result<std::vector<Message>> got = std::vector<Message>{};
+  std::thread receiver([&] { got = (*t)->Receive("asya-rt-never-created", {}); });
+  std::this_thread::sleep_for(Millis(200));
+  (*t)->Interrupt();
+  receiver.join();  // would hang for hours if the retry sleep ignored Interrupt()
+  ASSERT_OK(got);
+  EXPECT_TRUE(got->empty());
+}
+
+TEST_F(RabbitMqTest, ConsumerOfADeletedQueueRecoversWhenItComesBack) {
+  // RabbitMQ 3.10 sends basic.cancel for deleted classic queues but not for quorum queues; the
+  // transport checks its queue when a Receive times out (see README).
+  std::string q = NewQueue();
+  ASSERT_OK(t_->Publish(q, "before"));
+  auto got = ReceiveN(*t_, q, 1);
+  ASSERT_EQ(got.size(), 1u);
+  ASSERT_OK(t_->Ack(got[0]));
+  auto admin = MakeRabbitMqTransport(Settings(*broker_));
+  ASSERT_OK(admin);
+  ASSERT_OK((*admin)->DeleteQueue(q));
+  ReceiveOptions o;
+  o.wait = Millis(200);
+  Result<std::vector<Message>> missing = std::vector<Message>{};
+  for (int i = 0; i < 50 && missing.has_value(); ++i) {
+    missing = t_->Receive(q, o);
+    ASSERT_TRUE(!missing.has_value() || missing->empty());
+  }
+  ASSERT_FALSE(missing.has_value()) << "the consumer never noticed its queue was deleted";
+  EXPECT_EQ(missing.error().code, ErrorCode::kNotFound) << missing.error().ToString();
+  ASSERT_OK((*admin)->CreateQueue(q, {}));
+  ASSERT_OK((*admin)->Publish(q, "after"));
+  auto later = ReceiveN(*t_, q, 1);
+  ASSERT_EQ(later.size(), 1u);
+  EXPECT_EQ(later[0].body, "after");
+  ASSERT_OK(t_->Ack(later[0]));
+}
+
+TEST_F(RabbitMqTest, WrongCredentialsGiveAClearErrorNamingUserAndHost) {
+  RabbitMqSettings s = Settings(*broker_);
+  s.url = "amqp://intruder:wrong@127.0.0.1:" + std::to_string(broker_->port()) + "/";
+  auto t = MakeRabbitMqTransport(s);
+  ASSERT_FALSE(t.has_value());
+  EXPECT_EQ(t.error().code, ErrorCode::kPermissionDenied) << t.error().ToString();
+  EXPECT_NE(t.error().message.find("intruder"), std::string::npos) << t.error().message;
+  EXPECT_NE(t.error().message.find("127.0.0.1:" + std::to_string(broker_->port())),
+            std::string::npos)
+      << t.error().message;
+}
+
+TEST_F(RabbitMqTest, UnknownVhostIsAClearError) {
+  RabbitMqSettings s = Settings(*broker_);
+  s.url = broker_->url() + "no-such-vhost";
+  auto t = MakeRabbitMqTransport(s);
+  ASSERT_FALSE(t.has_value());
+  EXPECT_NE(t.error().message.find("no-such-vhost"), std::string::npos) << t.error().message;
+}
+
+int ClosedPort() {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+  socklen_t len = sizeof(addr);
+  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  close(fd);  // nobody listens there now
+  return ntohs(addr.sin_port);
+}
+
+TEST_F(RabbitMqTest, UnreachableBrokerIsRetriedWithBackoffAndReportedClearly) {
+  RabbitMqSettings s = Settings(*broker_);
+  int port = ClosedPort();
+  s.url = "amqp://guest:guest@127.0.0.1:" + std::to_string(port) + "/";
+  s.connect_timeout = Millis(400);
+  auto t = MakeRabbitMqTransport(s);
+  ASSERT_FALSE(t.has_value());
+  EXPECT_EQ(t.error().code, ErrorCode::kUnavailable);
+  EXPECT_NE(t.error().message.find("127.0.0.1:" + std::to_string(port)), std::string::npos)
+      << t.error().message;
+  EXPECT_EQ(t.error().message.find("(1 attempts)"), std::string::npos)
+      << "expected several connection attempts: " << t.error().message;
+
+  // Without waiting for the first connection: Receive blocks, Interrupt ends it; Publish gives up
+  // after operation_timeout with the reason.
+  s.connect_timeout = Millis(0);
+  s.operation_timeout = Millis(300);
+  auto lazy = MakeRabbitMqTransport(s);
+  ASSERT_OK(lazy);
+  auto pub = (*lazy)->Publish("asya-x", "x");
+  ASSERT_FALSE(pub.has_value());
+  EXPECT_EQ(pub.error().code, ErrorCode::kUnavailable);
+  EXPECT_NE(pub.error().message.find("not connected"), std::string::npos) << pub.error().message;
+  Result<std::vector<Message>> got = std::vector<Message>{};
+  std::thread receiver([&] {
+    ReceiveOptions o;
+    o.wait = Millis(600'000);
+    got = (*lazy)->Receive("asya-x", o);
+  });
+  std::this_thread::sleep_for(Millis(200));
+  (*lazy)->Interrupt();
+  receiver.join();
+  ASSERT_OK(got);
+  EXPECT_TRUE(got->empty());
+}
+
+TEST_F(RabbitMqTest, MalformedSettingsAreRejected) {
+  RabbitMqSettings s = Settings(*broker_);
+  for (const char* url : {"http://localhost/", "amqp://", "amqp://host:notaport/",
+                          "amqp://host:99999/", "amqp://u%zz@host/", "amqp://host/?frob=1"}) {
+    s.url = url;
+    auto t = MakeRabbitMqTransport(s);
+    ASSERT_FALSE(t.has_value()) << url;
+    EXPECT_EQ(t.error().code, ErrorCode::kInvalidArgument) << url << ": " << t.error().ToString();
+  }
+  s = Settings(*broker_);
+  s.exchange = "";
+  EXPECT_EQ(MakeRabbitMqTransport(s).error().code, ErrorCode::kInvalidArgument);
+  s = Settings(*broker_);
+  s.tls_ca_file = "/nonexistent/ca.pem";
+  s.url = "amqps://guest:guest@127.0.0.1:1/";
+  EXPECT_EQ(MakeRabbitMqTransport(s).error().code, ErrorCode::kInvalidArgument);
+}
+
+TEST_F(RabbitMqTest, ExchangeOfAnotherTypeIsAClearError) {
+  // The exchange must be a topic exchange; a name taken by another type fails with the reason.
+  RabbitMqSettings s = Settings(*broker_);
+  s.exchange = "amq.direct";
+  auto t = MakeRabbitMqTransport(s);
+  ASSERT_FALSE(t.has_value());
+  EXPECT_NE(t.error().message.find("amq.direct"), std::string::npos) << t.error().message;
+}
+
+TEST(RabbitMqUrl, ParsesTheForms) {
+  auto a = ParseRabbitMqUrl("amqp://u%40x:p%3Aw@rabbit:5673/");
+  ASSERT_OK(a);
+  EXPECT_EQ(a->user, "u@x");
+  EXPECT_EQ(a->password, "p:w");
+  EXPECT_EQ(a->host, "rabbit");
+  EXPECT_EQ(a->port, 5673);
+  EXPECT_EQ(a->vhost, "/");
+  EXPECT_FALSE(a->tls);
+  auto b = ParseRabbitMqUrl("amqps://h/%2F?verify=false");
+  ASSERT_OK(b);
+  EXPECT_TRUE(b->tls);
+  EXPECT_EQ(b->port, 5671);
+  EXPECT_EQ(b->vhost, "/");
+  EXPECT_FALSE(b->verify);
+  auto c = ParseRabbitMqUrl("amqp://h/prod");
+  ASSERT_OK(c);
+  EXPECT_EQ(c->vhost, "prod");
+  EXPECT_EQ(c->user, "guest");
+}
+
+// Runs last among the RabbitMQ cases (gtest keeps declaration order): restarts the shared broker.
+TEST_F(RabbitMqTest, ZzReconnectsAfterABrokerRestart) {
+  std::string q = NewQueue();
+  ASSERT_OK(t_->Publish(q, "m1"));
+  auto held = ReceiveN(*t_, q, 1);
+  ASSERT_EQ(held.size(), 1u);
+
+  broker_->Stop(/*clean=*/false);  // kill -9
+  ASSERT_OK(broker_->Restart());
+
+  // Publishing resumes on the new connection (the first attempts may report the lost one).
+  Status published = MakeError(ErrorCode::kUnavailable, "not tried");
+  for (int i = 0; i < 20 && !published; ++i) {
+    published = t_->Publish(q, "m2");
+  }
+  ASSERT_OK(published);
+  // The receipt from the old connection is stale; the broker redelivers m1 instead.
+  auto stale = t_->Ack(held[0]);
+  ASSERT_FALSE(stale.has_value());
+  EXPECT_EQ(stale.error().code, ErrorCode::kFailedPrecondition) << stale.error().ToString();
+  auto got = ReceiveN(*t_, q, 2);
+  ASSERT_EQ(got.size(), 2u) << "consuming did not resume after the restart";
+  std::set<std::string> bodies;
+  for (const auto& m : got) {
+    bodies.insert(m.body);
+    if (m.body == "m1") {
+      EXPECT_EQ(m.delivery_count, 2);
+    }
+    ASSERT_OK(t_->Ack(m));
+  }
+  EXPECT_EQ(bodies, (std::set<std::string>{"m1", "m2"}));
+}
+
+}  // namespace
+}  // namespace asya::transport
