@@ -113,6 +113,10 @@ Result<transport::TransportSettings> TransportSettingsFromEnv(const TransportEnv
   s.rabbitmq.prefetch = static_cast<int>(prefetch);
   s.rabbitmq.queue_retry_max_attempts = static_cast<int>(retry_attempts);
   s.rabbitmq.queue_retry_backoff = retry_backoff;
+  // TLS (amqps:// URLs) and the optional management API (Depth().inflight, ListQueues).
+  ASYA_ASSIGN_OR_RETURN(s.rabbitmq.tls_verify, Bool("ASYA_RABBITMQ_TLS_VERIFY", true));
+  s.rabbitmq.tls_ca_file = GetOr("ASYA_RABBITMQ_TLS_CA_FILE", "");
+  s.rabbitmq.management_url = GetOr("ASYA_RABBITMQ_MGMT_URL", "");
 
   // sqs
   if (auto e = Get("ASYA_SQS_ENDPOINT")) {
