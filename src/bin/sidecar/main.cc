@@ -144,6 +144,11 @@ Result<Config> LoadConfig() {
   }
 
   CFG_ASSIGN(c.transport, env::TransportSettingsFromEnv());
+  // RabbitMQ: prefetch = concurrency unless ASYA_RABBITMQ_PREFETCH says otherwise, so every
+  // worker has a delivery to take (src/transport/rabbitmq/README.md).
+  if (!env::Get("ASYA_RABBITMQ_PREFETCH")) {
+    c.transport.rabbitmq.prefetch = s.concurrency;
+  }
   CFG_ASSIGN(int64_t wait_s, env::Int("ASYA_SQS_WAIT_TIME_SECONDS", 20, 0, 20));
   s.receive_wait = Millis((wait_s == 0 ? 20 : wait_s) * 1000);
   CFG_ASSIGN(c.queue_auto_create, env::Bool("ASYA_QUEUE_AUTO_CREATE", false));
