@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# Data-plane benchmarks, side by side with their baselines in one run (`make bench`).
+# Not part of `make test`. Prints one line per benchmark:
+#   runtime-roundtrip kept-conn: asya 19876/s, baseline 21345/s, ratio 0.93
+# Environment: BUILD_DIR (default build/release), REPS (default 5), N (round trips per run).
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+BUILD_DIR=${BUILD_DIR:-$ROOT/build/release}
+BIN=$BUILD_DIR/bin
+REPS=${REPS:-5}
+N=${N:-20000}
+PY=${PY:-python3}
+WORK=$(mktemp -d /tmp/asya-bench-XXXXXX)
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+for b in asya-bench-uds-baseline asya-bench-roundtrip asya-echo-runtime; do
+  [ -x "$BIN/$b" ] || { echo "bench: $BIN/$b is missing (build first: make build)"; exit 1; }
+done
+
+echo "machine: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) CPUs, kernel $(uname -r), load $(cut -d' ' -f1-3 /proc/loadavg)"
+
+start() {  # start NAME CMD... ; waits for the socket named in $SOCK
+  setsid "$@" >"$WORK/$(basename "$1").log" 2>&1 </dev/null &
+  PIDS+=($!)
+}
+wait_socket() { for _ in $(seq 500); do [ -S "$1" ] && return 0; sleep 0.01; done; echo "no socket $1"; exit 1; }
+median() { sort -n | awk '{a[NR]=$1} END{print (NR%2)? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
+rate() { sed -n 's/.*rate=\([0-9]*\).*/\1/p'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.2f", a/b}'; }
+
+# compare LABEL TARGET "asya client cmd" "baseline client cmd": REPS interleaved runs, medians.
+compare() {
+  local label=$1 target=$2 a_cmd=$3 b_cmd=$4 a_vals="" b_vals=""
+  for _ in $(seq "$REPS"); do
+    b_vals+="$($b_cmd | rate)"$'\n'
+    a_vals+="$($a_cmd | rate)"$'\n'
+  done
+  local a b
+  a=$(printf "%s" "$a_vals" | median)
+  b=$(printf "%s" "$b_vals" | median)
+  echo "$label: asya ${a}/s, baseline ${b}/s, ratio $(ratio "$a" "$b") (target >= $target)"
+}
+
+# a. RuntimeClient -> C++ echo runtime vs C client -> C echo server (1 KB envelope).
+mkdir -p "$WORK/cpp" "$WORK/c"
+start "$BIN/asya-bench-uds-baseline" server "$WORK/c/c.sock"
+ASYA_SOCKET_DIR=$WORK/cpp ASYA_LOG_LEVEL=warn start "$BIN/asya-echo-runtime"
+wait_socket "$WORK/c/c.sock"; wait_socket "$WORK/cpp/asya-runtime.sock"
+for mode in conn persist; do
+  name=$([ $mode = conn ] && echo new-conn || echo kept-conn)
+  compare "runtime-roundtrip $name" 0.80 \
+    "$BIN/asya-bench-roundtrip $WORK/cpp/asya-runtime.sock $N $mode 1024" \
+    "$BIN/asya-bench-uds-baseline client $WORK/c/c.sock $N $mode 1024"
+done
+
+# b. asya_runtime.py (no-op handler) vs a minimal Python server, same C client, same message.
+RUNTIME_PY=$ROOT/src/runtime/python/asya_runtime.py
+if [ -f "$RUNTIME_PY" ]; then
+  mkdir -p "$WORK/py" "$WORK/pyb"
+  start "$PY" "$ROOT/bench/py_echo_server.py" "$WORK/pyb/py.sock"
+  ASYA_SOCKET_DIR=$WORK/py ASYA_HANDLER=noop_handler.noop ASYA_LOG_LEVEL=WARNING \
+    PYTHONPATH=$ROOT/bench start "$PY" "$RUNTIME_PY"
+  wait_socket "$WORK/pyb/py.sock"; wait_socket "$WORK/py/asya-runtime.sock"
+  PN=$((N / 2))
+  for mode in conn persist; do
+    name=$([ $mode = conn ] && echo new-conn || echo kept-conn)
+    compare "python-runtime $name" 0.85 \
+      "$BIN/asya-bench-uds-baseline client $WORK/py/asya-runtime.sock $PN $mode 1024" \
+      "$BIN/asya-bench-uds-baseline client $WORK/pyb/py.sock $PN $mode 1024"
+  done
+else
+  echo "python-runtime: skipped ($RUNTIME_PY not found)"
+fi
+
+# c + d. One SQLite hop through the sidecar; sidecar memory.
+if [ -x "$BIN/asya-bench-sqlite-hop" ] && [ -x "$BIN/asya-sidecar" ]; then
+  mkdir -p "$WORK/hop/rt"
+  ASYA_SOCKET_DIR=$WORK/hop/rt ASYA_LOG_LEVEL=warn ASYA_RUNTIME_CONCURRENCY=8 start "$BIN/asya-echo-runtime"
+  wait_socket "$WORK/hop/rt/asya-runtime.sock"
+  "$BIN/asya-bench-sqlite-hop" --dir "$WORK/hop" --socket-dir "$WORK/hop/rt" \
+    --sidecar "$BIN/asya-sidecar" --n "${HOP_N:-3000}" --concurrency 8 --reps "${HOP_REPS:-3}" 2>/dev/null
+else
+  echo "sqlite-hop / sidecar-memory: skipped (asya-sidecar or asya-bench-sqlite-hop not built)"
+fi

@@ -1,0 +1,410 @@
+// One SQLite hop (receive -> runtime -> publish -> ack) with the C++ no-op runtime, against a loop
+// that does the same transport work with no sidecar and no runtime; sidecar-added latency; sidecar
+// memory. The runtime (asya-echo-runtime) must already listen on --socket-dir.
+//
+//   asya-bench-sqlite-hop --dir D --socket-dir S --sidecar BIN [--n N] [--concurrency C]
+//                         [--reps R] [--big-mb M] [--big-n K]
+// Prints one line per measurement:
+//   sqlite-hop c=8: asya <rate>/s, baseline <rate>/s, ratio <r>
+//   sqlite-hop latency c=8: hop p50 .. p99 .., runtime call p50 .. p99 .., sidecar-added p50 ..
+//   sidecar-memory ...
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "asya/protocol/runtime_client.h"
+#include "asya/sidecar/sidecar.h"
+#include "asya/transport/sqlite.h"
+#include "bench_message.h"
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using asya::transport::Message;
+using asya::transport::Transport;
+using Millis = std::chrono::milliseconds;
+
+struct Args {
+  std::string dir, socket_dir, sidecar;
+  long n = 3000;
+  int concurrency = 8;
+  int reps = 3;
+  long big_mb = 10;
+  long big_n = 12;
+};
+
+double Secs(Clock::time_point a, Clock::time_point b) {
+  return std::chrono::duration<double>(b - a).count();
+}
+
+double Median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+double Pct(std::vector<double>& sorted, double p) {
+  return sorted[static_cast<size_t>(p * static_cast<double>(sorted.size() - 1))];
+}
+
+[[noreturn]] void Die(const std::string& what) {
+  std::fprintf(stderr, "sqlite-hop: %s\n", what.c_str());
+  std::exit(1);
+}
+
+std::string Envelope(long i, size_t bytes) {
+  std::string s(bytes + 1, '\0');
+  BenchMessage(s.data(), bytes, static_cast<unsigned long>(i));
+  s.resize(bytes);
+  return s;
+}
+
+// "bench-00000042" from an envelope body (the sidecar keeps the id on a single output).
+std::string IdOf(std::string_view body) {
+  auto p = body.find("\"id\":\"");
+  if (p == std::string_view::npos) {
+    return {};
+  }
+  p += 6;
+  return std::string(body.substr(p, body.find('"', p) - p));
+}
+
+void Prefill(Transport& t, long n, size_t bytes) {
+  for (const char* q : {"asya-bench", "asya-sink"}) {
+    if (!t.CreateQueue(q)) {
+      Die(std::string("create queue ") + q);
+    }
+    if (!t.Purge(q)) {
+      Die(std::string("purge ") + q);
+    }
+  }
+  for (long i = 0; i < n; ++i) {
+    if (!t.Publish("asya-bench", Envelope(i, bytes))) {
+      Die("prefill publish");
+    }
+  }
+}
+
+int64_t Ready(Transport& t, const char* q) {
+  auto d = t.Depth(q);
+  return d ? d->ready : -1;
+}
+
+// The same transport work as one hop, without sidecar and runtime: C threads each
+// receive -> publish -> ack until the input queue is empty.
+double BaselineRate(Transport& t, const Args& a, size_t batch) {
+  Prefill(t, a.n, 1024);
+  std::atomic<long> done{0};
+  auto t0 = Clock::now();
+  std::vector<std::thread> pool;
+  for (int c = 0; c < a.concurrency; ++c) {
+    pool.emplace_back([&] {
+      asya::transport::ReceiveOptions ro;
+      ro.wait = Millis(50);
+      ro.max_messages = batch;
+      while (done.load() < a.n) {
+        auto msgs = t.Receive("asya-bench", ro);
+        if (!msgs) {
+          Die("receive: " + msgs.error().ToString());
+        }
+        for (const auto& m : *msgs) {
+          if (!t.Publish("asya-sink", m.body) || !t.Ack(m)) {
+            Die("publish/ack");
+          }
+          ++done;
+        }
+      }
+    });
+  }
+  for (auto& th : pool) {
+    th.join();
+  }
+  return static_cast<double>(a.n) / Secs(t0, Clock::now());
+}
+
+class Child {
+ public:
+  Child(const std::string& exe, const std::map<std::string, std::string>& env) {
+    std::vector<std::string> vars;
+    for (const auto& [k, v] : env) {
+      vars.push_back(k + "=" + v);
+    }
+    pid_ = ::fork();
+    if (pid_ == 0) {
+      std::vector<char*> envp;
+      for (auto& v : vars) {
+        envp.push_back(v.data());
+      }
+      envp.push_back(nullptr);
+      char* argv[] = {const_cast<char*>(exe.c_str()), nullptr};
+      ::execve(exe.c_str(), argv, envp.data());
+      ::_exit(127);
+    }
+  }
+  ~Child() {
+    ::kill(pid_, SIGTERM);
+    ::waitpid(pid_, nullptr, 0);
+  }
+  [[nodiscard]] pid_t pid() const { return pid_; }
+
+ private:
+  pid_t pid_;
+};
+
+std::map<std::string, std::string> SidecarEnv(const Args& a, int concurrency) {
+  return {{"ASYA_ACTOR_NAME", "bench"},
+          {"ASYA_TRANSPORT", "sqlite"},
+          {"ASYA_SQLITE_PATH", a.dir + "/queues.db"},
+          {"ASYA_SOCKET_DIR", a.socket_dir},
+          {"ASYA_SIDECAR_CONCURRENCY", std::to_string(concurrency)},
+          {"ASYA_METRICS_ENABLED", "false"},
+          {"ASYA_LOG_LEVEL", "warn"},
+          {"PATH", "/usr/bin:/bin"}};
+}
+
+// The real asya-sidecar process: rate from the first to the last output in asya-sink.
+double SidecarRate(Transport& t, const Args& a) {
+  Prefill(t, a.n, 1024);
+  Child sidecar(a.sidecar, SidecarEnv(a, a.concurrency));
+  Clock::time_point t0;
+  auto give_up = Clock::now() + std::chrono::seconds(120);
+  while (Ready(t, "asya-sink") <= 0) {
+    if (Clock::now() > give_up) {
+      Die("sidecar produced nothing");
+    }
+    std::this_thread::sleep_for(std::chrono::microseconds(500));
+  }
+  t0 = Clock::now();
+  int64_t first = Ready(t, "asya-sink");
+  while (Ready(t, "asya-sink") < a.n) {
+    if (Clock::now() > give_up) {
+      Die("sidecar did not finish");
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  return static_cast<double>(a.n - first) / Secs(t0, Clock::now());
+}
+
+// Forwards to a real transport and timestamps, per envelope id, when Receive() returned it and
+// when the sidecar started publishing its result.
+class TimingTransport : public Transport {
+ public:
+  explicit TimingTransport(Transport& inner) : inner_(inner) {}
+  std::string_view Name() const override { return inner_.Name(); }
+  asya::Result<std::vector<Message>> Receive(std::string_view q,
+                                             const asya::transport::ReceiveOptions& o) override {
+    auto r = inner_.Receive(q, o);
+    auto now = Clock::now();
+    if (r) {
+      std::lock_guard<std::mutex> lock(mu_);
+      for (const auto& m : *r) {
+        received_[IdOf(m.body)] = now;
+      }
+    }
+    return r;
+  }
+  asya::Status Publish(std::string_view q, std::string_view body,
+                       const asya::transport::PublishOptions& o) override {
+    auto now = Clock::now();
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      auto it = received_.find(IdOf(body));
+      if (it != received_.end()) {
+        spans_us_.push_back(std::chrono::duration<double, std::micro>(now - it->second).count());
+      }
+    }
+    return inner_.Publish(q, body, o);
+  }
+  asya::Status Ack(const Message& m) override {
+    ++acked_;
+    return inner_.Ack(m);
+  }
+  asya::Status Nack(const Message& m, Millis d) override { return inner_.Nack(m, d); }
+  asya::Status ExtendVisibility(const Message& m, Millis v) override {
+    return inner_.ExtendVisibility(m, v);
+  }
+  void Interrupt() override { inner_.Interrupt(); }
+  asya::Status CreateQueue(std::string_view q, const asya::transport::QueueOptions& o) override {
+    return inner_.CreateQueue(q, o);
+  }
+  asya::Status DeleteQueue(std::string_view q) override { return inner_.DeleteQueue(q); }
+  asya::Result<bool> QueueExists(std::string_view q) override { return inner_.QueueExists(q); }
+  asya::Result<asya::transport::QueueDepth> Depth(std::string_view q) override {
+    return inner_.Depth(q);
+  }
+  asya::Result<std::vector<std::string>> ListQueues() override { return inner_.ListQueues(); }
+  asya::Status Purge(std::string_view q) override { return inner_.Purge(q); }
+
+  std::atomic<long> acked_{0};
+  std::vector<double> spans_us_;
+
+ private:
+  Transport& inner_;
+  std::mutex mu_;
+  std::unordered_map<std::string, Clock::time_point> received_;
+};
+
+// Latency without queueing: the next message is published only after the previous one was acked,
+// so every span is one message's own path through the sidecar.
+void Latency(Transport& t, const Args& a) {
+  Prefill(t, 0, 0);
+  TimingTransport timing(t);
+  asya::protocol::RuntimeClient client({.socket_path = a.socket_dir + "/asya-runtime.sock"});
+  asya::sidecar::Settings s;
+  s.policy.actor = "bench";
+  s.socket_path = a.socket_dir + "/asya-runtime.sock";
+  s.concurrency = a.concurrency;
+  s.ready_poll_interval = Millis(10);
+  s.receive_wait = Millis(200);
+  asya::sidecar::Sidecar sidecar(s, timing, client, nullptr);
+  std::thread run([&] { sidecar.Run(); });
+  const long n = std::min<long>(a.n, 2000);
+  for (long i = 0; i < n; ++i) {
+    if (!t.Publish("asya-bench", Envelope(i, 1024))) {
+      Die("publish");
+    }
+    while (timing.acked_.load() <= i) {
+      std::this_thread::yield();
+    }
+  }
+  sidecar.Shutdown();
+  run.join();
+  auto hop = timing.spans_us_;
+  std::sort(hop.begin(), hop.end());
+
+  // The runtime call alone, at the same concurrency, through the same client.
+  std::string msg = Envelope(1, 1024);
+  std::vector<std::vector<double>> per(static_cast<size_t>(a.concurrency));
+  std::vector<std::thread> pool;
+  for (int c = 0; c < a.concurrency; ++c) {
+    pool.emplace_back([&, c] {
+      for (long i = c; i < n; i += a.concurrency) {
+        auto s0 = Clock::now();
+        if (!client.Call(msg, s0 + std::chrono::seconds(30))) {
+          Die("runtime call");
+        }
+        per[static_cast<size_t>(c)].push_back(
+            std::chrono::duration<double, std::micro>(Clock::now() - s0).count());
+      }
+    });
+  }
+  for (auto& th : pool) {
+    th.join();
+  }
+  std::vector<double> rtt;
+  for (auto& v : per) {
+    rtt.insert(rtt.end(), v.begin(), v.end());
+  }
+  std::sort(rtt.begin(), rtt.end());
+  double h50 = Pct(hop, 0.5), h99 = Pct(hop, 0.99), r50 = Pct(rtt, 0.5), r99 = Pct(rtt, 0.99);
+  std::printf(
+      "sqlite-hop latency c=%d, one message at a time: receive->publish p50 %.0f us p99 %.0f us; "
+      "runtime call alone "
+      "p50 %.0f us p99 %.0f us; sidecar-added (difference) p50 %.0f us p99 %.0f us "
+      "(targets 200 / 1000 us)\n",
+      a.concurrency, h50, h99, r50, r99, h50 - r50, h99 - r99);
+}
+
+std::map<std::string, long> ProcStatusKb(pid_t pid) {
+  std::ifstream f("/proc/" + std::to_string(pid) + "/status");
+  std::map<std::string, long> out;
+  std::string line;
+  while (std::getline(f, line)) {
+    if (line.rfind("VmRSS:", 0) == 0 || line.rfind("VmHWM:", 0) == 0) {
+      out[line.substr(0, 5)] = std::atol(line.c_str() + 6);
+    }
+  }
+  return out;
+}
+
+void Memory(Transport& t, const Args& a, int concurrency) {
+  Prefill(t, 0, 0);
+  Child sidecar(a.sidecar, SidecarEnv(a, concurrency));
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));  // ready and idle
+  auto idle = ProcStatusKb(sidecar.pid());
+  const size_t bytes = static_cast<size_t>(a.big_mb) << 20;
+  for (long i = 0; i < a.big_n; ++i) {
+    if (!t.Publish("asya-bench", Envelope(i, bytes))) {
+      Die("publish big");
+    }
+  }
+  auto give_up = Clock::now() + std::chrono::seconds(300);
+  while (Ready(t, "asya-sink") < a.big_n) {
+    if (Clock::now() > give_up) {
+      Die("big messages not processed");
+    }
+    std::this_thread::sleep_for(Millis(20));
+  }
+  auto after = ProcStatusKb(sidecar.pid());
+  double bound = static_cast<double>(concurrency) * static_cast<double>(a.big_mb);
+  std::printf(
+      "sidecar-memory c=%d: idle VmRSS %.1f MB (target <= 20 MB); %ld x %ld MB payloads: "
+      "peak VmHWM %.1f MB = %.2f x (concurrency x message size = %.0f MB), VmRSS after %.1f MB\n",
+      concurrency, static_cast<double>(idle["VmRSS"]) / 1024, a.big_n, a.big_mb,
+      static_cast<double>(after["VmHWM"]) / 1024,
+      static_cast<double>(after["VmHWM"]) / 1024 / bound, bound,
+      static_cast<double>(after["VmRSS"]) / 1024);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Args a;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    std::string k = argv[i];
+    std::string v = argv[i + 1];
+    if (k == "--dir") {
+      a.dir = v;
+    } else if (k == "--socket-dir") {
+      a.socket_dir = v;
+    } else if (k == "--sidecar") {
+      a.sidecar = v;
+    } else if (k == "--n") {
+      a.n = std::atol(v.c_str());
+    } else if (k == "--concurrency") {
+      a.concurrency = std::atoi(v.c_str());
+    } else if (k == "--reps") {
+      a.reps = std::atoi(v.c_str());
+    } else if (k == "--big-mb") {
+      a.big_mb = std::atol(v.c_str());
+    } else if (k == "--big-n") {
+      a.big_n = std::atol(v.c_str());
+    } else {
+      Die("unknown option " + k);
+    }
+  }
+  if (a.dir.empty() || a.socket_dir.empty() || a.sidecar.empty()) {
+    Die("usage: --dir D --socket-dir S --sidecar BIN [--n N] [--concurrency C] [--reps R]");
+  }
+  ::signal(SIGPIPE, SIG_IGN);
+  auto transport = asya::transport::MakeSqliteTransport({.path = a.dir + "/queues.db"});
+  if (!transport) {
+    Die(transport.error().ToString());
+  }
+  Transport& t = **transport;
+  std::vector<double> asya_rates, base_rates;
+  for (int r = 0; r < a.reps; ++r) {  // interleaved, so drifting machine load hits both
+    // The better of one-at-a-time and batched receives (the sidecar batches up to 10).
+    base_rates.push_back(std::max(BaselineRate(t, a, 1), BaselineRate(t, a, 10)));
+    asya_rates.push_back(SidecarRate(t, a));
+  }
+  double ar = Median(asya_rates), br = Median(base_rates);
+  std::printf("sqlite-hop c=%d: asya %.0f/s, baseline %.0f/s, ratio %.2f (target >= 0.70)\n",
+              a.concurrency, ar, br, ar / br);
+  Latency(t, a);
+  Memory(t, a, 1);
+  Memory(t, a, 4);
+  return 0;
+}
