@@ -357,7 +357,7 @@ Result<std::string> RuntimeClient::Call(std::string_view request, Clock::time_po
                     std::to_string(options.max_frame_bytes) + " bytes (ASYA_MAX_MESSAGE_BYTES)");
   }
   if (Clock::now() >= deadline) {
-    return Fail(ErrorCode::kDeadlineExceeded, kConnectPrefix, "deadline exceeded");
+    return MakeError(ErrorCode::kDeadlineExceeded, "deadline passed before the runtime was called");
   }
   // At most two attempts: a reused connection the runtime had already closed is replaced once.
   for (int attempt = 0; attempt < 2; ++attempt) {

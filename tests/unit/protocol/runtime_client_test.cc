@@ -328,7 +328,8 @@ TEST(RuntimeClient, DeadlineExceededWhileSending) {
   TempDir dir;
   FakeRuntime rt(dir.Socket(), Mode::kNeverRead);
   RuntimeClient client(Options(dir));
-  auto r = client.Call(std::string(16u << 20, 'x'), Soon(200));
+  const std::string request(16u << 20, 'x');  // far more than the socket buffer holds
+  auto r = client.Call(request, Soon(300));
   ASSERT_FALSE(r.has_value());
   EXPECT_EQ(r.error().code, ErrorCode::kDeadlineExceeded);
   EXPECT_EQ(r.error().message, "failed to send message to runtime: deadline exceeded");
@@ -366,6 +367,7 @@ TEST(RuntimeClient, DeadlineInThePast) {
   auto r = client.Call("{}", Clock::now() - milliseconds(1));
   ASSERT_FALSE(r.has_value());
   EXPECT_EQ(r.error().code, ErrorCode::kDeadlineExceeded);
+  EXPECT_EQ(r.error().message, "deadline passed before the runtime was called");
   EXPECT_EQ(rt.connections(), 0);
 }
 
