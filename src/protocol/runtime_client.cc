@@ -218,16 +218,18 @@ Result<size_t> ReadFull(int fd, char* buf, size_t want, Clock::time_point deadli
   return got;
 }
 
-// Reads one response frame. `nothing_received` is set when the connection ended (EOF or reset)
-// before the first byte of the response.
+// Reads one response frame. `unread_by_peer` is set when the connection was reset before the
+// first response byte: on AF_UNIX a reset means the peer closed with our request still unread in
+// its queue, so re-sending it cannot run it twice. (A plain EOF means the peer read the request
+// and then went away, e.g. the runtime crashed in the handler: that is not retried.)
 Result<std::string> ReadFrame(int fd, size_t max_bytes, Clock::time_point deadline,
-                              bool& nothing_received) {
+                              bool& unread_by_peer) {
   unsigned char header[kHeaderBytes];
   int err = 0;
   ASYA_ASSIGN_OR_RETURN(size_t got, ReadFull(fd, reinterpret_cast<char*>(header), kHeaderBytes,
                                              deadline, "the length prefix", err));
   if (got < kHeaderBytes) {
-    nothing_received = got == 0;
+    unread_by_peer = got == 0 && err == ECONNRESET;
     std::string what = "failed to read length prefix: ";
     if (err != 0) {
       what += ErrnoText(err);
@@ -376,10 +378,10 @@ Result<std::string> RuntimeClient::Call(std::string_view request, Clock::time_po
       }
       return Unexpected(std::move(sent).error());
     }
-    bool nothing_received = false;
-    auto response = ReadFrame(fd.get(), options.max_frame_bytes, deadline, nothing_received);
+    bool unread_by_peer = false;
+    auto response = ReadFrame(fd.get(), options.max_frame_bytes, deadline, unread_by_peer);
     if (!response) {
-      if (reused && nothing_received) {
+      if (reused && unread_by_peer) {
         impl_->NoteClosedReuse();
         continue;
       }

@@ -69,6 +69,7 @@ enum class Mode {
   kEcho,                  // answer every frame with the same bytes, keep the connection
   kCloseAfterResponse,    // answer one frame, close (like the original asya_runtime.py)
   kCloseOnNextRequest,    // answer one frame; when the next request arrives close without reading
+  kDieOnSecondRequest,    // answer one frame; read the next request fully, then close (a crash)
   kNeverAnswer,           // read the request, never answer
   kNeverRead,             // accept, never read
   kCloseWithoutResponse,  // read the request, close
@@ -178,6 +179,11 @@ class FakeRuntime {
           if (::recv(fd, &c, 1, MSG_PEEK) == 1) {
             ++dropped_;  // a request arrived on the kept connection: drop it unread
           }
+        }
+        return;
+      case Mode::kDieOnSecondRequest:
+        if (ReadRequest(fd, body) && WriteAll(fd, *EncodeFrame(body))) {
+          ReadRequest(fd, body);
         }
         return;
       case Mode::kNeverAnswer:
@@ -310,6 +316,21 @@ TEST(RuntimeClient, RetriesOnceOnFreshConnectionAndStopsReusingAfterThree) {
   EXPECT_EQ(rt.dropped(), 3);
   EXPECT_EQ(rt.requests(), 7);
   EXPECT_EQ(rt.connections(), 7);
+}
+
+TEST(RuntimeClient, ReusedConnectionThatReadTheRequestIsNotRetried) {
+  TempDir dir;
+  FakeRuntime rt(dir.Socket(), Mode::kDieOnSecondRequest);
+  RuntimeClient client(Options(dir));
+  ASSERT_TRUE(client.Call("first", Clock::now() + kGenerous).has_value());
+  auto r = client.Call("second", Clock::now() + kGenerous);
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error().code, ErrorCode::kUnavailable);
+  EXPECT_EQ(r.error().message,
+            "failed to read response from runtime: failed to read length prefix: EOF");
+  // The runtime consumed "second" before it went away: re-sending could run it twice.
+  EXPECT_EQ(rt.requests(), 2);
+  EXPECT_EQ(rt.connections(), 1);
 }
 
 TEST(RuntimeClient, DeadlineExceededWhenRuntimeNeverAnswers) {
