@@ -472,7 +472,7 @@ void SupervisorImpl::EmitLine(Actor* a, const std::string& tag, std::string_view
   std::string out = "[" + tag + "] ";
   out.append(line);
   out += '\n';
-  if (s_.echo_logs) {
+  if (s_.echo_logs || a == nullptr) {
     (void)!::write(1, out.data(), out.size());
   }
   if (a != nullptr && a->log_fd >= 0) {

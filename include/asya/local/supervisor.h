@@ -43,7 +43,9 @@ struct SupervisorSettings {
   // Runtime processes get SIGTERM this long after their sidecar was asked to stop; then SIGKILL
   // after the same time again.
   std::chrono::milliseconds runtime_stop_grace{5'000};
-  bool echo_logs = true;  // also print prefixed log lines on stdout (foreground mode)
+  // Also print the actors' prefixed log lines on stdout (foreground mode); the supervisor's own
+  // lines ("[asya] ...") always go to stdout.
+  bool echo_logs = true;
   // Environment every child starts from (normally the caller's environ).
   std::vector<std::string> base_env;
 };

@@ -16,6 +16,7 @@
 
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -152,14 +153,16 @@ struct UpArgs {
 
 // Waits until the supervisor `pid` has written a status for `generation`.
 Result<MeshStatus> WaitApplied(const std::string& state_dir, int pid, int64_t generation,
-                               std::chrono::seconds timeout) {
+                               std::chrono::seconds timeout, bool is_child) {
   auto deadline = std::chrono::steady_clock::now() + timeout;
   while (std::chrono::steady_clock::now() < deadline) {
     auto st = ReadStatus(state_dir);
     if (st && st->pid == pid && st->generation >= generation) {
       return st;
     }
-    if (::kill(pid, 0) != 0 || local::RunningSupervisorPid(state_dir) == 0) {
+    int wstatus = 0;
+    const bool exited = is_child ? ::waitpid(pid, &wstatus, WNOHANG) == pid : ::kill(pid, 0) != 0;
+    if (exited) {
       if (st && st->pid == pid && !st->last_error.empty()) {
         return MakeError(ErrorCode::kFailedPrecondition, st->last_error);
       }
@@ -205,7 +208,8 @@ int ApplyToRunning(const UpArgs& args, const std::vector<local::ActorSpec>& spec
   if (pid > 0) {
     ::kill(pid, SIGHUP);
   }
-  auto st = WaitApplied(args.state_dir, pid, desired.generation, std::chrono::seconds(30));
+  auto st = WaitApplied(args.state_dir, pid, desired.generation, std::chrono::seconds(30),
+                        /*is_child=*/false);
   if (!st) {
     std::fprintf(stderr, "asya up: %s\n", st.error().message.c_str());
     return kExitFailed;
@@ -238,6 +242,7 @@ int ApplyToRunning(const UpArgs& args, const std::vector<local::ActorSpec>& spec
 
 int RunSupervisor(const UpArgs& args, bool echo) {
   local::BlockSupervisorSignals();
+  std::signal(SIGPIPE, SIG_IGN);  // a closed stdout must not kill the supervisor
   local::SupervisorSettings s;
   s.state_dir = args.state_dir;
   auto transport = TransportFor(args.transport, args.state_dir);
@@ -352,9 +357,10 @@ int Up(UpArgs args) {
       ::dup2(log_fd, 1);
       ::dup2(log_fd, 2);
     }
-    std::_Exit(RunSupervisor(args, /*echo=*/true));
+    std::_Exit(RunSupervisor(args, /*echo=*/false));
   }
-  auto st = WaitApplied(args.state_dir, child, desired.generation, std::chrono::seconds(30));
+  auto st = WaitApplied(args.state_dir, child, desired.generation, std::chrono::seconds(30),
+                        /*is_child=*/true);
   if (!st) {
     std::fprintf(stderr, "asya up: %s\n", st.error().message.c_str());
     return kExitFailed;
@@ -374,6 +380,14 @@ int Up(UpArgs args) {
 // ---------------------------------------------------------------------------------------------
 // down
 
+// True for a live process that is not a zombie.
+bool ProcessAlive(int pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  size_t paren = stat.rfind(')');
+  return paren != std::string::npos && paren + 2 < stat.size() && stat[paren + 2] != 'Z';
+}
+
 int Down(const std::string& state_dir_arg, double timeout_s) {
   const std::string state_dir = AbsoluteDir(state_dir_arg);
   int pid = local::RunningSupervisorPid(state_dir);
@@ -390,7 +404,9 @@ int Down(const std::string& state_dir_arg, double timeout_s) {
   auto deadline = std::chrono::steady_clock::now() +
                   std::chrono::milliseconds(static_cast<int64_t>(timeout_s * 1000));
   while (std::chrono::steady_clock::now() < deadline) {
-    if (local::RunningSupervisorPid(state_dir) == 0) {  // the lock dies with the process
+    // The lock is released as the process exits; then wait for the exit itself (a zombie
+    // waiting for PID 1 to reap it counts as gone).
+    if (local::RunningSupervisorPid(state_dir) == 0 && !ProcessAlive(pid)) {
       std::printf("asya down: mesh stopped (pid %d)\n", pid);
       return kExitOk;
     }

@@ -1,0 +1,378 @@
+"""`asya up` end to end: real asya / asya-sidecar / asya-crew / asya_runtime.py processes on a
+real SQLite queue file. Each test starts its own mesh in a temp dir and stops it, checking that
+no process is left behind."""
+
+import json
+import os
+import signal
+import subprocess
+import time
+import unittest
+
+from mesh import ASYA, Mesh, actor_yaml, pid_alive
+
+STEPS = '''
+import os, time
+
+def add_one(p):
+    return {"n": p["n"] + 1, "trail": p.get("trail", []) + ["add"]}
+
+def double(p):
+    return {"n": p["n"] * 2, "trail": p["trail"] + ["double"]}
+
+def tag(p):
+    return dict(p, trail=p["trail"] + ["tag"], mark=os.environ.get("MARK", ""))
+
+def slow(p):
+    time.sleep(float(os.environ.get("SLEEP", "0.05")))
+    return dict(p, mark=os.environ.get("MARK", ""))
+
+def fail_on_bad(p):
+    if not isinstance(p, dict) or "n" not in p:
+        raise ValueError("needs n")
+    return p
+'''
+
+
+def require_binaries(test):
+    for name in ("asya", "asya-sidecar", "asya-crew"):
+        if not os.path.exists(os.path.join(os.path.dirname(ASYA), name)):
+            raise unittest.SkipTest("%s is not built" % name)
+
+
+class LocalMeshTest(unittest.TestCase):
+    def setUp(self):
+        require_binaries(self)
+        self.mesh = Mesh({"steps.py": STEPS})
+
+    def tearDown(self):
+        if self.mesh.proc is not None:
+            self.mesh.stop()
+
+    def test_thousand_envelopes_through_three_actors(self):
+        m = self.mesh
+        m.write("add.yaml", actor_yaml("add", "steps.add_one", replicas=2))
+        m.write("double.yaml", actor_yaml("double", "steps.double", replicas=2))
+        m.write("tag.yaml", actor_yaml("tag", "steps.tag", replicas=2, env={"MARK": "v1"}))
+        m.up()
+        ids = m.send_many("add,double,tag", [{"n": i} for i in range(1000)])
+        self.assertEqual(len(ids), 1000)
+        m.wait_for(lambda: m.count_stored("results") >= 1000, 240, "1000 results")
+        results = m.stored("results")
+        self.assertEqual(set(results), set(ids))
+        got = sorted(envs[0]["payload"]["n"] for envs in results.values())
+        self.assertEqual(got, sorted((i + 1) * 2 for i in range(1000)))
+        for envs in results.values():
+            self.assertEqual(envs[0]["payload"]["trail"], ["add", "double", "tag"])
+            self.assertEqual(envs[0]["payload"]["mark"], "v1")
+            self.assertIn("traceparent", envs[0]["headers"])
+        self.assertEqual(m.count_stored("errors"), 0)
+        # Results are filed by last actor, in the crew's key layout.
+        some = os.listdir(os.path.join(m.state, "results"))[0]
+        self.assertRegex(some, r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
+        self.assertEqual(os.listdir(os.path.join(m.state, "results", some)), ["tag"])
+        for q in ("asya-add", "asya-double", "asya-tag"):
+            m.wait_for(lambda q=q: m.depth(q) == {"ready": 0, "inflight": 0}, 30, q + " empty")
+
+        # `asya get actors` agrees with the state.
+        m.wait_for(lambda: all(a["queued"] == 0 for a in m.status()["actors"]), 10, "depth")
+        r = m.asya("get", "actors", "-o", "json")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        rows = {row["name"]: row for row in json.loads(r.stdout)}
+        self.assertEqual(set(rows), {"add", "double", "tag", "happy-end", "error-end"})
+        for name in ("add", "double", "tag"):
+            row = rows[name]
+            self.assertEqual((row["status"], row["running"], row["total"], row["desired"],
+                              row["failing"]), ("Running", 2, 2, 2, 0), row)
+            self.assertEqual((row["scaling"], row["workload"], row["transport"]),
+                             ("Manual", "Deployment", "Ready"))
+            self.assertEqual((row["queued"], row["processing"]), (0, 0))
+            self.assertIsNone(row["min"])
+        table = m.asya("get", "actors").stdout.splitlines()
+        self.assertEqual(table[0].split(), ["NAME", "STATUS", "RUNNING", "FAILING", "TOTAL",
+                                            "DESIRED", "MIN", "MAX", "LAST-SCALE", "AGE"])
+        add_row = [l for l in table if l.startswith("add ")][0].split()
+        self.assertEqual(add_row[:8], ["add", "Running", "2", "0", "2", "2", "<none>", "<none>"])
+        wide = m.asya("get", "actors", "add", "-o", "wide").stdout.splitlines()
+        self.assertEqual(wide[0].split()[-5:], ["WORKLOAD", "TRANSPORT", "SCALING", "QUEUED",
+                                                "PROCESSING"])
+        self.assertEqual(len(wide), 2)
+        self.assertEqual(m.stop(), 0)
+
+    def test_napping_actor_wakes_scales_and_naps_again(self):
+        m = self.mesh
+        m.write("nap.yaml", actor_yaml(
+            "nap", "steps.slow", env={"SLEEP": "0.3"},
+            scaling={"minReplicas": 0, "maxReplicas": 3, "queueLength": 2,
+                     "pollingInterval": 1, "cooldownPeriod": 4}))
+        m.up()
+        self.assertEqual(m.actor("nap")["status"], "Napping")
+        self.assertEqual(m.actor("nap")["total"], 0)
+        first = m.asya("send", "nap", '{"n": 0}').stdout.strip()
+        m.wait_for(lambda: m.actor("nap")["total"] >= 1, 10, "first replica")
+        m.wait_for(lambda: first in m.stored("results"), 30, "first result")
+        ids = m.send_many("nap", [{"n": i} for i in range(1, 41)])
+        max_total, saw_up = 0, False
+        deadline = time.time() + 120
+        while time.time() < deadline and m.count_stored("results") < 41:
+            a = m.actor("nap")
+            max_total = max(max_total, a["total"], len(a["replicas"]) and max(
+                r["index"] + 1 for r in a["replicas"]))
+            saw_up = saw_up or a["desired"] == 3
+            time.sleep(0.1)
+        self.assertEqual(m.count_stored("results"), 41)
+        self.assertTrue(saw_up, "never scaled up to max under a backlog")
+        self.assertLessEqual(max_total, 3, "scaled above maxReplicas")
+        self.assertTrue(set(ids) <= set(m.stored("results")))
+        drained = time.time()
+        m.wait_for(lambda: m.actor("nap")["total"] == 0 and m.actor("nap")["status"] == "Napping",
+                   4 + 1 + 10, "back to zero after the cooldown")
+        self.assertGreaterEqual(time.time() - drained, 2.0, "napped before the cooldown")
+        reasons = [e["reason"] for e in m.actor("nap")["events"]]
+        self.assertIn("ScaledUp", reasons)
+        self.assertIn("ScaledDown", reasons)
+        self.assertEqual(m.stop(), 0)
+
+    def test_killing_runtime_or_sidecar_loses_nothing(self):
+        m = self.mesh
+        m.write("work.yaml", actor_yaml(
+            "work", "steps.slow", replicas=2, timeout=3, env={"SLEEP": "0.02"},
+            sidecar_env={"ASYA_RETRY_MAX_ATTEMPTS": "5", "ASYA_RETRY_BACKOFF": "100ms"}))
+        m.up(backoff="200ms")
+        ids = m.send_many("work", [{"n": i} for i in range(300)])
+        m.wait_for(lambda: m.count_stored("results") >= 20, 60, "work started")
+        reps = m.actor("work")["replicas"]
+        os.kill(reps[0]["runtimePid"], signal.SIGKILL)
+        m.wait_for(lambda: m.count_stored("results") >= 120, 60, "progress after runtime kill")
+        reps = [r for r in m.actor("work")["replicas"] if r["sidecarPid"]]
+        os.kill(reps[-1]["sidecarPid"], signal.SIGKILL)
+        m.wait_for(lambda: set(ids) <= set(m.stored("results")), 120,
+                   "every envelope at happy-end")
+        self.assertEqual(m.count_stored("errors"), 0, m.stored("errors"))
+        restarts = sum(r["runtimeRestarts"] + r["sidecarRestarts"]
+                       for r in m.actor("work")["replicas"])
+        self.assertGreaterEqual(restarts, 2)
+        m.wait_for(lambda: m.depth("asya-work") == {"ready": 0, "inflight": 0}, 30, "queue empty")
+        self.assertEqual(m.stop(), 0)
+
+    def test_import_crash_shows_failing_with_backoff(self):
+        m = self.mesh
+        m.write("broken.py", "raise RuntimeError('cannot load model weights')\n")
+        m.write("broken.yaml", actor_yaml("broken", "broken.handle"))
+        m.up(backoff="500ms", wait_ready=False)
+        m.wait_for(lambda: m.actor("broken") and m.actor("broken")["replicas"]
+                   and m.actor("broken")["replicas"][0]["runtimeRestarts"] >= 3, 30, "3 restarts")
+        a = m.actor("broken")
+        self.assertEqual(a["status"], "RuntimeError")
+        self.assertEqual(a["failing"], 1)
+        self.assertEqual(a["ready"], 0)
+        crashes = [e["message"] for e in a["events"] if e["reason"] == "Crashed"]
+        self.assertIn("back-off 500ms", crashes[0])
+        self.assertIn("back-off 1s", crashes[1])
+        self.assertIn("back-off 2s", crashes[2])
+        r = m.asya("get", "actors", "broken")
+        self.assertIn("RuntimeError", r.stdout)
+        d = m.asya("describe", "actor", "broken")
+        self.assertEqual(d.returncode, 0, d.stderr)
+        self.assertIn("CrashLoopBackOff", d.stdout + json.dumps(m.actor("broken")))
+        logs = m.asya("logs", "broken").stdout
+        self.assertIn("cannot load model weights", logs)
+        self.assertEqual(m.stop(), 0)
+
+    def test_bad_sidecar_config_shows_sidecar_error(self):
+        m = self.mesh
+        m.write("conf.yaml", actor_yaml("conf", "steps.add_one",
+                                        sidecar_env={"ASYA_SIDECAR_CONCURRENCY": "0"}))
+        m.up(backoff="300ms", wait_ready=False)
+        m.wait_for(lambda: m.actor("conf") and m.actor("conf")["replicas"]
+                   and m.actor("conf")["replicas"][0]["sidecarRestarts"] >= 2, 30, "2 restarts")
+        a = m.actor("conf")
+        self.assertEqual(a["status"], "SidecarError")
+        self.assertEqual(a["replicas"][0]["sidecarLastExit"], "exit 2")
+        self.assertIn("ASYA_SIDECAR_CONCURRENCY", m.asya("logs", "conf").stdout)
+        self.assertEqual(m.stop(), 0)
+
+    def test_second_up_applies_changes_without_losing_messages(self):
+        m = self.mesh
+        m.write("slow.yaml", actor_yaml("slow", "steps.slow", env={"SLEEP": "0.05", "MARK": "v1"}))
+        m.write("gone.yaml", actor_yaml("gone", "steps.tag"))
+        m.up()
+        gen = m.status()["generation"]
+        ids = m.send_many("slow", [{"n": i} for i in range(150)])
+        # Edit slow, remove gone, add fresh -- while messages are queued.
+        os.remove(os.path.join(m.code, "gone.yaml"))
+        m.write("slow.yaml", actor_yaml("slow", "steps.slow", env={"SLEEP": "0.01", "MARK": "v2"}))
+        m.write("fresh.yaml", actor_yaml("fresh", "steps.tag"))
+        r = m.asya("up", m.code)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn("added:   fresh", r.stdout)
+        self.assertIn("removed: gone", r.stdout)
+        self.assertGreater(m.status()["generation"], gen)
+        m.wait_for(lambda: set(ids) <= set(m.stored("results")), 120, "all 150 results")
+        marks = [m.stored("results")[i][0]["payload"]["mark"] for i in ids]
+        self.assertIn("v2", marks)
+        names = {a["name"] for a in m.status()["actors"]}
+        self.assertIn("fresh", names)
+        m.wait_for(lambda: m.actor("gone") is None, 30, "gone removed")
+        # Messages sent to a removed actor stay in its queue.
+        m.asya("send", "gone", '{"n": 1}')
+        self.assertEqual(m.depth("asya-gone")["ready"], 1)
+        self.assertTrue(any(e["reason"] == "Updated" for e in m.actor("slow")["events"]))
+        self.assertEqual(m.stop(), 0)
+
+    def test_send_wait_outcomes_and_bad_input(self):
+        m = self.mesh
+        m.write("check.yaml", actor_yaml("check", "steps.fail_on_bad"))
+        m.up()
+        ok = m.asya("send", "check", '{"n": 5}', "--wait", "--timeout", "30")
+        self.assertEqual(ok.returncode, 0, ok.stderr)
+        lines = ok.stdout.splitlines()
+        self.assertEqual(json.loads("\n".join(lines[1:]))["payload"], {"n": 5})
+        bad = m.asya("send", "check", '{"x": 1}', "--wait", "--timeout", "30")
+        self.assertEqual(bad.returncode, 1, bad.stderr)
+        err = json.loads("\n".join(bad.stdout.splitlines()[1:]))
+        self.assertIn("needs n", json.dumps(err["payload"]))
+        timeout = m.asya("send", "nobody", '{"n": 1}', "--wait", "--timeout", "1")
+        self.assertEqual(timeout.returncode, 2)
+        self.assertIn("not part of the mesh", timeout.stderr)
+        for args, needle in (
+            (("send", "check", "{not json"), "PAYLOAD is not valid JSON"),
+            (("send", "Bad_Actor", "{}"), "'Bad_Actor' is not one"),
+            (("send", "check,", "{}"), "'' is not one"),
+            (("get", "pods"), "unknown resource 'pods'"),
+            (("get", "actors", "-o", "yaml"), "-o must be wide or json"),
+        ):
+            r = m.asya(*args)
+            self.assertEqual(r.returncode, 2, args)
+            self.assertIn(needle, r.stderr, args)
+        r = m.asya("send", "check", "-", "--jsonl", input='{"n": 1}\n{oops}\n')
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("payload 2 is not valid JSON", r.stderr)
+        self.assertEqual(m.asya("describe", "actor", "nope").returncode, 1)
+        self.assertEqual(m.asya("logs", "nope").returncode, 1)
+        self.assertEqual(m.stop(), 0)
+
+    def test_detach_and_down(self):
+        m = self.mesh
+        m.write("add.yaml", actor_yaml("add", "steps.add_one"))
+        r = m.asya("up", m.code, "--detach")
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn("running in the background", r.stdout)
+        with open(os.path.join(m.state, "supervisor.pid")) as f:
+            pid = int(f.read())
+        m.wait_for(m.all_settled, 30, "settled")
+        out = m.asya("send", "add", '{"n": 1}', "--wait", "--timeout", "30")
+        self.assertEqual(out.returncode, 0, out.stderr)
+        children = set(m.seen_pids)
+        self.assertTrue(children)
+        again = m.asya("up", m.code, "--detach")  # applies to the running mesh
+        self.assertEqual(again.returncode, 0, again.stderr)
+        self.assertIn("applied to the running mesh", again.stdout)
+        down = m.asya("down")
+        self.assertEqual(down.returncode, 0, down.stderr)
+        self.assertFalse(pid_alive(pid))
+        time.sleep(0.3)
+        self.assertEqual([p for p in children if pid_alive(p)], [])
+        self.assertIn("no mesh is running", m.asya("get", "actors").stderr)
+        self.assertIn("no mesh is running", m.asya("down").stdout)
+
+    def test_values_file_example_runs(self):
+        m = self.mesh
+        src = os.path.join(os.environ.get("ASYA_SOURCE_DIR", "."), "examples", "orders")
+        m.up(os.path.join(src, "values.yaml"))
+        ok = m.asya("send", "validate,price,total",
+                    '{"customer": "Ada", "lines": [{"sku": "mug", "qty": 2}]}',
+                    "--wait", "--timeout", "60")
+        self.assertEqual(ok.returncode, 0, ok.stderr)
+        result = json.loads("\n".join(ok.stdout.splitlines()[1:]))["payload"]
+        self.assertEqual(result["total_cents"], 2880)
+        bad = m.asya("send", "validate,price,total",
+                     '{"customer": "Ada", "lines": [{"sku": "mug", "qty": 0}]}',
+                     "--wait", "--timeout", "60")
+        self.assertEqual(bad.returncode, 1)
+        self.assertIn("positive integer", bad.stdout)
+        self.assertEqual(m.stop(), 0)
+
+
+class InvalidManifestTest(unittest.TestCase):
+    """One test per rule: `asya up` refuses with exit 2 naming file, actor and field."""
+
+    def setUp(self):
+        require_binaries(self)
+        self.mesh = Mesh()
+
+    def refused(self, text, *needles):
+        path = self.mesh.write("bad.yaml", text)
+        r = subprocess.run([ASYA, "up", path, "--state-dir", self.mesh.state],
+                           capture_output=True, text=True, timeout=30)
+        self.assertEqual(r.returncode, 2, r.stdout + r.stderr)
+        self.assertIn("refusing invalid manifests", r.stderr)
+        self.assertIn(path, r.stderr)
+        for n in needles:
+            self.assertIn(n, r.stderr)
+        self.assertFalse(os.path.exists(os.path.join(self.mesh.state, "status.json")))
+        return r.stderr
+
+    def base(self, **kw):
+        return actor_yaml("bad-actor", "steps.add_one", **kw)
+
+    def test_sidecar_container(self):
+        self.refused(self.base() + "          - name: asya-sidecar\n            image: x\n",
+                     'actor "bad-actor"', "containers[1].name", "'asya-sidecar' is reserved")
+
+    def test_sidecar_init_container(self):
+        t = self.base().replace("        containers:\n", "        initContainers:\n"
+                                "          - name: asya-sidecar\n            image: x\n"
+                                "        containers:\n")
+        self.refused(t, "initContainers[0].name")
+
+    def test_two_runtimes(self):
+        self.refused(self.base() + "          - name: asya-runtime\n            image: y\n",
+                     "exactly one container named asya-runtime, found 2")
+
+    def test_command_on_runtime(self):
+        self.refused(self.base().replace("            image: python:3.11-slim\n",
+                                         "            image: python:3.11-slim\n"
+                                         "            command: [python3, app.py]\n"),
+                     "containers[0].command: must not be set")
+
+    def test_min_above_max(self):
+        self.refused(self.base(scaling={"minReplicas": 4, "maxReplicas": 2}),
+                     "spec.scaling.minReplicas: must be <= maxReplicas (4 > 2)")
+
+    def test_queue_length_zero(self):
+        self.refused(self.base(scaling={"queueLength": 0}), "spec.scaling.queueLength: must be >= 1")
+
+    def test_name_not_dns(self):
+        self.refused(actor_yaml("Bad_Actor", "steps.x"), 'actor "Bad_Actor"', "DNS-1123")
+
+    def test_reserved_env(self):
+        self.refused(self.base(env={"ASYA_SOCKET_DIR": "/x"}), "env[ASYA_SOCKET_DIR]: is reserved")
+
+    def test_reserved_volume(self):
+        t = self.base().replace("        containers:\n", "        volumes:\n"
+                                "          - name: socket-dir\n        containers:\n")
+        self.refused(t, "volumes[0].name: 'socket-dir' is reserved")
+
+    def test_negative_timeout(self):
+        self.refused(self.base(timeout=-5), "spec.timeout.processing: must be >= 0")
+
+    def test_missing_transport(self):
+        self.refused(self.base().replace("  transport: rabbitmq\n", ""),
+                     "spec.transport: is required")
+
+    def test_invalid_yaml(self):
+        self.refused("kind: [AsyncActor\n", "invalid YAML")
+
+    def test_wrong_kind(self):
+        self.refused("apiVersion: v1\nkind: Pod\nmetadata: {name: x}\n", "kind: must be AsyncActor")
+
+    def test_missing_path(self):
+        r = subprocess.run([ASYA, "up", "/nonexistent/x.yaml", "--state-dir", self.mesh.state],
+                           capture_output=True, text=True, timeout=30)
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("no such file or directory", r.stderr)
+
+
+if __name__ == "__main__":
+    unittest.main()
