@@ -5,6 +5,9 @@
 // else .asya/queues.db. Other variables as the sidecar reads them (bin/common/transport_env.h).
 // Exit codes: 0 ok, 1 error (message on stderr), 2 usage or configuration error, 3 `get` found
 // nothing within --wait.
+// `publish Q BODY` sends BODY's bytes unvalidated ('-' = stdin); a missing Q is created first, with
+// its Q-dlq unless Q itself ends in -dlq. `get` writes exactly the body's bytes to stdout, plus a
+// newline only when stdout is a terminal, then acks (or with --no-ack nacks it back at once).
 #include <cstdio>
 #include <iostream>
 #include <iterator>
@@ -201,7 +204,9 @@ int RunQueue(int argc, char** argv) {
   publish->add_option("queue", f.queue, "queue name (created if missing)")->required();
   publish->add_option("body", f.body, "message body, or - for stdin")->required();
   auto* get = app.add_subcommand(
-      "get", "print one message body and ack it (exit 3 if none arrives within --wait)");
+      "get",
+      "print one message body (a newline is added only on a terminal) and ack it; exit 3 "
+      "if none arrives within --wait");
   get->add_option("queue", f.queue, "queue name")->required();
   get->add_option("--wait", f.wait, "seconds (or 300ms, 5s, ...) to wait; 0 = one try");
   get->add_flag("--no-ack", f.no_ack, "put the message back instead of acking it");

@@ -198,10 +198,6 @@ Result<Query> Database::Prepare(const char* sql) {
   return Query(it->second, db_);
 }
 
-int64_t Database::Changes() const {
-  return sqlite3_changes64(db_);
-}
-
 Result<Transaction> Transaction::Begin(Database& db, bool write) {
   ASYA_RETURN_IF_ERROR(db.Exec(write ? "BEGIN IMMEDIATE" : "BEGIN"));
   return Transaction(&db);

@@ -62,7 +62,6 @@ class Database {
   Status Exec(const char* sql);
   // Prepares `sql` once per connection and reuses it afterwards.
   Result<Query> Prepare(const char* sql);
-  [[nodiscard]] int64_t Changes() const;
   [[nodiscard]] const std::string& path() const { return path_; }
 
  private:

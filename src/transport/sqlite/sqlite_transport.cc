@@ -169,7 +169,6 @@ class SqliteTransport final : public Transport {
   Result<std::string> UpdateByReceipt(const char* sql, const Message& message, int64_t value,
                                       std::string_view op);
   std::string NewToken();
-  void Wake(std::string_view queue);
 
   const SqliteSettings settings_;
   std::mutex mu_;  // guards db_ and rng_
@@ -184,10 +183,6 @@ std::string SqliteTransport::NewToken() {
   char buf[17];
   std::snprintf(buf, sizeof(buf), "%016llx", static_cast<unsigned long long>(rng_()));
   return buf;
-}
-
-void SqliteTransport::Wake(std::string_view queue) {
-  wake_.Notify(queue);
 }
 
 Result<bool> SqliteTransport::QueueExistsLocked(std::string_view queue) {
@@ -234,6 +229,7 @@ Result<SqliteTransport::Attempt> SqliteTransport::TryReceive(std::string_view qu
     ASYA_ASSIGN_OR_RETURN(bool row, vq.Step());
     visibility_ms = row && vq.Int(0) > 0 ? vq.Int(0) : settings_.default_visibility.count();
   }
+  std::vector<Receipt> claims;
   {
     ASYA_ASSIGN_OR_RETURN(auto select,
                           db_.Prepare("SELECT id, body, headers, delivery_count FROM messages "
@@ -253,18 +249,17 @@ Result<SqliteTransport::Attempt> SqliteTransport::TryReceive(std::string_view qu
       m.headers = DecodeHeaders(select.Text(2), id);
       m.delivery_count = select.Int(3) + 1;
       m.redelivered = m.delivery_count > 1;
-      m.receipt = m.id + ":" + NewToken();
+      claims.push_back(Receipt{id, NewToken()});
+      m.receipt = m.id + ":" + claims.back().token;
       out.messages.push_back(std::move(m));
     }
   }
   ASYA_ASSIGN_OR_RETURN(auto update,
                         db_.Prepare("UPDATE messages SET visible_at = ?2, receipt = ?3, "
                                     "delivery_count = delivery_count + 1 WHERE id = ?1"));
-  for (const Message& m : out.messages) {
-    update.Bind(1, std::stoll(m.id))
-        .Bind(2, now + visibility_ms)
-        .BindText(3, std::string_view(m.receipt).substr(m.id.size() + 1));
-    ASYA_RETURN_IF_ERROR(update.Run());
+  for (const Receipt& claim : claims) {
+    ASYA_RETURN_IF_ERROR(
+        update.Bind(1, claim.id).Bind(2, now + visibility_ms).BindText(3, claim.token).Run());
   }
   ASYA_RETURN_IF_ERROR(txn.Commit());
   return out;
@@ -346,7 +341,7 @@ Status SqliteTransport::Publish(std::string_view queue, std::string_view body,
     ASYA_RETURN_IF_ERROR(insert.Run());
     ASYA_RETURN_IF_ERROR(txn.Commit());
   }
-  Wake(queue);
+  wake_.Notify(queue);
   return Ok();
 }
 
@@ -395,7 +390,7 @@ Status SqliteTransport::Nack(const Message& message, Millis delay) {
       UpdateByReceipt("UPDATE messages SET visible_at = ?3, receipt = NULL "
                       "WHERE id = ?1 AND receipt = ?2 RETURNING queue",
                       message, NowMs() + std::max<int64_t>(0, delay.count()), "nack"));
-  Wake(queue);
+  wake_.Notify(queue);
   return Ok();
 }
 
@@ -450,7 +445,7 @@ Status SqliteTransport::DeleteQueue(std::string_view queue) {
     }
     ASYA_RETURN_IF_ERROR(txn.Commit());
   }
-  Wake(queue);  // blocked receivers of a deleted queue return kNotFound now
+  wake_.Notify(queue);  // blocked receivers of a deleted queue return kNotFound now
   return Ok();
 }
 
@@ -532,7 +527,8 @@ Status InitSchema(Database& db) {
     }
   }
   ASYA_RETURN_IF_ERROR(db.Exec(kSchema));
-  ASYA_RETURN_IF_ERROR(db.Exec("PRAGMA user_version = 1"));
+  ASYA_RETURN_IF_ERROR(
+      db.Exec(("PRAGMA user_version = " + std::to_string(kSchemaVersion)).c_str()));
   return txn.Commit();
 }
 

@@ -52,8 +52,6 @@ class WakeDir {
   // Wakes every live waiter of `queue`; removes stale ones. Returns the number woken.
   int Notify(std::string_view queue) const;
 
-  [[nodiscard]] const std::string& dir() const { return dir_; }
-
  private:
   std::string dir_;
 };
