@@ -52,9 +52,10 @@ int64_t Int(const json& object, const char* key, int64_t fallback) {
 
 // Group commit of batchable calls (SendMessageBatch, DeleteMessageBatch) per queue URL: a
 // caller whose entry is pending and finds no flush in flight sends the oldest entries (up to 10
-// and 256 KiB) itself; entries that arrive meanwhile ride the next flush. No timer: a lone caller
-// flushes at once, concurrent callers share round trips. Every caller returns only when its own
-// entry has a result.
+// and 256 KiB) itself; entries that arrive meanwhile ride the next flush. A lone caller flushes at
+// once; when the previous flush carried k > 1 entries the next leader waits up to 2 ms for k to
+// gather (concurrent callers share round trips). Every caller returns only when its own entry has
+// a result.
 class GroupCommitter {
  public:
   struct Entry {
@@ -73,12 +74,21 @@ class GroupCommitter {
     std::unique_lock lock(mu_);
     KeyState& state = states_[key];
     state.queue.push_back(pending);
+    if (state.flushing) {
+      cv_.notify_all();  // a lingering leader may be waiting for this entry
+    }
     while (!pending->done) {
       if (state.flushing) {
         cv_.wait(lock);
         continue;
       }
       state.flushing = true;
+      // Adaptive linger: when the previous flush carried several entries, wait briefly for as
+      // many to gather; a lone caller (last flush of 1) never waits.
+      const size_t expect = std::min(state.last_batch, sqs::kMaxBatchEntries);
+      if (expect > 1 && state.queue.size() < expect) {
+        cv_.wait_for(lock, kLinger, [&] { return state.queue.size() >= expect; });
+      }
       std::vector<std::shared_ptr<Pending>> batch;
       size_t bytes = 0;
       while (!state.queue.empty() && batch.size() < sqs::kMaxBatchEntries) {
@@ -90,6 +100,7 @@ class GroupCommitter {
         batch.push_back(state.queue.front());
         state.queue.pop_front();
       }
+      state.last_batch = batch.size();
       lock.unlock();
       std::vector<const Entry*> entries;
       entries.reserve(batch.size());
@@ -117,7 +128,9 @@ class GroupCommitter {
   struct KeyState {
     std::deque<std::shared_ptr<Pending>> queue;
     bool flushing = false;
+    size_t last_batch = 1;
   };
+  static constexpr Millis kLinger{2};
 
   Sender sender_;
   std::mutex mu_;
