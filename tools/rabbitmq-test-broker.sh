@@ -12,9 +12,11 @@
 #   rabbitmq-test-broker.sh wait  DIR [TIMEOUT_S]       wait until the AMQP port accepts
 #   rabbitmq-test-broker.sh stop  DIR [term|kill]       stop the broker started by `start`
 #   rabbitmq-test-broker.sh free-port                   print a free loopback port P in 10000-14999
-#                                                        such that P+20000 (Erlang dist) is free too
+#                                                        such that P+1, P+2 (management, TLS) and
+#                                                        P+20000 (Erlang dist) are free too
 #
-# Optional TLS: set RMQ_TLS_DIR=dir-with ca.pem server.pem server.key and RMQ_TLS_PORT before init.
+# Optional TLS: RMQ_TLS_PORT=<port> before init adds an amqps listener there with a throw-away CA
+# and server certificate (DNS:localhost, IP:127.0.0.1) generated into DIR/tls (ca.pem for clients).
 # `run` keeps DIR (mnesia), so a broker restarted on the same DIR keeps its durable queues.
 set -euo pipefail
 
@@ -38,15 +40,26 @@ case "$cmd" in
         echo "management.tcp.ip = 127.0.0.1"
         echo "management.tcp.port = $M"
       fi
-      if [ -n "${RMQ_TLS_DIR:-}" ]; then
-        echo "listeners.ssl.default = 127.0.0.1:${RMQ_TLS_PORT:?RMQ_TLS_PORT is required with RMQ_TLS_DIR}"
-        echo "ssl_options.cacertfile = $RMQ_TLS_DIR/ca.pem"
-        echo "ssl_options.certfile = $RMQ_TLS_DIR/server.pem"
-        echo "ssl_options.keyfile = $RMQ_TLS_DIR/server.key"
+      if [ -n "${RMQ_TLS_PORT:-}" ]; then
+        echo "listeners.ssl.default = 127.0.0.1:$RMQ_TLS_PORT"
+        echo "ssl_options.cacertfile = $D/tls/ca.pem"
+        echo "ssl_options.certfile = $D/tls/server.pem"
+        echo "ssl_options.keyfile = $D/tls/server.key"
         echo "ssl_options.verify = verify_none"
         echo "ssl_options.fail_if_no_peer_cert = false"
       fi
     } > "$D/rabbitmq.conf"
+    if [ -n "${RMQ_TLS_PORT:-}" ]; then
+      T=$D/tls; mkdir -p "$T"
+      openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=asya-test-ca \
+        -keyout "$T/ca.key" -out "$T/ca.pem" >/dev/null 2>&1
+      openssl req -newkey rsa:2048 -nodes -subj /CN=localhost \
+        -keyout "$T/server.key" -out "$T/server.csr" >/dev/null 2>&1
+      printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\n' > "$T/san.ext"
+      openssl x509 -req -in "$T/server.csr" -CA "$T/ca.pem" -CAkey "$T/ca.key" -CAcreateserial \
+        -days 2 -extfile "$T/san.ext" -out "$T/server.pem" >/dev/null 2>&1
+      echo "$RMQ_TLS_PORT" > "$D/tls_port"
+    fi
     if [ "$M" != 0 ]; then echo '[rabbitmq_management].' > "$D/enabled_plugins"
     else echo '[].' > "$D/enabled_plugins"; fi
     : > "$D/rabbitmq-env.conf"  # shadows /etc/rabbitmq/rabbitmq-env.conf
@@ -105,7 +118,9 @@ ENV
   free-port)
     for _ in $(seq 200); do
       P=$((10000 + RANDOM % 5000))
-      if port_free "$P" && port_free $((P + 20000)) && port_free $((P + 1)); then echo "$P"; exit 0; fi
+      if port_free "$P" && port_free $((P + 20000)) && port_free $((P + 1)) && port_free $((P + 2)); then
+        echo "$P"; exit 0
+      fi
     done
     die "no free port found"
     ;;

@@ -449,6 +449,35 @@ TEST_F(RabbitMqTest, ExchangeOfAnotherTypeIsAClearError) {
   EXPECT_NE(t.error().message.find("amq.direct"), std::string::npos) << t.error().message;
 }
 
+TEST_F(RabbitMqTest, TlsConnectionsVerifyTheBrokerCertificate) {
+  ASSERT_FALSE(broker_->tls_url().empty());
+  // Verified against the test CA (host name "localhost" is in the certificate).
+  RabbitMqSettings s = Settings(*broker_);
+  s.url = broker_->tls_url();
+  s.tls_ca_file = broker_->ca_file();
+  auto verified = MakeRabbitMqTransport(s);
+  ASSERT_OK(verified);
+  std::string q = NewQueue();
+  ASSERT_OK((*verified)->Publish(q, "over tls"));
+  auto got = ReceiveN(**verified, q, 1);
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].body, "over tls");
+  ASSERT_OK((*verified)->Ack(got[0]));
+  // Without the CA the self-signed chain is rejected ...
+  s.tls_ca_file.clear();
+  auto rejected = MakeRabbitMqTransport(s);
+  ASSERT_FALSE(rejected.has_value()) << "an unverifiable certificate was accepted";
+  EXPECT_EQ(rejected.error().code, ErrorCode::kPermissionDenied) << rejected.error().ToString();
+  EXPECT_NE(rejected.error().message.find("localhost:"), std::string::npos)
+      << rejected.error().message;
+  // ... unless verification is switched off (?verify=false or tls_verify=false).
+  s.url = broker_->tls_url() + "?verify=false";
+  ASSERT_OK(MakeRabbitMqTransport(s));
+  s.url = broker_->tls_url();
+  s.tls_verify = false;
+  ASSERT_OK(MakeRabbitMqTransport(s));
+}
+
 TEST(RabbitMqUrl, ParsesTheForms) {
   auto a = ParseRabbitMqUrl("amqp://u%40x:p%3Aw@rabbit:5673/");
   ASSERT_OK(a);

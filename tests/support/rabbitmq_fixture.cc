@@ -73,9 +73,12 @@ Result<std::unique_ptr<RabbitMqBroker>> RabbitMqBroker::Start(const Options& opt
     ASYA_ASSIGN_OR_RETURN(std::string port, RunScript(broker->script_ + " free-port"));
     broker->port_ = std::stoi(port);
     broker->mgmt_port_ = options.management ? broker->port_ + 1 : 0;
+    broker->tls_port_ = options.tls ? broker->port_ + 2 : 0;
+    std::string tls_env =
+        options.tls ? "RMQ_TLS_PORT=" + std::to_string(broker->tls_port_) + " " : std::string();
     ASYA_ASSIGN_OR_RETURN(std::string ignored,
-                          RunScript(broker->script_ + " init " + broker->dir_ + " " + port + " " +
-                                    std::to_string(broker->mgmt_port_)));
+                          RunScript(tls_env + broker->script_ + " init " + broker->dir_ + " " +
+                                    port + " " + std::to_string(broker->mgmt_port_)));
     last = broker->Launch();
     if (last) {
       return broker;
@@ -114,7 +117,8 @@ Status RabbitMqBroker::Launch() {
       return MakeError(ErrorCode::kUnavailable,
                        "rabbitmq-server exited during start-up; see " + dir_ + "/log/console.log");
     }
-    if (PortAccepts(port_) && (mgmt_port_ == 0 || PortAccepts(mgmt_port_))) {
+    if (PortAccepts(port_) && (mgmt_port_ == 0 || PortAccepts(mgmt_port_)) &&
+        (tls_port_ == 0 || PortAccepts(tls_port_))) {
       return Ok();
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
@@ -155,6 +159,13 @@ std::string RabbitMqBroker::management_url() const {
     return {};
   }
   return "http://guest:guest@127.0.0.1:" + std::to_string(mgmt_port_);
+}
+
+std::string RabbitMqBroker::tls_url() const {
+  if (tls_port_ == 0) {
+    return {};
+  }
+  return "amqps://guest:guest@localhost:" + std::to_string(tls_port_) + "/";
 }
 
 RabbitMqBroker& RabbitMqBroker::Shared() {

@@ -16,6 +16,7 @@ class RabbitMqBroker {
  public:
   struct Options {
     bool management = true;  // enables the management plugin (Depth().inflight, ListQueues)
+    bool tls = true;         // adds an amqps listener with a throw-away CA (see tls_url())
   };
 
   static Result<std::unique_ptr<RabbitMqBroker>> Start(const Options& options);
@@ -30,6 +31,8 @@ class RabbitMqBroker {
   int port() const { return port_; }
   std::string url() const;             // amqp://guest:guest@127.0.0.1:<port>/
   std::string management_url() const;  // http://guest:guest@127.0.0.1:<mgmt>; "" without plugin
+  std::string tls_url() const;         // amqps://guest:guest@localhost:<tls>/; "" without TLS
+  std::string ca_file() const { return dir_ + "/tls/ca.pem"; }
   const std::string& dir() const { return dir_; }
 
   // Stops the broker (SIGTERM = clean shutdown, or SIGKILL) and waits for it to exit.
@@ -46,6 +49,7 @@ class RabbitMqBroker {
   std::string script_;
   int port_ = 0;
   int mgmt_port_ = 0;
+  int tls_port_ = 0;
   pid_t pid_ = -1;
 };
 

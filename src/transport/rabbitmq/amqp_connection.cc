@@ -165,8 +165,12 @@ Status AmqpConnection::Open(const RabbitMqEndpoint& ep, const RabbitMqSettings& 
   if (rc != AMQP_STATUS_OK) {
     std::string why = amqp_error_string2(rc);
     Close();
-    return MakeError(ErrorCode::kUnavailable, "cannot connect to RabbitMQ at " + ep.host + ":" +
-                                                  std::to_string(ep.port) + ": " + why);
+    // A certificate that does not verify will not start verifying by retrying.
+    bool tls_refused =
+        rc == AMQP_STATUS_SSL_PEER_VERIFY_FAILED || rc == AMQP_STATUS_SSL_HOSTNAME_VERIFY_FAILED;
+    return MakeError(
+        tls_refused ? ErrorCode::kPermissionDenied : ErrorCode::kUnavailable,
+        "cannot connect to RabbitMQ at " + ep.host + ":" + std::to_string(ep.port) + ": " + why);
   }
   timeval handshake_tv = ToTimeval(Millis(10'000));
   amqp_set_handshake_timeout(conn_, &handshake_tv);
