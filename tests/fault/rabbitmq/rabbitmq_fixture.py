@@ -18,6 +18,12 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 SCRIPT = os.path.abspath(os.path.join(HERE, "..", "..", "..", "tools", "rabbitmq-test-broker.sh"))
 
 
+def _die_with_parent():
+    """Runs in the broker's child process: SIGKILL it when this Python process dies."""
+    import ctypes
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
 def _accepts(port):
     try:
         socket.create_connection(("127.0.0.1", port), timeout=1).close()
@@ -48,7 +54,7 @@ class Broker:
     def start(self):
         log = open(os.path.join(self.dir, "log", "console.log"), "ab")
         self.proc = subprocess.Popen(["bash", SCRIPT, "run", self.dir], stdout=log, stderr=log,
-                                     stdin=subprocess.DEVNULL)
+                                     stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
         log.close()
         deadline = time.monotonic() + 90
         while not (_accepts(self.port) and (not self.mgmt_port or _accepts(self.mgmt_port))):
@@ -88,6 +94,7 @@ class Broker:
 
 
 def main():
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the `finally` below
     broker = Broker()
     try:
         env = dict(os.environ)
