@@ -7,7 +7,6 @@
 namespace asya::envelope {
 
 using internal::od::json_type;
-namespace od = internal::od;
 
 namespace {
 

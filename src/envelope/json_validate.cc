@@ -120,7 +120,8 @@ class Validator {
         stack[depth++] = static_cast<char>(c);
         ++i_;
         SkipSpace();
-        if (i_ < n_ && p_[i_] == (c == '{' ? '}' : ']')) {
+        const unsigned char close = c == '{' ? '}' : ']';
+        if (i_ < n_ && p_[i_] == close) {
           ++i_;
           --depth;
         } else if (c == '{') {

@@ -67,7 +67,7 @@ class Fd {
       ::close(fd_);
     }
   }
-  [[nodiscard]] int get() const { return fd_; }
+  [[nodiscard]] int Get() const { return fd_; }
   int Release() { return std::exchange(fd_, -1); }
 
  private:
@@ -106,12 +106,12 @@ Result<int> Connect(const std::string& path, Clock::time_point deadline) {
   }
   std::memcpy(addr.sun_path, path.data(), path.size());
   Fd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
-  if (fd.get() < 0) {
+  if (fd.Get() < 0) {
     return Fail(ErrorCode::kUnavailable, kConnectPrefix, ErrnoText(errno));
   }
   auto backoff = std::chrono::microseconds(500);
   while (true) {
-    if (::connect(fd.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof(addr)) == 0) {
+    if (::connect(fd.Get(), reinterpret_cast<const sockaddr*>(&addr), sizeof(addr)) == 0) {
       return fd.Release();
     }
     int err = errno;
@@ -119,12 +119,12 @@ Result<int> Connect(const std::string& path, Clock::time_point deadline) {
       continue;
     }
     if (err == EINPROGRESS) {
-      if (!WaitFor(fd.get(), POLLOUT, deadline)) {
+      if (!WaitFor(fd.Get(), POLLOUT, deadline)) {
         return Fail(ErrorCode::kDeadlineExceeded, kConnectPrefix, "deadline exceeded");
       }
       int so_error = 0;
       socklen_t len = sizeof(so_error);
-      ::getsockopt(fd.get(), SOL_SOCKET, SO_ERROR, &so_error, &len);
+      ::getsockopt(fd.Get(), SOL_SOCKET, SO_ERROR, &so_error, &len);
       if (so_error == 0) {
         return fd.Release();
       }
@@ -370,7 +370,7 @@ Result<std::string> RuntimeClient::Call(std::string_view request, Clock::time_po
     }
     Fd fd(raw_fd);
     bool peer_gone = false;
-    auto sent = SendFrame(fd.get(), request, deadline, peer_gone);
+    auto sent = SendFrame(fd.Get(), request, deadline, peer_gone);
     if (!sent) {
       if (reused && peer_gone) {
         impl_->NoteClosedReuse();
@@ -379,7 +379,7 @@ Result<std::string> RuntimeClient::Call(std::string_view request, Clock::time_po
       return Unexpected(std::move(sent).error());
     }
     bool unread_by_peer = false;
-    auto response = ReadFrame(fd.get(), options.max_frame_bytes, deadline, unread_by_peer);
+    auto response = ReadFrame(fd.Get(), options.max_frame_bytes, deadline, unread_by_peer);
     if (!response) {
       if (reused && unread_by_peer) {
         impl_->NoteClosedReuse();
