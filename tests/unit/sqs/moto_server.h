@@ -8,6 +8,11 @@
 // PR_SET_PDEATHSIG kills it if the test process dies first). Its log goes to a file under /tmp.
 #pragma once
 
+#include <chrono>
+#include <cstdlib>
+#include <string>
+#include <thread>
+
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -16,11 +21,6 @@
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-#include <chrono>
-#include <cstdlib>
-#include <string>
-#include <thread>
 
 namespace asya::testing {
 
@@ -31,14 +31,25 @@ class MotoServer {
   MotoServer& operator=(const MotoServer&) = delete;
   ~MotoServer() { Stop(); }
 
+  // Retries on another port if moto exits at start (a port taken between FreePort() and bind).
   bool Start() {
+    for (int attempt = 0; attempt < 3; ++attempt) {
+      if (StartOnce()) {
+        return true;
+      }
+    }
+    return false;
+  }
+
+ private:
+  bool StartOnce() {
     port_ = FreePort();
     if (port_ == 0) {
       error_ = "no free port";
       return false;
     }
-    log_path_ = "/tmp/asya-moto-" + std::to_string(::getpid()) + "-" + std::to_string(port_) +
-                ".log";
+    log_path_ =
+        "/tmp/asya-moto-" + std::to_string(::getpid()) + "-" + std::to_string(port_) + ".log";
     pid_ = ::fork();
     if (pid_ == 0) {
       ::prctl(PR_SET_PDEATHSIG, SIGKILL);
@@ -77,6 +88,7 @@ class MotoServer {
     return false;
   }
 
+ public:
   void Stop() {
     if (pid_ > 0) {
       ::kill(pid_, SIGKILL);
@@ -87,9 +99,7 @@ class MotoServer {
   }
 
   [[nodiscard]] int port() const { return port_; }
-  [[nodiscard]] std::string endpoint() const {
-    return "http://127.0.0.1:" + std::to_string(port_);
-  }
+  [[nodiscard]] std::string endpoint() const { return "http://127.0.0.1:" + std::to_string(port_); }
   [[nodiscard]] const std::string& error() const { return error_; }
 
   // A port that was free a moment ago (bind to 0, read it back, close).
