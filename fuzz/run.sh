@@ -9,7 +9,7 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(dirname "$here")"
 seconds="${1:-${FUZZ_SECONDS:-60}}"
-build="${FUZZ_BUILD:-$root/build/fuzz}"
+build="$(realpath -m "${FUZZ_BUILD:-$root/build/fuzz}")"
 targets="${FUZZ_TARGETS:-envelope_parse_fuzz frame_decode_fuzz}"
 jobs="${FUZZ_JOBS:-1}"
 status=0
@@ -23,8 +23,12 @@ for t in $targets; do
   artifacts="$build/fuzz/artifacts/$t"
   mkdir -p "$work" "$artifacts"
   echo "== $t: ${seconds}s"
-  if ! "$bin" -max_total_time="$seconds" -print_final_stats=1 -jobs="$jobs" -workers="$jobs" \
-      -max_len=65536 -artifact_prefix="$artifacts/" "$work" "$here/corpus/$t" \
+  parallel=()
+  if (( jobs > 1 )); then
+    parallel=(-jobs="$jobs" -workers="$jobs")  # libFuzzer writes fuzz-<n>.log into the cwd
+  fi
+  if ! (cd "$build/fuzz" && "$bin" -max_total_time="$seconds" -print_final_stats=1 "${parallel[@]}" \
+      -max_len=65536 -artifact_prefix="$artifacts/" "$work" "$here/corpus/$t") \
       2>&1 | tee "$build/fuzz/$t.log" | grep -E '^(#[0-9]+[[:space:]]+(INITED|DONE)|stat::|==[0-9]+==ERROR|SUMMARY)'; then
     :
   fi
