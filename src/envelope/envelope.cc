@@ -297,14 +297,9 @@ std::string Serialize(const Envelope& envelope) {
   const Route& route = envelope.route;
   if (envelope.has_route || !route.actors.empty() || route.current != 0 ||
       !route.metadata_json.empty()) {
-    out += ",\"route\":{\"actors\":[";
-    for (size_t i = 0; i < route.actors.size(); ++i) {
-      if (i > 0) {
-        out += ',';
-      }
-      AppendJsonString(out, route.actors[i]);
-    }
-    out += "],\"current\":";
+    out += ",\"route\":{\"actors\":";
+    internal::AppendStringArray(out, route.actors);
+    out += ",\"current\":";
     out += std::to_string(route.current);
     if (!route.metadata_json.empty()) {
       out += ",\"metadata\":";
@@ -313,15 +308,8 @@ std::string Serialize(const Envelope& envelope) {
     out += '}';
   }
   if (envelope.has_headers || !envelope.headers.empty()) {
-    out += ",\"headers\":{";
-    for (size_t i = 0; i < envelope.headers.size(); ++i) {
-      if (i > 0) {
-        out += ',';
-      }
-      internal::AppendKey(out, envelope.headers[i].first);
-      out += envelope.headers[i].second.empty() ? "null" : envelope.headers[i].second;
-    }
-    out += '}';
+    out += ",\"headers\":";
+    internal::AppendHeaders(out, envelope.headers);
   }
   out += ",\"payload\":";
   out += envelope.payload_json.empty() ? "null" : envelope.payload_json;

@@ -107,31 +107,19 @@ std::string MakeErrorEnvelope(const ErrorEnvelopeInput& input) {
     out += ",\"parent_id\":";
     AppendJsonString(out, *original->parent_id);
   }
-  out += ",\"route\":{\"actors\":[";
+  out += ",\"route\":{\"actors\":";
   if (original != nullptr && original->has_route && !original->route.actors.empty()) {
-    for (size_t i = 0; i < original->route.actors.size(); ++i) {
-      if (i > 0) {
-        out += ',';
-      }
-      AppendJsonString(out, original->route.actors[i]);
-    }
-    out += "],\"current\":";
+    internal::AppendStringArray(out, original->route.actors);
+    out += ",\"current\":";
     out += std::to_string(original->route.current);
   } else {
-    AppendJsonString(out, input.error_end_actor);
-    out += "],\"current\":0";
+    internal::AppendStringArray(out, {input.error_end_actor});
+    out += ",\"current\":0";
   }
   out += '}';
   if (original != nullptr && (original->has_headers || !original->headers.empty())) {
-    out += ",\"headers\":{";
-    for (size_t i = 0; i < original->headers.size(); ++i) {
-      if (i > 0) {
-        out += ',';
-      }
-      internal::AppendKey(out, original->headers[i].first);
-      out += original->headers[i].second.empty() ? "null" : original->headers[i].second;
-    }
-    out += '}';
+    out += ",\"headers\":";
+    internal::AppendHeaders(out, original->headers);
   }
 
   out += ",\"payload\":{\"error\":";

@@ -361,4 +361,27 @@ void AppendKey(std::string& out, std::string_view key) {
   out += ':';
 }
 
+void AppendStringArray(std::string& out, const std::vector<std::string>& items) {
+  out += '[';
+  for (size_t i = 0; i < items.size(); ++i) {
+    if (i > 0) {
+      out += ',';
+    }
+    AppendJsonString(out, items[i]);
+  }
+  out += ']';
+}
+
+void AppendHeaders(std::string& out, const std::vector<Header>& headers) {
+  out += '{';
+  for (size_t i = 0; i < headers.size(); ++i) {
+    if (i > 0) {
+      out += ',';
+    }
+    AppendKey(out, headers[i].first);
+    out += headers[i].second.empty() ? "null" : headers[i].second;
+  }
+  out += '}';
+}
+
 }  // namespace asya::envelope::internal

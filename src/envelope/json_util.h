@@ -94,5 +94,9 @@ void SetHeader(std::vector<Header>& headers, std::string_view key, std::string r
 
 // Appends `"key":` (escaped) to out.
 void AppendKey(std::string& out, std::string_view key);
+// Appends `["a","b"]`.
+void AppendStringArray(std::string& out, const std::vector<std::string>& items);
+// Appends `{"k":<raw>,...}` (an empty raw value is written as null).
+void AppendHeaders(std::string& out, const std::vector<Header>& headers);
 
 }  // namespace asya::envelope::internal
