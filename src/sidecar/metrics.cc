@@ -1,8 +1,8 @@
 #include "asya/sidecar/metrics.h"
 
 #include <algorithm>
+#include <charconv>
 #include <cmath>
-#include <cstdio>
 #include <map>
 #include <mutex>
 #include <utility>
@@ -83,9 +83,21 @@ void AppendNumber(std::string& out, double v) {
     out += v > 0 ? "+Inf" : "-Inf";
     return;
   }
-  char buf[32];
-  std::snprintf(buf, sizeof(buf), "%.17g", v);
-  out += buf;
+  // As Go's strconv.FormatFloat(v, 'g', -1, 64) (what the original's client library prints):
+  // shortest round-trip digits, exponent form when the exponent is < -4 or >= 6.
+  char buf[64];
+  auto sci = std::to_chars(buf, buf + sizeof(buf), v, std::chars_format::scientific);
+  std::string_view text(buf, static_cast<size_t>(sci.ptr - buf));
+  int exp = 0;
+  auto e = text.find('e');
+  if (e != std::string_view::npos) {
+    std::from_chars(text.data() + e + (text[e + 1] == '+' ? 2 : 1), text.data() + text.size(), exp);
+  }
+  if (v == 0 || (exp >= -4 && exp < 6)) {
+    auto fixed = std::to_chars(buf, buf + sizeof(buf), v, std::chars_format::fixed);
+    text = std::string_view(buf, static_cast<size_t>(fixed.ptr - buf));
+  }
+  out += text;
 }
 
 void AppendLabels(std::string& out, const std::vector<std::string>& names,
