@@ -158,6 +158,7 @@ class SqliteTransport final : public Transport {
   struct Attempt {
     std::vector<Message> messages;
     std::optional<int64_t> next_visible_ms;  // earliest future visible_at in the queue
+    bool raced = false;  // saw a visible message, but another consumer took it first
   };
 
   Result<Attempt> TryReceive(std::string_view queue, size_t max, Millis visibility);
@@ -262,6 +263,7 @@ Result<SqliteTransport::Attempt> SqliteTransport::TryReceive(std::string_view qu
         update.Bind(1, claim.id).Bind(2, now + visibility_ms).BindText(3, claim.token).Run());
   }
   ASYA_RETURN_IF_ERROR(txn.Commit());
+  out.raced = out.messages.empty();
   return out;
 }
 
@@ -289,6 +291,9 @@ Result<std::vector<Message>> SqliteTransport::Receive(std::string_view queue,
         std::chrono::duration_cast<Millis>(deadline - std::chrono::steady_clock::now());
     if (remaining.count() <= 0) {
       return std::vector<Message>{};
+    }
+    if (attempt.raced) {
+      continue;  // look again at once (this also learns the next visible_at)
     }
     if (!waiter.registered() && !wake_failed) {
       // Register first, then look again: a publish that committed in between is not missed.
