@@ -103,23 +103,28 @@ def sidecar_run(sqs, moto, bin_dir, n, concurrency, tag):
                 "ASYA_LOG_LEVEL": "WARN", "ASYA_SQS_WAIT_TIME_SECONDS": "1",
                 "ASYA_RUNTIME_CONCURRENCY": str(concurrency)})
     log = open(os.path.join(sock_dir, "log"), "wb")
-    runtime = subprocess.Popen([os.path.join(bin_dir, "asya-echo-runtime")], env=env, stdout=log,
-                               stderr=log)
-    ready = os.path.join(sock_dir, "runtime-ready")
-    while not os.path.exists(ready):
-        time.sleep(0.01)
-    t0 = time.perf_counter()
-    sidecar = subprocess.Popen([os.path.join(bin_dir, "asya-sidecar")], env=env, stdout=log,
-                               stderr=log)
-    while sqs.depth(src) > 0:
-        if sidecar.poll() is not None:
-            raise RuntimeError("sidecar exited; log in " + sock_dir)
-        time.sleep(0.2)  # each poll costs moto a call: keep them rare
-    rate = n / (time.perf_counter() - t0)
-    for p in (sidecar, runtime):
-        p.send_signal(signal.SIGTERM)
-        p.wait(30)
-    log.close()
+    procs = []
+    try:
+        procs.append(subprocess.Popen([os.path.join(bin_dir, "asya-echo-runtime")], env=env,
+                                      stdout=log, stderr=log))
+        ready = os.path.join(sock_dir, "runtime-ready")
+        while not os.path.exists(ready):
+            time.sleep(0.01)
+        t0 = time.perf_counter()
+        sidecar = subprocess.Popen([os.path.join(bin_dir, "asya-sidecar")], env=env, stdout=log,
+                                   stderr=log)
+        procs.insert(0, sidecar)
+        while sqs.depth(src) > 0:
+            if sidecar.poll() is not None:
+                raise RuntimeError("sidecar exited; log in " + sock_dir)
+            time.sleep(0.2)  # each poll costs moto a call: keep them rare
+        rate = n / (time.perf_counter() - t0)
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+            p.wait(30)
+        log.close()
     got = sqs.depth(dst)
     if got != n:
         raise RuntimeError("expected %d results, found %d" % (n, got))
@@ -130,6 +135,8 @@ def sidecar_run(sqs, moto, bin_dir, n, concurrency, tag):
 
 
 def main():
+    # SIGTERM (e.g. a timeout) unwinds through the finally blocks, so no process is left behind.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     bin_dir = sys.argv[1]
     n = int(sys.argv[2]) if len(sys.argv) > 2 else 500
     reps = int(sys.argv[3]) if len(sys.argv) > 3 else 3

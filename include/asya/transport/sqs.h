@@ -15,7 +15,7 @@ struct SqsSettings {
   int queue_retry_max_attempts = 10;
   Millis queue_retry_backoff{1000};
   // Credentials: filled by the program from the environment / files (see sqs README); empty ->
-  // the transport resolves them itself with the default chain given in `credential_env`.
+  // the transport resolves them itself with the default chain of `credential_sources` below.
   std::string access_key_id;
   std::string secret_access_key;
   std::string session_token;

@@ -27,14 +27,18 @@ harness = None
 def setUpModule():
     global MOTO, harness
     MOTO = Moto()
-    os.environ.update(MOTO.env())
-    import harness as h  # reads ASYA_TEST_TRANSPORT at import
-    harness = h
-    queue_tool = getattr(h, "QUEUE_TOOL", None) or getattr(h, "ASYA_BIN", "")
-    for path in (h.SIDECAR_BIN, queue_tool):
-        if not os.path.exists(path):
-            MOTO.stop()
-            raise unittest.SkipTest("%s not built" % path)
+    try:
+        os.environ.update(MOTO.env())
+        import harness as h  # reads ASYA_TEST_TRANSPORT at import
+        harness = h
+        queue_tool = getattr(h, "QUEUE_TOOL", None) or getattr(h, "ASYA_BIN", "")
+        for path in (h.SIDECAR_BIN, queue_tool):
+            if not os.path.exists(path):
+                raise unittest.SkipTest("%s not built" % path)
+    except BaseException:
+        MOTO.stop()  # tearDownModule does not run when setUpModule fails
+        MOTO = None
+        raise
 
 
 def tearDownModule():
