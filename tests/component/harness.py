@@ -114,6 +114,9 @@ class Actor:
         renv.update(runtime_env or {})
         cmd = runtime_cmd or [sys.executable, RUNTIME_PY]
         self.runtime = Runtime(cmd, renv, os.path.join(self.log_dir, name + ".runtime.log"))
+        # Brokers refuse publishes to a queue that does not exist yet (RabbitMQ: mandatory
+        # routing), so the queue exists before the test publishes, whatever the sidecar's timing.
+        mesh.ensure_queue(mesh.q(name))
         self.sidecar_env = mesh.sidecar_env(name, self.socket_dir, metrics_port)
         self.sidecar_env.update(sidecar_env or {})
         self.sidecar = None

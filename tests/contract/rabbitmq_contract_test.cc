@@ -217,6 +217,28 @@ TEST_F(RabbitMqTest, QuorumQueueCountsDeliveriesAcrossNacksAndLostConsumers) {
   ASSERT_OK(t_->Ack(last[0]));
 }
 
+TEST_F(RabbitMqTest, PrefetchedMessagesNobodyReceivedAreNotCounted) {
+  for (const char* type : {"quorum", "classic"}) {
+    std::string q = NewQueue({.create_dlq = false, .attributes = {{"x-queue-type", type}}});
+    for (int i = 0; i < 3; ++i) {
+      ASSERT_OK(t_->Publish(q, "m" + std::to_string(i)));
+    }
+    {
+      auto consumer = MakeRabbitMqTransport(Settings(*broker_));  // prefetch 10: takes all 3
+      ASSERT_OK(consumer);
+      auto got = ReceiveN(**consumer, q, 1);
+      ASSERT_EQ(got.size(), 1u);
+      ASSERT_OK((*consumer)->Ack(got[0]));
+    }  // shuts down with two prefetched messages nobody received
+    auto rest = ReceiveN(*t_, q, 2);
+    ASSERT_EQ(rest.size(), 2u) << type;
+    for (const auto& m : rest) {
+      EXPECT_EQ(m.delivery_count, 1) << type << ": " << m.body;
+      ASSERT_OK(t_->Ack(m));
+    }
+  }
+}
+
 TEST_F(RabbitMqTest, ClassicQueueFallbackCountsRedeliveriesAndNeverLoops) {
   // An existing classic queue (e.g. made by an older deployment): CreateQueue keeps it.
   std::string q = NewQueue({.create_dlq = false, .attributes = {{"x-queue-type", "classic"}}});

@@ -325,6 +325,8 @@ class RabbitMqTransport final : public Transport {
   Status StartConsumer(const std::string& queue);
   void RestoreConsumers();
   void StopConsuming();
+  void GiveBackBuffered();
+  void GiveBack(amqp_channel_t channel, uint64_t incarnation, uint64_t tag, const Message& m);
   Status CheckConsumer(const std::string& queue);
   // Publishes and calls done(status) on the I/O thread once the broker confirmed (or failed).
   void PublishAsync(const std::string& queue, std::string body,
@@ -367,6 +369,7 @@ class RabbitMqTransport final : public Transport {
   bool publish_open_ = false;
   bool admin_open_ = false;
   uint64_t publish_seq_ = 0;
+  int giving_back_ = 0;  // GiveBack publishes waiting for their confirm
   std::map<uint64_t, PendingPublish> pending_;
   struct Consumer {
     uint64_t incarnation = 0;
@@ -825,6 +828,20 @@ Status RabbitMqTransport::RunConnected() {
       [[maybe_unused]] ssize_t n = read(wake_fd_, &v, sizeof(v));
     }
   }
+  // Shutting down: acks/nacks handed over just before must still reach the broker (the graceful
+  // connection.close that follows waits until it has processed them), and prefetched messages
+  // nobody received go back without counting a delivery (bounded wait for their confirms).
+  RunCommands();
+  StopConsuming();
+  auto deadline = SteadyClock::now() + Millis(5000);
+  while (giving_back_ > 0 && !conn_.broken() && SteadyClock::now() < deadline) {
+    bool more = false;
+    ASYA_RETURN_IF_ERROR(DrainFrames(&more));
+    if (!more && giving_back_ > 0) {
+      pollfd pfd{conn_.fd(), POLLIN, 0};
+      poll(&pfd, 1, 100);
+    }
+  }
   return Ok();
 }
 
@@ -1029,7 +1046,7 @@ void RabbitMqTransport::HandOut(uint64_t incarnation, uint64_t tag, Message mess
   if (interrupted_) {  // nobody will receive it here: give it back to the queue
     amqp_channel_t channel = live->second.channel;
     lock.unlock();
-    NackNow(channel, tag);
+    GiveBack(channel, incarnation, tag, message);
     return;
   }
   live->second.outstanding.insert(tag);
@@ -1321,26 +1338,77 @@ void RabbitMqTransport::StopConsuming() {
       return;
     }
   }
-  // Deliveries that arrived before cancel-ok are given back by HandOut (interrupted_ is set).
-  std::vector<std::pair<amqp_channel_t, uint64_t>> give_back;
+  // Deliveries sent before cancel-ok are queued inside librabbitmq: take them into the buffers
+  // (or, when interrupted, HandOut gives them back), then give back everything buffered.
+  for (bool more = true; more && !conn_.broken();) {
+    if (!DrainFrames(&more)) {
+      return;
+    }
+  }
+  GiveBackBuffered();
+}
+
+void RabbitMqTransport::GiveBackBuffered() {
+  std::vector<std::pair<uint64_t, Message>> give_back;  // incarnation, message
   {
     std::lock_guard lock(mu_);
     for (auto& [name, q] : queues_) {
-      for (const Message& m : q.ready) {
+      for (Message& m : q.ready) {
         auto r = DecodeReceipt(m);
         auto live = r ? live_.find(r->incarnation) : live_.end();
         if (live != live_.end()) {
           live->second.outstanding.erase(r->tag);
-          give_back.emplace_back(live->second.channel, r->tag);
+          give_back.emplace_back(r->incarnation, std::move(m));
         }
       }
       q.ready.clear();
       q.wanted = false;
     }
   }
-  for (const auto& [channel, tag] : give_back) {
-    NackNow(channel, tag);
+  for (auto& [incarnation, m] : give_back) {
+    auto r = DecodeReceipt(m);
+    amqp_channel_t channel = 0;
+    for (const auto& [ch, consumer] : consumers_) {
+      if (consumer.incarnation == incarnation) {
+        channel = ch;
+      }
+    }
+    if (r && channel != 0) {
+      GiveBack(channel, incarnation, r->tag, m);
+    }
   }
+}
+
+void RabbitMqTransport::GiveBack(amqp_channel_t channel, uint64_t incarnation, uint64_t tag,
+                                 const Message& m) {
+  if (m.delivery_count <= 0) {
+    NackNow(channel, tag);
+    return;
+  }
+  // Returning it (nack, or closing the channel) would count a delivery nobody saw (quorum
+  // x-delivery-count, classic conversion). Publish a copy carrying the count it had before this
+  // delivery straight into its queue, then ack; if that fails, requeue it after all.
+  std::map<std::string, std::string> headers;
+  for (const auto& [k, v] : m.headers) {
+    if (!IsBrokerHeader(k) && k != kDeliveriesHeader) {
+      headers[k] = v;
+    }
+  }
+  if (m.delivery_count > 1) {
+    headers[kDeliveriesHeader] = std::to_string(m.delivery_count - 1);
+  }
+  ++giving_back_;
+  SendPublish("", m.queue, m.queue, m.body, headers, [this, channel, incarnation, tag](Status st) {
+    --giving_back_;
+    if (!ConsumerAlive(channel, incarnation)) {
+      return;
+    }
+    if (st) {
+      AckNow(channel, tag);
+    } else {
+      NackNow(channel, tag);
+    }
+  });
 }
 
 void RabbitMqTransport::RestoreConsumers() {
