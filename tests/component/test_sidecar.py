@@ -4,11 +4,13 @@ Every case asserts exact outcomes and that each input was settled exactly once: 
 ends with nothing ready or in flight, and exactly the expected messages reach the end queues.
 """
 
+import http.server
 import json
 import os
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 import unittest
 import urllib.error
@@ -483,6 +485,87 @@ class LifecycleTests(MeshTest):
         with self.assertRaises(urllib.error.HTTPError) as cm:
             urllib.request.urlopen("http://127.0.0.1:%d/nope" % port, timeout=5)
         self.assertEqual(cm.exception.code, 404)
+
+
+class _Recorder(http.server.BaseHTTPRequestHandler):
+    """Fake gateway: records every request; the first final-status POST fails with 503."""
+
+    def do_GET(self):
+        self.server.calls.append(("GET", self.path, None))
+        self.send_response(200)
+        self.end_headers()
+        self.wfile.write(b"OK")
+
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        with self.server.lock:
+            self.server.calls.append(("POST", self.path, body))
+            fail = self.path.endswith("/final") and not self.server.failed_final
+            if fail:
+                self.server.failed_final = True
+        self.send_response(503 if fail else 200)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+class GatewayTests(MeshTest):
+    """Progress, fan-out and final-status callbacks reach the gateway, off the message path."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.gw = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
+        cls.gw.calls, cls.gw.lock, cls.gw.failed_final = [], threading.Lock(), False
+        threading.Thread(target=cls.gw.serve_forever, daemon=True).start()
+        cls.url = "http://127.0.0.1:%d" % cls.gw.server_address[1]
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.gw.shutdown()
+        super().tearDownClass()
+
+    def posts(self, suffix, n):
+        deadline = time.monotonic() + WAIT
+        while True:
+            with self.gw.lock:
+                got = [(p, b) for (m, p, b) in self.gw.calls if m == "POST" and p.endswith(suffix)]
+            if len(got) >= n or time.monotonic() > deadline:
+                return got
+            time.sleep(0.05)
+
+    def test_progress_fanout_and_final_status(self):
+        a = self.mesh.actor("gw", "component_handlers.dispatch",
+                            sidecar_env={"ASYA_GATEWAY_URL": self.url + "/"})
+        end = self.mesh.actor(self.mesh.happy_end[len(self.mesh.prefix) + 1:],
+                              "component_handlers.dispatch",
+                              sidecar_env={"ASYA_GATEWAY_URL": self.url,
+                                           "ASYA_IS_END_ACTOR": "true"})
+        self.assertEqual(end.name, self.mesh.happy_end)
+        self.mesh.publish(a.queue, envelope("g-1", [a.name], 0, {"op": "fanout", "n": 2}))
+        progress = self.posts("/envelopes/g-1/progress", 3)
+        self.assertEqual([b["status"] for _, b in progress], ["received", "processing",
+                                                               "completed"])
+        for _, b in progress:
+            self.assertEqual(b["actors"], [a.name])
+            self.assertEqual(b["current_actor_idx"], 0)  # `completed` names the actor that did it
+        self.assertIn("duration_ms", progress[2][1])
+        [(_, child)] = self.posts("/envelopes", 1)
+        self.assertEqual(child, {"id": "g-1-1", "parent_id": "g-1", "actors": [a.name],
+                                 "current": 1})
+        finals = self.posts("/final", 3)  # g-1 (retried once after the 503) and g-1-1
+        by_id = {}
+        for path, body in finals:
+            by_id.setdefault(path, []).append(body)
+        self.assertEqual(sorted(by_id), ["/envelopes/g-1-1/final", "/envelopes/g-1/final"])
+        for path, bodies in by_id.items():
+            self.assertEqual(bodies[-1]["status"], "succeeded")
+            self.assertEqual(bodies[-1]["progress"], 1.0)
+        self.assertEqual(len(finals), 3)
+        self.assertEqual(sorted(b[-1]["result"]["i"] for b in by_id.values()), [0, 1])
+        self.mesh.wait_drained(end.queue)
+        self.assert_settled(a)
 
 
 class ConfigTests(unittest.TestCase):
