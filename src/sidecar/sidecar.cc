@@ -82,6 +82,7 @@ struct Sidecar::Impl {
   std::mutex gate_mu;
   bool runtime_up = false;
   bool wait_for_exit = false;
+  std::atomic<uint64_t> runtime_generation{0};  // +1 each time the runtime is (re)confirmed ready
 
   // Interruptible sleeps.
   std::mutex sleep_mu;
@@ -142,8 +143,13 @@ struct Sidecar::Impl {
   // Marks the runtime as gone (timeout, crash): pooled connections are dropped and the next call
   // waits for the runtime to be ready again. After a timeout the runtime exits on its own, so
   // first wait (briefly) for it to disappear, so we do not hand the next message to a dying one.
-  void MarkRuntimeDown(bool after_timeout) {
+  // `generation` is the one the failed call started in: failures of calls made to a runtime that
+  // has already been replaced do not close the gate again.
+  void MarkRuntimeDown(bool after_timeout, uint64_t generation) {
     std::lock_guard<std::mutex> lock(gate_mu);
+    if (generation != runtime_generation) {
+      return;
+    }
     runtime.Reset();
     if (runtime_up) {
       runtime_up = false;
@@ -188,6 +194,7 @@ struct Sidecar::Impl {
     }
     runtime.Reset();
     runtime_up = true;
+    ++runtime_generation;
     log::Info("runtime ready again", {{"socket", s.socket_path}});
     return true;
   }
@@ -200,6 +207,7 @@ struct Sidecar::Impl {
       if (!EnsureRuntimeReady()) {
         return std::nullopt;
       }
+      const uint64_t generation = runtime_generation;
       const auto t0 = Clock::now();
       auto r = runtime.Call(body, t0 + s.runtime_timeout);
       if (metrics != nullptr) {
@@ -220,7 +228,7 @@ struct Sidecar::Impl {
       // A runtime that enforces the same timeout exits (EOF here) at about the same moment our
       // deadline fires; a call that lasted the whole timeout is a timeout either way.
       if (err.code == ErrorCode::kDeadlineExceeded || Clock::now() - t0 >= s.runtime_timeout) {
-        MarkRuntimeDown(true);
+        MarkRuntimeDown(true, generation);
         out.kind = Kind::kTimeout;
         return out;
       }
@@ -229,11 +237,12 @@ struct Sidecar::Impl {
       }
       // The request never reached the runtime: wait for it and try again (no attempt used).
       if (err.message.rfind("failed to connect", 0) == 0 && ++connect_failures <= 3) {
-        MarkRuntimeDown(false);
+        MarkRuntimeDown(false, generation);
         continue;
       }
       if (err.code == ErrorCode::kUnavailable) {
-        MarkRuntimeDown(false);  // died mid-message: the next message waits for the restart
+        MarkRuntimeDown(false,
+                        generation);  // died mid-message: the next message waits for the restart
       }
       out.kind = Kind::kCallError;
       out.error = err.message;
