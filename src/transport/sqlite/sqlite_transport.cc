@@ -1,6 +1,7 @@
 // The sqlite transport: see include/asya/transport/sqlite.h and README.md beside this file.
 #include <algorithm>
 #include <atomic>
+#include <cctype>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
