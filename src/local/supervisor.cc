@@ -96,7 +96,6 @@ struct Proc {
 struct Replica {
   int index = 0;
   std::string socket_dir;
-  bool socket_dir_is_tmp = false;
   Proc runtime;
   Proc sidecar;
   bool stopping = false;
@@ -153,7 +152,7 @@ class SupervisorImpl final : public Supervisor {
              const std::string& message);
   void WriteStatus();
   [[nodiscard]] bool AnyAlive() const;
-  std::string ReplicaSocketDir(const std::string& actor, int index, bool* is_tmp);
+  std::string ReplicaSocketDir(const std::string& actor, int index);
 
   SupervisorSettings s_;
   std::string state_dir_;
@@ -226,17 +225,15 @@ Status SupervisorImpl::Init() {
   return Ok();
 }
 
-std::string SupervisorImpl::ReplicaSocketDir(const std::string& actor, int index, bool* is_tmp) {
+std::string SupervisorImpl::ReplicaSocketDir(const std::string& actor, int index) {
   std::string dir = state_dir_ + "/run/" + actor + "-" + std::to_string(index);
-  *is_tmp = false;
-  std::error_code ec;
   if (dir.size() + std::strlen("/asya-runtime.sock") >= kMaxSocketPath) {
-    char tmpl[] = "/tmp/asya-XXXXXX";
+    char tmpl[] = "/tmp/asya-XXXXXX";  // a short private directory instead
     if (::mkdtemp(tmpl) != nullptr) {
-      *is_tmp = true;
       return tmpl;
     }
   }
+  std::error_code ec;
   fs::create_directories(dir, ec);
   return dir;
 }
@@ -587,7 +584,6 @@ void SupervisorImpl::BeginStop(Actor& a, Replica& r, int64_t now) {
   if (r.stopping) {
     return;
   }
-  (void)a;
   r.stopping = true;
   if (r.sidecar.pid > 0) {
     r.sidecar.stop_requested = true;
@@ -689,7 +685,7 @@ void SupervisorImpl::Scale(Actor& a, int64_t now) {
     }
     auto r = std::make_unique<Replica>();
     r->index = idx;
-    r->socket_dir = ReplicaSocketDir(a.spec.name, idx, &r->socket_dir_is_tmp);
+    r->socket_dir = ReplicaSocketDir(a.spec.name, idx);
     ::chmod(r->socket_dir.c_str(), 0700);
     r->created_wall_ms = WallMs();
     a.replicas.push_back(std::move(r));
@@ -1004,7 +1000,10 @@ std::vector<ActorSpec> CrewActors(const std::string& state_dir, const std::strin
     a.local_command = {crew_bin};
     a.runtime_env = {{"ASYA_HANDLER_MODE", "envelope"},
                      {"ASYA_CREW_DIR", state_dir},
-                     {"ASYA_CREW_PREFIX", prefix}};
+                     {"ASYA_CREW_PREFIX", prefix},
+                     {"ASYA_RUNTIME_CONCURRENCY", "8"}};
+    // Every envelope of the mesh ends here: take up to 8 at a time (one receive transaction).
+    a.sidecar_env = {{"ASYA_SIDECAR_CONCURRENCY", "8"}};
     out.push_back(std::move(a));
   }
   return out;

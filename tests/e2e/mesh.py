@@ -77,10 +77,10 @@ def pid_alive(pid):
 class Mesh:
     """A temp dir with manifests + handler code, and an `asya up` running on it."""
 
-    def __init__(self, handlers=None):
+    def __init__(self, handlers=None, state_name="state"):
         self.dir = tempfile.mkdtemp(prefix="asya-e2e-", dir="/tmp")
         self.code = os.path.join(self.dir, "code")
-        self.state = os.path.join(self.dir, "state")
+        self.state = os.path.join(self.dir, state_name)
         os.makedirs(self.code)
         for name, text in (handlers or {}).items():
             self.write(name, text)

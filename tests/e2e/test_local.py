@@ -276,6 +276,15 @@ class LocalMeshTest(unittest.TestCase):
         self.assertIn("no mesh is running", m.asya("get", "actors").stderr)
         self.assertIn("no mesh is running", m.asya("down").stdout)
 
+    def test_long_state_dir_gets_short_socket_dirs(self):
+        self.mesh = m = Mesh({"steps.py": STEPS}, state_name="s" * 100)
+        m.write("add.yaml", actor_yaml("add", "steps.add_one"))
+        m.up()
+        ok = m.asya("send", "add", '{"n": 1}', "--wait", "--timeout", "30")
+        self.assertEqual(ok.returncode, 0, ok.stderr)
+        self.assertIn("socket=/tmp/asya-", m.asya("logs", "add").stdout)
+        self.assertEqual(m.stop(), 0)
+
     def test_values_file_example_runs(self):
         m = self.mesh
         src = os.path.join(os.environ.get("ASYA_SOURCE_DIR", "."), "examples", "orders")

@@ -15,7 +15,6 @@
 #include <vector>
 
 #include <fcntl.h>
-#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -318,6 +317,11 @@ int Up(UpArgs args) {
     return kExitFailed;
   }
   if (int pid = local::RunningSupervisorPid(args.state_dir); pid != 0) {
+    if (pid < 0) {
+      std::fprintf(stderr, "asya up: a supervisor is starting on %s; retry in a moment\n",
+                   args.state_dir.c_str());
+      return kExitFailed;
+    }
     return ApplyToRunning(args, loaded->actors, pid);
   }
   local::DesiredState desired;
