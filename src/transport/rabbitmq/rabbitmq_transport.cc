@@ -539,19 +539,10 @@ Status RabbitMqTransport::Ack(const Message& message) {
 Status RabbitMqTransport::Nack(const Message& message, Millis delay) {
   Receipt receipt;
   ASYA_ASSIGN_OR_RETURN(amqp_channel_t channel, Settle(message, &receipt));
-  if (delay.count() <= 0) {
-    // Quorum queues count this redelivery (x-delivery-count); on classic queues the redelivered
-    // message is converted into a counted copy when it comes back (see OnDeliver).
-    Submit(Command{[this, channel, receipt] {
-                     if (ConsumerAlive(channel, receipt.incarnation)) {
-                       NackNow(channel, receipt.tag);
-                     }
-                   },
-                   [](const Error&) {}});
-    return Ok();
-  }
-  // Delayed: a counted copy goes to the holding queue, then the original is acked. If that fails,
-  // the original is requeued at once so nothing is lost.
+  // A copy carrying the delivery count goes back to the queue (after `delay`, through a holding
+  // queue), then the original is acked. basic.nack(requeue) is only the fallback when the copy
+  // cannot be published: it would let the consumer (or a racing basic.cancel) pick the message
+  // up again and count deliveries nobody saw, and classic queues cannot count at all.
   std::map<std::string, std::string> headers;
   for (const auto& [k, v] : message.headers) {
     if (!IsBrokerHeader(k)) {
@@ -563,28 +554,32 @@ Status RabbitMqTransport::Nack(const Message& message, Millis delay) {
   Submit(Command{[this, slot, channel, receipt, queue = message.queue, body = message.body,
                   headers = std::move(headers), delay]() mutable {
                    if (!ConsumerAlive(channel, receipt.incarnation)) {
-                     slot->Set(MakeError(
-                         ErrorCode::kFailedPrecondition,
-                         "the consumer channel closed before the delayed nack; the broker "
-                         "redelivers the message"));
+                     slot->Set(MakeError(ErrorCode::kFailedPrecondition,
+                                         "the consumer channel closed before the nack; the broker "
+                                         "redelivers the message"));
                      return;
                    }
-                   PublishAsync(queue, std::move(body), std::move(headers), delay,
-                                [this, slot, channel, receipt](Status s) {
-                                  if (ConsumerAlive(channel, receipt.incarnation)) {
-                                    if (s) {
-                                      AckNow(channel, receipt.tag);
-                                    } else {
-                                      NackNow(channel, receipt.tag);
-                                    }
-                                  }
-                                  if (!s) {
-                                    s = MakeError(s.error().code,
-                                                  "delayed nack failed (" + s.error().message +
-                                                      "); the message was requeued without delay");
-                                  }
-                                  slot->Set(std::move(s));
-                                });
+                   auto done = [this, slot, channel, receipt](Status s) {
+                     if (ConsumerAlive(channel, receipt.incarnation)) {
+                       if (s) {
+                         AckNow(channel, receipt.tag);
+                       } else {
+                         NackNow(channel, receipt.tag);
+                       }
+                     }
+                     if (!s) {
+                       s = MakeError(s.error().code,
+                                     "nack could not requeue a counted copy (" + s.error().message +
+                                         "); the message was requeued by the broker instead");
+                     }
+                     slot->Set(std::move(s));
+                   };
+                   if (delay.count() > 0) {
+                     PublishAsync(queue, std::move(body), std::move(headers), delay,
+                                  std::move(done));
+                   } else {
+                     SendPublish("", queue, queue, body, headers, std::move(done));
+                   }
                  },
                  [slot](const Error& e) { slot->Set(Unexpected(e)); }});
   return Wait(slot, "nack of a message from '" + message.queue + "'");
@@ -832,14 +827,24 @@ Status RabbitMqTransport::RunConnected() {
   // connection.close that follows waits until it has processed them), and prefetched messages
   // nobody received go back without counting a delivery (bounded wait for their confirms).
   RunCommands();
+  bool had_consumers = !consumers_.empty();
+  {
+    std::lock_guard lock(mu_);
+    interrupted_ = true;  // from now on HandOut gives every delivery back
+  }
   StopConsuming();
-  auto deadline = SteadyClock::now() + Millis(5000);
-  while (giving_back_ > 0 && !conn_.broken() && SteadyClock::now() < deadline) {
+  // Quorum queues may still push a delivery (e.g. one just nacked) after cancel-ok: listen a
+  // little longer so it is given back too instead of being counted when the channel closes.
+  auto now = SteadyClock::now();
+  auto quiet_until = now + (had_consumers ? Millis(150) : Millis(0));
+  auto deadline = now + Millis(5000);
+  while (!conn_.broken() && (now = SteadyClock::now()) < deadline &&
+         (giving_back_ > 0 || now < quiet_until)) {
     bool more = false;
     ASYA_RETURN_IF_ERROR(DrainFrames(&more));
-    if (!more && giving_back_ > 0) {
+    if (!more) {
       pollfd pfd{conn_.fd(), POLLIN, 0};
-      poll(&pfd, 1, 100);
+      poll(&pfd, 1, 20);
     }
   }
   return Ok();
@@ -994,9 +999,9 @@ Status RabbitMqTransport::OnDeliver(amqp_channel_t channel, uint64_t tag, bool r
     }
     m.queue = live->second.queue;
   }
-  m.redelivered = redelivered;
   m.receipt = std::to_string(incarnation) + "." + std::to_string(tag);
   int64_t earlier = ParseCount(m.headers, kDeliveriesHeader).value_or(0);
+  m.redelivered = redelivered || earlier > 0;
   if (auto quorum = ParseCount(m.headers, kQuorumCountHeader)) {
     m.delivery_count = earlier + *quorum + 1;
   } else if (!redelivered) {
