@@ -7,6 +7,7 @@ Uses the component-test harness (tests/component/harness.py) with ASYA_TEST_TRAN
 """
 import json
 import os
+import shutil
 import socket
 import sys
 import tempfile
@@ -111,6 +112,7 @@ class SqsFaultTests(unittest.TestCase):
 
     def tearDown(self):
         self.mesh.close()
+        shutil.rmtree(self.tmp, ignore_errors=True)
 
     def assert_settled(self, actor):
         m = self.mesh
