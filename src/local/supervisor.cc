@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <charconv>
 #include <chrono>
 #include <csignal>
 #include <cstring>
@@ -341,6 +342,18 @@ bool SupervisorImpl::Spawn(Actor& a, Replica& r, Proc& p, bool runtime) {
     }
     if (spec.is_crew) {
       SetEnv(env, "ASYA_ENABLE_VALIDATION", "false");
+    }
+    // A runtime serving fewer connections than its sidecar keeps in flight stalls the extra
+    // messages until the runtime timeout: match them unless the manifest sets both. (An invalid
+    // value is left to the sidecar to report.)
+    for (const auto& e : spec.sidecar_env) {
+      int n = 0;
+      auto [ptr, ec] = std::from_chars(e.value.data(), e.value.data() + e.value.size(), n);
+      if (e.name == "ASYA_SIDECAR_CONCURRENCY" && ec == std::errc() &&
+          ptr == e.value.data() + e.value.size() && n > 0 &&
+          spec.RuntimeEnv("ASYA_RUNTIME_CONCURRENCY").empty()) {
+        SetEnv(env, "ASYA_RUNTIME_CONCURRENCY", e.value);
+      }
     }
     // The manifest's directory and its parent: code may sit next to the manifests or one level
     // up (examples/<name>/*.py with examples/<name>/manifests/*.yaml).

@@ -285,6 +285,26 @@ class LocalMeshTest(unittest.TestCase):
         self.assertIn("socket=/tmp/asya-", m.asya("logs", "add").stdout)
         self.assertEqual(m.stop(), 0)
 
+    def test_runtime_concurrency_follows_sidecar_concurrency(self):
+        m = self.mesh
+        m.write("par.yaml", actor_yaml("par", "steps.add_one",
+                                       sidecar_env={"ASYA_SIDECAR_CONCURRENCY": "4"}))
+        m.write("own.yaml", actor_yaml("own", "steps.add_one",
+                                       env={"ASYA_RUNTIME_CONCURRENCY": "2"},
+                                       sidecar_env={"ASYA_SIDECAR_CONCURRENCY": "4"}))
+        m.up()
+
+        def runtime_env(actor):
+            pid = m.actor(actor)["replicas"][0]["runtimePid"]
+            with open("/proc/%d/environ" % pid, "rb") as f:
+                return dict(kv.split(b"=", 1) for kv in f.read().split(b"\0") if b"=" in kv)
+
+        self.assertEqual(runtime_env("par")[b"ASYA_RUNTIME_CONCURRENCY"], b"4")
+        self.assertEqual(runtime_env("own")[b"ASYA_RUNTIME_CONCURRENCY"], b"2")
+        ids = m.send_many("par", [{"n": i} for i in range(20)])
+        m.wait_for(lambda: set(ids) <= set(m.stored("results")), 60, "20 results")
+        self.assertEqual(m.stop(), 0)
+
     def test_values_file_example_runs(self):
         m = self.mesh
         src = os.path.join(os.environ.get("ASYA_SOURCE_DIR", "."), "examples", "orders")
