@@ -21,8 +21,6 @@
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
-#include "asya/base/duration.h"
-#include "asya/base/log.h"
 #include "asya/local/manifest.h"
 #include "asya/local/status.h"
 #include "asya/local/supervisor.h"
