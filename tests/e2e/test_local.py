@@ -116,8 +116,8 @@ class LocalMeshTest(unittest.TestCase):
         deadline = time.time() + 120
         while time.time() < deadline and m.count_stored("results") < 41:
             a = m.actor("nap")
-            max_total = max(max_total, a["total"], len(a["replicas"]) and max(
-                r["index"] + 1 for r in a["replicas"]))
+            running = sum(1 for r in a["replicas"] if r["phase"] != "Stopping")
+            max_total = max(max_total, a["total"], running)
             saw_up = saw_up or a["desired"] == 3
             time.sleep(0.1)
         self.assertEqual(m.count_stored("results"), 41)
