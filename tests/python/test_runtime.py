@@ -621,6 +621,23 @@ class ConcurrencyTest(unittest.TestCase):
             _, elapsed = parallel(lambda: _sleep_call(rt, 0.3), [()] * 2)
             self.assertGreaterEqual(elapsed, 0.55)
 
+    def test_idle_kept_connections_do_not_hold_the_only_worker(self):
+        # A sidecar with concurrency > 1 keeps several connections open; with one runtime
+        # thread, an idle kept connection must not block requests on the others.
+        with RuntimeProcess("h_payload.dispatch") as rt:
+            kept = [rt.connect() for _ in range(3)]
+            try:
+                for round_ in range(3):
+                    for i, s in enumerate(kept):
+                        s.settimeout(5.0)
+                        resp = rt.call(envelope({"i": i, "r": round_}), sock=s)
+                        self.assertEqual(resp[0]["payload"]["i"], i)
+                # a fresh connection-per-message client is served while the kept ones idle
+                self.assertEqual(rt.call(envelope({"n": 1}))[0]["payload"]["n"], 1)
+            finally:
+                for s in kept:
+                    s.close()
+
     def test_async_handler_overlaps_20_messages_on_one_loop(self):
         with RuntimeProcess("h_payload.async_dispatch") as rt:  # async default concurrency
             results, elapsed = parallel(lambda: rt.call(envelope({"op": "sleep", "s": 0.5})), [()] * 20)

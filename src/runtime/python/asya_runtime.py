@@ -66,6 +66,8 @@ DEFAULT_TIMEOUT_S = 300.0
 DEFAULT_CHUNK_SIZE = 65536
 DEFAULT_ASYNC_CONCURRENCY = 64
 LISTEN_BACKLOG = 128
+_MSG_DONTWAIT = getattr(socket, "MSG_DONTWAIT", 0x40)
+_ONESHOT_IN = select.EPOLLIN | select.EPOLLONESHOT
 
 ERR_PROCESSING = "processing_error"
 ERR_PARSING = "msg_parsing_error"
@@ -537,28 +539,26 @@ class _Worker(object):
 
     def run(self):
         rt = self.rt
-        lsock = rt.listener
         while not rt.stopping:
-            try:
-                conn, _ = lsock.accept()
-            except OSError as exc:
-                if rt.stopping:
-                    break
-                logger.error("accept() failed: %s", exc)
-                time.sleep(0.1)
+            conn = rt.next_connection()
+            if conn is None:
                 continue
             self.conn = conn
+            park = False
             try:
-                self.serve(conn)
+                park = self.serve(conn)
             except Exception:
                 logger.exception("Unexpected error while serving a connection")
             finally:
                 self.idle = True
                 self.conn = None
-                try:
-                    conn.close()
-                except OSError:
-                    pass
+                if park and not rt.stopping:
+                    rt.park(conn)
+                else:
+                    try:
+                        conn.close()
+                    except OSError:
+                        pass
 
     def _send_error_and_log(self, conn, code, exc, what):
         logger.warning("%s: %s", code, what)
@@ -569,6 +569,7 @@ class _Worker(object):
             pass
 
     def serve(self, conn):
+        """Serves frames on `conn`; returns True when the connection is idle and should be parked."""
         rt = self.rt
         buf = self.buf
         mv = self.mv
@@ -598,12 +599,12 @@ class _Worker(object):
                                                 "(%d of 4 bytes received)" % have),
                                 "peer closed the connection inside a length prefix (%d of 4 bytes)"
                                 % have)
-                        return
+                        return False
                     have += n
             except OSError as exc:
                 if not rt.stopping:
                     logger.warning("%s: reading a request failed: %s", ERR_CONNECTION, exc)
-                return
+                return False
             self.idle = False
             (length,) = _unpack_len(buf, 0)
             if length > max_bytes:
@@ -613,7 +614,7 @@ class _Worker(object):
                                   % (length, max_bytes)),
                     "request frame of %d bytes exceeds ASYA_MAX_MESSAGE_BYTES=%d; closing the "
                     "connection" % (length, max_bytes))
-                return
+                return False
             total = length + 4
             if total <= have:
                 body = buf[4:total]
@@ -628,7 +629,7 @@ class _Worker(object):
                 except OSError as exc:
                     self._send_error_and_log(conn, ERR_CONNECTION, exc,
                                              "reading a %d-byte request failed: %s" % (length, exc))
-                    return
+                    return False
             try:
                 response = process(body, self)
             except Exception as exc:  # a bug in the runtime itself: still answer
@@ -639,7 +640,19 @@ class _Worker(object):
             except OSError as exc:
                 logger.warning("%s: client went away before the response was sent: %s",
                                ERR_CONNECTION, exc)
-                return
+                return False
+            if have == 0:
+                # An idle kept-open connection must not hold this worker: if the next request
+                # is not already here, hand the connection to the poller (Runtime.park).
+                try:
+                    n = recv_into(mv, 0, _MSG_DONTWAIT)
+                except (BlockingIOError, InterruptedError):
+                    return True
+                except OSError:
+                    return False
+                if not n:
+                    return False
+                have = n
 
     def _read_rest(self, conn, length, total, have, cap):
         """Slow path: the frame was not received in full by the first read(s)."""
@@ -698,6 +711,11 @@ class Runtime(object):
         self.listener = None
         self.workers = []
         self.loop_thread = _LoopThread() if is_async else None
+        # Workers wait on one epoll set holding the listener and idle kept-open connections
+        # (both EPOLLONESHOT, so exactly one worker takes each event) plus a shutdown pipe.
+        self.poller = None
+        self.parked = {}
+        self._parked_lock = threading.Lock()
         self._loop_lock = threading.Lock()
         self.debug = logger.isEnabledFor(logging.DEBUG)
         if cfg.concurrency:
@@ -884,6 +902,58 @@ class Runtime(object):
         logger.info("Listening on %s (mode %s)", path,
                     oct(cfg.socket_mode) if cfg.socket_mode is not None else "unchanged")
 
+    def _setup_poller(self):
+        self.listener.setblocking(False)
+        self._stop_r, self._stop_w = os.pipe()
+        self.poller = select.epoll()
+        self.poller.register(self.listener.fileno(), _ONESHOT_IN)
+        self.poller.register(self._stop_r, select.EPOLLIN)  # level-triggered: wakes every worker
+
+    def next_connection(self):
+        """Blocks until a new connection is accepted or a parked one has data; None to re-check."""
+        try:
+            events = self.poller.poll(1.0, 1)
+        except InterruptedError:
+            return None
+        lfd = self.listener.fileno()
+        for fd, _ in events:
+            if fd == lfd:
+                try:
+                    conn, _ = self.listener.accept()
+                except (BlockingIOError, InterruptedError):
+                    conn = None
+                except OSError as exc:
+                    if not self.stopping:
+                        logger.error("accept() failed: %s", exc)
+                        time.sleep(0.1)
+                    conn = None
+                if not self.stopping:
+                    self.poller.modify(lfd, _ONESHOT_IN)
+                if conn is not None:
+                    conn.setblocking(True)
+                return conn
+            if fd == self._stop_r:
+                return None
+            with self._parked_lock:
+                conn = self.parked.pop(fd, None)
+            if conn is not None:
+                try:
+                    self.poller.unregister(fd)
+                except OSError:
+                    pass
+                return conn
+        return None
+
+    def park(self, conn):
+        with self._parked_lock:
+            self.parked[conn.fileno()] = conn
+        try:
+            self.poller.register(conn.fileno(), _ONESHOT_IN)
+        except OSError:
+            with self._parked_lock:
+                self.parked.pop(conn.fileno(), None)
+            conn.close()
+
     def _write_ready_file(self):
         path = self.cfg.ready_path
         tmp = path + ".tmp"
@@ -954,6 +1024,7 @@ class Runtime(object):
             signal.signal(signal.SIGINT, self._on_signal)
         except ValueError:
             logger.debug("Not in the main thread: signal handlers not installed")
+        self._setup_poller()
         self.workers = [_Worker(self, i) for i in range(self.concurrency)]
         for w in self.workers:
             w.thread.start()
@@ -980,6 +1051,18 @@ class Runtime(object):
         except OSError:
             pass
         self._remove_files()
+        try:
+            os.write(self._stop_w, b"x")
+        except OSError:
+            pass
+        with self._parked_lock:
+            parked = list(self.parked.values())
+            self.parked.clear()
+        for conn in parked:
+            try:
+                conn.close()
+            except OSError:
+                pass
         for w in self.workers:
             conn = w.conn
             if conn is not None and w.idle:
