@@ -288,6 +288,18 @@ class Mesh:
             time.sleep(0.05)
 
 
+    def wait_in_flight(self, queue, timeout=WAIT):
+        """Waits until the one message of `queue` has been received and not yet settled."""
+        deadline = time.monotonic() + timeout
+        while True:
+            ready, inflight = self.depth(queue)
+            if ready == 0 and (inflight == 1 or inflight < 0):  # < 0: transport cannot tell
+                return
+            if time.monotonic() > deadline:
+                raise AssertionError("%s: message never went in flight" % queue)
+            time.sleep(0.02)
+
+
 def envelope(id_, actors, current=0, payload=None, headers=None, **extra):
     e = {"id": id_, "route": {"actors": list(actors), "current": current}, "payload": payload}
     if headers is not None:

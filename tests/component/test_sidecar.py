@@ -243,10 +243,7 @@ class RecoveryTests(MeshTest):
         self.mesh.publish(self.r.queue, envelope(id_, [self.r.name], 0, payload))
 
     def wait_in_flight(self):
-        deadline = time.monotonic() + WAIT
-        while self.mesh.depth(self.r.queue)[1] != 1:
-            self.assertLess(time.monotonic(), deadline, "message never went in flight")
-            time.sleep(0.02)
+        self.mesh.wait_in_flight(self.r.queue)
 
     def test_timeout_then_next_message_fine(self):
         restarts = self.r.runtime.restarts
@@ -442,10 +439,7 @@ class LifecycleTests(MeshTest):
     def test_sigterm_finishes_in_flight_message_and_exits_zero(self):
         a = self.mesh.actor("term", "component_handlers.dispatch")
         self.mesh.publish(a.queue, envelope("st-1", [a.name], 0, {"op": "sleep", "s": 1.5}))
-        deadline = time.monotonic() + WAIT
-        while self.mesh.depth(a.queue)[1] != 1:
-            self.assertLess(time.monotonic(), deadline)
-            time.sleep(0.02)
+        self.mesh.wait_in_flight(a.queue)
         time.sleep(0.3)
         self.assertEqual(a.stop_sidecar(), 0)
         [out] = self.happy(1)
