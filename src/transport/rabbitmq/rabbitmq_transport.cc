@@ -44,7 +44,7 @@ constexpr char kDeliveriesHeader[] = "x-asya-deliveries";
 constexpr char kQuorumCountHeader[] = "x-delivery-count";
 constexpr size_t kMaxQueueName = 200;  // leaves room for "-dlq" / "-delay-<ms>" within 255
 constexpr int kMaxFramesPerDrain = 512;
-constexpr Millis kClassicRequeueDelay{500};
+constexpr Millis kRequeueDelay{500};  // see Nack() and OnDeliver()
 
 amqp_bytes_t Bytes(std::string_view s) {
   return amqp_bytes_t{s.size(), const_cast<char*>(s.data())};
@@ -574,12 +574,12 @@ Status RabbitMqTransport::Nack(const Message& message, Millis delay) {
                      }
                      slot->Set(std::move(s));
                    };
-                   if (delay.count() > 0) {
-                     PublishAsync(queue, std::move(body), std::move(headers), delay,
-                                  std::move(done));
-                   } else {
-                     SendPublish("", queue, queue, body, headers, std::move(done));
-                   }
+                   // Even "no delay" waits kRequeueDelay in a holding queue: the copy must not
+                   // reach this consumer while it may be shutting down (a delivery in transit
+                   // during basic.cancel is returned by the broker and counted), and a poison
+                   // message cannot spin hot.
+                   PublishAsync(queue, std::move(body), std::move(headers),
+                                std::max(delay, kRequeueDelay), std::move(done));
                  },
                  [slot](const Error& e) { slot->Set(Unexpected(e)); }});
   return Wait(slot, "nack of a message from '" + message.queue + "'");
@@ -1022,7 +1022,7 @@ Status RabbitMqTransport::OnDeliver(amqp_channel_t channel, uint64_t tag, bool r
     // The copy waits briefly in a holding queue so that it shows up only after this delivery
     // was acked (after the copy's confirm); otherwise a consumer dying right after receiving the
     // copy would leave both the copy and the unacked original behind.
-    PublishAsync(queue, std::move(body), std::move(headers), kClassicRequeueDelay,
+    PublishAsync(queue, std::move(body), std::move(headers), kRequeueDelay,
                  [this, channel, incarnation, tag, m = std::move(m)](Status s) mutable {
                    if (!ConsumerAlive(channel, incarnation)) {
                      return;
