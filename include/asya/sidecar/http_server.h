@@ -4,7 +4,6 @@
 // Keeps the sidecar's idle footprint small (no library, no thread pool).
 #pragma once
 
-#include <atomic>
 #include <functional>
 #include <string>
 #include <string_view>

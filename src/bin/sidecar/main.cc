@@ -7,13 +7,11 @@
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
-#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include <signal.h>
-#include <unistd.h>
 
 #include "asya/base/duration.h"
 #include "asya/base/log.h"
@@ -67,8 +65,6 @@ std::vector<std::string> SplitList(const std::string& text) {
   return out;
 }
 
-#define CFG_ASSIGN(lhs, expr) ASYA_ASSIGN_OR_RETURN(lhs, expr)
-
 Result<Config> LoadConfig() {
   namespace env = asya::env;
   Config c;
@@ -99,37 +95,40 @@ Result<Config> LoadConfig() {
   p.actor = *actor;
   p.happy_end = env::GetOr("ASYA_ACTOR_HAPPY_END", "happy-end");
   p.error_end = env::GetOr("ASYA_ACTOR_ERROR_END", "error-end");
-  CFG_ASSIGN(p.is_end_actor, env::Bool("ASYA_IS_END_ACTOR", false));
-  CFG_ASSIGN(p.max_hops, env::Int("ASYA_MAX_HOPS", 1000, 1, 1'000'000'000));
-  CFG_ASSIGN(p.max_deliveries, env::Int("ASYA_MAX_DELIVERIES", 5, 0, 1'000'000'000));
-  CFG_ASSIGN(int64_t max_bytes,
-             env::Int("ASYA_MAX_MESSAGE_BYTES", 64LL << 20, 1024, 4LL * 1024 * 1024 * 1024 - 1));
+  ASYA_ASSIGN_OR_RETURN(p.is_end_actor, env::Bool("ASYA_IS_END_ACTOR", false));
+  ASYA_ASSIGN_OR_RETURN(p.max_hops, env::Int("ASYA_MAX_HOPS", 1000, 1, 1'000'000'000));
+  ASYA_ASSIGN_OR_RETURN(p.max_deliveries, env::Int("ASYA_MAX_DELIVERIES", 5, 0, 1'000'000'000));
+  ASYA_ASSIGN_OR_RETURN(int64_t max_bytes, env::Int("ASYA_MAX_MESSAGE_BYTES", 64LL << 20, 1024,
+                                                    4LL * 1024 * 1024 * 1024 - 1));
   c.max_message_bytes = static_cast<size_t>(max_bytes);
   p.max_message_bytes = c.max_message_bytes;
-  CFG_ASSIGN(p.retry_max_attempts, env::Int("ASYA_RETRY_MAX_ATTEMPTS", 1, 1, 1000));
-  CFG_ASSIGN(p.retry_backoff, env::Duration("ASYA_RETRY_BACKOFF", Millis(1000)));
-  CFG_ASSIGN(p.retry_max_backoff, env::Duration("ASYA_RETRY_MAX_BACKOFF", Millis(300'000)));
+  ASYA_ASSIGN_OR_RETURN(p.retry_max_attempts, env::Int("ASYA_RETRY_MAX_ATTEMPTS", 1, 1, 1000));
+  ASYA_ASSIGN_OR_RETURN(p.retry_backoff, env::Duration("ASYA_RETRY_BACKOFF", Millis(1000)));
+  ASYA_ASSIGN_OR_RETURN(p.retry_max_backoff,
+                        env::Duration("ASYA_RETRY_MAX_BACKOFF", Millis(300'000)));
   p.non_retryable = SplitList(env::GetOr("ASYA_RETRY_NON_RETRYABLE", ""));
 
-  CFG_ASSIGN(s.runtime_timeout, env::Duration("ASYA_RUNTIME_TIMEOUT", Millis(300'000)));
+  ASYA_ASSIGN_OR_RETURN(s.runtime_timeout, env::Duration("ASYA_RUNTIME_TIMEOUT", Millis(300'000)));
   if (s.runtime_timeout.count() <= 0) {
     return asya::MakeError(asya::ErrorCode::kInvalidArgument,
                            "ASYA_RUNTIME_TIMEOUT must be positive");
   }
   p.runtime_timeout = s.runtime_timeout;
-  CFG_ASSIGN(s.ready_timeout, env::Duration("ASYA_RUNTIME_READY_TIMEOUT", Millis(300'000)));
-  CFG_ASSIGN(s.shutdown_timeout, env::Duration("ASYA_SHUTDOWN_TIMEOUT", Millis(25'000)));
-  CFG_ASSIGN(int64_t concurrency, env::Int("ASYA_SIDECAR_CONCURRENCY", 1, 1, 1000));
+  ASYA_ASSIGN_OR_RETURN(s.ready_timeout,
+                        env::Duration("ASYA_RUNTIME_READY_TIMEOUT", Millis(300'000)));
+  ASYA_ASSIGN_OR_RETURN(s.shutdown_timeout, env::Duration("ASYA_SHUTDOWN_TIMEOUT", Millis(25'000)));
+  ASYA_ASSIGN_OR_RETURN(int64_t concurrency, env::Int("ASYA_SIDECAR_CONCURRENCY", 1, 1, 1000));
   s.concurrency = static_cast<int>(concurrency);
 
   // Visibility: ASYA_VISIBILITY_TIMEOUT, else ASYA_SQS_VISIBILITY_TIMEOUT (0 = unset), else
   // 2 x ASYA_RUNTIME_TIMEOUT (DESIGN precise 10).
   s.visibility = 2 * s.runtime_timeout;
-  CFG_ASSIGN(Millis sqs_visibility, env::Duration("ASYA_SQS_VISIBILITY_TIMEOUT", Millis(0)));
+  ASYA_ASSIGN_OR_RETURN(Millis sqs_visibility,
+                        env::Duration("ASYA_SQS_VISIBILITY_TIMEOUT", Millis(0)));
   if (sqs_visibility.count() > 0) {
     s.visibility = sqs_visibility;
   }
-  CFG_ASSIGN(s.visibility, env::Duration("ASYA_VISIBILITY_TIMEOUT", s.visibility));
+  ASYA_ASSIGN_OR_RETURN(s.visibility, env::Duration("ASYA_VISIBILITY_TIMEOUT", s.visibility));
   if (s.visibility.count() <= 0) {
     return asya::MakeError(asya::ErrorCode::kInvalidArgument,
                            "ASYA_VISIBILITY_TIMEOUT must be positive");
@@ -143,17 +142,17 @@ Result<Config> LoadConfig() {
                                std::to_string(s.socket_path.size()) + " bytes, max 107)");
   }
 
-  CFG_ASSIGN(c.transport, env::TransportSettingsFromEnv());
+  ASYA_ASSIGN_OR_RETURN(c.transport, env::TransportSettingsFromEnv());
   // RabbitMQ: prefetch = concurrency unless ASYA_RABBITMQ_PREFETCH says otherwise, so every
   // worker has a delivery to take (src/transport/rabbitmq/README.md).
   if (!env::Get("ASYA_RABBITMQ_PREFETCH")) {
     c.transport.rabbitmq.prefetch = s.concurrency;
   }
-  CFG_ASSIGN(int64_t wait_s, env::Int("ASYA_SQS_WAIT_TIME_SECONDS", 20, 0, 20));
+  ASYA_ASSIGN_OR_RETURN(int64_t wait_s, env::Int("ASYA_SQS_WAIT_TIME_SECONDS", 20, 0, 20));
   s.receive_wait = Millis((wait_s == 0 ? 20 : wait_s) * 1000);
-  CFG_ASSIGN(c.queue_auto_create, env::Bool("ASYA_QUEUE_AUTO_CREATE", false));
+  ASYA_ASSIGN_OR_RETURN(c.queue_auto_create, env::Bool("ASYA_QUEUE_AUTO_CREATE", false));
 
-  CFG_ASSIGN(c.metrics_enabled, env::Bool("ASYA_METRICS_ENABLED", true));
+  ASYA_ASSIGN_OR_RETURN(c.metrics_enabled, env::Bool("ASYA_METRICS_ENABLED", true));
   c.metrics_addr = env::GetOr("ASYA_METRICS_ADDR", ":8080");
   c.metrics_namespace = env::GetOr("ASYA_METRICS_NAMESPACE", "asya_actor");
   c.custom_metrics = env::GetOr("ASYA_CUSTOM_METRICS", "");
