@@ -88,3 +88,6 @@ if [ -x "$BIN/asya-bench-sqlite-hop" ] && [ -x "$BIN/asya-sidecar" ]; then
 else
   echo "sqlite-hop / sidecar-memory: skipped (asya-sidecar or asya-bench-sqlite-hop not built)"
 fi
+
+# RabbitMQ hop (bench/rabbitmq/run.sh starts its own broker).
+BUILD_DIR=$BUILD_DIR bash "$ROOT/bench/rabbitmq/run.sh" || echo "rabbitmq-hop: failed (see above)"

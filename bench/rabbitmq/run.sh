@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# RabbitMQ hop benchmark (called from bench/run.sh, or on its own). Starts a throw-away broker,
+# then compares, with persistent messages on quorum queues and the C++ no-op (echo) runtime:
+#   sidecar concurrency 1  vs raw librabbitmq loop, prefetch 1, consume->publish->confirm->ack
+#   sidecar concurrency 32 vs raw loop, prefetch 32, no confirm wait; and vs the sidecar at 1
+# Environment: BUILD_DIR (default build/release), REPS (3), N1 (2000), N32 (20000).
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+BUILD_DIR=${BUILD_DIR:-$ROOT/build/release}
+BIN=$BUILD_DIR/bin
+REPS=${REPS:-3}
+N1=${N1:-2000}
+N32=${N32:-20000}
+BROKER=$ROOT/tools/rabbitmq-test-broker.sh
+for b in asya-bench-rmq asya-sidecar asya-echo-runtime; do
+  [ -x "$BIN/$b" ] || { echo "bench/rabbitmq: $BIN/$b is missing (build first)"; exit 1; }
+done
+WORK=$(mktemp -d /tmp/asya-rmqb-XXXXXX)
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  "$BROKER" stop "$WORK/broker" kill >/dev/null 2>&1 || true
+  wait 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+PORT=$("$BROKER" free-port)
+"$BROKER" start "$WORK/broker" "$PORT" 0 >/dev/null
+URL="amqp://guest:guest@127.0.0.1:$PORT/"
+
+median() { sort -n | awk '{a[NR]=$1} END{print (NR%2)? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
+rate() { sed -n 's/.*rate=\([0-9]*\).*/\1/p'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.2f", a/b}'; }
+
+run_id=0
+sidecar_hop() {  # sidecar_hop CONCURRENCY N -> prints the hop rate
+  local conc=$1 n=$2
+  run_id=$((run_id + 1))
+  local actor="rb${run_id}" sink="rb${run_id}-sink" dir="$WORK/s$run_id"
+  mkdir -p "$dir"; chmod 700 "$dir"
+  "$BIN/asya-bench-rmq" create "$URL" "asya-$sink" >/dev/null 2>&1
+  "$BIN/asya-bench-rmq" preload "$URL" "asya-$actor" "$n" "$actor" >/dev/null 2>&1
+  ASYA_SOCKET_DIR=$dir ASYA_LOG_LEVEL=warn setsid "$BIN/asya-echo-runtime" >"$dir/rt.log" 2>&1 </dev/null &
+  local rt=$!
+  ASYA_TRANSPORT=rabbitmq ASYA_RABBITMQ_URL=$URL ASYA_ACTOR_NAME=$actor ASYA_SOCKET_DIR=$dir \
+    ASYA_ACTOR_HAPPY_END=$sink ASYA_SIDECAR_CONCURRENCY=$conc ASYA_METRICS_ENABLED=false \
+    ASYA_LOG_LEVEL=warn setsid "$BIN/asya-sidecar" >"$dir/sc.log" 2>&1 </dev/null &
+  local sc=$!
+  PIDS+=("$rt" "$sc")
+  "$BIN/asya-bench-rmq" wait "$URL" "asya-$sink" "$n" 2>"$dir/wait.err" | rate
+  kill "$sc" "$rt" 2>/dev/null || true
+  wait "$sc" "$rt" 2>/dev/null || true
+}
+
+series() {  # series CMD... -> REPS values, median
+  local vals=""
+  for _ in $(seq "$REPS"); do vals+="$("$@")"$'\n'; done
+  printf "%s" "$vals" | median
+}
+
+raw1=$(series sh -c "'$BIN/asya-bench-rmq' raw-confirm '$URL' $N1 | sed -n 's/.*rate=\([0-9]*\).*/\1/p'")
+sc1=$(series sidecar_hop 1 "$N1")
+raw32=$(series sh -c "'$BIN/asya-bench-rmq' raw-pipeline '$URL' $N32 32 | sed -n 's/.*rate=\([0-9]*\).*/\1/p'")
+sc32=$(series sidecar_hop 32 "$N32")
+echo "rabbitmq hop concurrency=1: asya ${sc1}/s, raw loop (prefetch 1, confirm each) ${raw1}/s, ratio $(ratio "$sc1" "$raw1") (target >= 0.80)"
+echo "rabbitmq hop concurrency=32: asya ${sc32}/s, raw loop (prefetch 32, no confirm wait) ${raw32}/s, ratio $(ratio "$sc32" "$raw32") (target >= 0.50)"
+echo "rabbitmq hop concurrency=32 vs 1: $(ratio "$sc32" "$sc1")x (target >= 5)"
