@@ -276,12 +276,14 @@ struct Sidecar::Impl {
     }
   }
 
+  // Settle first, then release: the drain must not see the message as gone (and the process
+  // exit) while its ack/nack is still on the way.
   void Nack(const InFlightPtr& m, Millis delay, std::string_view why) {
-    Release(m);
     auto st = transport.Nack(m->msg, delay);
     if (!st) {
       log::Error("nack failed", {{"error", st.error().message}, {"why", std::string(why)}});
     }
+    Release(m);
   }
 
   void Execute(const InFlightPtr& m, const router::Decision& d, std::string_view id) {
@@ -333,11 +335,11 @@ struct Sidecar::Impl {
       Nack(m, d.nack_delay, d.log);
       return;
     }
-    Release(m);
     auto st = transport.Ack(m->msg);
     if (!st) {
       log::Error("ack failed", {{"id", std::string(id)}, {"error", st.error().message}});
     }
+    Release(m);
   }
 
   void Process(const InFlightPtr& m) {
