@@ -47,9 +47,15 @@ sidecar_hop() {  # sidecar_hop CONCURRENCY N -> prints the hop rate
     ASYA_LOG_LEVEL=warn setsid "$BIN/asya-sidecar" >"$dir/sc.log" 2>&1 </dev/null &
   local sc=$!
   PIDS+=("$rt" "$sc")
-  "$BIN/asya-bench-rmq" wait "$URL" "asya-$sink" "$n" 2>"$dir/wait.err" | rate
+  local r
+  r=$("$BIN/asya-bench-rmq" wait "$URL" "asya-$sink" "$n" 2>"$dir/wait.err" | rate)
   kill "$sc" "$rt" 2>/dev/null || true
   wait "$sc" "$rt" 2>/dev/null || true
+  if [ -z "$r" ]; then
+    echo "bench/rabbitmq: sidecar hop failed; logs:" >&2
+    tail -5 "$dir/wait.err" "$dir/sc.log" "$dir/rt.log" >&2
+  fi
+  echo "$r"
 }
 
 series() {  # series CMD... -> REPS values, median
