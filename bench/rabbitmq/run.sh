@@ -32,11 +32,10 @@ median() { sort -n | awk '{a[NR]=$1} END{print (NR%2)? a[(NR+1)/2] : (a[NR/2]+a[
 rate() { sed -n 's/.*rate=\([0-9]*\).*/\1/p'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.2f", a/b}'; }
 
-run_id=0
 sidecar_hop() {  # sidecar_hop CONCURRENCY N -> prints the hop rate
   local conc=$1 n=$2
-  run_id=$((run_id + 1))
-  local actor="rb${run_id}" sink="rb${run_id}-sink" dir="$WORK/s$run_id"
+  local id="rb$RANDOM$RANDOM"  # runs in a $(...) subshell: a counter would not survive
+  local actor="$id" sink="$id-sink" dir="$WORK/$id"
   mkdir -p "$dir"; chmod 700 "$dir"
   "$BIN/asya-bench-rmq" create "$URL" "asya-$sink" >/dev/null 2>&1
   "$BIN/asya-bench-rmq" preload "$URL" "asya-$actor" "$n" "$actor" >/dev/null 2>&1
@@ -53,7 +52,7 @@ sidecar_hop() {  # sidecar_hop CONCURRENCY N -> prints the hop rate
   wait "$sc" "$rt" 2>/dev/null || true
   if [ -z "$r" ]; then
     echo "bench/rabbitmq: sidecar hop failed; logs:" >&2
-    tail -5 "$dir/wait.err" "$dir/sc.log" "$dir/rt.log" >&2
+    tail -n 5 "$dir/wait.err" "$dir/sc.log" "$dir/rt.log" >&2
   fi
   echo "$r"
 }
