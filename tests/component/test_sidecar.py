@@ -350,7 +350,10 @@ class GuardTests(MeshTest):
         dead = self.mesh.collect(dlq, 1)[0]
         self.assertEqual(dead["id"], "dd-1")
         self.assertEqual(dead["payload"], {"op": "raise"})
-        self.assertEqual(dead["headers"]["x-asya-deliveries"], 3)
+        if TRANSPORT == "sqlite":  # brokers count deliveries their own way (contract suite)
+            self.assertEqual(dead["headers"]["x-asya-deliveries"], 3)
+        else:
+            self.assertGreaterEqual(dead["headers"]["x-asya-deliveries"], 3)
         self.assertIn("max deliveries exceeded", dead["headers"]["x-asya-dlq-reason"])
         self.assert_settled(a, extra_queues=(dlq,))
 
@@ -411,17 +414,16 @@ class HandlerKindTests(MeshTest):
     def test_async_handler_twenty_concurrent(self):
         a = self.mesh.actor("async", "component_handlers.async_sleep",
                             sidecar_env={"ASYA_SIDECAR_CONCURRENCY": "20"},
-                            runtime_env={"ASYA_RUNTIME_CONCURRENCY": "20"})
-        self.mesh.publish(a.queue, envelope("warm", [a.name], 0, {"s": 0}))
-        self.happy(1)
+                            runtime_env={"ASYA_RUNTIME_CONCURRENCY": "20"}, start_sidecar=False)
         sleep = 0.5
-        start = time.monotonic()
-        for i in range(20):
+        for i in range(20):  # queued first, so publishing time does not count
             self.mesh.publish(a.queue, envelope("as-%d" % i, [a.name], 0, {"s": sleep}))
+        start = time.monotonic()
+        a.start_sidecar()
         outs = self.happy(20)
         elapsed = time.monotonic() - start
         self.assertEqual(sorted(o["id"] for o in outs), sorted("as-%d" % i for i in range(20)))
-        # Overlap, not a benchmark: sequential would take 20 x 0.5 s.
+        # Overlap, not a benchmark: one at a time would take 20 x 0.5 s (plus startup).
         self.assertLess(elapsed, 10 * sleep, "handlers did not overlap")
         self.assert_settled(a)
 
