@@ -36,10 +36,7 @@ class MeshTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.mesh = Mesh()
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.mesh.close()
+        cls.addClassCleanup(cls.mesh.close)  # also runs when a subclass's setUpClass fails
 
     # ---- helpers ----
     def happy(self, n):
@@ -517,12 +514,8 @@ class GatewayTests(MeshTest):
         cls.gw = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
         cls.gw.calls, cls.gw.lock, cls.gw.failed_final = [], threading.Lock(), False
         threading.Thread(target=cls.gw.serve_forever, daemon=True).start()
+        cls.addClassCleanup(cls.gw.shutdown)
         cls.url = "http://127.0.0.1:%d" % cls.gw.server_address[1]
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.gw.shutdown()
-        super().tearDownClass()
 
     def posts(self, suffix, n):
         deadline = time.monotonic() + WAIT
