@@ -281,12 +281,16 @@ Result<Envelope> Parse(std::string_view json, const ParseOptions& options) {
 }
 
 std::string Serialize(const Envelope& envelope) {
+  return SerializeWithPayload(envelope, envelope.payload_json);
+}
+
+std::string SerializeWithPayload(const Envelope& envelope, std::string_view payload_json) {
   std::string out;
   size_t headers_size = 0;
   for (const auto& h : envelope.headers) {
     headers_size += h.first.size() + h.second.size() + 4;
   }
-  out.reserve(envelope.payload_json.size() + envelope.route.metadata_json.size() + headers_size +
+  out.reserve(payload_json.size() + envelope.route.metadata_json.size() + headers_size +
               envelope.id.size() + 64 + 16 * envelope.route.actors.size());
   out += "{\"id\":";
   AppendJsonString(out, envelope.id);
@@ -312,7 +316,11 @@ std::string Serialize(const Envelope& envelope) {
     internal::AppendHeaders(out, envelope.headers);
   }
   out += ",\"payload\":";
-  out += envelope.payload_json.empty() ? "null" : envelope.payload_json;
+  if (payload_json.empty()) {
+    out += "null";
+  } else {
+    out += payload_json;
+  }
   if (envelope.deadline) {
     out += ",\"deadline\":";
     AppendJsonString(out, *envelope.deadline);

@@ -246,10 +246,18 @@ Result<std::string> ReadFrame(int fd, size_t max_bytes, Clock::time_point deadli
   }
   const size_t want = *size;
   std::string body;
-  // Grow with the data actually received, not with the declared size.
+  // Grow with the data actually received, not with the declared size. Each step allocates exactly
+  // the new size (std::string::resize would round the last step up to twice the previous
+  // capacity: 16 MiB held for a 10 MiB frame).
   size_t have = 0;
   while (have < want) {
     size_t target = std::min(want, std::max(kInitialBodyChunk, body.size() * 2));
+    if (target > body.capacity()) {
+      std::string grown;
+      grown.reserve(target);
+      grown.append(body.data(), have);
+      body.swap(grown);
+    }
     body.resize(target);
     ASYA_ASSIGN_OR_RETURN(size_t n, ReadFull(fd, body.data() + have, target - have, deadline,
                                              "the response body", err));

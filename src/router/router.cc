@@ -23,6 +23,8 @@ constexpr std::string_view kReasonRuntime = "runtime_error";
 constexpr std::string_view kReasonHopLimit = "hop_limit_exceeded";
 constexpr std::string_view kReasonDeadline = "deadline_exceeded";
 constexpr std::string_view kReasonDeadLettered = "dead_lettered";
+constexpr std::string_view kReasonRouting = "routing_error";
+constexpr std::string_view kReasonErrorQueueSend = "error_queue_send_failed";
 
 void RemoveHeader(Envelope& env, std::string_view key) {
   auto& h = env.headers;
@@ -247,7 +249,8 @@ Decision Failure(const Policy& policy, const Input& in, std::string error,
   return d;
 }
 
-// Builds the outgoing envelope for one successful runtime item.
+// Builds the outgoing envelope for one successful runtime item, without its payload (serialised
+// from item.payload_json directly, so a large payload is copied once, into the output body).
 Envelope Forward(const Envelope& in, const envelope::RuntimeItem& item, size_t index) {
   Envelope out;
   if (index == 0) {
@@ -262,7 +265,7 @@ Envelope Forward(const Envelope& in, const envelope::RuntimeItem& item, size_t i
   out.has_headers = item.has_headers || in.has_headers;
   out.headers = item.has_headers ? item.headers : in.headers;
   out.has_payload = item.has_payload;
-  out.payload_json = item.payload_json;
+  out.payload_json.clear();
   out.deadline = in.deadline;
   return out;
 }
@@ -328,7 +331,16 @@ Decision AfterRuntime(const Policy& policy, const Input& in) {
       p.type = MessageType::kHappyEnd;
     }
     p.metric_destination = p.queue;
-    p.body = envelope::Serialize(next);
+    p.body = envelope::SerializeWithPayload(next, out.items[i].payload_json);
+    if (p.body.size() > policy.max_message_bytes) {
+      // Outgoing messages obey the same bound as incoming ones; nothing has been published yet.
+      return ErrorEnd(
+          policy, in,
+          "Result too large: result " + std::to_string(i) + " of " +
+              std::to_string(out.items.size()) + " is " + std::to_string(p.body.size()) +
+              " bytes, exceeds ASYA_MAX_MESSAGE_BYTES=" + std::to_string(policy.max_message_bytes),
+          kReasonRouting);
+    }
     d.publishes.push_back(std::move(p));
   }
   d.processed_status = "success";
@@ -478,6 +490,29 @@ Result<Timestamp> ParseRfc3339(std::string_view s) {
             std::chrono::seconds(second) - std::chrono::minutes(offset_minutes);
   return std::chrono::time_point_cast<std::chrono::microseconds>(tp) +
          std::chrono::microseconds(micros);
+}
+
+Decision AfterPublishFailure(const Policy& policy, const Input& input, const Decision& decision,
+                             size_t index, const Error& error, Millis nack_delay) {
+  const Publish& failed = decision.publishes.at(index);
+  const bool result = failed.type == MessageType::kRouting ||
+                      failed.type == MessageType::kHappyEnd || failed.type == MessageType::kRetry;
+  if (error.code == ErrorCode::kInvalidArgument && result && !policy.is_end_actor &&
+      input.envelope != nullptr) {
+    Decision d =
+        ErrorEnd(policy, input, "failed to publish to " + failed.queue + ": " + error.message,
+                 kReasonRouting);
+    d.log = "permanent publish error; " + d.log;
+    return d;
+  }
+  Decision d;
+  d.action = Action::kNack;
+  d.nack_delay = nack_delay;
+  d.failed_reason =
+      std::string(failed.type == MessageType::kErrorEnd ? kReasonErrorQueueSend : kReasonRouting);
+  d.warn = true;
+  d.log = "publish to " + failed.queue + " failed (" + error.message + "); message requeued";
+  return d;
 }
 
 Decision Decide(const Policy& policy, const Input& input) {

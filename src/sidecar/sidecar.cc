@@ -68,14 +68,17 @@ struct Sidecar::Impl {
 
   // Slots and the work queue.
   std::mutex mu;
-  std::condition_variable cv;     // slots freed, work queued, stopping
-  std::condition_variable hb_cv;  // wakes the heartbeat at exit
+  std::condition_variable cv;       // held/busy counts reached zero, receiving over (drain)
+  std::condition_variable work_cv;  // workers: work queued, a receive may start, exit
+  std::condition_variable hb_cv;    // wakes the heartbeat at exit
   std::deque<InFlightPtr> work;
   std::list<InFlightPtr> inflight;  // every held message (heartbeat, drain)
   int active = 0;                   // messages before/in their runtime call
   int held = 0;                     // messages not yet acked/nacked
   int busy_workers = 0;
   bool workers_exit = false;
+  bool receiving = false;  // one worker at a time receives (leader/follower)
+  int receive_failures = 0;
 
   // Runtime readiness gate.
   std::mutex gate_mu;
@@ -88,7 +91,6 @@ struct Sidecar::Impl {
   std::condition_variable sleep_cv;
 
   std::vector<std::thread> workers;
-  std::thread receiver;
   std::thread heartbeat;
 
   Impl(Settings settings, transport::Transport& t, protocol::RuntimeClient& r, Metrics* m,
@@ -115,6 +117,7 @@ struct Sidecar::Impl {
     sleep_cv.notify_all();
     { std::lock_guard<std::mutex> lock(mu); }
     cv.notify_all();
+    work_cv.notify_all();
   }
 
   // ---- runtime readiness ----
@@ -263,7 +266,12 @@ struct Sidecar::Impl {
     if (metrics != nullptr) {
       metrics->ActiveAdd(-1);
     }
-    cv.notify_all();
+    if (held == 0) {
+      cv.notify_all();
+    }
+    if (CanReceive()) {
+      work_cv.notify_one();
+    }
   }
 
   // Frees the runtime slot of a message (its runtime call is over).
@@ -272,7 +280,9 @@ struct Sidecar::Impl {
     if (m->counted_active) {
       m->counted_active = false;
       --active;
-      cv.notify_all();
+      if (CanReceive()) {
+        work_cv.notify_one();
+      }
     }
   }
 
@@ -286,13 +296,11 @@ struct Sidecar::Impl {
     Release(m);
   }
 
-  void Execute(const InFlightPtr& m, const router::Decision& d, std::string_view id) {
-    int expected = kRunning;
-    if (!m->state.compare_exchange_strong(expected, kSettling)) {
-      return;  // nacked by the shutdown drain meanwhile
-    }
-    FreeSlot(m);
-    for (const auto& p : d.publishes) {
+  // Publishes every message of `d` in order; on the first failure returns its index and error.
+  std::optional<std::pair<size_t, Error>> PublishAll(const router::Decision& d,
+                                                     std::string_view id) {
+    for (size_t i = 0; i < d.publishes.size(); ++i) {
+      const auto& p = d.publishes[i];
       const auto t0 = Clock::now();
       transport::PublishOptions opts;
       opts.delay = p.delay;
@@ -302,37 +310,63 @@ struct Sidecar::Impl {
         metrics->SendDuration(p.metric_destination, Seconds(Clock::now() - t0));
       }
       if (!st) {
-        log::Error("publish failed; message requeued",
+        log::Error("publish failed",
                    {{"id", std::string(id)}, {"queue", p.queue}, {"error", st.error().message}});
-        if (metrics != nullptr) {
-          metrics->Failed(p.type == router::MessageType::kErrorEnd ? "error_queue_send_failed"
-                                                                   : "routing_error");
-        }
-        Nack(m, s.publish_failure_nack_delay, "publish failed");
-        return;
+        return std::make_pair(i, std::move(st).error());
       }
       if (metrics != nullptr) {
         metrics->Sent(p.metric_destination, router::MessageTypeName(p.type), p.body.size());
       }
     }
+    return std::nullopt;
+  }
+
+  void Execute(const InFlightPtr& m, const router::Decision& d, std::string_view id) {
+    int expected = kRunning;
+    if (!m->state.compare_exchange_strong(expected, kSettling)) {
+      return;  // nacked by the shutdown drain meanwhile
+    }
+    FreeSlot(m);
+    const router::Decision* done = &d;
+    router::Decision fallback;
+    if (auto failed = PublishAll(d, id)) {
+      // Rare path: parse the input again (the hot path freed its copy before publishing).
+      const std::string& body = m->msg.body;
+      auto parsed = envelope::Parse(body, {.max_bytes = std::numeric_limits<size_t>::max()});
+      router::Input in;
+      in.body = body;
+      in.envelope = parsed ? &*parsed : nullptr;
+      in.delivery_count = m->msg.delivery_count;
+      in.now = std::chrono::system_clock::now();
+      fallback = router::AfterPublishFailure(s.policy, in, d, failed->first, failed->second,
+                                             s.publish_failure_nack_delay);
+      if (fallback.action != router::Action::kNack && PublishAll(fallback, id)) {
+        if (metrics != nullptr) {
+          metrics->Failed("error_queue_send_failed");
+        }
+        Nack(m, s.publish_failure_nack_delay, "error-end publish failed");
+        return;
+      }
+      done = &fallback;
+    }
     if (metrics != nullptr) {
-      if (!d.failed_reason.empty()) {
-        metrics->Failed(d.failed_reason);
+      if (!done->failed_reason.empty()) {
+        metrics->Failed(done->failed_reason);
       }
-      if (!d.processed_status.empty()) {
-        metrics->Processed(d.processed_status);
+      if (!done->processed_status.empty()) {
+        metrics->Processed(done->processed_status);
       }
-      if (d.runtime_error) {
+      if (done->runtime_error) {
         metrics->RuntimeError();
       }
     }
-    if (d.warn) {
-      log::Warn(d.log, {{"id", std::string(id)}});
+    if (done->warn) {
+      log::Warn(done->log, {{"id", std::string(id)}});
     } else if (log::Enabled(log::Level::kDebug)) {
-      log::Debug(d.log, {{"id", std::string(id)}});
+      log::Debug(done->log, {{"id", std::string(id)}});
     }
-    if (d.action == router::Action::kNack) {
-      Nack(m, d.nack_delay, d.log);
+    if (done->action == router::Action::kNack) {
+      Nack(m, done->nack_delay, done->log);
       return;
     }
     auto st = transport.Ack(m->msg);
@@ -348,35 +382,41 @@ struct Sidecar::Impl {
       return;
     }
     const std::string& body = m->msg.body;
-    auto parsed = envelope::Parse(body, {.max_bytes = std::numeric_limits<size_t>::max()});
-    const envelope::Envelope* env = parsed ? &*parsed : nullptr;
-    std::string parse_error = parsed ? std::string() : parsed.error().message;
-    router::Input in;
-    in.body = body;
-    in.envelope = env;
-    in.parse_error = parse_error;
-    in.delivery_count = m->msg.delivery_count;
-    in.now = std::chrono::system_clock::now();
-    in.jitter = Jitter();
-    router::Decision d = router::Decide(s.policy, in);
-    std::string_view id = env != nullptr ? std::string_view(env->id) : std::string_view();
-
-    if (d.action == router::Action::kCallRuntime) {
-      Report reporter(gateway, s.policy, env, body.size());
-      reporter.BeforeCall();
-      const auto t0 = Clock::now();
-      auto outcome = CallRuntime(body);
-      if (!outcome) {
-        expected = kRunning;
-        if (m->state.compare_exchange_strong(expected, kSettling)) {
-          Nack(m, Millis(0), "shutdown");
-        }
-        return;
-      }
-      in.outcome = &*outcome;
+    router::Decision d;
+    std::string id;
+    {
+      auto parsed = envelope::Parse(body, {.max_bytes = std::numeric_limits<size_t>::max()});
+      const envelope::Envelope* env = parsed ? &*parsed : nullptr;
+      std::string parse_error = parsed ? std::string() : parsed.error().message;
+      router::Input in;
+      in.body = body;
+      in.envelope = env;
+      in.parse_error = parse_error;
+      in.delivery_count = m->msg.delivery_count;
+      in.now = std::chrono::system_clock::now();
+      in.jitter = Jitter();
       d = router::Decide(s.policy, in);
-      reporter.AfterCall(*outcome, d, Clock::now() - t0);
-    }
+      if (env != nullptr) {
+        id = env->id;
+      }
+
+      if (d.action == router::Action::kCallRuntime) {
+        Report reporter(gateway, s.policy, env, body.size());
+        reporter.BeforeCall();
+        const auto t0 = Clock::now();
+        auto outcome = CallRuntime(body);
+        if (!outcome) {
+          expected = kRunning;
+          if (m->state.compare_exchange_strong(expected, kSettling)) {
+            Nack(m, Millis(0), "shutdown");
+          }
+          return;
+        }
+        in.outcome = &*outcome;
+        d = router::Decide(s.policy, in);
+        reporter.AfterCall(*outcome, d, Clock::now() - t0);
+      }
+    }  // the parsed input and the runtime's answer are freed before publishing
     Execute(m, d, id);
     if (metrics != nullptr) {
       metrics->ProcessingDuration(Seconds(Clock::now() - m->received_at));
@@ -385,87 +425,112 @@ struct Sidecar::Impl {
 
   // ---- threads ----
 
-  void WorkerLoop() {
-    while (true) {
-      InFlightPtr m;
-      {
-        std::unique_lock<std::mutex> lock(mu);
-        cv.wait(lock, [&] { return !work.empty() || workers_exit; });
-        if (work.empty()) {
-          return;
-        }
-        m = std::move(work.front());
-        work.pop_front();
-        ++busy_workers;
+  // Under mu: a worker may start a receive (no receive running, a runtime slot free, fewer than
+  // 2 x concurrency messages held).
+  bool CanReceive() const {
+    return !stopping && !receiving && active < s.concurrency && held < 2 * s.concurrency;
+  }
+
+  void Handle(const InFlightPtr& m) {
+    if (stopping) {
+      int expected = kQueued;
+      if (m->state.compare_exchange_strong(expected, kSettling)) {
+        Nack(m, Millis(0), "shutdown before processing");
       }
-      if (stopping) {
-        int expected = kQueued;
-        if (m->state.compare_exchange_strong(expected, kSettling)) {
-          Nack(m, Millis(0), "shutdown before processing");
-        }
-      } else {
-        Process(m);
-      }
-      std::lock_guard<std::mutex> lock(mu);
-      --busy_workers;
-      cv.notify_all();
+    } else {
+      Process(m);
     }
   }
 
-  void ReceiveLoop() {
-    int failures = 0;
-    while (!stopping) {
-      size_t want = 0;
-      {
-        std::unique_lock<std::mutex> lock(mu);
-        cv.wait(lock,
-                [&] { return stopping || (active < s.concurrency && held < 2 * s.concurrency); });
-        if (stopping) {
-          return;
-        }
-        want =
+  // Called without mu by the worker holding the receive role. Returns the received messages
+  // (empty after a timeout, an error or an interrupt).
+  std::vector<transport::Message> ReceiveBatch(size_t want) {
+    transport::ReceiveOptions opts;
+    opts.max_messages = want;
+    opts.wait = s.receive_wait;
+    opts.visibility = s.visibility;
+    const auto t0 = Clock::now();
+    auto r = transport.Receive(queue, opts);
+    if (!r) {
+      int failures = ++receive_failures;  // only the receive-role holder touches it
+      Millis delay = std::min(s.receive_backoff_max, Millis(s.receive_backoff_initial.count()
+                                                            << std::min(failures - 1, 20)));
+      log::Warn(
+          "receive failed; backing off",
+          {{"queue", queue}, {"error", r.error().message}, {"retry_in", FormatGoDuration(delay)}});
+      SleepFor(delay);
+      return {};
+    }
+    receive_failures = 0;
+    if (metrics != nullptr && !r->empty()) {
+      metrics->ReceiveDuration(Seconds(Clock::now() - t0));
+    }
+    return std::move(*r);
+  }
+
+  // Leader/follower: an idle worker takes the receive role, keeps the first message it receives
+  // and queues the rest for the others, so a message received alone is processed by the thread
+  // that received it (no cross-thread wake-up on the message path).
+  void WorkerLoop() {
+    std::unique_lock<std::mutex> lock(mu);
+    while (true) {
+      work_cv.wait(lock, [&] { return !work.empty() || workers_exit || CanReceive(); });
+      InFlightPtr mine;
+      if (!work.empty()) {
+        mine = std::move(work.front());
+        work.pop_front();
+        ++busy_workers;
+      } else if (workers_exit) {
+        return;
+      } else {
+        receiving = true;
+        ++busy_workers;
+        const auto want =
             static_cast<size_t>(std::min({s.concurrency - active, 2 * s.concurrency - held, 10}));
-      }
-      transport::ReceiveOptions opts;
-      opts.max_messages = want;
-      opts.wait = s.receive_wait;
-      opts.visibility = s.visibility;
-      const auto t0 = Clock::now();
-      auto r = transport.Receive(queue, opts);
-      if (!r) {
-        ++failures;
-        Millis delay = std::min(s.receive_backoff_max, Millis(s.receive_backoff_initial.count()
-                                                              << std::min(failures - 1, 20)));
-        log::Warn("receive failed; backing off", {{"queue", queue},
-                                                  {"error", r.error().message},
-                                                  {"retry_in", FormatGoDuration(delay)}});
-        SleepFor(delay);
-        continue;
-      }
-      failures = 0;
-      if (r->empty()) {
-        continue;
-      }
-      const auto now = Clock::now();
-      if (metrics != nullptr) {
-        metrics->ReceiveDuration(Seconds(now - t0));
-      }
-      std::lock_guard<std::mutex> lock(mu);
-      for (auto& msg : *r) {
-        auto m = std::make_shared<InFlight>();
-        if (metrics != nullptr) {
-          metrics->Received(msg.body.size());
-          metrics->ActiveAdd(1);
+        lock.unlock();
+        auto batch = ReceiveBatch(want);
+        const auto now = Clock::now();
+        lock.lock();
+        receiving = false;
+        for (auto& msg : batch) {
+          auto m = std::make_shared<InFlight>();
+          if (metrics != nullptr) {
+            metrics->Received(msg.body.size());
+            metrics->ActiveAdd(1);
+          }
+          m->msg = std::move(msg);
+          m->received_at = now;
+          m->last_extended = now;
+          inflight.push_back(m);
+          ++active;
+          ++held;
+          if (!mine) {
+            mine = std::move(m);
+          } else {
+            work.push_back(std::move(m));
+          }
         }
-        m->msg = std::move(msg);
-        m->received_at = now;
-        m->last_extended = now;
-        inflight.push_back(m);
-        work.push_back(std::move(m));
-        ++active;
-        ++held;
+        if (stopping) {
+          cv.notify_all();  // the drain waits for the receive to be over
+        }
       }
-      cv.notify_all();
+      // Pass the baton: queued work or a possible receive for one more worker.
+      if (!work.empty() || CanReceive()) {
+        if (work.size() > 1) {
+          work_cv.notify_all();
+        } else {
+          work_cv.notify_one();
+        }
+      }
+      if (mine) {
+        lock.unlock();
+        Handle(mine);
+        mine.reset();
+        lock.lock();
+      }
+      if (--busy_workers == 0) {
+        cv.notify_all();
+      }
     }
   }
 
@@ -503,6 +568,7 @@ struct Sidecar::Impl {
   void Drain() {
     const auto deadline = Clock::now() + s.shutdown_timeout;
     std::unique_lock<std::mutex> lock(mu);
+    cv.wait(lock, [&] { return !receiving; });  // Interrupt() ended it; its messages are held
     if (held > 0) {
       log::Info("draining in-flight messages",
                 {{"held", held}, {"grace", FormatGoDuration(s.shutdown_timeout)}});
@@ -526,6 +592,7 @@ struct Sidecar::Impl {
     }
     workers_exit = true;
     cv.notify_all();
+    work_cv.notify_all();
     hb_cv.notify_all();
   }
 
@@ -539,13 +606,11 @@ struct Sidecar::Impl {
       workers.emplace_back([this] { WorkerLoop(); });
     }
     heartbeat = std::thread([this] { HeartbeatLoop(); });
-    receiver = std::thread([this] { ReceiveLoop(); });
     log::Info("consuming", {{"queue", queue}, {"concurrency", s.concurrency}});
     {
       std::unique_lock<std::mutex> lock(sleep_mu);
       sleep_cv.wait(lock, [&] { return stopping.load(); });
     }
-    receiver.join();
     Drain();
     heartbeat.join();
     // Join workers that finished; a worker stuck in a runtime call past the grace period is
@@ -577,9 +642,6 @@ Sidecar::Sidecar(Settings settings, transport::Transport& transport,
 Sidecar::~Sidecar() {
   if (impl_ && impl_->drained) {
     impl_->RequestShutdown();
-    if (impl_->receiver.joinable()) {
-      impl_->receiver.join();
-    }
   }
 }
 

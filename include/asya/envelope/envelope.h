@@ -77,6 +77,9 @@ Result<Envelope> Parse(std::string_view json, const ParseOptions& options = {});
 // Route is written when has_route is set or any route field is non-default; payload is always
 // written ("null" when absent). For a parsed envelope with a payload, Parse(Serialize(e)) == e.
 std::string Serialize(const Envelope& envelope);
+// The same with `payload_json` written in place of envelope.payload_json (saves copying a large
+// payload into an Envelope just to serialise it; "" is written as null).
+std::string SerializeWithPayload(const Envelope& envelope, std::string_view payload_json);
 
 // Appends `s` to `out` as a JSON string literal (quotes included, control chars escaped,
 // non-ASCII UTF-8 passed through; bytes that are not valid UTF-8 become \ufffd so the output is

@@ -98,6 +98,17 @@ struct Decision {
 
 Decision Decide(const Policy& policy, const Input& input);
 
+// What to do when `decision.publishes[index]` failed with `error` (the publishes before it went
+// out). A kInvalidArgument error is permanent: the transport rejected the message itself (e.g.
+// larger than the broker allows, invalid queue name), so retrying would only loop until the
+// message is dead-lettered. For a result (routing, happy-end, retry) of a regular actor it becomes
+// an error envelope to error-end naming the error ("failed to publish to <queue>: <error>") and
+// the input is acked (metric reason `routing_error`). Any other error, a failed error-end or
+// dead-letter publish, and end actors: nack after `nack_delay` (reasons `routing_error` /
+// `error_queue_send_failed`). The returned decision never publishes to the queue that failed.
+Decision AfterPublishFailure(const Policy& policy, const Input& input, const Decision& decision,
+                             size_t index, const Error& error, Millis nack_delay);
+
 // Parses an RFC 3339 timestamp ("2025-01-02T03:04:05.678Z", "...+02:00") with microsecond
 // precision (a 64-bit count of microseconds covers any year, unlike system_clock's nanoseconds).
 using Timestamp = std::chrono::sys_time<std::chrono::microseconds>;

@@ -3,10 +3,12 @@
 // Written against the Transport and RuntimeClient interfaces; configured by a plain Settings
 // struct (only src/bin/sidecar reads the environment).
 //
-// Threads: one receiver (asks the transport for up to the free slots, at most 10 at a time),
-// 2 x concurrency workers (a slot is freed when a message's runtime call is over, so the
-// publish/ack of one message overlaps the receive and runtime call of the next), one visibility
-// heartbeat. Lifecycle: Run() waits for the runtime, consumes until Shutdown(), drains in-flight
+// Threads: 2 x concurrency workers and one visibility heartbeat. Workers take turns receiving
+// (leader/follower): an idle worker asks the transport for up to the free slots (at most 10 at a
+// time), keeps the first message for itself and queues the rest for the others, so a message that
+// arrives alone is processed by the thread that received it. A slot is freed when a message's
+// runtime call is over, so the publish/ack of one message overlaps the receive and runtime call
+// of the next. Lifecycle: Run() waits for the runtime, consumes until Shutdown(), drains in-flight
 // messages for up to `shutdown_timeout`, nacks the rest (no delay, never error-end) and returns.
 #pragma once
 

@@ -58,8 +58,10 @@ Query& Query::BindText(int index, std::string_view value) {
 Query& Query::BindBlob(int index, std::string_view value) {
   // A zero-length blob must still be a blob, not NULL: pass a non-null pointer.
   static const char kEmpty = 0;
+  // SQLITE_STATIC: no copy of a (possibly large) body; the caller keeps `value` alive until the
+  // query is run or destroyed (both reset the statement and clear its bindings).
   sqlite3_bind_blob64(stmt_, index, value.empty() ? &kEmpty : value.data(), value.size(),
-                      SQLITE_TRANSIENT);
+                      SQLITE_STATIC);
   return *this;
 }
 

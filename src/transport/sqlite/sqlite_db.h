@@ -28,6 +28,7 @@ class Query {
   // Parameters are 1-based, as in SQL ("?1").
   Query& Bind(int index, int64_t value);
   Query& BindText(int index, std::string_view value);
+  // Not copied: `value` must stay alive until the query is run or destroyed.
   Query& BindBlob(int index, std::string_view value);
   Query& BindNull(int index);
 

@@ -649,6 +649,22 @@ std::vector<Row> Rows() {
                      }}},
       .processed_status = "success",
   });
+  rows.push_back({
+      .name = "result larger than ASYA_MAX_MESSAGE_BYTES -> error-end, nothing routed",
+      .policy = [](Policy& p) { p.max_message_bytes = 300; },
+      .outcome = K::kResponse,
+      .response = R"([{"payload":"small","route":{"actors":["a","b"],"current":1}},)"
+                  R"({"payload":")" +
+                  std::string(400, 'x') + R"(","route":{"actors":["a","b"],"current":1}}])",
+      .publishes = {{"asya-error-end", MessageType::kErrorEnd, "error-end",
+                     [](const json& j) {
+                       std::string e = j["payload"]["error"];
+                       EXPECT_EQ(e.rfind("Result too large: result 1 of 2 is ", 0), 0u) << e;
+                       EXPECT_NE(e.find("exceeds ASYA_MAX_MESSAGE_BYTES=300"), std::string::npos);
+                       EXPECT_EQ(j["payload"]["original_payload"], json({{"x", 1}}));
+                     }}},
+      .failed_reason = "routing_error",
+  });
   return rows;
 }
 
@@ -721,6 +737,73 @@ TEST(Router, MessageTypeNames) {
   EXPECT_EQ(MessageTypeName(MessageType::kErrorEnd), "error_end");
   EXPECT_EQ(MessageTypeName(MessageType::kRetry), "retry");
   EXPECT_EQ(MessageTypeName(MessageType::kDeadLetter), "dead_letter");
+}
+
+}  // namespace
+}  // namespace asya::router
+
+namespace asya::router {
+namespace {
+
+// A decision that routed two results (the second publish is the one that fails below).
+struct PublishFailureCase {
+  envelope::Envelope env = *envelope::Parse(kBody);
+  Input in;
+  Decision routed;
+  PublishFailureCase() {
+    in.body = kBody;
+    in.envelope = &env;
+    in.now = kNow;
+    for (const char* q : {"asya-b", "asya-c"}) {
+      Publish p;
+      p.queue = q;
+      p.body = "{}";
+      p.type = MessageType::kRouting;
+      routed.publishes.push_back(p);
+    }
+  }
+};
+
+TEST(Router, InvalidArgumentPublishGoesToErrorEnd) {
+  PublishFailureCase c;
+  Error err{ErrorCode::kInvalidArgument,
+            "message of 300123 bytes exceeds the SQS limit of 262144 bytes"};
+  Decision d = AfterPublishFailure(BasePolicy(), c.in, c.routed, 1, err, Millis(1000));
+  EXPECT_EQ(d.action, Action::kAck);
+  EXPECT_EQ(d.failed_reason, "routing_error");
+  EXPECT_TRUE(d.warn);
+  ASSERT_EQ(d.publishes.size(), 1u);
+  EXPECT_EQ(d.publishes[0].queue, "asya-error-end");
+  EXPECT_EQ(d.publishes[0].type, MessageType::kErrorEnd);
+  ErrorEndWith("failed to publish to asya-c: " + err.message)(json::parse(d.publishes[0].body));
+}
+
+TEST(Router, OtherPublishErrorsNack) {
+  PublishFailureCase c;
+  Decision d = AfterPublishFailure(BasePolicy(), c.in, c.routed, 0,
+                                   Error{ErrorCode::kUnavailable, "broker down"}, Millis(1000));
+  EXPECT_EQ(d.action, Action::kNack);
+  EXPECT_EQ(d.nack_delay, Millis(1000));
+  EXPECT_EQ(d.failed_reason, "routing_error");
+  EXPECT_TRUE(d.publishes.empty());
+}
+
+TEST(Router, InvalidArgumentOnErrorEndOrDeadLetterNacks) {
+  PublishFailureCase c;
+  Error err{ErrorCode::kInvalidArgument, "too big"};
+  c.routed.publishes[1].type = MessageType::kErrorEnd;
+  Decision d = AfterPublishFailure(BasePolicy(), c.in, c.routed, 1, err, Millis(50));
+  EXPECT_EQ(d.action, Action::kNack);
+  EXPECT_EQ(d.failed_reason, "error_queue_send_failed");
+  EXPECT_TRUE(d.publishes.empty());
+  c.routed.publishes[1].type = MessageType::kDeadLetter;
+  d = AfterPublishFailure(BasePolicy(), c.in, c.routed, 1, err, Millis(50));
+  EXPECT_EQ(d.action, Action::kNack);
+  Policy end = BasePolicy();
+  end.is_end_actor = true;
+  c.routed.publishes[1].type = MessageType::kRouting;
+  d = AfterPublishFailure(end, c.in, c.routed, 1, err, Millis(50));
+  EXPECT_EQ(d.action, Action::kNack);
 }
 
 }  // namespace

@@ -270,6 +270,82 @@ TEST_F(SidecarTest, FailedPublishNacksAndNeverAcks) {
   EXPECT_EQ(Depth("asya-error-end").ready, 0);
 }
 
+// A result the transport can never accept (kInvalidArgument: here an invalid queue name) is not
+// retried until dead-lettered: it becomes an error envelope at error-end and the input is acked.
+TEST_F(SidecarTest, PermanentPublishErrorGoesToErrorEndAndAcks) {
+  FakeRuntime runtime(dir_, Echo);
+  protocol::RuntimeClient client({.socket_path = settings_.socket_path});
+  Metrics metrics({"asya_actor", "a", "sqlite"});
+  Sidecar sidecar(settings_, *counting_, client, &metrics);
+  std::thread run([&] { sidecar.Run(); });
+  Publish("asya-a", Env("bad-next", {"a", "no such/queue"}, 7));
+  auto out = Take("asya-error-end", 1);
+  ASSERT_EQ(out.size(), 1u);
+  sidecar.Shutdown();
+  run.join();
+  EXPECT_EQ(out[0]["id"], "bad-next");
+  const std::string error = out[0]["payload"]["error"].get<std::string>();
+  EXPECT_NE(error.find("failed to publish to asya-no such/queue: invalid queue name"),
+            std::string::npos)
+      << error;
+  EXPECT_EQ(out[0]["payload"]["original_payload"], 7);
+  EXPECT_EQ(counting_->acks, 1);
+  EXPECT_EQ(counting_->nacks, 0);
+  EXPECT_EQ(runtime.calls(), 1);
+  EXPECT_EQ(Depth("asya-a").ready + Depth("asya-a").inflight, 0);
+  EXPECT_NE(metrics.Render().find("asya_actor_messages_failed_total{queue=\"a\",reason="
+                                  "\"routing_error\"} 1\n"),
+            std::string::npos)
+      << metrics.Render();
+}
+
+// ASYA_MAX_MESSAGE_BYTES bounds outgoing messages too: a result larger than the limit goes to
+// error-end (with the original, small payload) and is never published.
+TEST_F(SidecarTest, ResultOverTheMessageLimitGoesToErrorEnd) {
+  FakeRuntime runtime(dir_, [](const json& env) {
+    json out = Echo(env);
+    out[0]["payload"] = std::string(4096, 'x');
+    return out;
+  });
+  protocol::RuntimeClient client({.socket_path = settings_.socket_path});
+  settings_.policy.max_message_bytes = 2048;
+  Sidecar sidecar(settings_, *counting_, client, nullptr);
+  std::thread run([&] { sidecar.Run(); });
+  Publish("asya-a", Env("too-big", {"a", "b"}, "small"));
+  auto out = Take("asya-error-end", 1);
+  ASSERT_EQ(out.size(), 1u);
+  sidecar.Shutdown();
+  run.join();
+  EXPECT_EQ(out[0]["id"], "too-big");
+  const std::string error = out[0]["payload"]["error"].get<std::string>();
+  EXPECT_NE(error.find("Result too large"), std::string::npos) << error;
+  EXPECT_NE(error.find("exceeds ASYA_MAX_MESSAGE_BYTES=2048"), std::string::npos) << error;
+  EXPECT_EQ(out[0]["payload"]["original_payload"], "small");
+  EXPECT_EQ(Depth("asya-b").ready, 0);
+  EXPECT_EQ(counting_->acks, 1);
+  EXPECT_EQ(counting_->nacks, 0);
+}
+
+// If the error-end publish fails too, the input is nacked (never acked without a publish).
+TEST_F(SidecarTest, PermanentPublishErrorWithErrorEndDownNacks) {
+  FakeRuntime runtime(dir_, Echo);
+  protocol::RuntimeClient client({.socket_path = settings_.socket_path});
+  settings_.policy.error_end = "also bad/name";
+  settings_.policy.max_deliveries = 2;
+  ASSERT_TRUE(sqlite_->CreateQueue("asya-a-dlq", {}).has_value());
+  Sidecar sidecar(settings_, *counting_, client, nullptr);
+  std::thread run([&] { sidecar.Run(); });
+  Publish("asya-a", Env("nowhere", {"a", "bad/next"}, 1));
+  // Two deliveries fail both publishes (nack), the third is dead-lettered.
+  auto out = Take("asya-a-dlq", 1);
+  ASSERT_EQ(out.size(), 1u);
+  sidecar.Shutdown();
+  run.join();
+  EXPECT_EQ(out[0]["id"], "nowhere");
+  EXPECT_EQ(counting_->nacks, 2);
+  EXPECT_EQ(counting_->acks, 1);
+}
+
 TEST_F(SidecarTest, HeartbeatKeepsLongMessagesInvisible) {
   FakeRuntime runtime(dir_, [](const json& env) {
     std::this_thread::sleep_for(milliseconds(1200));
