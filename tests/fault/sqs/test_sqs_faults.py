@@ -136,12 +136,8 @@ class SqsFaultTests(unittest.TestCase):
         self.assertEqual(len(calls), 1, "handler ran %d times" % len(calls))
         self.assert_settled(slow)
 
-    # Known gap (sidecar, src/sidecar/sidecar.cc Execute): every failed publish is nacked and
-    # retried, so this message is dead-lettered after ASYA_MAX_DELIVERIES instead of reaching
-    # error-end. Nothing is lost (it lands in asya-<actor>-dlq), but the transport's
-    # kInvalidArgument "exceeds the SQS limit" should become an error envelope. Remove the
-    # marker when the sidecar routes permanent publish errors to error-end.
-    @unittest.expectedFailure
+    # The transport rejects the oversized result before sending (kInvalidArgument): the sidecar
+    # does not retry it until dead-lettered but sends an error envelope to error-end and acks.
     def test_result_over_the_sqs_limit_goes_to_error_end(self):
         m = self.mesh
         big = m.actor("big", "sqs_fault_handlers.big", runtime_env={"PYTHONPATH": HERE})
