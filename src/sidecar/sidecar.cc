@@ -13,6 +13,8 @@
 #include <utility>
 #include <vector>
 
+#include <malloc.h>
+
 #include "asya/base/duration.h"
 #include "asya/base/log.h"
 #include "asya/envelope/envelope.h"
@@ -24,6 +26,8 @@ namespace asya::sidecar {
 namespace {
 
 using Clock = std::chrono::steady_clock;
+
+constexpr size_t kTrimAfterBytes = 1u << 20;
 
 double Seconds(Clock::duration d) {
   return std::chrono::duration<double>(d).count();
@@ -401,6 +405,14 @@ struct Sidecar::Impl {
       }
 
       if (d.action == router::Action::kCallRuntime) {
+        // A large payload is not kept twice (body + parsed copy) through the runtime call: the
+        // success path builds its outputs from the runtime's results and needs only id, route,
+        // headers and deadline of the input. Other outcomes carry the original payload, so they
+        // are decided again from a complete parse (rare, and only for large messages).
+        const bool light = parsed && body.size() >= kTrimAfterBytes;
+        if (light) {
+          std::string().swap(parsed->payload_json);
+        }
         Report reporter(gateway, s.policy, env, body.size());
         reporter.BeforeCall();
         const auto t0 = Clock::now();
@@ -414,6 +426,13 @@ struct Sidecar::Impl {
         }
         in.outcome = &*outcome;
         d = router::Decide(s.policy, in);
+        if (light && d.processed_status != "success" && d.processed_status != "end_consumed") {
+          if (auto full =
+                  envelope::Parse(body, {.max_bytes = std::numeric_limits<size_t>::max()})) {
+            *parsed = std::move(*full);
+            d = router::Decide(s.policy, in);
+          }
+        }
         reporter.AfterCall(*outcome, d, Clock::now() - t0);
       }
     }  // the parsed input and the runtime's answer are freed before publishing
@@ -524,8 +543,14 @@ struct Sidecar::Impl {
       }
       if (mine) {
         lock.unlock();
+        const size_t bytes = mine->msg.body.size();
         Handle(mine);
         mine.reset();
+        if (bytes >= kTrimAfterBytes) {
+          // Give the pages of a large message's smaller buffers (frame growth steps, sqlite's
+          // copies) back to the OS; the large buffers themselves are mmapped (see main.cc).
+          malloc_trim(0);
+        }
         lock.lock();
       }
       if (--busy_workers == 0) {

@@ -346,6 +346,35 @@ TEST_F(SidecarTest, PermanentPublishErrorWithErrorEndDownNacks) {
   EXPECT_EQ(counting_->acks, 1);
 }
 
+// Large messages (>= 1 MiB) are not kept parsed during the runtime call; results still carry the
+// runtime's payload and error envelopes still carry the original payload.
+TEST_F(SidecarTest, LargeMessagesKeepTheirPayloadOnEveryPath) {
+  FakeRuntime runtime(dir_, [](const json& env) {
+    if (env["payload"]["fail"].get<bool>()) {
+      return json::array({{{"error", "processing_error"}, {"details", {{"message", "boom"}}}}});
+    }
+    return Echo(env);
+  });
+  protocol::RuntimeClient client({.socket_path = settings_.socket_path});
+  Sidecar sidecar(settings_, *counting_, client, nullptr);
+  std::thread run([&] { sidecar.Run(); });
+  const std::string big((1u << 20) + 100, 'y');
+  Publish("asya-a", Env("big-ok", {"a", "b"}, {{"fail", false}, {"s", big}}));
+  Publish("asya-a", Env("big-fail", {"a", "b"}, {{"fail", true}, {"s", big}}));
+  auto routed = Take("asya-b", 1);
+  auto failed = Take("asya-error-end", 1);
+  sidecar.Shutdown();
+  run.join();
+  ASSERT_EQ(routed.size(), 1u);
+  EXPECT_EQ(routed[0]["id"], "big-ok");
+  EXPECT_EQ(routed[0]["payload"]["s"], big);
+  ASSERT_EQ(failed.size(), 1u);
+  EXPECT_EQ(failed[0]["id"], "big-fail");
+  EXPECT_EQ(failed[0]["payload"]["error"], "processing_error");
+  EXPECT_EQ(failed[0]["payload"]["original_payload"]["s"], big);
+  EXPECT_EQ(counting_->acks, 2);
+}
+
 TEST_F(SidecarTest, HeartbeatKeepsLongMessagesInvisible) {
   FakeRuntime runtime(dir_, [](const json& env) {
     std::this_thread::sleep_for(milliseconds(1200));
