@@ -217,6 +217,30 @@ TEST_F(RabbitMqTest, QuorumQueueCountsDeliveriesAcrossNacksAndLostConsumers) {
   ASSERT_OK(t_->Ack(last[0]));
 }
 
+// Acks queued together go out as one basic.ack(multiple) when they cover the oldest unsettled
+// deliveries; a delivery still held must stop that run (else the broker would drop it).
+TEST_F(RabbitMqTest, BatchedAcksNeverSettleAHeldDelivery) {
+  std::string q = NewQueue();
+  for (int i = 0; i < 6; ++i) {
+    ASSERT_OK(t_->Publish(q, "m" + std::to_string(i)));
+  }
+  {
+    auto consumer = MakeRabbitMqTransport(Settings(*broker_));  // prefetch 10: takes all 6
+    ASSERT_OK(consumer);
+    auto got = ReceiveN(**consumer, q, 6);
+    ASSERT_EQ(got.size(), 6u);
+    for (int i : {0, 1, 2, 4, 5}) {  // back to back, so the I/O thread sees them together
+      ASSERT_OK((*consumer)->Ack(got[i]));
+    }
+    EXPECT_EQ(got[3].body, "m3");
+  }  // goes away holding m3 (a killed sidecar): the broker must redeliver m3 and only m3
+  auto back = ReceiveN(*t_, q, 2, Millis(3000));
+  ASSERT_EQ(back.size(), 1u);
+  EXPECT_EQ(back[0].body, "m3");
+  EXPECT_EQ(back[0].delivery_count, 2);
+  ASSERT_OK(t_->Ack(back[0]));
+}
+
 TEST_F(RabbitMqTest, PrefetchedMessagesNobodyReceivedAreNotCounted) {
   for (const char* type : {"quorum", "classic"}) {
     std::string q = NewQueue({.create_dlq = false, .attributes = {{"x-queue-type", type}}});

@@ -3,6 +3,7 @@
 // Configuration comes from the environment only (every variable: docs/sidecar.md). Exit codes:
 // 0 graceful shutdown (SIGTERM/SIGINT), 1 runtime never ready / transport could not start,
 // 2 invalid configuration (one line on stderr naming the variable).
+#include <algorithm>
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
@@ -144,10 +145,12 @@ Result<Config> LoadConfig() {
   }
 
   ASYA_ASSIGN_OR_RETURN(c.transport, env::TransportSettingsFromEnv());
-  // RabbitMQ: prefetch = concurrency unless ASYA_RABBITMQ_PREFETCH says otherwise, so every
-  // worker has a delivery to take (src/transport/rabbitmq/README.md).
+  // RabbitMQ: prefetch = 2 x concurrency unless ASYA_RABBITMQ_PREFETCH says otherwise. A message
+  // stays unacked while its output waits for the publisher confirm; the sidecar holds up to
+  // 2 x concurrency messages, so the next ones can already run while earlier ones are confirmed
+  // (src/transport/rabbitmq/README.md, docs/benchmarks.md "RabbitMQ").
   if (!env::Get("ASYA_RABBITMQ_PREFETCH")) {
-    c.transport.rabbitmq.prefetch = s.concurrency;
+    c.transport.rabbitmq.prefetch = std::min(65535, 2 * s.concurrency);
   }
   ASYA_ASSIGN_OR_RETURN(int64_t wait_s, env::Int("ASYA_SQS_WAIT_TIME_SECONDS", 20, 0, 20));
   s.receive_wait = Millis((wait_s == 0 ? 20 : wait_s) * 1000);

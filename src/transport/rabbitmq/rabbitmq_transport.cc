@@ -19,8 +19,11 @@
 #include <vector>
 
 #include <amqp.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/eventfd.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "asya/base/log.h"
@@ -242,6 +245,11 @@ class RabbitMqTransport final : public Transport {
     uint64_t tag = 0;
   };
 
+  struct PendingAck {
+    amqp_channel_t channel = 0;
+    uint64_t incarnation = 0;
+    uint64_t tag = 0;
+  };
   // ---- I/O-thread-only state ----
   struct PendingPublish {
     std::function<void(Status)> done;
@@ -249,12 +257,18 @@ class RabbitMqTransport final : public Transport {
   };
 
   // -- caller side helpers --
+  // The I/O thread takes the whole queue at once and looks at it again before sleeping, so only
+  // the caller that finds it empty has to wake the thread (one eventfd write per batch).
   void Submit(Command command) {
+    bool wake = false;
     {
       std::lock_guard lock(cmd_mu_);
+      wake = commands_.empty() && acks_.empty();
       commands_.push_back(std::move(command));
     }
-    Wake();
+    if (wake) {
+      Wake();
+    }
   }
   void Wake() const {
     uint64_t one = 1;
@@ -315,7 +329,9 @@ class RabbitMqTransport final : public Transport {
   void DropConsumer(amqp_channel_t channel, std::string_view reason);
   void FailPending(const Error& error);
   void HandOut(uint64_t incarnation, uint64_t tag, Message message);
-  void AckNow(amqp_channel_t channel, uint64_t tag);
+  void AckNow(amqp_channel_t channel, uint64_t tag, bool multiple = false);
+  void SendAcks(std::vector<PendingAck> acks);
+  void NotifyHandedOut();
   void NackNow(amqp_channel_t channel, uint64_t tag);
   bool ConsumerAlive(amqp_channel_t channel, uint64_t incarnation);
   Status EnsureAdmin();
@@ -349,6 +365,7 @@ class RabbitMqTransport final : public Transport {
 
   std::mutex cmd_mu_;
   std::deque<Command> commands_;
+  std::vector<PendingAck> acks_;  // Ack() calls not yet written (sent together, see SendAcks)
 
   mutable std::mutex mu_;
   std::condition_variable state_cv_;
@@ -373,11 +390,14 @@ class RabbitMqTransport final : public Transport {
   std::map<uint64_t, PendingPublish> pending_;
   struct Consumer {
     uint64_t incarnation = 0;
-    std::string tag;  // server-generated consumer tag
+    std::string tag;               // server-generated consumer tag
+    std::set<uint64_t> unsettled;  // delivery tags received and not yet acked/nacked
   };
   std::map<amqp_channel_t, Consumer> consumers_;
   amqp_channel_t next_channel_ = kFirstConsumerChannel;
   std::set<std::string> holding_declared_;  // on this connection
+  bool draining_ = false;                   // inside DrainFrames: HandOut defers its notify
+  std::vector<QueueState*> to_notify_;      // queues that got deliveries during this drain
 };
 
 // ======================= caller side =======================
@@ -526,13 +546,17 @@ Status RabbitMqTransport::Ack(const Message& message) {
   Receipt receipt;
   ASYA_ASSIGN_OR_RETURN(amqp_channel_t channel, Settle(message, &receipt));
   // basic.ack has no reply: hand it to the I/O thread and return. If the channel dies before it
-  // is written, the broker redelivers the message (at-least-once).
-  Submit(Command{[this, channel, receipt] {
-                   if (ConsumerAlive(channel, receipt.incarnation)) {
-                     AckNow(channel, receipt.tag);
-                   }
-                 },
-                 [](const Error&) {}});
+  // is written, the broker redelivers the message (at-least-once). Acks queued together are
+  // written together, as one `multiple` ack where they cover every unsettled earlier delivery.
+  bool wake = false;
+  {
+    std::lock_guard lock(cmd_mu_);
+    wake = commands_.empty() && acks_.empty();
+    acks_.push_back(PendingAck{channel, receipt.incarnation, receipt.tag});
+  }
+  if (wake) {
+    Wake();
+  }
   return Ok();
 }
 
@@ -813,7 +837,7 @@ Status RabbitMqTransport::RunConnected() {
     }
     {
       std::lock_guard lock(cmd_mu_);
-      if (!commands_.empty()) {
+      if (!commands_.empty() || !acks_.empty()) {
         continue;
       }
     }
@@ -852,10 +876,30 @@ Status RabbitMqTransport::RunConnected() {
 
 void RabbitMqTransport::RunCommands() {
   std::deque<Command> batch;
+  std::vector<PendingAck> acks;
   {
     std::lock_guard lock(cmd_mu_);
     batch.swap(commands_);
+    acks.swap(acks_);
   }
+  // Cork the socket while writing a batch, so the frames of many publishes and acks leave in a
+  // few segments instead of one each (TCP_NODELAY is on); uncorking flushes at once.
+  const bool cork = batch.size() + acks.size() > 1 && conn_.fd() >= 0;
+  int on = 1;
+  if (cork) {
+    setsockopt(conn_.fd(), IPPROTO_TCP, TCP_CORK, &on, sizeof(on));
+  }
+  struct Uncork {
+    int fd;
+    bool active;
+    ~Uncork() {
+      int off = 0;
+      if (active) {
+        setsockopt(fd, IPPROTO_TCP, TCP_CORK, &off, sizeof(off));
+      }
+    }
+  } uncork{conn_.fd(), cork};
+  SendAcks(std::move(acks));
   for (size_t i = 0; i < batch.size(); ++i) {
     if (conn_.broken()) {
       // Keep the rest for the next connection (their callers are still waiting).
@@ -901,6 +945,11 @@ void RabbitMqTransport::TearDown(const Error& reason) {
 
 Status RabbitMqTransport::DrainFrames(bool* more) {
   *more = false;
+  draining_ = true;
+  struct Flush {
+    RabbitMqTransport* self;
+    ~Flush() { self->NotifyHandedOut(); }
+  } flush{this};
   for (int i = 0; i < kMaxFramesPerDrain; ++i) {
     amqp_frame_t frame;
     // A tiny non-zero timeout (not zero) lets librabbitmq send and check heartbeats.
@@ -990,6 +1039,7 @@ Status RabbitMqTransport::OnDeliver(amqp_channel_t channel, uint64_t tag, bool r
   if (it == consumers_.end()) {
     return Ok();  // a delivery on a channel we are closing: the broker requeues it
   }
+  it->second.unsettled.insert(tag);
   uint64_t incarnation = it->second.incarnation;
   {
     std::lock_guard lock(mu_);
@@ -1057,7 +1107,23 @@ void RabbitMqTransport::HandOut(uint64_t incarnation, uint64_t tag, Message mess
   live->second.outstanding.insert(tag);
   QueueState& q = queues_[live->second.queue];
   q.ready.push_back(std::move(message));
-  q.cv.notify_one();
+  if (!draining_) {
+    q.cv.notify_all();
+  } else if (std::find(to_notify_.begin(), to_notify_.end(), &q) == to_notify_.end()) {
+    to_notify_.push_back(&q);  // one wake-up per drained batch, not per delivery
+  }
+}
+
+void RabbitMqTransport::NotifyHandedOut() {
+  draining_ = false;
+  if (to_notify_.empty()) {
+    return;
+  }
+  std::lock_guard lock(mu_);
+  for (QueueState* q : to_notify_) {
+    q->cv.notify_all();
+  }
+  to_notify_.clear();
 }
 
 Status RabbitMqTransport::OnReturn(amqp_channel_t channel, const amqp_basic_return_t& ret) {
@@ -1165,14 +1231,66 @@ bool RabbitMqTransport::ConsumerAlive(amqp_channel_t channel, uint64_t incarnati
   return it != consumers_.end() && it->second.incarnation == incarnation && !conn_.broken();
 }
 
-void RabbitMqTransport::AckNow(amqp_channel_t channel, uint64_t tag) {
-  int rc = amqp_basic_ack(conn_.state(), channel, tag, 0);
+void RabbitMqTransport::AckNow(amqp_channel_t channel, uint64_t tag, bool multiple) {
+  auto it = consumers_.find(channel);
+  if (it != consumers_.end()) {
+    auto& unsettled = it->second.unsettled;
+    unsettled.erase(unsettled.begin(), multiple ? unsettled.upper_bound(tag) : unsettled.begin());
+    unsettled.erase(tag);
+  }
+  int rc = amqp_basic_ack(conn_.state(), channel, tag, multiple ? 1 : 0);
   if (rc != AMQP_STATUS_OK) {
     (void)conn_.LibraryError(rc, "basic.ack");
   }
 }
 
+// Writes the acks of one batch. Per channel, the longest run of the oldest unsettled deliveries
+// that are all being acked goes out as one basic.ack(multiple); the rest one by one. A delivery
+// still unsettled (in a handler, or being nacked) stops the run, so it is never acked by accident.
+void RabbitMqTransport::SendAcks(std::vector<PendingAck> acks) {
+  if (acks.empty()) {
+    return;
+  }
+  std::sort(acks.begin(), acks.end(), [](const PendingAck& a, const PendingAck& b) {
+    return a.channel != b.channel ? a.channel < b.channel : a.tag < b.tag;
+  });
+  for (size_t i = 0; i < acks.size() && !conn_.broken();) {
+    size_t end = i;
+    while (end < acks.size() && acks[end].channel == acks[i].channel) {
+      ++end;
+    }
+    const amqp_channel_t channel = acks[i].channel;
+    auto consumer = consumers_.find(channel);
+    size_t next = i;
+    if (consumer != consumers_.end()) {
+      // Skip acks of an older consumer on a reused channel number.
+      const auto& unsettled = consumer->second.unsettled;
+      size_t run = 0;
+      auto u = unsettled.begin();
+      for (size_t k = i; k < end && u != unsettled.end() && *u == acks[k].tag &&
+                         acks[k].incarnation == consumer->second.incarnation;
+           ++k, ++u) {
+        ++run;
+      }
+      if (run >= 2) {
+        AckNow(channel, acks[i + run - 1].tag, /*multiple=*/true);
+        next = i + run;
+      }
+    }
+    for (size_t k = next; k < end && !conn_.broken(); ++k) {
+      if (ConsumerAlive(channel, acks[k].incarnation)) {
+        AckNow(channel, acks[k].tag);
+      }
+    }
+    i = end;
+  }
+}
+
 void RabbitMqTransport::NackNow(amqp_channel_t channel, uint64_t tag) {
+  auto it = consumers_.find(channel);
+  if (it != consumers_.end()) {
+    it->second.unsettled.erase(tag);
+  }
   int rc = amqp_basic_nack(conn_.state(), channel, tag, 0, /*requeue=*/1);
   if (rc != AMQP_STATUS_OK) {
     (void)conn_.LibraryError(rc, "basic.nack");
