@@ -58,7 +58,7 @@ using InFlightPtr = std::shared_ptr<InFlight>;
 
 }  // namespace
 
-struct Sidecar::Impl {
+struct Sidecar::Impl : std::enable_shared_from_this<Sidecar::Impl> {
   Settings s;
   transport::Transport& transport;
   protocol::RuntimeClient& runtime;
@@ -628,7 +628,9 @@ struct Sidecar::Impl {
     const int n_workers = 2 * s.concurrency;
     workers.reserve(static_cast<size_t>(n_workers));
     for (int i = 0; i < n_workers; ++i) {
-      workers.emplace_back([this] { WorkerLoop(); });
+      // Each worker owns a reference: a worker detached below may still be in its runtime call
+      // after the Sidecar is destroyed, and then frees the state itself when it returns.
+      workers.emplace_back([self = shared_from_this()] { self->WorkerLoop(); });
     }
     heartbeat = std::thread([this] { HeartbeatLoop(); });
     log::Info("consuming", {{"queue", queue}, {"concurrency", s.concurrency}});
@@ -660,7 +662,7 @@ struct Sidecar::Impl {
 
 Sidecar::Sidecar(Settings settings, transport::Transport& transport,
                  protocol::RuntimeClient& runtime, Metrics* metrics, GatewayReporter* gateway)
-    : impl_(std::make_unique<Impl>(std::move(settings), transport, runtime, metrics, gateway)) {
+    : impl_(std::make_shared<Impl>(std::move(settings), transport, runtime, metrics, gateway)) {
   impl_->s.concurrency = std::max(1, impl_->s.concurrency);
 }
 

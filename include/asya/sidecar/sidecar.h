@@ -62,11 +62,13 @@ class Sidecar {
 
   // False when Run() returned while some worker was still stuck in a runtime call past the
   // grace period (its message was nacked); the caller should then exit without destructors.
+  // (Destroying the Sidecar anyway is memory-safe for its own state, which such a worker keeps
+  // alive until it returns; the transport and runtime client must still outlive that worker.)
   [[nodiscard]] bool Drained() const;
 
  private:
   struct Impl;
-  std::unique_ptr<Impl> impl_;
+  std::shared_ptr<Impl> impl_;  // shared with the worker threads (detached ones outlive Run())
 };
 
 }  // namespace asya::sidecar
