@@ -13,6 +13,31 @@ function(asya_library)
   target_link_libraries(asya_${A_NAME} PUBLIC ${A_DEPS} PRIVATE ${A_PRIVATE_DEPS})
 endfunction()
 
+# Sanitizer builds (-fsanitize=... in CMAKE_CXX_FLAGS, e.g. the `asan` preset): every test runs
+# under tools/sanitizer_run.py, which sends each process's sanitizer reports (children included) to
+# build/<preset>/sanitizer/<test>/ and fails the test when there is any.
+if(CMAKE_CXX_FLAGS MATCHES "-fsanitize=")
+  set(ASYA_SANITIZE ON)
+endif()
+
+# asya_add_test(NAME <name> [WORKING_DIRECTORY <dir>] TIMEOUT <s> LABELS ... ENVIRONMENT ...
+#               COMMAND ...) -> add_test + properties, through the sanitizer wrapper when needed.
+function(asya_add_test)
+  cmake_parse_arguments(A "" "NAME;WORKING_DIRECTORY;TIMEOUT" "LABELS;ENVIRONMENT;COMMAND" ${ARGN})
+  set(cmd ${A_COMMAND})
+  if(ASYA_SANITIZE)
+    set(cmd ${Python3_EXECUTABLE} ${PROJECT_SOURCE_DIR}/tools/sanitizer_run.py
+        ${CMAKE_BINARY_DIR}/sanitizer/${A_NAME} -- ${cmd})
+  endif()
+  if(A_WORKING_DIRECTORY)
+    add_test(NAME ${A_NAME} COMMAND ${cmd} WORKING_DIRECTORY ${A_WORKING_DIRECTORY})
+  else()
+    add_test(NAME ${A_NAME} COMMAND ${cmd})
+  endif()
+  set_tests_properties(${A_NAME} PROPERTIES LABELS "${A_LABELS}" TIMEOUT ${A_TIMEOUT}
+    ENVIRONMENT "${A_ENVIRONMENT}")
+endfunction()
+
 # asya_test(NAME <name> SRCS ... DEPS ... LABELS ...) -> gtest executable registered with CTest
 function(asya_test)
   cmake_parse_arguments(A "" "NAME;TIMEOUT" "SRCS;DEPS;LABELS" ${ARGN})
@@ -25,9 +50,9 @@ function(asya_test)
   if(NOT A_TIMEOUT)
     set(A_TIMEOUT 300)
   endif()
-  add_test(NAME ${A_NAME} COMMAND ${A_NAME})
-  set_tests_properties(${A_NAME} PROPERTIES LABELS "${A_LABELS}" TIMEOUT ${A_TIMEOUT}
-    ENVIRONMENT "ASYA_BUILD_DIR=${CMAKE_BINARY_DIR};ASYA_SOURCE_DIR=${PROJECT_SOURCE_DIR}")
+  asya_add_test(NAME ${A_NAME} COMMAND $<TARGET_FILE:${A_NAME}> LABELS ${A_LABELS}
+    TIMEOUT ${A_TIMEOUT}
+    ENVIRONMENT "ASYA_BUILD_DIR=${CMAKE_BINARY_DIR}" "ASYA_SOURCE_DIR=${PROJECT_SOURCE_DIR}")
 endfunction()
 
 # asya_py_test(NAME <name> DIR <dir relative to tests/> LABELS ...) -> python unittest run from CTest
@@ -36,10 +61,10 @@ function(asya_py_test)
   if(NOT A_TIMEOUT)
     set(A_TIMEOUT 600)
   endif()
-  add_test(NAME ${A_NAME}
-           COMMAND ${Python3_EXECUTABLE} -m unittest discover -v -s ${PROJECT_SOURCE_DIR}/tests/${A_DIR}
-                   -t ${PROJECT_SOURCE_DIR}/tests/${A_DIR}
-           WORKING_DIRECTORY ${PROJECT_SOURCE_DIR})
-  set_tests_properties(${A_NAME} PROPERTIES LABELS "${A_LABELS}" TIMEOUT ${A_TIMEOUT}
-    ENVIRONMENT "ASYA_BUILD_DIR=${CMAKE_BINARY_DIR};ASYA_SOURCE_DIR=${PROJECT_SOURCE_DIR};PYTHONDONTWRITEBYTECODE=1")
+  asya_add_test(NAME ${A_NAME}
+    COMMAND ${Python3_EXECUTABLE} -m unittest discover -v -s ${PROJECT_SOURCE_DIR}/tests/${A_DIR}
+            -t ${PROJECT_SOURCE_DIR}/tests/${A_DIR}
+    WORKING_DIRECTORY ${PROJECT_SOURCE_DIR} LABELS ${A_LABELS} TIMEOUT ${A_TIMEOUT}
+    ENVIRONMENT "ASYA_BUILD_DIR=${CMAKE_BINARY_DIR}" "ASYA_SOURCE_DIR=${PROJECT_SOURCE_DIR}"
+                "PYTHONDONTWRITEBYTECODE=1")
 endfunction()

@@ -35,7 +35,9 @@ _PASS = ("ASYA_RABBITMQ_URL", "ASYA_RABBITMQ_HOST", "ASYA_RABBITMQ_PORT", "ASYA_
          "ASYA_RABBITMQ_PASSWORD", "ASYA_RABBITMQ_EXCHANGE", "ASYA_RABBITMQ_MGMT_URL",
          "ASYA_RABBITMQ_TLS_VERIFY", "ASYA_RABBITMQ_TLS_CA_FILE", "ASYA_SQS_ENDPOINT", "ASYA_AWS_REGION",
          "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_SQS",
-         "AWS_REGION", "AWS_DEFAULT_REGION")
+         "AWS_REGION", "AWS_DEFAULT_REGION",
+         # Sanitizer builds: reports of the sidecar and helpers must reach tools/sanitizer_run.py.
+         "ASAN_OPTIONS", "LSAN_OPTIONS", "UBSAN_OPTIONS", "TSAN_OPTIONS")
 
 WAIT = 30.0  # upper bound of every wait in these tests (never a timing assertion)
 
@@ -151,8 +153,9 @@ class Actor:
             raise AssertionError("sidecar %s did not stop within %ss" % (self.name, timeout))
 
     def stop(self):
+        """Stops both processes; returns the sidecar's exit code (None if it never started)."""
         try:
-            self.stop_sidecar()
+            return self.stop_sidecar()
         finally:
             self.runtime.stop()
             shutil.rmtree(self.socket_dir, ignore_errors=True)
@@ -217,13 +220,21 @@ class Mesh:
         return a
 
     def close(self):
+        aborted = []
         for a in self.actors:
             try:
-                a.stop()
+                code = a.stop()
             except Exception as exc:  # keep stopping the others
                 print("stopping %s: %s" % (a.name, exc), file=sys.stderr)
+                continue
+            # Sanitizer builds abort a process on a report (abort_on_error, tools/sanitizer_run.py);
+            # no test sends SIGABRT, so a sidecar that died of it fails the test.
+            if code == -signal.SIGABRT:
+                aborted.append("sidecar %s aborted:\n%s" % (a.name, a.sidecar_output()[-6000:]))
         if os.environ.get("ASYA_TEST_KEEP") != "1":
             shutil.rmtree(self.dir, ignore_errors=True)
+        if aborted:
+            raise AssertionError("\n".join(aborted))
 
     # ---- queue access through the real transport (queue_tool.cc) ----
     def _queue(self, *args, stdin=None, check=True):

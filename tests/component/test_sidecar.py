@@ -567,6 +567,7 @@ class ConfigTests(unittest.TestCase):
                "ASYA_TRANSPORT": "sqlite",
                "ASYA_SQLITE_PATH": os.path.join(tempfile.gettempdir(), "asya-cfg-unused.db"),
                "ASYA_METRICS_ENABLED": "false", "ASYA_RUNTIME_READY_TIMEOUT": "1s"}
+        env.update({k: v for k, v in os.environ.items() if k.endswith("SAN_OPTIONS")})
         for k, v in overrides.items():
             if v is None:
                 env.pop(k, None)
