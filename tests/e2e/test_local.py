@@ -75,7 +75,9 @@ class LocalMeshTest(unittest.TestCase):
             m.wait_for(lambda q=q: m.depth(q) == {"ready": 0, "inflight": 0}, 30, q + " empty")
 
         # `asya get actors` agrees with the state.
-        m.wait_for(lambda: all(a["queued"] == 0 for a in m.status()["actors"]), 10, "depth")
+        # status.json is refreshed periodically: wait until it has seen the empty queues too.
+        m.wait_for(lambda: all(a["queued"] == 0 and a["processing"] == 0
+                               for a in m.status()["actors"]), 10, "depth")
         r = m.asya("get", "actors", "-o", "json")
         self.assertEqual(r.returncode, 0, r.stderr)
         rows = {row["name"]: row for row in json.loads(r.stdout)}
