@@ -24,6 +24,9 @@ def dispatch(payload):
     if op == "memory":
         raise MemoryError("simulated out of memory")
     if op == "sleep":
+        if "mark" in payload:  # tells the test "the message is in the handler now"
+            with open(payload["mark"], "a") as f:
+                f.write("%d\n" % os.getpid())
         time.sleep(payload["s"])
         return {"slept": payload["s"]}
     if op == "flaky":
@@ -55,8 +58,10 @@ class Counter:
 
 
 async def async_sleep(payload):
+    """Returns when it ran (monotonic clock of the runtime process), so tests can see overlap."""
+    start = time.monotonic()
     await asyncio.sleep(payload["s"])
-    return {"slept": payload["s"]}
+    return {"slept": payload["s"], "start": start, "end": time.monotonic()}
 
 
 def extend_route(envelope):

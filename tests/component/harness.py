@@ -39,6 +39,10 @@ _PASS = ("ASYA_RABBITMQ_URL", "ASYA_RABBITMQ_HOST", "ASYA_RABBITMQ_PORT", "ASYA_
          # Sanitizer builds: reports of the sidecar and helpers must reach tools/sanitizer_run.py.
          "ASAN_OPTIONS", "LSAN_OPTIONS", "UBSAN_OPTIONS", "TSAN_OPTIONS")
 
+# Transports whose Depth().inflight is exact and current. RabbitMQ reports it only through the
+# management API, whose statistics lag by ~5 s, so tests detect "in the handler" via the handler.
+INFLIGHT_EXACT = TRANSPORT in ("sqlite", "sqs")
+
 WAIT = 30.0  # upper bound of every wait in these tests (never a timing assertion)
 
 
@@ -299,16 +303,26 @@ class Mesh:
             time.sleep(0.05)
 
 
-    def wait_in_flight(self, queue, timeout=WAIT):
-        """Waits until the one message of `queue` has been received and not yet settled."""
+    def wait_in_handler(self, queue, mark, timeout=WAIT):
+        """Waits until the handler has started on the one message of `queue`: a `sleep` payload
+        with "mark": <path> makes the handler create that file first (component_handlers.py).
+        Works on every transport; where the transport counts in-flight messages exactly
+        (INFLIGHT_EXACT) the queue must then show it as received and not yet settled."""
         deadline = time.monotonic() + timeout
-        while True:
-            ready, inflight = self.depth(queue)
-            if ready == 0 and (inflight == 1 or inflight < 0):  # < 0: transport cannot tell
-                return
+        while not os.path.exists(mark):
             if time.monotonic() > deadline:
-                raise AssertionError("%s: message never went in flight" % queue)
+                raise AssertionError("%s: the handler never started (no %s)" % (queue, mark))
             time.sleep(0.02)
+        if INFLIGHT_EXACT:
+            ready, inflight = self.depth(queue)
+            if (ready, inflight) != (0, 1):
+                raise AssertionError("%s: handler running but depth is ready=%d inflight=%d"
+                                     % (queue, ready, inflight))
+
+    def mark_path(self, name):
+        """A fresh marker path in this mesh's temp dir (for wait_in_handler)."""
+        path = os.path.join(self.dir, "mark-%s-%s" % (name, uuid.uuid4().hex[:8]))
+        return path
 
 
 def envelope(id_, actors, current=0, payload=None, headers=None, **extra):
