@@ -2,6 +2,8 @@
 
 #include <cstdio>
 
+#include "asya/base/json_text.h"
+
 namespace asya::runtime::json {
 namespace {
 
@@ -537,50 +539,7 @@ std::string DecodeString(std::string_view token) {
 }
 
 void AppendString(std::string& out, std::string_view s) {
-  out += '"';
-  size_t i = 0;
-  while (i < s.size()) {
-    auto c = static_cast<unsigned char>(s[i]);
-    if (c >= 0x80) {
-      std::string_view reason;
-      size_t len = Utf8SeqLen(s, i, &reason);
-      if (len == 0) {
-        out += "\xEF\xBF\xBD";
-        ++i;
-      } else {
-        out.append(s.data() + i, len);
-        i += len;
-      }
-      continue;
-    }
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      case '\r':
-        out += "\\r";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
-      default:
-        if (c < 0x20) {
-          char buf[8];
-          std::snprintf(buf, sizeof buf, "\\u%04x", c);
-          out += buf;
-        } else {
-          out += static_cast<char>(c);
-        }
-    }
-    ++i;
-  }
-  out += '"';
+  ::asya::AppendJsonString(out, s);
 }
 
 }  // namespace asya::runtime::json

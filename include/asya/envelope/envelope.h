@@ -16,6 +16,7 @@
 #include <utility>
 #include <vector>
 
+#include "asya/base/json_text.h"
 #include "asya/base/result.h"
 
 namespace asya::envelope {
@@ -81,10 +82,8 @@ std::string Serialize(const Envelope& envelope);
 // payload into an Envelope just to serialise it; "" is written as null).
 std::string SerializeWithPayload(const Envelope& envelope, std::string_view payload_json);
 
-// Appends `s` to `out` as a JSON string literal (quotes included, control chars escaped,
-// non-ASCII UTF-8 passed through; bytes that are not valid UTF-8 become \ufffd so the output is
-// always valid JSON).
-void AppendJsonString(std::string& out, std::string_view s);
+// JSON string literal writer (quotes, escapes, invalid UTF-8 -> \ufffd); lives in base.
+using ::asya::AppendJsonString;
 
 // Decodes a raw JSON string literal (quotes included) to UTF-8; nullopt when `raw` is not one.
 std::optional<std::string> DecodeJsonString(std::string_view raw);
