@@ -1,5 +1,11 @@
 // Socket I/O for the runtime protocol. The byte format lives in frame.cc; this file only moves
-// bytes with non-blocking sockets and poll(), so no call blocks past its deadline.
+// bytes.
+//
+// Sockets are blocking, bounded by SO_SNDTIMEO/SO_RCVTIMEO: a blocked send or recv is woken
+// straight by the kernel when the runtime answers, one system call where poll() + recv() take two
+// (and poll's wait is the costlier one). The timeouts are set to the time left before the call's
+// deadline, at most kTimeoutTick; they are only changed when they would overshoot the deadline or
+// wake the caller needlessly often, so a kept connection normally makes no setsockopt call at all.
 #include "asya/protocol/runtime_client.h"
 
 #include <algorithm>
@@ -7,11 +13,10 @@
 #include <climits>
 #include <cstring>
 #include <mutex>
+#include <optional>
 #include <string>
-#include <thread>
 #include <vector>
 
-#include <poll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
@@ -29,6 +34,8 @@ using Clock = std::chrono::steady_clock;
 constexpr size_t kMaxIdleConnections = 64;
 constexpr int kClosedReuseLimit = 3;
 constexpr size_t kInitialBodyChunk = 64u << 10;
+constexpr size_t kFirstBodyRead = 4u << 10;  // body bytes read together with the length prefix
+constexpr Clock::duration kTimeoutTick = std::chrono::seconds(1);  // longest single blocking wait
 
 constexpr std::string_view kConnectPrefix = "failed to connect to runtime socket: ";
 constexpr std::string_view kSendPrefix = "failed to send message to runtime: ";
@@ -46,57 +53,59 @@ tl::unexpected<Error> Fail(ErrorCode code, std::string_view prefix, std::string_
   return MakeError(code, std::move(msg));
 }
 
-// Milliseconds until `deadline`, rounded up, clamped to [0, INT_MAX].
-int RemainingMs(Clock::time_point deadline) {
-  auto left = deadline - Clock::now();
-  if (left <= Clock::duration::zero()) {
-    return 0;
-  }
-  auto ms = std::chrono::ceil<std::chrono::milliseconds>(left).count();
-  return static_cast<int>(std::min<int64_t>(ms, INT_MAX));
-}
-
-class Fd {
+// A blocking socket and the send/receive timeouts currently set on it (zero: none yet).
+class Socket {
  public:
-  Fd() = default;
-  explicit Fd(int fd) : fd_(fd) {}
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  ~Fd() {
+  Socket() = default;
+  explicit Socket(int fd) : fd_(fd) {}
+  Socket(Socket&& other) noexcept
+      : fd_(std::exchange(other.fd_, -1)), timeouts_(other.timeouts_) {}
+  Socket& operator=(Socket&& other) noexcept {
+    std::swap(fd_, other.fd_);
+    std::swap(timeouts_, other.timeouts_);
+    return *this;
+  }
+  Socket(const Socket&) = delete;
+  Socket& operator=(const Socket&) = delete;
+  ~Socket() {
     if (fd_ >= 0) {
       ::close(fd_);
     }
   }
-  [[nodiscard]] int Get() const { return fd_; }
-  int Release() { return std::exchange(fd_, -1); }
+  [[nodiscard]] int fd() const { return fd_; }
+
+  // Bounds the next blocking send (SO_SNDTIMEO, also used by connect) or receive (SO_RCVTIMEO) by
+  // `deadline`. False when the deadline has passed.
+  bool Bound(int option, Clock::time_point deadline) {
+    auto left = deadline - Clock::now();
+    if (left <= Clock::duration::zero()) {
+      return false;
+    }
+    Clock::duration& current = timeouts_[option == SO_SNDTIMEO ? 0 : 1];
+    Clock::duration want = std::min(left, kTimeoutTick);
+    if (current != Clock::duration::zero() && current <= left && current * 4 >= want) {
+      return true;  // cannot overshoot the deadline, and wakes the caller rarely enough
+    }
+    auto us = std::max<int64_t>(
+        1, std::chrono::ceil<std::chrono::microseconds>(want).count());
+    timeval tv{static_cast<time_t>(us / 1'000'000), static_cast<suseconds_t>(us % 1'000'000)};
+    if (::setsockopt(fd_, SOL_SOCKET, option, &tv, sizeof tv) != 0) {
+      return true;  // keep the previous bound; the deadline is checked again on every wake-up
+    }
+    current = want;
+    return true;
+  }
 
  private:
   int fd_ = -1;
+  Clock::duration timeouts_[2] = {};  // send, receive
 };
 
-// Waits until `fd` has `events`; false on timeout. Errors/hangups count as ready (the following
-// read or write reports them).
-bool WaitFor(int fd, short events, Clock::time_point deadline) {
-  while (true) {
-    int timeout = RemainingMs(deadline);
-    pollfd p{fd, events, 0};
-    int rc = ::poll(&p, 1, timeout);
-    if (rc > 0) {
-      return true;
-    }
-    if (rc == 0) {
-      if (Clock::now() >= deadline) {
-        return false;
-      }
-      continue;  // woke up early because of rounding
-    }
-    if (errno != EINTR) {
-      return true;
-    }
-  }
+bool TimedOut(int err) {
+  return err == EAGAIN || err == EWOULDBLOCK || err == EINPROGRESS;
 }
 
-Result<int> Connect(const std::string& path, Clock::time_point deadline) {
+Result<Socket> Connect(const std::string& path, Clock::time_point deadline) {
   sockaddr_un addr{};
   addr.sun_family = AF_UNIX;
   if (path.empty() || path.size() >= sizeof(addr.sun_path)) {
@@ -105,40 +114,24 @@ Result<int> Connect(const std::string& path, Clock::time_point deadline) {
                     " bytes long (got " + std::to_string(path.size()) + ")");
   }
   std::memcpy(addr.sun_path, path.data(), path.size());
-  Fd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
-  if (fd.Get() < 0) {
+  Socket sock(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (sock.fd() < 0) {
     return Fail(ErrorCode::kUnavailable, kConnectPrefix, ErrnoText(errno));
   }
-  auto backoff = std::chrono::microseconds(500);
   while (true) {
-    if (::connect(fd.Get(), reinterpret_cast<const sockaddr*>(&addr), sizeof(addr)) == 0) {
-      return fd.Release();
+    // AF_UNIX connect blocks only while the listen backlog is full, for at most SO_SNDTIMEO.
+    if (!sock.Bound(SO_SNDTIMEO, deadline)) {
+      return Fail(ErrorCode::kDeadlineExceeded, kConnectPrefix,
+                  "deadline exceeded (listen backlog full)");
+    }
+    if (::connect(sock.fd(), reinterpret_cast<const sockaddr*>(&addr), sizeof(addr)) == 0) {
+      return sock;
     }
     int err = errno;
-    if (err == EINTR) {
-      continue;
+    if (err == EISCONN) {
+      return sock;  // a connect interrupted by a signal completed meanwhile
     }
-    if (err == EINPROGRESS) {
-      if (!WaitFor(fd.Get(), POLLOUT, deadline)) {
-        return Fail(ErrorCode::kDeadlineExceeded, kConnectPrefix, "deadline exceeded");
-      }
-      int so_error = 0;
-      socklen_t len = sizeof(so_error);
-      ::getsockopt(fd.Get(), SOL_SOCKET, SO_ERROR, &so_error, &len);
-      if (so_error == 0) {
-        return fd.Release();
-      }
-      return Fail(ErrorCode::kUnavailable, kConnectPrefix, ErrnoText(so_error));
-    }
-    if (err == EAGAIN) {
-      // AF_UNIX: the listen backlog is full; there is nothing to poll for, so back off.
-      auto now = Clock::now();
-      if (now >= deadline) {
-        return Fail(ErrorCode::kDeadlineExceeded, kConnectPrefix,
-                    "deadline exceeded (listen backlog full)");
-      }
-      std::this_thread::sleep_for(std::min<Clock::duration>(backoff, deadline - now));
-      backoff = std::min(backoff * 2, std::chrono::microseconds(50000));
+    if (err == EINTR || TimedOut(err)) {
       continue;
     }
     return Fail(ErrorCode::kUnavailable, kConnectPrefix, ErrnoText(err));
@@ -150,26 +143,24 @@ bool IsPeerGone(int err) {
 }
 
 // Writes header + body with sendmsg (one syscall when the socket buffer has room).
-Status SendFrame(int fd, std::string_view body, Clock::time_point deadline, bool& peer_gone) {
+Status SendFrame(Socket& sock, std::string_view body, Clock::time_point deadline,
+                 bool& peer_gone) {
   unsigned char header[kHeaderBytes];
   EncodeHeader(static_cast<uint32_t>(body.size()), header);
   iovec iov[2] = {{header, kHeaderBytes}, {const_cast<char*>(body.data()), body.size()}};
   int first = 0;
   int count = body.empty() ? 1 : 2;
   while (first < count) {
+    if (!sock.Bound(SO_SNDTIMEO, deadline)) {
+      return Fail(ErrorCode::kDeadlineExceeded, kSendPrefix, "deadline exceeded");
+    }
     msghdr msg{};
     msg.msg_iov = iov + first;
     msg.msg_iovlen = static_cast<size_t>(count - first);
-    ssize_t n = ::sendmsg(fd, &msg, MSG_NOSIGNAL);
+    ssize_t n = ::sendmsg(sock.fd(), &msg, MSG_NOSIGNAL);
     if (n < 0) {
       int err = errno;
-      if (err == EINTR) {
-        continue;
-      }
-      if (err == EAGAIN || err == EWOULDBLOCK) {
-        if (!WaitFor(fd, POLLOUT, deadline)) {
-          return Fail(ErrorCode::kDeadlineExceeded, kSendPrefix, "deadline exceeded");
-        }
+      if (err == EINTR || TimedOut(err)) {
         continue;
       }
       peer_gone = IsPeerGone(err);
@@ -188,46 +179,76 @@ Status SendFrame(int fd, std::string_view body, Clock::time_point deadline, bool
   return Ok();
 }
 
+// Receives into `iov` (blocking, bounded by the deadline). Returns the byte count, 0 on EOF, or
+// -1 with `err` set on a socket error; kDeadlineExceeded when nothing arrived in time.
+Result<ssize_t> Receive(Socket& sock, iovec* iov, size_t iov_count, Clock::time_point deadline,
+                        std::string_view what, int& err) {
+  while (true) {
+    if (!sock.Bound(SO_RCVTIMEO, deadline)) {
+      return Fail(ErrorCode::kDeadlineExceeded, kReadPrefix,
+                  std::string("deadline exceeded while reading ") + std::string(what));
+    }
+    msghdr msg{};
+    msg.msg_iov = iov;
+    msg.msg_iovlen = iov_count;
+    ssize_t n = ::recvmsg(sock.fd(), &msg, 0);
+    if (n >= 0) {
+      return n;
+    }
+    if (errno == EINTR || TimedOut(errno)) {
+      continue;
+    }
+    err = errno;
+    return -1;
+  }
+}
+
 // Reads into buf[0..want). Returns bytes read before EOF (== want on success).
-Result<size_t> ReadFull(int fd, char* buf, size_t want, Clock::time_point deadline,
+Result<size_t> ReadFull(Socket& sock, char* buf, size_t want, Clock::time_point deadline,
                         std::string_view what, int& read_errno) {
   size_t got = 0;
   while (got < want) {
-    ssize_t n = ::recv(fd, buf + got, want - got, 0);
-    if (n > 0) {
-      got += static_cast<size_t>(n);
-      continue;
+    iovec iov{buf + got, want - got};
+    ASYA_ASSIGN_OR_RETURN(ssize_t n, Receive(sock, &iov, 1, deadline, what, read_errno));
+    if (n <= 0) {
+      return got;  // EOF or error
     }
-    if (n == 0) {
-      return got;  // EOF
-    }
-    int err = errno;
-    if (err == EINTR) {
-      continue;
-    }
-    if (err == EAGAIN || err == EWOULDBLOCK) {
-      if (!WaitFor(fd, POLLIN, deadline)) {
-        return Fail(ErrorCode::kDeadlineExceeded, kReadPrefix,
-                    std::string("deadline exceeded while reading ") + std::string(what));
-      }
-      continue;
-    }
-    read_errno = err;
-    return got;
+    got += static_cast<size_t>(n);
   }
   return got;
+}
+
+// Reads the length prefix and, in the same recvmsg call, the start of the body into `body`
+// (sized kFirstBodyRead). Returns the body bytes received along with the prefix; `err` is set on a
+// socket error.
+Result<size_t> ReadHeader(Socket& sock, unsigned char (&header)[kHeaderBytes], std::string& body,
+                          Clock::time_point deadline, size_t& header_got, int& err) {
+  size_t body_got = 0;
+  while (header_got < kHeaderBytes) {
+    iovec iov[2] = {{header + header_got, kHeaderBytes - header_got}, {body.data(), body.size()}};
+    ASYA_ASSIGN_OR_RETURN(ssize_t n, Receive(sock, iov, 2, deadline, "the length prefix", err));
+    if (n <= 0) {
+      break;  // EOF or error
+    }
+    size_t to_header = std::min(static_cast<size_t>(n), kHeaderBytes - header_got);
+    header_got += to_header;
+    body_got = static_cast<size_t>(n) - to_header;  // nonzero only once the prefix is complete
+  }
+  return body_got;
 }
 
 // Reads one response frame. `unread_by_peer` is set when the connection was reset before the
 // first response byte: on AF_UNIX a reset means the peer closed with our request still unread in
 // its queue, so re-sending it cannot run it twice. (A plain EOF means the peer read the request
 // and then went away, e.g. the runtime crashed in the handler: that is not retried.)
-Result<std::string> ReadFrame(int fd, size_t max_bytes, Clock::time_point deadline,
-                              bool& unread_by_peer) {
+// `extra_bytes` is set when more than one frame's bytes arrived: the connection must not be reused.
+Result<std::string> ReadFrame(Socket& sock, size_t max_bytes, Clock::time_point deadline,
+                              bool& unread_by_peer, bool& extra_bytes) {
   unsigned char header[kHeaderBytes];
+  std::string body(kFirstBodyRead, '\0');
   int err = 0;
-  ASYA_ASSIGN_OR_RETURN(size_t got, ReadFull(fd, reinterpret_cast<char*>(header), kHeaderBytes,
-                                             deadline, "the length prefix", err));
+  size_t got = 0;
+  ASYA_ASSIGN_OR_RETURN(size_t have, ReadHeader(sock, header, body, deadline, got, err));
   if (got < kHeaderBytes) {
     unread_by_peer = got == 0 && err == ECONNRESET;
     std::string what = "failed to read length prefix: ";
@@ -245,11 +266,13 @@ Result<std::string> ReadFrame(int fd, size_t max_bytes, Clock::time_point deadli
     return Fail(ErrorCode::kResourceExhausted, kReadPrefix, size.error().message);
   }
   const size_t want = *size;
-  std::string body;
+  if (have > want) {
+    extra_bytes = true;
+    have = want;
+  }
   // Grow with the data actually received, not with the declared size. Each step allocates exactly
   // the new size (std::string::resize would round the last step up to twice the previous
   // capacity: 16 MiB held for a 10 MiB frame).
-  size_t have = 0;
   while (have < want) {
     size_t target = std::min(want, std::max(kInitialBodyChunk, body.size() * 2));
     if (target > body.capacity()) {
@@ -259,7 +282,7 @@ Result<std::string> ReadFrame(int fd, size_t max_bytes, Clock::time_point deadli
       body.swap(grown);
     }
     body.resize(target);
-    ASYA_ASSIGN_OR_RETURN(size_t n, ReadFull(fd, body.data() + have, target - have, deadline,
+    ASYA_ASSIGN_OR_RETURN(size_t n, ReadFull(sock, body.data() + have, target - have, deadline,
                                              "the response body", err));
     have += n;
     if (have < target) {
@@ -279,41 +302,31 @@ struct RuntimeClient::Impl {
 
   ~Impl() { Reset(); }
 
-  // An idle pooled connection that still looks healthy, or -1.
-  int TakeIdle() {
+  // An idle pooled connection, if any. It is not probed here: one the runtime has closed fails
+  // the send (EPIPE) or is reset with the request unread, and Call() then retries on a new one.
+  // Stray bytes cannot be waiting on it: a connection that returned more than one frame is not
+  // pooled.
+  std::optional<Socket> TakeIdle() {
     std::lock_guard<std::mutex> lock(mu);
-    while (!idle.empty()) {
-      int fd = idle.back();
-      idle.pop_back();
-      pollfd p{fd, POLLIN, 0};
-      // Readable (EOF or stray bytes), hung up or failed: never reuse it.
-      if (::poll(&p, 1, 0) == 0) {
-        return fd;
-      }
-      ::close(fd);
+    if (idle.empty()) {
+      return std::nullopt;
     }
-    return -1;
+    Socket sock = std::move(idle.back());
+    idle.pop_back();
+    return sock;
   }
 
-  void Release(int fd) {
-    {
-      std::lock_guard<std::mutex> lock(mu);
-      if (reuse && idle.size() < kMaxIdleConnections) {
-        idle.push_back(fd);
-        return;
-      }
-    }
-    ::close(fd);
-  }
-
-  bool ReuseEnabled() {
+  // Keeps `sock` for a later call when connections are reused (else closes it).
+  void Release(Socket sock) {
     std::lock_guard<std::mutex> lock(mu);
-    return reuse;
+    if (reuse && idle.size() < kMaxIdleConnections) {
+      idle.push_back(std::move(sock));
+    }
   }
 
   // A reused connection was closed by the runtime before it answered.
   void NoteClosedReuse() {
-    std::vector<int> to_close;
+    std::vector<Socket> to_close;
     bool log_now = false;
     {
       std::lock_guard<std::mutex> lock(mu);
@@ -323,9 +336,6 @@ struct RuntimeClient::Impl {
         to_close.swap(idle);
       }
     }
-    for (int fd : to_close) {
-      ::close(fd);
-    }
     if (log_now) {
       log::Info("runtime closes connections after each response; using one connection per message",
                 {{"socket", options.socket_path}});
@@ -333,19 +343,14 @@ struct RuntimeClient::Impl {
   }
 
   void Reset() {
-    std::vector<int> to_close;
-    {
-      std::lock_guard<std::mutex> lock(mu);
-      to_close.swap(idle);
-    }
-    for (int fd : to_close) {
-      ::close(fd);
-    }
+    std::vector<Socket> to_close;
+    std::lock_guard<std::mutex> lock(mu);
+    to_close.swap(idle);
   }
 
   const RuntimeClientOptions options;
   std::mutex mu;
-  std::vector<int> idle;  // guarded by mu
+  std::vector<Socket> idle;  // guarded by mu
   bool reuse;             // guarded by mu
   int closed_reuses = 0;  // guarded by mu
 };
@@ -371,14 +376,16 @@ Result<std::string> RuntimeClient::Call(std::string_view request, Clock::time_po
   }
   // At most two attempts: a reused connection the runtime had already closed is replaced once.
   for (int attempt = 0; attempt < 2; ++attempt) {
-    int raw_fd = attempt == 0 ? impl_->TakeIdle() : -1;
-    const bool reused = raw_fd >= 0;
-    if (!reused) {
-      ASYA_ASSIGN_OR_RETURN(raw_fd, Connect(options.socket_path, deadline));
+    std::optional<Socket> pooled = attempt == 0 ? impl_->TakeIdle() : std::nullopt;
+    const bool reused = pooled.has_value();
+    Socket sock;
+    if (reused) {
+      sock = std::move(*pooled);
+    } else {
+      ASYA_ASSIGN_OR_RETURN(sock, Connect(options.socket_path, deadline));
     }
-    Fd fd(raw_fd);
     bool peer_gone = false;
-    auto sent = SendFrame(fd.Get(), request, deadline, peer_gone);
+    auto sent = SendFrame(sock, request, deadline, peer_gone);
     if (!sent) {
       if (reused && peer_gone) {
         impl_->NoteClosedReuse();
@@ -387,7 +394,9 @@ Result<std::string> RuntimeClient::Call(std::string_view request, Clock::time_po
       return Unexpected(std::move(sent).error());
     }
     bool unread_by_peer = false;
-    auto response = ReadFrame(fd.Get(), options.max_frame_bytes, deadline, unread_by_peer);
+    bool extra_bytes = false;
+    auto response =
+        ReadFrame(sock, options.max_frame_bytes, deadline, unread_by_peer, extra_bytes);
     if (!response) {
       if (reused && unread_by_peer) {
         impl_->NoteClosedReuse();
@@ -395,9 +404,12 @@ Result<std::string> RuntimeClient::Call(std::string_view request, Clock::time_po
       }
       return response;
     }
-    if (impl_->ReuseEnabled()) {
-      impl_->Release(fd.Release());
+    if (extra_bytes) {
+      log::Warn("runtime sent more bytes than one response frame; closing the connection",
+                {{"socket", options.socket_path}});
+      return response;
     }
+    impl_->Release(std::move(sock));
     return response;
   }
   // Unreachable: the second attempt always uses a fresh connection and returns.
@@ -417,12 +429,7 @@ bool RuntimeReady(std::string_view socket_path, std::chrono::milliseconds connec
   if (::stat(path.c_str(), &st) != 0 || !S_ISSOCK(st.st_mode)) {
     return false;
   }
-  auto fd = Connect(path, Clock::now() + connect_timeout);
-  if (!fd) {
-    return false;
-  }
-  ::close(*fd);
-  return true;
+  return Connect(path, Clock::now() + connect_timeout).has_value();
 }
 
 }  // namespace asya::protocol

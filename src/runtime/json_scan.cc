@@ -20,8 +20,12 @@ bool IsHex(char c) {
 // Bounds-checked validating scanner.
 class Scanner {
  public:
-  Scanner(std::string_view text, std::string* error)
-      : begin_(text.data()), p_(text.data()), end_(text.data() + text.size()), error_(error) {}
+  Scanner(std::string_view text, std::string* error, std::vector<Member>* top_members)
+      : begin_(text.data()),
+        p_(text.data()),
+        end_(text.data() + text.size()),
+        error_(error),
+        top_members_(top_members) {}
 
   std::optional<Value> Document() {
     SkipWs();
@@ -198,9 +202,11 @@ class Scanner {
         Fail("Expecting property name enclosed in double quotes", p_);
         return false;
       }
+      const char* key = p_;
       if (!ScanString()) {
         return false;
       }
+      const char* key_end = p_;
       SkipWs();
       if (p_ >= end_ || *p_ != ':') {
         Fail("Expecting ':' delimiter", p_);
@@ -208,8 +214,14 @@ class Scanner {
       }
       ++p_;
       SkipWs();
+      const char* value = p_;
       if (!ScanValue(depth)) {
         return false;
+      }
+      if (depth == 1 && top_members_ != nullptr) {
+        top_members_->push_back(
+            {std::string_view(key + 1, static_cast<size_t>(key_end - key - 2)),
+             Value{internal::KindOf(*value), std::string_view(value, static_cast<size_t>(p_ - value))}});
       }
       SkipWs();
       if (p_ < end_ && *p_ == '}') {
@@ -258,6 +270,7 @@ class Scanner {
   const char* p_;
   const char* end_;
   std::string* error_;
+  std::vector<Member>* top_members_;  // members of the top-level object, when asked for
 };
 
 void AppendUtf8(std::string& out, uint32_t cp) {
@@ -431,8 +444,9 @@ std::string_view KindName(Kind kind) {
   return "null";
 }
 
-std::optional<Value> ScanDocument(std::string_view text, std::string* error) {
-  return Scanner(text, error).Document();
+std::optional<Value> ScanDocument(std::string_view text, std::string* error,
+                                  std::vector<Member>* top_members) {
+  return Scanner(text, error, top_members).Document();
 }
 
 std::optional<Utf8Error> FindInvalidUtf8(std::string_view text) {

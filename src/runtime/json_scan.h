@@ -11,6 +11,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace asya::runtime::json {
 
@@ -27,9 +28,16 @@ struct Value {
 // Maximum nesting depth of arrays/objects (deeper input is rejected, as Python's recursion limit).
 inline constexpr int kMaxDepth = 512;
 
+struct Member {
+  std::string_view raw_key;  // the key's text between the quotes (escapes not decoded)
+  Value value;
+};
+
 // Scans a whole document: exactly one value surrounded by optional whitespace. Does not check
-// UTF-8 (see FindInvalidUtf8). On failure returns nullopt and sets `error`.
-std::optional<Value> ScanDocument(std::string_view text, std::string* error);
+// UTF-8 (see FindInvalidUtf8). On failure returns nullopt and sets `error`. When `top_members` is
+// given and the document is an object, its members are appended in input order (in the same pass).
+std::optional<Value> ScanDocument(std::string_view text, std::string* error,
+                                  std::vector<Member>* top_members = nullptr);
 
 // Iterates the members of an object value that ScanDocument (or ScanMembers) already validated.
 // `object.text` must start with '{'. Calls fn(raw_key, value) for each member in input order;

@@ -58,7 +58,9 @@ void LogFailure(const Failure& f) {
 }
 
 // Checks UTF-8 and grammar; returns the document or a msg_parsing_error.
-std::optional<scan::Value> Decode(std::string_view request, std::optional<Failure>* failure) {
+// `members`, when given, receives the top-level members of an object document.
+std::optional<scan::Value> Decode(std::string_view request, std::optional<Failure>* failure,
+                                  std::vector<scan::Member>* members = nullptr) {
   if (request.empty()) {
     *failure = Failure{kParsingError, std::string(kValueError),
                        "Empty request frame (length 0): expected a JSON envelope"};
@@ -73,7 +75,7 @@ std::optional<scan::Value> Decode(std::string_view request, std::optional<Failur
     return std::nullopt;
   }
   std::string error;
-  auto doc = scan::ScanDocument(request, &error);
+  auto doc = scan::ScanDocument(request, &error, members);
   if (!doc) {
     *failure = Failure{kParsingError, "JSONDecodeError", std::move(error)};
   }
@@ -268,7 +270,9 @@ void Processor::ProcessPayload(std::string_view request, std::string& out) const
   };
   std::string route_out;
   PayloadInput in;
-  auto doc = Decode(request, &failure);
+  std::vector<scan::Member> top;  // the envelope's members, found while validating
+  top.reserve(8);
+  auto doc = Decode(request, &failure, &top);
   if (doc) {
     do {
       if (doc->kind != scan::Kind::kObject) {
@@ -279,7 +283,7 @@ void Processor::ProcessPayload(std::string_view request, std::string& out) const
         }
         break;
       }
-      scan::ForEachMember(doc->text, [&](std::string_view key, scan::Value v) {
+      for (const auto& [key, v] : top) {  // a repeated key: the last one wins (as in Python)
         if (key == "payload") {
           in.payload = v;
         } else if (key == "route") {
@@ -289,7 +293,7 @@ void Processor::ProcessPayload(std::string_view request, std::string& out) const
         } else if (key == "id") {
           in.id = v;
         }
-      });
+      }
       if (!in.payload) {
         fail(kParsingError, kValueError, "Missing required field 'payload' in envelope");
         break;
@@ -406,6 +410,9 @@ void Processor::ProcessPayload(std::string_view request, std::string& out) const
   if (!failure) {
     const auto& payloads = outputs->payloads();
     for (size_t i = 0; i < payloads.size(); ++i) {
+      if (payloads[i] == in.payload->text) {
+        continue;  // the input payload, returned unchanged: validated with the request
+      }
       std::string error;
       auto bad_utf8 = scan::FindInvalidUtf8(payloads[i]);
       if (bad_utf8 || !scan::ScanDocument(payloads[i], &error)) {

@@ -4,8 +4,15 @@
 // registered EPOLLONESHOT. A worker that gets a ready connection reads, runs the handler and
 // writes the response itself (no hand-off between threads, so no extra wake-up per message),
 // serves further frames already buffered, then re-arms the connection. Idle connections cost no
-// thread. The listener is one-shot too: a worker accepts one connection, re-arms the listener and
-// serves the new connection at once (the request usually follows the connect immediately).
+// thread. The listener is level-triggered: a worker accepts one connection and serves it at once
+// (the request usually follows the connect immediately).
+//
+// Lingering: when a connection has no further frame buffered, the worker that just served it
+// waits for it in poll() together with the epoll descriptor instead of parking it at once, as long
+// as no other worker is idle. The next request (kept connection) or the client's EOF (connection
+// per message) is then read straight away, without the epoll_ctl/epoll_wait pair; any other
+// readiness in the epoll set (a new connection, another client's request, shutdown) makes the
+// worker park its connection and go back to epoll_wait, so lingering never delays other clients.
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
@@ -35,7 +42,8 @@
 namespace asya::runtime {
 namespace {
 
-constexpr size_t kReadChunk = 64 * 1024;
+constexpr size_t kReadChunk = 16 * 1024;  // smallest free space offered to read()
+constexpr size_t kKeepBufferBytes = 4u << 20;  // larger buffers are released after use
 constexpr int kWriteTimeoutMs = 60'000;  // a client that does not read its response is dropped
 
 int64_t NowNs() {
@@ -92,11 +100,42 @@ Status MakeDirs(const std::string& dir) {
   return Ok();
 }
 
+// Receive buffer of one connection: bytes [0, have) received and not yet consumed. Grows without
+// zero-filling (a std::string would clear every new chunk).
+struct RecvBuffer {
+  std::unique_ptr<char[]> data;
+  size_t cap = 0;
+  size_t have = 0;
+
+  // Makes room for at least `size` bytes in total, keeping the received ones.
+  void Reserve(size_t size) {
+    if (size <= cap) {
+      return;
+    }
+    size_t new_cap = std::max(size, cap * 2);
+    auto grown = std::make_unique_for_overwrite<char[]>(new_cap);
+    if (have > 0) {
+      std::memcpy(grown.get(), data.get(), have);
+    }
+    data = std::move(grown);
+    cap = new_cap;
+  }
+  // Drops the first `n` bytes.
+  void Consume(size_t n) {
+    have -= n;
+    if (have > 0) {
+      std::memmove(data.get(), data.get() + n, have);
+    } else if (cap > kKeepBufferBytes) {
+      data.reset();  // release the memory of a big message
+      cap = 0;
+    }
+  }
+};
+
 struct Conn {
   int fd = -1;
   bool armed_once = false;  // registered in epoll at least once (then EPOLL_CTL_MOD)
-  std::string buf;          // bytes [0, have) received and not yet consumed
-  size_t have = 0;
+  RecvBuffer in;
 };
 
 }  // namespace
@@ -118,6 +157,7 @@ struct Server::Impl {
   char listener_tag = 0;  // addresses used as epoll tags
   char wake_tag = 0;
   std::atomic<bool> stopping{false};
+  std::atomic<int> idle_workers{0};  // workers blocked in epoll_wait
   std::mutex stop_mu;
   bool stopped = false;
   std::vector<std::thread> workers;
@@ -137,6 +177,8 @@ struct Server::Impl {
   void ServeConn(Conn* conn, size_t index, std::string& resp);
   bool Respond(Conn* conn, std::string_view body, size_t index, std::string& resp);
   void SendError(Conn* conn, std::string_view code, std::string_view type, std::string_view msg);
+  enum class Wait { kReadable, kPark };
+  Wait Linger(Conn* conn);
   void Arm(Conn* conn);
   void Close(Conn* conn);
   void WatchdogLoop();
@@ -183,7 +225,7 @@ Status Server::Impl::Bind() {
   ev.events = EPOLLIN;  // level-triggered: once signalled, every worker sees it
   ev.data.ptr = &wake_tag;
   ::epoll_ctl(epoll_fd, EPOLL_CTL_ADD, wake_fd, &ev);
-  ev.events = EPOLLIN | EPOLLONESHOT;
+  ev.events = EPOLLIN;  // level-triggered: another worker accepts the next one meanwhile
   ev.data.ptr = &listener_tag;
   ::epoll_ctl(epoll_fd, EPOLL_CTL_ADD, listen_fd, &ev);
   return Ok();
@@ -260,20 +302,21 @@ bool Server::Impl::Respond(Conn* conn, std::string_view body, size_t index, std:
   return true;
 }
 
-// Serves every complete frame of `conn`, then re-arms it (or closes it on EOF/error/shutdown).
+// Serves every complete frame of `conn`, then lingers on it or re-arms it (or closes it on
+// EOF/error/shutdown).
 void Server::Impl::ServeConn(Conn* conn, size_t index, std::string& resp) {
   const size_t max_bytes = options.max_message_bytes;
+  RecvBuffer& in = conn->in;
+  bool responded = false;  // a response went out since the last read
   while (true) {
     // 1. Complete frames already buffered.
-    while (conn->have >= protocol::kHeaderBytes) {
-      auto len = protocol::DecodeHeader(reinterpret_cast<const unsigned char*>(conn->buf.data()),
-                                        max_bytes);
+    while (in.have >= protocol::kHeaderBytes) {
+      const auto* header = reinterpret_cast<const unsigned char*>(in.data.get());
+      auto len = protocol::DecodeHeader(header, max_bytes);
       if (!len) {
-        uint32_t declared =
-            (static_cast<uint32_t>(static_cast<unsigned char>(conn->buf[0])) << 24) |
-            (static_cast<uint32_t>(static_cast<unsigned char>(conn->buf[1])) << 16) |
-            (static_cast<uint32_t>(static_cast<unsigned char>(conn->buf[2])) << 8) |
-            static_cast<uint32_t>(static_cast<unsigned char>(conn->buf[3]));
+        uint32_t declared = (static_cast<uint32_t>(header[0]) << 24) |
+                            (static_cast<uint32_t>(header[1]) << 16) |
+                            (static_cast<uint32_t>(header[2]) << 8) | header[3];
         SendError(conn, kParsingError, "FrameTooLarge",
                   "request frame of " + std::to_string(declared) +
                       " bytes exceeds ASYA_MAX_MESSAGE_BYTES=" + std::to_string(max_bytes));
@@ -281,38 +324,44 @@ void Server::Impl::ServeConn(Conn* conn, size_t index, std::string& resp) {
         return;
       }
       size_t total = protocol::kHeaderBytes + *len;
-      if (conn->have < total) {
-        if (conn->buf.size() < total) {
-          conn->buf.resize(total);
-        }
+      if (in.have < total) {
+        in.Reserve(total);
         break;
       }
-      std::string_view body(conn->buf.data() + protocol::kHeaderBytes, *len);
+      std::string_view body(in.data.get() + protocol::kHeaderBytes, *len);
       if (!Respond(conn, body, index, resp)) {
         Close(conn);
         return;
       }
-      conn->have -= total;
-      if (conn->have > 0) {
-        std::memmove(conn->buf.data(), conn->buf.data() + total, conn->have);
-      } else if (conn->buf.size() > (4u << 20)) {
-        std::string().swap(conn->buf);  // release the memory of a big message
+      in.Consume(total);
+      responded = true;
+    }
+    // 2. Read more. Right after a response the client has rarely sent anything yet, so wait
+    // first instead of trying a read that would only return EAGAIN.
+    if (responded && in.have == 0) {
+      responded = false;
+      if (stopping.load(std::memory_order_acquire)) {
+        Close(conn);
+        return;
+      }
+      if (Linger(conn) == Wait::kPark) {
+        Arm(conn);
+        return;
       }
     }
-    // 2. Read more.
-    if (conn->buf.size() - conn->have < kReadChunk / 4) {
-      conn->buf.resize(std::max(conn->buf.size(), conn->have + kReadChunk));
+    if (in.cap - in.have < kReadChunk) {
+      in.Reserve(in.have + kReadChunk);
     }
-    ssize_t r = ::read(conn->fd, conn->buf.data() + conn->have, conn->buf.size() - conn->have);
+    ssize_t r = ::read(conn->fd, in.data.get() + in.have, in.cap - in.have);
     if (r > 0) {
-      conn->have += static_cast<size_t>(r);
+      in.have += static_cast<size_t>(r);
       continue;
     }
     if (r == 0) {
-      if (conn->have > 0) {
+      if (in.have > 0) {
         SendError(conn, kConnectionError, "ConnectionError",
                   "Connection closed in the middle of a request frame (" +
-                      std::to_string(conn->have) + " bytes received)");
+                      std::to_string(in.have) + " bytes received)");
       }
       Close(conn);
       return;
@@ -325,6 +374,9 @@ void Server::Impl::ServeConn(Conn* conn, size_t index, std::string& resp) {
         Close(conn);  // shutting down: idle, or a partial frame the client will retry
         return;
       }
+      if (Linger(conn) == Wait::kReadable) {
+        continue;
+      }
       Arm(conn);
       return;
     }
@@ -334,16 +386,27 @@ void Server::Impl::ServeConn(Conn* conn, size_t index, std::string& resp) {
   }
 }
 
+// Waits for `conn` to become readable while nothing else needs this worker. kReadable: read it
+// now (data or EOF); kPark: the caller parks it in epoll (an idle worker exists, or other work is
+// ready — a connection that is closing is still finished here, as that cannot starve anyone).
+Server::Impl::Wait Server::Impl::Linger(Conn* conn) {
+  if (idle_workers.load(std::memory_order_acquire) > 0) {
+    return Wait::kPark;  // an idle worker will pick the connection up from epoll
+  }
+  pollfd fds[2] = {{conn->fd, POLLIN | POLLRDHUP, 0}, {epoll_fd, POLLIN, 0}};
+  int r = ::poll(fds, 2, -1);
+  if (r <= 0) {
+    return Wait::kPark;  // EINTR or failure: let epoll_wait take over
+  }
+  if ((fds[0].revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0) {
+    return Wait::kReadable;
+  }
+  return fds[1].revents == 0 && fds[0].revents != 0 ? Wait::kReadable : Wait::kPark;
+}
+
 void Server::Impl::AcceptOne(size_t index, std::string& resp) {
   int fd = ::accept4(listen_fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
   int accept_errno = errno;
-  // Let another worker accept the next connection while this one serves.
-  epoll_event ev{};
-  ev.events = EPOLLIN | EPOLLONESHOT;
-  ev.data.ptr = &listener_tag;
-  if (!stopping.load(std::memory_order_acquire)) {
-    ::epoll_ctl(epoll_fd, EPOLL_CTL_MOD, listen_fd, &ev);
-  }
   if (fd < 0) {
     if (accept_errno != EAGAIN && accept_errno != EWOULDBLOCK && accept_errno != EINTR) {
       log::Error("accept failed", {{"error", std::strerror(accept_errno)}});
@@ -366,7 +429,9 @@ void Server::Impl::WorkerLoop(size_t index) {
   epoll_event events[16];
   while (true) {
     bool draining = stopping.load(std::memory_order_acquire);
+    idle_workers.fetch_add(1, std::memory_order_acq_rel);
     int n = ::epoll_wait(epoll_fd, events, draining ? 16 : 1, draining ? 0 : -1);
+    idle_workers.fetch_sub(1, std::memory_order_acq_rel);
     if (n < 0) {
       if (errno == EINTR) {
         continue;

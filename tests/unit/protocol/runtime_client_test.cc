@@ -76,6 +76,8 @@ enum class Mode {
   kPartialHeader,         // read the request, send 2 bytes of a header, close
   kCloseMidResponse,      // read the request, declare 100 bytes, send 10, close
   kOversizeResponse,      // read the request, declare 1 GiB, keep the connection open
+  kTwoFramesPerRequest,   // answer every frame twice ("stray" second frame), in one write
+  kAnswerAfter2500Ms,     // read the request, answer after 2.5 s, keep the connection
 };
 
 class FakeRuntime {
@@ -166,6 +168,19 @@ class FakeRuntime {
     switch (mode_) {
       case Mode::kEcho:
         while (ReadRequest(fd, body) && WriteAll(fd, *EncodeFrame(body))) {
+        }
+        return;
+      case Mode::kTwoFramesPerRequest:
+        while (ReadRequest(fd, body) &&
+               WriteAll(fd, *EncodeFrame(body) + *EncodeFrame("stray:" + body))) {
+        }
+        return;
+      case Mode::kAnswerAfter2500Ms:
+        while (ReadRequest(fd, body)) {
+          std::this_thread::sleep_for(milliseconds(2500));
+          if (!WriteAll(fd, *EncodeFrame(body))) {
+            return;
+          }
         }
         return;
       case Mode::kCloseAfterResponse:
@@ -318,6 +333,19 @@ TEST(RuntimeClient, RetriesOnceOnFreshConnectionAndStopsReusingAfterThree) {
   EXPECT_EQ(rt.connections(), 7);
 }
 
+TEST(RuntimeClient, ConnectionWithBytesBeyondTheResponseIsNotReused) {
+  TempDir dir;
+  FakeRuntime rt(dir.Socket(), Mode::kTwoFramesPerRequest);
+  RuntimeClient client(Options(dir));
+  for (int i = 0; i < 3; ++i) {
+    std::string req = "req" + std::to_string(i);
+    auto r = client.Call(req, Clock::now() + kGenerous);
+    ASSERT_TRUE(r.has_value()) << i << ": " << r.error().message;
+    EXPECT_EQ(*r, req);  // never the stray frame meant for nobody
+  }
+  EXPECT_EQ(rt.connections(), 3);
+}
+
 TEST(RuntimeClient, ReusedConnectionThatReadTheRequestIsNotRetried) {
   TempDir dir;
   FakeRuntime rt(dir.Socket(), Mode::kDieOnSecondRequest);
@@ -343,6 +371,23 @@ TEST(RuntimeClient, DeadlineExceededWhenRuntimeNeverAnswers) {
   EXPECT_EQ(r.error().message,
             "failed to read response from runtime: deadline exceeded while reading the length "
             "prefix");
+}
+
+// The client waits in steps of at most one second; a slower answer within the deadline arrives.
+TEST(RuntimeClient, AnswerAfterSeveralWaitStepsArrives) {
+  TempDir dir;
+  FakeRuntime rt(dir.Socket(), Mode::kAnswerAfter2500Ms);
+  RuntimeClient client(Options(dir));
+  auto r = client.Call("slow", Clock::now() + kGenerous);
+  ASSERT_TRUE(r.has_value()) << r.error().message;
+  EXPECT_EQ(*r, "slow");
+  // The kept connection's wait bound now matches a short deadline instead of overshooting it.
+  auto start = Clock::now();
+  r = client.Call("late", Soon(300));
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error().code, ErrorCode::kDeadlineExceeded);
+  EXPECT_GE(Clock::now() - start, milliseconds(300));
+  EXPECT_LT(Clock::now() - start, milliseconds(2000));  // not after the runtime's late answer
 }
 
 TEST(RuntimeClient, DeadlineExceededWhileSending) {

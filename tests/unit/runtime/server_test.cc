@@ -196,6 +196,44 @@ TEST(ServerTest, IdleConnectionsDoNotBlockASingleWorker) {
   }
 }
 
+// The only worker waits on the kept connection it just served (lingering); a new connection and a
+// second kept connection must still be served, in any order, and the first one afterwards too.
+TEST(ServerTest, LingeringWorkerStillServesOtherConnections) {
+  TempDir dir;
+  auto server = MustStart(Echo, Opts(dir));  // concurrency 1
+  ASSERT_TRUE(server);
+  int a = Connect(server->socket_path());
+  int b = Connect(server->socket_path());
+  ASSERT_GE(a, 0);
+  ASSERT_GE(b, 0);
+  for (int round = 0; round < 20; ++round) {
+    for (int fd : {a, b}) {
+      ASSERT_TRUE(SendFrame(fd, Msg(round)));
+      auto r = RecvFrame(fd);
+      ASSERT_TRUE(r.has_value()) << "round " << round;
+      EXPECT_EQ(json::parse(*r)[0]["payload"], round);
+    }
+    auto fresh = Call(server->socket_path(), Msg(100 + round));  // new connection per message
+    ASSERT_TRUE(fresh.has_value()) << "round " << round;
+    EXPECT_EQ(json::parse(*fresh)[0]["payload"], 100 + round);
+  }
+  ::close(a);
+  ::close(b);
+}
+
+TEST(ServerTest, StopWhileTheWorkerLingersOnAKeptConnection) {
+  TempDir dir;
+  auto server = MustStart(Echo, Opts(dir));
+  ASSERT_TRUE(server);
+  int fd = Connect(server->socket_path());
+  ASSERT_GE(fd, 0);
+  ASSERT_TRUE(SendFrame(fd, Msg(1)));
+  ASSERT_TRUE(RecvFrame(fd).has_value());  // the worker now waits for this connection's next frame
+  server->Stop();
+  EXPECT_TRUE(SeesEof(fd));
+  ::close(fd);
+}
+
 TEST(ServerTest, OversizeFrameGetsErrorAndConnectionIsClosed) {
   TempDir dir;
   auto o = Opts(dir);
