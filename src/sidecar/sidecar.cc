@@ -300,29 +300,37 @@ struct Sidecar::Impl : std::enable_shared_from_this<Sidecar::Impl> {
     Release(m);
   }
 
-  // Publishes every message of `d` in order; on the first failure returns its index and error.
-  std::optional<std::pair<size_t, Error>> PublishAll(const router::Decision& d,
-                                                     std::string_view id) {
-    for (size_t i = 0; i < d.publishes.size(); ++i) {
-      const auto& p = d.publishes[i];
-      const auto t0 = Clock::now();
-      transport::PublishOptions opts;
-      opts.delay = p.delay;
-      opts.headers = p.transport_headers;
-      auto st = transport.Publish(p.queue, p.body, opts);
-      if (metrics != nullptr) {
-        metrics->SendDuration(p.metric_destination, Seconds(Clock::now() - t0));
-      }
-      if (!st) {
-        log::Error("publish failed",
-                   {{"id", std::string(id)}, {"queue", p.queue}, {"error", st.error().message}});
-        return std::make_pair(i, std::move(st).error());
-      }
-      if (metrics != nullptr) {
+  // Publishes every message of `d` in order and then acks `m` (one transaction on SQLite). Returns
+  // nullopt when all of it happened, or the failure (see transport::SettleFailure).
+  std::optional<transport::SettleFailure> PublishAndAck(const InFlightPtr& m,
+                                                        const router::Decision& d,
+                                                        std::string_view id) {
+    std::vector<transport::Outgoing> outgoing;
+    outgoing.reserve(d.publishes.size());
+    for (const auto& p : d.publishes) {
+      outgoing.push_back({.queue = p.queue,
+                          .body = p.body,
+                          .options = {.delay = p.delay, .headers = p.transport_headers}});
+    }
+    const auto t0 = Clock::now();
+    auto failure = transport.PublishAndAck(m->msg, outgoing);
+    const size_t published = failure ? failure->published : d.publishes.size();
+    if (metrics != nullptr) {
+      const double took = Seconds(Clock::now() - t0);
+      for (size_t i = 0; i < published; ++i) {
+        const auto& p = d.publishes[i];
+        metrics->SendDuration(p.metric_destination, took);
         metrics->Sent(p.metric_destination, router::MessageTypeName(p.type), p.body.size());
       }
     }
-    return std::nullopt;
+    if (failure && !failure->in_ack) {
+      log::Error("publish failed", {{"id", std::string(id)},
+                                    {"queue", d.publishes[failure->index].queue},
+                                    {"error", failure->error.message}});
+    } else if (failure) {
+      log::Error("ack failed", {{"id", std::string(id)}, {"error", failure->error.message}});
+    }
+    return failure;
   }
 
   void Execute(const InFlightPtr& m, const router::Decision& d, std::string_view id) {
@@ -333,7 +341,11 @@ struct Sidecar::Impl : std::enable_shared_from_this<Sidecar::Impl> {
     FreeSlot(m);
     const router::Decision* done = &d;
     router::Decision fallback;
-    if (auto failed = PublishAll(d, id)) {
+    std::optional<transport::SettleFailure> failed;
+    if (d.action != router::Action::kNack) {
+      failed = PublishAndAck(m, d, id);
+    }
+    if (failed && !failed->in_ack) {
       // Rare path: parse the input again (the hot path freed its copy before publishing).
       const std::string& body = m->msg.body;
       auto parsed = envelope::Parse(body, {.max_bytes = std::numeric_limits<size_t>::max()});
@@ -342,16 +354,20 @@ struct Sidecar::Impl : std::enable_shared_from_this<Sidecar::Impl> {
       in.envelope = parsed ? &*parsed : nullptr;
       in.delivery_count = m->msg.delivery_count;
       in.now = std::chrono::system_clock::now();
-      fallback = router::AfterPublishFailure(s.policy, in, d, failed->first, failed->second,
+      fallback = router::AfterPublishFailure(s.policy, in, d, failed->index, failed->error,
                                              s.publish_failure_nack_delay);
-      if (fallback.action != router::Action::kNack && PublishAll(fallback, id)) {
-        if (metrics != nullptr) {
-          metrics->Failed("error_queue_send_failed");
-        }
-        Nack(m, s.publish_failure_nack_delay, "error-end publish failed");
-        return;
-      }
       done = &fallback;
+      failed.reset();
+      if (fallback.action != router::Action::kNack) {
+        failed = PublishAndAck(m, fallback, id);
+        if (failed && !failed->in_ack) {
+          if (metrics != nullptr) {
+            metrics->Failed("error_queue_send_failed");
+          }
+          Nack(m, s.publish_failure_nack_delay, "error-end publish failed");
+          return;
+        }
+      }
     }
     if (metrics != nullptr) {
       if (!done->failed_reason.empty()) {
@@ -373,11 +389,7 @@ struct Sidecar::Impl : std::enable_shared_from_this<Sidecar::Impl> {
       Nack(m, done->nack_delay, done->log);
       return;
     }
-    auto st = transport.Ack(m->msg);
-    if (!st) {
-      log::Error("ack failed", {{"id", std::string(id)}, {"error", st.error().message}});
-    }
-    Release(m);
+    Release(m);  // acked above (or the ack failed and was logged: the broker redelivers it)
   }
 
   void Process(const InFlightPtr& m) {

@@ -27,6 +27,11 @@ class SqliteFixture : public TransportFixture {
     s.path = dir_ + "/queues.db";
     return MakeSqliteTransport(s);
   }
+  [[nodiscard]] Capabilities Caps() const override {
+    Capabilities c;
+    c.atomic_settle = true;  // PublishAndAck is one transaction
+    return c;
+  }
 
  private:
   std::string dir_;

@@ -549,6 +549,83 @@ TEST_P(TransportContract, StaleReceiptCannotAckAMessageAnotherConsumerHolds) {
   ASSERT_OK(other.Ack(second[0]));
 }
 
+TEST_P(TransportContract, PublishAndAckPublishesEveryOutputThenAcks) {
+  std::string in = NewQueue();
+  std::string out = NewQueue();
+  ASSERT_OK(transport().Publish(in, "input"));
+  auto got = ReceiveN(transport(), in, 1, Millis(10'000), caps().visibility);
+  ASSERT_EQ(got.size(), 1u);
+  const Outgoing outgoing[] = {{.queue = out, .body = "first"},
+                               {.queue = out, .body = "second", .options = {.headers = {{"k", "v"}}}}};
+  auto failure = transport().PublishAndAck(got[0], outgoing);
+  ASSERT_FALSE(failure.has_value()) << failure->error.ToString();
+  auto outs = ReceiveN(transport(), out, 2);
+  ASSERT_EQ(outs.size(), 2u);
+  std::vector<std::string> bodies{outs[0].body, outs[1].body};
+  std::sort(bodies.begin(), bodies.end());
+  EXPECT_EQ(bodies, (std::vector<std::string>{"first", "second"}));
+  for (const auto& m : outs) {
+    if (m.body == "second") {
+      EXPECT_EQ(m.headers.count("k"), 1u) << "headers of an outgoing message were lost";
+    }
+    ASSERT_OK(transport().Ack(m));
+  }
+  // The input is gone, even after its visibility timeout.
+  auto again = transport().Receive(in, Opts(1, caps().visibility * 2));
+  ASSERT_OK(again);
+  EXPECT_TRUE(again->empty()) << "PublishAndAck did not ack the input";
+}
+
+TEST_P(TransportContract, PublishAndAckStopsAtAFailedPublishWithoutAcking) {
+  std::string in = NewQueue();
+  std::string out = NewQueue();
+  ASSERT_OK(transport().Publish(in, "input"));
+  auto got = ReceiveN(transport(), in, 1, Millis(10'000), caps().visibility);
+  ASSERT_EQ(got.size(), 1u);
+  const Outgoing outgoing[] = {{.queue = out, .body = "ok"}, {.queue = "", .body = "no queue"}};
+  auto failure = transport().PublishAndAck(got[0], outgoing);
+  ASSERT_TRUE(failure.has_value()) << "a publish to an empty queue name succeeded";
+  EXPECT_FALSE(failure->in_ack);
+  EXPECT_EQ(failure->index, 1u);
+  EXPECT_EQ(failure->error.code, ErrorCode::kInvalidArgument) << failure->error.ToString();
+  EXPECT_EQ(failure->published, caps().atomic_settle ? 0u : 1u);
+  ASSIGN_OR_FAIL(QueueDepth d, transport().Depth(out));
+  EXPECT_EQ(d.ready, static_cast<int64_t>(failure->published));
+  // Not acked: the holder can still nack it and it comes back.
+  ASSERT_OK(transport().Nack(got[0]));
+  auto back = ReceiveN(transport(), in, 1);
+  ASSERT_EQ(back.size(), 1u);
+  EXPECT_EQ(back[0].body, "input");
+  ASSERT_OK(transport().Ack(back[0]));
+}
+
+// With an atomic settle, a consumer whose message was handed to another consumer meanwhile
+// publishes nothing: the work is done once, by the message's current holder.
+TEST_P(TransportContract, PublishAndAckWithAStaleReceiptPublishesNothing) {
+  if (!caps().atomic_settle || !caps().visibility_timeout) {
+    GTEST_SKIP() << "capability atomic_settle/visibility_timeout is off";
+  }
+  std::string in = NewQueue();
+  std::string out = NewQueue();
+  ASSERT_OK(transport().Publish(in, "contested"));
+  auto first = ReceiveN(transport(), in, 1, Millis(10'000), caps().visibility);
+  ASSERT_EQ(first.size(), 1u);
+  Transport& other = Connect();
+  auto second = ReceiveN(other, in, 1, caps().visibility + Millis(15'000), Millis(60'000));
+  ASSERT_EQ(second.size(), 1u);
+  const Outgoing outgoing[] = {{.queue = out, .body = "late result"}};
+  auto failure = transport().PublishAndAck(first[0], outgoing);
+  ASSERT_TRUE(failure.has_value()) << "a stale receipt settled a message another consumer holds";
+  EXPECT_TRUE(failure->in_ack);
+  EXPECT_EQ(failure->published, 0u);
+  EXPECT_EQ(failure->error.code, ErrorCode::kFailedPrecondition) << failure->error.ToString();
+  ASSIGN_OR_FAIL(QueueDepth d, transport().Depth(out));
+  EXPECT_EQ(d.ready, 0) << "the stale holder's result was published";
+  EXPECT_FALSE(other.PublishAndAck(second[0], outgoing).has_value());
+  ASSIGN_OR_FAIL(d, transport().Depth(out));
+  EXPECT_EQ(d.ready, 1);
+}
+
 TEST_P(TransportContract, ReceiveFromAMissingQueueIsNotFound) {
   if (!caps().receive_missing_queue_fails) {
     GTEST_SKIP() << "capability receive_missing_queue_fails is off";

@@ -20,6 +20,8 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -51,6 +53,21 @@ struct PublishOptions {
   std::map<std::string, std::string> headers;  // transport headers (e.g. x-asya-dlq-reason)
 };
 
+// One message to publish as part of PublishAndAck().
+struct Outgoing {
+  std::string_view queue;
+  std::string_view body;
+  PublishOptions options;
+};
+
+// Why PublishAndAck() stopped.
+struct SettleFailure {
+  bool in_ack = false;   // false: outgoing[index] was not published and nothing was acked
+  size_t index = 0;      // the outgoing message that failed (publish failures)
+  size_t published = 0;  // outgoing messages durably published before the failure
+  Error error;
+};
+
 struct QueueOptions {
   bool create_dlq = true;               // also create "<name>-dlq"
   Millis visibility{Millis(0)};         // default visibility timeout (0 = transport default)
@@ -76,6 +93,12 @@ class Transport {
   virtual Status Publish(std::string_view queue, std::string_view body,
                          const PublishOptions& options = {}) = 0;
   virtual Status Ack(const Message& message) = 0;
+  // Publishes `outgoing` in order, then acks `message` (the ack only after every publish is
+  // confirmed); nullopt on success. The default calls Publish() and Ack(); the SQLite transport
+  // does all of it in one transaction, so either everything happens or nothing does (a stale
+  // receipt then publishes nothing: the message's new holder does the work once).
+  virtual std::optional<SettleFailure> PublishAndAck(const Message& message,
+                                                     std::span<const Outgoing> outgoing);
   // Returns the message to its queue, visible after `delay`; the delivery count is kept.
   virtual Status Nack(const Message& message, Millis delay = Millis(0)) = 0;
   // Keeps an in-flight message invisible for `visibility` from now (heartbeat). No-op for
@@ -91,6 +114,22 @@ class Transport {
   virtual Result<std::vector<std::string>> ListQueues() = 0;
   virtual Status Purge(std::string_view queue) = 0;
 };
+
+// Defined here, not in a .cc: every transport library needs it and none depends on another.
+inline std::optional<SettleFailure> Transport::PublishAndAck(const Message& message,
+                                                      std::span<const Outgoing> outgoing) {
+  for (size_t i = 0; i < outgoing.size(); ++i) {
+    const Outgoing& o = outgoing[i];
+    if (auto st = Publish(o.queue, o.body, o.options); !st) {
+      return SettleFailure{.in_ack = false, .index = i, .published = i, .error = st.error()};
+    }
+  }
+  if (auto st = Ack(message); !st) {
+    return SettleFailure{
+        .in_ack = true, .index = 0, .published = outgoing.size(), .error = st.error()};
+  }
+  return std::nullopt;
+}
 
 using TransportPtr = std::unique_ptr<Transport>;
 

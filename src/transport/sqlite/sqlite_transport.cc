@@ -144,6 +144,8 @@ class SqliteTransport final : public Transport {
   Status Publish(std::string_view queue, std::string_view body,
                  const PublishOptions& options) override;
   Status Ack(const Message& message) override;
+  std::optional<SettleFailure> PublishAndAck(const Message& message,
+                                             std::span<const Outgoing> outgoing) override;
   Status Nack(const Message& message, Millis delay) override;
   Status ExtendVisibility(const Message& message, Millis visibility) override;
   void Interrupt() override;
@@ -164,6 +166,9 @@ class SqliteTransport final : public Transport {
 
   Result<Attempt> TryReceive(std::string_view queue, size_t max, Millis visibility);
   Result<bool> QueueExistsLocked(std::string_view queue);
+  // Inserts one message (creating its queue) inside the caller's write transaction.
+  Status InsertLocked(std::string_view queue, std::string_view body, const std::string& headers,
+                      Millis delay, int64_t now);
   // Explains why an UPDATE/DELETE keyed by (id, receipt) touched no row.
   Error ReceiptMismatch(const Receipt& r, std::string_view op);
   // Applies `sql` (?1 = id, ?2 = token, optional ?3 = value; `RETURNING queue`) to the message a
@@ -320,6 +325,26 @@ Result<std::vector<Message>> SqliteTransport::Receive(std::string_view queue,
   }
 }
 
+Status SqliteTransport::InsertLocked(std::string_view queue, std::string_view body,
+                                     const std::string& headers, Millis delay, int64_t now) {
+  {
+    ASYA_ASSIGN_OR_RETURN(auto create, db_.Prepare("INSERT OR IGNORE INTO queues(name, created_ms) "
+                                                   "VALUES (?1, ?2)"));
+    ASYA_RETURN_IF_ERROR(create.BindText(1, queue).Bind(2, now).Run());
+  }
+  ASYA_ASSIGN_OR_RETURN(auto insert,
+                        db_.Prepare("INSERT INTO messages(queue, body, headers, visible_at, "
+                                    "enqueued_at) VALUES (?1, ?2, ?3, ?4, ?5)"));
+  insert.BindText(1, queue).BindBlob(2, body);
+  if (headers.empty()) {
+    insert.BindNull(3);
+  } else {
+    insert.BindText(3, headers);
+  }
+  insert.Bind(4, now + std::max<int64_t>(0, delay.count())).Bind(5, now);
+  return insert.Run();
+}
+
 Status SqliteTransport::Publish(std::string_view queue, std::string_view body,
                                 const PublishOptions& options) {
   ASYA_RETURN_IF_ERROR(ValidateQueueName(queue));
@@ -327,28 +352,74 @@ Status SqliteTransport::Publish(std::string_view queue, std::string_view body,
   {
     std::lock_guard lock(mu_);
     ASYA_ASSIGN_OR_RETURN(auto txn, Transaction::Begin(db_, /*write=*/true));
-    int64_t now = NowMs();
-    {
-      ASYA_ASSIGN_OR_RETURN(auto create,
-                            db_.Prepare("INSERT OR IGNORE INTO queues(name, created_ms) "
-                                        "VALUES (?1, ?2)"));
-      ASYA_RETURN_IF_ERROR(create.BindText(1, queue).Bind(2, now).Run());
-    }
-    ASYA_ASSIGN_OR_RETURN(auto insert,
-                          db_.Prepare("INSERT INTO messages(queue, body, headers, visible_at, "
-                                      "enqueued_at) VALUES (?1, ?2, ?3, ?4, ?5)"));
-    insert.BindText(1, queue).BindBlob(2, body);
-    if (headers.empty()) {
-      insert.BindNull(3);
-    } else {
-      insert.BindText(3, headers);
-    }
-    insert.Bind(4, now + std::max<int64_t>(0, options.delay.count())).Bind(5, now);
-    ASYA_RETURN_IF_ERROR(insert.Run());
+    ASYA_RETURN_IF_ERROR(InsertLocked(queue, body, headers, options.delay, NowMs()));
     ASYA_RETURN_IF_ERROR(txn.Commit());
   }
   wake_.Notify(queue);
   return Ok();
+}
+
+std::optional<SettleFailure> SqliteTransport::PublishAndAck(const Message& message,
+                                                            std::span<const Outgoing> outgoing) {
+  auto publish_failure = [](size_t index, Error error) {
+    return SettleFailure{.in_ack = false, .index = index, .published = 0, .error = std::move(error)};
+  };
+  auto receipt = ParseReceipt(message);
+  if (!receipt) {
+    return SettleFailure{.in_ack = true, .error = receipt.error()};
+  }
+  std::vector<std::string> headers(outgoing.size());
+  for (size_t i = 0; i < outgoing.size(); ++i) {
+    auto valid = ValidateQueueName(outgoing[i].queue);
+    auto encoded = valid ? EncodeHeaders(outgoing[i].options.headers) : Unexpected(valid.error());
+    if (!encoded) {
+      return publish_failure(i, encoded.error());
+    }
+    headers[i] = std::move(*encoded);
+  }
+  {
+    std::lock_guard lock(mu_);
+    auto txn = Transaction::Begin(db_, /*write=*/true);
+    if (!txn) {
+      return publish_failure(0, txn.error());
+    }
+    const int64_t now = NowMs();
+    for (size_t i = 0; i < outgoing.size(); ++i) {
+      const Outgoing& o = outgoing[i];
+      if (auto st = InsertLocked(o.queue, o.body, headers[i], o.options.delay, now); !st) {
+        return publish_failure(i, st.error());  // the transaction rolls back
+      }
+    }
+    auto del = db_.Prepare("DELETE FROM messages WHERE id = ?1 AND receipt = ?2 RETURNING id");
+    if (!del) {
+      return publish_failure(0, del.error());
+    }
+    del->Bind(1, receipt->id).BindText(2, receipt->token);
+    auto row = del->Step();
+    if (!row) {
+      return publish_failure(0, row.error());
+    }
+    if (!*row) {
+      // Not ours any more: publish nothing, so whoever holds the message now does the work once.
+      return SettleFailure{.in_ack = true, .error = ReceiptMismatch(*receipt, "ack")};
+    }
+    if (auto st = del->Run(); !st) {  // finish the statement so its write commits
+      return publish_failure(0, st.error());
+    }
+    if (auto st = txn->Commit(); !st) {
+      return publish_failure(0, st.error());
+    }
+  }
+  for (size_t i = 0; i < outgoing.size(); ++i) {
+    bool seen = false;
+    for (size_t j = 0; j < i && !seen; ++j) {
+      seen = outgoing[j].queue == outgoing[i].queue;
+    }
+    if (!seen) {
+      wake_.Notify(outgoing[i].queue);
+    }
+  }
+  return std::nullopt;
 }
 
 Error SqliteTransport::ReceiptMismatch(const Receipt& r, std::string_view op) {
