@@ -4,6 +4,7 @@
 #include <cctype>
 #include <cerrno>
 #include <chrono>
+#include <condition_variable>
 #include <cstring>
 #include <filesystem>
 #include <mutex>
@@ -177,6 +178,20 @@ class SqliteTransport final : public Transport {
                                       std::string_view op);
   std::string NewToken();
 
+  // One PublishAndAck call waiting to be committed (group commit: see PublishAndAck).
+  struct Settle {
+    const std::span<const Outgoing> outgoing;
+    std::vector<std::string> headers;  // encoded transport headers per outgoing message
+    Receipt receipt;
+    std::optional<SettleFailure> result;
+    bool done = false;
+  };
+  // Commits `batch` in one write transaction, each settle inside its own savepoint so a failed
+  // one (stale receipt, bad insert) rolls back alone. Sets every `result`.
+  void CommitSettles(const std::vector<Settle*>& batch);
+  // Runs one settle inside the open transaction; nullopt on success.
+  std::optional<SettleFailure> ApplySettle(const Settle& settle, int64_t now);
+
   const SqliteSettings settings_;
   std::mutex mu_;  // guards db_ and rng_
   Database db_;
@@ -184,6 +199,10 @@ class SqliteTransport final : public Transport {
   int interrupt_fd_;
   std::atomic<bool> interrupted_{false};
   std::mt19937_64 rng_;
+  std::mutex settle_mu_;  // guards settle_queue_, settling_ and every queued Settle
+  std::condition_variable settle_cv_;
+  std::vector<Settle*> settle_queue_;
+  bool settling_ = false;
 };
 
 std::string SqliteTransport::NewToken() {
@@ -359,56 +378,49 @@ Status SqliteTransport::Publish(std::string_view queue, std::string_view body,
   return Ok();
 }
 
+// Group commit: a caller queues its settle; if no commit is running it becomes the committer and
+// commits everything queued so far in one transaction, else it waits for a committer to take it.
+// Under concurrency (a sidecar's workers) one commit then settles several messages; alone, a call
+// commits at once, as a plain transaction would.
 std::optional<SettleFailure> SqliteTransport::PublishAndAck(const Message& message,
                                                             std::span<const Outgoing> outgoing) {
-  auto publish_failure = [](size_t index, Error error) {
-    return SettleFailure{.in_ack = false, .index = index, .published = 0, .error = std::move(error)};
-  };
   auto receipt = ParseReceipt(message);
   if (!receipt) {
     return SettleFailure{.in_ack = true, .error = receipt.error()};
   }
-  std::vector<std::string> headers(outgoing.size());
+  Settle settle{.outgoing = outgoing, .headers = std::vector<std::string>(outgoing.size()),
+                .receipt = *receipt};
   for (size_t i = 0; i < outgoing.size(); ++i) {
     auto valid = ValidateQueueName(outgoing[i].queue);
     auto encoded = valid ? EncodeHeaders(outgoing[i].options.headers) : Unexpected(valid.error());
     if (!encoded) {
-      return publish_failure(i, encoded.error());
+      return SettleFailure{.index = i, .error = encoded.error()};
     }
-    headers[i] = std::move(*encoded);
+    settle.headers[i] = std::move(*encoded);
   }
   {
-    std::lock_guard lock(mu_);
-    auto txn = Transaction::Begin(db_, /*write=*/true);
-    if (!txn) {
-      return publish_failure(0, txn.error());
-    }
-    const int64_t now = NowMs();
-    for (size_t i = 0; i < outgoing.size(); ++i) {
-      const Outgoing& o = outgoing[i];
-      if (auto st = InsertLocked(o.queue, o.body, headers[i], o.options.delay, now); !st) {
-        return publish_failure(i, st.error());  // the transaction rolls back
+    std::unique_lock lock(settle_mu_);
+    settle_queue_.push_back(&settle);
+    while (!settle.done) {
+      if (settling_) {
+        settle_cv_.wait(lock);
+        continue;
       }
+      settling_ = true;
+      std::vector<Settle*> batch;
+      batch.swap(settle_queue_);
+      lock.unlock();
+      CommitSettles(batch);
+      lock.lock();
+      settling_ = false;
+      for (Settle* done : batch) {
+        done->done = true;
+      }
+      settle_cv_.notify_all();
     }
-    auto del = db_.Prepare("DELETE FROM messages WHERE id = ?1 AND receipt = ?2 RETURNING id");
-    if (!del) {
-      return publish_failure(0, del.error());
-    }
-    del->Bind(1, receipt->id).BindText(2, receipt->token);
-    auto row = del->Step();
-    if (!row) {
-      return publish_failure(0, row.error());
-    }
-    if (!*row) {
-      // Not ours any more: publish nothing, so whoever holds the message now does the work once.
-      return SettleFailure{.in_ack = true, .error = ReceiptMismatch(*receipt, "ack")};
-    }
-    if (auto st = del->Run(); !st) {  // finish the statement so its write commits
-      return publish_failure(0, st.error());
-    }
-    if (auto st = txn->Commit(); !st) {
-      return publish_failure(0, st.error());
-    }
+  }
+  if (settle.result) {
+    return settle.result;
   }
   for (size_t i = 0; i < outgoing.size(); ++i) {
     bool seen = false;
@@ -418,6 +430,67 @@ std::optional<SettleFailure> SqliteTransport::PublishAndAck(const Message& messa
     if (!seen) {
       wake_.Notify(outgoing[i].queue);
     }
+  }
+  return std::nullopt;
+}
+
+void SqliteTransport::CommitSettles(const std::vector<Settle*>& batch) {
+  std::lock_guard lock(mu_);
+  auto txn = Transaction::Begin(db_, /*write=*/true);
+  if (!txn) {
+    for (Settle* settle : batch) {
+      settle->result = SettleFailure{.error = txn.error()};
+    }
+    return;
+  }
+  const int64_t now = NowMs();
+  if (batch.size() == 1) {  // alone: the transaction itself is the savepoint
+    batch[0]->result = ApplySettle(*batch[0], now);
+    if (batch[0]->result) {
+      return;  // rolled back by ~Transaction
+    }
+  } else {
+    for (Settle* settle : batch) {
+      if (auto st = db_.Exec("SAVEPOINT settle"); !st) {
+        settle->result = SettleFailure{.error = st.error()};
+        continue;
+      }
+      settle->result = ApplySettle(*settle, now);
+      if (settle->result) {
+        (void)db_.Exec("ROLLBACK TO settle");
+      }
+      (void)db_.Exec("RELEASE settle");
+    }
+  }
+  if (auto st = txn->Commit(); !st) {
+    for (Settle* settle : batch) {
+      settle->result = SettleFailure{.error = st.error()};  // nothing was committed
+    }
+  }
+}
+
+std::optional<SettleFailure> SqliteTransport::ApplySettle(const Settle& settle, int64_t now) {
+  for (size_t i = 0; i < settle.outgoing.size(); ++i) {
+    const Outgoing& o = settle.outgoing[i];
+    if (auto st = InsertLocked(o.queue, o.body, settle.headers[i], o.options.delay, now); !st) {
+      return SettleFailure{.index = i, .error = st.error()};
+    }
+  }
+  auto del = db_.Prepare("DELETE FROM messages WHERE id = ?1 AND receipt = ?2 RETURNING id");
+  if (!del) {
+    return SettleFailure{.error = del.error()};
+  }
+  del->Bind(1, settle.receipt.id).BindText(2, settle.receipt.token);
+  auto row = del->Step();
+  if (!row) {
+    return SettleFailure{.error = row.error()};
+  }
+  if (!*row) {
+    // Not ours any more: publish nothing, so whoever holds the message now does the work once.
+    return SettleFailure{.in_ack = true, .error = ReceiptMismatch(settle.receipt, "ack")};
+  }
+  if (auto st = del->Run(); !st) {  // finish the statement so its write commits
+    return SettleFailure{.error = st.error()};
   }
   return std::nullopt;
 }

@@ -1,5 +1,6 @@
 // sqlite transport behaviour beyond the shared contract suite: validation, durability,
 // cross-process wake-ups and crash recovery, configuration errors.
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -170,6 +171,68 @@ TEST_F(SqliteTransportTest, ReceiptFromBeforeANackIsStale) {
   ASSERT_FALSE(stale.has_value());
   EXPECT_EQ(stale.error().code, ErrorCode::kFailedPrecondition) << stale.error().ToString();
   EXPECT_EQ(t->Depth("asya-q")->ready, 1) << "the stale ack deleted the message";
+}
+
+// PublishAndAck commits concurrent callers together (group commit), each in its own savepoint: a
+// settle that fails (here a receipt for a message that does not exist) publishes nothing, and the
+// settles committed with it are unaffected.
+TEST_F(SqliteTransportTest, ConcurrentSettlesCommitTogetherAndFailAlone) {
+  auto t = Open(settings_);
+  constexpr int kThreads = 8;
+  constexpr int kPerThread = 150;
+  for (int i = 0; i < kThreads * kPerThread; ++i) {
+    ASSERT_OK(t->Publish("asya-in", "m" + std::to_string(i)));
+  }
+  std::vector<Message> held;  // received up front, so the threads do nothing but settle
+  while (held.size() < static_cast<size_t>(kThreads * kPerThread)) {
+    auto got = t->Receive("asya-in", Opts(1000, Millis(1'000)));
+    ASSERT_OK(got);
+    ASSERT_FALSE(got->empty());
+    held.insert(held.end(), got->begin(), got->end());
+  }
+  std::atomic<int> settled{0};
+  std::atomic<int> stale_ok{0};
+  std::vector<std::thread> threads;
+  for (int th = 0; th < kThreads; ++th) {
+    threads.emplace_back([&, th] {
+      Message bogus;
+      bogus.receipt = std::to_string(1'000'000 + th) + ":feedface";
+      for (int i = th; i < kThreads * kPerThread; i += kThreads) {
+        const Outgoing out[] = {{.queue = "asya-out", .body = held[static_cast<size_t>(i)].body}};
+        if (!t->PublishAndAck(held[static_cast<size_t>(i)], out)) {
+          ++settled;
+        }
+        const Outgoing lost[] = {{.queue = "asya-out", .body = "must not appear"}};
+        auto failure = t->PublishAndAck(bogus, lost);
+        if (failure && failure->in_ack && failure->published == 0 &&
+            failure->error.code == ErrorCode::kNotFound) {
+          ++stale_ok;
+        }
+      }
+    });
+  }
+  for (auto& th : threads) {
+    th.join();
+  }
+  EXPECT_EQ(settled.load(), kThreads * kPerThread);
+  EXPECT_EQ(stale_ok.load(), kThreads * kPerThread);
+  auto in = t->Depth("asya-in");
+  ASSERT_OK(in);
+  EXPECT_EQ(in->ready + in->inflight, 0);
+  std::set<std::string> bodies;
+  while (true) {
+    auto got = t->Receive("asya-out", Opts(100, Millis(0)));
+    ASSERT_OK(got);
+    if (got->empty()) {
+      break;
+    }
+    for (const auto& m : *got) {
+      EXPECT_NE(m.body, "must not appear");
+      bodies.insert(m.body);
+      ASSERT_OK(t->Ack(m));
+    }
+  }
+  EXPECT_EQ(bodies.size(), static_cast<size_t>(kThreads * kPerThread));
 }
 
 TEST_F(SqliteTransportTest, MaxMessagesOutOfRangeIsInvalidArgument) {
