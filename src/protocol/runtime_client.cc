@@ -58,8 +58,7 @@ class Socket {
  public:
   Socket() = default;
   explicit Socket(int fd) : fd_(fd) {}
-  Socket(Socket&& other) noexcept
-      : fd_(std::exchange(other.fd_, -1)), timeouts_(other.timeouts_) {}
+  Socket(Socket&& other) noexcept : fd_(std::exchange(other.fd_, -1)), timeouts_(other.timeouts_) {}
   Socket& operator=(Socket&& other) noexcept {
     std::swap(fd_, other.fd_);
     std::swap(timeouts_, other.timeouts_);
@@ -86,8 +85,7 @@ class Socket {
     if (current != Clock::duration::zero() && current <= left && current * 4 >= want) {
       return true;  // cannot overshoot the deadline, and wakes the caller rarely enough
     }
-    auto us = std::max<int64_t>(
-        1, std::chrono::ceil<std::chrono::microseconds>(want).count());
+    auto us = std::max<int64_t>(1, std::chrono::ceil<std::chrono::microseconds>(want).count());
     timeval tv{static_cast<time_t>(us / 1'000'000), static_cast<suseconds_t>(us % 1'000'000)};
     if (::setsockopt(fd_, SOL_SOCKET, option, &tv, sizeof tv) != 0) {
       return true;  // keep the previous bound; the deadline is checked again on every wake-up
@@ -143,8 +141,7 @@ bool IsPeerGone(int err) {
 }
 
 // Writes header + body with sendmsg (one syscall when the socket buffer has room).
-Status SendFrame(Socket& sock, std::string_view body, Clock::time_point deadline,
-                 bool& peer_gone) {
+Status SendFrame(Socket& sock, std::string_view body, Clock::time_point deadline, bool& peer_gone) {
   unsigned char header[kHeaderBytes];
   EncodeHeader(static_cast<uint32_t>(body.size()), header);
   iovec iov[2] = {{header, kHeaderBytes}, {const_cast<char*>(body.data()), body.size()}};
@@ -351,8 +348,8 @@ struct RuntimeClient::Impl {
   const RuntimeClientOptions options;
   std::mutex mu;
   std::vector<Socket> idle;  // guarded by mu
-  bool reuse;             // guarded by mu
-  int closed_reuses = 0;  // guarded by mu
+  bool reuse;                // guarded by mu
+  int closed_reuses = 0;     // guarded by mu
 };
 
 RuntimeClient::RuntimeClient(RuntimeClientOptions options)
@@ -395,8 +392,7 @@ Result<std::string> RuntimeClient::Call(std::string_view request, Clock::time_po
     }
     bool unread_by_peer = false;
     bool extra_bytes = false;
-    auto response =
-        ReadFrame(sock, options.max_frame_bytes, deadline, unread_by_peer, extra_bytes);
+    auto response = ReadFrame(sock, options.max_frame_bytes, deadline, unread_by_peer, extra_bytes);
     if (!response) {
       if (reused && unread_by_peer) {
         impl_->NoteClosedReuse();

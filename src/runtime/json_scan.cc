@@ -219,9 +219,9 @@ class Scanner {
         return false;
       }
       if (depth == 1 && top_members_ != nullptr) {
-        top_members_->push_back(
-            {std::string_view(key + 1, static_cast<size_t>(key_end - key - 2)),
-             Value{internal::KindOf(*value), std::string_view(value, static_cast<size_t>(p_ - value))}});
+        top_members_->push_back({std::string_view(key + 1, static_cast<size_t>(key_end - key - 2)),
+                                 Value{internal::KindOf(*value),
+                                       std::string_view(value, static_cast<size_t>(p_ - value))}});
       }
       SkipWs();
       if (p_ < end_ && *p_ == '}') {

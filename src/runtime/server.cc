@@ -42,7 +42,7 @@
 namespace asya::runtime {
 namespace {
 
-constexpr size_t kReadChunk = 16 * 1024;  // smallest free space offered to read()
+constexpr size_t kReadChunk = 16 * 1024;       // smallest free space offered to read()
 constexpr size_t kKeepBufferBytes = 4u << 20;  // larger buffers are released after use
 constexpr int kWriteTimeoutMs = 60'000;  // a client that does not read its response is dropped
 
@@ -360,8 +360,8 @@ void Server::Impl::ServeConn(Conn* conn, size_t index, std::string& resp) {
     if (r == 0) {
       if (in.have > 0) {
         SendError(conn, kConnectionError, "ConnectionError",
-                  "Connection closed in the middle of a request frame (" +
-                      std::to_string(in.have) + " bytes received)");
+                  "Connection closed in the middle of a request frame (" + std::to_string(in.have) +
+                      " bytes received)");
       }
       Close(conn);
       return;

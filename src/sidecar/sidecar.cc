@@ -357,10 +357,9 @@ struct Sidecar::Impl : std::enable_shared_from_this<Sidecar::Impl> {
       fallback = router::AfterPublishFailure(s.policy, in, d, failed->index, failed->error,
                                              s.publish_failure_nack_delay);
       done = &fallback;
-      failed.reset();
       if (fallback.action != router::Action::kNack) {
-        failed = PublishAndAck(m, fallback, id);
-        if (failed && !failed->in_ack) {
+        auto again = PublishAndAck(m, fallback, id);
+        if (again && !again->in_ack) {
           if (metrics != nullptr) {
             metrics->Failed("error_queue_send_failed");
           }

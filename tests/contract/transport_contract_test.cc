@@ -555,8 +555,9 @@ TEST_P(TransportContract, PublishAndAckPublishesEveryOutputThenAcks) {
   ASSERT_OK(transport().Publish(in, "input"));
   auto got = ReceiveN(transport(), in, 1, Millis(10'000), caps().visibility);
   ASSERT_EQ(got.size(), 1u);
-  const Outgoing outgoing[] = {{.queue = out, .body = "first"},
-                               {.queue = out, .body = "second", .options = {.headers = {{"k", "v"}}}}};
+  const Outgoing outgoing[] = {
+      {.queue = out, .body = "first"},
+      {.queue = out, .body = "second", .options = {.headers = {{"k", "v"}}}}};
   auto failure = transport().PublishAndAck(got[0], outgoing);
   ASSERT_FALSE(failure.has_value()) << failure->error.ToString();
   auto outs = ReceiveN(transport(), out, 2);

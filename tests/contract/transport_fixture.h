@@ -55,7 +55,7 @@ struct Capabilities {
   // hand one message to two consumers; moto does so under concurrent receives). When false, the
   // concurrent-consumer cases only require every message to arrive at least once.
   bool exclusive_receive = true;
-  Millis visibility{Millis(1000)};          // the short visibility timeout the timing cases use
+  Millis visibility{Millis(1000)};  // the short visibility timeout the timing cases use
   // PublishAndAck() is one atomic step: a failure publishes nothing (SQLite: one transaction).
   bool atomic_settle = false;
 };

@@ -43,8 +43,8 @@ struct Message {
 };
 
 struct ReceiveOptions {
-  size_t max_messages = 1;          // receive up to this many (SQS caps at 10)
-  Millis wait{Millis(20'000)};      // long-poll: return empty after this long without messages
+  size_t max_messages = 1;             // receive up to this many (SQS caps at 10)
+  Millis wait{Millis(20'000)};         // long-poll: return empty after this long without messages
   Millis visibility{Millis(600'000)};  // invisibility window of a received message
 };
 
@@ -69,8 +69,8 @@ struct SettleFailure {
 };
 
 struct QueueOptions {
-  bool create_dlq = true;               // also create "<name>-dlq"
-  Millis visibility{Millis(0)};         // default visibility timeout (0 = transport default)
+  bool create_dlq = true;        // also create "<name>-dlq"
+  Millis visibility{Millis(0)};  // default visibility timeout (0 = transport default)
   std::map<std::string, std::string> attributes;  // transport-specific extras
 };
 
@@ -117,7 +117,7 @@ class Transport {
 
 // Defined here, not in a .cc: every transport library needs it and none depends on another.
 inline std::optional<SettleFailure> Transport::PublishAndAck(const Message& message,
-                                                      std::span<const Outgoing> outgoing) {
+                                                             std::span<const Outgoing> outgoing) {
   for (size_t i = 0; i < outgoing.size(); ++i) {
     const Outgoing& o = outgoing[i];
     if (auto st = Publish(o.queue, o.body, o.options); !st) {
@@ -134,7 +134,11 @@ inline std::optional<SettleFailure> Transport::PublishAndAck(const Message& mess
 using TransportPtr = std::unique_ptr<Transport>;
 
 // Queue name of an actor ("asya-<actor>") and of its dead-letter queue.
-inline std::string QueueName(std::string_view actor) { return "asya-" + std::string(actor); }
-inline std::string DlqName(std::string_view actor) { return "asya-" + std::string(actor) + "-dlq"; }
+inline std::string QueueName(std::string_view actor) {
+  return "asya-" + std::string(actor);
+}
+inline std::string DlqName(std::string_view actor) {
+  return "asya-" + std::string(actor) + "-dlq";
+}
 
 }  // namespace asya::transport

@@ -388,7 +388,8 @@ std::optional<SettleFailure> SqliteTransport::PublishAndAck(const Message& messa
   if (!receipt) {
     return SettleFailure{.in_ack = true, .error = receipt.error()};
   }
-  Settle settle{.outgoing = outgoing, .headers = std::vector<std::string>(outgoing.size()),
+  Settle settle{.outgoing = outgoing,
+                .headers = std::vector<std::string>(outgoing.size()),
                 .receipt = *receipt};
   for (size_t i = 0; i < outgoing.size(); ++i) {
     auto valid = ValidateQueueName(outgoing[i].queue);
