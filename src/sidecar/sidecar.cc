@@ -300,6 +300,16 @@ struct Sidecar::Impl : std::enable_shared_from_this<Sidecar::Impl> {
     Release(m);
   }
 
+  // Gives a message back unworked because of shutdown (not counted as a delivery where the
+  // transport can tell; never dead-lettered or error-ended for it).
+  void Requeue(const InFlightPtr& m, std::string_view why) {
+    auto st = transport.Requeue(m->msg);
+    if (!st) {
+      log::Error("requeue failed", {{"error", st.error().message}, {"why", std::string(why)}});
+    }
+    Release(m);
+  }
+
   // Publishes every message of `d` in order and then acks `m` (one transaction on SQLite). Returns
   // nullopt when all of it happened, or the failure (see transport::SettleFailure).
   std::optional<transport::SettleFailure> PublishAndAck(const InFlightPtr& m,
@@ -431,7 +441,7 @@ struct Sidecar::Impl : std::enable_shared_from_this<Sidecar::Impl> {
         if (!outcome) {
           expected = kRunning;
           if (m->state.compare_exchange_strong(expected, kSettling)) {
-            Nack(m, Millis(0), "shutdown");
+            Requeue(m, "shutdown");
           }
           return;
         }
@@ -465,7 +475,7 @@ struct Sidecar::Impl : std::enable_shared_from_this<Sidecar::Impl> {
     if (stopping) {
       int expected = kQueued;
       if (m->state.compare_exchange_strong(expected, kSettling)) {
-        Nack(m, Millis(0), "shutdown before processing");
+        Requeue(m, "shutdown before processing");
       }
     } else {
       Process(m);
@@ -617,7 +627,7 @@ struct Sidecar::Impl : std::enable_shared_from_this<Sidecar::Impl> {
       for (const auto& m : left) {
         int st = m->state.load();
         if ((st == kQueued || st == kRunning) && m->state.compare_exchange_strong(st, kAbandoned)) {
-          Nack(m, Millis(0), "shutdown grace period over");
+          Requeue(m, "shutdown grace period over");
           ++nacked;
         }
       }

@@ -29,7 +29,8 @@ class SqliteFixture : public TransportFixture {
   }
   [[nodiscard]] Capabilities Caps() const override {
     Capabilities c;
-    c.atomic_settle = true;  // PublishAndAck is one transaction
+    c.atomic_settle = true;      // PublishAndAck is one transaction
+    c.uncounted_requeue = true;  // Requeue gives the delivery back
     return c;
   }
 

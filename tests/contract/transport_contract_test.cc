@@ -627,6 +627,24 @@ TEST_P(TransportContract, PublishAndAckWithAStaleReceiptPublishesNothing) {
   EXPECT_EQ(d.ready, 1);
 }
 
+TEST_P(TransportContract, RequeueReturnsTheMessageAtOnce) {
+  std::string q = NewQueue();
+  ASSERT_OK(transport().Publish(q, "given back"));
+  auto first = ReceiveN(transport(), q, 1, Millis(10'000), Millis(60'000));
+  ASSERT_EQ(first.size(), 1u);
+  ASSERT_OK(transport().Requeue(first[0]));
+  // Visible again long before the 60 s visibility timeout would have returned it.
+  auto again = ReceiveN(transport(), q, 1, Millis(10'000), Millis(60'000));
+  ASSERT_EQ(again.size(), 1u);
+  EXPECT_EQ(again[0].body, "given back");
+  if (caps().uncounted_requeue) {
+    EXPECT_EQ(again[0].delivery_count, 1) << "the requeued delivery was counted";
+  } else if (caps().delivery_count) {
+    EXPECT_EQ(again[0].delivery_count, 2);
+  }
+  ASSERT_OK(transport().Ack(again[0]));
+}
+
 TEST_P(TransportContract, ReceiveFromAMissingQueueIsNotFound) {
   if (!caps().receive_missing_queue_fails) {
     GTEST_SKIP() << "capability receive_missing_queue_fails is off";

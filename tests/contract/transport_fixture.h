@@ -58,6 +58,8 @@ struct Capabilities {
   Millis visibility{Millis(1000)};  // the short visibility timeout the timing cases use
   // PublishAndAck() is one atomic step: a failure publishes nothing (SQLite: one transaction).
   bool atomic_settle = false;
+  // Requeue() does not count the returned delivery (SQLite).
+  bool uncounted_requeue = false;
 };
 
 class TransportFixture {

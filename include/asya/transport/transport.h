@@ -101,6 +101,10 @@ class Transport {
                                                      std::span<const Outgoing> outgoing);
   // Returns the message to its queue, visible after `delay`; the delivery count is kept.
   virtual Status Nack(const Message& message, Millis delay = Millis(0)) = 0;
+  // Gives `message` back unworked (graceful shutdown): visible again at once, and where the
+  // transport can (SQLite) this delivery is not counted, so shutdowns never push a message
+  // towards its dead-letter queue. RabbitMQ quorum queues and SQS count it (the default: Nack).
+  virtual Status Requeue(const Message& message) { return Nack(message, Millis(0)); }
   // Keeps an in-flight message invisible for `visibility` from now (heartbeat). No-op for
   // transports without visibility timeouts.
   virtual Status ExtendVisibility(const Message& message, Millis visibility) = 0;

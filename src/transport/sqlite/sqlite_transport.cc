@@ -148,6 +148,7 @@ class SqliteTransport final : public Transport {
   std::optional<SettleFailure> PublishAndAck(const Message& message,
                                              std::span<const Outgoing> outgoing) override;
   Status Nack(const Message& message, Millis delay) override;
+  Status Requeue(const Message& message) override;
   Status ExtendVisibility(const Message& message, Millis visibility) override;
   void Interrupt() override;
 
@@ -541,6 +542,16 @@ Status SqliteTransport::Nack(const Message& message, Millis delay) {
       UpdateByReceipt("UPDATE messages SET visible_at = ?3, receipt = NULL "
                       "WHERE id = ?1 AND receipt = ?2 RETURNING queue",
                       message, NowMs() + std::max<int64_t>(0, delay.count()), "nack"));
+  wake_.Notify(queue);
+  return Ok();
+}
+
+Status SqliteTransport::Requeue(const Message& message) {
+  ASYA_ASSIGN_OR_RETURN(std::string queue,
+                        UpdateByReceipt("UPDATE messages SET visible_at = ?3, receipt = NULL, "
+                                        "delivery_count = MAX(delivery_count - 1, 0) "
+                                        "WHERE id = ?1 AND receipt = ?2 RETURNING queue",
+                                        message, NowMs(), "requeue"));
   wake_.Notify(queue);
   return Ok();
 }

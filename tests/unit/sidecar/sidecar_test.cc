@@ -127,6 +127,7 @@ class CountingTransport : public transport::Transport {
   std::atomic<int> fail_publishes{0};
   std::atomic<int> acks{0};
   std::atomic<int> nacks{0};
+  std::atomic<int> requeues{0};
 
   std::string_view Name() const override { return inner_.Name(); }
   Result<std::vector<transport::Message>> Receive(std::string_view q,
@@ -148,6 +149,10 @@ class CountingTransport : public transport::Transport {
   Status Nack(const transport::Message& m, Millis delay) override {
     ++nacks;
     return inner_.Nack(m, delay);
+  }
+  Status Requeue(const transport::Message& m) override {
+    ++requeues;
+    return inner_.Requeue(m);
   }
   Status ExtendVisibility(const transport::Message& m, Millis v) override {
     return inner_.ExtendVisibility(m, v);
@@ -412,10 +417,22 @@ TEST_F(SidecarTest, ShutdownRequeuesWhatDidNotFinishInTheGracePeriod) {
   sidecar->Shutdown();
   run.join();
   EXPECT_FALSE(sidecar->Drained());
-  EXPECT_EQ(counting_->nacks, 1);
+  EXPECT_EQ(counting_->requeues, 1);
+  EXPECT_EQ(counting_->nacks, 0);
   EXPECT_EQ(counting_->acks, 0);
   EXPECT_EQ(Depth("asya-a").ready, 1);  // requeued, not dead-lettered, not error-ended
   EXPECT_EQ(Depth("asya-error-end").ready, 0);
+  {
+    // The interrupted delivery was not counted: the next consumer sees a first delivery, so
+    // however many shutdowns a message lives through, it never nears ASYA_MAX_DELIVERIES.
+    // (A new connection: the sidecar's shutdown interrupted receiving on the fixture's one.)
+    auto fresh = transport::MakeSqliteTransport({.path = dir_ + "/q.db"});
+    ASSERT_TRUE(fresh.has_value()) << fresh.error().message;
+    auto again = (*fresh)->Receive("asya-a", {.max_messages = 1, .wait = kWait});
+    ASSERT_TRUE(again.has_value() && again->size() == 1);
+    EXPECT_EQ((*again)[0].delivery_count, 1);
+    EXPECT_TRUE((*fresh)->Nack((*again)[0], Millis(0)).has_value());
+  }
   // Destroyed while the detached worker is still in its runtime call: the worker keeps the
   // sidecar's state alive (ASan/TSan builds catch a use after free here), gets its (late)
   // answer and drops it.
