@@ -9,6 +9,7 @@
 #include "asya/protocol/runtime_client.h"
 
 #include <algorithm>
+#include <array>
 #include <cerrno>
 #include <climits>
 #include <cstring>
@@ -71,7 +72,7 @@ class Socket {
       ::close(fd_);
     }
   }
-  [[nodiscard]] int fd() const { return fd_; }
+  [[nodiscard]] int Get() const { return fd_; }
 
   // Bounds the next blocking send (SO_SNDTIMEO, also used by connect) or receive (SO_RCVTIMEO) by
   // `deadline`. False when the deadline has passed.
@@ -96,7 +97,7 @@ class Socket {
 
  private:
   int fd_ = -1;
-  Clock::duration timeouts_[2] = {};  // send, receive
+  std::array<Clock::duration, 2> timeouts_{};  // send, receive
 };
 
 bool TimedOut(int err) {
@@ -113,7 +114,7 @@ Result<Socket> Connect(const std::string& path, Clock::time_point deadline) {
   }
   std::memcpy(addr.sun_path, path.data(), path.size());
   Socket sock(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  if (sock.fd() < 0) {
+  if (sock.Get() < 0) {
     return Fail(ErrorCode::kUnavailable, kConnectPrefix, ErrnoText(errno));
   }
   while (true) {
@@ -122,7 +123,7 @@ Result<Socket> Connect(const std::string& path, Clock::time_point deadline) {
       return Fail(ErrorCode::kDeadlineExceeded, kConnectPrefix,
                   "deadline exceeded (listen backlog full)");
     }
-    if (::connect(sock.fd(), reinterpret_cast<const sockaddr*>(&addr), sizeof(addr)) == 0) {
+    if (::connect(sock.Get(), reinterpret_cast<const sockaddr*>(&addr), sizeof(addr)) == 0) {
       return sock;
     }
     int err = errno;
@@ -154,7 +155,7 @@ Status SendFrame(Socket& sock, std::string_view body, Clock::time_point deadline
     msghdr msg{};
     msg.msg_iov = iov + first;
     msg.msg_iovlen = static_cast<size_t>(count - first);
-    ssize_t n = ::sendmsg(sock.fd(), &msg, MSG_NOSIGNAL);
+    ssize_t n = ::sendmsg(sock.Get(), &msg, MSG_NOSIGNAL);
     if (n < 0) {
       int err = errno;
       if (err == EINTR || TimedOut(err)) {
@@ -188,7 +189,7 @@ Result<ssize_t> Receive(Socket& sock, iovec* iov, size_t iov_count, Clock::time_
     msghdr msg{};
     msg.msg_iov = iov;
     msg.msg_iovlen = iov_count;
-    ssize_t n = ::recvmsg(sock.fd(), &msg, 0);
+    ssize_t n = ::recvmsg(sock.Get(), &msg, 0);
     if (n >= 0) {
       return n;
     }
