@@ -130,4 +130,28 @@ void Report::AfterCall(const router::RuntimeOutcome& outcome, const router::Deci
   gateway_->Post(PostKind::kFinal, "/envelopes/" + env_->id + "/final", std::move(b));
 }
 
+void Report::AfterPrecheck(const router::Decision& decision) {
+  if (gateway_ == nullptr || env_ == nullptr || env_->id.empty() || !policy_.is_end_actor ||
+      (policy_.actor != policy_.happy_end && policy_.actor != policy_.error_end)) {
+    return;
+  }
+  for (const auto& p : decision.publishes) {
+    if (p.type != router::MessageType::kDeadLetter) {
+      continue;
+    }
+    auto reason = p.transport_headers.find(std::string(router::kHeaderDlqReason));
+    std::string error = "dead-lettered by " + policy_.actor;
+    if (reason != p.transport_headers.end()) {
+      error += ": " + reason->second;
+    }
+    std::string b = "{\"id\":";
+    AppendJsonString(b, env_->id);
+    b += ",\"status\":\"failed\",\"timestamp\":\"" + Timestamp() + "\",\"error\":";
+    AppendJsonString(b, error);
+    b += '}';
+    gateway_->Post(PostKind::kFinal, "/envelopes/" + env_->id + "/final", std::move(b));
+    return;
+  }
+}
+
 }  // namespace asya::sidecar

@@ -23,6 +23,10 @@ class Report {
   // Progress `completed` + fan-out children (regular actors), final status (end actors).
   void AfterCall(const router::RuntimeOutcome& outcome, const router::Decision& decision,
                  std::chrono::steady_clock::duration runtime_time);
+  // The runtime is not called (a check failed first). Final status `failed` when an end actor
+  // (happy-end or error-end) dead-letters the message, so the task does not stay "running" at
+  // the gateway after the end actor gave up on it.
+  void AfterPrecheck(const router::Decision& decision);
 
  private:
   GatewayReporter* gateway_;

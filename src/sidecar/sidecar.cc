@@ -424,6 +424,9 @@ struct Sidecar::Impl : std::enable_shared_from_this<Sidecar::Impl> {
       if (env != nullptr) {
         id = env->id;
       }
+      if (d.action != router::Action::kCallRuntime) {
+        Report(gateway, s.policy, env, body.size()).AfterPrecheck(d);
+      }
 
       if (d.action == router::Action::kCallRuntime) {
         // A large payload is not kept twice (body + parsed copy) through the runtime call: the

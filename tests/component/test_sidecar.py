@@ -562,6 +562,35 @@ class GatewayTests(MeshTest):
         self.assert_settled(a)
 
 
+class EndActorDeadLetterGatewayTests(GatewayTests):
+    """An end actor that gives up on a message (dead-letters it) reports final status `failed`."""
+
+    test_progress_fanout_and_final_status = None  # the parent's case runs in GatewayTests
+
+    def test_dead_lettered_at_happy_end_reports_failed(self):
+        end = self.mesh.actor(self.mesh.happy_end[len(self.mesh.prefix) + 1:],
+                              "component_handlers.dispatch",
+                              sidecar_env={"ASYA_GATEWAY_URL": self.url,
+                                           "ASYA_IS_END_ACTOR": "true",
+                                           "ASYA_MAX_DELIVERIES": "2"},
+                              start_sidecar=False)
+        dlq = end.queue + "-dlq"
+        self.mesh.ensure_queue(dlq)
+        self.mesh.publish(end.queue, envelope("eg-1", ["x"], 1, {"op": "raise"}))
+        for _ in range(2):  # two deliveries that never end in an ack
+            self.assertIsNotNone(self.mesh.get(end.queue, wait=5, ack=False))
+        end.start_sidecar()
+        self.assertEqual(self.mesh.collect(dlq, 1)[0]["id"], "eg-1")
+        finals = self.posts("/envelopes/eg-1/final", 2)  # the first POST gets a 503, then a retry
+        self.assertGreaterEqual(len(finals), 2)
+        body = finals[-1][1]
+        self.assertEqual(body["id"], "eg-1")
+        self.assertEqual(body["status"], "failed")
+        self.assertIn("dead-lettered by " + end.name, body["error"])
+        self.assertIn("max deliveries exceeded", body["error"])
+        self.assert_settled(end, extra_queues=(dlq,))
+
+
 class ConfigTests(unittest.TestCase):
     """Invalid configuration: one line naming the variable, exit code 2, nothing consumed."""
 
