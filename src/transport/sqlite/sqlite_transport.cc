@@ -107,6 +107,13 @@ Result<std::string> EncodeHeaders(const std::map<std::string, std::string>& head
   }
 }
 
+// Checks a publish's queue name and encodes its headers: what Publish and PublishAndAck both need
+// before taking the lock.
+Result<std::string> PreparePublish(std::string_view queue, const PublishOptions& options) {
+  ASYA_RETURN_IF_ERROR(ValidateQueueName(queue));
+  return EncodeHeaders(options.headers);
+}
+
 std::map<std::string, std::string> DecodeHeaders(const std::string& text, int64_t id) {
   std::map<std::string, std::string> out;
   if (text.empty()) {
@@ -367,8 +374,7 @@ Status SqliteTransport::InsertLocked(std::string_view queue, std::string_view bo
 
 Status SqliteTransport::Publish(std::string_view queue, std::string_view body,
                                 const PublishOptions& options) {
-  ASYA_RETURN_IF_ERROR(ValidateQueueName(queue));
-  ASYA_ASSIGN_OR_RETURN(std::string headers, EncodeHeaders(options.headers));
+  ASYA_ASSIGN_OR_RETURN(std::string headers, PreparePublish(queue, options));
   {
     std::lock_guard lock(mu_);
     ASYA_ASSIGN_OR_RETURN(auto txn, Transaction::Begin(db_, /*write=*/true));
@@ -393,8 +399,7 @@ std::optional<SettleFailure> SqliteTransport::PublishAndAck(const Message& messa
                 .headers = std::vector<std::string>(outgoing.size()),
                 .receipt = *receipt};
   for (size_t i = 0; i < outgoing.size(); ++i) {
-    auto valid = ValidateQueueName(outgoing[i].queue);
-    auto encoded = valid ? EncodeHeaders(outgoing[i].options.headers) : Unexpected(valid.error());
+    auto encoded = PreparePublish(outgoing[i].queue, outgoing[i].options);
     if (!encoded) {
       return SettleFailure{.index = i, .error = encoded.error()};
     }
