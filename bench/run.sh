@@ -30,21 +30,19 @@ start() {  # start NAME CMD... ; waits for the socket named in $SOCK
   PIDS+=($!)
 }
 wait_socket() { for _ in $(seq 500); do [ -S "$1" ] && return 0; sleep 0.01; done; echo "no socket $1"; exit 1; }
-median() { sort -n | awk '{a[NR]=$1} END{print (NR%2)? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 rate() { sed -n 's/.*rate=\([0-9]*\).*/\1/p'; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.2f", a/b}'; }
 
-# compare LABEL TARGET "asya client cmd" "baseline client cmd": REPS interleaved runs, medians.
+# compare LABEL TARGET "asya client cmd" "baseline client cmd": REPS interleaved pairs, summarised
+# by bench/pairs.py (median of per-pair ratios, best-of-N and spread of each side).
 compare() {
-  local label=$1 target=$2 a_cmd=$3 b_cmd=$4 a_vals="" b_vals=""
+  local label=$1 target=$2 a_cmd=$3 b_cmd=$4 pairs=""
   for _ in $(seq "$REPS"); do
-    b_vals+="$($b_cmd | rate)"$'\n'
-    a_vals+="$($a_cmd | rate)"$'\n'
+    local b a
+    b=$($b_cmd | rate)
+    a=$($a_cmd | rate)
+    pairs+="$a $b"$'\n'
   done
-  local a b
-  a=$(printf "%s" "$a_vals" | median)
-  b=$(printf "%s" "$b_vals" | median)
-  echo "$label: asya ${a}/s, baseline ${b}/s, ratio $(ratio "$a" "$b") (target >= $target)"
+  printf "%s" "$pairs" | "$PY" "$ROOT/bench/pairs.py" "$label" "$target"
 }
 
 # a. RuntimeClient -> C++ echo runtime vs C client -> C echo server (1 KB envelope).
@@ -84,7 +82,10 @@ if [ -x "$BIN/asya-bench-sqlite-hop" ] && [ -x "$BIN/asya-sidecar" ]; then
   ASYA_SOCKET_DIR=$WORK/hop/rt ASYA_LOG_LEVEL=warn ASYA_RUNTIME_CONCURRENCY=8 start "$BIN/asya-echo-runtime"
   wait_socket "$WORK/hop/rt/asya-runtime.sock"
   "$BIN/asya-bench-sqlite-hop" --dir "$WORK/hop" --socket-dir "$WORK/hop/rt" \
-    --sidecar "$BIN/asya-sidecar" --n "${HOP_N:-3000}" --concurrency 8 --reps "${HOP_REPS:-3}" 2>/dev/null
+    --sidecar "$BIN/asya-sidecar" --n "${HOP_N:-3000}" --concurrency 8 --reps "${HOP_REPS:-5}" \
+    2>/dev/null >"$WORK/hop.out"
+  sed -n 's/^pair //p' "$WORK/hop.out" | "$PY" "$ROOT/bench/pairs.py" "sqlite-hop c=8" 0.70
+  grep -v '^pair ' "$WORK/hop.out"
 else
   echo "sqlite-hop / sidecar-memory: skipped (asya-sidecar or asya-bench-sqlite-hop not built)"
 fi

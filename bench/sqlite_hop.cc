@@ -5,7 +5,7 @@
 //   asya-bench-sqlite-hop --dir D --socket-dir S --sidecar BIN [--n N] [--concurrency C]
 //                         [--reps R] [--big-mb M] [--big-n K]
 // Prints one line per measurement:
-//   sqlite-hop c=8: asya <rate>/s, baseline <rate>/s, ratio <r>
+//   pair <asya rate> <baseline rate>     (one per rep, interleaved; bench/pairs.py summarises)
 //   sqlite-hop latency c=8: hop p50 .. p99 .., runtime call p50 .. p99 .., sidecar-added p50 ..
 //   sidecar-memory ...
 #include <algorithm>
@@ -49,11 +49,6 @@ struct Args {
 
 double Secs(Clock::time_point a, Clock::time_point b) {
   return std::chrono::duration<double>(b - a).count();
-}
-
-double Median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
 }
 
 double Pct(std::vector<double>& sorted, double p) {
@@ -411,9 +406,9 @@ int main(int argc, char** argv) {
     base_rates.push_back(std::max(BaselineRate(t, a, 1), BaselineRate(t, a, 10)));
     asya_rates.push_back(SidecarRate(t, a));
   }
-  double ar = Median(asya_rates), br = Median(base_rates);
-  std::printf("sqlite-hop c=%d: asya %.0f/s, baseline %.0f/s, ratio %.2f (target >= 0.70)\n",
-              a.concurrency, ar, br, ar / br);
+  for (size_t r = 0; r < asya_rates.size(); ++r) {  // bench/pairs.py summarises these
+    std::printf("pair %.0f %.0f\n", asya_rates[r], base_rates[r]);
+  }
   Latency(t, a);
   Memory(t, a, 1);
   Memory(t, a, 4);

@@ -28,7 +28,6 @@ PORT=$("$BROKER" free-port)
 "$BROKER" start "$WORK/broker" "$PORT" 0 >/dev/null
 URL="amqp://guest:guest@127.0.0.1:$PORT/"
 
-median() { sort -n | awk '{a[NR]=$1} END{print (NR%2)? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 rate() { sed -n 's/.*rate=\([0-9]*\).*/\1/p'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.2f", a/b}'; }
 
@@ -57,16 +56,24 @@ sidecar_hop() {  # sidecar_hop CONCURRENCY N -> prints the hop rate
   echo "$r"
 }
 
-series() {  # series CMD... -> REPS values, median
-  local vals=""
-  for _ in $(seq "$REPS"); do vals+="$("$@")"$'\n'; done
-  printf "%s" "$vals" | median
+# pairs RAW_CMD CONC N -> REPS lines "SIDECAR_RATE RAW_RATE", each sidecar run beside a raw run.
+pairs() {
+  local raw_cmd=$1 conc=$2 n=$3
+  for _ in $(seq "$REPS"); do
+    local raw sc
+    raw=$(sh -c "$raw_cmd" | rate)
+    sc=$(sidecar_hop "$conc" "$n")
+    echo "$sc $raw"
+  done
 }
+median_first() { cut -d' ' -f1 | sort -n | awk '{a[NR]=$1} END{print (NR%2)? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 
-raw1=$(series sh -c "'$BIN/asya-bench-rmq' raw-confirm '$URL' $N1 | sed -n 's/.*rate=\([0-9]*\).*/\1/p'")
-sc1=$(series sidecar_hop 1 "$N1")
-raw32=$(series sh -c "'$BIN/asya-bench-rmq' raw-pipeline '$URL' $N32 32 | sed -n 's/.*rate=\([0-9]*\).*/\1/p'")
-sc32=$(series sidecar_hop 32 "$N32")
-echo "rabbitmq hop concurrency=1: asya ${sc1}/s, raw loop (prefetch 1, confirm each) ${raw1}/s, ratio $(ratio "$sc1" "$raw1") (target >= 0.80)"
-echo "rabbitmq hop concurrency=32: asya ${sc32}/s, raw loop (prefetch 32, no confirm wait) ${raw32}/s, ratio $(ratio "$sc32" "$raw32") (target >= 0.50)"
-echo "rabbitmq hop concurrency=32 vs 1: $(ratio "$sc32" "$sc1")x (target >= 5)"
+p1=$(pairs "'$BIN/asya-bench-rmq' raw-confirm '$URL' $N1" 1 "$N1")
+p32=$(pairs "'$BIN/asya-bench-rmq' raw-pipeline '$URL' $N32 32" 32 "$N32")
+echo "$p1" | python3 "$ROOT/bench/pairs.py" \
+  "rabbitmq hop concurrency=1 (raw loop: prefetch 1, confirm each)" 0.80
+echo "$p32" | python3 "$ROOT/bench/pairs.py" \
+  "rabbitmq hop concurrency=32 (raw loop: prefetch 32, no confirm wait)" 0.50
+sc1=$(echo "$p1" | median_first)
+sc32=$(echo "$p32" | median_first)
+echo "rabbitmq hop concurrency=32 vs 1: $(ratio "$sc32" "$sc1")x (medians; target >= 5)"
