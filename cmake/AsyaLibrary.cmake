@@ -45,7 +45,8 @@ function(asya_test)
   target_include_directories(${A_NAME} PRIVATE ${PROJECT_SOURCE_DIR}/include
                              ${PROJECT_SOURCE_DIR}/src ${PROJECT_SOURCE_DIR}/tests)
   target_compile_options(${A_NAME} PRIVATE ${ASYA_WARNINGS})
-  target_link_libraries(${A_NAME} PRIVATE ${A_DEPS} GTest::gtest GTest::gtest_main Threads::Threads)
+  target_link_libraries(${A_NAME} PRIVATE ${A_DEPS} asya_test_support GTest::gtest GTest::gtest_main
+                        Threads::Threads)
   set_target_properties(${A_NAME} PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR}/tests)
   if(NOT A_TIMEOUT)
     set(A_TIMEOUT 300)

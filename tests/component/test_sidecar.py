@@ -27,7 +27,7 @@ TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 def setUpModule():
     for path in (SIDECAR_BIN, QUEUE_TOOL):
         if not os.path.exists(path):
-            raise unittest.SkipTest("%s not built" % path)
+            raise RuntimeError("%s is not built (run make build first)" % path)
 
 
 class MeshTest(unittest.TestCase):

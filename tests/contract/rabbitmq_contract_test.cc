@@ -21,7 +21,7 @@
 namespace asya::transport {
 namespace {
 
-using asya::testing::RabbitMqBroker;
+using asya::test::RabbitMqBroker;
 using Clock = std::chrono::steady_clock;
 
 #define ASSERT_OK(expr)                                                              \

@@ -1,9 +1,11 @@
 // The transport contract suite on the sqlite transport (a fresh database file per process).
 #include <cstdlib>
 #include <filesystem>
+#include <memory>
 
 #include "asya/transport/sqlite.h"
 #include "contract/transport_fixture.h"
+#include "support/temp_dir.h"
 
 namespace asya::transport::contract {
 namespace {
@@ -11,20 +13,13 @@ namespace {
 class SqliteFixture : public TransportFixture {
  public:
   Status Start() override {
-    char tmpl[] = "/tmp/asya-sqlite-ct-XXXXXX";
-    if (::mkdtemp(tmpl) == nullptr) {
-      return MakeError(ErrorCode::kInternal, "mkdtemp failed");
-    }
-    dir_ = tmpl;
+    dir_ = std::make_unique<asya::test::TempDir>("asya-sqlite-ct");
     return Ok();
   }
-  void Stop() override {
-    std::error_code ec;
-    std::filesystem::remove_all(dir_, ec);
-  }
+  void Stop() override { dir_.reset(); }
   Result<TransportPtr> Connect() override {
     SqliteSettings s;
-    s.path = dir_ + "/queues.db";
+    s.path = dir_->File("queues.db");
     return MakeSqliteTransport(s);
   }
   [[nodiscard]] Capabilities Caps() const override {
@@ -35,7 +30,7 @@ class SqliteFixture : public TransportFixture {
   }
 
  private:
-  std::string dir_;
+  std::unique_ptr<asya::test::TempDir> dir_;
 };
 
 INSTANTIATE_TEST_SUITE_P(Sqlite, TransportContract,

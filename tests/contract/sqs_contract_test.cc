@@ -36,7 +36,7 @@ class SqsFixture : public TransportFixture {
   }
 
  private:
-  asya::testing::MotoServer moto_;
+  asya::test::MotoServer moto_;
 };
 
 INSTANTIATE_TEST_SUITE_P(Sqs, TransportContract,

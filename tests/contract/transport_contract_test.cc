@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "contract/transport_fixture.h"
+#include "support/status_matchers.h"
 
 namespace asya::transport::contract {
 namespace {
@@ -49,18 +50,6 @@ class StopFixtures : public ::testing::Environment {
 [[maybe_unused]] auto* const g_stop_env = ::testing::AddGlobalTestEnvironment(new StopFixtures());
 
 std::atomic<int> g_queue_counter{0};
-
-#define ASSERT_OK(expr)                                                              \
-  do {                                                                               \
-    auto asya_s_ = (expr);                                                           \
-    ASSERT_TRUE(asya_s_.has_value()) << #expr << ": " << asya_s_.error().ToString(); \
-  } while (false)
-
-#define ASSIGN_OR_FAIL(lhs, expr)                                        \
-  auto ASYA_CONCAT_(r_, __LINE__) = (expr);                              \
-  ASSERT_TRUE(ASYA_CONCAT_(r_, __LINE__).has_value())                    \
-      << #expr << ": " << ASYA_CONCAT_(r_, __LINE__).error().ToString(); \
-  lhs = std::move(ASYA_CONCAT_(r_, __LINE__)).value()
 
 }  // namespace
 

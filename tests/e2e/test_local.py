@@ -37,7 +37,7 @@ def fail_on_bad(p):
 def require_binaries(test):
     for name in ("asya", "asya-sidecar", "asya-crew"):
         if not os.path.exists(os.path.join(os.path.dirname(ASYA), name)):
-            raise unittest.SkipTest("%s is not built" % name)
+            raise RuntimeError("%s is not built (run make build first)" % name)
 
 
 class LocalMeshTest(unittest.TestCase):

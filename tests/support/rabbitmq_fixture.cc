@@ -15,7 +15,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-namespace asya::testing {
+namespace asya::test {
 namespace {
 
 bool PortAccepts(int port) {
@@ -181,4 +181,4 @@ RabbitMqBroker& RabbitMqBroker::Shared() {
   return *shared;
 }
 
-}  // namespace asya::testing
+}  // namespace asya::test

@@ -10,7 +10,7 @@
 
 #include "asya/base/result.h"
 
-namespace asya::testing {
+namespace asya::test {
 
 class RabbitMqBroker {
  public:
@@ -53,4 +53,4 @@ class RabbitMqBroker {
   pid_t pid_ = -1;
 };
 
-}  // namespace asya::testing
+}  // namespace asya::test

@@ -31,7 +31,7 @@ def setUpModule():
     global BROKER, harness
     for path in (TOOL, ECHO, os.path.join(BUILD, "bin", "asya-sidecar")):
         if not os.path.exists(path):
-            raise unittest.SkipTest("%s not built" % path)
+            raise RuntimeError("%s is not built (run make build first)" % path)
     BROKER = Broker()
     os.environ.update(BROKER.env())
     import harness as h  # reads ASYA_TEST_TRANSPORT at import

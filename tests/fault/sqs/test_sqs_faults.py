@@ -35,7 +35,7 @@ def setUpModule():
         queue_tool = getattr(h, "QUEUE_TOOL", None) or getattr(h, "ASYA_BIN", "")
         for path in (h.SIDECAR_BIN, queue_tool):
             if not os.path.exists(path):
-                raise unittest.SkipTest("%s not built" % path)
+                raise RuntimeError("%s is not built (run make build first)" % path)
     except BaseException:
         MOTO.stop()  # tearDownModule does not run when setUpModule fails
         MOTO = None

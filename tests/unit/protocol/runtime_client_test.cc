@@ -18,6 +18,7 @@
 #include <gtest/gtest.h>
 
 #include "asya/protocol/frame.h"
+#include "support/temp_dir.h"
 
 namespace asya::protocol {
 namespace {
@@ -27,18 +28,11 @@ using std::chrono::milliseconds;
 
 constexpr auto kGenerous = std::chrono::seconds(30);  // deadline for calls that must succeed
 
-class TempDir {
+// A temporary directory with the runtime socket path inside it.
+class TempDir : public asya::test::TempDir {
  public:
-  TempDir() {
-    char tmpl[] = "/tmp/asya-rc-XXXXXX";
-    path_ = ::mkdtemp(tmpl);
-  }
-  ~TempDir() { std::filesystem::remove_all(path_); }
-  [[nodiscard]] const std::string& path() const { return path_; }
-  [[nodiscard]] std::string Socket() const { return path_ + "/rt.sock"; }
-
- private:
-  std::string path_;
+  TempDir() : asya::test::TempDir("asya-rc") {}
+  [[nodiscard]] std::string Socket() const { return File("rt.sock"); }
 };
 
 int Listen(const std::string& path, int backlog) {

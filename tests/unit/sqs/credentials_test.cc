@@ -18,6 +18,7 @@
 
 #include "asya/aws/http.h"
 #include "asya/transport/sqs.h"
+#include "support/temp_dir.h"
 #include "unit/sqs/moto_server.h"
 
 namespace asya::aws {
@@ -25,26 +26,7 @@ namespace {
 
 using Clock = std::chrono::system_clock;
 
-class TempDir {
- public:
-  TempDir() {
-    char tmpl[] = "/tmp/asya-creds-XXXXXX";
-    path_ = ::mkdtemp(tmpl);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  std::string Write(const std::string& name, const std::string& text) const {
-    std::string file = path_ + "/" + name;
-    std::ofstream(file) << text;
-    return file;
-  }
-  [[nodiscard]] const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
+using asya::test::TempDir;
 
 // tests/unit/sqs/cred_server.py as a child process.
 class CredServer {
@@ -175,7 +157,7 @@ TEST(CredentialProvider, SharedFileAndProfile) {
 }
 
 TEST(CredentialProvider, WebIdentityThroughMotoSts) {
-  asya::testing::MotoServer moto;
+  asya::test::MotoServer moto;
   ASSERT_TRUE(moto.Start()) << moto.error();
   TempDir dir;
   CredentialSources sources;

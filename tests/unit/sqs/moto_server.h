@@ -1,6 +1,6 @@
 // A throw-away moto_server (SQS + STS) on a free loopback port, for tests.
 //
-//   asya::testing::MotoServer moto;          // starts `moto_server -H 127.0.0.1 -p <port>`
+//   asya::test::MotoServer moto;          // starts `moto_server -H 127.0.0.1 -p <port>`
 //   ASSERT_TRUE(moto.Start()) << moto.error();
 //   settings.endpoint = moto.endpoint();     // http://127.0.0.1:<port>
 //
@@ -22,7 +22,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-namespace asya::testing {
+namespace asya::test {
 
 class MotoServer {
  public:
@@ -137,4 +137,4 @@ class MotoServer {
   std::string error_;
 };
 
-}  // namespace asya::testing
+}  // namespace asya::test

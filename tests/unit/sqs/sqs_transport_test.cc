@@ -19,7 +19,7 @@ using Clock = std::chrono::steady_clock;
 class SqsTransportTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    moto_ = new asya::testing::MotoServer();
+    moto_ = new asya::test::MotoServer();
     ASSERT_TRUE(moto_->Start()) << moto_->error();
   }
   static void TearDownTestSuite() {
@@ -52,10 +52,10 @@ class SqsTransportTest : public ::testing::Test {
     return d ? *d : QueueDepth{-1, -1};
   }
 
-  static asya::testing::MotoServer* moto_;
+  static asya::test::MotoServer* moto_;
   static inline int counter_ = 0;
 };
-asya::testing::MotoServer* SqsTransportTest::moto_ = nullptr;
+asya::test::MotoServer* SqsTransportTest::moto_ = nullptr;
 
 ReceiveOptions Opts(size_t max, Millis wait, Millis visibility = Millis(60'000)) {
   ReceiveOptions o;
@@ -147,7 +147,7 @@ TEST_F(SqsTransportTest, QueueDeletedUnderACachedUrlIsReportedAndForgotten) {
 }
 
 TEST_F(SqsTransportTest, UnreachableEndpointIsAClearUnavailableError) {
-  int port = asya::testing::MotoServer::FreePort();
+  int port = asya::test::MotoServer::FreePort();
   auto t = Make(Settings("http://127.0.0.1:" + std::to_string(port)));
   auto s = t->Publish("asya-x", "body");
   ASSERT_FALSE(s);

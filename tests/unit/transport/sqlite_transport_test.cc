@@ -20,18 +20,14 @@
 #include <sqlite3.h>
 
 #include "asya/transport/sqlite.h"
+#include "support/status_matchers.h"
+#include "support/temp_dir.h"
 
 namespace asya::transport {
 namespace {
 
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
-
-#define ASSERT_OK(expr)                                                              \
-  do {                                                                               \
-    auto asya_s_ = (expr);                                                           \
-    ASSERT_TRUE(asya_s_.has_value()) << #expr << ": " << asya_s_.error().ToString(); \
-  } while (false)
 
 ReceiveOptions Opts(size_t max, Millis wait, Millis visibility = Millis(60'000)) {
   ReceiveOptions o;
@@ -43,18 +39,12 @@ ReceiveOptions Opts(size_t max, Millis wait, Millis visibility = Millis(60'000))
 
 class SqliteTransportTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    char tmpl[] = "/tmp/asya-sqlite-XXXXXX";
-    ASSERT_NE(::mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
-    settings_.path = dir_ + "/queues.db";
-  }
+  void SetUp() override { settings_.path = dir_ + "/queues.db"; }
   void TearDown() override {
     for (pid_t pid : children_) {
       ::kill(pid, SIGKILL);
       ::waitpid(pid, nullptr, 0);
     }
-    fs::remove_all(dir_);
   }
 
   TransportPtr Open(SqliteSettings s) {
@@ -103,7 +93,8 @@ class SqliteTransportTest : public ::testing::Test {
     return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
   }
 
-  std::string dir_;
+  asya::test::TempDir tmp_{"asya-sqlite"};
+  const std::string dir_ = tmp_.path();
   SqliteSettings settings_;
   std::vector<pid_t> children_;
 };

@@ -12,6 +12,8 @@
 
 #include <gtest/gtest.h>
 
+#include "support/temp_dir.h"
+
 namespace asya::transport::sqlite {
 namespace {
 
@@ -19,13 +21,6 @@ namespace fs = std::filesystem;
 
 class WakeDirTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    char tmpl[] = "/tmp/asya-wake-XXXXXX";
-    ASSERT_NE(::mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-
   size_t Entries(const std::string& queue) const {
     size_t n = 0;
     for ([[maybe_unused]] const auto& e : fs::directory_iterator(dir_ + "/w/" + queue)) {
@@ -39,7 +34,8 @@ class WakeDirTest : public ::testing::Test {
     return ::poll(&p, 1, 0) == 1 && (p.revents & POLLIN) != 0;
   }
 
-  std::string dir_;
+  asya::test::TempDir tmp_{"asya-wake"};
+  const std::string dir_ = tmp_.path();
 };
 
 TEST_F(WakeDirTest, NotifyWithoutWaitersWakesNobody) {
