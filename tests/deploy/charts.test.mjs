@@ -138,3 +138,11 @@ test("asya-gateway: defaults start without a database; a database comes from a S
   const r = helm("template", "t", chartDir("asya-gateway"), "--set", "replicaCount=2");
   assert.match(r.stderr, /replicaCount > 1 needs database/);
 });
+
+test("asya-actor: a misspelt values key is refused by values.schema.json, naming it", () => {
+  let r = helm("template", "t", chartDir("asya-actor"), "--set", "transport=sqs", "--set-json", `actors=[{"name":"a","handelr":"m.f"}]`);
+  assert.notEqual(r.code, 0);
+  assert.match(r.stderr, /actors\.0: Additional property handelr is not allowed/);
+  r = helm("template", "t", chartDir("asya-actor"), "--set", "transport=sqs,defualt.image=x");
+  assert.match(r.stderr, /Additional property defualt is not allowed/);
+});
