@@ -43,6 +43,10 @@ test("asya-actor: default values render no actor", () => {
 
 for (const values of exampleValues) {
   const rel = path.relative(repoRoot, values);
+  test(`asya-actor: helm lint with ${rel}`, () => {
+    const r = helm("lint", "--strict", chartDir("asya-actor"), "-f", values);
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+  });
   test(`asya-actor: ${rel} renders valid AsyncActors, one per actor`, () => {
     const objs = template("asya-actor", ["-f", values]);
     assertValid(objs, rel);
