@@ -2,15 +2,58 @@
 set(ASYA_WARNINGS -Wall -Wextra -Wpedantic -Wshadow -Wformat=2 -Wimplicit-fallthrough
     -Wnon-virtual-dtor -Wpointer-arith -Wvla -Wwrite-strings -Wno-missing-field-initializers)
 
-# asya_library(NAME <name> SRCS ... DEPS ...) -> target asya_<name>, alias asya::<name>
+# The layers, lowest first (DESIGN §5, docs/architecture.md). A library may depend only on
+# libraries listed before it; asya_library() refuses anything else at configure time, and
+# tools/check_layers.py (a test) checks that every #include names a header of the library itself
+# or of a library it declares.
+set(ASYA_LAYERS
+  base http aws envelope protocol runtime
+  transport transport_sqlite transport_rabbitmq transport_sqs transport_all
+  router sidecar crew store gateway actor k8s operator local)
+
+# asya_library(NAME <name> [SRCS ...] DEPS ... PRIVATE_DEPS ...) -> target asya_<name>, alias
+# asya::<name>. Without SRCS the library is header-only (an INTERFACE target).
 function(asya_library)
   cmake_parse_arguments(A "" "NAME" "SRCS;DEPS;PRIVATE_DEPS" ${ARGN})
-  add_library(asya_${A_NAME} STATIC ${A_SRCS})
+  list(FIND ASYA_LAYERS ${A_NAME} self_index)
+  if(self_index EQUAL -1)
+    message(FATAL_ERROR "asya_library(${A_NAME}): not in ASYA_LAYERS (cmake/AsyaLibrary.cmake)")
+  endif()
+  set(asya_deps "")
+  foreach(dep IN LISTS A_DEPS A_PRIVATE_DEPS)
+    if(dep MATCHES "^asya::(.+)$")
+      set(dep_name ${CMAKE_MATCH_1})
+      list(FIND ASYA_LAYERS ${dep_name} dep_index)
+      if(dep_index EQUAL -1 OR NOT dep_index LESS self_index)
+        message(FATAL_ERROR "asya_library(${A_NAME}): may not depend on ${dep} "
+                            "(a layer above it or unknown; see ASYA_LAYERS)")
+      endif()
+      list(APPEND asya_deps ${dep_name})
+    endif()
+  endforeach()
+  string(REPLACE ";" " " deps_text "${asya_deps}")
+  set_property(GLOBAL APPEND PROPERTY ASYA_LIBRARY_RECORDS
+    "{\"name\": \"${A_NAME}\", \"dir\": \"${CMAKE_CURRENT_SOURCE_DIR}\", \"deps\": \"${deps_text}\"}")
+  if(A_SRCS)
+    add_library(asya_${A_NAME} STATIC ${A_SRCS})
+    target_include_directories(asya_${A_NAME} PUBLIC ${PROJECT_SOURCE_DIR}/include
+                               PRIVATE ${PROJECT_SOURCE_DIR}/src)
+    target_compile_options(asya_${A_NAME} PRIVATE ${ASYA_WARNINGS})
+    target_link_libraries(asya_${A_NAME} PUBLIC ${A_DEPS} PRIVATE ${A_PRIVATE_DEPS})
+  else()
+    add_library(asya_${A_NAME} INTERFACE)
+    target_include_directories(asya_${A_NAME} INTERFACE ${PROJECT_SOURCE_DIR}/include)
+    target_link_libraries(asya_${A_NAME} INTERFACE ${A_DEPS})
+  endif()
   add_library(asya::${A_NAME} ALIAS asya_${A_NAME})
-  target_include_directories(asya_${A_NAME} PUBLIC ${PROJECT_SOURCE_DIR}/include
-                             PRIVATE ${PROJECT_SOURCE_DIR}/src)
-  target_compile_options(asya_${A_NAME} PRIVATE ${ASYA_WARNINGS})
-  target_link_libraries(asya_${A_NAME} PUBLIC ${A_DEPS} PRIVATE ${A_PRIVATE_DEPS})
+endfunction()
+
+# Writes <build>/asya_libraries.json (name, source dir, declared asya deps of every library) for
+# tools/check_layers.py. Called once, at the end of the top-level CMakeLists.txt.
+function(asya_write_library_records)
+  get_property(records GLOBAL PROPERTY ASYA_LIBRARY_RECORDS)
+  list(JOIN records ",\n  " body)
+  file(WRITE ${CMAKE_BINARY_DIR}/asya_libraries.json "[\n  ${body}\n]\n")
 endfunction()
 
 # Sanitizer builds (-fsanitize=... in CMAKE_CXX_FLAGS, e.g. the `asan` preset): every test runs
