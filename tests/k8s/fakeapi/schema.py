@@ -1,0 +1,284 @@
+"""What a real API server does to a custom resource with a structural schema.
+
+Order, as in apiextensions-apiserver: drop nulls of non-nullable fields, prune unknown fields
+(or report them for fieldValidation=Strict/Warn), apply defaults (a nested default only where its
+parent object exists), then validate (OpenAPI keywords, then `x-kubernetes-validations` CEL
+rules, transition rules with `oldSelf` only where an old value exists).
+"""
+
+import copy
+import json
+import re
+
+from . import cel
+
+_ROOT_KEEP = ("apiVersion", "kind", "metadata")
+
+
+def _join(path, key):
+    return f"{path}.{key}" if path else key
+
+
+def _is_obj_schema(s):
+    return s.get("type") == "object" or "properties" in s
+
+
+def prune(value, schema, path="", unknown=None, root=True):
+    """Removes fields the schema does not declare. Returns the pruned value; appends the dotted
+    paths of dropped fields to `unknown`."""
+    if unknown is None:
+        unknown = []
+    if isinstance(value, dict):
+        if schema.get("x-kubernetes-embedded-resource") and not root:
+            pass
+        props = schema.get("properties")
+        addl = schema.get("additionalProperties")
+        keep_all = schema.get("x-kubernetes-preserve-unknown-fields") or addl is True
+        out = {}
+        for k, v in value.items():
+            if root and k in _ROOT_KEEP:
+                out[k] = v
+                continue
+            if v is None and k in (props or {}) and not props[k].get("nullable"):
+                continue  # null of a non-nullable field: dropped before defaulting
+            if props is not None and k in props:
+                out[k] = prune(v, props[k], _join(path, k), unknown, False)
+            elif isinstance(addl, dict):
+                out[k] = prune(v, addl, _join(path, k), unknown, False)
+            elif keep_all:
+                out[k] = v
+            else:
+                unknown.append(_join(path, k))
+        return out
+    if isinstance(value, list) and isinstance(schema.get("items"), dict):
+        return [prune(v, schema["items"], f"{path}[{i}]", unknown, False)
+                for i, v in enumerate(value)]
+    return value
+
+
+def apply_defaults(value, schema):
+    """Fills `default`s of properties of objects that are present (in place)."""
+    if isinstance(value, dict):
+        for k, sub in (schema.get("properties") or {}).items():
+            if k not in value and "default" in sub:
+                value[k] = copy.deepcopy(sub["default"])
+            if k in value:
+                apply_defaults(value[k], sub)
+        addl = schema.get("additionalProperties")
+        if isinstance(addl, dict):
+            for k in value:
+                if k not in (schema.get("properties") or {}):
+                    apply_defaults(value[k], addl)
+    elif isinstance(value, list) and isinstance(schema.get("items"), dict):
+        for v in value:
+            apply_defaults(v, schema["items"])
+    return value
+
+
+def _show(v):
+    if isinstance(v, str):
+        return json.dumps(v)
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (dict, list)):
+        return '"object"' if isinstance(v, dict) else '"array"'
+    if v is None:
+        return "null"
+    return str(v)
+
+
+def _type_name(v):
+    if isinstance(v, bool):
+        return "boolean"
+    if isinstance(v, int):
+        return "integer"
+    if isinstance(v, float):
+        return "number"
+    if isinstance(v, str):
+        return "string"
+    if isinstance(v, list):
+        return "array"
+    if isinstance(v, dict):
+        return "object"
+    return "null"
+
+
+def _type_ok(v, t, schema):
+    if schema.get("x-kubernetes-int-or-string"):
+        return isinstance(v, (int, str)) and not isinstance(v, bool)
+    if t is None:
+        return True
+    if t == "integer":
+        return (isinstance(v, int) and not isinstance(v, bool)) or (
+            isinstance(v, float) and v.is_integer())
+    if t == "number":
+        return isinstance(v, (int, float)) and not isinstance(v, bool)
+    return _type_name(v) == t
+
+
+def _list_key_fields(schema):
+    if schema.get("x-kubernetes-list-type") == "map":
+        return schema.get("x-kubernetes-list-map-keys") or []
+    return None
+
+
+def _old_item(old_list, item, keys):
+    if not keys or not isinstance(old_list, list) or not isinstance(item, dict):
+        return _MISSING
+    for o in old_list:
+        if isinstance(o, dict) and all(o.get(k) == item.get(k) for k in keys):
+            return o
+    return _MISSING
+
+
+class _Missing:
+    pass
+
+
+_MISSING = _Missing()
+
+
+def validate(value, schema, path="", old=_MISSING, errors=None, root=True):
+    """Returns a list of (field path, message, reason) for schema and CEL violations."""
+    if errors is None:
+        errors = []
+    if value is None:
+        if not schema.get("nullable"):
+            errors.append((path, "Invalid value: \"null\": " +
+                           f"{path or '<root>'} in body must be of type {schema.get('type')}: \"null\"",
+                           "FieldValueTypeInvalid"))
+        return errors
+    t = schema.get("type")
+    if not _type_ok(value, t, schema):
+        errors.append((path, f"Invalid value: \"{_type_name(value)}\": {path} in body must be of "
+                       f"type {t}: \"{_type_name(value)}\"", "FieldValueTypeInvalid"))
+        return errors
+    label = path
+    if "enum" in schema and value not in schema["enum"]:
+        allowed = ", ".join(_show(x) for x in schema["enum"])
+        errors.append((path, f"Unsupported value: {_show(value)}: supported values: {allowed}",
+                       "FieldValueNotSupported"))
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if "minimum" in schema:
+            m = schema["minimum"]
+            if value < m or (schema.get("exclusiveMinimum") and value == m):
+                op = "greater than" if schema.get("exclusiveMinimum") else "greater than or equal to"
+                errors.append((path, f"Invalid value: {_show(value)}: {label} in body should be "
+                               f"{op} {m}", "FieldValueInvalid"))
+        if "maximum" in schema:
+            m = schema["maximum"]
+            if value > m or (schema.get("exclusiveMaximum") and value == m):
+                op = "less than" if schema.get("exclusiveMaximum") else "less than or equal to"
+                errors.append((path, f"Invalid value: {_show(value)}: {label} in body should be "
+                               f"{op} {m}", "FieldValueInvalid"))
+    if isinstance(value, str):
+        if "minLength" in schema and len(value) < schema["minLength"]:
+            errors.append((path, f"Invalid value: {_show(value)}: {label} in body should be at "
+                           f"least {schema['minLength']} chars long", "FieldValueInvalid"))
+        if "maxLength" in schema and len(value) > schema["maxLength"]:
+            errors.append((path, f"Too long: may not be more than {schema['maxLength']} bytes",
+                           "FieldValueTooLong"))
+        if "pattern" in schema and not re.search(schema["pattern"], value):
+            errors.append((path, f"Invalid value: {_show(value)}: {label} in body should match "
+                           f"'{schema['pattern']}'", "FieldValueInvalid"))
+    if isinstance(value, list):
+        if "minItems" in schema and len(value) < schema["minItems"]:
+            errors.append((path, f"Invalid value: {len(value)}: {label} in body should have at "
+                           f"least {schema['minItems']} items", "FieldValueInvalid"))
+        if "maxItems" in schema and len(value) > schema["maxItems"]:
+            errors.append((path, f"Too many: {len(value)}: must have at most "
+                           f"{schema['maxItems']} items", "FieldValueTooMany"))
+        items = schema.get("items")
+        keys = _list_key_fields(schema)
+        if keys:
+            seen = set()
+            for i, it in enumerate(value):
+                k = json.dumps([it.get(x) for x in keys] if isinstance(it, dict) else it)
+                if k in seen:
+                    errors.append((f"{path}[{i}]", f"Duplicate value: {k}", "FieldValueDuplicate"))
+                seen.add(k)
+        if isinstance(items, dict):
+            for i, it in enumerate(value):
+                validate(it, items, f"{path}[{i}]", _old_item(old, it, keys), errors, False)
+    if isinstance(value, dict):
+        props = schema.get("properties") or {}
+        for req in schema.get("required") or []:
+            if req not in value:
+                errors.append((_join(path, req), "Required value", "FieldValueRequired"))
+        if "minProperties" in schema and len(value) < schema["minProperties"]:
+            errors.append((path, f"Invalid value: {len(value)}: {label} in body should have at "
+                           f"least {schema['minProperties']} properties", "FieldValueInvalid"))
+        addl = schema.get("additionalProperties")
+        for k, v in value.items():
+            if root and k in _ROOT_KEEP:
+                continue
+            sub = props.get(k) if k in props else (addl if isinstance(addl, dict) else None)
+            if sub is None:
+                continue
+            o = old.get(k, _MISSING) if isinstance(old, dict) else _MISSING
+            validate(v, sub, _join(path, k), o, errors, False)
+    _run_rules(value, schema, path, old, errors)
+    return errors
+
+
+_compiled = {}
+
+
+def _compile(src):
+    if src not in _compiled:
+        _compiled[src] = cel.compile_rule(src)
+    return _compiled[src]
+
+
+def _run_rules(value, schema, path, old, errors):
+    for rule in schema.get("x-kubernetes-validations") or []:
+        src = rule.get("rule", "")
+        try:
+            ast = _compile(src)
+        except cel.CelError as e:
+            errors.append((path, f"Invalid value: {_show(value)}: compilation failed: {e}",
+                           "FieldValueInvalid"))
+            continue
+        transition = cel.references(ast, "oldSelf")
+        if transition and old is _MISSING:
+            continue
+        env = {"self": value}
+        if transition:
+            env["oldSelf"] = old
+        field = path
+        if rule.get("fieldPath"):
+            field = path + rule["fieldPath"]
+        try:
+            ok = cel.evaluate(ast, env)
+        except cel.CelError as e:
+            errors.append((field, f"Invalid value: {_show(value)}: {e} evaluating rule: {src}",
+                           "FieldValueInvalid"))
+            continue
+        if ok is True:
+            continue
+        msg = rule.get("message") or f"failed rule: {src}"
+        if rule.get("messageExpression"):
+            try:
+                m = cel.evaluate(_compile(rule["messageExpression"]), env)
+                if isinstance(m, str) and m.strip():
+                    msg = m
+            except cel.CelError:
+                pass
+        reason = rule.get("reason", "FieldValueInvalid")
+        word = {"FieldValueForbidden": "Forbidden", "FieldValueRequired": "Required value",
+                "FieldValueDuplicate": "Duplicate value"}.get(reason)
+        if word:
+            errors.append((field, f"{word}: {msg}", reason))
+        else:
+            errors.append((field, f"Invalid value: {_show(value)}: {msg}", reason))
+
+
+def process(obj, schema, old=None):
+    """prune + default + validate a whole custom resource.
+
+    Returns (new object, unknown field paths, errors)."""
+    unknown = []
+    out = prune(copy.deepcopy(obj), schema, "", unknown)
+    apply_defaults(out, schema)
+    errors = validate(out, schema, "", _MISSING if old is None else old)
+    return out, unknown, errors
