@@ -454,7 +454,7 @@ class Managed:
         for k, v in self.sets.items():
             if k != key:
                 others |= v["paths"]
-        for p in sorted(prev - applied_p, key=len, reverse=True):
+        for p in sorted(prev - applied_p, key=len):
             if p not in others and not (p[-1] == "." and any(
                     o[:len(p) - 1] == p[:-1] for o in others)):
                 remove_at(merged, p)

@@ -258,7 +258,8 @@ class _Handler(BaseHTTPRequestHandler):
         if fv not in ("Strict", "Warn", "Ignore"):
             raise bad_request(f"fieldValidation must be one of Ignore, Warn, Strict; got {fv}")
         force = self.q.get("force", "false").lower() in ("true", "1")
-        return Ctx(manager, fv, force, dry_run=bool(self.q.get("dryRun")))
+        return Ctx(manager, fv, force, dry_run=bool(self.q.get("dryRun")),
+                   explicit_manager=bool(self.q.get("fieldManager")))
 
     def _reply_obj(self, code, obj, ctx):
         headers = {}
@@ -431,6 +432,7 @@ class _Handler(BaseHTTPRequestHandler):
         want = self.q.get("resourceVersion", "")
         initial = []
         with store.lock:
+            epoch = store.watch_epoch
             if want in ("", "0") or initial_end:
                 items, last = store.list(rt, r.ns, "", "")
                 initial = [o for o in items if match(o)]
@@ -473,13 +475,14 @@ class _Handler(BaseHTTPRequestHandler):
                 gone = False
                 with store.cond:
                     i = bisect.bisect_right(store.event_rvs, last)
-                    if i == len(store.event_rvs) and last >= store.oldest_rv:
+                    if i == len(store.event_rvs) and last >= store.oldest_rv and \
+                            epoch == store.watch_epoch:
                         wait = deadline - now
                         if bookmarks:
                             wait = min(wait, max(0.01, api.bookmark_interval - (now - last_bm)))
                         store.cond.wait(timeout=wait)
                         i = bisect.bisect_right(store.event_rvs, last)
-                    if last < store.oldest_rv:
+                    if last < store.oldest_rv or epoch != store.watch_epoch:
                         gone = True
                     else:
                         for ev in store.events[i:]:
@@ -539,7 +542,7 @@ class _Handler(BaseHTTPRequestHandler):
         body = self._parse_body(raw, "application/json") or {}
         what = parts[0] if parts else ""
         if what == "compact" and method == "POST":
-            store.compact()
+            store.compact(bool(body.get("expireWatches")))
             return self._send(200, {"oldestResourceVersion": store.oldest_rv})
         if what == "config" and method == "POST":
             if "eventWindow" in body:

@@ -29,8 +29,10 @@ _NOT_SPEC = ("metadata", "status", "apiVersion", "kind")
 class Ctx:
     """Per-request options: field manager, field validation, dry run."""
 
-    def __init__(self, manager="unknown", field_validation="Warn", force=False, dry_run=False):
+    def __init__(self, manager="unknown", field_validation="Warn", force=False, dry_run=False,
+                 explicit_manager=True):
         self.manager = manager
+        self.explicit_manager = explicit_manager
         self.field_validation = field_validation or "Warn"
         self.force = force
         self.dry_run = dry_run
@@ -64,6 +66,7 @@ class Store:
         self.event_rvs = []
         self.window = window
         self.oldest_rv = 0       # a watch from rv < oldest_rv gets 410 Gone
+        self.watch_epoch = 0     # bumped to expire running watches (test hook)
         self.listeners = []      # fn(event) called after each committed change (under lock)
         self.writes = []         # audit log of mutating requests
         self.write_count = 0
@@ -105,12 +108,16 @@ class Store:
         if len(self.writes) > 20000:
             del self.writes[:10000]
 
-    def compact(self):
-        """Test hook: forget every retained event, as etcd compaction does."""
+    def compact(self, expire_watches=False):
+        """Test hook: forget every retained event, as etcd compaction does. With
+        expire_watches, running watches also end with an ERROR event (410 Expired), as when
+        a watch falls behind a compaction."""
         with self.lock:
             self.events.clear()
             self.event_rvs.clear()
             self.oldest_rv = self.rv
+            if expire_watches:
+                self.watch_epoch += 1
             self.cond.notify_all()
 
     def set_window(self, n):
@@ -422,8 +429,9 @@ class Store:
         bmd = body.get("metadata") or {}
         if bmd.get("name") and bmd["name"] != name:
             raise bad_request("the name of the object does not match the name on the URL")
-        if ctx.manager in ("", "unknown") or not ctx.manager:
-            raise bad_request("PATCH requests of type apply require a fieldManager")
+        if not ctx.explicit_manager or not ctx.manager:
+            raise bad_request("PATCH, application/apply-patch+yaml requests require "
+                              "fieldManager")
         applied = copy.deepcopy(body)
         applied.setdefault("metadata", {})["name"] = name
         if rt.namespaced:

@@ -1,0 +1,147 @@
+"""Server-side apply: field managers, conflicts, force, removal of fields no longer applied."""
+
+import unittest
+
+from fakeapi_testlib import FakeApiTestCase, actor, deployment
+
+DEP = "/apis/apps/v1/namespaces/default/deployments"
+
+
+def managers(obj):
+    return {(m["manager"], m["operation"]): m for m in obj["metadata"].get("managedFields", [])}
+
+
+class ServerSideApplyTest(FakeApiTestCase):
+    controllers = False
+
+    def apply(self, path, body, manager, force=False):
+        params = {"fieldManager": manager}
+        if force:
+            params["force"] = "true"
+        return self.c.patch(path, body, "apply", params=params)
+
+    def test_apply_creates_then_identical_apply_is_a_no_op(self):
+        r = self.apply(DEP + "/web", deployment("web"), "asya-operator")
+        self.assertEqual(r.code, 201, r)
+        m = managers(r.body)
+        self.assertIn(("asya-operator", "Apply"), m)
+        fields = m[("asya-operator", "Apply")]["fieldsV1"]
+        self.assertIn('k:{"name":"asya-runtime"}',
+                      fields["f:spec"]["f:template"]["f:spec"]["f:containers"])
+        again = self.ok(self.apply(DEP + "/web", deployment("web"), "asya-operator"))
+        self.assertEqual(again["metadata"]["resourceVersion"],
+                         r.body["metadata"]["resourceVersion"])
+
+    def test_apply_requires_a_field_manager(self):
+        r = self.c.patch(DEP + "/web", deployment("web"), "apply",
+                         params={"fieldManager": ""})
+        self.assertEqual(r.code, 400, r)
+        self.assertIn("fieldManager", r.body["message"])
+        self.assertEqual(self.c.get(DEP + "/web").code, 404)
+
+    def test_conflicting_manager_gets_409_naming_field_and_owner_unless_forced(self):
+        self.ok(self.apply(DEP + "/web", deployment("web", replicas=2), "asya-operator"), 201)
+        r = self.apply(DEP + "/web", deployment("web", replicas=5), "someone-else")
+        self.assertEqual(r.code, 409, r)
+        self.assertIn('conflict with "asya-operator"', r.body["message"])
+        self.assertIn(".spec.replicas", r.body["message"])
+        self.assertEqual(r.body["details"]["causes"][0]["field"], ".spec.replicas")
+        # same values: shared ownership, no conflict
+        self.ok(self.apply(DEP + "/web", deployment("web", replicas=2), "someone-else"))
+        # force takes the field over
+        d = self.ok(self.apply(DEP + "/web", deployment("web", replicas=5), "someone-else",
+                               force=True))
+        self.assertEqual(d["spec"]["replicas"], 5)
+        op = managers(d)[("asya-operator", "Apply")]["fieldsV1"]
+        self.assertNotIn("f:replicas", op["f:spec"])
+        # now the original manager conflicts
+        r = self.apply(DEP + "/web", deployment("web", replicas=2), "asya-operator")
+        self.assertEqual(r.code, 409)
+        self.assertIn('conflict with "someone-else"', r.body["message"])
+
+    def test_update_by_another_client_takes_ownership(self):
+        self.ok(self.apply(DEP + "/web", deployment("web", replicas=2), "asya-operator"), 201)
+        self.ok(self.c.patch(DEP + "/web", {"spec": {"replicas": 7}},
+                             params={"fieldManager": "hpa"}))
+        got = self.ok(self.c.get(DEP + "/web"))
+        self.assertIn("f:replicas", managers(got)[("hpa", "Update")]["fieldsV1"]["f:spec"])
+        r = self.apply(DEP + "/web", deployment("web", replicas=2), "asya-operator")
+        self.assertEqual(r.code, 409)
+        self.assertIn('conflict with "hpa"', r.body["message"])
+        # dropping the field from the applied config lets the other owner keep it
+        body = deployment("web")
+        del body["spec"]["replicas"]
+        d = self.ok(self.apply(DEP + "/web", body, "asya-operator"))
+        self.assertEqual(d["spec"]["replicas"], 7)
+
+    def test_fields_no_longer_applied_are_removed_unless_someone_else_owns_them(self):
+        body = deployment("web")
+        cs = body["spec"]["template"]["spec"]["containers"]
+        cs[0]["env"] = [{"name": "A", "value": "1"}, {"name": "B", "value": "2"}]
+        body["metadata"]["labels"] = {"keep": "1", "drop": "1"}
+        self.ok(self.apply(DEP + "/web", body, "asya-operator"), 201)
+        self.ok(self.apply(DEP + "/web", {"apiVersion": "apps/v1", "kind": "Deployment",
+                                          "metadata": {"name": "web", "labels": {"keep": "1"}}},
+                           "other"))
+        cs[0]["env"] = [{"name": "A", "value": "1"}]
+        body["metadata"]["labels"] = {}
+        del cs[1]
+        d = self.ok(self.apply(DEP + "/web", body, "asya-operator"))
+        self.assertEqual(d["metadata"]["labels"], {"keep": "1"})
+        c = d["spec"]["template"]["spec"]["containers"]
+        self.assertEqual([x["name"] for x in c], ["asya-runtime"])
+        self.assertEqual(c[0]["env"], [{"name": "A", "value": "1"}])
+
+    def test_managers_own_separate_containers_without_conflict(self):
+        self.ok(self.apply(DEP + "/web", deployment("web"), "asya-operator"), 201)
+        side = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
+                "spec": {"template": {"spec": {"containers": [
+                    {"name": "injected", "image": "x:1"}]}}}}
+        d = self.ok(self.apply(DEP + "/web", side, "injector"))
+        self.assertEqual([c["name"] for c in d["spec"]["template"]["spec"]["containers"]],
+                         ["asya-runtime", "asya-sidecar", "injected"])
+        side["spec"]["template"]["spec"]["containers"][0]["image"] = "x:2"
+        self.ok(self.apply(DEP + "/web", side, "injector"))
+        clash = dict(side)
+        r = self.apply(DEP + "/web", {"apiVersion": "apps/v1", "kind": "Deployment",
+                                      "metadata": {"name": "web"},
+                                      "spec": {"template": {"spec": {"containers": [
+                                          {"name": "asya-runtime", "image": "other:9"}]}}}},
+                       "injector")
+        self.assertEqual(r.code, 409)
+        self.assertIn('.spec.template.spec.containers[name="asya-runtime"].image',
+                      r.body["message"])
+        del clash
+
+    def test_status_apply_goes_through_the_status_subresource_only(self):
+        self.ok(self.c.post(self.actors(), actor("a")), 201)
+        st = {"apiVersion": "asya.sh/v1alpha1", "kind": "AsyncActor", "metadata": {"name": "a"},
+              "status": {"status": "Running", "replicas": 1}}
+        main = self.ok(self.apply(self.actors() + "/a", st, "asya-operator"))
+        self.assertNotIn("status", main)
+        got = self.ok(self.apply(self.actors() + "/a/status", st, "asya-operator"))
+        self.assertEqual(got["status"], {"status": "Running", "replicas": 1})
+        self.assertEqual(got["metadata"]["generation"], 1)
+        sub = [m for m in got["metadata"]["managedFields"] if m.get("subresource") == "status"]
+        self.assertEqual(sub[0]["manager"], "asya-operator")
+        # the applier's status fields it stops applying go away
+        st["status"] = {"status": "Napping"}
+        got = self.ok(self.apply(self.actors() + "/a/status", st, "asya-operator"))
+        self.assertEqual(got["status"], {"status": "Napping"})
+
+    def test_apply_of_a_custom_resource_runs_the_schema(self):
+        bad = actor("a")
+        bad["spec"]["scaling"] = {"minReplicas": 5, "maxReplicas": 2}
+        r = self.c.patch(self.actors() + "/a", bad, "apply",
+                         params={"fieldManager": "kubectl", "fieldValidation": "Strict"})
+        self.assertEqual(r.code, 422, r)
+        typo = actor("a")
+        typo["spec"]["trasnport"] = "x"
+        r = self.c.patch(self.actors() + "/a", typo, "apply",
+                         params={"fieldManager": "kubectl", "fieldValidation": "Strict"})
+        self.assertEqual(r.code, 400, r)
+        self.assertIn('unknown field "spec.trasnport"', r.body["message"])
+
+
+if __name__ == "__main__":
+    unittest.main()
