@@ -179,7 +179,8 @@ class Controllers:
                 continue
             if "workload" in m and not fnmatch.fnmatchcase(owner.get("name", ""), m["workload"]):
                 continue
-            if "pod" in m and not fnmatch.fnmatchcase(pod["metadata"]["name"], m["pod"]):
+            if "pod" in m and not fnmatch.fnmatchcase(pod["metadata"].get("name", ""),
+                                                      m["pod"]):
                 continue
             if container is not None:
                 if "container" in m and not fnmatch.fnmatchcase(container.get("name", ""),
@@ -216,7 +217,7 @@ class Controllers:
                 st["restartCount"] = int(rule.get("restartCount", 6))
                 st["state"] = {"waiting": {"reason": "CrashLoopBackOff", "message":
                                f"back-off 5m0s restarting failed container={c['name']} "
-                               f"pod={pod['metadata']['name']}"}}
+                               f"pod={pod['metadata'].get('name', '')}"}}
                 st["lastState"] = {"terminated": {"exitCode": int(rule.get("exitCode", 1)),
                                                   "reason": "Error", "startedAt": t0,
                                                   "finishedAt": t0}}
@@ -250,7 +251,7 @@ class Controllers:
         msg = f"containers with unready status: [{' '.join(unready)}]"
         return {
             "phase": "Running" if running else "Pending", "hostIP": "10.0.0.1",
-            "podIP": "10.1.0." + str(int(_hash(pod["metadata"]["name"]), 16) % 250 + 2),
+            "podIP": "10.1.0." + str(int(_hash(pod["metadata"].get("name", "")), 16) % 250 + 2),
             "startTime": t0, "qosClass": "BestEffort",
             "conditions": [cond("PodReadyToStartContainers", True), cond("Initialized", True),
                            cond("Ready", all_ready, "ContainersNotReady", msg),
@@ -343,7 +344,7 @@ class Controllers:
             pmd["generateName"] = f"{wl['metadata']['name']}-{thash[:9]}-"
         spec = tmpl.get("spec") or {}
         pod = {"apiVersion": "v1", "kind": "Pod", "metadata": pmd, "spec": spec}
-        if "containerStatuses" in self.pod_status(copy.deepcopy(pod)):  # schedulable
+        if self._fate(pod, None).get("fate") != "unschedulable":
             spec["nodeName"] = "fake-node"
         created = self.store.create(self.t("", "v1", "pods"), ns, pod, _CM)
         st = self.pod_status(created)
