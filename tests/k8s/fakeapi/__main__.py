@@ -11,6 +11,7 @@ import sys
 import threading
 
 from .server import FakeApiServer
+from .util import ApiError
 
 
 def main(argv=None):
@@ -32,7 +33,7 @@ def main(argv=None):
         srv = FakeApiServer(port=a.port, crd_files=a.crd, window=a.event_window,
                             bookmark_interval=a.bookmark_interval,
                             controllers=not a.no_controllers, host=a.host)
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, ApiError) as e:
         print(f"fakeapi: {e}", file=sys.stderr)
         return 2
     srv.start()
