@@ -548,7 +548,7 @@ class Store:
         if policy == "Orphan":
             self._orphan(obj["metadata"]["uid"])
         elif policy == "Foreground":
-            self._gc_dependents(obj["metadata"]["uid"], force=True)
+            self._gc_dependents(obj["metadata"]["uid"])
         if rt.plural == "namespaces":
             return self._delete_namespace(rt, key, obj)
         if obj["metadata"].get("finalizers"):
