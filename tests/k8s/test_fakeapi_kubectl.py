@@ -62,6 +62,20 @@ class KubectlTest(FakeApiTestCase):
         self.assertIn('"echo" deleted', self.kubectl("delete", "asya", "echo").stdout)
         self.assertEqual(self.c.get(self.actors() + "/echo").code, 404)
 
+    def test_get_watch_prints_rows_as_they_change(self):
+        self.kubectl("apply", "-f", os.path.join(TESTDATA, "actor.yaml"))
+        env = dict(os.environ, HOME=self.tmp, KUBECONFIG=self.kc)
+        p = subprocess.Popen([KUBECTL, "--cache-dir", os.path.join(self.tmp, "cache"), "get",
+                              "asyas", "-w"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True, env=env)
+        self.addCleanup(p.wait)
+        self.addCleanup(p.kill)
+        self.assertEqual(p.stdout.readline().split()[:2], ["NAME", "STATUS"])
+        self.assertEqual(p.stdout.readline().split()[0], "echo")
+        self.ok(self.c.patch(self.actors() + "/echo/status", {"status": {
+            "status": "Running", "replicas": 3}}))
+        self.assertEqual(p.stdout.readline().split()[:3], ["echo", "Running", "3"])
+
     def test_server_side_apply_and_conflict(self):
         manifest = os.path.join(TESTDATA, "actor.yaml")
         self.assertIn("serverside-applied",

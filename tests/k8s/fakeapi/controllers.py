@@ -7,15 +7,14 @@ pod is ready; pods never run anything, their status is computed from the fate ru
 desired replica count is minReplicaCount unless a test sets it.
 """
 
-import copy
 import fnmatch
 import hashlib
 import json
 import threading
 import time
 
-from .store import Ctx, selector_to_string
-from .util import ApiError, now_iso
+from .store import Ctx
+from .util import ApiError, clone, now_iso
 
 _CM = Ctx("kube-controller-manager")
 _KEDA = Ctx("keda-operator")
@@ -40,6 +39,8 @@ class Controllers:
         self.resync_seconds = 10.0
         self.fates = []
         self.hpa = {}          # (ns, scaledobject) -> {"desiredReplicas": n, ...}
+        self._so_by_target = {}  # (ns, workload) -> {scaledobject names}
+        self._so_target = {}     # (ns, scaledobject) -> workload
         self._dirty = set()
         self._lock = threading.Lock()
         self._wake = threading.Event()
@@ -163,10 +164,8 @@ class Controllers:
         elif it[0] == "so" and self.on["keda"]:
             self._sync_scaledobject(it[1], it[2])
         elif it[0] == "so-target" and self.on["keda"]:
-            items, _ = self.store.list(self.t("keda.sh", "v1alpha1", "scaledobjects"), it[1])
-            for so in items:
-                if ((so.get("spec") or {}).get("scaleTargetRef") or {}).get("name") == it[2]:
-                    self._sync_scaledobject(it[1], so["metadata"]["name"])
+            for so_name in sorted(self._so_by_target.get((it[1], it[2]), ())):
+                self._sync_scaledobject(it[1], so_name)
 
     # ------------------------------------------------------------ pod fates
 
@@ -282,19 +281,15 @@ class Controllers:
         template = spec.get("template") or {}
         thash = _hash(template)
         uid = wl["metadata"]["uid"]
-        pods, _ = self.store.list(prt, ns, selector_to_string(spec.get("selector") or {}))
-        pods = [p for p in pods if (_owner(p) or {}).get("uid") == uid]
-        active = [p for p in pods if not p["metadata"].get("deletionTimestamp")]
+        active = self._owned_pods(uid)
         hash_label = "pod-template-hash" if plural == "deployments" else "controller-revision-hash"
         for p in active:  # keep each pod's status in line with the fates
             st = self.pod_status(p)
             if st != p.get("status"):
-                np_ = copy.deepcopy(p)
+                np_ = clone(p)
                 np_["status"] = st
                 self.store.update(prt, ns, p["metadata"]["name"], np_, _CM, "status")
-        pods, _ = self.store.list(prt, ns, selector_to_string(spec.get("selector") or {}))
-        active = [p for p in pods if (_owner(p) or {}).get("uid") == uid
-                  and not p["metadata"].get("deletionTimestamp")]
+        active = self._owned_pods(uid)
         new = [p for p in active if p["metadata"].get("labels", {}).get(hash_label) == thash]
         old = [p for p in active if p not in new]
         if plural == "statefulsets":
@@ -325,8 +320,13 @@ class Controllers:
                     self._delete_pod(ns, p)
         self._workload_status(rt, ns, name, uid, thash, hash_label)
 
+    def _owned_pods(self, uid):
+        return [p for p in self.store.dependents(uid, "", "pods")
+                if (_owner(p) or {}).get("uid") == uid
+                and not p["metadata"].get("deletionTimestamp")]
+
     def _create_pod(self, wl, name, hash_label, thash, ordinal=None):
-        tmpl = copy.deepcopy((wl.get("spec") or {}).get("template") or {})
+        tmpl = clone((wl.get("spec") or {}).get("template") or {})
         md = tmpl.get("metadata") or {}
         labels = dict(md.get("labels") or {})
         labels[hash_label] = thash
@@ -348,7 +348,7 @@ class Controllers:
             spec["nodeName"] = "fake-node"
         created = self.store.create(self.t("", "v1", "pods"), ns, pod, _CM)
         st = self.pod_status(created)
-        created = copy.deepcopy(created)
+        created = clone(created)
         created["status"] = st
         try:
             self.store.update(self.t("", "v1", "pods"), ns, created["metadata"]["name"],
@@ -366,10 +366,7 @@ class Controllers:
         wl = self.store.get(rt, ns, name)
         spec = wl.get("spec") or {}
         desired = int(spec.get("replicas", 1))
-        pods, _ = self.store.list(self.t("", "v1", "pods"), ns,
-                                  selector_to_string(spec.get("selector") or {}))
-        active = [p for p in pods if (_owner(p) or {}).get("uid") == uid
-                  and not p["metadata"].get("deletionTimestamp")]
+        active = self._owned_pods(uid)
         ready = sum(1 for p in active if self.pod_ready(p))
         updated = sum(1 for p in active if p["metadata"].get("labels", {}).get(hash_label)
                       == thash)
@@ -410,7 +407,7 @@ class Controllers:
                      "progressed." if done else f'ReplicaSet "{name}-{thash[:9]}" is '
                      "progressing.")]
         if st != old:
-            new = copy.deepcopy(wl)
+            new = clone(wl)
             new["status"] = st
             self.store.update(rt, ns, name, new, _CM, "status")
 
@@ -427,6 +424,11 @@ class Controllers:
             return
         spec = so.get("spec") or {}
         ref = spec.get("scaleTargetRef") or {}
+        prev = self._so_target.get((ns, name))
+        if prev is not None:
+            self._so_by_target.get((ns, prev), set()).discard(name)
+        self._so_target[(ns, name)] = ref.get("name", "")
+        self._so_by_target.setdefault((ns, ref.get("name", "")), set()).add(name)
         kind = ref.get("kind") or "Deployment"
         wrt = self.t("apps", "v1", "statefulsets" if kind == "StatefulSet" else "deployments")
         mn = int(spec.get("minReplicaCount", 0))
@@ -456,7 +458,7 @@ class Controllers:
         try:
             hpa = self.store.get(hrt, ns, hname)
             if hpa.get("spec") != hspec or hpa["metadata"].get("ownerReferences") != owner:
-                new = copy.deepcopy(hpa)
+                new = clone(hpa)
                 new["spec"] = hspec
                 new["metadata"]["ownerReferences"] = owner
                 hpa = self.store.update(hrt, ns, hname, new, _KEDA)
@@ -512,7 +514,7 @@ class Controllers:
             cond("ScalingLimited", False, "DesiredWithinRange", "the desired count is within "
                  "the acceptable range")]
         if st != old:
-            new = copy.deepcopy(self.store.get(hrt, ns, hname))
+            new = clone(self.store.get(hrt, ns, hname))
             new["status"] = st
             self.store.update(hrt, ns, hname, new, _KEDA, "status")
         sst = dict(so.get("status") or {})
@@ -539,6 +541,6 @@ class Controllers:
                     scond("Fallback", False, "NoFallbackFound", "No fallbacks are active on "
                           "this scaled object")]}
         if want != so.get("status"):
-            new = copy.deepcopy(so)
+            new = clone(so)
             new["status"] = want
             self.store.update(sort, ns, name, new, _KEDA, "status")

@@ -11,10 +11,9 @@ volumeMounts, `containerPort` for unnamed ports) are walked per item (`k:{...}` 
 item itself); `metadata.finalizers` is a set (`v:...`); any other list is one atomic leaf.
 """
 
-import copy
 import json
 
-from .util import ApiError, bad_request
+from .util import ApiError, bad_request, clone
 
 # ------------------------------------------------------------------ list keys
 
@@ -43,8 +42,8 @@ def _fmt_key(key, val):
 
 def merge_patch(target, patch):
     if not isinstance(patch, dict):
-        return copy.deepcopy(patch)
-    out = copy.deepcopy(target) if isinstance(target, dict) else {}
+        return clone(patch)
+    out = clone(target) if isinstance(target, dict) else {}
     for k, v in patch.items():
         if v is None:
             out.pop(k, None)
@@ -57,15 +56,15 @@ def merge_patch(target, patch):
 
 def strategic_merge(target, patch, field=""):
     if not isinstance(patch, dict):
-        return copy.deepcopy(patch)
+        return clone(patch)
     if not isinstance(target, dict):
         target = {}
     if patch.get("$patch") == "replace":
         p = {k: v for k, v in patch.items() if k != "$patch"}
-        return copy.deepcopy(p)
+        return clone(p)
     if patch.get("$patch") == "delete":
         return None
-    out = copy.deepcopy(target)
+    out = clone(target)
     retain = patch.get("$retainKeys")
     for k, v in patch.items():
         if k.startswith("$setElementOrder/") or k in ("$retainKeys", "$patch"):
@@ -86,7 +85,7 @@ def strategic_merge(target, patch, field=""):
             else:
                 out[k] = r
         else:
-            out[k] = copy.deepcopy(v)
+            out[k] = clone(v)
     if isinstance(retain, list):
         out = {k: v for k, v in out.items() if k in retain}
     return out
@@ -97,12 +96,12 @@ def _strategic_list(field, cur, patch):
         cur = list(cur or [])
         return cur + [x for x in patch if x not in cur]
     if any(isinstance(i, dict) and i.get("$patch") == "replace" for i in patch):
-        return [copy.deepcopy(i) for i in patch if not (isinstance(i, dict) and "$patch" in i)]
+        return [clone(i) for i in patch if not (isinstance(i, dict) and "$patch" in i)]
     real = [i for i in patch if not (isinstance(i, dict) and i.get("$patch") == "delete")]
     key = list_key(field, [i for i in patch if isinstance(i, dict)] + list(cur or []))
     if not key or not isinstance(cur, list):
-        return copy.deepcopy(real)
-    out = copy.deepcopy(cur)
+        return clone(real)
+    out = clone(cur)
     for item in patch:
         idx = next((n for n, o in enumerate(out) if o.get(key) == item.get(key)), None)
         if item.get("$patch") == "delete":
@@ -143,7 +142,7 @@ def _walk(doc, parts):
 def json_patch(doc, ops):
     if not isinstance(ops, list):
         raise bad_request("json patch must be a list of operations")
-    doc = copy.deepcopy(doc)
+    doc = clone(doc)
     for op in ops:
         kind = op.get("op")
         parts = _ptr(op.get("path", ""))
@@ -154,7 +153,7 @@ def json_patch(doc, ops):
             if _walk(doc, parts) != op.get("value"):
                 raise ApiError(422, "Invalid", f"jsonpatch: test failed at {op.get('path')}")
         elif kind in ("add", "replace"):
-            val = copy.deepcopy(op.get("value"))
+            val = clone(op.get("value"))
             if not parts:
                 doc = val
             elif isinstance(parent, list):
@@ -178,7 +177,7 @@ def json_patch(doc, ops):
                 raise ApiError(422, "Invalid", f"jsonpatch: remove of missing {op.get('path')}")
         elif kind in ("move", "copy"):
             src = _ptr(op.get("from", ""))
-            val = copy.deepcopy(_walk(doc, src))
+            val = clone(_walk(doc, src))
             if kind == "move":
                 doc = json_patch(doc, [{"op": "remove", "path": op["from"]}])
             doc = json_patch(doc, [{"op": "add", "path": op["path"], "value": val}])
@@ -349,7 +348,7 @@ def path_str(path):
 
 def apply_merge(live, applied, field=""):
     if isinstance(applied, dict):
-        out = copy.deepcopy(live) if isinstance(live, dict) else {}
+        out = clone(live) if isinstance(live, dict) else {}
         for k, v in applied.items():
             out[k] = apply_merge(out.get(k), v, k)
         return out
@@ -358,16 +357,16 @@ def apply_merge(live, applied, field=""):
             return list(live) + [x for x in applied if x not in live]
         key = list_key(field, applied)
         if key and isinstance(live, list) and all(isinstance(i, dict) for i in live):
-            out = copy.deepcopy(live)
+            out = clone(live)
             for item in applied:
                 idx = next((n for n, o in enumerate(out) if o.get(key) == item.get(key)), None)
                 if idx is None:
-                    out.append(copy.deepcopy(item))
+                    out.append(clone(item))
                 else:
                     out[idx] = apply_merge(out[idx], item)
             return out
-        return copy.deepcopy(applied)
-    return copy.deepcopy(applied)
+        return clone(applied)
+    return clone(applied)
 
 
 # ------------------------------------------------------------------ managedFields bookkeeping
@@ -454,7 +453,8 @@ class Managed:
         for k, v in self.sets.items():
             if k != key:
                 others |= v["paths"]
-        for p in sorted(prev - applied_p, key=len):
+        # whole list items ("." paths) before their fields, parents before children
+        for p in sorted(prev - applied_p, key=lambda p: (len(p) - (p[-1] == "."), p)):
             if p not in others and not (p[-1] == "." and any(
                     o[:len(p) - 1] == p[:-1] for o in others)):
                 remove_at(merged, p)

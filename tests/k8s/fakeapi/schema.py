@@ -6,11 +6,11 @@ parent object exists), then validate (OpenAPI keywords, then `x-kubernetes-valid
 rules, transition rules with `oldSelf` only where an old value exists).
 """
 
-import copy
 import json
 import re
 
 from . import cel
+from .util import clone
 
 _ROOT_KEEP = ("apiVersion", "kind", "metadata")
 
@@ -61,7 +61,7 @@ def apply_defaults(value, schema):
     if isinstance(value, dict):
         for k, sub in (schema.get("properties") or {}).items():
             if k not in value and "default" in sub:
-                value[k] = copy.deepcopy(sub["default"])
+                value[k] = clone(sub["default"])
             if k in value:
                 apply_defaults(value[k], sub)
         addl = schema.get("additionalProperties")
@@ -278,7 +278,7 @@ def process(obj, schema, old=None):
 
     Returns (new object, unknown field paths, errors)."""
     unknown = []
-    out = prune(copy.deepcopy(obj), schema, "", unknown)
+    out = prune(clone(obj), schema, "", unknown)
     apply_defaults(out, schema)
     errors = validate(out, schema, "", _MISSING if old is None else old)
     return out, unknown, errors

@@ -461,9 +461,22 @@ class _Handler(BaseHTTPRequestHandler):
             chunk((json.dumps({"type": "BOOKMARK", "object": {
                 "kind": rt.kind, "apiVersion": rt.api_version, "metadata": md}}) + "\n").encode())
 
+        as_table = "as=Table" in (self.headers.get("Accept") or "")
+        include = self.q.get("includeObject", "Metadata")
+        first_table = [True]
+
+        def encode(ev_type, obj):
+            if as_table:  # `kubectl get -w`: each event carries a one-row Table
+                t = T.to_table(rt, [obj], obj["metadata"].get("resourceVersion", ""), include)
+                if not first_table[0]:
+                    t["columnDefinitions"] = []
+                first_table[0] = False
+                obj = t
+            return (json.dumps({"type": ev_type, "object": obj}) + "\n").encode()
+
         try:
             for o in initial:
-                chunk((json.dumps({"type": "ADDED", "object": o}) + "\n").encode())
+                chunk(encode("ADDED", o))
             if initial_end and bookmarks:
                 bookmark(last, {"k8s.io/initial-events-end": "true"})
             last_bm = time.monotonic()
@@ -489,16 +502,23 @@ class _Handler(BaseHTTPRequestHandler):
                             if ev.key != key or (r.ns and ev.ns != r.ns):
                                 continue
                             new_m = match(ev.obj)
+                            etype = None
                             if ev.type == "MODIFIED" and ev.old is not None:
                                 old_m = match(ev.old)
                                 if new_m and not old_m:
-                                    out.append(ev.encoded("ADDED"))
+                                    etype = "ADDED"
                                 elif old_m and not new_m:
-                                    out.append(ev.encoded("DELETED"))
+                                    etype = "DELETED"
                                 elif new_m:
-                                    out.append(ev.encoded())
+                                    etype = ev.type
                             elif new_m:
-                                out.append(ev.encoded())
+                                etype = ev.type
+                            if etype is None:
+                                continue
+                            if as_table:
+                                out.append((etype, ev.obj))
+                            else:
+                                out.append(ev.encoded(etype))
                         last = store.rv
                 if gone:
                     chunk((json.dumps({"type": "ERROR", "object": ApiError(
@@ -506,7 +526,7 @@ class _Handler(BaseHTTPRequestHandler):
                         f"({store.oldest_rv})").status()}) + "\n").encode())
                     break
                 for line in out:
-                    chunk(line)
+                    chunk(encode(*line) if as_table else line)
                 if bookmarks and time.monotonic() - last_bm >= api.bookmark_interval:
                     bookmark(last)
                     last_bm = time.monotonic()

@@ -7,7 +7,6 @@ readers can share them without copying.
 """
 
 import bisect
-import copy
 import json
 import random
 import re
@@ -18,7 +17,7 @@ import uuid
 from . import patch as P
 from . import schema as S
 from .resources import CrdError
-from .util import (ApiError, already_exists, bad_request, conflict, invalid, micro_now_iso,
+from .util import (ApiError, already_exists, bad_request, clone, conflict, invalid,
                    not_found, now_iso, parse_field_selector, parse_label_selector)
 
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
@@ -62,6 +61,7 @@ class Store:
         self.rv = 0
         self.objects = {}        # (group, plural) -> {(ns, name): obj}
         self.by_uid = {}         # uid -> ((group, plural), ns, name)
+        self.by_owner = {}       # owner uid -> {((group, plural), ns, name)}
         self.events = []
         self.event_rvs = []
         self.window = window
@@ -78,6 +78,42 @@ class Store:
 
     def _bucket(self, rt):
         return self.objects.setdefault((rt.group, rt.plural), {})
+
+    def _put(self, rt, key, new, old=None):
+        """Stores `new` under key and keeps the uid and owner indexes."""
+        self._bucket(rt)[key] = new
+        ref = ((rt.group, rt.plural), key[0], key[1])
+        self.by_uid[new["metadata"]["uid"]] = ref
+        old_owners = {r.get("uid") for r in (old or {}).get("metadata", {}).get(
+            "ownerReferences") or []}
+        new_owners = {r.get("uid") for r in new["metadata"].get("ownerReferences") or []}
+        for u in old_owners - new_owners:
+            self.by_owner.get(u, set()).discard(ref)
+        for u in new_owners - old_owners:
+            self.by_owner.setdefault(u, set()).add(ref)
+
+    def _drop(self, rt, key, old):
+        self._bucket(rt).pop(key, None)
+        ref = ((rt.group, rt.plural), key[0], key[1])
+        self.by_uid.pop(old["metadata"]["uid"], None)
+        for r in old["metadata"].get("ownerReferences") or []:
+            deps = self.by_owner.get(r.get("uid"))
+            if deps is not None:
+                deps.discard(ref)
+                if not deps:
+                    del self.by_owner[r.get("uid")]
+
+    def dependents(self, uid, group=None, plural=None):
+        """Objects with an ownerReference to uid (optionally of one resource)."""
+        with self.lock:
+            out = []
+            for (key, ns, name) in sorted(self.by_owner.get(uid, ())):
+                if group is not None and key != (group, plural):
+                    continue
+                o = self.objects.get(key, {}).get((ns, name))
+                if o is not None:
+                    out.append(o)
+            return out
 
     def _next_rv(self):
         self.rv += 1
@@ -279,7 +315,7 @@ class Store:
         if not isinstance(body, dict):
             raise bad_request("the body of the request was not an object")
         with self.lock:
-            obj = copy.deepcopy(body)
+            obj = clone(body)
             obj["apiVersion"] = rt.api_version
             obj["kind"] = rt.kind
             md = obj.setdefault("metadata", {})
@@ -341,8 +377,7 @@ class Store:
             md["resourceVersion"] = str(self._next_rv())
             if rt.plural == "customresourcedefinitions":
                 obj = self._register_crd(obj)
-            self._bucket(rt)[key] = obj
-            self.by_uid[md["uid"]] = ((rt.group, rt.plural), ns, md["name"])
+            self._put(rt, key, obj)
             self._audit("create", rt, ns, md["name"], ctx, False)
             self._emit(rt, ns, "ADDED", obj)
             return obj
@@ -355,7 +390,7 @@ class Store:
                                             "customresourcedefinitions"),
                           crd["metadata"]["name"], [("", str(e))])
         names = crd["spec"]["names"]
-        crd = copy.deepcopy(crd)
+        crd = clone(crd)
         t = now_iso()
         crd["status"] = {
             "acceptedNames": {k: v for k, v in names.items()},
@@ -385,7 +420,7 @@ class Store:
                                           "be specified for an update")])
             if str(rv) != old["metadata"]["resourceVersion"]:
                 raise conflict(rt, name)
-            return self._commit(rt, old, copy.deepcopy(body), ctx, sub, "update")
+            return self._commit(rt, old, clone(body), ctx, sub, "update")
 
     def patch(self, rt, ns, name, ptype, body, ctx, sub=""):
         with self.lock:
@@ -432,7 +467,7 @@ class Store:
         if not ctx.explicit_manager or not ctx.manager:
             raise bad_request("PATCH, application/apply-patch+yaml requests require "
                               "fieldManager")
-        applied = copy.deepcopy(body)
+        applied = clone(body)
         applied.setdefault("metadata", {})["name"] = name
         if rt.namespaced:
             applied["metadata"]["namespace"] = ns
@@ -466,7 +501,7 @@ class Store:
             if sub == "status":
                 st = new.get("status")
                 mf = new["metadata"].get("managedFields")
-                new = copy.deepcopy(old)
+                new = clone(old)
                 if st is None:
                     new.pop("status", None)
                 else:
@@ -475,7 +510,7 @@ class Store:
                     new["metadata"]["managedFields"] = mf
             else:
                 if "status" in old:
-                    new["status"] = copy.deepcopy(old["status"])
+                    new["status"] = clone(old["status"])
                 else:
                     new.pop("status", None)
         md = new["metadata"]
@@ -514,7 +549,7 @@ class Store:
             new["status"] = old.get("status", status)
         md["resourceVersion"] = str(self._next_rv())
         key = (ns, name)
-        self._bucket(rt)[key] = new
+        self._put(rt, key, new, old)
         self._audit(verb, rt, ns, name, ctx, False, sub)
         if md.get("deletionTimestamp") and not md.get("finalizers"):
             self._remove(rt, key, new)
@@ -554,22 +589,21 @@ class Store:
         if obj["metadata"].get("finalizers"):
             if obj["metadata"].get("deletionTimestamp"):
                 return obj
-            new = copy.deepcopy(obj)
+            new = clone(obj)
             new["metadata"]["deletionTimestamp"] = now_iso()
             new["metadata"]["deletionGracePeriodSeconds"] = 0
             if rt.schema is not None:
                 new["metadata"]["generation"] = new["metadata"].get("generation", 1) + 1
             new["metadata"]["resourceVersion"] = str(self._next_rv())
-            self._bucket(rt)[key] = new
+            self._put(rt, key, new, obj)
             self._emit(rt, key[0], "MODIFIED", new, obj)
             return new
         return self._remove(rt, key, obj)
 
     def _remove(self, rt, key, obj):
-        gone = copy.deepcopy(obj)
+        gone = clone(obj)
         gone["metadata"]["resourceVersion"] = str(self._next_rv())
-        self._bucket(rt).pop(key, None)
-        self.by_uid.pop(obj["metadata"]["uid"], None)
+        self._drop(rt, key, obj)
         self._emit(rt, key[0], "DELETED", gone)
         if rt.plural == "customresourcedefinitions":
             self._unregister_crd(obj)
@@ -586,25 +620,26 @@ class Store:
         bucket = self.objects.pop((group, plural), {})
         if types:
             for key, o in sorted(bucket.items()):
-                gone = copy.deepcopy(o)
+                gone = clone(o)
                 gone["metadata"]["resourceVersion"] = str(self._next_rv())
-                self.by_uid.pop(o["metadata"]["uid"], None)
+                self.objects.setdefault((group, plural), {})[key] = o
+                self._drop(types[0], key, o)
                 self._emit(types[0], key[0], "DELETED", gone)
 
     def _orphan(self, uid):
-        for (g, plural), bucket in list(self.objects.items()):
-            for key, o in list(bucket.items()):
-                refs = o["metadata"].get("ownerReferences") or []
-                if any(r.get("uid") == uid for r in refs):
-                    new = copy.deepcopy(o)
-                    new["metadata"]["ownerReferences"] = [r for r in refs if r.get("uid") != uid]
-                    if not new["metadata"]["ownerReferences"]:
-                        del new["metadata"]["ownerReferences"]
-                    new["metadata"]["resourceVersion"] = str(self._next_rv())
-                    bucket[key] = new
-                    rt = self._type_of(g, plural)
-                    if rt:
-                        self._emit(rt, key[0], "MODIFIED", new, o)
+        for (key, ns, name) in sorted(self.by_owner.get(uid, ())):
+            o = self.objects.get(key, {}).get((ns, name))
+            rt = self._type_of(*key)
+            if o is None or rt is None:
+                continue
+            refs = o["metadata"].get("ownerReferences") or []
+            new = clone(o)
+            new["metadata"]["ownerReferences"] = [r for r in refs if r.get("uid") != uid]
+            if not new["metadata"]["ownerReferences"]:
+                del new["metadata"]["ownerReferences"]
+            new["metadata"]["resourceVersion"] = str(self._next_rv())
+            self._put(rt, (ns, name), new, o)
+            self._emit(rt, ns, "MODIFIED", new, o)
 
     def _type_of(self, group, plural):
         for t in self.registry.all():
@@ -612,25 +647,22 @@ class Store:
                 return t
         return None
 
-    def _gc_dependents(self, uid, force=False):
+    def _gc_dependents(self, uid):
         """Garbage collector: an object all of whose owners are gone is deleted."""
-        for (g, plural), bucket in list(self.objects.items()):
-            for key, o in list(bucket.items()):
-                refs = o["metadata"].get("ownerReferences") or []
-                if not any(r.get("uid") == uid for r in refs):
-                    continue
-                alive = [r for r in refs if r.get("uid") != uid and r.get("uid") in self.by_uid]
-                if alive and not force:
-                    continue
-                rt = self._type_of(g, plural)
-                cur = bucket.get(key)
-                if rt and cur is not None:
-                    self._delete_obj(rt, key, cur)
+        for (key, ns, name) in sorted(self.by_owner.get(uid, ())):
+            o = self.objects.get(key, {}).get((ns, name))
+            rt = self._type_of(*key)
+            if o is None or rt is None:
+                continue
+            refs = o["metadata"].get("ownerReferences") or []
+            if any(r.get("uid") != uid and r.get("uid") in self.by_uid for r in refs):
+                continue
+            self._delete_obj(rt, (ns, name), o)
 
     def _delete_namespace(self, rt, key, obj):
         ns = key[1]
         if not obj["metadata"].get("deletionTimestamp"):
-            new = copy.deepcopy(obj)
+            new = clone(obj)
             new["metadata"]["deletionTimestamp"] = now_iso()
             new["status"] = {"phase": "Terminating"}
             new["metadata"]["resourceVersion"] = str(self._next_rv())

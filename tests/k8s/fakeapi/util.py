@@ -203,3 +203,15 @@ def parse_field_selector(s):
         return True
 
     return match
+
+
+def clone(obj):
+    """Deep copy of a JSON-like value (much faster than copy.deepcopy)."""
+    try:
+        return _marshal.loads(_marshal.dumps(obj))
+    except ValueError:
+        import copy
+        return copy.deepcopy(obj)
+
+
+import marshal as _marshal  # noqa: E402
