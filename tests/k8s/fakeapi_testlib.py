@@ -17,7 +17,10 @@ from fakeapi import FakeApiServer
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TESTDATA = os.path.join(HERE, "fakeapi", "testdata")
-CRD_PATH = os.environ.get("FAKEAPI_TEST_CRD") or os.path.join(TESTDATA, "asyncactors-crd.yaml")
+# The fake's own minimal CRD: tests of the fake's schema/CEL/Table mechanics assert its rules.
+FIXTURE_CRD = os.path.join(TESTDATA, "asyncactors-crd.yaml")
+# The AsyncActor CRD everything else runs with (kubectl, controllers, operator tests).
+CRD_PATH = os.environ.get("FAKEAPI_TEST_CRD") or FIXTURE_CRD
 ACTORS = "/apis/asya.sh/v1alpha1/namespaces/{ns}/asyncactors"
 TABLE = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"
 
@@ -141,9 +144,10 @@ class FakeApiTestCase(unittest.TestCase):
     controllers = True
     bookmark_interval = 5.0
     window = 10000
+    crd = CRD_PATH
 
     def setUp(self):
-        self.api = FakeApiServer(crd_files=[CRD_PATH], controllers=self.controllers,
+        self.api = FakeApiServer(crd_files=[self.crd], controllers=self.controllers,
                                  bookmark_interval=self.bookmark_interval,
                                  window=self.window).start()
         self.addCleanup(self.api.stop)

@@ -109,7 +109,9 @@ class KubectlTest(FakeApiTestCase):
             f.write(text)
         p = self.kubectl("apply", "-f", path, ok=False)
         self.assertNotEqual(p.returncode, 0)
-        self.assertIn("scaling.minReplicas must be <= scaling.maxReplicas", p.stderr)
+        self.assertIn('The AsyncActor "echo" is invalid: spec', p.stderr)
+        self.assertIn("minReplicas", p.stderr)
+        self.assertEqual(self.c.get(self.actors() + "/echo").code, 404)
 
     def test_get_hpa_and_deployment_apply(self):
         import json as _json

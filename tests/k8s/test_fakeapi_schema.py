@@ -4,7 +4,7 @@ validation and CEL rules (x-kubernetes-validations), plus the CEL-subset evaluat
 import unittest
 
 from fakeapi import cel, schema
-from fakeapi_testlib import FakeApiTestCase, actor
+from fakeapi_testlib import FIXTURE_CRD, FakeApiTestCase, actor
 
 
 class CelTest(unittest.TestCase):
@@ -66,7 +66,9 @@ class SchemaUnitTest(unittest.TestCase):
 
 
 class CustomResourceSchemaTest(FakeApiTestCase):
+    """Runs with the fake's own CRD fixture, whose rules these tests know."""
     controllers = False
+    crd = FIXTURE_CRD
 
     def post(self, body, strict=False):
         params = {"fieldValidation": "Strict"} if strict else None

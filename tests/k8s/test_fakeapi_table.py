@@ -3,7 +3,7 @@
 import unittest
 
 from fakeapi import table
-from fakeapi_testlib import TABLE, FakeApiTestCase, actor, deployment
+from fakeapi_testlib import FIXTURE_CRD, TABLE, FakeApiTestCase, actor, deployment
 
 
 class JsonPathTest(unittest.TestCase):
@@ -17,6 +17,8 @@ class JsonPathTest(unittest.TestCase):
 
 
 class TableTest(FakeApiTestCase):
+    crd = FIXTURE_CRD  # its printer columns are asserted below
+
     def test_custom_resource_table_uses_printer_columns(self):
         self.ok(self.c.post(self.actors(), actor("echo", scaling={"minReplicas": 0,
                                                                   "maxReplicas": 5})), 201)

@@ -46,8 +46,8 @@ def invalid(rt, name, causes):
     joined = parts[0] if len(parts) == 1 else "[" + ", ".join(parts) + "]"
     return ApiError(422, "Invalid", f'{rt.kind_qualified} "{name}" is invalid: {joined}',
                     {"name": name, "group": rt.group, "kind": rt.kind},
-                    [{"reason": "FieldValueInvalid", "message": f"{f}: {m}" if f else m,
-                      "field": f} for f, m in causes])
+                    [{"reason": "FieldValueInvalid", "message": m, "field": f}
+                     for f, m in causes])
 
 
 def bad_request(message):
