@@ -19,8 +19,12 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 TESTDATA = os.path.join(HERE, "fakeapi", "testdata")
 # The fake's own minimal CRD: tests of the fake's schema/CEL/Table mechanics assert its rules.
 FIXTURE_CRD = os.path.join(TESTDATA, "asyncactors-crd.yaml")
-# The AsyncActor CRD everything else runs with (kubectl, controllers, operator tests).
-CRD_PATH = os.environ.get("FAKEAPI_TEST_CRD") or FIXTURE_CRD
+# The AsyncActor CRD everything else runs with (kubectl, controllers, operator tests):
+# $FAKEAPI_TEST_CRD, else the product CRD once it is in the tree, else the fixture.
+SOURCE_DIR = os.path.dirname(os.path.dirname(HERE))
+PRODUCT_CRD = os.path.join(SOURCE_DIR, "deploy", "crds", "asya.sh_asyncactors.yaml")
+CRD_PATH = os.environ.get("FAKEAPI_TEST_CRD") or (
+    PRODUCT_CRD if os.path.exists(PRODUCT_CRD) else FIXTURE_CRD)
 ACTORS = "/apis/asya.sh/v1alpha1/namespaces/{ns}/asyncactors"
 TABLE = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"
 

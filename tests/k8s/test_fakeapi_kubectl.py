@@ -1,12 +1,14 @@
 """The real kubectl against the fake API server: apply (client- and server-side), get with
 printer columns, describe with events, get hpa, delete, strict field validation."""
 
+import glob
 import os
 import shutil
 import subprocess
 import unittest
 
-from fakeapi_testlib import TESTDATA, FakeApiTestCase, deployment
+from fakeapi_testlib import (CRD_PATH, FIXTURE_CRD, SOURCE_DIR, TESTDATA, FakeApiTestCase,
+                             deployment)
 
 KUBECTL = shutil.which("kubectl")
 
@@ -75,6 +77,19 @@ class KubectlTest(FakeApiTestCase):
         self.ok(self.c.patch(self.actors() + "/echo/status", {"status": {
             "status": "Running", "replicas": 3}}))
         self.assertEqual(p.stdout.readline().split()[:3], ["echo", "Running", "3"])
+
+    @unittest.skipIf(CRD_PATH == FIXTURE_CRD, "the examples need the product CRD "
+                     "(deploy/crds/asya.sh_asyncactors.yaml or FAKEAPI_TEST_CRD)")
+    def test_examples_apply(self):
+        manifests = sorted(glob.glob(os.path.join(SOURCE_DIR, "examples", "*", "manifests",
+                                                  "*.yaml")))
+        self.assertTrue(manifests)
+        args = []
+        for m in manifests:
+            args += ["-f", m]
+        self.kubectl("apply", *args)
+        names = self.kubectl("get", "asyas", "-o", "name").stdout.split()
+        self.assertEqual(len(names), len(manifests))
 
     def test_server_side_apply_and_conflict(self):
         manifest = os.path.join(TESTDATA, "actor.yaml")

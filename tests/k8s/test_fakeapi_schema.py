@@ -57,6 +57,18 @@ class SchemaUnitTest(unittest.TestCase):
         self.assertEqual(schema.apply_defaults({}, self.S), {})
         self.assertEqual(schema.apply_defaults({"a": {}}, self.S), {"a": {"x": 5}})
 
+    def test_formats_sets_and_any_of(self):
+        s = {"type": "object", "properties": {
+            "a": {"type": "integer", "format": "int32"},
+            "t": {"type": "string", "format": "date-time"},
+            "s": {"type": "array", "items": {"type": "string"}, "x-kubernetes-list-type": "set"},
+            "q": {"anyOf": [{"type": "integer"}, {"type": "string"}],
+                  "x-kubernetes-int-or-string": True}}}
+        errs = schema.validate({"a": 2 ** 40, "t": "nope", "s": ["x", "x"], "q": True}, s)
+        self.assertEqual(sorted(e[0] for e in errs), ["a", "q", "s[1]", "t"])
+        self.assertEqual(schema.validate({"a": 1, "t": "2026-01-01T00:00:00Z", "s": ["x"],
+                                          "q": "1Gi"}, s), [])
+
     def test_prune_keeps_preserved_and_map_values(self):
         unknown = []
         out = schema.prune({"a": {"y": 1}, "b": {"any": 1}, "m": {"k": "v"}, "z": 1}, self.S,

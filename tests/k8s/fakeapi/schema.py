@@ -13,6 +13,7 @@ from . import cel
 from .util import clone
 
 _ROOT_KEEP = ("apiVersion", "kind", "metadata")
+_DATE_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
 
 
 def _join(path, key):
@@ -154,6 +155,29 @@ def validate(value, schema, path="", old=_MISSING, errors=None, root=True):
                        f"type {t}: \"{_type_name(value)}\"", "FieldValueTypeInvalid"))
         return errors
     label = path
+    fmt = schema.get("format")
+    if fmt in ("int32", "int64") and isinstance(value, int) and not isinstance(value, bool):
+        bits = 31 if fmt == "int32" else 63
+        if not -(2 ** bits) <= value < 2 ** bits:
+            errors.append((path, f"Invalid value: {value}: {label} in body must be of type "
+                           f"{fmt}: \"{value}\"", "FieldValueInvalid"))
+    if fmt == "date-time" and isinstance(value, str) and not _DATE_TIME.match(value):
+        errors.append((path, f"Invalid value: {_show(value)}: {label} in body must be of type "
+                       f"date-time: {_show(value)}", "FieldValueInvalid"))
+    for key in ("anyOf", "oneOf"):
+        subs = schema.get(key)
+        if subs:
+            ok = sum(1 for sub in subs if not validate(value, sub, path, _MISSING, [], False))
+            if (key == "anyOf" and ok == 0) or (key == "oneOf" and ok != 1):
+                errors.append((path, f"Invalid value: {_show(value)}: {label} in body must "
+                               f"match {'at least one' if key == 'anyOf' else 'exactly one'} "
+                               f"schema in {key}", "FieldValueInvalid"))
+    for sub in schema.get("allOf") or []:
+        validate(value, sub, path, old, errors, False)
+    if isinstance(schema.get("not"), dict) and not validate(value, schema["not"], path,
+                                                            _MISSING, [], False):
+        errors.append((path, f"Invalid value: {_show(value)}: {label} in body must not "
+                       "validate the schema (not)", "FieldValueInvalid"))
     if "enum" in schema and value not in schema["enum"]:
         allowed = ", ".join(_show(x) for x in schema["enum"])
         errors.append((path, f"Unsupported value: {_show(value)}: supported values: {allowed}",
@@ -190,6 +214,13 @@ def validate(value, schema, path="", old=_MISSING, errors=None, root=True):
                            f"{schema['maxItems']} items", "FieldValueTooMany"))
         items = schema.get("items")
         keys = _list_key_fields(schema)
+        if schema.get("x-kubernetes-list-type") == "set" or schema.get("uniqueItems"):
+            seen = []
+            for i, it in enumerate(value):
+                if it in seen:
+                    errors.append((f"{path}[{i}]", f"Duplicate value: {_show(it)}",
+                                   "FieldValueDuplicate"))
+                seen.append(it)
         if keys:
             seen = set()
             for i, it in enumerate(value):
@@ -205,6 +236,9 @@ def validate(value, schema, path="", old=_MISSING, errors=None, root=True):
         for req in schema.get("required") or []:
             if req not in value:
                 errors.append((_join(path, req), "Required value", "FieldValueRequired"))
+        if "maxProperties" in schema and len(value) > schema["maxProperties"]:
+            errors.append((path, f"Too many: {len(value)}: must have at most "
+                           f"{schema['maxProperties']} items", "FieldValueTooMany"))
         if "minProperties" in schema and len(value) < schema["minProperties"]:
             errors.append((path, f"Invalid value: {len(value)}: {label} in body should have at "
                            f"least {schema['minProperties']} properties", "FieldValueInvalid"))
