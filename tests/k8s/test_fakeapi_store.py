@@ -191,6 +191,50 @@ class ConcurrencyAndGenerationTest(FakeApiTestCase):
                          [False, True, True])
 
 
+class LeaseAndFaultTest(FakeApiTestCase):
+    controllers = False
+    LEASES = "/apis/coordination.k8s.io/v1/namespaces/default/leases"
+
+    def test_leader_election_lease_is_guarded_by_resource_version(self):
+        lease = {"metadata": {"name": "asya-operator.asya.sh"},
+                 "spec": {"holderIdentity": "a", "leaseDurationSeconds": 15,
+                          "renewTime": "2026-01-01T00:00:00.000000Z"}}
+        got = self.ok(self.c.post(self.LEASES, lease), 201)
+        self.assertEqual(self.c.post(self.LEASES, lease).code, 409)  # AlreadyExists
+        mine = dict(got, spec=dict(got["spec"], holderIdentity="b"))
+        theirs = dict(got, spec=dict(got["spec"], holderIdentity="c"))
+        self.ok(self.c.put(self.LEASES + "/asya-operator.asya.sh", mine))
+        self.assertEqual(self.c.put(self.LEASES + "/asya-operator.asya.sh", theirs).code, 409)
+        self.assertEqual(self.ok(self.c.get(self.LEASES + "/asya-operator.asya.sh"))["spec"][
+            "holderIdentity"], "b")
+
+    def test_injected_faults_answer_matching_requests_count_times(self):
+        self.ok(self.c.post("/fake/faults", {"rules": [
+            {"method": "POST", "path": "/configmaps$", "code": 500, "count": 2}]}))
+        body = {"metadata": {"name": "a"}}
+        self.assertEqual(self.c.post(CM, body).code, 500)
+        self.assertEqual(self.c.get(CM).code, 200)
+        r = self.c.post(CM, body)
+        self.assertEqual((r.code, r.body["reason"]), (500, "InternalError"))
+        self.ok(self.c.post(CM, body), 201)
+        self.assertEqual(self.ok(self.c.get("/fake/faults"))["rules"][0]["count"], 0)
+
+    def test_crd_update_changes_the_schema_served(self):
+        crds = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
+        crd = self.ok(self.c.get(crds + "/asyncactors.asya.sh"))
+        spec_props = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"][
+            "spec"]["properties"]
+        body = actor("a")
+        body["spec"]["newField"] = "x"
+        r = self.c.post(self.actors(), body, params={"fieldValidation": "Strict"})
+        self.assertEqual(r.code, 400)
+        spec_props["newField"] = {"type": "string"}
+        self.ok(self.c.put(crds + "/asyncactors.asya.sh", crd))
+        got = self.ok(self.c.post(self.actors(), body, params={"fieldValidation": "Strict"}),
+                      201)
+        self.assertEqual(got["spec"]["newField"], "x")
+
+
 class PatchTest(FakeApiTestCase):
     controllers = False
 

@@ -7,6 +7,7 @@ repository use it in-process, other tests run `python3 -m fakeapi` (see __main__
 import base64
 import bisect
 import json
+import re
 import sys
 import threading
 import time
@@ -69,6 +70,27 @@ class FakeApiServer:
         self.url = f"http://{host}:{self.port}"
         self._thread = None
         self._stopping = False
+        self.faults = []
+        self._fault_lock = threading.Lock()
+
+    def inject_fault(self, method, path):
+        """Test hook: answer a matching request with an error instead of serving it."""
+        with self._fault_lock:
+            for rule in self.faults:
+                if rule.get("method", method).upper() != method:
+                    continue
+                if not re.search(rule.get("path", ""), path):
+                    continue
+                if rule.get("count", 1) == 0:
+                    continue
+                if rule.get("count", 1) > 0:
+                    rule["count"] = rule.get("count", 1) - 1
+                code = int(rule.get("code", 500))
+                reason = rule.get("reason") or {409: "Conflict", 410: "Expired",
+                                                429: "TooManyRequests", 500: "InternalError",
+                                                503: "ServiceUnavailable"}.get(code, "Unknown")
+                raise ApiError(code, reason, rule.get("message") or f"fakeapi: injected "
+                               f"{code} for {method} {path}")
 
     def crd_type(self):
         return self.registry.get("apiextensions.k8s.io", "v1", "customresourcedefinitions")
@@ -179,6 +201,8 @@ class _Handler(BaseHTTPRequestHandler):
         parts = [urllib.parse.unquote(p) for p in url.path.split("/") if p]
         try:
             raw = self._body() if method in ("POST", "PUT", "PATCH", "DELETE") else b""
+            if parts[:1] != ["fake"]:
+                self.api.inject_fault(method, url.path)
             self._route(method, parts, raw)
         except ApiError as e:
             self._send(e.code, e.status())
@@ -589,6 +613,12 @@ class _Handler(BaseHTTPRequestHandler):
                     store.write_count = 0
             with store.lock:
                 return self._send(200, {"count": store.write_count, "writes": list(store.writes)})
+        if what == "faults":
+            if method == "POST":
+                with api._fault_lock:
+                    api.faults = [dict(r) for r in body.get("rules", [])]
+            with api._fault_lock:
+                return self._send(200, {"rules": api.faults})
         if what == "sync" and method == "POST":
             api.controllers.sync_now()
             return self._send(200, {"ok": True})
