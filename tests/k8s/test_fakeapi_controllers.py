@@ -151,6 +151,16 @@ class WorkloadControllerTest(FakeApiTestCase):
         self.ok(self.c.delete(DEP + "/web"))
         self.assertEqual(self.pods(), [])
 
+    def test_steady_state_makes_no_writes(self):
+        self.fates({"match": {"workload": "bad"}, "fate": "crashloop"})
+        self.ok(self.c.post(DEP, deployment("web", replicas=2)), 201)
+        self.ok(self.c.post(DEP, deployment("bad", replicas=1)), 201)
+        self.ok(self.c.post(SO, scaled_object("web", "web", mn=1, mx=3)), 201)
+        self.sync()
+        self.ok(self.c.delete("/fake/writes"))
+        self.sync()  # a full resync of every controller
+        self.assertEqual(self.ok(self.c.get("/fake/writes"))["count"], 0)
+
     def test_controllers_can_be_switched_off(self):
         self.ok(self.c.post("/fake/controllers", {"workloads": False}))
         self.ok(self.c.post(DEP, deployment("web")), 201)

@@ -32,6 +32,16 @@ class ServerSideApplyTest(FakeApiTestCase):
         self.assertEqual(again["metadata"]["resourceVersion"],
                          r.body["metadata"]["resourceVersion"])
 
+    def test_apply_body_in_yaml(self):
+        body = ("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: y\n"
+                "  annotations: {when: 2026-01-01T00:00:00Z}\ndata:\n  k: v\n")
+        r = self.c.request("PATCH", "/api/v1/namespaces/default/configmaps/y", body,
+                           ctype="application/apply-patch+yaml",
+                           params={"fieldManager": "yaml-user"})
+        self.assertEqual(r.code, 201, r)
+        self.assertEqual(r.body["metadata"]["annotations"], {"when": "2026-01-01T00:00:00Z"})
+        self.assertEqual(r.body["data"], {"k": "v"})
+
     def test_apply_requires_a_field_manager(self):
         r = self.c.patch(DEP + "/web", deployment("web"), "apply",
                          params={"fieldManager": ""})

@@ -24,6 +24,13 @@ from .util import ApiError, bad_request, not_found, parse_field_selector, parse_
 
 try:
     import yaml as _yaml
+
+    class _Loader(_yaml.SafeLoader):
+        """SafeLoader that keeps timestamps as strings, as Kubernetes' YAML decoder does."""
+
+    _Loader.yaml_implicit_resolvers = {
+        k: [(tag, rx) for tag, rx in v if tag != "tag:yaml.org,2002:timestamp"]
+        for k, v in _yaml.SafeLoader.yaml_implicit_resolvers.items()}
 except ImportError:  # PyYAML is optional; JSON is YAML too
     _yaml = None
 
@@ -36,7 +43,7 @@ _PATCH_TYPES = {"application/merge-patch+json": "merge",
 
 def load_yaml_docs(text):
     if _yaml is not None:
-        return [d for d in _yaml.safe_load_all(text) if d]
+        return [d for d in _yaml.load_all(text, Loader=_Loader) if d]
     return [json.loads(text)]
 
 
@@ -171,7 +178,7 @@ class _Handler(BaseHTTPRequestHandler):
         except ValueError:
             if _yaml is not None and ("yaml" in ctype):
                 try:
-                    return _yaml.safe_load(text)
+                    return _yaml.load(text, Loader=_Loader)
                 except _yaml.YAMLError as e:
                     raise bad_request(f"error decoding YAML: {e}")
             raise bad_request("couldn't get version/kind; json parse error: invalid JSON")
