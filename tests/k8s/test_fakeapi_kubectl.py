@@ -91,6 +91,19 @@ class KubectlTest(FakeApiTestCase):
         names = self.kubectl("get", "asyas", "-o", "name").stdout.split()
         self.assertEqual(len(names), len(manifests))
 
+    def test_imperative_create_of_core_objects(self):
+        # these kubectl commands send protobuf bodies
+        self.kubectl("create", "namespace", "asya-system")
+        self.kubectl("create", "secret", "generic", "rmq", "-n", "asya-system",
+                     "--from-literal=username=guest", "--from-literal=password=pw")
+        self.kubectl("create", "configmap", "cfg", "-n", "asya-system", "--from-literal=a=b")
+        self.kubectl("create", "serviceaccount", "bot", "-n", "asya-system")
+        sec = self.ok(self.c.get("/api/v1/namespaces/asya-system/secrets/rmq"))
+        self.assertEqual((sec["type"], sec["data"]["password"]), ("Opaque", "cHc="))
+        cm = self.ok(self.c.get("/api/v1/namespaces/asya-system/configmaps/cfg"))
+        self.assertEqual(cm["data"], {"a": "b"})
+        self.ok(self.c.get("/api/v1/namespaces/asya-system/serviceaccounts/bot"))
+
     def test_server_side_apply_and_conflict(self):
         manifest = os.path.join(TESTDATA, "actor.yaml")
         self.assertIn("serverside-applied",

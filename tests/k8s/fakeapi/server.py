@@ -170,8 +170,11 @@ class _Handler(BaseHTTPRequestHandler):
         if not raw:
             return None
         if "protobuf" in ctype:
-            raise ApiError(415, "UnsupportedMediaType", "fakeapi speaks JSON and YAML only; "
-                           "protobuf request bodies are not supported")
+            from . import proto
+            try:
+                return proto.decode(raw)
+            except (proto.ProtoError, UnicodeDecodeError, IndexError) as e:
+                raise ApiError(415, "UnsupportedMediaType", f"fakeapi: {e}")
         text = raw.decode("utf-8", "replace")
         try:
             return json.loads(text)

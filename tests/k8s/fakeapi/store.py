@@ -265,6 +265,16 @@ class Store:
             if not isinstance((spec or {}).get("triggers"), list):
                 causes.append(("spec.triggers", "Required value"))
         elif rt.plural == "configmaps" or rt.plural == "secrets":
+            if rt.plural == "secrets":
+                if not obj.get("type"):
+                    obj["type"] = "Opaque"
+                if obj.get("stringData"):  # write-only convenience field, folded into data
+                    import base64
+                    data = obj.setdefault("data", {}) or {}
+                    for k, v in obj.pop("stringData").items():
+                        data[k] = base64.b64encode(str(v).encode()).decode()
+                    obj["data"] = data
+                obj.pop("stringData", None)
             for k in list((obj.get("data") or {}).keys()):
                 if not re.match(r"^[-._a-zA-Z0-9]+$", k):
                     causes.append((f"data[{k}]", f'Invalid value: "{k}": a valid config key must '
