@@ -372,7 +372,7 @@ def apply_merge(live, applied, field=""):
 # ------------------------------------------------------------------ managedFields bookkeeping
 
 class Managed:
-    """managedFields as {(manager, operation, subresource): {"paths": set, "apiVersion", "time"}}."""
+    """managedFields as {(manager, operation, subresource): {paths, apiVersion, time}}."""
 
     def __init__(self, entries=None):
         self.sets = {}

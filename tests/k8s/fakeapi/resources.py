@@ -118,7 +118,8 @@ def types_from_crd(crd):
         raise CrdError("spec.group, spec.names.plural and spec.names.kind are required")
     name = (crd.get("metadata") or {}).get("name")
     if name != f"{plural}.{group}":
-        raise CrdError(f'metadata.name: Invalid value: "{name}": must be spec.names.plural+"."+spec.group')
+        raise CrdError(f'metadata.name: Invalid value: "{name}": must be '
+                       'spec.names.plural+"."+spec.group')
     scope = spec.get("scope", "Namespaced")
     if scope not in ("Namespaced", "Cluster"):
         raise CrdError(f'spec.scope: Unsupported value: "{scope}"')

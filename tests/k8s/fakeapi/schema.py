@@ -146,7 +146,8 @@ def validate(value, schema, path="", old=_MISSING, errors=None, root=True):
     if value is None:
         if not schema.get("nullable"):
             errors.append((path, "Invalid value: \"null\": " +
-                           f"{path or '<root>'} in body must be of type {schema.get('type')}: \"null\"",
+                           f"{path or '<root>'} in body must be of type "
+                           f"{schema.get('type')}: \"null\"",
                            "FieldValueTypeInvalid"))
         return errors
     t = schema.get("type")
@@ -186,7 +187,8 @@ def validate(value, schema, path="", old=_MISSING, errors=None, root=True):
         if "minimum" in schema:
             m = schema["minimum"]
             if value < m or (schema.get("exclusiveMinimum") and value == m):
-                op = "greater than" if schema.get("exclusiveMinimum") else "greater than or equal to"
+                op = ("greater than" if schema.get("exclusiveMinimum")
+                      else "greater than or equal to")
                 errors.append((path, f"Invalid value: {_show(value)}: {label} in body should be "
                                f"{op} {m}", "FieldValueInvalid"))
         if "maximum" in schema:

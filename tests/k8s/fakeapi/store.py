@@ -6,7 +6,6 @@ Stored objects are never mutated in place: every write stores a fresh dict, so e
 readers can share them without copying.
 """
 
-import bisect
 import json
 import random
 import re
@@ -249,7 +248,8 @@ class Store:
                 if not c.get("image"):
                     causes.append((f"spec.containers[{i}].image", "Required value"))
             if old is not None and old.get("spec", {}).get("containers") is not None:
-                o = [{k: v for k, v in c.items() if k != "image"} for c in old["spec"]["containers"]]
+                o = [{k: v for k, v in c.items() if k != "image"}
+                     for c in old["spec"]["containers"]]
                 n = [{k: v for k, v in c.items() if k != "image"} for c in cs]
                 if o != n:
                     causes.append(("spec", "Forbidden: pod updates may not change fields other "

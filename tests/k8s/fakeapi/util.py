@@ -35,8 +35,9 @@ def already_exists(rt, name):
 
 
 def conflict(rt, name, message=None):
-    msg = message or (f'Operation cannot be fulfilled on {rt.qualified} "{name}": the object has '
-                      "been modified; please apply your changes to the latest version and try again")
+    msg = message or (f'Operation cannot be fulfilled on {rt.qualified} "{name}": the object '
+                      "has been modified; please apply your changes to the latest version and "
+                      "try again")
     return ApiError(409, "Conflict", msg, {"name": name, "group": rt.group, "kind": rt.plural})
 
 
@@ -197,7 +198,10 @@ def parse_field_selector(s):
     def match(obj):
         for path, op, val in reqs:
             have = lookup_path(obj, path)
-            have = "" if have is None else (str(have).lower() if isinstance(have, bool) else str(have))
+            if have is None:
+                have = ""
+            else:
+                have = str(have).lower() if isinstance(have, bool) else str(have)
             if (op == "!=") == (have == val):
                 return False
         return True
