@@ -105,6 +105,40 @@ class WatchTest(FakeApiTestCase):
         self.assertEqual(rest[-1]["type"], "ERROR")
         self.assertEqual(rest[-1]["object"]["code"], 410)
 
+    def test_concurrent_writers_and_watchers_see_every_event_in_order(self):
+        names = [f"c{i}" for i in range(4)]
+        for n in names:
+            self.ok(self.c.post(CM, {"metadata": {"name": n}, "data": {"i": "0"}}), 201)
+        rv = self.ok(self.c.get(CM))["metadata"]["resourceVersion"]
+        results = {}
+
+        def watcher(k):
+            results[k] = self.collect({"resourceVersion": rv, "timeoutSeconds": 60},
+                                      lambda o: len(o) == 4 * 25)
+
+        def writer(n):
+            for i in range(1, 26):
+                while True:  # optimistic concurrency: read, modify, write, retry on 409
+                    cur = self.ok(self.c.get(CM + "/" + n))
+                    cur["data"]["i"] = str(i)
+                    if self.c.put(CM + "/" + n, cur).code != 409:
+                        break
+
+        ws = [threading.Thread(target=watcher, args=(k,)) for k in range(2)]
+        ts = [threading.Thread(target=writer, args=(n,)) for n in names] + [
+            threading.Thread(target=writer, args=(names[0],))]
+        for t in ws + ts:
+            t.start()
+        for t in ws + ts:
+            t.join(120)
+        for k in range(2):
+            evs = results[k]
+            rvs = [int(e["object"]["metadata"]["resourceVersion"]) for e in evs]
+            self.assertEqual(rvs, sorted(set(rvs)))
+            self.assertEqual({e["type"] for e in evs}, {"MODIFIED"})
+        final = {o["metadata"]["name"]: o["data"]["i"] for o in self.ok(self.c.get(CM))["items"]}
+        self.assertEqual(final, {n: "25" for n in names})
+
     def test_label_selector_turns_relabels_into_added_and_deleted(self):
         rv = self.ok(self.c.get(CM))["metadata"]["resourceVersion"]
         self.ok(self.c.post(CM, {"metadata": {"name": "a", "labels": {"app": "x"}}}), 201)
