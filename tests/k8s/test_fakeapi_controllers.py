@@ -110,6 +110,20 @@ class WorkloadControllerTest(FakeApiTestCase):
         self.assertNotIn("nodeName", p["spec"])
         self.assertNotIn("containerStatuses", p["status"])
 
+    def test_failed_pod_and_volume_mount_failure(self):
+        self.fates({"match": {"workload": "web"}, "fate": "failed"},
+                   {"match": {"workload": "vol"}, "fate": "mountfail"})
+        self.ok(self.c.post(DEP, deployment("web")), 201)
+        self.ok(self.c.post(DEP, deployment("vol")), 201)
+        self.sync()
+        p = self.pods()[0]
+        self.assertEqual(p["status"]["phase"], "Failed")
+        self.assertEqual(container(p, "asya-runtime")["state"]["terminated"]["exitCode"], 1)
+        v = self.pods("app=vol")[0]
+        self.assertEqual(v["status"]["phase"], "Pending")
+        self.assertIn("MountVolume.SetUp failed", cond(v, "ContainersReady")["message"])
+        self.assertEqual(cond(v, "PodReadyToStartContainers")["status"], "False")
+
     def test_rollout_replaces_pods_and_a_failing_rollout_keeps_old_pods(self):
         self.ok(self.c.post(DEP, deployment("web", replicas=2)), 201)
         self.sync()

@@ -206,6 +206,30 @@ class Controllers:
                 "message": pod_rule.get("message", "0/1 nodes are available: 1 Insufficient "
                                         "cpu. preemption: 0/1 nodes are available: 1 No "
                                         "preemption victims found for incoming pod.")}]}
+        if pod_rule.get("fate") in ("failed", "mountfail"):
+            failed = pod_rule["fate"] == "failed"
+            msg = pod_rule.get("message") or (
+                "containers with unready status: [" + " ".join(c["name"] for c in containers)
+                + "]" if failed else 'MountVolume.SetUp failed for volume "asya-runtime" : '
+                'configmap "asya-runtime" not found')
+            state = ({"terminated": {"exitCode": int(pod_rule.get("exitCode", 1)),
+                                     "reason": "Error", "startedAt": t0, "finishedAt": t0}}
+                     if failed else {"waiting": {"reason": "ContainerCreating"}})
+            conds = []
+            for ctype, ok in (("PodReadyToStartContainers", failed), ("Initialized", True),
+                              ("Ready", False), ("ContainersReady", False),
+                              ("PodScheduled", True)):
+                c = {"type": ctype, "status": "True" if ok else "False", "lastProbeTime": None,
+                     "lastTransitionTime": t0}
+                if ctype in ("Ready", "ContainersReady"):
+                    c["reason"], c["message"] = "ContainersNotReady", msg
+                conds.append(c)
+            return {"phase": "Failed" if failed else "Pending", "hostIP": "10.0.0.1",
+                    "startTime": t0, "qosClass": "BestEffort", "conditions": conds,
+                    "containerStatuses": [
+                        {"name": c["name"], "image": c.get("image", ""), "imageID": "",
+                         "restartCount": 0, "ready": False, "started": False, "state": state}
+                        for c in containers]}
         statuses = []
         for c in containers:
             rule = self._fate(pod, c)
