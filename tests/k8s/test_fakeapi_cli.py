@@ -2,12 +2,16 @@
 --ready-file, --kubeconfig, admin hooks over HTTP, clean exit on SIGTERM."""
 
 import os
+import shutil
 import signal
+import ssl
 import subprocess
 import sys
 import tempfile
 import time
 import unittest
+import urllib.error
+import urllib.request
 
 from fakeapi_testlib import CRD_PATH, HERE, Client, actor
 
@@ -21,7 +25,10 @@ class CliTest(unittest.TestCase):
                               "--ready-file", ready, "--kubeconfig", kc, *args],
                              cwd=HERE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                              text=True)
-        self.addCleanup(lambda: p.poll() is None and p.kill())
+        self.addCleanup(shutil.rmtree, tmp, True)
+        self.addCleanup(p.stderr.close)
+        self.addCleanup(p.stdout.close)
+        self.addCleanup(lambda: (p.poll() is None and p.kill(), p.wait()))
         deadline = time.monotonic() + 60
         while not os.path.exists(ready):
             self.assertIsNone(p.poll(), p.stderr.read() if p.poll() is not None else "")
@@ -49,8 +56,41 @@ class CliTest(unittest.TestCase):
         self.assertEqual(p.wait(timeout=30), 0)
         self.assertIn(f"listening on http://127.0.0.1:{port}", p.stdout.read())
 
+    @unittest.skipUnless(shutil.which("openssl") and shutil.which("kubectl"),
+                         "needs openssl and kubectl")
+    def test_https_with_ca_and_bearer_token(self):
+        tmp = tempfile.mkdtemp(prefix="fakeapi-tls-")
+        self.addCleanup(shutil.rmtree, tmp, True)
+        cert, key = os.path.join(tmp, "tls.crt"), os.path.join(tmp, "tls.key")
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                        "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                        "-keyout", key, "-out", cert], check=True, capture_output=True)
+        p, port, kc = self.start("--tls-cert", cert, "--tls-key", key, "--token", "s3cret")
+        ctx = ssl.create_default_context(cafile=cert)
+        url = f"https://127.0.0.1:{port}/api/v1/namespaces"
+
+        def get(headers):
+            try:
+                with urllib.request.urlopen(urllib.request.Request(url, headers=headers),
+                                            context=ctx, timeout=30) as r:
+                    return r.status
+            except urllib.error.HTTPError as e:
+                return e.code
+
+        self.assertEqual(get({}), 401)
+        self.assertEqual(get({"Authorization": "Bearer wrong"}), 401)
+        self.assertEqual(get({"Authorization": "Bearer s3cret"}), 200)
+        out = subprocess.run(["kubectl", "--kubeconfig", kc, "--cache-dir",
+                              os.path.join(tmp, "cache"), "get", "ns"], capture_output=True,
+                             text=True, timeout=60, env=dict(os.environ, HOME=tmp))
+        self.assertEqual(out.returncode, 0, out.stderr)
+        self.assertIn("kube-system", out.stdout)
+        p.send_signal(signal.SIGTERM)
+        p.wait(timeout=30)
+
     def test_bad_crd_file_fails_with_a_message(self):
         tmp = tempfile.mkdtemp(prefix="fakeapi-cli-")
+        self.addCleanup(shutil.rmtree, tmp, True)
         bad = os.path.join(tmp, "bad.yaml")
         with open(bad, "w") as f:
             f.write("apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\n"

@@ -26,13 +26,18 @@ def main(argv=None):
                     help="watch events retained; older resourceVersions get 410 Gone")
     ap.add_argument("--bookmark-interval", type=float, default=5.0,
                     help="seconds between watch bookmarks")
+    ap.add_argument("--tls-cert", help="serve HTTPS with this PEM certificate (also the CA "
+                    "written into --kubeconfig)")
+    ap.add_argument("--tls-key", help="PEM private key for --tls-cert")
+    ap.add_argument("--token", help="require `Authorization: Bearer TOKEN` on API requests")
     ap.add_argument("--no-controllers", action="store_true",
                     help="start with the simulated controllers off (toggle via /fake/controllers)")
     a = ap.parse_args(argv)
     try:
         srv = FakeApiServer(port=a.port, crd_files=a.crd, window=a.event_window,
                             bookmark_interval=a.bookmark_interval,
-                            controllers=not a.no_controllers, host=a.host)
+                            controllers=not a.no_controllers, host=a.host,
+                            tls_cert=a.tls_cert, tls_key=a.tls_key, token=a.token)
     except (OSError, ValueError, ApiError) as e:
         print(f"fakeapi: {e}", file=sys.stderr)
         return 2

@@ -56,7 +56,10 @@ class _Route:
 
 class FakeApiServer:
     def __init__(self, port=0, crd_files=(), window=10000, bookmark_interval=5.0,
-                 controllers=True, host="127.0.0.1"):
+                 controllers=True, host="127.0.0.1", tls_cert=None, tls_key=None,
+                 token=None):
+        self.token = token          # when set, API requests need `Authorization: Bearer <token>`
+        self.tls_cert = tls_cert
         self.registry = Registry()
         self.store = Store(self.registry, window=window)
         self.bookmark_interval = bookmark_interval
@@ -77,7 +80,14 @@ class FakeApiServer:
         self.httpd = Server((host, port), Handler)
         self.httpd.daemon_threads = True
         self.port = self.httpd.server_address[1]
-        self.url = f"http://{host}:{self.port}"
+        scheme = "http"
+        if tls_cert:
+            import ssl
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(tls_cert, tls_key)
+            self.httpd.socket = ctx.wrap_socket(self.httpd.socket, server_side=True)
+            scheme = "https"
+        self.url = f"{scheme}://{host}:{self.port}"
         self._thread = None
         self._stopping = False
         self.faults = []
@@ -120,11 +130,19 @@ class FakeApiServer:
         self.httpd.shutdown()
         self.httpd.server_close()
 
-    def kubeconfig(self, path, namespace="default", token="fake-token"):
+    def kubeconfig(self, path, namespace="default", token=None):
         """Writes a kubeconfig pointing at this server; returns the path."""
+        token = token or self.token or "fake-token"
+        ca = ""
+        if self.tls_cert:
+            import base64
+            with open(self.tls_cert, "rb") as f:
+                ca = ("    certificate-authority-data: " + base64.b64encode(f.read()).decode()
+                      + "\n")
         text = (
             "apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster:\n"
-            f"    server: {self.url}\nusers:\n- name: fake\n  user:\n    token: {token}\n"
+            f"    server: {self.url}\n{ca}users:\n- name: fake\n  user:\n"
+            f"    token: {token}\n"
             "contexts:\n- name: fake\n  context:\n    cluster: fake\n    user: fake\n"
             f"    namespace: {namespace}\ncurrent-context: fake\n")
         with open(path, "w") as f:
@@ -215,6 +233,7 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             raw = self._body() if method in ("POST", "PUT", "PATCH", "DELETE") else b""
             if parts[:1] != ["fake"]:
+                self._authenticate(parts)
                 self.api.inject_fault(method, url.path)
             self._route(method, parts, raw)
         except ApiError as e:
@@ -224,6 +243,12 @@ class _Handler(BaseHTTPRequestHandler):
         except Exception as e:  # report, keep serving
             traceback.print_exc()
             self._send(500, ApiError(500, "InternalError", f"fakeapi: {e!r}").status())
+
+    def _authenticate(self, parts):
+        if not self.api.token or parts[:1] in (["healthz"], ["readyz"], ["livez"]):
+            return
+        if self.headers.get("Authorization", "") != f"Bearer {self.api.token}":
+            raise ApiError(401, "Unauthorized", "Unauthorized")
 
     # ------------------------------------------------------------ routing
 
