@@ -17,11 +17,11 @@ from fakeapi_testlib import CRD_PATH, HERE, Client, actor
 
 
 class CliTest(unittest.TestCase):
-    def start(self, *args):
+    def start(self, *args, crd=CRD_PATH):
         tmp = tempfile.mkdtemp(prefix="fakeapi-cli-")
         ready = os.path.join(tmp, "port")
         kc = os.path.join(tmp, "kubeconfig")
-        p = subprocess.Popen([sys.executable, "-m", "fakeapi", "--port", "0", "--crd", CRD_PATH,
+        p = subprocess.Popen([sys.executable, "-m", "fakeapi", "--port", "0", "--crd", crd,
                               "--ready-file", ready, "--kubeconfig", kc, *args],
                              cwd=HERE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                              text=True)
@@ -87,6 +87,16 @@ class CliTest(unittest.TestCase):
         self.assertIn("kube-system", out.stdout)
         p.send_signal(signal.SIGTERM)
         p.wait(timeout=30)
+
+    def test_crd_directory(self):
+        tmp = tempfile.mkdtemp(prefix="fakeapi-cli-")
+        self.addCleanup(shutil.rmtree, tmp, True)
+        shutil.copy(CRD_PATH, os.path.join(tmp, "actors.yaml"))
+        with open(os.path.join(tmp, "README.md"), "w") as f:
+            f.write("not a CRD")
+        p, port, _ = self.start(crd=tmp)
+        c = Client(f"http://127.0.0.1:{port}")
+        self.assertEqual(c.get("/apis/asya.sh/v1alpha1").code, 200)
 
     def test_bad_crd_file_fails_with_a_message(self):
         tmp = tempfile.mkdtemp(prefix="fakeapi-cli-")

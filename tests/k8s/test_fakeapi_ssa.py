@@ -102,6 +102,15 @@ class ServerSideApplyTest(FakeApiTestCase):
         self.assertEqual([x["name"] for x in c], ["asya-runtime"])
         self.assertEqual(c[0]["env"], [{"name": "A", "value": "1"}])
 
+    def test_container_ports_are_keyed_by_container_port(self):
+        body = deployment("web")
+        body["spec"]["template"]["spec"]["containers"][1]["ports"] = [
+            {"name": "metrics", "containerPort": 8080}]
+        d = self.ok(self.apply(DEP + "/web", body, "asya-operator"), 201)
+        f = managers(d)[("asya-operator", "Apply")]["fieldsV1"]["f:spec"]["f:template"][
+            "f:spec"]["f:containers"]['k:{"name":"asya-sidecar"}']["f:ports"]
+        self.assertEqual(list(f), ['k:{"containerPort":8080}'])
+
     def test_managers_own_separate_containers_without_conflict(self):
         self.ok(self.apply(DEP + "/web", deployment("web"), "asya-operator"), 201)
         side = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},

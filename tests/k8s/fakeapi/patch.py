@@ -27,7 +27,7 @@ def list_key(field, items):
     if not items or not all(isinstance(i, dict) for i in items):
         return None
     candidates = [_KEY_BY_FIELD[field]] if field in _KEY_BY_FIELD else []
-    candidates += ["name", "containerPort"] if field == "ports" else ["name"]
+    candidates += ["containerPort", "port", "name"] if field == "ports" else ["name"]
     for k in candidates:
         if all(k in i for i in items):
             return k

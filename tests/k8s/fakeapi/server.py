@@ -7,6 +7,7 @@ repository use it in-process, other tests run `python3 -m fakeapi` (see __main__
 import base64
 import bisect
 import json
+import os
 import re
 import sys
 import threading
@@ -63,7 +64,14 @@ class FakeApiServer:
         self.registry = Registry()
         self.store = Store(self.registry, window=window)
         self.bookmark_interval = bookmark_interval
-        for path in crd_files:
+        files = []
+        for path in crd_files:  # a file, or a directory of *.yaml/*.yml/*.json (chart crds/)
+            if os.path.isdir(path):
+                files += sorted(os.path.join(path, n) for n in os.listdir(path)
+                                if n.endswith((".yaml", ".yml", ".json")))
+            else:
+                files.append(path)
+        for path in files:
             with open(path) as f:
                 for doc in load_yaml_docs(f.read()):
                     if doc.get("kind") == "CustomResourceDefinition":
@@ -155,7 +163,6 @@ class _Handler(BaseHTTPRequestHandler):
     api = None  # set by FakeApiServer
 
     def log_message(self, fmt, *args):  # quiet; set FAKEAPI_LOG=1 to see requests
-        import os
         if os.environ.get("FAKEAPI_LOG"):
             sys.stderr.write("fakeapi: " + (fmt % args) + "\n")
 
