@@ -12,6 +12,7 @@ import hashlib
 import json
 import threading
 import time
+import traceback
 
 from .store import Ctx
 from .util import ApiError, clone, now_iso
@@ -140,7 +141,6 @@ class Controllers:
                 except ApiError:
                     self._retry(it)
                 except Exception:  # keep the simulation alive; retry later
-                    import traceback
                     traceback.print_exc()
                     self._retry(it)
 

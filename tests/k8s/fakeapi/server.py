@@ -9,6 +9,7 @@ import bisect
 import json
 import os
 import re
+import ssl
 import sys
 import threading
 import time
@@ -17,11 +18,14 @@ import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from . import discovery as D
+from . import patch as P
+from . import proto
 from . import table as T
 from .controllers import Controllers
 from .resources import Registry
-from .store import Ctx, Store
-from .util import ApiError, bad_request, not_found, parse_field_selector, parse_label_selector
+from .store import Ctx, Store, selector_to_string
+from .util import (ApiError, bad_request, conflict, not_found, parse_field_selector,
+                   parse_label_selector)
 
 try:
     import yaml as _yaml
@@ -90,7 +94,6 @@ class FakeApiServer:
         self.port = self.httpd.server_address[1]
         scheme = "http"
         if tls_cert:
-            import ssl
             ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             ctx.load_cert_chain(tls_cert, tls_key)
             self.httpd.socket = ctx.wrap_socket(self.httpd.socket, server_side=True)
@@ -143,7 +146,6 @@ class FakeApiServer:
         token = token or self.token or "fake-token"
         ca = ""
         if self.tls_cert:
-            import base64
             with open(self.tls_cert, "rb") as f:
                 ca = ("    certificate-authority-data: " + base64.b64encode(f.read()).decode()
                       + "\n")
@@ -198,7 +200,6 @@ class _Handler(BaseHTTPRequestHandler):
         if not raw:
             return None
         if "protobuf" in ctype:
-            from . import proto
             try:
                 return proto.decode(raw)
             except (proto.ProtoError, UnicodeDecodeError, IndexError) as e:
@@ -415,7 +416,6 @@ class _Handler(BaseHTTPRequestHandler):
             if method == "PATCH":
                 ptype = _PATCH_TYPES.get(ctype, "merge")
                 cur = self._scale_obj(store.get(r.rt, r.ns, r.name))
-                from . import patch as P
                 body = (P.json_patch(cur, body) if ptype == "json" else P.merge_patch(cur, body))
             replicas = (body.get("spec") or {}).get("replicas")
             if not isinstance(replicas, int) or replicas < 0:
@@ -425,7 +425,6 @@ class _Handler(BaseHTTPRequestHandler):
             with store.lock:
                 obj = store.get(r.rt, r.ns, r.name)
                 if rv and rv != obj["metadata"]["resourceVersion"]:
-                    from .util import conflict
                     raise conflict(r.rt, r.name)
                 store.patch(r.rt, r.ns, r.name, "merge", {"spec": {"replicas": replicas}}, ctx)
         elif method != "GET":
@@ -434,7 +433,6 @@ class _Handler(BaseHTTPRequestHandler):
 
     @staticmethod
     def _scale_obj(obj):
-        from .store import selector_to_string
         md = obj["metadata"]
         return {"kind": "Scale", "apiVersion": "autoscaling/v1",
                 "metadata": {k: md[k] for k in ("name", "namespace", "uid", "resourceVersion",

@@ -6,6 +6,7 @@ Stored objects are never mutated in place: every write stores a fresh dict, so e
 readers can share them without copying.
 """
 
+import base64
 import json
 import random
 import re
@@ -15,7 +16,7 @@ import uuid
 
 from . import patch as P
 from . import schema as S
-from .resources import CrdError
+from .resources import CrdError, types_from_crd
 from .util import (ApiError, already_exists, bad_request, clone, conflict, invalid,
                    not_found, now_iso, parse_field_selector, parse_label_selector)
 
@@ -269,7 +270,6 @@ class Store:
                 if not obj.get("type"):
                     obj["type"] = "Opaque"
                 if obj.get("stringData"):  # write-only convenience field, folded into data
-                    import base64
                     data = obj.setdefault("data", {}) or {}
                     for k, v in obj.pop("stringData").items():
                         data[k] = base64.b64encode(str(v).encode()).decode()
@@ -312,7 +312,6 @@ class Store:
             raise invalid(rt, obj["metadata"].get("name", ""), causes)
         obj = self._process_custom(rt, obj, old, ctx)
         if rt.plural == "customresourcedefinitions" and rt.group == "apiextensions.k8s.io":
-            from .resources import types_from_crd
             try:
                 types_from_crd(obj)
             except CrdError as e:

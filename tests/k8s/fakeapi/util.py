@@ -214,8 +214,8 @@ def clone(obj):
     try:
         return _marshal.loads(_marshal.dumps(obj))
     except ValueError:
-        import copy
-        return copy.deepcopy(obj)
+        return _copy.deepcopy(obj)
 
 
+import copy as _copy  # noqa: E402
 import marshal as _marshal  # noqa: E402
