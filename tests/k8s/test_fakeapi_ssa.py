@@ -2,7 +2,7 @@
 
 import unittest
 
-from fakeapi_testlib import FakeApiTestCase, actor, deployment
+from fakeapi_testlib import FIXTURE_CRD, FakeApiTestCase, actor, deployment
 
 DEP = "/apis/apps/v1/namespaces/default/deployments"
 
@@ -160,6 +160,45 @@ class ServerSideApplyTest(FakeApiTestCase):
                          params={"fieldManager": "kubectl", "fieldValidation": "Strict"})
         self.assertEqual(r.code, 400, r)
         self.assertIn('unknown field "spec.trasnport"', r.body["message"])
+
+
+class CustomResourceListTypesTest(FakeApiTestCase):
+    """Field ownership in custom resources follows the CRD's x-kubernetes-list-type."""
+    controllers = False
+    crd = FIXTURE_CRD
+
+    def apply(self, body, manager, sub=""):
+        return self.c.patch(self.actors() + "/a" + sub, body, "apply",
+                            params={"fieldManager": manager})
+
+    def test_list_type_map_is_merged_by_key_and_other_lists_are_atomic(self):
+        a = actor("a")
+        a["spec"]["sidecar"] = {"env": [{"name": "X", "value": "1"}]}
+        self.ok(self.apply(a, "one"), 201)
+        b = actor("a")
+        b["spec"]["sidecar"] = {"env": [{"name": "Y", "value": "2"}]}
+        got = self.ok(self.apply(b, "two"))
+        self.assertEqual(got["spec"]["sidecar"]["env"], [{"name": "X", "value": "1"},
+                                                         {"name": "Y", "value": "2"}])
+        # template.spec is schemaless (preserve-unknown-fields): its lists are atomic
+        b["spec"]["workload"]["template"]["spec"]["containers"] = [
+            {"name": "other", "image": "x:1"}]
+        r = self.apply(b, "two")
+        self.assertEqual(r.code, 409, r)
+        self.assertIn(".spec.workload.template.spec.containers", r.body["message"])
+        self.assertNotIn("[name=", r.body["message"])
+
+    def test_status_conditions_keyed_by_type(self):
+        self.ok(self.c.post(self.actors(), actor("a")), 201)
+        st = {"apiVersion": "asya.sh/v1alpha1", "kind": "AsyncActor", "metadata": {"name": "a"},
+              "status": {"conditions": [{"type": "WorkloadReady", "status": "True"}]}}
+        self.ok(self.apply(st, "operator", "/status"))
+        other = {"apiVersion": "asya.sh/v1alpha1", "kind": "AsyncActor",
+                 "metadata": {"name": "a"},
+                 "status": {"conditions": [{"type": "External", "status": "False"}]}}
+        got = self.ok(self.apply(other, "someone", "/status"))
+        self.assertEqual([c["type"] for c in got["status"]["conditions"]],
+                         ["WorkloadReady", "External"])
 
 
 if __name__ == "__main__":

@@ -5,10 +5,12 @@ sends: lists of maps merged by key, `$patch: delete|replace`, `$setElementOrder`
 `$deleteFromPrimitiveList`, finalizers merged as a set) and a simplified server-side apply.
 
 Field-ownership model (simplified, documented in tests/k8s/README.md): a manager owns leaf
-paths in FieldsV1 notation. Maps are walked key by key; lists of maps whose items all carry the
-list's key (`name`; `uid` for ownerReferences, `type` for conditions, `mountPath` for
-volumeMounts, `containerPort` for unnamed ports) are walked per item (`k:{...}` plus `.` for the
-item itself); `metadata.finalizers` is a set (`v:...`); any other list is one atomic leaf.
+paths in FieldsV1 notation. Maps are walked key by key. Lists in custom resources follow the
+CRD schema (`x-kubernetes-list-type` map/set, otherwise atomic). In built-ins, lists of maps
+whose items all carry the list's key (`name`; `uid` for ownerReferences, `type` for
+conditions, `mountPath` for volumeMounts, `containerPort`/`port` for ports) are walked per item
+(`k:{...}` plus `.` for the item itself), `metadata.finalizers` is a set (`v:...`), and any
+other list is one atomic leaf.
 """
 
 import json
@@ -194,11 +196,44 @@ _META_SKIP = {"name", "namespace", "uid", "resourceVersion", "generation", "crea
               "generateName"}
 
 
-def field_paths(obj, scope="main"):
+def _list_kind(field, items, sch):
+    """("set"|"map"|"atomic", key) of a list. sch None: built-in heuristics; otherwise the CRD
+    schema node of the list ({} when unknown, e.g. under preserve-unknown-fields): lists are
+    atomic unless `x-kubernetes-list-type` says set or map (first map key only)."""
+    if sch is None:
+        if field in _SET_FIELDS:
+            return "set", None
+        key = list_key(field, items)
+        return ("map", key) if key else ("atomic", None)
+    lt = sch.get("x-kubernetes-list-type")
+    if lt == "set":
+        return "set", None
+    keys = sch.get("x-kubernetes-list-map-keys") or []
+    if lt == "map" and keys and all(isinstance(i, dict) and keys[0] in i for i in items):
+        return "map", keys[0]
+    return "atomic", None
+
+
+def _child(sch, key):
+    if sch is None:
+        return None
+    props = sch.get("properties") or {}
+    if key in props:
+        return props[key]
+    addl = sch.get("additionalProperties")
+    return addl if isinstance(addl, dict) else {}
+
+
+def _items(sch):
+    return None if sch is None else (sch.get("items") or {})
+
+
+def field_paths(obj, scope="main", schema=None):
     """Set of owned leaf paths (tuples of FieldsV1 tokens) of an object.
 
     scope "main": everything but status (for types with a status subresource);
-    "status": only status; "all": everything."""
+    "status": only status; "all": everything. schema: a CRD's structural schema (list types
+    come from it), None for built-ins."""
     out = set()
     for k, v in (obj or {}).items():
         if k in ("apiVersion", "kind"):
@@ -212,26 +247,27 @@ def field_paths(obj, scope="main"):
                 continue
             for mk, mv in (v or {}).items():
                 if mk not in _META_SKIP:
-                    _paths(mv, ("f:metadata", "f:" + mk), mk, out)
+                    _paths(mv, ("f:metadata", "f:" + mk), mk, out, None)
             continue
-        _paths(v, ("f:" + k,), k, out)
+        _paths(v, ("f:" + k,), k, out, _child(schema, k))
     return out
 
 
-def _paths(v, prefix, field, out):
+def _paths(v, prefix, field, out, sch=None):
     if isinstance(v, dict) and v:
         for k, sub in v.items():
-            _paths(sub, prefix + ("f:" + k,), k, out)
-    elif isinstance(v, list) and v and field in _SET_FIELDS:
+            _paths(sub, prefix + ("f:" + k,), k, out, _child(sch, k))
+        return
+    kind, key = _list_kind(field, v, sch) if isinstance(v, list) and v else ("leaf", None)
+    if kind == "set":
         for x in v:
             out.add(prefix + ("v:" + json.dumps(x),))
-    elif isinstance(v, list) and v and list_key(field, v):
-        key = list_key(field, v)
+    elif kind == "map":
         for item in v:
             p = prefix + (_fmt_key(key, item[key]),)
             out.add(p + (".",))
             for k, sub in item.items():
-                _paths(sub, p + ("f:" + k,), k, out)
+                _paths(sub, p + ("f:" + k,), k, out, _child(_items(sch), k))
     else:
         out.add(prefix)
 
@@ -346,26 +382,25 @@ def path_str(path):
 
 # ------------------------------------------------------------------ apply merge
 
-def apply_merge(live, applied, field=""):
+def apply_merge(live, applied, field="", sch=None):
     if isinstance(applied, dict):
         out = clone(live) if isinstance(live, dict) else {}
         for k, v in applied.items():
-            out[k] = apply_merge(out.get(k), v, k)
+            out[k] = apply_merge(out.get(k), v, k, _child(sch, k))
         return out
-    if isinstance(applied, list):
-        if field in _SET_FIELDS and isinstance(live, list):
+    if isinstance(applied, list) and applied:
+        kind, key = _list_kind(field, applied, sch)
+        if kind == "set" and isinstance(live, list):
             return list(live) + [x for x in applied if x not in live]
-        key = list_key(field, applied)
-        if key and isinstance(live, list) and all(isinstance(i, dict) for i in live):
+        if kind == "map" and isinstance(live, list) and all(isinstance(i, dict) for i in live):
             out = clone(live)
             for item in applied:
                 idx = next((n for n, o in enumerate(out) if o.get(key) == item.get(key)), None)
                 if idx is None:
                     out.append(clone(item))
                 else:
-                    out[idx] = apply_merge(out[idx], item)
+                    out[idx] = apply_merge(out[idx], item, "", _items(sch))
             return out
-        return clone(applied)
     return clone(applied)
 
 
@@ -394,10 +429,10 @@ class Managed:
             out.append(e)
         return out
 
-    def record_update(self, manager, api_version, sub, old, new, now, scope):
+    def record_update(self, manager, api_version, sub, old, new, now, scope, schema=None):
         """An Update (create/PUT/patch) by `manager`: it takes the fields it changed."""
-        old_p = field_paths(old, scope) if old else set()
-        new_p = field_paths(new, scope)
+        old_p = field_paths(old, scope, schema) if old else set()
+        new_p = field_paths(new, scope, schema)
         changed = {p for p in new_p if p not in old_p or get_at(old, p) != get_at(new, p)}
         removed = old_p - new_p
         if not changed and not removed:
@@ -410,9 +445,9 @@ class Managed:
         ent["apiVersion"] = api_version
         ent["time"] = now
 
-    def apply(self, manager, api_version, sub, live, applied, force, now, scope):
+    def apply(self, manager, api_version, sub, live, applied, force, now, scope, schema=None):
         """Server-side apply. Returns the merged object. Raises ApiError(409) on conflicts."""
-        applied_p = field_paths(applied, scope)
+        applied_p = field_paths(applied, scope, schema)
         conflicts = {}
         for (mgr, op, s), v in self.sets.items():
             if mgr == manager and op == "Apply":
@@ -448,7 +483,10 @@ class Managed:
                     v["paths"] -= set(paths)
         key = (manager, "Apply", sub)
         prev = self.sets.get(key, {"paths": set()})["paths"]
-        merged = apply_merge(live or {}, applied)
+        merged = apply_merge(live or {}, {k: v for k, v in applied.items() if k != "metadata"},
+                             "", schema)
+        if "metadata" in applied:
+            merged["metadata"] = apply_merge((live or {}).get("metadata"), applied["metadata"])
         others = set()
         for k, v in self.sets.items():
             if k != key:

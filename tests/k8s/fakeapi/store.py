@@ -378,7 +378,7 @@ class Store:
             if not managed_done:
                 m = P.Managed()
                 m.record_update(ctx.manager, rt.api_version, "", None, obj, now_iso(),
-                                "all" if not rt.has_status else "main")
+                                "all" if not rt.has_status else "main", rt.schema)
                 md["managedFields"] = m.to_list()
             if ctx.dry_run:
                 md["resourceVersion"] = str(self.rv)
@@ -491,7 +491,7 @@ class Store:
             applied["metadata"].pop(k, None)
         managed = P.Managed(old["metadata"].get("managedFields") if old else None)
         merged = managed.apply(ctx.manager, rt.api_version, sub, old, applied, ctx.force,
-                               now_iso(), scope)
+                               now_iso(), scope, rt.schema)
         merged["metadata"]["managedFields"] = managed.to_list()
         if old is None:
             if sub:
@@ -545,7 +545,8 @@ class Store:
         if not managed_done:
             m = P.Managed(omd.get("managedFields"))
             scope = "status" if sub == "status" else ("main" if rt.has_status else "all")
-            m.record_update(ctx.manager, rt.api_version, sub, old, new, now_iso(), scope)
+            m.record_update(ctx.manager, rt.api_version, sub, old, new, now_iso(), scope,
+                            rt.schema)
             md["managedFields"] = m.to_list()
         if _same(old, new):
             self._audit(verb, rt, ns, name, ctx, True, sub)
