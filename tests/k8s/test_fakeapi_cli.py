@@ -10,10 +10,11 @@ import sys
 import tempfile
 import time
 import unittest
+
 import urllib.error
 import urllib.request
 
-from fakeapi_testlib import CRD_PATH, HERE, Client, actor
+from fakeapi_testlib import CRD_PATH, HERE, KUBECTL, Client, actor
 
 
 class CliTest(unittest.TestCase):
@@ -56,8 +57,6 @@ class CliTest(unittest.TestCase):
         self.assertEqual(p.wait(timeout=30), 0)
         self.assertIn(f"listening on http://127.0.0.1:{port}", p.stdout.read())
 
-    @unittest.skipUnless(shutil.which("openssl") and shutil.which("kubectl"),
-                         "needs openssl and kubectl")
     def test_https_with_ca_and_bearer_token(self):
         tmp = tempfile.mkdtemp(prefix="fakeapi-tls-")
         self.addCleanup(shutil.rmtree, tmp, True)
@@ -80,7 +79,7 @@ class CliTest(unittest.TestCase):
         self.assertEqual(get({}), 401)
         self.assertEqual(get({"Authorization": "Bearer wrong"}), 401)
         self.assertEqual(get({"Authorization": "Bearer s3cret"}), 200)
-        out = subprocess.run(["kubectl", "--kubeconfig", kc, "--cache-dir",
+        out = subprocess.run([KUBECTL, "--kubeconfig", kc, "--cache-dir",
                               os.path.join(tmp, "cache"), "get", "ns"], capture_output=True,
                              text=True, timeout=60, env=dict(os.environ, HOME=tmp))
         self.assertEqual(out.returncode, 0, out.stderr)

@@ -7,13 +7,15 @@ import shutil
 import subprocess
 import unittest
 
-from fakeapi_testlib import (CRD_PATH, FIXTURE_CRD, SOURCE_DIR, TESTDATA, FakeApiTestCase,
-                             deployment)
+from fakeapi_testlib import (CRD_PATH, FIXTURE_CRD, KUBECTL, SOURCE_DIR, TESTDATA,
+                             FakeApiTestCase, deployment)
 
-KUBECTL = shutil.which("kubectl")
+def setUpModule():
+    if not os.access(KUBECTL, os.X_OK):
+        raise RuntimeError("kubectl is not installed (tools/install-deps.sh puts one into "
+                           "build/deploy-tools/bin)")
 
 
-@unittest.skipUnless(KUBECTL, "kubectl is not installed (tools/install-deps.sh installs it)")
 class KubectlTest(FakeApiTestCase):
     def setUp(self):
         super().setUp()
