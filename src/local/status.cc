@@ -17,6 +17,9 @@ using nlohmann::json;
 namespace {
 
 constexpr int64_t kDegradedAfterMs = 5 * 60 * 1000;
+// Container names of a replica, as in a pod (AsyncActor's containers).
+constexpr char kRuntimeContainer[] = "asya-runtime";
+constexpr char kSidecarContainer[] = "asya-sidecar";
 
 std::string Pad(const std::string& s, size_t width) {
   return s.size() >= width ? s : s + std::string(width - s.size(), ' ');
@@ -57,9 +60,71 @@ std::string Ago(int64_t ms) {
 
 }  // namespace
 
+bool ReplicaReady(const ReplicaObservation& r) {
+  return !r.stopping && r.runtime.pid > 0 && r.runtime_ready && r.sidecar.pid > 0;
+}
+
+std::string CrashLoopingContainer(const ReplicaObservation& r) {
+  if (r.stopping) {
+    return "";
+  }
+  if (r.runtime.consecutive_crashes > 0 && !r.runtime_ready) {
+    return kRuntimeContainer;
+  }
+  if (r.sidecar.consecutive_crashes > 0 && r.sidecar.pid == 0) {
+    return kSidecarContainer;
+  }
+  return "";
+}
+
+ReplicaStatus ComputeReplicaStatus(const ReplicaObservation& r) {
+  ReplicaStatus rs;
+  rs.index = r.index;
+  rs.ready = ReplicaReady(r);
+  rs.runtime_pid = r.runtime.pid;
+  rs.sidecar_pid = r.sidecar.pid;
+  rs.runtime_restarts = r.runtime.restarts;
+  rs.sidecar_restarts = r.sidecar.restarts;
+  rs.runtime_last_exit = r.runtime.last_exit;
+  rs.sidecar_last_exit = r.sidecar.last_exit;
+  rs.started_ms = r.started_ms;
+  const std::string looping = CrashLoopingContainer(r);
+  rs.failing = !looping.empty();
+  if (r.stopping) {
+    rs.phase = "Stopping";
+  } else if (rs.failing && (r.runtime.pid == 0 || r.sidecar.pid == 0)) {
+    rs.phase = "BackOff";
+    const ProcessObservation& p = looping == kRuntimeContainer ? r.runtime : r.sidecar;
+    const int64_t wait = std::max<int64_t>(0, p.restart_in_ms);
+    rs.waiting_reason = looping + " CrashLoopBackOff: last " + p.last_exit + ", restarting in " +
+                        std::to_string((wait + 999) / 1000) + "s";
+  } else if (rs.ready) {
+    rs.phase = "Running";
+  } else {
+    rs.phase = "Starting";
+  }
+  return rs;
+}
+
+void SetReplicas(ActorStatus& a, const std::vector<ReplicaObservation>& replicas) {
+  a.replicas.clear();
+  a.ready = a.total = a.failing = 0;
+  a.crash_container.clear();
+  for (const auto& r : replicas) {
+    ReplicaStatus rs = ComputeReplicaStatus(r);
+    if (rs.failing && a.crash_container.empty()) {
+      a.crash_container = CrashLoopingContainer(r);
+    }
+    a.total += r.stopping ? 0 : 1;
+    a.ready += rs.ready ? 1 : 0;
+    a.failing += rs.failing ? 1 : 0;
+    a.replicas.push_back(std::move(rs));
+  }
+}
+
 std::string ComputeStatus(const ActorStatus& a, int64_t now_ms) {
   if (a.failing > 0 && a.ready < a.desired) {
-    return a.crash_container == "asya-sidecar" ? "SidecarError" : "RuntimeError";
+    return a.crash_container == kSidecarContainer ? "SidecarError" : "RuntimeError";
   }
   if (a.desired == 0 && a.scaling_enabled) {
     return a.total > 0 ? "ScalingDown" : "Napping";

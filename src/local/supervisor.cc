@@ -21,8 +21,14 @@
 
 #include <nlohmann/json.hpp>
 
+#include "asya/base/crew_layout.h"
 #include "asya/base/duration.h"
+#include "asya/base/env_names.h"
+#include "asya/base/exit_codes.h"
+#include "asya/base/runtime_files.h"
+#include "asya/local/apply.h"
 #include "asya/local/autoscaler.h"
+#include "asya/local/launch.h"
 #include "asya/local/status.h"
 #include "asya/transport/transport.h"
 
@@ -35,8 +41,6 @@ constexpr int64_t kTickMs = 100;
 constexpr int64_t kStatusEveryMs = 1000;
 constexpr int64_t kDepthEveryMs = 2000;
 constexpr size_t kMaxEvents = 20;
-constexpr size_t kMaxSocketPath = 100;
-constexpr int kExitHandlerTimeout = 3;  // asya_runtime.py / SDK: handler overran its deadline
 
 int64_t SteadyMs() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -60,27 +64,6 @@ std::string DescribeExit(int wstatus) {
   return "unknown";
 }
 
-void SetEnv(std::vector<std::string>& env, const std::string& name, const std::string& value) {
-  std::string prefix = name + "=";
-  for (auto& e : env) {
-    if (e.compare(0, prefix.size(), prefix) == 0) {
-      e = prefix + value;
-      return;
-    }
-  }
-  env.push_back(prefix + value);
-}
-
-std::string GetEnv(const std::vector<std::string>& env, const std::string& name) {
-  std::string prefix = name + "=";
-  for (const auto& e : env) {
-    if (e.compare(0, prefix.size(), prefix) == 0) {
-      return e.substr(prefix.size());
-    }
-  }
-  return "";
-}
-
 struct Proc {
   pid_t pid = 0;
   int out_fd = -1;
@@ -92,6 +75,10 @@ struct Proc {
   int64_t next_start_at = 0;
   bool stop_requested = false;
   int64_t kill_at = 0;  // 0 = no kill scheduled
+
+  [[nodiscard]] ProcessObservation Observe(int64_t now) const {
+    return {pid, restarts, consecutive_crashes, last_exit, next_start_at - now};
+  }
 };
 
 struct Replica {
@@ -103,9 +90,11 @@ struct Replica {
   int64_t created_wall_ms = 0;
   bool runtime_ready = false;
 
-  [[nodiscard]] bool Ready() const {
-    return !stopping && runtime.pid > 0 && runtime_ready && sidecar.pid > 0;
+  [[nodiscard]] ReplicaObservation Observe(int64_t now) const {
+    return {index,          stopping, runtime_ready, runtime.Observe(now), sidecar.Observe(now),
+            created_wall_ms};
   }
+  [[nodiscard]] bool Ready() const { return ReplicaReady(Observe(0)); }
   [[nodiscard]] bool Alive() const { return runtime.pid > 0 || sidecar.pid > 0; }
 };
 
@@ -157,6 +146,7 @@ class SupervisorImpl final : public Supervisor {
 
   SupervisorSettings s_;
   std::string state_dir_;
+  MeshLaunchSettings launch_;
   transport::TransportPtr transport_;
   int lock_fd_ = -1;
   int signal_fd_ = -1;
@@ -193,7 +183,7 @@ Status SupervisorImpl::Init() {
   if (!state_dir_.empty() && state_dir_.back() == '/') {
     state_dir_.pop_back();
   }
-  for (const char* sub : {"logs", "run", "results", "errors"}) {
+  for (const char* sub : {"logs", "run", crew_layout::kResultsDir, crew_layout::kErrorsDir}) {
     fs::create_directories(state_dir_ + "/" + sub, ec);
     if (ec) {
       return MakeError(ErrorCode::kUnavailable,
@@ -223,16 +213,19 @@ Status SupervisorImpl::Init() {
     return MakeError(ErrorCode::kInternal, std::string("signalfd: ") + std::strerror(errno));
   }
   started_wall_ms_ = WallMs();
+  launch_ = {state_dir_,     s_.transport.kind, s_.transport.sqlite.path,
+             s_.sidecar_bin, s_.python_runtime, s_.base_env};
   return Ok();
 }
 
 std::string SupervisorImpl::ReplicaSocketDir(const std::string& actor, int index) {
-  std::string dir = state_dir_ + "/run/" + actor + "-" + std::to_string(index);
-  if (dir.size() + std::strlen("/asya-runtime.sock") >= kMaxSocketPath) {
+  std::string dir = PreferredSocketDir(state_dir_, actor, index);
+  if (dir.empty()) {
     char tmpl[] = "/tmp/asya-XXXXXX";  // a short private directory instead
     if (::mkdtemp(tmpl) != nullptr) {
       return tmpl;
     }
+    dir = state_dir_ + "/run/" + actor + "-" + std::to_string(index);
   }
   std::error_code ec;
   fs::create_directories(dir, ec);
@@ -240,16 +233,9 @@ std::string SupervisorImpl::ReplicaSocketDir(const std::string& actor, int index
 }
 
 Status SupervisorImpl::Apply() {
-  auto text = ReadFile(DesiredPath(state_dir_));
-  if (!text) {
-    return Unexpected(text.error());
-  }
-  auto desired = DecodeDesired(*text);
-  if (!desired) {
-    return Unexpected(desired.error());
-  }
-  generation_ = desired->generation;
-  auto loaded = LoadManifests(desired->paths);
+  ASYA_ASSIGN_OR_RETURN(DesiredState desired, ReadDesired(state_dir_));
+  generation_ = desired.generation;
+  auto loaded = LoadManifests(desired.paths);
   if (!loaded) {
     return Unexpected(loaded.error());
   }
@@ -260,21 +246,24 @@ Status SupervisorImpl::Apply() {
   for (auto& a : loaded->actors) {
     specs.push_back(std::move(a));
   }
-  std::set<std::string> names;
-  for (auto& spec : specs) {
-    names.insert(spec.name);
-    auto it = actors_.find(spec.name);
-    if (it == actors_.end()) {
+  std::vector<RunningActor> running;
+  for (const auto& [name, a] : actors_) {
+    running.push_back({name, a->spec.Fingerprint(), a->removing});
+  }
+  const ApplyPlan plan = PlanApply(running, specs);
+  const int64_t now = SteadyMs();
+  for (const ActorChange& c : plan.changes) {
+    ActorSpec& spec = specs[c.spec_index];
+    if (c.kind == ActorChange::Kind::kAdd) {
       AddActor(std::move(spec));
       continue;
     }
-    Actor& a = *it->second;
-    if (a.removing) {
+    Actor& a = *actors_.at(spec.name);
+    if (c.redeclared) {
       a.removing = false;
       Event(a, "Normal", "Added", "actor declared again");
     }
-    if (a.spec.Fingerprint() != spec.Fingerprint()) {
-      int64_t now = SteadyMs();
+    if (c.kind == ActorChange::Kind::kUpdate) {
       a.spec = std::move(spec);
       a.scaler = AutoscalerState{};
       for (auto& r : a.replicas) {
@@ -287,15 +276,13 @@ Status SupervisorImpl::Apply() {
       a.spec.source = spec.source;
     }
   }
-  for (auto& [name, a] : actors_) {
-    if (names.count(name) == 0 && !a->removing) {
-      a->removing = true;
-      int64_t now = SteadyMs();
-      for (auto& r : a->replicas) {
-        BeginStop(*a, *r, now);
-      }
-      Event(*a, "Normal", "Removed", "actor no longer declared; stopping (queue kept)");
+  for (const auto& name : plan.removed) {
+    Actor& a = *actors_.at(name);
+    a.removing = true;
+    for (auto& r : a.replicas) {
+      BeginStop(a, *r, now);
     }
+    Event(a, "Normal", "Removed", "actor no longer declared; stopping (queue kept)");
   }
   status_dirty_ = true;
   return Ok();
@@ -320,69 +307,11 @@ void SupervisorImpl::AddActor(ActorSpec spec) {
 }
 
 bool SupervisorImpl::Spawn(Actor& a, Replica& r, Proc& p, bool runtime) {
-  const ActorSpec& spec = a.spec;
-  std::vector<std::string> argv;
-  std::vector<std::string> env = s_.base_env;
-  std::string cwd = spec.directory.empty() ? state_dir_ : spec.directory;
-  if (runtime) {
-    if (!spec.local_command.empty()) {
-      argv = spec.local_command;
-      if (argv[0].find('/') != std::string::npos && argv[0][0] != '/') {
-        argv[0] = (fs::path(cwd) / argv[0]).lexically_normal().string();
-      }
-    } else {
-      argv = {spec.python_executable, s_.python_runtime};
-    }
-    for (const auto& e : spec.runtime_env) {
-      SetEnv(env, e.name, e.value);
-    }
-    SetEnv(env, "ASYA_SOCKET_DIR", r.socket_dir);
-    if (spec.processing_timeout_s > 0) {
-      SetEnv(env, "ASYA_RUNTIME_TIMEOUT", std::to_string(spec.processing_timeout_s) + "s");
-    }
-    if (spec.is_crew) {
-      SetEnv(env, "ASYA_ENABLE_VALIDATION", "false");
-    }
-    // A runtime serving fewer connections than its sidecar keeps in flight stalls the extra
-    // messages until the runtime timeout: match them unless the manifest sets both. (An invalid
-    // value is left to the sidecar to report.)
-    for (const auto& e : spec.sidecar_env) {
-      int n = 0;
-      auto [ptr, ec] = std::from_chars(e.value.data(), e.value.data() + e.value.size(), n);
-      if (e.name == "ASYA_SIDECAR_CONCURRENCY" && ec == std::errc() &&
-          ptr == e.value.data() + e.value.size() && n > 0 &&
-          spec.RuntimeEnv("ASYA_RUNTIME_CONCURRENCY").empty()) {
-        SetEnv(env, "ASYA_RUNTIME_CONCURRENCY", e.value);
-      }
-    }
-    // The manifest's directory and its parent: code may sit next to the manifests or one level
-    // up (examples/<name>/*.py with examples/<name>/manifests/*.yaml).
-    std::string pp = cwd + ":" + fs::path(cwd).parent_path().string();
-    if (std::string old = GetEnv(env, "PYTHONPATH"); !old.empty()) {
-      pp += ":" + old;
-    }
-    SetEnv(env, "PYTHONPATH", pp);
-    SetEnv(env, "PYTHONUNBUFFERED", "1");
-  } else {
-    argv = {s_.sidecar_bin};
-    SetEnv(env, "ASYA_ACTOR_NAME", spec.name);
-    SetEnv(env, "ASYA_TRANSPORT", s_.transport.kind);
-    if (s_.transport.kind == "sqlite") {
-      SetEnv(env, "ASYA_SQLITE_PATH", s_.transport.sqlite.path);
-    }
-    SetEnv(env, "ASYA_SOCKET_DIR", r.socket_dir);
-    if (spec.processing_timeout_s > 0) {
-      SetEnv(env, "ASYA_RUNTIME_TIMEOUT", std::to_string(spec.processing_timeout_s) + "s");
-    }
-    if (spec.is_crew) {
-      SetEnv(env, "ASYA_IS_END_ACTOR", "true");
-    }
-    SetEnv(env, "ASYA_METRICS_ENABLED", "false");  // one port per replica would clash
-    SetEnv(env, "ASYA_QUEUE_AUTO_CREATE", "true");
-    for (const auto& e : spec.sidecar_env) {
-      SetEnv(env, e.name, e.value);
-    }
-  }
+  LaunchSpec launch = runtime ? RuntimeLaunchSpec(a.spec, launch_, r.socket_dir)
+                              : SidecarLaunchSpec(a.spec, launch_, r.socket_dir);
+  auto& argv = launch.argv;
+  auto& env = launch.env;
+  const std::string& cwd = launch.cwd;
   std::vector<char*> cargv;
   for (auto& s : argv) {
     cargv.push_back(s.data());
@@ -461,8 +390,8 @@ bool SupervisorImpl::Spawn(Actor& a, Replica& r, Proc& p, bool runtime) {
 
 void SupervisorImpl::StartRuntime(Actor& a, Replica& r) {
   std::error_code ec;
-  fs::remove(r.socket_dir + "/runtime-ready", ec);
-  fs::remove(r.socket_dir + "/asya-runtime.sock", ec);
+  fs::remove(r.socket_dir + "/" + runtime_files::kReadyName, ec);
+  fs::remove(r.socket_dir + "/" + runtime_files::kSocketName, ec);
   r.runtime_ready = false;
   Spawn(a, r, r.runtime, /*runtime=*/true);
 }
@@ -564,7 +493,8 @@ void SupervisorImpl::OnExit(pid_t pid, int wstatus) {
     return;
   }
   p->restarts++;
-  if (is_runtime && WIFEXITED(wstatus) && WEXITSTATUS(wstatus) == kExitHandlerTimeout) {
+  if (is_runtime && WIFEXITED(wstatus) &&
+      WEXITSTATUS(wstatus) == exit_code::kRuntimeHandlerTimeout) {
     // The runtime stops itself after a handler overran its deadline: restart it at once.
     p->next_start_at = now;
     Event(*a, "Warning", "RuntimeRestarted",
@@ -643,7 +573,7 @@ void SupervisorImpl::TickReplica(Actor& a, Replica& r, int64_t now) {
     return;
   }
   if (r.runtime.pid > 0 && !r.runtime_ready) {
-    r.runtime_ready = ::access((r.socket_dir + "/runtime-ready").c_str(), F_OK) == 0;
+    r.runtime_ready = ::access((r.socket_dir + "/" + runtime_files::kReadyName).c_str(), F_OK) == 0;
     if (r.runtime_ready) {
       status_dirty_ = true;
     }
@@ -810,16 +740,9 @@ void SupervisorImpl::WriteStatus() {
     st.name = spec.name;
     st.source = spec.source;
     st.crew = spec.is_crew;
-    st.handler = spec.is_crew ? "asya-crew" : spec.RuntimeEnv("ASYA_HANDLER");
-    st.handler_mode = spec.is_crew ? "envelope" : spec.RuntimeEnv("ASYA_HANDLER_MODE");
-    if (!spec.local_command.empty()) {
-      st.command.clear();
-      for (const auto& c : spec.local_command) {
-        st.command += (st.command.empty() ? "" : " ") + c;
-      }
-    } else {
-      st.command = spec.python_executable + " " + s_.python_runtime;
-    }
+    st.handler = spec.is_crew ? "asya-crew" : spec.RuntimeEnv(env_name::kHandler);
+    st.handler_mode = spec.is_crew ? "envelope" : spec.RuntimeEnv(env_name::kHandlerMode);
+    st.command = RuntimeCommandLine(spec, s_.python_runtime);
     st.workload_kind = spec.workload_kind;
     st.workload_replicas = spec.workload_replicas;
     st.scaling_present = spec.scaling.present;
@@ -831,46 +754,11 @@ void SupervisorImpl::WriteStatus() {
     st.queue_length = spec.scaling.queue_length;
     st.processing_timeout_s = spec.processing_timeout_s;
     st.desired = a.desired;
-    st.ready = st.total = st.failing = 0;
-    st.crash_container.clear();
+    std::vector<ReplicaObservation> replicas;
     for (const auto& r : a.replicas) {
-      ReplicaStatus rs;
-      rs.index = r->index;
-      rs.ready = r->Ready();
-      rs.runtime_pid = r->runtime.pid;
-      rs.sidecar_pid = r->sidecar.pid;
-      rs.runtime_restarts = r->runtime.restarts;
-      rs.sidecar_restarts = r->sidecar.restarts;
-      rs.runtime_last_exit = r->runtime.last_exit;
-      rs.sidecar_last_exit = r->sidecar.last_exit;
-      rs.started_ms = r->created_wall_ms;
-      const bool runtime_looping = r->runtime.consecutive_crashes > 0 && !r->runtime_ready;
-      const bool sidecar_looping = r->sidecar.consecutive_crashes > 0 && r->sidecar.pid == 0;
-      rs.failing = !r->stopping && (runtime_looping || sidecar_looping);
-      if (r->stopping) {
-        rs.phase = "Stopping";
-      } else if (rs.failing && (r->runtime.pid == 0 || r->sidecar.pid == 0)) {
-        rs.phase = "BackOff";
-        const Proc& p = runtime_looping ? r->runtime : r->sidecar;
-        int64_t wait = std::max<int64_t>(0, p.next_start_at - now);
-        rs.waiting_reason = std::string(runtime_looping ? "asya-runtime" : "asya-sidecar") +
-                            " CrashLoopBackOff: last " + p.last_exit + ", restarting in " +
-                            std::to_string((wait + 999) / 1000) + "s";
-      } else if (rs.ready) {
-        rs.phase = "Running";
-      } else {
-        rs.phase = "Starting";
-      }
-      if (rs.failing && st.crash_container.empty()) {
-        st.crash_container = runtime_looping ? "asya-runtime" : "asya-sidecar";
-      }
-      if (!r->stopping) {
-        ++st.total;
-      }
-      st.ready += rs.ready ? 1 : 0;
-      st.failing += rs.failing ? 1 : 0;
-      st.replicas.push_back(std::move(rs));
+      replicas.push_back(r->Observe(now));
     }
+    SetReplicas(st, replicas);
     st.status = ComputeStatus(st, WallMs());
     ms.actors.push_back(std::move(st));
   }
@@ -982,28 +870,10 @@ void BlockSupervisorSignals() {
   ::pthread_sigmask(SIG_BLOCK, &set, nullptr);
 }
 
-std::string EncodeDesired(const DesiredState& d) {
-  nlohmann::json j = {{"generation", d.generation}, {"paths", d.paths}, {"transport", d.transport}};
-  return j.dump(2) + "\n";
-}
-
-Result<DesiredState> DecodeDesired(const std::string& text) {
-  try {
-    auto j = nlohmann::json::parse(text);
-    DesiredState d;
-    d.generation = j.at("generation").get<int64_t>();
-    d.paths = j.at("paths").get<std::vector<std::string>>();
-    d.transport = j.value("transport", "sqlite");
-    return d;
-  } catch (const nlohmann::json::exception& e) {
-    return MakeError(ErrorCode::kInvalidArgument, std::string("invalid desired.json: ") + e.what());
-  }
-}
-
 std::vector<ActorSpec> CrewActors(const std::string& state_dir, const std::string& crew_bin) {
   std::vector<ActorSpec> out;
-  for (auto [name, prefix] :
-       {std::pair{"happy-end", "results/"}, std::pair{"error-end", "errors/"}}) {
+  for (auto [name, dir] : {std::pair{"happy-end", crew_layout::kResultsDir},
+                           std::pair{"error-end", crew_layout::kErrorsDir}}) {
     ActorSpec a;
     a.name = name;
     a.is_crew = true;
@@ -1011,12 +881,12 @@ std::vector<ActorSpec> CrewActors(const std::string& state_dir, const std::strin
     a.transport = "local";
     a.workload_replicas = 1;
     a.local_command = {crew_bin};
-    a.runtime_env = {{"ASYA_HANDLER_MODE", "envelope"},
-                     {"ASYA_CREW_DIR", state_dir},
-                     {"ASYA_CREW_PREFIX", prefix},
-                     {"ASYA_RUNTIME_CONCURRENCY", "8"}};
+    a.runtime_env = {{env_name::kHandlerMode, "envelope"},
+                     {env_name::kCrewDir, state_dir},
+                     {env_name::kCrewPrefix, crew_layout::PrefixOf(dir)},
+                     {env_name::kRuntimeConcurrency, "8"}};
     // Every envelope of the mesh ends here: take up to 8 at a time (one receive transaction).
-    a.sidecar_env = {{"ASYA_SIDECAR_CONCURRENCY", "8"}};
+    a.sidecar_env = {{env_name::kSidecarConcurrency, "8"}};
     out.push_back(std::move(a));
   }
   return out;

@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "asya/base/log.h"
+#include "asya/base/runtime_files.h"
 #include "asya/protocol/frame.h"
 
 namespace asya::protocol {
@@ -420,7 +421,7 @@ bool RuntimeReady(std::string_view socket_path, std::chrono::milliseconds connec
     dir = slash == 0 ? "/" : path.substr(0, slash);
   }
   struct stat st {};
-  if (::stat((dir + "/runtime-ready").c_str(), &st) != 0) {
+  if (::stat((dir + "/" + runtime_files::kReadyName).c_str(), &st) != 0) {
     return false;
   }
   if (::stat(path.c_str(), &st) != 0 || !S_ISSOCK(st.st_mode)) {

@@ -35,6 +35,7 @@
 
 #include "asya/base/duration.h"
 #include "asya/base/log.h"
+#include "asya/base/runtime_files.h"
 #include "asya/protocol/frame.h"
 #include "asya/runtime/serve.h"
 #include "runtime/processor.h"
@@ -523,7 +524,7 @@ Result<std::unique_ptr<Server>> Server::Start(Handler handler, ServeOptions opti
     dir.pop_back();
   }
   impl->socket_path = dir + "/" + o.socket_name;
-  impl->ready_path = dir + "/runtime-ready";
+  impl->ready_path = dir + "/" + runtime_files::kReadyName;
   auto bound = impl->Bind();
   if (!bound) {
     for (int fd : {impl->listen_fd, impl->epoll_fd, impl->wake_fd}) {

@@ -1,15 +1,17 @@
 #include "asya/transport/factory.h"
 
+#include "asya/base/transport_kinds.h"
+
 namespace asya::transport {
 
 Result<TransportPtr> MakeTransport(const TransportSettings& settings) {
-  if (settings.kind == "sqlite") {
+  if (settings.kind == transport_kind::kSqlite) {
     return MakeSqliteTransport(settings.sqlite);
   }
-  if (settings.kind == "rabbitmq") {
+  if (settings.kind == transport_kind::kRabbitmq) {
     return MakeRabbitMqTransport(settings.rabbitmq);
   }
-  if (settings.kind == "sqs") {
+  if (settings.kind == transport_kind::kSqs) {
     return MakeSqsTransport(settings.sqs);
   }
   return MakeError(ErrorCode::kInvalidArgument,

@@ -81,6 +81,39 @@ struct MeshStatus {
   std::vector<ActorStatus> actors;
 };
 
+// ---- Replica phases (kubelet's view of one pod), computed from what the supervisor observes ----
+
+// One process of a replica (runtime or sidecar) as the supervisor sees it.
+struct ProcessObservation {
+  int pid = 0;  // 0 = not running
+  int restarts = 0;
+  int consecutive_crashes = 0;  // crashes since it last ran long enough (back-off counter)
+  std::string last_exit;        // "exit 1", "signal 9", "" = never exited
+  int64_t restart_in_ms = 0;    // time until the next start attempt (when not running)
+};
+
+struct ReplicaObservation {
+  int index = 0;
+  bool stopping = false;       // being drained (scale-down, update, removal, shutdown)
+  bool runtime_ready = false;  // runtime-ready seen since the runtime last started
+  ProcessObservation runtime;
+  ProcessObservation sidecar;
+  int64_t started_ms = 0;  // wall time the replica was created
+};
+
+// Ready = serving: not stopping, runtime running and ready, sidecar running.
+bool ReplicaReady(const ReplicaObservation& r);
+// The crash-looping container ("asya-runtime" | "asya-sidecar"), or "" when neither is: a runtime
+// that crashed and is not ready again, a sidecar that crashed and is not running. A stopping
+// replica never is.
+std::string CrashLoopingContainer(const ReplicaObservation& r);
+// Phase (Stopping > BackOff > Running > Starting), ready, failing and the BackOff reason
+// ("asya-runtime CrashLoopBackOff: last exit 1, restarting in 20s").
+ReplicaStatus ComputeReplicaStatus(const ReplicaObservation& r);
+// Sets a.replicas and the counts derived from them: total (replicas not stopping), ready, failing
+// and crash_container (of the first failing replica).
+void SetReplicas(ActorStatus& a, const std::vector<ReplicaObservation>& replicas);
+
 // STATUS value (first matching rule wins): RuntimeError/SidecarError (replicas crash-looping and
 // ready < desired), Napping, ScalingUp, ScalingDown, Degraded, Running, Unknown.
 std::string ComputeStatus(const ActorStatus& a, int64_t now_ms);

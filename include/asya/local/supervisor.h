@@ -11,11 +11,11 @@
 //
 // State directory layout (see src/local/README.md):
 //   queues.db         sqlite transport (when --transport sqlite)
-//   desired.json      {"generation": N, "paths": [...], "transport": "sqlite"}  (written by asya
-//   up) status.json       MeshStatus, rewritten about once a second and on every change
+//   desired.json      {"generation": N, "paths": [...], "transport": "sqlite"} (asya up; apply.h)
+//   status.json       MeshStatus, rewritten about once a second and on every change
 //   supervisor.pid    pid of the supervisor; supervisor.lock is flock()ed while it runs
 //   logs/<actor>.log  prefixed output of the actor's processes; logs/asya.log (detached runs)
-//   results/, errors/ written by the crew (happy-end / error-end)
+//   results/, errors/ written by the crew (happy-end / error-end; crew_layout.h)
 //   run/<actor>-<n>/  per-replica socket directory (mode 0700), unless the path would be too long
 #pragma once
 
@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "asya/base/result.h"
+#include "asya/local/apply.h"
 #include "asya/local/manifest.h"
 #include "asya/transport/factory.h"
 
@@ -63,15 +64,7 @@ class Supervisor {
 // Blocks SIGINT, SIGTERM, SIGHUP, SIGCHLD in the calling thread (threads created later inherit it).
 void BlockSupervisorSignals();
 
-// ---- Helpers shared with the CLI ----
-
-struct DesiredState {
-  int64_t generation = 0;
-  std::vector<std::string> paths;  // absolute manifest paths
-  std::string transport = "sqlite";
-};
-std::string EncodeDesired(const DesiredState& d);
-Result<DesiredState> DecodeDesired(const std::string& json);
+// ---- Helpers shared with the CLI (the desired state and the apply protocol: apply.h) ----
 
 // The crew actors asya up always runs (happy-end, error-end), writing under `state_dir`.
 std::vector<ActorSpec> CrewActors(const std::string& state_dir, const std::string& crew_bin);

@@ -38,6 +38,7 @@
 #include <nlohmann/json.hpp>
 
 #include "asya/base/result.h"
+#include "asya/base/runtime_files.h"
 
 namespace asya::runtime {
 
@@ -153,8 +154,8 @@ class Handler {
 };
 
 struct ServeOptions {
-  std::string socket_dir = "/var/run/asya";            // ASYA_SOCKET_DIR
-  std::string socket_name = "asya-runtime.sock";       // ASYA_SOCKET_NAME
+  std::string socket_dir = runtime_files::kDefaultSocketDir;  // ASYA_SOCKET_DIR
+  std::string socket_name = runtime_files::kSocketName;      // ASYA_SOCKET_NAME
   std::optional<unsigned> socket_mode = 0666;          // ASYA_SOCKET_CHMOD (nullopt: no chmod)
   bool validate = true;                                // ASYA_ENABLE_VALIDATION
   int concurrency = 1;                                 // ASYA_RUNTIME_CONCURRENCY (handler threads)

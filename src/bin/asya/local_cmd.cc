@@ -8,7 +8,6 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
-#include <random>
 #include <set>
 #include <string>
 #include <thread>
@@ -19,9 +18,15 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
-#include <nlohmann/json.hpp>
 
+#include "asya/base/clock.h"
+#include "asya/base/env_names.h"
+#include "asya/base/exit_codes.h"
+#include "asya/base/state_dir.h"
+#include "asya/base/transport_kinds.h"
+#include "asya/local/apply.h"
 #include "asya/local/manifest.h"
+#include "asya/local/send.h"
 #include "asya/local/status.h"
 #include "asya/local/supervisor.h"
 #include "asya/transport/factory.h"
@@ -37,9 +42,10 @@ namespace {
 namespace fs = std::filesystem;
 using local::MeshStatus;
 
-constexpr int kExitOk = 0;
-constexpr int kExitFailed = 1;
-constexpr int kExitUsage = 2;
+constexpr int kExitOk = exit_code::kOk;
+constexpr int kExitFailed = exit_code::kFailed;
+constexpr int kExitUsage = exit_code::kUsage;
+constexpr auto kApplyTimeout = std::chrono::seconds(30);
 
 int64_t WallMs() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -48,7 +54,7 @@ int64_t WallMs() {
 }
 
 std::string DefaultStateDir() {
-  return env::GetOr("ASYA_STATE_DIR", ".asya");
+  return env::GetOr(env_name::kStateDir, state_dir::kDefault);
 }
 
 std::string AbsoluteDir(const std::string& dir) {
@@ -104,7 +110,7 @@ Result<transport::TransportSettings> TransportFor(const std::string& kind,
   opts.default_kind = kind;
   ASYA_ASSIGN_OR_RETURN(auto settings, env::TransportSettingsFromEnv(opts));
   settings.kind = kind;
-  settings.sqlite.path = state_dir + "/queues.db";
+  settings.sqlite.path = state_dir + "/" + state_dir::kQueuesFile;
   return settings;
 }
 
@@ -143,47 +149,31 @@ void PrintLines(const std::string& text, const char* prefix) {
 struct UpArgs {
   std::vector<std::string> paths;
   std::string state_dir;
-  std::string transport = "sqlite";
+  std::string transport = transport_kind::kSqlite;
   bool detach = false;
   std::string restart_backoff;
 };
 
-// Waits until the supervisor `pid` has written a status for `generation`.
-Result<MeshStatus> WaitApplied(const std::string& state_dir, int pid, int64_t generation,
-                               std::chrono::seconds timeout, bool is_child) {
-  auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (std::chrono::steady_clock::now() < deadline) {
-    auto st = ReadStatus(state_dir);
-    if (st && st->pid == pid && st->generation >= generation) {
-      return st;
-    }
-    int wstatus = 0;
-    const bool exited = is_child ? ::waitpid(pid, &wstatus, WNOHANG) == pid : ::kill(pid, 0) != 0;
-    if (exited) {
-      if (st && st->pid == pid && !st->last_error.empty()) {
-        return MakeError(ErrorCode::kFailedPrecondition, st->last_error);
-      }
-      return MakeError(ErrorCode::kUnavailable,
-                       "the supervisor exited; see " + state_dir + "/logs/asya.log");
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+std::optional<local::DesiredState> PreviousDesired(const std::string& state_dir) {
+  if (auto d = local::ReadDesired(state_dir)) {
+    return *d;
   }
-  return MakeError(ErrorCode::kDeadlineExceeded, "the supervisor did not apply the change in time");
+  return std::nullopt;
+}
+
+void PrintList(const char* label, const std::vector<std::string>& names, const char* suffix) {
+  std::string text;
+  for (const auto& n : names) {
+    text += " " + n;
+  }
+  std::printf("  %s%s%s\n", label, text.empty() ? " -" : text.c_str(), suffix);
 }
 
 int ApplyToRunning(const UpArgs& args, const std::vector<local::ActorSpec>& specs, int pid) {
-  auto old_text = local::ReadFile(local::DesiredPath(args.state_dir));
-  local::DesiredState desired;
-  if (old_text) {
-    if (auto d = local::DecodeDesired(*old_text)) {
-      desired = *d;
-    }
-  }
-  if (desired.transport != args.transport) {
-    std::fprintf(stderr,
-                 "asya up: the mesh running in %s uses transport %s; stop it with `asya down` "
-                 "before switching to %s\n",
-                 args.state_dir.c_str(), desired.transport.c_str(), args.transport.c_str());
+  auto desired = local::NextDesired(PreviousDesired(args.state_dir), args.paths, args.transport,
+                                    /*running=*/true, args.state_dir);
+  if (!desired) {
+    std::fprintf(stderr, "asya up: %s\n", desired.error().message.c_str());
     return kExitUsage;
   }
   std::set<std::string> before;
@@ -194,19 +184,12 @@ int ApplyToRunning(const UpArgs& args, const std::vector<local::ActorSpec>& spec
       }
     }
   }
-  desired.generation += 1;
-  desired.paths = args.paths;
-  if (auto w =
-          local::WriteFileAtomic(local::DesiredPath(args.state_dir), local::EncodeDesired(desired));
-      !w) {
+  if (auto w = local::WriteDesired(args.state_dir, *desired); !w) {
     std::fprintf(stderr, "asya up: %s\n", w.error().message.c_str());
     return kExitFailed;
   }
-  if (pid > 0) {
-    ::kill(pid, SIGHUP);
-  }
-  auto st = WaitApplied(args.state_dir, pid, desired.generation, std::chrono::seconds(30),
-                        /*is_child=*/false);
+  auto st = local::SignalAndWaitApplied(args.state_dir, pid, desired->generation, kApplyTimeout,
+                                        SystemClock());
   if (!st) {
     std::fprintf(stderr, "asya up: %s\n", st.error().message.c_str());
     return kExitFailed;
@@ -216,24 +199,12 @@ int ApplyToRunning(const UpArgs& args, const std::vector<local::ActorSpec>& spec
     PrintLines(st->last_error, "  ");
     return kExitFailed;
   }
-  std::string added;
-  std::string kept;
-  std::set<std::string> now;
-  for (const auto& s : specs) {
-    now.insert(s.name);
-    (before.count(s.name) != 0 ? kept : added) += " " + s.name;
-  }
-  std::string removed;
-  for (const auto& b : before) {
-    if (now.count(b) == 0) {
-      removed += " " + b;
-    }
-  }
+  const local::ApplySummary summary = local::SummariseApply(before, specs);
   std::printf("asya up: applied to the running mesh (pid %d, generation %lld)\n", pid,
-              static_cast<long long>(desired.generation));
-  std::printf("  added:  %s\n  kept:   %s (restarted if their manifest changed)\n  removed:%s\n",
-              added.empty() ? " -" : added.c_str(), kept.empty() ? " -" : kept.c_str(),
-              removed.empty() ? " -" : removed.c_str());
+              static_cast<long long>(desired->generation));
+  PrintList("added:  ", summary.added, "");
+  PrintList("kept:   ", summary.kept, " (restarted if their manifest changed)");
+  PrintList("removed:", summary.removed, "");
   return kExitOk;
 }
 
@@ -279,7 +250,7 @@ int RunSupervisor(const UpArgs& args, bool echo) {
 
 int Up(UpArgs args) {
   args.state_dir = AbsoluteDir(args.state_dir);
-  if (args.transport != "sqlite" && args.transport != "rabbitmq" && args.transport != "sqs") {
+  if (!transport_kind::IsKnown(args.transport)) {
     std::fprintf(stderr, "asya up: --transport must be sqlite, rabbitmq or sqs, got '%s'\n",
                  args.transport.c_str());
     return kExitUsage;
@@ -322,18 +293,14 @@ int Up(UpArgs args) {
     }
     return ApplyToRunning(args, loaded->actors, pid);
   }
-  local::DesiredState desired;
-  if (auto old = local::ReadFile(local::DesiredPath(args.state_dir))) {
-    if (auto d = local::DecodeDesired(*old)) {
-      desired.generation = d->generation;
-    }
+  auto next = local::NextDesired(PreviousDesired(args.state_dir), args.paths, args.transport,
+                                 /*running=*/false, args.state_dir);
+  if (!next) {
+    std::fprintf(stderr, "asya up: %s\n", next.error().message.c_str());
+    return kExitUsage;
   }
-  desired.generation += 1;
-  desired.paths = args.paths;
-  desired.transport = args.transport;
-  if (auto w =
-          local::WriteFileAtomic(local::DesiredPath(args.state_dir), local::EncodeDesired(desired));
-      !w) {
+  const local::DesiredState& desired = *next;
+  if (auto w = local::WriteDesired(args.state_dir, desired); !w) {
     std::fprintf(stderr, "asya up: %s\n", w.error().message.c_str());
     return kExitFailed;
   }
@@ -361,8 +328,9 @@ int Up(UpArgs args) {
     }
     std::_Exit(RunSupervisor(args, /*echo=*/false));
   }
-  auto st = WaitApplied(args.state_dir, child, desired.generation, std::chrono::seconds(30),
-                        /*is_child=*/true);
+  auto st = local::WaitApplied(
+      args.state_dir, child, desired.generation, kApplyTimeout,
+      [child] { return local::SupervisorExited(child, /*is_child=*/true); }, SystemClock());
   if (!st) {
     std::fprintf(stderr, "asya up: %s\n", st.error().message.c_str());
     return kExitFailed;
@@ -515,137 +483,67 @@ int Logs(const std::string& actor, bool follow, const std::string& state_dir_arg
 // ---------------------------------------------------------------------------------------------
 // send
 
-std::string RandomHex(size_t bytes) {
-  std::random_device rd;
-  static const char* kHex = "0123456789abcdef";
-  std::string out;
-  for (size_t i = 0; i < bytes; ++i) {
-    unsigned v = rd() & 0xffU;
-    out += kHex[v >> 4];
-    out += kHex[v & 0xf];
+struct SendArgs {
+  std::string route;
+  std::string payload;  // JSON text, or a file name with --jsonl, or "-" = stdin
+  bool jsonl = false;
+  bool wait = false;
+  double timeout_s = 60;
+  std::string state_dir;
+  std::string transport;  // "" = the mesh's
+};
+
+// The transport `asya send` publishes on: the flag, else the mesh's (desired.json), else sqlite.
+std::string SendTransportKind(const SendArgs& args, const std::string& state_dir) {
+  if (!args.transport.empty()) {
+    return args.transport;
   }
-  return out;
+  if (auto desired = local::ReadDesired(state_dir)) {
+    return desired->transport;
+  }
+  return transport_kind::kSqlite;
 }
 
-std::string Uuid4() {
-  std::string h = RandomHex(16);
-  h[12] = '4';
-  h[16] = "89ab"[std::stoi(h.substr(16, 1), nullptr, 16) & 3];
-  return h.substr(0, 8) + "-" + h.substr(8, 4) + "-" + h.substr(12, 4) + "-" + h.substr(16, 4) +
-         "-" + h.substr(20);
+// A message for an actor the mesh does not run waits in its queue: say so.
+void WarnIfUnknownActor(const std::string& state_dir, const std::string& actor) {
+  auto st = ReadStatus(state_dir);
+  if (!st) {
+    return;
+  }
+  bool known = std::any_of(st->actors.begin(), st->actors.end(),
+                           [&](const local::ActorStatus& a) { return a.name == actor; });
+  if (!known) {
+    std::fprintf(stderr,
+                 "asya send: warning: actor \"%s\" is not part of the mesh in %s; the message "
+                 "waits in queue %s\n",
+                 actor.c_str(), state_dir.c_str(), transport::QueueName(actor).c_str());
+  }
 }
 
-// Looks for <dir>/<timestamp>/<actor>/<id>.json with timestamp >= `since`.
-std::string FindStored(const std::string& dir, const std::string& id, const std::string& since) {
-  std::error_code ec;
-  for (const auto& ts : fs::directory_iterator(dir, ec)) {
-    if (ts.path().filename().string() < since) {
-      continue;
-    }
-    for (const auto& actor : fs::directory_iterator(ts.path(), ec)) {
-      fs::path f = actor.path() / (id + ".json");
-      if (fs::exists(f, ec)) {
-        return f.string();
-      }
-    }
-  }
-  return "";
-}
-
-int Send(const std::string& route_arg, std::string payload, bool wait, double timeout_s,
-         const std::string& state_dir_arg, std::string transport_kind, bool jsonl) {
-  const std::string state_dir = AbsoluteDir(state_dir_arg);
-  std::vector<std::string> actors;
-  size_t start = 0;
-  while (start <= route_arg.size()) {
-    size_t comma = route_arg.find(',', start);
-    if (comma == std::string::npos) {
-      comma = route_arg.size();
-    }
-    std::string a = route_arg.substr(start, comma - start);
-    a.erase(0, a.find_first_not_of(" \t"));
-    a.erase(a.find_last_not_of(" \t") + 1);
-    if (!local::IsValidActorName(a)) {
-      std::fprintf(stderr,
-                   "asya send: ROUTE must be comma-separated actor names (DNS-1123 labels); "
-                   "'%s' is not one\n",
-                   a.c_str());
-      return kExitUsage;
-    }
-    actors.push_back(a);
-    start = comma + 1;
-  }
-  if (payload == "-" || jsonl) {
-    std::ifstream file;
-    if (payload != "-") {
-      file.open(payload, std::ios::binary);
-      if (!file) {
-        std::fprintf(stderr, "asya send: cannot read %s\n", payload.c_str());
-        return kExitUsage;
-      }
-    }
-    std::istream& in = payload == "-" ? std::cin : file;
-    payload.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-  }
-  // One payload, or (--jsonl) one per non-empty line; all are checked before anything is sent.
-  std::vector<std::string> payloads;
-  if (jsonl) {
-    size_t pos = 0;
-    while (pos < payload.size()) {
-      size_t nl = payload.find('\n', pos);
-      if (nl == std::string::npos) {
-        nl = payload.size();
-      }
-      std::string line = payload.substr(pos, nl - pos);
-      pos = nl + 1;
-      if (line.find_first_not_of(" \t\r") != std::string::npos) {
-        payloads.push_back(std::move(line));
-      }
-    }
-  } else {
-    payloads.push_back(payload);
-  }
-  for (size_t i = 0; i < payloads.size(); ++i) {
-    try {
-      auto parsed = nlohmann::json::parse(payloads[i]);
-      (void)parsed;
-    } catch (const nlohmann::json::exception& e) {
-      if (jsonl) {
-        std::fprintf(stderr, "asya send: payload %zu is not valid JSON: %s\n", i + 1, e.what());
-      } else {
-        std::fprintf(stderr, "asya send: PAYLOAD is not valid JSON: %s\n", e.what());
-      }
-      return kExitUsage;
-    }
-  }
-  if (payloads.empty()) {
-    std::fprintf(stderr, "asya send: no payloads given\n");
+int Send(const SendArgs& args) {
+  const std::string state_dir = AbsoluteDir(args.state_dir);
+  auto actors = local::ParseRoute(args.route);
+  if (!actors) {
+    std::fprintf(stderr, "asya send: %s\n", actors.error().message.c_str());
     return kExitUsage;
   }
-  if (jsonl && wait) {
+  auto text = local::ReadPayloadText(args.payload, args.jsonl, std::cin);
+  if (!text) {
+    std::fprintf(stderr, "asya send: %s\n", text.error().message.c_str());
+    return kExitUsage;
+  }
+  auto payloads = local::SplitPayloads(*text, args.jsonl);
+  if (!payloads) {
+    std::fprintf(stderr, "asya send: %s\n", payloads.error().message.c_str());
+    return kExitUsage;
+  }
+  if (args.jsonl && args.wait) {
     std::fprintf(stderr, "asya send: --wait works with one payload, not --jsonl\n");
     return kExitUsage;
   }
-  // Transport: the flag, else the mesh's (desired.json), else sqlite.
-  if (transport_kind.empty()) {
-    transport_kind = "sqlite";
-    if (auto d = local::ReadFile(local::DesiredPath(state_dir))) {
-      if (auto desired = local::DecodeDesired(*d)) {
-        transport_kind = desired->transport;
-      }
-    }
-  }
-  if (auto st = ReadStatus(state_dir)) {
-    bool known = std::any_of(st->actors.begin(), st->actors.end(),
-                             [&](const local::ActorStatus& a) { return a.name == actors[0]; });
-    if (!known) {
-      std::fprintf(stderr,
-                   "asya send: warning: actor \"%s\" is not part of the mesh in %s; the message "
-                   "waits in queue asya-%s\n",
-                   actors[0].c_str(), state_dir.c_str(), actors[0].c_str());
-    }
-  }
-  auto settings = TransportFor(transport_kind, state_dir);
+  const std::string kind = SendTransportKind(args, state_dir);
+  WarnIfUnknownActor(state_dir, actors->front());
+  auto settings = TransportFor(kind, state_dir);
   if (!settings) {
     std::fprintf(stderr, "asya send: %s\n", settings.error().message.c_str());
     return kExitUsage;
@@ -655,56 +553,38 @@ int Send(const std::string& route_arg, std::string payload, bool wait, double ti
     std::fprintf(stderr, "asya send: %s\n", transport.error().message.c_str());
     return kExitFailed;
   }
-  auto sent_at = std::chrono::system_clock::now() - std::chrono::seconds(2);
+  const std::string since = local::CrewStampFloor(SystemClock().WallNow());
+  const std::string queue = transport::QueueName(actors->front());
   std::string id;
-  for (const auto& p : payloads) {
-    id = Uuid4();
-    // The payload text is embedded as given (numbers and key order are kept byte for byte).
-    nlohmann::json head = {
-        {"id", id},
-        {"route", {{"actors", actors}, {"current", 0}}},
-        {"headers", {{"traceparent", "00-" + RandomHex(16) + "-" + RandomHex(8) + "-01"}}}};
-    std::string body = head.dump();
-    body.pop_back();
-    body += ",\"payload\":" + p + "}";
-    if (auto st = (*transport)->Publish(transport::QueueName(actors[0]), body); !st) {
-      std::fprintf(stderr, "asya send: publish to %s failed: %s\n",
-                   transport::QueueName(actors[0]).c_str(), st.error().message.c_str());
+  for (const auto& p : *payloads) {
+    id = local::NewEnvelopeId();
+    std::string body = local::BuildEnvelope(id, *actors, local::NewTraceparent(), p);
+    if (auto st = (*transport)->Publish(queue, body); !st) {
+      std::fprintf(stderr, "asya send: publish to %s failed: %s\n", queue.c_str(),
+                   st.error().message.c_str());
       return kExitFailed;
     }
     std::printf("%s\n", id.c_str());
   }
   std::fflush(stdout);
-  if (!wait) {
+  if (!args.wait) {
     return kExitOk;
   }
-  // Crew directories are named by UTC timestamp, so only those from (about) now on are scanned.
-  std::time_t secs = std::chrono::system_clock::to_time_t(sent_at);
-  std::tm tm{};
-  ::gmtime_r(&secs, &tm);
-  char stamp[32];
-  std::strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%S", &tm);
-  auto deadline = std::chrono::steady_clock::now() +
-                  std::chrono::milliseconds(static_cast<int64_t>(timeout_s * 1000));
-  while (std::chrono::steady_clock::now() < deadline) {
-    for (const auto& [dir, code] : {std::pair{state_dir + "/results", kExitOk},
-                                    std::pair{state_dir + "/errors", kExitFailed}}) {
-      std::string found = FindStored(dir, id, stamp);
-      if (found.empty()) {
-        continue;
-      }
-      auto text = local::ReadFile(found);
-      std::fprintf(stderr, "asya send: %s: %s\n", code == kExitOk ? "succeeded" : "failed",
-                   found.c_str());
-      if (text) {
-        std::fwrite(text->data(), 1, text->size(), stdout);
-      }
-      return code;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  const auto timeout = std::chrono::duration_cast<Clock::Duration>(
+      std::chrono::milliseconds(static_cast<int64_t>(args.timeout_s * 1000)));
+  const local::SendResult result =
+      local::WaitForResult(state_dir, id, since, timeout, SystemClock());
+  if (result.outcome == local::SendOutcome::kTimedOut) {
+    std::fprintf(stderr, "asya send: no result for %s within %.0fs\n", id.c_str(), args.timeout_s);
+    return local::ExitCodeOf(result.outcome);
   }
-  std::fprintf(stderr, "asya send: no result for %s within %.0fs\n", id.c_str(), timeout_s);
-  return kExitUsage;  // 2 = timeout
+  std::fprintf(stderr, "asya send: %s: %s\n",
+               result.outcome == local::SendOutcome::kSucceeded ? "succeeded" : "failed",
+               result.path.c_str());
+  if (auto body = local::ReadFile(result.path)) {
+    std::fwrite(body->data(), 1, body->size(), stdout);
+  }
+  return local::ExitCodeOf(result.outcome);
 }
 
 }  // namespace
@@ -723,11 +603,7 @@ int RunLocal(int argc, char** argv) {
   std::string what;
   std::string name;
   bool follow = false;
-  std::string route;
-  std::string payload;
-  bool wait = false;
-  bool jsonl = false;
-  std::string send_transport;
+  SendArgs send;
 
   if (cmd == "up") {
     app.add_option("paths", up.paths, "AsyncActor manifests, directories or asya-actor values")
@@ -749,12 +625,13 @@ int RunLocal(int argc, char** argv) {
     app.add_option("actor", name, "actor name")->required();
     app.add_flag("-f,--follow", follow, "keep printing new lines");
   } else if (cmd == "send") {
-    app.add_option("route", route, "comma-separated actor names")->required();
-    app.add_option("payload", payload, "JSON payload ('-' = stdin)")->required();
-    app.add_flag("--wait", wait, "wait for the result (exit 0 succeeded, 1 failed, 2 timeout)");
-    app.add_option("--timeout", timeout_s, "seconds to wait with --wait (default 60)");
-    app.add_option("--transport", send_transport, "default: the mesh's transport");
-    app.add_flag("--jsonl", jsonl,
+    app.add_option("route", send.route, "comma-separated actor names")->required();
+    app.add_option("payload", send.payload, "JSON payload ('-' = stdin)")->required();
+    app.add_flag("--wait", send.wait,
+                 "wait for the result (exit 0 succeeded, 1 failed, 2 timeout)");
+    app.add_option("--timeout", send.timeout_s, "seconds to wait with --wait (default 60)");
+    app.add_option("--transport", send.transport, "default: the mesh's transport");
+    app.add_flag("--jsonl", send.jsonl,
                  "PAYLOAD is a file ('-' = stdin) with one JSON payload per line; one envelope "
                  "each, one id printed per line");
   }
@@ -780,7 +657,8 @@ int RunLocal(int argc, char** argv) {
   if (cmd == "logs") {
     return Logs(name, follow, state_dir);
   }
-  return Send(route, payload, wait, timeout_s, state_dir, send_transport, jsonl);
+  send.state_dir = state_dir;
+  return Send(send);
 }
 
 }  // namespace asya::cli

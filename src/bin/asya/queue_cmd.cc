@@ -19,7 +19,9 @@
 #include <nlohmann/json.hpp>
 
 #include "asya/base/duration.h"
+#include "asya/base/exit_codes.h"
 #include "asya/base/log.h"
+#include "asya/base/transport_kinds.h"
 #include "asya/transport/factory.h"
 #include "bin/asya/commands.h"
 #include "bin/common/transport_env.h"
@@ -27,9 +29,9 @@
 namespace asya::cli {
 namespace {
 
-constexpr int kExitError = 1;
-constexpr int kExitUsage = 2;
-constexpr int kExitEmpty = 3;
+constexpr int kExitError = exit_code::kFailed;
+constexpr int kExitUsage = exit_code::kUsage;
+constexpr int kExitEmpty = exit_code::kNothingArrived;
 
 int Fail(const Error& e) {
   std::fprintf(stderr, "asya queue: %s\n", e.message.c_str());
@@ -51,7 +53,7 @@ struct Flags {
 
 Result<transport::TransportPtr> Connect(const Flags& f) {
   env::TransportEnvOptions options;
-  options.default_kind = "sqlite";
+  options.default_kind = transport_kind::kSqlite;
   options.kind = f.transport;
   auto settings = env::TransportSettingsFromEnv(options);
   if (!settings) {

@@ -4,6 +4,9 @@
 
 #include <cstdio>
 
+#include "asya/base/env_names.h"
+#include "asya/base/state_dir.h"
+#include "asya/base/transport_kinds.h"
 #include "bin/common/env.h"
 
 namespace asya::env {
@@ -11,7 +14,7 @@ namespace {
 
 // `source` names where the value came from (the variable or the flag).
 Status CheckKind(const std::string& kind, std::string_view source) {
-  if (kind == "sqlite" || kind == "rabbitmq" || kind == "sqs") {
+  if (transport_kind::IsKnown(kind)) {
     return Ok();
   }
   return MakeError(ErrorCode::kInvalidArgument,
@@ -88,8 +91,8 @@ Result<transport::TransportSettings> TransportSettingsFromEnv(const TransportEnv
     s.kind = options.kind;
     ASYA_RETURN_IF_ERROR(CheckKind(s.kind, "--transport"));
   } else {
-    s.kind = GetOr("ASYA_TRANSPORT", options.default_kind);
-    ASYA_RETURN_IF_ERROR(CheckKind(s.kind, "ASYA_TRANSPORT"));
+    s.kind = GetOr(env_name::kTransport, options.default_kind);
+    ASYA_RETURN_IF_ERROR(CheckKind(s.kind, env_name::kTransport));
   }
 
   // Shared by the RabbitMQ consumer start and SQS queue-URL resolution.
@@ -98,12 +101,12 @@ Result<transport::TransportSettings> TransportSettingsFromEnv(const TransportEnv
   ASYA_ASSIGN_OR_RETURN(Millis retry_backoff, Duration("ASYA_QUEUE_RETRY_BACKOFF", Millis(1000)));
 
   // sqlite
-  if (auto path = Get("ASYA_SQLITE_PATH")) {
+  if (auto path = Get(env_name::kSqlitePath)) {
     s.sqlite.path = *path;
-  } else if (auto state_dir = Get("ASYA_STATE_DIR")) {
-    s.sqlite.path = *state_dir + "/queues.db";
+  } else if (auto dir = Get(env_name::kStateDir)) {
+    s.sqlite.path = *dir + "/" + state_dir::kQueuesFile;
   } else {
-    s.sqlite.path = ".asya/queues.db";
+    s.sqlite.path = std::string(state_dir::kDefault) + "/" + state_dir::kQueuesFile;
   }
 
   // rabbitmq

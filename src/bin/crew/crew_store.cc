@@ -7,6 +7,8 @@
 
 #include <unistd.h>
 
+#include "asya/base/crew_layout.h"
+
 namespace asya::crew {
 namespace fs = std::filesystem;
 
@@ -69,8 +71,8 @@ Result<std::string> MakeKey(const nlohmann::json& envelope, const std::string& p
   if (id == envelope.end() || !id->is_string()) {
     return MakeError(ErrorCode::kInvalidArgument, "envelope has no string 'id'");
   }
-  return prefix + FormatTimestamp(now) + "/" + SafeComponent(LastActor(envelope)) + "/" +
-         SafeComponent(id->get<std::string>()) + ".json";
+  return crew_layout::Key(prefix, FormatTimestamp(now), SafeComponent(LastActor(envelope)),
+                          SafeComponent(id->get<std::string>()));
 }
 
 Status Store(const std::string& root, const std::string& key, const nlohmann::json& envelope) {

@@ -10,19 +10,21 @@
 #include <cstdio>
 #include <string>
 
+#include "asya/base/crew_layout.h"
+#include "asya/base/env_names.h"
 #include "asya/base/log.h"
 #include "asya/runtime/serve.h"
 #include "bin/common/env.h"
 #include "bin/crew/crew_store.h"
 
 int main() {
-  auto dir = asya::env::Get("ASYA_CREW_DIR");
+  auto dir = asya::env::Get(asya::env_name::kCrewDir);
   if (!dir) {
     std::fputs("asya-crew: ASYA_CREW_DIR is required (directory to store envelopes in)\n", stderr);
     return 1;
   }
   const std::string root = *dir;
-  const std::string prefix = asya::env::GetOr("ASYA_CREW_PREFIX", "happy-asya/");
+  const std::string prefix = asya::env::GetOr(asya::env_name::kCrewPrefix, asya::crew_layout::kDefaultPrefix);
   auto handler = asya::runtime::Handler::Envelope([root, prefix](nlohmann::json envelope) {
     auto key = asya::crew::MakeKey(envelope, prefix, std::chrono::system_clock::now());
     if (!key) {

@@ -16,7 +16,10 @@
 #include <signal.h>
 
 #include "asya/base/duration.h"
+#include "asya/base/env_names.h"
+#include "asya/base/exit_codes.h"
 #include "asya/base/log.h"
+#include "asya/base/runtime_files.h"
 #include "asya/protocol/runtime_client.h"
 #include "asya/sidecar/gateway.h"
 #include "asya/sidecar/http_server.h"
@@ -31,7 +34,7 @@ namespace {
 using asya::Millis;
 using asya::Result;
 
-constexpr int kExitConfig = 2;
+constexpr int kExitConfig = asya::exit_code::kSidecarBadConfig;
 
 struct Config {
   asya::sidecar::Settings sidecar;
@@ -69,6 +72,7 @@ std::vector<std::string> SplitList(const std::string& text) {
 
 Result<Config> LoadConfig() {
   namespace env = asya::env;
+  namespace name = asya::env_name;
   Config c;
   auto& s = c.sidecar;
   auto& p = s.policy;
@@ -90,14 +94,14 @@ Result<Config> LoadConfig() {
     c.log_format = *f;
   }
 
-  auto actor = env::Get("ASYA_ACTOR_NAME");
+  auto actor = env::Get(name::kActorName);
   if (!actor) {
     return asya::MakeError(asya::ErrorCode::kInvalidArgument, "ASYA_ACTOR_NAME is required");
   }
   p.actor = *actor;
   p.happy_end = env::GetOr("ASYA_ACTOR_HAPPY_END", "happy-end");
   p.error_end = env::GetOr("ASYA_ACTOR_ERROR_END", "error-end");
-  ASYA_ASSIGN_OR_RETURN(p.is_end_actor, env::Bool("ASYA_IS_END_ACTOR", false));
+  ASYA_ASSIGN_OR_RETURN(p.is_end_actor, env::Bool(name::kIsEndActor, false));
   ASYA_ASSIGN_OR_RETURN(p.max_hops, env::Int("ASYA_MAX_HOPS", 1000, 1, 1'000'000'000));
   ASYA_ASSIGN_OR_RETURN(p.max_deliveries, env::Int("ASYA_MAX_DELIVERIES", 5, 0, 1'000'000'000));
   ASYA_ASSIGN_OR_RETURN(int64_t max_bytes, env::Int("ASYA_MAX_MESSAGE_BYTES", 64LL << 20, 1024,
@@ -110,7 +114,7 @@ Result<Config> LoadConfig() {
                         env::Duration("ASYA_RETRY_MAX_BACKOFF", Millis(300'000)));
   p.non_retryable = SplitList(env::GetOr("ASYA_RETRY_NON_RETRYABLE", ""));
 
-  ASYA_ASSIGN_OR_RETURN(s.runtime_timeout, env::Duration("ASYA_RUNTIME_TIMEOUT", Millis(300'000)));
+  ASYA_ASSIGN_OR_RETURN(s.runtime_timeout, env::Duration(name::kRuntimeTimeout, Millis(300'000)));
   if (s.runtime_timeout.count() <= 0) {
     return asya::MakeError(asya::ErrorCode::kInvalidArgument,
                            "ASYA_RUNTIME_TIMEOUT must be positive");
@@ -119,7 +123,7 @@ Result<Config> LoadConfig() {
   ASYA_ASSIGN_OR_RETURN(s.ready_timeout,
                         env::Duration("ASYA_RUNTIME_READY_TIMEOUT", Millis(300'000)));
   ASYA_ASSIGN_OR_RETURN(s.shutdown_timeout, env::Duration("ASYA_SHUTDOWN_TIMEOUT", Millis(25'000)));
-  ASYA_ASSIGN_OR_RETURN(int64_t concurrency, env::Int("ASYA_SIDECAR_CONCURRENCY", 1, 1, 1000));
+  ASYA_ASSIGN_OR_RETURN(int64_t concurrency, env::Int(name::kSidecarConcurrency, 1, 1, 1000));
   s.concurrency = static_cast<int>(concurrency);
 
   // Visibility: ASYA_VISIBILITY_TIMEOUT, else ASYA_SQS_VISIBILITY_TIMEOUT (0 = unset), else
@@ -136,8 +140,8 @@ Result<Config> LoadConfig() {
                            "ASYA_VISIBILITY_TIMEOUT must be positive");
   }
 
-  std::string socket_dir = env::GetOr("ASYA_SOCKET_DIR", "/var/run/asya");
-  s.socket_path = socket_dir + "/asya-runtime.sock";
+  std::string socket_dir = env::GetOr(name::kSocketDir, asya::runtime_files::kDefaultSocketDir);
+  s.socket_path = socket_dir + "/" + asya::runtime_files::kSocketName;
   if (s.socket_path.size() >= 108) {
     return asya::MakeError(asya::ErrorCode::kInvalidArgument,
                            "ASYA_SOCKET_DIR is too long for a Unix socket path (" +
@@ -154,9 +158,9 @@ Result<Config> LoadConfig() {
   }
   ASYA_ASSIGN_OR_RETURN(int64_t wait_s, env::Int("ASYA_SQS_WAIT_TIME_SECONDS", 20, 0, 20));
   s.receive_wait = Millis((wait_s == 0 ? 20 : wait_s) * 1000);
-  ASYA_ASSIGN_OR_RETURN(c.queue_auto_create, env::Bool("ASYA_QUEUE_AUTO_CREATE", false));
+  ASYA_ASSIGN_OR_RETURN(c.queue_auto_create, env::Bool(name::kQueueAutoCreate, false));
 
-  ASYA_ASSIGN_OR_RETURN(c.metrics_enabled, env::Bool("ASYA_METRICS_ENABLED", true));
+  ASYA_ASSIGN_OR_RETURN(c.metrics_enabled, env::Bool(name::kMetricsEnabled, true));
   c.metrics_addr = env::GetOr("ASYA_METRICS_ADDR", ":8080");
   c.metrics_namespace = env::GetOr("ASYA_METRICS_NAMESPACE", "asya_actor");
   c.custom_metrics = env::GetOr("ASYA_CUSTOM_METRICS", "");

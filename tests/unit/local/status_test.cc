@@ -162,5 +162,105 @@ TEST(Status, DescribeShowsReplicasAndEvents) {
   EXPECT_NE(d.find("Crashed"), std::string::npos) << d;
 }
 
+// ---- Replica phases ----
+
+ReplicaObservation Up(int index = 0) {
+  ReplicaObservation r;
+  r.index = index;
+  r.runtime.pid = 100;
+  r.sidecar.pid = 101;
+  r.runtime_ready = true;
+  return r;
+}
+
+TEST(ReplicaPhase, RunningAndStarting) {
+  ReplicaStatus rs = ComputeReplicaStatus(Up());
+  EXPECT_EQ(rs.phase, "Running");
+  EXPECT_TRUE(rs.ready);
+  EXPECT_FALSE(rs.failing);
+  EXPECT_EQ(rs.runtime_pid, 100);
+  ReplicaObservation r = Up();
+  r.runtime_ready = false;  // runtime starting
+  r.sidecar.pid = 0;
+  EXPECT_EQ(ComputeReplicaStatus(r).phase, "Starting");
+  EXPECT_FALSE(ReplicaReady(r));
+  r = Up();
+  r.sidecar.pid = 0;  // sidecar not started yet
+  EXPECT_EQ(ComputeReplicaStatus(r).phase, "Starting");
+}
+
+TEST(ReplicaPhase, StoppingWinsOverEverything) {
+  ReplicaObservation r = Up();
+  r.stopping = true;
+  r.runtime.consecutive_crashes = 3;
+  r.runtime_ready = false;
+  ReplicaStatus rs = ComputeReplicaStatus(r);
+  EXPECT_EQ(rs.phase, "Stopping");
+  EXPECT_FALSE(rs.ready);
+  EXPECT_FALSE(rs.failing);
+  EXPECT_EQ(CrashLoopingContainer(r), "");
+}
+
+TEST(ReplicaPhase, RuntimeCrashLoopBackOff) {
+  ReplicaObservation r = Up();
+  r.runtime = {0, 2, 2, "exit 1", 19'001};
+  r.runtime_ready = false;
+  r.sidecar.pid = 0;  // stopped with its runtime
+  ReplicaStatus rs = ComputeReplicaStatus(r);
+  EXPECT_EQ(rs.phase, "BackOff");
+  EXPECT_TRUE(rs.failing);
+  EXPECT_EQ(rs.runtime_restarts, 2);
+  EXPECT_EQ(rs.runtime_last_exit, "exit 1");
+  EXPECT_EQ(rs.waiting_reason, "asya-runtime CrashLoopBackOff: last exit 1, restarting in 20s");
+  EXPECT_EQ(CrashLoopingContainer(r), "asya-runtime");
+  r.runtime.restart_in_ms = -500;  // overdue: never negative
+  EXPECT_EQ(ComputeReplicaStatus(r).waiting_reason,
+            "asya-runtime CrashLoopBackOff: last exit 1, restarting in 0s");
+}
+
+TEST(ReplicaPhase, RestartedRuntimeStaysFailingUntilReady) {
+  ReplicaObservation r = Up();
+  r.runtime = {200, 1, 1, "signal 9", 0};
+  r.runtime_ready = false;
+  r.sidecar.pid = 0;
+  ReplicaStatus rs = ComputeReplicaStatus(r);
+  EXPECT_TRUE(rs.failing);
+  EXPECT_EQ(rs.phase, "BackOff");  // its sidecar is not running
+  r.runtime_ready = true;          // ready again: no longer crash-looping
+  EXPECT_FALSE(ComputeReplicaStatus(r).failing);
+}
+
+TEST(ReplicaPhase, SidecarCrashLoop) {
+  ReplicaObservation r = Up();
+  r.sidecar = {0, 4, 4, "exit 2", 3'000};
+  ReplicaStatus rs = ComputeReplicaStatus(r);
+  EXPECT_EQ(rs.phase, "BackOff");
+  EXPECT_EQ(rs.waiting_reason, "asya-sidecar CrashLoopBackOff: last exit 2, restarting in 3s");
+  EXPECT_EQ(CrashLoopingContainer(r), "asya-sidecar");
+  r.sidecar.pid = 300;  // running again
+  EXPECT_FALSE(ComputeReplicaStatus(r).failing);
+  EXPECT_EQ(ComputeReplicaStatus(r).phase, "Running");
+}
+
+TEST(ReplicaPhase, CountsAndStatusOfAnActor) {
+  ActorStatus a = A(0, 0, 3);
+  ReplicaObservation looping = Up(1);
+  looping.sidecar = {0, 1, 1, "exit 1", 1'000};
+  ReplicaObservation stopping = Up(2);
+  stopping.stopping = true;
+  SetReplicas(a, {Up(0), looping, stopping});
+  EXPECT_EQ(a.total, 2);  // the stopping one does not count
+  EXPECT_EQ(a.ready, 1);
+  EXPECT_EQ(a.failing, 1);
+  EXPECT_EQ(a.crash_container, "asya-sidecar");
+  ASSERT_EQ(a.replicas.size(), 3u);
+  EXPECT_EQ(a.replicas[2].phase, "Stopping");
+  EXPECT_EQ(ComputeStatus(a, kNow), "SidecarError");
+  SetReplicas(a, {Up(0), Up(1), Up(2)});  // recomputed from scratch
+  EXPECT_EQ(a.failing, 0);
+  EXPECT_EQ(a.crash_container, "");
+  EXPECT_EQ(ComputeStatus(a, kNow), "Running");
+}
+
 }  // namespace
 }  // namespace asya::local

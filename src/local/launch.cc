@@ -1,0 +1,144 @@
+#include "asya/local/launch.h"
+
+#include <charconv>
+#include <cstring>
+#include <filesystem>
+
+#include "asya/base/env_names.h"
+#include "asya/base/runtime_files.h"
+#include "asya/base/transport_kinds.h"
+
+namespace asya::local {
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr size_t kMaxSocketPath = 100;  // sun_path is 108 bytes; keep a margin
+
+std::string WorkingDirectory(const ActorSpec& spec, const MeshLaunchSettings& mesh) {
+  return spec.directory.empty() ? mesh.state_dir : spec.directory;
+}
+
+std::string TimeoutValue(const ActorSpec& spec) {
+  return std::to_string(spec.processing_timeout_s) + "s";
+}
+
+bool IsPositiveInt(const std::string& text) {
+  int n = 0;
+  auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
+  return ec == std::errc() && ptr == text.data() + text.size() && n > 0;
+}
+
+}  // namespace
+
+std::string EnvValue(const std::vector<std::string>& env, std::string_view name) {
+  for (const auto& e : env) {
+    if (e.size() > name.size() && e.compare(0, name.size(), name) == 0 && e[name.size()] == '=') {
+      return e.substr(name.size() + 1);
+    }
+  }
+  return "";
+}
+
+void SetEnvValue(std::vector<std::string>& env, std::string_view name, std::string_view value) {
+  std::string entry = std::string(name) + "=" + std::string(value);
+  for (auto& e : env) {
+    if (e.size() > name.size() && e.compare(0, name.size(), name) == 0 && e[name.size()] == '=') {
+      e = std::move(entry);
+      return;
+    }
+  }
+  env.push_back(std::move(entry));
+}
+
+LaunchSpec RuntimeLaunchSpec(const ActorSpec& spec, const MeshLaunchSettings& mesh,
+                             const std::string& socket_dir) {
+  LaunchSpec out;
+  out.cwd = WorkingDirectory(spec, mesh);
+  out.env = mesh.base_env;
+  if (!spec.local_command.empty()) {
+    out.argv = spec.local_command;
+    if (out.argv[0].find('/') != std::string::npos && out.argv[0][0] != '/') {
+      out.argv[0] = (fs::path(out.cwd) / out.argv[0]).lexically_normal().string();
+    }
+  } else {
+    out.argv = {spec.python_executable, mesh.python_runtime};
+  }
+  auto& env = out.env;
+  for (const auto& e : spec.runtime_env) {
+    SetEnvValue(env, e.name, e.value);
+  }
+  SetEnvValue(env, env_name::kSocketDir, socket_dir);
+  if (spec.processing_timeout_s > 0) {
+    SetEnvValue(env, env_name::kRuntimeTimeout, TimeoutValue(spec));
+  }
+  if (spec.is_crew) {
+    SetEnvValue(env, env_name::kEnableValidation, "false");
+  }
+  // A runtime serving fewer connections than its sidecar keeps in flight stalls the extra
+  // messages until the runtime timeout: match them unless the manifest sets both. (An invalid
+  // value is left to the sidecar to report.)
+  for (const auto& e : spec.sidecar_env) {
+    if (e.name == env_name::kSidecarConcurrency && IsPositiveInt(e.value) &&
+        spec.RuntimeEnv(env_name::kRuntimeConcurrency).empty()) {
+      SetEnvValue(env, env_name::kRuntimeConcurrency, e.value);
+    }
+  }
+  // The manifest's directory and its parent: code may sit next to the manifests or one level
+  // up (examples/<name>/*.py with examples/<name>/manifests/*.yaml).
+  std::string pp = out.cwd + ":" + fs::path(out.cwd).parent_path().string();
+  if (std::string old = EnvValue(env, "PYTHONPATH"); !old.empty()) {
+    pp += ":" + old;
+  }
+  SetEnvValue(env, "PYTHONPATH", pp);
+  SetEnvValue(env, "PYTHONUNBUFFERED", "1");
+  return out;
+}
+
+LaunchSpec SidecarLaunchSpec(const ActorSpec& spec, const MeshLaunchSettings& mesh,
+                             const std::string& socket_dir) {
+  LaunchSpec out;
+  out.cwd = WorkingDirectory(spec, mesh);
+  out.env = mesh.base_env;
+  out.argv = {mesh.sidecar_bin};
+  auto& env = out.env;
+  SetEnvValue(env, env_name::kActorName, spec.name);
+  SetEnvValue(env, env_name::kTransport, mesh.transport_kind);
+  if (mesh.transport_kind == transport_kind::kSqlite) {
+    SetEnvValue(env, env_name::kSqlitePath, mesh.sqlite_path);
+  }
+  SetEnvValue(env, env_name::kSocketDir, socket_dir);
+  if (spec.processing_timeout_s > 0) {
+    SetEnvValue(env, env_name::kRuntimeTimeout, TimeoutValue(spec));
+  }
+  if (spec.is_crew) {
+    SetEnvValue(env, env_name::kIsEndActor, "true");
+  }
+  SetEnvValue(env, env_name::kMetricsEnabled, "false");  // one port per replica would clash
+  SetEnvValue(env, env_name::kQueueAutoCreate, "true");
+  for (const auto& e : spec.sidecar_env) {
+    SetEnvValue(env, e.name, e.value);
+  }
+  return out;
+}
+
+std::string RuntimeCommandLine(const ActorSpec& spec, const std::string& python_runtime) {
+  if (spec.local_command.empty()) {
+    return spec.python_executable + " " + python_runtime;
+  }
+  std::string out;
+  for (const auto& c : spec.local_command) {
+    out += (out.empty() ? "" : " ") + c;
+  }
+  return out;
+}
+
+std::string PreferredSocketDir(const std::string& state_dir, const std::string& actor, int index) {
+  std::string dir = state_dir + "/run/" + actor + "-" + std::to_string(index);
+  if (dir.size() + 1 + std::strlen(runtime_files::kSocketName) >= kMaxSocketPath) {
+    return "";
+  }
+  return dir;
+}
+
+}  // namespace asya::local
