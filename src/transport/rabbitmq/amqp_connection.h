@@ -11,29 +11,9 @@
 
 #include "asya/base/result.h"
 #include "asya/transport/rabbitmq.h"
+#include "transport/rabbitmq/amqp_table.h"
 
 namespace asya::transport::rabbitmq {
-
-// Decoded AMQP field table (headers): scalars as text; tables/arrays are skipped.
-std::map<std::string, std::string> TableToMap(const amqp_table_t& table);
-
-// Owns the storage an amqp_table_t points into (valid while this object lives).
-class TableBuilder {
- public:
-  void AddString(std::string key, std::string value);
-  void AddInt(std::string key, int64_t value);
-  amqp_table_t Table();
-
- private:
-  struct Entry {
-    std::string key;
-    std::string text;
-    int64_t number = 0;
-    bool is_int = false;
-  };
-  std::vector<Entry> entries_;
-  std::vector<amqp_table_entry_t> raw_;
-};
 
 class AmqpConnection {
  public:
@@ -74,7 +54,5 @@ class AmqpConnection {
   bool broken_ = false;
   std::string where_;  // "user@host:port vhost '/'" for messages
 };
-
-std::string BytesToString(amqp_bytes_t bytes);
 
 }  // namespace asya::transport::rabbitmq
