@@ -1,0 +1,152 @@
+#!/usr/bin/env bash
+# build-local.sh — build and smoke-test Asya images on a machine with no Docker engine and no
+# image registry (only Debian's apt mirror), with Debian's buildah (vfs storage, chroot isolation).
+#
+# Usage: deploy/images/build-local.sh [--prebuilt] [IMAGE...]     IMAGE: sidecar crew cli (default: all three)
+#   default     runs the whole Containerfile (build stage included) with DEBIAN_IMAGE set to a
+#               Debian 12 base made here with debootstrap: slow (apt + a cold compile).
+#   --prebuilt  runs only the Containerfile's runtime stage on the binaries in build/release/bin
+#               (make build first): the same collect-rootfs.sh, the same LABEL/USER/ENTRYPOINT
+#               lines, no compile. Valid because this host is the build stage's Debian 12.
+# Then every image is smoke-tested: its entrypoint runs as the image's user in a chroot of the
+# image's root filesystem (see smoke_* below), and the sizes are printed.
+# Env: ASYA_IMAGES_WORK (default /var/tmp/asya-images: debootstrap cache), DEBIAN_MIRROR,
+#      BUILDAH_FLAGS (default "--storage-driver vfs"). Needs root (debootstrap, chroot).
+set -euo pipefail
+root=$(cd "$(dirname "$0")/../.." && pwd)
+cd "$root"
+work=${ASYA_IMAGES_WORK:-/var/tmp/asya-images}
+mirror=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
+read -r -a BH <<< "${BUILDAH_FLAGS:---storage-driver vfs}"
+base=localhost/asya-base/debian:12
+prebuilt=0
+images=()
+for a in "$@"; do
+  case $a in
+    --prebuilt) prebuilt=1 ;;
+    sidecar|crew|cli) images+=("$a") ;;
+    *) echo "usage: $0 [--prebuilt] [sidecar|crew|cli]..." >&2; exit 2 ;;
+  esac
+done
+[ ${#images[@]} -gt 0 ] || images=(sidecar crew cli)
+[ "$(id -u)" = 0 ] || { echo "build-local: needs root (debootstrap, chroot)" >&2; exit 1; }
+for tool in buildah debootstrap; do
+  command -v $tool >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -q $tool
+done
+bh() { buildah "${BH[@]}" "$@"; }
+declare -A target=([sidecar]=asya-sidecar [crew]=asya-crew [cli]=asya)
+declare -A extra=([crew]="/bin/dash:/bin/sh")   # must match the Containerfile's EXTRA=
+
+make_base() {  # a Debian 12 (minbase) image from the apt mirror: the stand-in for debian:12
+  if bh inspect --type image "$base" >/dev/null 2>&1; then return; fi
+  if [ ! -x "$work/rootfs/bin/sh" ]; then
+    echo "build-local: debootstrap bookworm into $work/rootfs (a few minutes)"
+    rm -rf "$work/rootfs"; mkdir -p "$work"
+    debootstrap --variant=minbase bookworm "$work/rootfs" "$mirror" > "$work/debootstrap.log"
+  fi
+  local c m
+  c=$(bh from scratch)
+  m=$(bh mount "$c")
+  cp -a "$work/rootfs/." "$m/"
+  # The same apt settings as this host (its mirror may serve Release files past Valid-Until).
+  echo 'Acquire::Check-Valid-Until "false";' > "$m/etc/apt/apt.conf.d/99asya-local"
+  rm -rf "$m/var/cache/apt/archives/"*.deb "$m/var/lib/apt/lists/"*
+  bh umount "$c" >/dev/null
+  bh config --cmd /bin/bash --label org.opencontainers.image.base.name=debootstrap-bookworm-minbase "$c"
+  bh commit -q "$c" "$base" >/dev/null
+  bh rm "$c" >/dev/null
+}
+
+build_full() {  # the whole Containerfile; the build stage FROM the local Debian 12 image
+  bh bud --isolation chroot --layers=false --build-arg DEBIAN_IMAGE="$base" --build-arg BUILD_JOBS="${BUILD_JOBS:-2}" \
+    --build-arg REVISION="$(git rev-parse HEAD 2>/dev/null || echo unknown)" \
+    -f "deploy/images/$1.Containerfile" -t "localhost/${target[$1]}:dev" .
+}
+
+build_prebuilt() {  # the runtime stage only: FROM scratch + collect-rootfs.sh of build/release/bin
+  local bin="build/release/bin/${target[$1]}" ctx="$work/ctx-$1"
+  [ -x "$bin" ] || { echo "build-local: $bin missing (make build)" >&2; exit 1; }
+  rm -rf "$ctx"; mkdir -p "$ctx"
+  cp "$bin" "$ctx/${target[$1]}"
+  strip --strip-unneeded "$ctx/${target[$1]}"
+  EXTRA="${extra[$1]:-}" sh deploy/images/collect-rootfs.sh "$ctx/rootfs" "$ctx/${target[$1]}"
+  if [ "$1" = cli ]; then :; fi
+  # Runtime stage of the real Containerfile, with the build stage's output taken from $ctx.
+  sed -n '/^FROM scratch/,$p' "deploy/images/$1.Containerfile" \
+    | sed 's|^COPY --from=build /rootfs/ /|COPY rootfs/ /|' > "$ctx/Containerfile"
+  grep -q '^COPY rootfs/ /' "$ctx/Containerfile"
+  bh bud --isolation chroot --layers=false \
+    --build-arg REVISION="$(git rev-parse HEAD 2>/dev/null || echo unknown)" \
+    -f "$ctx/Containerfile" -t "localhost/${target[$1]}:dev" "$ctx"
+}
+
+# --- smoke tests: run the image's own ENTRYPOINT as the image's USER in a chroot of its rootfs ---
+c=""; m=""
+open_image() {
+  c=$(bh from -q "localhost/${target[$1]}:dev")
+  m=$(bh mount "$c")
+  user=$(bh inspect --format '{{.OCIv1.Config.User}}' "$c")
+  entry=$(bh inspect --format '{{range .OCIv1.Config.Entrypoint}}{{.}} {{end}}' "$c")
+  case $user in [1-9]*:[1-9]*) ;; *) echo "FAIL: $1 user '$user' is not a numeric non-root uid:gid" >&2; exit 1 ;; esac
+  echo "smoke $1: user $user, entrypoint $entry"
+}
+close_image() { bh umount "$c" >/dev/null; bh rm "$c" >/dev/null; }
+in_image() { env -i PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin "$@"; }   # clean env; callers add vars
+
+smoke_sidecar() {
+  open_image sidecar
+  set +e
+  out=$(in_image chroot --userspec="$user" "$m" $entry 2>&1); rc=$?
+  set -e
+  echo "  no configuration -> exit $rc: $out"
+  [ $rc = 2 ] && grep -q 'ASYA_ACTOR_NAME is required' <<< "$out" || { echo "FAIL: sidecar" >&2; exit 1; }
+  # Configured for RabbitMQ with no broker reachable: it must start, parse its configuration, and
+  # fail on the connection (TLS/curl/AMQP libraries all load).
+  set +e
+  out=$(in_image ASYA_ACTOR_NAME=echo ASYA_TRANSPORT=rabbitmq ASYA_RABBITMQ_HOST=127.0.0.1 \
+        ASYA_RABBITMQ_PORT=1 ASYA_METRICS_ENABLED=false timeout 20 chroot --userspec="$user" "$m" $entry 2>&1); rc=$?
+  set -e
+  echo "  rabbitmq at 127.0.0.1:1 -> exit $rc: $(tail -n 2 <<< "$out")"
+  [ $rc != 0 ] && [ $rc != 124 ] && [ $rc != 127 ] || { echo "FAIL: sidecar with rabbitmq" >&2; exit 1; }
+  close_image
+}
+
+smoke_crew() {
+  open_image crew
+  mkdir -p "$m/tmp/sock" "$m/tmp/store"; chown 65532:65532 "$m/tmp/sock" "$m/tmp/store"
+  # As the operator starts it: <pythonExecutable> /opt/asya/asya_runtime.py (the argument is ignored).
+  in_image ASYA_SOCKET_DIR=/tmp/sock ASYA_CREW_DIR=/tmp/store ASYA_HANDLER_MODE=envelope \
+    chroot --userspec="$user" "$m" $entry /opt/asya/asya_runtime.py > "$work/crew.log" 2>&1 &
+  local pid=$! ok=0
+  for _ in $(seq 100); do [ -e "$m/tmp/sock/runtime-ready" ] && { ok=1; break; }; sleep 0.1; done
+  # The operator's exec probe, run inside the image as its user.
+  set +e
+  in_image chroot --userspec="$user" "$m" sh -c 'test -S /tmp/sock/asya-runtime.sock && test -f /tmp/sock/runtime-ready'
+  probe=$?
+  set -e
+  kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true
+  echo "  runtime-ready: $ok; probe (sh -c 'test -S ... && test -f ...') exit $probe"
+  [ $ok = 1 ] && [ $probe = 0 ] || { echo "FAIL: crew"; cat "$work/crew.log"; exit 1; } >&2
+  close_image
+}
+
+smoke_cli() {
+  open_image cli
+  set +e
+  out=$(in_image chroot --userspec="$user" "$m" $entry 2>&1); rc=$?
+  set -e
+  echo "  no arguments -> exit $rc: $(head -n 1 <<< "$out")"
+  grep -q '^usage: asya' <<< "$out" || { echo "FAIL: cli" >&2; exit 1; }
+  close_image
+}
+
+mkdir -p "$work"
+[ $prebuilt = 1 ] || make_base
+for i in "${images[@]}"; do
+  if [ $prebuilt = 1 ]; then build_prebuilt "$i"; else build_full "$i"; fi
+done
+for i in "${images[@]}"; do "smoke_$i"; done
+echo "sizes (uncompressed):"
+for i in "${images[@]}"; do
+  bh images --format '{{.Name}}:{{.Tag}} {{.Size}}' "localhost/${target[$i]}:dev"
+done
