@@ -2,12 +2,17 @@
 # build-local.sh — build and smoke-test Asya images on a machine with no Docker engine and no
 # image registry (only Debian's apt mirror), with Debian's buildah (vfs storage, chroot isolation).
 #
-# Usage: deploy/images/build-local.sh [--prebuilt] [IMAGE...]     IMAGE: sidecar crew cli (default: all three)
+# Usage: deploy/images/build-local.sh [--prebuilt|--no-build] [IMAGE...]   IMAGE: sidecar crew cli python (default: all)
 #   default     runs the whole Containerfile (build stage included) with DEBIAN_IMAGE set to a
 #               Debian 12 base made here with debootstrap: slow (apt + a cold compile).
 #   --prebuilt  runs only the Containerfile's runtime stage on the binaries in build/release/bin
 #               (make build first): the same collect-rootfs.sh, the same LABEL/USER/ENTRYPOINT
 #               lines, no compile. Valid because this host is the build stage's Debian 12.
+#   python      python-base.Containerfile with PYTHON_IMAGE = the local Debian 12 + Debian's
+#               python3 (3.11; stands in for python:3.12-slim), then example-handler/Containerfile
+#               FROM it; smoke: asya_runtime.py (placed where the operator's ConfigMap mounts it)
+#               serves the example handler, answers one framed request, passes the exec probe.
+#   --no-build  only the smoke tests and sizes of the images already built.
 # Then every image is smoke-tested: its entrypoint runs as the image's user in a chroot of the
 # image's root filesystem (see smoke_* below), and the sizes are printed.
 # Env: ASYA_IMAGES_WORK (default /var/tmp/asya-images: debootstrap cache), DEBIAN_MIRROR,
@@ -20,21 +25,23 @@ mirror=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 read -r -a BH <<< "${BUILDAH_FLAGS:---storage-driver vfs}"
 base=localhost/asya-base/debian:12
 prebuilt=0
+nobuild=0
 images=()
 for a in "$@"; do
   case $a in
     --prebuilt) prebuilt=1 ;;
-    sidecar|crew|cli) images+=("$a") ;;
-    *) echo "usage: $0 [--prebuilt] [sidecar|crew|cli]..." >&2; exit 2 ;;
+    --no-build) nobuild=1 ;;
+    sidecar|crew|cli|python) images+=("$a") ;;
+    *) echo "usage: $0 [--prebuilt|--no-build] [sidecar|crew|cli|python]..." >&2; exit 2 ;;
   esac
 done
-[ ${#images[@]} -gt 0 ] || images=(sidecar crew cli)
+[ ${#images[@]} -gt 0 ] || images=(sidecar crew cli python)
 [ "$(id -u)" = 0 ] || { echo "build-local: needs root (debootstrap, chroot)" >&2; exit 1; }
 for tool in buildah debootstrap; do
   command -v $tool >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -q $tool
 done
 bh() { buildah "${BH[@]}" "$@"; }
-declare -A target=([sidecar]=asya-sidecar [crew]=asya-crew [cli]=asya)
+declare -A target=([sidecar]=asya-sidecar [crew]=asya-crew [cli]=asya [python]=asya-example-handler)
 declare -A extra=([crew]="/bin/dash:/bin/sh")   # must match the Containerfile's EXTRA=
 
 make_base() {  # a Debian 12 (minbase) image from the apt mirror: the stand-in for debian:12
@@ -63,6 +70,24 @@ build_full() {  # the whole Containerfile; the build stage FROM the local Debian
     -f "deploy/images/$1.Containerfile" -t "localhost/${target[$1]}:dev" .
 }
 
+pybase=localhost/asya-base/python:3.11
+build_python() {  # python-base FROM a local Debian 12 + python3, then the example handler FROM that
+  if ! bh inspect --type image "$pybase" >/dev/null 2>&1; then
+    local c
+    c=$(bh from -q "$base")
+    bh run --isolation chroot "$c" -- sh -c 'apt-get update -q && DEBIAN_FRONTEND=noninteractive \
+      apt-get install -y -q --no-install-recommends python3 python3-pip passwd \
+      && rm -rf /var/lib/apt/lists/* /usr/lib/python3*/EXTERNALLY-MANAGED'  # as in python:*-slim
+    bh config --cmd python3 "$c"
+    bh commit -q "$c" "$pybase" >/dev/null
+    bh rm "$c" >/dev/null
+  fi
+  bh bud --isolation chroot --layers=false --build-arg PYTHON_IMAGE="$pybase" \
+    -f deploy/images/python-base.Containerfile -t localhost/asya-python-base:dev deploy/images
+  bh bud --isolation chroot --layers=false --build-arg ASYA_PYTHON_BASE=localhost/asya-python-base:dev \
+    -f deploy/images/example-handler/Containerfile -t localhost/asya-example-handler:dev deploy/images/example-handler
+}
+
 build_prebuilt() {  # the runtime stage only: FROM scratch + collect-rootfs.sh of build/release/bin
   local bin="build/release/bin/${target[$1]}" ctx="$work/ctx-$1"
   [ -x "$bin" ] || { echo "build-local: $bin missing (make build)" >&2; exit 1; }
@@ -70,7 +95,6 @@ build_prebuilt() {  # the runtime stage only: FROM scratch + collect-rootfs.sh o
   cp "$bin" "$ctx/${target[$1]}"
   strip --strip-unneeded "$ctx/${target[$1]}"
   EXTRA="${extra[$1]:-}" sh deploy/images/collect-rootfs.sh "$ctx/rootfs" "$ctx/${target[$1]}"
-  if [ "$1" = cli ]; then :; fi
   # Runtime stage of the real Containerfile, with the build stage's output taken from $ctx.
   sed -n '/^FROM scratch/,$p' "deploy/images/$1.Containerfile" \
     | sed 's|^COPY --from=build /rootfs/ /|COPY rootfs/ /|' > "$ctx/Containerfile"
@@ -130,6 +154,46 @@ smoke_crew() {
   close_image
 }
 
+smoke_python() {
+  open_image python
+  # Where the operator mounts the ConfigMap `asya-runtime` (subPath asya_runtime.py, read-only).
+  install -m 0755 src/runtime/python/asya_runtime.py "$m/opt/asya/asya_runtime.py"
+  mkdir -p "$m/tmp/sock"; chown 65532:65532 "$m/tmp/sock"
+  local handler cmd
+  handler=$(bh inspect --format '{{range .OCIv1.Config.Env}}{{println .}}{{end}}' "$c" | sed -n 's/^ASYA_HANDLER=//p')
+  cmd=$(bh inspect --format '{{range .OCIv1.Config.Cmd}}{{.}} {{end}}' "$c")
+  echo "  ASYA_HANDLER=$handler, command: $cmd"
+  in_image ASYA_SOCKET_DIR=/tmp/sock ASYA_HANDLER="$handler" PYTHONPATH=/app HOME=/app \
+    chroot --userspec="$user" "$m" sh -c "cd /app && exec $cmd" > "$work/python.log" 2>&1 &
+  local pid=$! ok=0
+  for _ in $(seq 150); do [ -e "$m/tmp/sock/runtime-ready" ] && { ok=1; break; }; sleep 0.1; done
+  set +e
+  in_image chroot --userspec="$user" "$m" sh -c 'test -S /tmp/sock/asya-runtime.sock && test -f /tmp/sock/runtime-ready'
+  probe=$?
+  # One request over the socket protocol (4-byte big-endian length + JSON), from the host side.
+  reply=$(python3 - "$m/tmp/sock/asya-runtime.sock" <<'PY'
+import json, socket, struct, sys
+s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1])
+msg = json.dumps({"id": "e1", "route": {"actors": ["text-processor"], "current": 0},
+                  "payload": {"text": "Hello Big World"}}).encode()
+s.sendall(struct.pack(">I", len(msg)) + msg)
+def read(n):
+    b = b""
+    while len(b) < n:
+        chunk = s.recv(n - len(b))
+        if not chunk: raise SystemExit("closed")
+        b += chunk
+    return b
+print(read(struct.unpack(">I", read(4))[0]).decode())
+PY
+)
+  set -e
+  kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true
+  echo "  runtime-ready: $ok; probe exit $probe; reply: $reply"
+  [ $ok = 1 ] && [ $probe = 0 ] && grep -q '"words": *3' <<< "$reply" || { echo "FAIL: python"; cat "$work/python.log"; exit 1; } >&2
+  close_image
+}
+
 smoke_cli() {
   open_image cli
   set +e
@@ -141,12 +205,17 @@ smoke_cli() {
 }
 
 mkdir -p "$work"
-[ $prebuilt = 1 ] || make_base
+[ $prebuilt = 1 ] || [ $nobuild = 1 ] || make_base
+[ $prebuilt = 0 ] || [[ ! " ${images[*]} " =~ " python " ]] || make_base
 for i in "${images[@]}"; do
-  if [ $prebuilt = 1 ]; then build_prebuilt "$i"; else build_full "$i"; fi
+  [ $nobuild = 0 ] || break
+  if [ "$i" = python ]; then build_python
+  elif [ $prebuilt = 1 ]; then build_prebuilt "$i"
+  else build_full "$i"; fi
 done
 for i in "${images[@]}"; do "smoke_$i"; done
 echo "sizes (uncompressed):"
 for i in "${images[@]}"; do
   bh images --format '{{.Name}}:{{.Tag}} {{.Size}}' "localhost/${target[$i]}:dev"
+  [ "$i" != python ] || bh images --format '{{.Name}}:{{.Tag}} {{.Size}}' localhost/asya-python-base:dev "$pybase"
 done
