@@ -220,6 +220,6 @@ for i in "${images[@]}"; do
   bh images --format '{{.Name}}:{{.Tag}} {{.Size}}' "localhost/${target[$i]}:dev"
   if [ "$i" = python ]; then
     bh images --format '{{.Name}}:{{.Tag}} {{.Size}}' localhost/asya-python-base:dev
-    bh images --format '{{.Name}}:{{.Tag}} {{.Size}}  (stand-in for python:3.12-slim)' "$pybase"
+    echo "$(bh images --format '{{.Name}}:{{.Tag}} {{.Size}}' "$pybase") (stand-in for python:3.12-slim)"
   fi
 done
