@@ -1,15 +1,16 @@
 // Container build files (deploy/images): a static check of every Containerfile, that they agree
 // with the Helm charts (image names, entrypoint paths, users, ports) and with
 // tools/install-deps.sh (build packages), and that collect-rootfs.sh gathers a complete library
-// closure. Building the images needs buildah and minutes: deploy/images/build-local.sh, not here.
+// closure. Also: docs/install.md's values files and AsyncActor are valid. Building the images needs buildah and minutes: deploy/images/build-local.sh, not here.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { readFileSync, readdirSync, existsSync, mkdtempSync, rmSync } from "node:fs";
+import { readFileSync, readdirSync, existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { spawnSync } from "node:child_process";
 import os from "node:os";
 import path from "node:path";
 import { repoRoot } from "./lib/tools.mjs";
 import { template } from "./lib/helm.mjs";
+import { parseDocs, validateObject, describe } from "./lib/k8s.mjs";
 
 const imagesDir = path.join(repoRoot, "deploy/images");
 const read = (p) => readFileSync(path.join(repoRoot, p), "utf8");
@@ -261,4 +262,25 @@ test("collect-rootfs.sh gathers the complete library closure of a binary", (t) =
   // A binary with an unresolvable library is refused, not silently half-copied.
   const bad = spawnSync("sh", [path.join(imagesDir, "collect-rootfs.sh"), path.join(dest, "x"), "/nonexistent/bin"], { encoding: "utf8" });
   assert.notEqual(bad.status, 0);
+});
+
+test("docs/install.md: its values files render with the charts, its AsyncActor passes the CRD", (t) => {
+  const md = read("docs/install.md");
+  const dir = mkdtempSync(path.join(os.tmpdir(), "asya-install-doc-"));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const blocks = [...md.matchAll(/```yaml\n([\s\S]*?)```/g)].map((m) => m[1]);
+  const valuesFor = { "asya-operator": /^transports:/m, "asya-actor": /^actors:/m };
+  for (const [chart, re] of Object.entries(valuesFor)) {
+    const block = blocks.find((b) => re.test(b));
+    assert.ok(block, `no values block for ${chart}`);
+    const f = path.join(dir, `${chart}.yaml`);
+    writeFileSync(f, block);
+    const objs = template(chart, ["-f", f]);
+    for (const o of objs) assert.deepEqual(validateObject(o), [], `${chart}: ${describe(o)}`);
+    if (chart === "asya-actor") assert.equal(objs.filter((o) => o.kind === "AsyncActor").length, 1);
+  }
+  const heredocs = [...md.matchAll(/<<'EOF'\n([\s\S]*?)\nEOF/g)].flatMap((m) => parseDocs(m[1]));
+  const actors = heredocs.filter((o) => o.kind === "AsyncActor");
+  assert.equal(actors.length, 1);
+  assert.deepEqual(validateObject(actors[0]), []);
 });
