@@ -39,7 +39,7 @@ echo "[rabbitmq_management]." > "$work/rmq/enabled_plugins"
 rmq_env=(HOME="$work/rmq/home" RABBITMQ_NODENAME="rmq$P@localhost" RABBITMQ_CONF_ENV_FILE="$work/rmq/rabbitmq-env.conf"
   RABBITMQ_CONFIG_FILE="$work/rmq/rabbitmq.conf" RABBITMQ_ENABLED_PLUGINS_FILE="$work/rmq/enabled_plugins"
   RABBITMQ_MNESIA_BASE="$work/rmq/mnesia" RABBITMQ_LOG_BASE="$work/rmq/log" RABBITMQ_PID_FILE="$work/rmq/rabbit.pid"
-  RABBITMQ_DIST_PORT=$(free_port) ERL_EPMD_ADDRESS=127.0.0.1 ERL_CRASH_DUMP="$work/rmq/erl_crash.dump")
+  RABBITMQ_DIST_PORT="$(free_port)" ERL_EPMD_ADDRESS=127.0.0.1 ERL_CRASH_DUMP="$work/rmq/erl_crash.dump")
 pids=(); ctrs=()
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
@@ -57,7 +57,7 @@ for _ in $(seq 600); do mgmt overview >/dev/null && break; sleep 0.2; done
 mgmt overview >/dev/null || { echo "FAIL: broker did not start" >&2; tail -n 30 "$work/rmq/console.log" >&2; exit 1; }
 echo "smoke-mesh: RabbitMQ on 127.0.0.1:$P"
 
-mesh_env=(ASYA_TRANSPORT=rabbitmq ASYA_RABBITMQ_HOST=127.0.0.1 ASYA_RABBITMQ_PORT=$P
+mesh_env=(ASYA_TRANSPORT=rabbitmq ASYA_RABBITMQ_HOST=127.0.0.1 ASYA_RABBITMQ_PORT="$P"
   ASYA_RABBITMQ_USERNAME=guest ASYA_RABBITMQ_PASSWORD=guest)
 
 # start_container IMAGE ACTOR LOG ENV... -- ARGV...: the image's rootfs with the actor's socket dir
