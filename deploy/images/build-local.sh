@@ -115,7 +115,10 @@ open_image() {
   echo "smoke $1: user $user, entrypoint $entry"
 }
 close_image() { bh umount "$c" >/dev/null; bh rm "$c" >/dev/null; }
-in_image() { env -i PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin "$@"; }   # clean env; callers add vars
+clean_env=(env -i PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin)   # callers add vars
+in_image() { "${clean_env[@]}" "$@"; }
+# Background runs use "${clean_env[@]}" directly, so that $! is the process itself (a backgrounded
+# function would be a subshell, and killing it would leave the program running).
 
 smoke_sidecar() {
   open_image sidecar
@@ -139,7 +142,7 @@ smoke_crew() {
   open_image crew
   mkdir -p "$m/tmp/sock" "$m/tmp/store"; chown 65532:65532 "$m/tmp/sock" "$m/tmp/store"
   # As the operator starts it: <pythonExecutable> /opt/asya/asya_runtime.py (the argument is ignored).
-  in_image ASYA_SOCKET_DIR=/tmp/sock ASYA_CREW_DIR=/tmp/store ASYA_HANDLER_MODE=envelope \
+  "${clean_env[@]}" ASYA_SOCKET_DIR=/tmp/sock ASYA_CREW_DIR=/tmp/store ASYA_HANDLER_MODE=envelope \
     chroot --userspec="$user" "$m" $entry /opt/asya/asya_runtime.py > "$work/crew.log" 2>&1 &
   local pid=$! ok=0
   for _ in $(seq 100); do [ -e "$m/tmp/sock/runtime-ready" ] && { ok=1; break; }; sleep 0.1; done
@@ -163,7 +166,7 @@ smoke_python() {
   handler=$(bh inspect --format '{{range .OCIv1.Config.Env}}{{println .}}{{end}}' "$c" | sed -n 's/^ASYA_HANDLER=//p')
   cmd=$(bh inspect --format '{{range .OCIv1.Config.Cmd}}{{.}} {{end}}' "$c")
   echo "  ASYA_HANDLER=$handler, command: $cmd"
-  in_image ASYA_SOCKET_DIR=/tmp/sock ASYA_HANDLER="$handler" PYTHONPATH=/app HOME=/app \
+  "${clean_env[@]}" ASYA_SOCKET_DIR=/tmp/sock ASYA_HANDLER="$handler" PYTHONPATH=/app HOME=/app \
     chroot --userspec="$user" "$m" sh -c "cd /app && exec $cmd" > "$work/python.log" 2>&1 &
   local pid=$! ok=0
   for _ in $(seq 150); do [ -e "$m/tmp/sock/runtime-ready" ] && { ok=1; break; }; sleep 0.1; done
