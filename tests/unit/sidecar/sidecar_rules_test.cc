@@ -210,6 +210,38 @@ TEST_F(SidecarRules, ErrorResponseGoesToErrorEndWithDetails) {
   EXPECT_EQ(Posts(PostKind::kProgress).size(), 2u);  // no `completed`
 }
 
+TEST_F(SidecarRules, ErrorAfterSuccessesInOneResponseIsAnError) {
+  runtime_.SetHandler([](std::string_view req, MonoTime) {
+    json r = json::parse(EchoResponse(req));
+    r.push_back(ErrorItem("processing_error", "E", "second failed")[0]);
+    return Respond(r);
+  });
+  Process(Env("m1", {"a", "b"}, 1));
+  EXPECT_EQ(OnlyErrorEnd()["payload"]["details"]["message"], "second failed");
+  EXPECT_TRUE(transport_.To("asya-b").empty());
+}
+
+TEST_F(SidecarRules, HeadersTravelOnAndCustomEndNamesAreUsed) {
+  settings_.policy.happy_end = "done";
+  settings_.policy.error_end = "oops";
+  const std::string tp = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+  json in = Env("m1", {"a"}, 1);
+  in["headers"] = {{"traceparent", tp}, {"x-asya-hops", 4}};
+  Process(in);
+  auto out = transport_.To("asya-done");
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0]["headers"]["traceparent"], tp);
+  EXPECT_EQ(out[0]["headers"]["x-asya-hops"], 5);
+  runtime_.SetHandler([](std::string_view, MonoTime) {
+    return Respond(ErrorItem("processing_error", "E", "boom"));
+  });
+  Process(in);
+  auto e = transport_.To("asya-oops");
+  ASSERT_EQ(e.size(), 1u);
+  EXPECT_EQ(e[0]["headers"]["traceparent"], tp);
+  EXPECT_EQ(metrics_.Count("sent", "oops,error_end"), 1);
+}
+
 // ---- retries ----
 
 TEST_F(SidecarRules, RetriesWithBackoffAndAttemptHeaderThenErrorEndWithHistory) {
@@ -274,6 +306,15 @@ TEST_F(SidecarRules, SuccessAfterARetryDropsTheAttemptHeaders) {
   ASSERT_EQ(out.size(), 1u);
   EXPECT_FALSE(out[0]["headers"].contains("x-asya-attempt"));
   EXPECT_FALSE(out[0]["headers"].contains("x-asya-attempt-history"));
+}
+
+TEST_F(SidecarRules, MsgParsingErrorIsNeverRetried) {
+  settings_.policy.retry_max_attempts = 3;
+  runtime_.SetHandler([](std::string_view, MonoTime) {
+    return Respond(ErrorItem("msg_parsing_error", "ValueError", "bad envelope"));
+  });
+  Process(Env("m1", {"a", "b"}, 1));
+  EXPECT_EQ(OnlyErrorEnd()["payload"]["error"], "msg_parsing_error");
 }
 
 // ---- runtime call failures and the readiness gate ----
@@ -433,6 +474,23 @@ TEST_F(SidecarRules, DeadlineIsJudgedOnTheClock) {
   ASSERT_EQ(e.size(), 1u);
   EXPECT_EQ(e[0]["payload"]["error"], "deadline exceeded");
   EXPECT_EQ(metrics_.Count("failed", "deadline_exceeded"), 1);
+  EXPECT_EQ(runtime_.calls, 1);
+}
+
+TEST_F(SidecarRules, MalformedDeadlineGoesToErrorEnd) {
+  json in = Env("m1", {"a", "b"}, 1);
+  in["deadline"] = "tomorrow";
+  Process(in);
+  const std::string error = OnlyErrorEnd()["payload"]["error"];
+  EXPECT_EQ(error.rfind("Invalid deadline 'tomorrow'", 0), 0u) << error;
+  EXPECT_EQ(metrics_.Count("failed", "validation_error"), 1);
+  EXPECT_EQ(runtime_.calls, 0);
+}
+
+TEST_F(SidecarRules, AtTheDeliveryLimitTheMessageIsStillProcessed) {
+  settings_.policy.max_deliveries = 5;
+  Process(Env("m1", {"a", "b"}, 1), /*delivery_count=*/5);
+  EXPECT_EQ(transport_.To("asya-b").size(), 1u);
   EXPECT_EQ(runtime_.calls, 1);
 }
 
@@ -652,6 +710,26 @@ TEST_F(EndActorRules, RuntimeFailureNacksWithBackoff) {
   EXPECT_EQ(metrics_.Count("runtime_errors"), 1);
   EXPECT_EQ(metrics_.Count("failed", "runtime_error"), 1);
   EXPECT_TRUE(gateway_.Posts().empty());
+}
+
+TEST_F(EndActorRules, TimeoutNacks) {
+  runtime_.SetHandler([&](std::string_view, MonoTime) -> Result<std::string> {
+    clock_.Advance(seconds(30));
+    return MakeError(ErrorCode::kDeadlineExceeded, "runtime call timed out");
+  });
+  Process(Env("m1", {"a"}, 1));
+  ExpectSettled(Kind::kNack);
+  EXPECT_TRUE(transport_.Publishes().empty());
+  EXPECT_EQ(metrics_.Count("runtime_errors"), 1);
+}
+
+TEST_F(EndActorRules, MissingIdGoesToItsOwnDeadLetterQueue) {
+  Process(json({{"route", {{"actors", {"a"}}, {"current", 1}}}, {"payload", 1}}));
+  auto out = transport_.To("asya-happy-end-dlq");
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(transport_.Publishes().size(), 1u);
+  EXPECT_EQ(metrics_.Count("failed", "validation_error"), 1);
+  EXPECT_EQ(runtime_.calls, 0);
 }
 
 TEST_F(EndActorRules, ErrorResponseNacks) {
