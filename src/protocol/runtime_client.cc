@@ -363,6 +363,10 @@ void RuntimeClient::Reset() {
   impl_->Reset();
 }
 
+bool RuntimeClient::Ready(std::chrono::milliseconds connect_timeout) {
+  return RuntimeReady(impl_->options.socket_path, connect_timeout);
+}
+
 Result<std::string> RuntimeClient::Call(std::string_view request, Clock::time_point deadline) {
   const RuntimeClientOptions& options = impl_->options;
   if (request.size() > options.max_frame_bytes || request.size() > UINT32_MAX) {

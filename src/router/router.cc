@@ -16,16 +16,6 @@ using envelope::RuntimeErrorInfo;
 using transport::DlqName;
 using transport::QueueName;
 
-constexpr std::string_view kReasonParse = "parse_error";
-constexpr std::string_view kReasonValidation = "validation_error";
-constexpr std::string_view kReasonRouteMismatch = "route_mismatch";
-constexpr std::string_view kReasonRuntime = "runtime_error";
-constexpr std::string_view kReasonHopLimit = "hop_limit_exceeded";
-constexpr std::string_view kReasonDeadline = "deadline_exceeded";
-constexpr std::string_view kReasonDeadLettered = "dead_lettered";
-constexpr std::string_view kReasonRouting = "routing_error";
-constexpr std::string_view kReasonErrorQueueSend = "error_queue_send_failed";
-
 void RemoveHeader(Envelope& env, std::string_view key) {
   auto& h = env.headers;
   h.erase(std::remove_if(h.begin(), h.end(), [&](const auto& kv) { return kv.first == key; }),
@@ -48,7 +38,7 @@ Decision Ack(std::string log) {
 }
 
 // Publishes an error envelope to error-end and acks.
-Decision ErrorEnd(const Policy& policy, const Input& in, std::string error, std::string_view reason,
+Decision ErrorEnd(const Policy& policy, const Input& in, std::string error, FailReason reason,
                   const RuntimeErrorInfo* details = nullptr,
                   const Envelope* original_override = nullptr,
                   std::vector<std::pair<std::string, std::string>> extra_payload = {}) {
@@ -62,7 +52,7 @@ Decision ErrorEnd(const Policy& policy, const Input& in, std::string error, std:
 
   Decision d;
   d.action = Action::kAck;
-  d.failed_reason = std::string(reason);
+  d.failed_reason = reason;
   d.warn = true;
   d.log = "to error-end: " + error;
   Publish p;
@@ -76,7 +66,7 @@ Decision ErrorEnd(const Policy& policy, const Input& in, std::string error, std:
 
 // Publishes the message to this actor's dead-letter queue with the reason, then acks.
 Decision DeadLetter(const Policy& policy, const Input& in, const std::string& reason,
-                    std::string_view metric_reason) {
+                    FailReason metric_reason) {
   Publish p;
   p.queue = DlqName(policy.actor);
   p.metric_destination = p.queue;
@@ -93,7 +83,7 @@ Decision DeadLetter(const Policy& policy, const Input& in, const std::string& re
   }
   Decision d;
   d.action = Action::kAck;
-  d.failed_reason = std::string(metric_reason);
+  d.failed_reason = metric_reason;
   d.warn = true;
   d.log = "dead-lettered to " + p.queue + ": " + reason;
   d.publishes.push_back(std::move(p));
@@ -102,7 +92,7 @@ Decision DeadLetter(const Policy& policy, const Input& in, const std::string& re
 
 // Input checks that fail before the runtime is called: error-end for regular actors, the
 // dead-letter queue for end actors (a message never goes back to the end actor it failed in).
-Decision Reject(const Policy& policy, const Input& in, std::string error, std::string_view reason,
+Decision Reject(const Policy& policy, const Input& in, std::string error, FailReason reason,
                 const Envelope* original_override = nullptr) {
   if (policy.is_end_actor) {
     return DeadLetter(policy, in, error, reason);
@@ -116,28 +106,28 @@ Decision Precheck(const Policy& policy, const Input& in) {
                       "max deliveries exceeded: delivered " + std::to_string(in.delivery_count) +
                           " times (ASYA_MAX_DELIVERIES=" + std::to_string(policy.max_deliveries) +
                           ")",
-                      kReasonDeadLettered);
+                      FailReason::kDeadLettered);
   }
   if (in.body.size() > policy.max_message_bytes) {
     std::string error =
         "Message too large: " + std::to_string(in.body.size()) +
         " bytes exceeds ASYA_MAX_MESSAGE_BYTES=" + std::to_string(policy.max_message_bytes);
     if (in.envelope == nullptr || policy.is_end_actor) {
-      return Reject(policy, in, std::move(error), kReasonValidation);
+      return Reject(policy, in, std::move(error), FailReason::kValidation);
     }
     // Keep id, route and headers so the failure stays traceable, but not the huge payload.
     Envelope stripped = *in.envelope;
     stripped.has_payload = false;
     stripped.payload_json = "null";
-    return Reject(policy, in, std::move(error), kReasonValidation, &stripped);
+    return Reject(policy, in, std::move(error), FailReason::kValidation, &stripped);
   }
   if (in.envelope == nullptr) {
     return Reject(policy, in, "Failed to parse message: " + std::string(in.parse_error),
-                  kReasonParse);
+                  FailReason::kParse);
   }
   const Envelope& env = *in.envelope;
   if (env.id.empty()) {
-    return Reject(policy, in, "Envelope missing required 'id' field", kReasonValidation);
+    return Reject(policy, in, "Envelope missing required 'id' field", FailReason::kValidation);
   }
   Decision call;
   call.action = Action::kCallRuntime;
@@ -150,10 +140,10 @@ Decision Precheck(const Policy& policy, const Input& in) {
     return ErrorEnd(policy, in,
                     "Route mismatch: message routed to wrong actor (expected: " + policy.actor +
                         ", actual: " + std::string(actual) + ")",
-                    kReasonRouteMismatch);
+                    FailReason::kRouteMismatch);
   }
   if (Hops(env) >= policy.max_hops) {
-    Decision d = ErrorEnd(policy, in, "hop limit exceeded", kReasonHopLimit);
+    Decision d = ErrorEnd(policy, in, "hop limit exceeded", FailReason::kHopLimit);
     d.log += " (" + std::to_string(Hops(env)) +
              " hops, ASYA_MAX_HOPS=" + std::to_string(policy.max_hops) + ")";
     return d;
@@ -163,10 +153,10 @@ Decision Precheck(const Policy& policy, const Input& in) {
     if (!deadline) {
       return ErrorEnd(policy, in,
                       "Invalid deadline '" + *env.deadline + "': " + deadline.error().message,
-                      kReasonValidation);
+                      FailReason::kValidation);
     }
     if (std::chrono::time_point_cast<std::chrono::microseconds>(in.now) > *deadline) {
-      return ErrorEnd(policy, in, "deadline exceeded", kReasonDeadline);
+      return ErrorEnd(policy, in, "deadline exceeded", FailReason::kDeadline);
     }
   }
   return call;
@@ -240,8 +230,8 @@ Decision Failure(const Policy& policy, const Input& in, std::string error,
   if (policy.retry_max_attempts > 1) {
     extra.emplace_back("attempts", history);
   }
-  Decision d =
-      ErrorEnd(policy, in, std::move(error), kReasonRuntime, details, &original, std::move(extra));
+  Decision d = ErrorEnd(policy, in, std::move(error), FailReason::kRuntime, details, &original,
+                        std::move(extra));
   d.runtime_error = runtime_call_error;
   if (non_retryable && policy.retry_max_attempts > 1) {
     d.log += " (non-retryable)";
@@ -282,7 +272,7 @@ Decision AfterRuntime(const Policy& policy, const Input& in) {
   const RuntimeOutcome& out = *in.outcome;
   if (in.envelope == nullptr) {  // not reachable through Precheck; settle it safely
     return ErrorEnd(policy, in, "Failed to parse message: " + std::string(in.parse_error),
-                    kReasonParse);
+                    FailReason::kParse);
   }
   const Envelope& env = *in.envelope;
   switch (out.kind) {
@@ -312,7 +302,7 @@ Decision AfterRuntime(const Policy& policy, const Input& in) {
     p.type = MessageType::kHappyEnd;
     p.body = envelope::Serialize(copy);
     d.publishes.push_back(std::move(p));
-    d.processed_status = "empty_response";
+    d.processed_status = Processed::kEmptyResponse;
     d.log = "empty response: original envelope to happy-end";
     return d;
   }
@@ -339,11 +329,11 @@ Decision AfterRuntime(const Policy& policy, const Input& in) {
           "Result too large: result " + std::to_string(i) + " of " +
               std::to_string(out.items.size()) + " is " + std::to_string(p.body.size()) +
               " bytes, exceeds ASYA_MAX_MESSAGE_BYTES=" + std::to_string(policy.max_message_bytes),
-          kReasonRouting);
+          FailReason::kRouting);
     }
     d.publishes.push_back(std::move(p));
   }
-  d.processed_status = "success";
+  d.processed_status = Processed::kSuccess;
   d.log = "routed " + std::to_string(out.items.size()) + " result(s)";
   return d;
 }
@@ -369,14 +359,14 @@ Decision AfterEndActor(const Policy& policy, const Input& in) {
   }
   if (error.empty()) {
     Decision d = Ack("end actor consumed the envelope");
-    d.processed_status = "end_consumed";
+    d.processed_status = Processed::kEndConsumed;
     return d;
   }
   // Requeue with backoff; the delivery count grows and eventually dead-letters the message.
   Decision d;
   d.action = Action::kNack;
   d.nack_delay = RetryDelay(policy, std::max<int64_t>(1, in.delivery_count), 0.5);
-  d.failed_reason = std::string(kReasonRuntime);
+  d.failed_reason = FailReason::kRuntime;
   d.runtime_error = out.kind != RuntimeOutcome::Kind::kResponse;
   d.warn = true;
   d.log = "end actor failed (" + error + "); requeued in " + FormatGoDuration(d.nack_delay);
@@ -414,6 +404,46 @@ std::string_view MessageTypeName(MessageType type) {
       return "dead_letter";
   }
   return "routing";
+}
+
+std::string_view ProcessedLabel(Processed status) {
+  switch (status) {
+    case Processed::kNone:
+      return "";
+    case Processed::kSuccess:
+      return "success";
+    case Processed::kEmptyResponse:
+      return "empty_response";
+    case Processed::kEndConsumed:
+      return "end_consumed";
+  }
+  return "";
+}
+
+std::string_view FailReasonLabel(FailReason reason) {
+  switch (reason) {
+    case FailReason::kNone:
+      return "";
+    case FailReason::kParse:
+      return "parse_error";
+    case FailReason::kValidation:
+      return "validation_error";
+    case FailReason::kRouteMismatch:
+      return "route_mismatch";
+    case FailReason::kRuntime:
+      return "runtime_error";
+    case FailReason::kHopLimit:
+      return "hop_limit_exceeded";
+    case FailReason::kDeadline:
+      return "deadline_exceeded";
+    case FailReason::kDeadLettered:
+      return "dead_lettered";
+    case FailReason::kRouting:
+      return "routing_error";
+    case FailReason::kErrorQueueSend:
+      return "error_queue_send_failed";
+  }
+  return "";
 }
 
 Millis RetryDelay(const Policy& policy, int64_t attempt, double jitter) {
@@ -501,7 +531,7 @@ Decision AfterPublishFailure(const Policy& policy, const Input& input, const Dec
       input.envelope != nullptr) {
     Decision d =
         ErrorEnd(policy, input, "failed to publish to " + failed.queue + ": " + error.message,
-                 kReasonRouting);
+                 FailReason::kRouting);
     d.log = "permanent publish error; " + d.log;
     return d;
   }
@@ -509,7 +539,7 @@ Decision AfterPublishFailure(const Policy& policy, const Input& input, const Dec
   d.action = Action::kNack;
   d.nack_delay = nack_delay;
   d.failed_reason =
-      std::string(failed.type == MessageType::kErrorEnd ? kReasonErrorQueueSend : kReasonRouting);
+      failed.type == MessageType::kErrorEnd ? FailReason::kErrorQueueSend : FailReason::kRouting;
   d.warn = true;
   d.log = "publish to " + failed.queue + " failed (" + error.message + "); message requeued";
   return d;

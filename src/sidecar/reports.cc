@@ -35,8 +35,10 @@ std::string Progress(const envelope::Envelope& env, std::string_view status,
   return b;
 }
 
-std::string Timestamp() {
-  std::time_t t = std::time(nullptr);
+}  // namespace
+
+std::string Report::Timestamp() const {
+  std::time_t t = std::chrono::system_clock::to_time_t(clock_.WallNow());
   std::tm tm{};
   gmtime_r(&t, &tm);
   char buf[32];
@@ -44,43 +46,43 @@ std::string Timestamp() {
   return buf;
 }
 
-}  // namespace
-
 void Report::BeforeCall() {
-  if (gateway_ == nullptr || env_ == nullptr || env_->id.empty() || policy_.is_end_actor) {
+  const envelope::Envelope* env = input_.envelope();
+  if (gateway_ == nullptr || env == nullptr || env->id.empty() || policy_.is_end_actor) {
     return;
   }
-  const double kb = static_cast<double>(body_size_) / 1024.0;
+  const double kb = static_cast<double>(input_.body().size()) / 1024.0;
   char text[96];
   std::snprintf(text, sizeof(text), "Received message (%.2f KB)", kb);
   char extra[64];
   std::snprintf(extra, sizeof(extra), ",\"message_size_kb\":%.3f", kb);
-  const std::string path = "/envelopes/" + env_->id + "/progress";
-  gateway_->Post(PostKind::kProgress, path, Progress(*env_, "received", text, extra));
+  const std::string path = "/envelopes/" + env->id + "/progress";
+  gateway_->Post(PostKind::kProgress, path, Progress(*env, "received", text, extra));
   gateway_->Post(PostKind::kProgress, path,
-                 Progress(*env_, "processing", "Processing in " + policy_.actor, ""));
+                 Progress(*env, "processing", "Processing in " + policy_.actor, ""));
 }
 
 void Report::AfterCall(const router::RuntimeOutcome& outcome, const router::Decision& decision,
                        std::chrono::steady_clock::duration runtime_time) {
-  if (gateway_ == nullptr || env_ == nullptr || env_->id.empty()) {
+  const envelope::Envelope* env = input_.envelope();
+  if (gateway_ == nullptr || env == nullptr || env->id.empty()) {
     return;
   }
   if (!policy_.is_end_actor) {
-    if (decision.processed_status.empty()) {
+    if (decision.processed_status == router::Processed::kNone) {
       return;  // failures are reported by error-end's final status
     }
     const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(runtime_time).count();
     // DESIGN §4.9: `completed` names the actor that completed (the input's current index).
     gateway_->Post(
-        PostKind::kProgress, "/envelopes/" + env_->id + "/progress",
-        Progress(*env_, "completed", "Completed processing in " + std::to_string(ms) + "ms",
+        PostKind::kProgress, "/envelopes/" + env->id + "/progress",
+        Progress(*env, "completed", "Completed processing in " + std::to_string(ms) + "ms",
                  ",\"duration_ms\":" + std::to_string(ms)));
     for (size_t i = 1; i < outcome.items.size(); ++i) {
       std::string b = "{\"id\":";
-      AppendJsonString(b, env_->id + "-" + std::to_string(i));
+      AppendJsonString(b, env->id + "-" + std::to_string(i));
       b += ",\"parent_id\":";
-      AppendJsonString(b, env_->id);
+      AppendJsonString(b, env->id);
       b += ",\"actors\":";
       AppendActors(b, outcome.items[i].route);
       b += ",\"current\":" + std::to_string(outcome.items[i].route.current) + "}";
@@ -88,23 +90,25 @@ void Report::AfterCall(const router::RuntimeOutcome& outcome, const router::Deci
     }
     return;
   }
-  if (decision.processed_status != "end_consumed") {
+  if (decision.processed_status != router::Processed::kEndConsumed) {
     return;
   }
   std::string b = "{\"id\":";
-  AppendJsonString(b, env_->id);
+  AppendJsonString(b, env->id);
   if (policy_.actor == policy_.happy_end) {
     b += ",\"status\":\"succeeded\",\"timestamp\":\"" + Timestamp() + "\",\"progress\":1.0";
-    const std::string* result = &env_->payload_json;
+    const std::string* result = nullptr;
     if (!outcome.items.empty() && outcome.items[0].has_payload) {
       result = &outcome.items[0].payload_json;
+    } else {
+      result = &input_.WithPayload()->payload_json;  // the incoming envelope's payload
     }
     if (*result != "null") {
       b += ",\"result\":" + *result;
     }
   } else if (policy_.actor == policy_.error_end) {
     b += ",\"status\":\"failed\",\"timestamp\":\"" + Timestamp() + "\"";
-    nlohmann::json p = nlohmann::json::parse(env_->payload_json, nullptr, false);
+    nlohmann::json p = nlohmann::json::parse(input_.WithPayload()->payload_json, nullptr, false);
     if (p.is_object()) {
       if (p.contains("error") && p["error"].is_string() && !p["error"].get<std::string>().empty()) {
         b += ",\"error\":" + p["error"].dump();
@@ -113,7 +117,7 @@ void Report::AfterCall(const router::RuntimeOutcome& outcome, const router::Deci
         b += ",\"error_details\":" + p["details"].dump();
       }
     }
-    const auto& route = env_->route;
+    const auto& route = env->route;
     if (!route.actors.empty()) {
       b += ",\"actors\":";
       AppendActors(b, route);
@@ -127,11 +131,12 @@ void Report::AfterCall(const router::RuntimeOutcome& outcome, const router::Deci
     return;
   }
   b += '}';
-  gateway_->Post(PostKind::kFinal, "/envelopes/" + env_->id + "/final", std::move(b));
+  gateway_->Post(PostKind::kFinal, "/envelopes/" + env->id + "/final", std::move(b));
 }
 
 void Report::AfterPrecheck(const router::Decision& decision) {
-  if (gateway_ == nullptr || env_ == nullptr || env_->id.empty() || !policy_.is_end_actor ||
+  const envelope::Envelope* env = input_.envelope();
+  if (gateway_ == nullptr || env == nullptr || env->id.empty() || !policy_.is_end_actor ||
       (policy_.actor != policy_.happy_end && policy_.actor != policy_.error_end)) {
     return;
   }
@@ -145,11 +150,11 @@ void Report::AfterPrecheck(const router::Decision& decision) {
       error += ": " + reason->second;
     }
     std::string b = "{\"id\":";
-    AppendJsonString(b, env_->id);
+    AppendJsonString(b, env->id);
     b += ",\"status\":\"failed\",\"timestamp\":\"" + Timestamp() + "\",\"error\":";
     AppendJsonString(b, error);
     b += '}';
-    gateway_->Post(PostKind::kFinal, "/envelopes/" + env_->id + "/final", std::move(b));
+    gateway_->Post(PostKind::kFinal, "/envelopes/" + env->id + "/final", std::move(b));
     return;
   }
 }

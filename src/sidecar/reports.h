@@ -1,22 +1,23 @@
 // Gateway reports of one message (reference-dataplane §8): progress events of regular actors,
-// fan-out child records, final status of end actors. Builds the JSON bodies and hands them to
-// the asynchronous GatewayReporter; a no-op without a gateway.
+// fan-out child records, final status of end actors. Builds the JSON bodies and hands them to a
+// GatewaySink (the asynchronous GatewayReporter in production); a no-op without a gateway.
+// Timestamps come from the given clock.
 #pragma once
 
 #include <chrono>
 #include <cstddef>
 
-#include "asya/envelope/envelope.h"
+#include "asya/base/clock.h"
 #include "asya/router/router.h"
-#include "asya/sidecar/gateway.h"
+#include "asya/sidecar/gateway_sink.h"
+#include "sidecar/parsed_input.h"
 
 namespace asya::sidecar {
 
 class Report {
  public:
-  Report(GatewayReporter* gateway, const router::Policy& policy, const envelope::Envelope* env,
-         size_t body_size)
-      : gateway_(gateway), policy_(policy), env_(env), body_size_(body_size) {}
+  Report(GatewaySink* gateway, const router::Policy& policy, ParsedInput& input, Clock& clock)
+      : gateway_(gateway), policy_(policy), input_(input), clock_(clock) {}
 
   // Progress `received` and `processing` (regular actors).
   void BeforeCall();
@@ -29,10 +30,12 @@ class Report {
   void AfterPrecheck(const router::Decision& decision);
 
  private:
-  GatewayReporter* gateway_;
+  [[nodiscard]] std::string Timestamp() const;
+
+  GatewaySink* gateway_;
   const router::Policy& policy_;
-  const envelope::Envelope* env_;
-  size_t body_size_;
+  ParsedInput& input_;
+  Clock& clock_;
 };
 
 }  // namespace asya::sidecar

@@ -18,18 +18,17 @@
 #include "asya/base/duration.h"
 #include "asya/base/log.h"
 #include "asya/envelope/envelope.h"
-#include "asya/sidecar/gateway.h"
-#include "asya/sidecar/metrics.h"
+#include "sidecar/parsed_input.h"
 #include "sidecar/reports.h"
 
 namespace asya::sidecar {
 namespace {
 
-using Clock = std::chrono::steady_clock;
+using MonoTime = Clock::MonoTime;
 
-constexpr size_t kTrimAfterBytes = 1u << 20;
+constexpr size_t kTrimAfterBytes = kDropPayloadBytes;
 
-double Seconds(Clock::duration d) {
+double Seconds(Clock::Duration d) {
   return std::chrono::duration<double>(d).count();
 }
 
@@ -50,8 +49,8 @@ struct InFlight {
   transport::Message msg;
   std::atomic<int> state{kQueued};
   bool counted_active = true;  // still holds a runtime slot
-  Clock::time_point received_at;
-  Clock::time_point last_extended;
+  MonoTime received_at;
+  MonoTime last_extended;
 };
 
 using InFlightPtr = std::shared_ptr<InFlight>;
@@ -61,9 +60,10 @@ using InFlightPtr = std::shared_ptr<InFlight>;
 struct Sidecar::Impl : std::enable_shared_from_this<Sidecar::Impl> {
   Settings s;
   transport::Transport& transport;
-  protocol::RuntimeClient& runtime;
-  Metrics* metrics;
-  GatewayReporter* gateway;
+  protocol::RuntimeCaller& runtime;
+  MetricsSink* metrics;
+  GatewaySink* gateway;
+  Clock& clock;
   std::string queue;
 
   std::atomic<bool> stopping{false};
@@ -97,19 +97,20 @@ struct Sidecar::Impl : std::enable_shared_from_this<Sidecar::Impl> {
   std::vector<std::thread> workers;
   std::thread heartbeat;
 
-  Impl(Settings settings, transport::Transport& t, protocol::RuntimeClient& r, Metrics* m,
-       GatewayReporter* g)
+  Impl(Settings settings, transport::Transport& t, protocol::RuntimeCaller& r, MetricsSink* m,
+       GatewaySink* g, Clock& c)
       : s(std::move(settings)),
         transport(t),
         runtime(r),
         metrics(m),
         gateway(g),
+        clock(c),
         queue(transport::QueueName(s.policy.actor)) {}
 
   // Sleeps up to `d`; returns false if shutdown was requested.
   bool SleepFor(Millis d) {
     std::unique_lock<std::mutex> lock(sleep_mu);
-    return !sleep_cv.wait_for(lock, d, [&] { return stopping.load(); });
+    return !clock.WaitFor(lock, sleep_cv, d, [&] { return stopping.load(); });
   }
 
   void RequestShutdown() {
@@ -127,10 +128,10 @@ struct Sidecar::Impl : std::enable_shared_from_this<Sidecar::Impl> {
   // ---- runtime readiness ----
 
   bool WaitForRuntimeAtStartup() {
-    const auto deadline = Clock::now() + s.ready_timeout;
+    const auto deadline = clock.Now() + s.ready_timeout;
     log::Info("waiting for the runtime", {{"socket", s.socket_path}});
-    while (!protocol::RuntimeReady(s.socket_path, Millis(2000))) {
-      if (Clock::now() >= deadline) {
+    while (!runtime.Ready(Millis(2000))) {
+      if (clock.Now() >= deadline) {
         log::Error("runtime not ready; giving up",
                    {{"socket", s.socket_path},
                     {"ASYA_RUNTIME_READY_TIMEOUT", FormatGoDuration(s.ready_timeout)}});
@@ -174,20 +175,20 @@ struct Sidecar::Impl : std::enable_shared_from_this<Sidecar::Impl> {
     }
     const Millis poll(100);
     if (wait_for_exit) {
-      const auto until = Clock::now() + Millis(2000);
-      while (Clock::now() < until && protocol::RuntimeReady(s.socket_path, Millis(200))) {
+      const auto until = clock.Now() + Millis(2000);
+      while (clock.Now() < until && runtime.Ready(Millis(200))) {
         if (!SleepFor(Millis(20))) {
           return false;
         }
       }
       wait_for_exit = false;
     }
-    const auto deadline = Clock::now() + s.ready_timeout;
-    while (!protocol::RuntimeReady(s.socket_path, Millis(2000))) {
+    const auto deadline = clock.Now() + s.ready_timeout;
+    while (!runtime.Ready(Millis(2000))) {
       if (stopping) {
         return false;
       }
-      if (Clock::now() >= deadline) {
+      if (clock.Now() >= deadline) {
         log::Error("runtime did not come back; shutting down",
                    {{"ASYA_RUNTIME_READY_TIMEOUT", FormatGoDuration(s.ready_timeout)}});
         exit_code = 1;
@@ -214,10 +215,11 @@ struct Sidecar::Impl : std::enable_shared_from_this<Sidecar::Impl> {
         return std::nullopt;
       }
       const uint64_t generation = runtime_generation;
-      const auto t0 = Clock::now();
+      const auto t0 = clock.Now();
       auto r = runtime.Call(body, t0 + s.runtime_timeout);
+      const auto took = clock.Now() - t0;
       if (metrics != nullptr) {
-        metrics->RuntimeDuration(Seconds(Clock::now() - t0));
+        metrics->RuntimeDuration(Seconds(took));
       }
       if (r) {
         auto items =
@@ -233,7 +235,7 @@ struct Sidecar::Impl : std::enable_shared_from_this<Sidecar::Impl> {
       const Error& err = r.error();
       // A runtime that enforces the same timeout exits (EOF here) at about the same moment our
       // deadline fires; a call that lasted the whole timeout is a timeout either way.
-      if (err.code == ErrorCode::kDeadlineExceeded || Clock::now() - t0 >= s.runtime_timeout) {
+      if (err.code == ErrorCode::kDeadlineExceeded || took >= s.runtime_timeout) {
         MarkRuntimeDown(true, generation);
         out.kind = Kind::kTimeout;
         return out;
@@ -322,11 +324,11 @@ struct Sidecar::Impl : std::enable_shared_from_this<Sidecar::Impl> {
                           .body = p.body,
                           .options = {.delay = p.delay, .headers = p.transport_headers}});
     }
-    const auto t0 = Clock::now();
+    const auto t0 = clock.Now();
     auto failure = transport.PublishAndAck(m->msg, outgoing);
     const size_t published = failure ? failure->published : d.publishes.size();
     if (metrics != nullptr) {
-      const double took = Seconds(Clock::now() - t0);
+      const double took = Seconds(clock.Now() - t0);
       for (size_t i = 0; i < published; ++i) {
         const auto& p = d.publishes[i];
         metrics->SendDuration(p.metric_destination, took);
@@ -343,12 +345,17 @@ struct Sidecar::Impl : std::enable_shared_from_this<Sidecar::Impl> {
     return failure;
   }
 
-  void Execute(const InFlightPtr& m, const router::Decision& d, std::string_view id) {
+  // Publishes and acks (or nacks) as `d` says. `input` is the message's parsed view; a failed
+  // publish decides again from it (router::AfterPublishFailure), without parsing the body again
+  // unless its payload was dropped (large bodies).
+  void Execute(const InFlightPtr& m, const router::Decision& d, ParsedInput& input) {
     int expected = kRunning;
     if (!m->state.compare_exchange_strong(expected, kSettling)) {
       return;  // nacked by the shutdown drain meanwhile
     }
     FreeSlot(m);
+    const envelope::Envelope* env = input.envelope();
+    const std::string_view id = env != nullptr ? std::string_view(env->id) : std::string_view();
     const router::Decision* done = &d;
     router::Decision fallback;
     std::optional<transport::SettleFailure> failed;
@@ -356,14 +363,12 @@ struct Sidecar::Impl : std::enable_shared_from_this<Sidecar::Impl> {
       failed = PublishAndAck(m, d, id);
     }
     if (failed && !failed->in_ack) {
-      // Rare path: parse the input again (the hot path freed its copy before publishing).
-      const std::string& body = m->msg.body;
-      auto parsed = envelope::Parse(body, {.max_bytes = std::numeric_limits<size_t>::max()});
       router::Input in;
-      in.body = body;
-      in.envelope = parsed ? &*parsed : nullptr;
+      in.body = input.body();
+      in.envelope = input.WithPayload();
+      in.parse_error = input.parse_error();
       in.delivery_count = m->msg.delivery_count;
-      in.now = std::chrono::system_clock::now();
+      in.now = clock.WallNow();
       fallback = router::AfterPublishFailure(s.policy, in, d, failed->index, failed->error,
                                              s.publish_failure_nack_delay);
       done = &fallback;
@@ -371,7 +376,7 @@ struct Sidecar::Impl : std::enable_shared_from_this<Sidecar::Impl> {
         auto again = PublishAndAck(m, fallback, id);
         if (again && !again->in_ack) {
           if (metrics != nullptr) {
-            metrics->Failed("error_queue_send_failed");
+            metrics->Failed(router::FailReasonLabel(router::FailReason::kErrorQueueSend));
           }
           Nack(m, s.publish_failure_nack_delay, "error-end publish failed");
           return;
@@ -379,11 +384,11 @@ struct Sidecar::Impl : std::enable_shared_from_this<Sidecar::Impl> {
       }
     }
     if (metrics != nullptr) {
-      if (!done->failed_reason.empty()) {
-        metrics->Failed(done->failed_reason);
+      if (done->failed_reason != router::FailReason::kNone) {
+        metrics->Failed(router::FailReasonLabel(done->failed_reason));
       }
-      if (!done->processed_status.empty()) {
-        metrics->Processed(done->processed_status);
+      if (done->processed_status != router::Processed::kNone) {
+        metrics->Processed(router::ProcessedLabel(done->processed_status));
       }
       if (done->runtime_error) {
         metrics->RuntimeError();
@@ -406,63 +411,50 @@ struct Sidecar::Impl : std::enable_shared_from_this<Sidecar::Impl> {
     if (!m->state.compare_exchange_strong(expected, kRunning)) {
       return;
     }
-    const std::string& body = m->msg.body;
-    router::Decision d;
-    std::string id;
-    {
-      auto parsed = envelope::Parse(body, {.max_bytes = std::numeric_limits<size_t>::max()});
-      const envelope::Envelope* env = parsed ? &*parsed : nullptr;
-      std::string parse_error = parsed ? std::string() : parsed.error().message;
-      router::Input in;
-      in.body = body;
-      in.envelope = env;
-      in.parse_error = parse_error;
-      in.delivery_count = m->msg.delivery_count;
-      in.now = std::chrono::system_clock::now();
-      in.jitter = Jitter();
+    // Parsed once here; this view travels with the message until it is settled.
+    ParsedInput input(m->msg.body);
+    router::Input in;
+    in.body = input.body();
+    in.envelope = input.envelope();
+    in.parse_error = input.parse_error();
+    in.delivery_count = m->msg.delivery_count;
+    in.now = clock.WallNow();
+    in.jitter = Jitter();
+    router::Decision d = router::Decide(s.policy, in);
+    Report reporter(gateway, s.policy, input, clock);
+    if (d.action != router::Action::kCallRuntime) {
+      reporter.AfterPrecheck(d);
+    } else {
+      // A large payload is not kept twice (body + parsed copy) through the runtime call: the
+      // success path builds its outputs from the runtime's results and needs only id, route,
+      // headers and deadline of the input. Outcomes that carry the original payload decide
+      // again with it restored (rare, and only for large messages).
+      input.DropPayload();
+      reporter.BeforeCall();
+      const auto t0 = clock.Now();
+      auto outcome = CallRuntime(input.body());
+      if (!outcome) {
+        expected = kRunning;
+        if (m->state.compare_exchange_strong(expected, kSettling)) {
+          Requeue(m, "shutdown");
+        }
+        return;
+      }
+      in.outcome = &*outcome;
       d = router::Decide(s.policy, in);
-      if (env != nullptr) {
-        id = env->id;
-      }
-      if (d.action != router::Action::kCallRuntime) {
-        Report(gateway, s.policy, env, body.size()).AfterPrecheck(d);
-      }
-
-      if (d.action == router::Action::kCallRuntime) {
-        // A large payload is not kept twice (body + parsed copy) through the runtime call: the
-        // success path builds its outputs from the runtime's results and needs only id, route,
-        // headers and deadline of the input. Other outcomes carry the original payload, so they
-        // are decided again from a complete parse (rare, and only for large messages).
-        const bool light = parsed && body.size() >= kTrimAfterBytes;
-        if (light) {
-          std::string().swap(parsed->payload_json);
-        }
-        Report reporter(gateway, s.policy, env, body.size());
-        reporter.BeforeCall();
-        const auto t0 = Clock::now();
-        auto outcome = CallRuntime(body);
-        if (!outcome) {
-          expected = kRunning;
-          if (m->state.compare_exchange_strong(expected, kSettling)) {
-            Requeue(m, "shutdown");
-          }
-          return;
-        }
-        in.outcome = &*outcome;
+      if (input.payload_dropped() && d.processed_status != router::Processed::kSuccess &&
+          d.processed_status != router::Processed::kEndConsumed) {
+        in.envelope = input.WithPayload();
         d = router::Decide(s.policy, in);
-        if (light && d.processed_status != "success" && d.processed_status != "end_consumed") {
-          if (auto full =
-                  envelope::Parse(body, {.max_bytes = std::numeric_limits<size_t>::max()})) {
-            *parsed = std::move(*full);
-            d = router::Decide(s.policy, in);
-          }
-        }
-        reporter.AfterCall(*outcome, d, Clock::now() - t0);
       }
-    }  // the parsed input and the runtime's answer are freed before publishing
-    Execute(m, d, id);
+      reporter.AfterCall(*outcome, d, clock.Now() - t0);
+      in.outcome = nullptr;
+      outcome.reset();  // the runtime's answer is freed before publishing
+    }
+    input.DropPayload();  // so is the payload copy of a large input
+    Execute(m, d, input);
     if (metrics != nullptr) {
-      metrics->ProcessingDuration(Seconds(Clock::now() - m->received_at));
+      metrics->ProcessingDuration(Seconds(clock.Now() - m->received_at));
     }
   }
 
@@ -492,7 +484,7 @@ struct Sidecar::Impl : std::enable_shared_from_this<Sidecar::Impl> {
     opts.max_messages = want;
     opts.wait = s.receive_wait;
     opts.visibility = s.visibility;
-    const auto t0 = Clock::now();
+    const auto t0 = clock.Now();
     auto r = transport.Receive(queue, opts);
     if (!r) {
       int failures = ++receive_failures;  // only the receive-role holder touches it
@@ -506,9 +498,25 @@ struct Sidecar::Impl : std::enable_shared_from_this<Sidecar::Impl> {
     }
     receive_failures = 0;
     if (metrics != nullptr && !r->empty()) {
-      metrics->ReceiveDuration(Seconds(Clock::now() - t0));
+      metrics->ReceiveDuration(Seconds(clock.Now() - t0));
     }
     return std::move(*r);
+  }
+
+  // Under mu: holds a received message (counts a runtime slot and a held message).
+  InFlightPtr Admit(transport::Message msg, MonoTime now) {
+    auto m = std::make_shared<InFlight>();
+    if (metrics != nullptr) {
+      metrics->Received(msg.body.size());
+      metrics->ActiveAdd(1);
+    }
+    m->msg = std::move(msg);
+    m->received_at = now;
+    m->last_extended = now;
+    inflight.push_back(m);
+    ++active;
+    ++held;
+    return m;
   }
 
   // Leader/follower: an idle worker takes the receive role, keeps the first message it receives
@@ -532,21 +540,11 @@ struct Sidecar::Impl : std::enable_shared_from_this<Sidecar::Impl> {
             static_cast<size_t>(std::min({s.concurrency - active, 2 * s.concurrency - held, 10}));
         lock.unlock();
         auto batch = ReceiveBatch(want);
-        const auto now = Clock::now();
+        const auto now = clock.Now();
         lock.lock();
         receiving = false;
         for (auto& msg : batch) {
-          auto m = std::make_shared<InFlight>();
-          if (metrics != nullptr) {
-            metrics->Received(msg.body.size());
-            metrics->ActiveAdd(1);
-          }
-          m->msg = std::move(msg);
-          m->received_at = now;
-          m->last_extended = now;
-          inflight.push_back(m);
-          ++active;
-          ++held;
+          auto m = Admit(std::move(msg), now);
           if (!mine) {
             mine = std::move(m);
           } else {
@@ -587,8 +585,8 @@ struct Sidecar::Impl : std::enable_shared_from_this<Sidecar::Impl> {
     const Millis interval = std::max(Millis(100), s.visibility / 3);
     std::unique_lock<std::mutex> lock(mu);
     while (!workers_exit) {
-      hb_cv.wait_for(lock, interval);
-      const auto now = Clock::now();
+      clock.WaitFor(lock, hb_cv, interval, [&] { return workers_exit; });
+      const auto now = clock.Now();
       std::vector<InFlightPtr> due;
       for (const auto& m : inflight) {
         if (now - m->last_extended >= interval) {
@@ -615,14 +613,15 @@ struct Sidecar::Impl : std::enable_shared_from_this<Sidecar::Impl> {
 
   // Waits for held messages to settle; past the grace period nacks what is left.
   void Drain() {
-    const auto deadline = Clock::now() + s.shutdown_timeout;
+    const auto deadline = clock.Now() + s.shutdown_timeout;
     std::unique_lock<std::mutex> lock(mu);
     cv.wait(lock, [&] { return !receiving; });  // Interrupt() ended it; its messages are held
     if (held > 0) {
       log::Info("draining in-flight messages",
                 {{"held", held}, {"grace", FormatGoDuration(s.shutdown_timeout)}});
     }
-    cv.wait_until(lock, deadline, [&] { return held == 0; });
+    clock.WaitFor(lock, cv, std::max(Clock::Duration(0), deadline - clock.Now()),
+                  [&] { return held == 0; });
     if (held > 0) {
       std::vector<InFlightPtr> left(inflight.begin(), inflight.end());
       lock.unlock();
@@ -637,7 +636,7 @@ struct Sidecar::Impl : std::enable_shared_from_this<Sidecar::Impl> {
       log::Warn("shutdown grace period over; requeued unfinished messages", {{"count", nacked}});
       lock.lock();
       // Messages being published/acked right now get a moment more to settle.
-      cv.wait_for(lock, Millis(2000), [&] { return held == 0; });
+      clock.WaitFor(lock, cv, Millis(2000), [&] { return held == 0; });
     }
     workers_exit = true;
     cv.notify_all();
@@ -668,7 +667,7 @@ struct Sidecar::Impl : std::enable_shared_from_this<Sidecar::Impl> {
     // detached (its message was nacked) and the caller exits without running destructors.
     {
       std::unique_lock<std::mutex> lock(mu);
-      cv.wait_for(lock, Millis(100), [&] { return busy_workers == 0; });
+      clock.WaitFor(lock, cv, Millis(100), [&] { return busy_workers == 0; });
       drained = busy_workers == 0;
     }
     for (auto& w : workers) {
@@ -685,8 +684,10 @@ struct Sidecar::Impl : std::enable_shared_from_this<Sidecar::Impl> {
 };
 
 Sidecar::Sidecar(Settings settings, transport::Transport& transport,
-                 protocol::RuntimeClient& runtime, Metrics* metrics, GatewayReporter* gateway)
-    : impl_(std::make_shared<Impl>(std::move(settings), transport, runtime, metrics, gateway)) {
+                 protocol::RuntimeCaller& runtime, MetricsSink* metrics, GatewaySink* gateway,
+                 Clock& clock)
+    : impl_(std::make_shared<Impl>(std::move(settings), transport, runtime, metrics, gateway,
+                                   clock)) {
   impl_->s.concurrency = std::max(1, impl_->s.concurrency);
 }
 
@@ -698,6 +699,15 @@ Sidecar::~Sidecar() {
 
 int Sidecar::Run() {
   return impl_->Run();
+}
+
+void Sidecar::ProcessOne(transport::Message message) {
+  InFlightPtr m;
+  {
+    std::lock_guard<std::mutex> lock(impl_->mu);
+    m = impl_->Admit(std::move(message), impl_->clock.Now());
+  }
+  impl_->Handle(m);
 }
 
 void Sidecar::Shutdown() {

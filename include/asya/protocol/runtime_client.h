@@ -1,8 +1,10 @@
 // Client side of the runtime socket: sends one request frame, reads one response frame.
 //
-// Works with runtimes that keep a connection open for several frames (ours) and with the original
-// asya_runtime.py, which closes the connection after each response. Thread-safe: Call() may run
-// from several threads at once; each call uses its own connection.
+// RuntimeCaller is what the sidecar needs from a runtime (readiness, one call, reset); tests put a
+// fake behind it. RuntimeClient is the Unix-socket implementation. It works with runtimes that keep
+// a connection open for several frames (ours) and with the original asya_runtime.py, which closes
+// the connection after each response. Thread-safe: Call() may run from several threads at once;
+// each call uses its own connection.
 #pragma once
 
 #include <chrono>
@@ -22,10 +24,23 @@ struct RuntimeClientOptions {
   bool reuse_connections = true;
 };
 
-class RuntimeClient {
+class RuntimeCaller {
+ public:
+  virtual ~RuntimeCaller() = default;
+
+  // Readiness gate (reference-dataplane §3.1): true when the runtime is ready to take calls.
+  virtual bool Ready(std::chrono::milliseconds connect_timeout) = 0;
+  // Sends `request` and returns the response frame body; errors as RuntimeClient::Call below.
+  virtual Result<std::string> Call(std::string_view request,
+                                   std::chrono::steady_clock::time_point deadline) = 0;
+  // Forgets connections to a runtime that went away (timeout, crash, restart).
+  virtual void Reset() = 0;
+};
+
+class RuntimeClient final : public RuntimeCaller {
  public:
   explicit RuntimeClient(RuntimeClientOptions options);
-  ~RuntimeClient();
+  ~RuntimeClient() override;
   RuntimeClient(const RuntimeClient&) = delete;
   RuntimeClient& operator=(const RuntimeClient&) = delete;
 
@@ -36,10 +51,13 @@ class RuntimeClient {
   // kResourceExhausted when either frame exceeds max_frame_bytes. Messages follow
   // reference-dataplane §2.5 wording.
   Result<std::string> Call(std::string_view request,
-                           std::chrono::steady_clock::time_point deadline);
+                           std::chrono::steady_clock::time_point deadline) override;
 
   // Drops every idle pooled connection (e.g. after the runtime restarted).
-  void Reset();
+  void Reset() override;
+
+  // RuntimeReady() on this client's socket path.
+  bool Ready(std::chrono::milliseconds connect_timeout) override;
 
  private:
   struct Impl;

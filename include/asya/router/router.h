@@ -84,16 +84,35 @@ struct Publish {
 
 enum class Action { kCallRuntime, kAck, kNack };
 
+// How a message was processed successfully: messages_processed_total{status}.
+enum class Processed { kNone, kSuccess, kEmptyResponse, kEndConsumed };
+// Why a message failed: messages_failed_total{reason}.
+enum class FailReason {
+  kNone,
+  kParse,
+  kValidation,
+  kRouteMismatch,
+  kRuntime,
+  kHopLimit,
+  kDeadline,
+  kDeadLettered,
+  kRouting,
+  kErrorQueueSend,
+};
+// Metric label values (reference-dataplane §7); "" for kNone (= not counted).
+std::string_view ProcessedLabel(Processed status);
+std::string_view FailReasonLabel(FailReason reason);
+
 struct Decision {
   Action action = Action::kAck;
   Millis nack_delay{0};
   std::vector<Publish> publishes;
-  // Metric labels; empty = not counted.
-  std::string failed_reason;     // messages_failed_total{reason}
-  std::string processed_status;  // messages_processed_total{status}
-  bool runtime_error = false;    // runtime_errors_total{error_type="execution_error"}
-  bool warn = false;             // log `log` at WARN (otherwise DEBUG)
-  std::string log;               // one-line summary, without payloads
+  // Metrics (labels: ProcessedLabel / FailReasonLabel); kNone = not counted.
+  FailReason failed_reason = FailReason::kNone;
+  Processed processed_status = Processed::kNone;
+  bool runtime_error = false;  // runtime_errors_total{error_type="execution_error"}
+  bool warn = false;           // log `log` at WARN (otherwise DEBUG)
+  std::string log;             // one-line summary, without payloads
 };
 
 Decision Decide(const Policy& policy, const Input& input);

@@ -1,4 +1,5 @@
-// Asynchronous gateway callbacks (reference-dataplane §8, DESIGN §4.9).
+// Asynchronous gateway callbacks (reference-dataplane §8, DESIGN §4.9): the production
+// GatewaySink.
 //
 // Post() only enqueues (bounded queue, never blocks the message path); one worker thread sends
 // the POSTs with libcurl. Progress and fan-out posts get `max_attempts` tries; final-status posts
@@ -10,6 +11,8 @@
 #include <cstddef>
 #include <memory>
 #include <string>
+
+#include "asya/sidecar/gateway_sink.h"
 
 namespace asya::sidecar {
 
@@ -24,12 +27,10 @@ struct GatewayOptions {
   std::chrono::milliseconds http_timeout{5'000};
 };
 
-enum class PostKind { kProgress, kFanout, kFinal };
-
-class GatewayReporter {
+class GatewayReporter final : public GatewaySink {
  public:
   explicit GatewayReporter(GatewayOptions options);
-  ~GatewayReporter();  // Stop(0) if still running
+  ~GatewayReporter() override;  // Stop(0) if still running
   GatewayReporter(const GatewayReporter&) = delete;
   GatewayReporter& operator=(const GatewayReporter&) = delete;
 
@@ -37,7 +38,7 @@ class GatewayReporter {
   bool Healthy();
 
   // Enqueues POST <url><path> with a JSON body. Thread-safe; never blocks.
-  void Post(PostKind kind, std::string path, std::string body);
+  void Post(PostKind kind, std::string path, std::string body) override;
 
   // Stops accepting posts, lets the queue drain for up to `drain`, then stops the worker.
   void Stop(std::chrono::milliseconds drain);

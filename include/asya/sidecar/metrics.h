@@ -1,4 +1,5 @@
-// Prometheus metrics of the sidecar (reference-dataplane §7): same names, labels and buckets.
+// Prometheus metrics of the sidecar (reference-dataplane §7): same names, labels and buckets;
+// the production MetricsSink.
 //
 // Thread-safe. Render() writes the Prometheus text exposition format (version 0.0.4). Built-in
 // names are prefixed with `<namespace>_`; custom metrics (ASYA_CUSTOM_METRICS) are not.
@@ -11,6 +12,7 @@
 #include <vector>
 
 #include "asya/base/result.h"
+#include "asya/sidecar/metrics_sink.h"
 
 namespace asya::sidecar {
 
@@ -20,10 +22,10 @@ struct MetricsOptions {
   std::string transport;                  // label `transport`
 };
 
-class Metrics {
+class Metrics final : public MetricsSink {
  public:
   explicit Metrics(MetricsOptions options);
-  ~Metrics();
+  ~Metrics() override;
   Metrics(const Metrics&) = delete;
   Metrics& operator=(const Metrics&) = delete;
 
@@ -33,16 +35,16 @@ class Metrics {
   // Unknown types are skipped with a warning (as the original).
   Status RegisterCustom(std::string_view json);
 
-  void Received(size_t bytes);              // messages_received_total + size{received}
-  void ReceiveDuration(double seconds);     // queue_receive_duration_seconds
-  void Processed(std::string_view status);  // messages_processed_total{status}
-  void Sent(std::string_view destination, std::string_view message_type, size_t bytes);
-  void SendDuration(std::string_view destination, double seconds);
-  void Failed(std::string_view reason);  // messages_failed_total{reason}
-  void RuntimeError();                   // runtime_errors_total{execution_error}
-  void ProcessingDuration(double seconds);
-  void RuntimeDuration(double seconds);
-  void ActiveAdd(int delta);  // active_messages
+  void Received(size_t bytes) override;
+  void ReceiveDuration(double seconds) override;
+  void Processed(std::string_view status) override;
+  void Sent(std::string_view destination, std::string_view message_type, size_t bytes) override;
+  void SendDuration(std::string_view destination, double seconds) override;
+  void Failed(std::string_view reason) override;
+  void RuntimeError() override;
+  void ProcessingDuration(double seconds) override;
+  void RuntimeDuration(double seconds) override;
+  void ActiveAdd(int delta) override;
 
   [[nodiscard]] std::string Render() const;
 

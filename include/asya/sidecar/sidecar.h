@@ -1,7 +1,9 @@
 // The sidecar loop: consume from `asya-<actor>` -> call the runtime -> route -> ack.
 //
-// Written against the Transport and RuntimeClient interfaces; configured by a plain Settings
-// struct (only src/bin/sidecar reads the environment).
+// Written against interfaces only: transport::Transport, protocol::RuntimeCaller, MetricsSink,
+// GatewaySink and asya::Clock (every wait, deadline and timestamp), so tests drive it with fakes
+// and a ManualClock. Configured by a plain Settings struct (only src/bin/sidecar reads the
+// environment).
 //
 // Threads: 2 x concurrency workers and one visibility heartbeat. Workers take turns receiving
 // (leader/follower): an idle worker asks the transport for up to the free slots (at most 10 at a
@@ -17,16 +19,16 @@
 #include <memory>
 #include <string>
 
+#include "asya/base/clock.h"
 #include "asya/protocol/runtime_client.h"
 #include "asya/router/router.h"
+#include "asya/sidecar/gateway_sink.h"
+#include "asya/sidecar/metrics_sink.h"
 #include "asya/transport/transport.h"
 
 namespace asya::sidecar {
 
 using Millis = std::chrono::milliseconds;
-
-class Metrics;
-class GatewayReporter;
 
 struct Settings {
   router::Policy policy;  // actor name, end names, limits, retry policy
@@ -46,8 +48,8 @@ struct Settings {
 class Sidecar {
  public:
   // `metrics` and `gateway` may be null. All referenced objects must outlive the Sidecar.
-  Sidecar(Settings settings, transport::Transport& transport, protocol::RuntimeClient& runtime,
-          Metrics* metrics, GatewayReporter* gateway = nullptr);
+  Sidecar(Settings settings, transport::Transport& transport, protocol::RuntimeCaller& runtime,
+          MetricsSink* metrics, GatewaySink* gateway = nullptr, Clock& clock = SystemClock());
   ~Sidecar();
   Sidecar(const Sidecar&) = delete;
   Sidecar& operator=(const Sidecar&) = delete;
@@ -56,6 +58,12 @@ class Sidecar {
   // process exit code: 0 after a graceful shutdown, 1 when the runtime did not become ready
   // within ready_timeout (at startup or after a runtime restart).
   int Run();
+
+  // Processes one received message on the calling thread exactly as a worker of Run() does
+  // (runtime readiness gate, runtime call, routing, publish and ack/nack, metrics, gateway
+  // reports) and returns once it is settled. Lets tests drive the loop message by message,
+  // deterministically; do not call it while Run() is running.
+  void ProcessOne(transport::Message message);
 
   // Requests a graceful shutdown. Thread-safe and idempotent (call it from a signal thread).
   void Shutdown();

@@ -15,6 +15,7 @@
 #include <malloc.h>
 #include <signal.h>
 
+#include "asya/base/clock.h"
 #include "asya/base/duration.h"
 #include "asya/base/env_names.h"
 #include "asya/base/exit_codes.h"
@@ -285,7 +286,8 @@ int main() {
 
   asya::protocol::RuntimeClient runtime(
       {.socket_path = c.sidecar.socket_path, .max_frame_bytes = c.max_message_bytes});
-  asya::sidecar::Sidecar sidecar(c.sidecar, **transport, runtime, metrics.get(), gateway.get());
+  asya::sidecar::Sidecar sidecar(c.sidecar, **transport, runtime, metrics.get(), gateway.get(),
+                                 asya::SystemClock());
   g_sidecar = &sidecar;
   if (g_stop_requested) {
     sidecar.Shutdown();

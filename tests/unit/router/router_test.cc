@@ -673,8 +673,8 @@ TEST(RouterTable, EveryRow) {
     SCOPED_TRACE(row.name);
     Decision d = RunRow(row, BasePolicy());
     EXPECT_EQ(d.action, row.action);
-    EXPECT_EQ(d.failed_reason, row.failed_reason);
-    EXPECT_EQ(d.processed_status, row.processed_status);
+    EXPECT_EQ(FailReasonLabel(d.failed_reason), row.failed_reason);
+    EXPECT_EQ(ProcessedLabel(d.processed_status), row.processed_status);
     EXPECT_EQ(d.runtime_error, row.runtime_error);
     EXPECT_FALSE(d.log.empty());
     ASSERT_EQ(d.publishes.size(), row.publishes.size());
@@ -770,7 +770,7 @@ TEST(Router, InvalidArgumentPublishGoesToErrorEnd) {
             "message of 300123 bytes exceeds the SQS limit of 262144 bytes"};
   Decision d = AfterPublishFailure(BasePolicy(), c.in, c.routed, 1, err, Millis(1000));
   EXPECT_EQ(d.action, Action::kAck);
-  EXPECT_EQ(d.failed_reason, "routing_error");
+  EXPECT_EQ(d.failed_reason, FailReason::kRouting);
   EXPECT_TRUE(d.warn);
   ASSERT_EQ(d.publishes.size(), 1u);
   EXPECT_EQ(d.publishes[0].queue, "asya-error-end");
@@ -784,7 +784,7 @@ TEST(Router, OtherPublishErrorsNack) {
                                    Error{ErrorCode::kUnavailable, "broker down"}, Millis(1000));
   EXPECT_EQ(d.action, Action::kNack);
   EXPECT_EQ(d.nack_delay, Millis(1000));
-  EXPECT_EQ(d.failed_reason, "routing_error");
+  EXPECT_EQ(d.failed_reason, FailReason::kRouting);
   EXPECT_TRUE(d.publishes.empty());
 }
 
@@ -794,7 +794,7 @@ TEST(Router, InvalidArgumentOnErrorEndOrDeadLetterNacks) {
   c.routed.publishes[1].type = MessageType::kErrorEnd;
   Decision d = AfterPublishFailure(BasePolicy(), c.in, c.routed, 1, err, Millis(50));
   EXPECT_EQ(d.action, Action::kNack);
-  EXPECT_EQ(d.failed_reason, "error_queue_send_failed");
+  EXPECT_EQ(d.failed_reason, FailReason::kErrorQueueSend);
   EXPECT_TRUE(d.publishes.empty());
   c.routed.publishes[1].type = MessageType::kDeadLetter;
   d = AfterPublishFailure(BasePolicy(), c.in, c.routed, 1, err, Millis(50));

@@ -1,0 +1,347 @@
+// Test doubles of the sidecar's collaborators: an in-memory Transport, a scripted runtime
+// (protocol::RuntimeCaller), a recording MetricsSink and a recording GatewaySink. All of them are
+// thread-safe, so they serve both the message-by-message tests (Sidecar::ProcessOne with a
+// ManualClock) and the tests of the threaded loop (Sidecar::Run).
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "asya/base/result.h"
+#include "asya/protocol/runtime_client.h"
+#include "asya/sidecar/gateway_sink.h"
+#include "asya/sidecar/metrics_sink.h"
+#include "asya/transport/transport.h"
+
+namespace asya::sidecar::testing {
+
+using json = nlohmann::json;
+
+// Queues in memory. Publish appends to a queue (and to the publish log); Receive takes from it.
+// `fail_publish` decides per publish whether it fails (an error) or goes through (nullopt).
+class FakeTransport : public transport::Transport {
+ public:
+  struct Published {
+    std::string queue;
+    std::string body;
+    transport::PublishOptions options;
+    json Json() const { return json::parse(body); }
+  };
+  enum class SettleKind { kAck, kNack, kRequeue };
+  struct Settled {
+    std::string receipt;
+    SettleKind kind;
+    Millis delay{0};
+  };
+  using PublishHook = std::function<std::optional<Error>(std::string_view queue)>;
+
+  // Makes a received message (as Receive would hand it out).
+  transport::Message Message(std::string body, int64_t delivery_count = 1) {
+    std::lock_guard<std::mutex> lock(mu_);
+    transport::Message m;
+    m.queue = "asya-a";
+    m.body = std::move(body);
+    m.receipt = "r" + std::to_string(++next_receipt_);
+    m.delivery_count = delivery_count;
+    return m;
+  }
+
+  void SetPublishHook(PublishHook hook) {
+    std::lock_guard<std::mutex> lock(mu_);
+    fail_publish_ = std::move(hook);
+  }
+  void FailReceives(int n) { receive_failures_ = n; }
+
+  std::vector<Published> Publishes() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return published_;
+  }
+  // Bodies published to `queue`, in order.
+  std::vector<json> To(std::string_view queue) const {
+    std::vector<json> out;
+    for (const auto& p : Publishes()) {
+      if (p.queue == queue) {
+        out.push_back(p.Json());
+      }
+    }
+    return out;
+  }
+  std::vector<Settled> Settles() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return settled_;
+  }
+  int Count(SettleKind kind) const {
+    int n = 0;
+    for (const auto& s : Settles()) {
+      n += s.kind == kind ? 1 : 0;
+    }
+    return n;
+  }
+  int Acks() const { return Count(SettleKind::kAck); }
+  int Nacks() const { return Count(SettleKind::kNack); }
+  int Requeues() const { return Count(SettleKind::kRequeue); }
+  int Extensions() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return extensions_;
+  }
+  // Waits (real time, bounded) until `n` messages have been settled.
+  bool WaitSettled(size_t n, std::chrono::seconds limit = std::chrono::seconds(30)) {
+    std::unique_lock<std::mutex> lock(mu_);
+    return cv_.wait_for(lock, limit, [&] { return settled_.size() >= n; });
+  }
+  // Waits (real time, bounded) until the heartbeat has extended visibility `n` times.
+  bool WaitExtensions(int n, std::chrono::seconds limit = std::chrono::seconds(30)) {
+    std::unique_lock<std::mutex> lock(mu_);
+    return cv_.wait_for(lock, limit, [&] { return extensions_ >= n; });
+  }
+  // Queues a message for Receive (as if another actor had published it).
+  void Enqueue(std::string_view queue, std::string body) {
+    std::lock_guard<std::mutex> lock(mu_);
+    transport::Message m;
+    m.body = std::move(body);
+    queues_[std::string(queue)].push_back(std::move(m));
+    cv_.notify_all();
+  }
+  size_t Ready(std::string_view queue) const {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = queues_.find(std::string(queue));
+    return it == queues_.end() ? 0 : it->second.size();
+  }
+
+  // ---- transport::Transport ----
+  std::string_view Name() const override { return "fake"; }
+  Result<std::vector<transport::Message>> Receive(std::string_view queue,
+                                                  const transport::ReceiveOptions& o) override {
+    if (receive_failures_ > 0) {
+      --receive_failures_;
+      return MakeError(ErrorCode::kUnavailable, "injected receive failure");
+    }
+    std::unique_lock<std::mutex> lock(mu_);
+    auto& q = queues_[std::string(queue)];
+    cv_.wait_for(lock, o.wait, [&] { return interrupted_ || !q.empty(); });
+    std::vector<transport::Message> out;
+    while (!interrupted_ && !q.empty() && out.size() < o.max_messages) {
+      transport::Message m = std::move(q.front());
+      q.pop_front();
+      m.queue = std::string(queue);
+      m.receipt = "r" + std::to_string(++next_receipt_);
+      out.push_back(std::move(m));
+    }
+    return out;
+  }
+  Status Publish(std::string_view queue, std::string_view body,
+                 const transport::PublishOptions& o) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (fail_publish_) {
+      if (auto err = fail_publish_(queue)) {
+        return tl::unexpected(*err);
+      }
+    }
+    published_.push_back({std::string(queue), std::string(body), o});
+    transport::Message m;
+    m.body = std::string(body);
+    queues_[std::string(queue)].push_back(std::move(m));
+    cv_.notify_all();
+    return {};
+  }
+  Status Ack(const transport::Message& m) override { return Settle(m, SettleKind::kAck, {}); }
+  Status Nack(const transport::Message& m, Millis delay) override {
+    return Settle(m, SettleKind::kNack, delay);
+  }
+  Status Requeue(const transport::Message& m) override {
+    return Settle(m, SettleKind::kRequeue, {});
+  }
+  Status ExtendVisibility(const transport::Message&, Millis) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    ++extensions_;
+    cv_.notify_all();
+    return {};
+  }
+  void Interrupt() override {
+    std::lock_guard<std::mutex> lock(mu_);
+    interrupted_ = true;
+    cv_.notify_all();
+  }
+  Status CreateQueue(std::string_view q, const transport::QueueOptions&) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    queues_[std::string(q)];
+    return {};
+  }
+  Status DeleteQueue(std::string_view q) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    queues_.erase(std::string(q));
+    return {};
+  }
+  Result<bool> QueueExists(std::string_view q) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    return queues_.count(std::string(q)) > 0;
+  }
+  Result<transport::QueueDepth> Depth(std::string_view q) override {
+    return transport::QueueDepth{.ready = static_cast<int64_t>(Ready(q)), .inflight = 0};
+  }
+  Result<std::vector<std::string>> ListQueues() override {
+    std::lock_guard<std::mutex> lock(mu_);
+    std::vector<std::string> out;
+    for (const auto& [name, q] : queues_) {
+      out.push_back(name);
+    }
+    return out;
+  }
+  Status Purge(std::string_view q) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    queues_[std::string(q)].clear();
+    return {};
+  }
+
+ private:
+  Status Settle(const transport::Message& m, SettleKind kind, Millis delay) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (kind != SettleKind::kAck) {
+      transport::Message back = m;
+      back.delivery_count += kind == SettleKind::kNack ? 1 : 0;
+      queues_[m.queue].push_back(std::move(back));
+    }
+    settled_.push_back({m.receipt, kind, delay});
+    cv_.notify_all();
+    return {};
+  }
+
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::map<std::string, std::deque<transport::Message>, std::less<>> queues_;
+  std::vector<Published> published_;
+  std::vector<Settled> settled_;
+  PublishHook fail_publish_;
+  std::atomic<int> receive_failures_{0};
+  int extensions_ = 0;
+  bool interrupted_ = false;
+  int next_receipt_ = 0;
+};
+
+// A runtime scripted by `handler`: request body -> response frame body or error. Ready() answers
+// from `ready` (or from `ready_hook` when set).
+class FakeRuntime : public protocol::RuntimeCaller {
+ public:
+  using Handler = std::function<Result<std::string>(std::string_view request,
+                                                    std::chrono::steady_clock::time_point)>;
+
+  explicit FakeRuntime(Handler handler = nullptr) : handler_(std::move(handler)) {}
+  void SetHandler(Handler handler) {
+    std::lock_guard<std::mutex> lock(mu_);
+    handler_ = std::move(handler);
+  }
+
+  std::atomic<bool> ready{true};
+  std::function<bool()> ready_hook;  // set before the sidecar runs
+  std::atomic<int> ready_probes{0};
+  std::atomic<int> resets{0};
+  std::atomic<int> calls{0};
+
+  bool Ready(std::chrono::milliseconds) override {
+    ++ready_probes;
+    return ready_hook ? ready_hook() : ready.load();
+  }
+  Result<std::string> Call(std::string_view request,
+                           std::chrono::steady_clock::time_point deadline) override {
+    ++calls;
+    Handler h;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      h = handler_;
+    }
+    return h(request, deadline);
+  }
+  void Reset() override { ++resets; }
+
+ private:
+  std::mutex mu_;
+  Handler handler_;
+};
+
+// Payload-mode runtime answer: the payload unchanged, route.current + 1.
+inline std::string EchoResponse(std::string_view request) {
+  json env = json::parse(request);
+  json route = env["route"];
+  route["current"] = route["current"].get<int64_t>() + 1;
+  return json::array({{{"payload", env["payload"]}, {"route", route}}}).dump();
+}
+inline Result<std::string> Echo(std::string_view request, std::chrono::steady_clock::time_point) {
+  return EchoResponse(request);
+}
+
+// Counts every call by its labels, e.g. Count("failed", "runtime_error").
+class FakeMetrics : public MetricsSink {
+ public:
+  int Count(const std::string& what, const std::string& labels = "") const {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = counts_.find(what + "|" + labels);
+    return it == counts_.end() ? 0 : it->second;
+  }
+  int Active() const { return active_; }
+  // Waits (real time, bounded) until Count(what, labels) >= n.
+  bool WaitCount(const std::string& what, int n,
+                 std::chrono::seconds limit = std::chrono::seconds(30)) {
+    std::unique_lock<std::mutex> lock(mu_);
+    return cv_.wait_for(lock, limit, [&] { return counts_[what + "|"] >= n; });
+  }
+
+  void Received(size_t) override { Add("received", ""); }
+  void ReceiveDuration(double) override { Add("receive_duration", ""); }
+  void Processed(std::string_view status) override { Add("processed", status); }
+  void Sent(std::string_view destination, std::string_view type, size_t) override {
+    Add("sent", std::string(destination) + "," + std::string(type));
+  }
+  void SendDuration(std::string_view destination, double) override {
+    Add("send_duration", destination);
+  }
+  void Failed(std::string_view reason) override { Add("failed", reason); }
+  void RuntimeError() override { Add("runtime_errors", ""); }
+  void ProcessingDuration(double) override { Add("processing_duration", ""); }
+  void RuntimeDuration(double) override { Add("runtime_duration", ""); }
+  void ActiveAdd(int delta) override { active_ += delta; }
+
+ private:
+  void Add(std::string_view what, std::string_view labels) {
+    std::lock_guard<std::mutex> lock(mu_);
+    ++counts_[std::string(what) + "|" + std::string(labels)];
+    cv_.notify_all();
+  }
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::map<std::string, int> counts_;
+  std::atomic<int> active_{0};
+};
+
+class FakeGateway : public GatewaySink {
+ public:
+  struct Posted {
+    PostKind kind;
+    std::string path;
+    json body;  // discarded (is_discarded()) when the body was not valid JSON
+  };
+  void Post(PostKind kind, std::string path, std::string body) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    posts_.push_back({kind, std::move(path), json::parse(body, nullptr, false)});
+  }
+  std::vector<Posted> Posts() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return posts_;
+  }
+
+ private:
+  mutable std::mutex mu_;
+  std::vector<Posted> posts_;
+};
+
+}  // namespace asya::sidecar::testing
