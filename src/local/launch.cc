@@ -78,7 +78,7 @@ LaunchSpec RuntimeLaunchSpec(const ActorSpec& spec, const MeshLaunchSettings& me
   // A runtime serving fewer connections than its sidecar keeps in flight stalls the extra
   // messages until the runtime timeout: match them unless the manifest sets both. (An invalid
   // value is left to the sidecar to report.)
-  for (const auto& e : spec.sidecar_env) {
+  for (const auto& e : EffectiveSidecarEnv(spec)) {
     if (e.name == env_name::kSidecarConcurrency && IsPositiveInt(e.value) &&
         spec.RuntimeEnv(env_name::kRuntimeConcurrency).empty()) {
       SetEnvValue(env, env_name::kRuntimeConcurrency, e.value);
@@ -116,7 +116,7 @@ LaunchSpec SidecarLaunchSpec(const ActorSpec& spec, const MeshLaunchSettings& me
   }
   SetEnvValue(env, env_name::kMetricsEnabled, "false");  // one port per replica would clash
   SetEnvValue(env, env_name::kQueueAutoCreate, "true");
-  for (const auto& e : spec.sidecar_env) {
+  for (const auto& e : EffectiveSidecarEnv(spec)) {
     SetEnvValue(env, e.name, e.value);
   }
   return out;
