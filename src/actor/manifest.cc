@@ -192,7 +192,7 @@ std::optional<bool> GetBool(const YAML::Node& parent, const char* key, const std
   if (!Present(n)) {
     return std::nullopt;
   }
-  if (n.IsScalar() && n.Tag() == "?") {
+  if (n.IsScalar() && (n.Tag() == "?" || n.Tag().empty())) {  // empty: built in code
     static const std::set<std::string> kTrue = {"true", "True", "TRUE", "yes", "on"};
     static const std::set<std::string> kFalse = {"false", "False", "FALSE", "no", "off"};
     if (kTrue.count(n.Scalar()) != 0) {

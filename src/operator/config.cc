@@ -147,6 +147,10 @@ void DecodeRabbitMq(const json& c, const std::string& p, Decoder& d, RabbitMqCon
   d.String(c, "host", p, r.host);
   if (r.host.empty()) {
     d.Error(Decoder::Join(p, "host"), "is required");
+  } else if (r.host.find_first_of(":/") != std::string::npos) {
+    d.Error(Decoder::Join(p, "host"),
+            "must be a host name without scheme or port (use port and managementPort), got '" +
+                r.host + "'");
   }
   d.Int(c, "port", p, r.port, 0, 65535);
   if (r.port == 0) {

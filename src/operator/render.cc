@@ -266,10 +266,7 @@ std::pair<json, json> Trigger(const actor::ActorSpec& spec, const std::string& n
   json auth_spec;
   if (t.type == "rabbitmq") {
     const RabbitMqConfig& r = t.rabbitmq;
-    std::string host = r.host;
-    if (host.find(':') == std::string::npos) {
-      host += ":" + std::to_string(r.management_port);
-    }
+    const std::string host = r.host + ":" + std::to_string(r.management_port);
     trigger["type"] = "rabbitmq";
     // protocol http = the management API, which counts ready + unacknowledged messages, so an
     // actor busy on its last message is not scaled to zero under it.
