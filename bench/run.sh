@@ -92,3 +92,6 @@ fi
 
 # RabbitMQ hop (bench/rabbitmq/run.sh starts its own broker).
 BUILD_DIR=$BUILD_DIR bash "$ROOT/bench/rabbitmq/run.sh" || echo "rabbitmq-hop: failed (see above)"
+
+# e. asya render of 1,000 actors (in process vs a yaml-cpp round trip; the CLI end to end).
+BUILD_DIR=$BUILD_DIR bash "$ROOT/bench/render/run.sh" || echo "render: failed (see above)"

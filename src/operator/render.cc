@@ -144,7 +144,10 @@ json SidecarContainer(const actor::ActorSpec& spec, const OperatorConfig& config
 
 void WireRuntime(const actor::ActorSpec& spec, json& c) {
   c["command"] = json::array({spec.python_executable, kScriptPath});
-  json env = c.contains("env") && c["env"].is_array() ? c["env"] : json::array();
+  json& env = c["env"];
+  if (!env.is_array()) {
+    env = json::array();
+  }
   env.push_back(EnvValue("ASYA_SOCKET_DIR", kSocketDir));
   if (spec.processing_timeout_s > 0 && !HasEnv(env, "ASYA_RUNTIME_TIMEOUT")) {
     env.push_back(
@@ -158,16 +161,16 @@ void WireRuntime(const actor::ActorSpec& spec, json& c) {
   if (spec.IsEndActor()) {
     env.push_back(EnvValue("ASYA_ENABLE_VALIDATION", "false"));
   }
-  c["env"] = env;
-  json mounts = c.contains("volumeMounts") && c["volumeMounts"].is_array() ? c["volumeMounts"]
-                                                                           : json::array();
+  json& mounts = c["volumeMounts"];
+  if (!mounts.is_array()) {
+    mounts = json::array();
+  }
   mounts.push_back({{"name", "socket-dir"}, {"mountPath", kSocketDir}});
   mounts.push_back({{"name", "tmp"}, {"mountPath", "/tmp"}});
   mounts.push_back({{"name", "asya-runtime"},
                     {"mountPath", kScriptPath},
                     {"subPath", kRuntimeScriptKey},
                     {"readOnly", true}});
-  c["volumeMounts"] = mounts;
   if (!c.contains("startupProbe") || c["startupProbe"].is_null()) {
     c["startupProbe"] = Probe(3, 2, 3, 150);
   }
@@ -181,36 +184,42 @@ void WireRuntime(const actor::ActorSpec& spec, json& c) {
 
 json PodTemplate(const actor::ActorSpec& spec, const OperatorConfig& config,
                  const TransportEntry& t, const std::string& service_account) {
-  json meta = spec.pod_template.value("metadata", json::object());
-  json labels = meta.value("labels", json::object());
+  static const json kEmpty = json::object();
+  auto it = spec.pod_template.find("metadata");
+  const json& meta = it != spec.pod_template.end() && it->is_object() ? *it : kEmpty;
+  json labels =
+      meta.contains("labels") && meta["labels"].is_object() ? meta["labels"] : json::object();
   labels[kActorLabel] = spec.name;  // forced: the selector must always match
-  json out_meta = {{"labels", labels}};
+  json out_meta = {{"labels", std::move(labels)}};
   if (meta.contains("annotations") && meta["annotations"].is_object() &&
       !meta["annotations"].empty()) {
     out_meta["annotations"] = meta["annotations"];
   }
-  json pod = spec.pod_template.value("spec", json::object());
-  json containers = json::array();
-  for (json c : pod.value("containers", json::array())) {
-    if (c.value("name", "") == kRuntimeName) {
+  it = spec.pod_template.find("spec");
+  json pod = it != spec.pod_template.end() && it->is_object() ? *it : json::object();
+  json& containers = pod["containers"];
+  if (!containers.is_array()) {
+    containers = json::array();
+  }
+  for (json& c : containers) {
+    if (c.is_object() && c.value("name", "") == kRuntimeName) {
       WireRuntime(spec, c);
     }
-    containers.push_back(std::move(c));
   }
   containers.push_back(SidecarContainer(spec, config, t));
-  pod["containers"] = containers;
-  json volumes =
-      pod.contains("volumes") && pod["volumes"].is_array() ? pod["volumes"] : json::array();
+  json& volumes = pod["volumes"];
+  if (!volumes.is_array()) {
+    volumes = json::array();
+  }
   volumes.push_back({{"name", "socket-dir"}, {"emptyDir", json::object()}});
   volumes.push_back({{"name", "tmp"}, {"emptyDir", json::object()}});
   volumes.push_back({{"name", "asya-runtime"},
                      {"configMap", {{"name", config.runtime_configmap}, {"defaultMode", 0755}}}});
-  pod["volumes"] = volumes;
   pod["terminationGracePeriodSeconds"] = DrainSeconds(spec) + spec.graceful_shutdown_s;
   if (!service_account.empty()) {
     pod["serviceAccountName"] = service_account;
   }
-  return json{{"metadata", out_meta}, {"spec", pod}};
+  return json{{"metadata", std::move(out_meta)}, {"spec", std::move(pod)}};
 }
 
 json Workload(const actor::ActorSpec& spec, const std::string& ns, json pod_template) {
