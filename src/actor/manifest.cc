@@ -738,52 +738,110 @@ YAML::Node DeepMerge(const YAML::Node& base, const YAML::Node& over) {
   return out;
 }
 
-// Renders what the chart's template renders for one actor: an AsyncActor document.
-YAML::Node RenderValuesActor(const YAML::Node& root, const YAML::Node& item,
-                             const YAML::Node& defaults) {
-  YAML::Node doc;
-  doc["apiVersion"] = std::string(kApiVersion);
-  doc["kind"] = std::string(kKind);
-  doc["metadata"]["name"] = item["name"];
-  if (Present(item["annotations"])) {
-    doc["metadata"]["annotations"] = item["annotations"];
+// The seed's shorthand on the asya-runtime container of the merged workload: `image` and
+// `resources` replace the container's; env entries named in `env` (and ASYA_HANDLER when
+// `handler` is set) are dropped, then `env` and ASYA_HANDLER=<handler> are appended.
+void ApplyShorthand(const YAML::Node& merged, YAML::Node& workload) {
+  const bool any = Present(merged["image"]) || Present(merged["resources"]) ||
+                   Present(merged["env"]) || Present(merged["handler"]);
+  if (!any || !workload.IsMap() || !workload["template"].IsMap() ||
+      !workload["template"]["spec"].IsMap() ||
+      !workload["template"]["spec"]["containers"].IsSequence()) {
+    return;
   }
-  YAML::Node transport = Present(item["transport"]) ? item["transport"] : root["transport"];
-  if (Present(transport)) {
-    doc["spec"]["transport"] = transport;
-  }
-  YAML::Node scaling = Present(item["scaling"]) ? item["scaling"] : defaults["scaling"];
-  if (scaling.IsMap()) {
-    // Without `enabled`, scaling is on (DESIGN precise behaviour 11), as for an AsyncActor.
-    YAML::Node rendered;
-    rendered["enabled"] = Present(scaling["enabled"]) ? scaling["enabled"] : YAML::Node(true);
-    bool enabled = !Present(scaling["enabled"]) ||
-                   (scaling["enabled"].IsScalar() && (scaling["enabled"].Scalar() == "true" ||
-                                                      scaling["enabled"].Scalar() == "True"));
-    if (enabled) {
-      for (const char* k : {"minReplicas", "maxReplicas", "pollingInterval", "cooldownPeriod",
-                            "queueLength", "advanced"}) {
-        if (Present(scaling[k])) {
-          rendered[k] = scaling[k];
+  YAML::Node containers = workload["template"]["spec"]["containers"];
+  for (size_t i = 0; i < containers.size(); ++i) {
+    YAML::Node c = containers[i];
+    if (!c.IsMap() || !c["name"].IsScalar() || c["name"].Scalar() != "asya-runtime") {
+      continue;
+    }
+    for (const char* k : {"image", "resources"}) {
+      if (Present(merged[k])) {
+        c[k] = YAML::Clone(merged[k]);
+      }
+    }
+    std::set<std::string> replaced;
+    YAML::Node extra =
+        merged["env"].IsSequence() ? merged["env"] : YAML::Node(YAML::NodeType::Sequence);
+    for (const auto& e : extra) {
+      if (e.IsMap() && e["name"].IsScalar()) {
+        replaced.insert(e["name"].Scalar());
+      }
+    }
+    if (Present(merged["handler"])) {
+      replaced.insert("ASYA_HANDLER");
+    }
+    YAML::Node env(YAML::NodeType::Sequence);
+    if (c["env"].IsSequence()) {
+      for (const auto& e : c["env"]) {
+        if (!(e.IsMap() && e["name"].IsScalar() && replaced.count(e["name"].Scalar()) != 0)) {
+          env.push_back(e);
         }
       }
     }
-    doc["spec"]["scaling"] = rendered;
+    for (const auto& e : extra) {
+      env.push_back(YAML::Clone(e));
+    }
+    if (Present(merged["handler"])) {
+      YAML::Node h;
+      h["name"] = "ASYA_HANDLER";
+      h["value"] = merged["handler"];
+      env.push_back(h);
+    }
+    c["env"] = env;
+  }
+}
+
+// Renders what the chart's template renders for one actor (deploy/README.md, "asya-actor values
+// -> AsyncActor"): the actor deep-merged over `default`, the shorthand applied, an AsyncActor.
+YAML::Node RenderValuesActor(const YAML::Node& root, const YAML::Node& item,
+                             const YAML::Node& defaults) {
+  const YAML::Node merged = DeepMerge(defaults, item);
+  YAML::Node doc;
+  doc["apiVersion"] = std::string(kApiVersion);
+  doc["kind"] = std::string(kKind);
+  doc["metadata"]["name"] = merged["name"];
+  for (const char* k : {"namespace", "transport"}) {
+    YAML::Node v = Present(merged[k]) && !(merged[k].IsScalar() && merged[k].Scalar().empty())
+                       ? merged[k]
+                       : root[k];
+    if (Present(v) && !(v.IsScalar() && v.Scalar().empty())) {
+      if (std::string(k) == "namespace") {
+        doc["metadata"]["namespace"] = v;
+      } else {
+        doc["spec"]["transport"] = v;
+      }
+    }
+  }
+  for (const char* k : {"labels", "annotations"}) {
+    if (Present(merged[k])) {
+      doc["metadata"][k] = merged[k];
+    }
+  }
+  const YAML::Node scaling = merged["scaling"];
+  if (scaling.IsMap()) {
+    const YAML::Node en = scaling["enabled"];
+    if (en.IsScalar() && (en.Scalar() == "false" || en.Scalar() == "False")) {
+      YAML::Node off;
+      off["enabled"] = false;
+      doc["spec"]["scaling"] = off;
+    } else {
+      // Every key passes through (a misspelt one is reported, not dropped), with enabled: true.
+      YAML::Node on = YAML::Clone(scaling);
+      on["enabled"] = true;
+      doc["spec"]["scaling"] = on;
+    }
   } else if (Present(scaling)) {
     doc["spec"]["scaling"] = scaling;  // let the AsyncActor parser report the type error
   }
-  for (const char* k : {"namespace", "labels"}) {
-    if (Present(item[k])) {
-      doc["metadata"][k] = item[k];
-    }
-  }
   for (const char* k : {"timeout", "sidecar", "retry", "maxDeliveries"}) {
-    if (Present(item[k])) {
-      doc["spec"][k] = item[k];
+    if (Present(merged[k])) {
+      doc["spec"][k] = merged[k];
     }
   }
-  YAML::Node workload = Present(item["workload"]) ? item["workload"] : defaults["workload"];
-  if (Present(workload)) {
+  if (Present(merged["workload"])) {
+    YAML::Node workload = YAML::Clone(merged["workload"]);
+    ApplyShorthand(merged, workload);
     doc["spec"]["workload"] = workload;
   }
   return doc;

@@ -53,7 +53,7 @@ sidecarImage: registry.example/asya-sidecar:1.0
 class RenderCli(unittest.TestCase):
     def setUp(self):
         if not os.path.exists(ASYA):
-            raise unittest.SkipTest("asya is not built")
+            raise RuntimeError("asya is not built (run make build first)")
         self.dir = tempfile.mkdtemp(prefix="asya-render-")
         self.config = self.write("operator.yaml", CONFIG)
 

@@ -4,8 +4,9 @@
 // Two input formats, both exactly as a cluster would receive them:
 //   - `AsyncActor` resources (apiVersion asya.sh/v1alpha1), one or many YAML documents per file;
 //   - `asya-actor` Helm chart values files (`actors:` list, or single mode with a root `name:`),
-//     where `scaling` and `workload` fall back to `default.scaling` / `default.workload` as whole
-//     objects (no deep merge between an actor's object and the default).
+//     read exactly as the chart renders them (deploy/README.md): each actor deep-merged over
+//     `default`, the seed's shorthand (`image`, `handler`, `env`, `resources`) applied to the
+//     asya-runtime container, `transport`/`namespace` falling back to the root's.
 //
 // Validation follows the operator (rules V1-V4) plus the "desired" rules of the reference
 // (min <= max, queueLength >= 1, DNS-1123 names, reserved env/volumes/mounts, non-negative

@@ -314,7 +314,7 @@ TEST(Manifest, WarnsAboutUnknownFieldsAndDisabledScaling) {
 
 // ---- values files ----
 
-TEST(Values, ActorsFallBackToDefaultsAsWholeObjects) {
+TEST(Values, ActorsAreDeepMergedOverDefaults) {  // deploy/README.md: the chart's algorithm
   std::string text = R"(
 transport: rabbitmq
 default:
@@ -352,7 +352,7 @@ actors:
   ASSERT_TRUE(r) << r.error().message;
   ASSERT_EQ(r->actors.size(), 2u);
   const ActorSpec& first = r->actors[0];
-  // default.scaling is deep-merged with the chart default (Helm), then used whole.
+  // default.scaling is deep-merged with the chart default (Helm), then with the actor's own.
   EXPECT_EQ(first.transport, "rabbitmq");
   EXPECT_TRUE(first.scaling.enabled);
   EXPECT_EQ(first.scaling.min_replicas, 0);
@@ -360,12 +360,13 @@ actors:
   EXPECT_EQ(first.scaling.queue_length, 2);
   EXPECT_EQ(first.scaling.cooldown_period_s, 60);
   const ActorSpec& second = r->actors[1];
-  // An actor's own scaling replaces the default entirely: min is the CRD default 0, queueLength 5.
+  // An actor's own scaling merges key by key over the defaults.
   EXPECT_EQ(second.transport, "sqs");
   EXPECT_TRUE(second.scaling.enabled);
   EXPECT_EQ(second.scaling.max_replicas, 3);
   EXPECT_EQ(second.scaling.min_replicas, 0);
-  EXPECT_EQ(second.scaling.queue_length, 5);
+  EXPECT_EQ(second.scaling.queue_length, 2);
+  EXPECT_EQ(second.scaling.cooldown_period_s, 60);
   EXPECT_EQ(second.workload_replicas, 2);
   EXPECT_EQ(second.RuntimeEnv("ASYA_HANDLER"), "second.handle");
 }
@@ -406,6 +407,55 @@ actors:
   ASSERT_TRUE(r) << r.error().message;
   EXPECT_FALSE(r->actors[0].scaling.enabled);
   EXPECT_EQ(r->actors[0].scaling.min_replicas, 0);  // not rendered by the chart
+}
+
+TEST(Values, SeedShorthandAndRootFallbacks) {
+  std::string text = R"(
+transport: sqs
+namespace: team-a
+default:
+  workload:
+    template:
+      spec:
+        containers:
+          - name: asya-runtime
+            image: base:1
+            env:
+              - name: ASYA_HANDLER
+                value: base.handle
+              - name: KEEP
+                value: "k"
+              - name: LEVEL
+                value: "1"
+actors:
+  - name: text-processor
+    scaling:
+      minReplicas: 0
+      maxReplicas: 50
+    image: my-processor:v1
+    handler: processor.TextProcessor.process
+    env:
+      - name: LEVEL
+        value: "2"
+    resources:
+      limits:
+        cpu: "1"
+)";
+  auto r = ParseManifests(text, "values.yaml", "/v");
+  ASSERT_TRUE(r) << r.error().message;
+  const ActorSpec& a = r->actors[0];
+  EXPECT_EQ(a.transport, "sqs");
+  EXPECT_EQ(a.namespace_, "team-a");
+  EXPECT_TRUE(a.scaling.enabled);
+  EXPECT_EQ(a.scaling.min_replicas, 0);
+  EXPECT_EQ(a.scaling.max_replicas, 50);
+  EXPECT_EQ(a.RuntimeEnv("ASYA_HANDLER"), "processor.TextProcessor.process");
+  std::vector<EnvVar> want = {
+      {"KEEP", "k"}, {"LEVEL", "2"}, {"ASYA_HANDLER", "processor.TextProcessor.process"}};
+  EXPECT_EQ(a.runtime_env, want);
+  const auto& c = a.pod_template["spec"]["containers"][0];
+  EXPECT_EQ(c["image"], "my-processor:v1");
+  EXPECT_EQ(c["resources"]["limits"]["cpu"], "1");
 }
 
 TEST(Values, ErrorsNameTheListPosition) {
