@@ -78,7 +78,10 @@ LaunchSpec RuntimeLaunchSpec(const ActorSpec& spec, const MeshLaunchSettings& me
   // A runtime serving fewer connections than its sidecar keeps in flight stalls the extra
   // messages until the runtime timeout: match them unless the manifest sets both. (An invalid
   // value is left to the sidecar to report.)
-  for (const auto& e : EffectiveSidecarEnv(spec)) {
+  if (spec.sidecar_concurrency > 1 && spec.RuntimeEnv(env_name::kRuntimeConcurrency).empty()) {
+    SetEnvValue(env, env_name::kRuntimeConcurrency, std::to_string(spec.sidecar_concurrency));
+  }
+  for (const auto& e : spec.sidecar_env) {
     if (e.name == env_name::kSidecarConcurrency && IsPositiveInt(e.value) &&
         spec.RuntimeEnv(env_name::kRuntimeConcurrency).empty()) {
       SetEnvValue(env, env_name::kRuntimeConcurrency, e.value);

@@ -155,8 +155,19 @@ void WireRuntime(const actor::ActorSpec& spec, json& c) {
   }
   // A runtime serving fewer connections than its sidecar keeps in flight stalls the extra
   // messages (the same rule as asya up).
-  if (!HasEnv(env, "ASYA_RUNTIME_CONCURRENCY")) {
-    env.push_back(EnvValue("ASYA_RUNTIME_CONCURRENCY", std::to_string(spec.sidecar_concurrency)));
+  // (the same rule as asya up: spec.sidecar.concurrency > 1, or the user's
+  // ASYA_SIDECAR_CONCURRENCY; otherwise the runtime keeps its own default).
+  std::string concurrency =
+      spec.sidecar_concurrency > 1 ? std::to_string(spec.sidecar_concurrency) : "";
+  for (const auto& e : spec.sidecar_env) {
+    if (e.name == "ASYA_SIDECAR_CONCURRENCY" && !e.value.empty() &&
+        e.value.find_first_not_of("0123456789") == std::string::npos &&
+        e.value.find_first_not_of('0') != std::string::npos) {
+      concurrency = e.value;
+    }
+  }
+  if (!concurrency.empty() && !HasEnv(env, "ASYA_RUNTIME_CONCURRENCY")) {
+    env.push_back(EnvValue("ASYA_RUNTIME_CONCURRENCY", concurrency));
   }
   if (spec.IsEndActor()) {
     env.push_back(EnvValue("ASYA_ENABLE_VALIDATION", "false"));
