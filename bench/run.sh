@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Data-plane benchmarks, side by side with their baselines in one run (`make bench`).
+# Benchmarks, side by side with their baselines in one run (`make bench`): data plane, then
+# `asya render` of 1,000 actors (bench/render).
 # Not part of `make test`. Prints one line per benchmark:
 #   runtime-roundtrip kept-conn: asya 19876/s, baseline 21345/s, ratio 0.93
 # Environment: BUILD_DIR (default build/release), REPS (default 5), N (round trips per run).
@@ -92,3 +93,6 @@ fi
 
 # RabbitMQ hop (bench/rabbitmq/run.sh starts its own broker).
 BUILD_DIR=$BUILD_DIR bash "$ROOT/bench/rabbitmq/run.sh" || echo "rabbitmq-hop: failed (see above)"
+
+# e. asya render of 1,000 actors (in process vs a yaml-cpp round trip; the CLI end to end).
+BUILD_DIR=$BUILD_DIR bash "$ROOT/bench/render/run.sh" || echo "render: failed (see above)"

@@ -9,7 +9,7 @@ int DesiredReplicas(const AutoscalerInput& in, AutoscalerState& state) {
     state.recommendations.clear();
     return in.workload_replicas;
   }
-  const ScalingSpec& s = in.scaling;
+  const actor::ScalingSpec& s = in.scaling;
   const int64_t messages =
       std::max<int64_t>(0, in.ready_messages) + std::max<int64_t>(0, in.inflight_messages);
   if (messages > 0) {

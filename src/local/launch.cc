@@ -78,6 +78,9 @@ LaunchSpec RuntimeLaunchSpec(const ActorSpec& spec, const MeshLaunchSettings& me
   // A runtime serving fewer connections than its sidecar keeps in flight stalls the extra
   // messages until the runtime timeout: match them unless the manifest sets both. (An invalid
   // value is left to the sidecar to report.)
+  if (spec.sidecar_concurrency > 1 && spec.RuntimeEnv(env_name::kRuntimeConcurrency).empty()) {
+    SetEnvValue(env, env_name::kRuntimeConcurrency, std::to_string(spec.sidecar_concurrency));
+  }
   for (const auto& e : spec.sidecar_env) {
     if (e.name == env_name::kSidecarConcurrency && IsPositiveInt(e.value) &&
         spec.RuntimeEnv(env_name::kRuntimeConcurrency).empty()) {
@@ -116,7 +119,7 @@ LaunchSpec SidecarLaunchSpec(const ActorSpec& spec, const MeshLaunchSettings& me
   }
   SetEnvValue(env, env_name::kMetricsEnabled, "false");  // one port per replica would clash
   SetEnvValue(env, env_name::kQueueAutoCreate, "true");
-  for (const auto& e : spec.sidecar_env) {
+  for (const auto& e : EffectiveSidecarEnv(spec)) {
     SetEnvValue(env, e.name, e.value);
   }
   return out;

@@ -388,8 +388,9 @@ class InvalidManifestTest(unittest.TestCase):
     def test_negative_timeout(self):
         self.refused(self.base(timeout=-5), "spec.timeout.processing: must be >= 0")
 
-    def test_missing_transport(self):
-        self.refused(self.base().replace("  transport: rabbitmq\n", ""),
+    def test_empty_transport(self):
+        # An omitted spec.transport is fine locally (asya up picks it); an empty one is refused.
+        self.refused(self.base().replace("  transport: rabbitmq\n", "  transport: \"\"\n"),
                      "spec.transport: is required")
 
     def test_invalid_yaml(self):

@@ -14,7 +14,7 @@
 #include <deque>
 #include <utility>
 
-#include "asya/local/manifest.h"
+#include "asya/actor/manifest.h"
 
 namespace asya::local {
 
@@ -24,7 +24,7 @@ struct AutoscalerState {
 };
 
 struct AutoscalerInput {
-  ScalingSpec scaling;
+  actor::ScalingSpec scaling;
   int workload_replicas = 1;
   int current = 0;  // replicas now (running or starting, not stopping)
   int64_t ready_messages = 0;

@@ -6,5 +6,7 @@ namespace asya::cli {
 int RunQueue(int argc, char** argv);
 // `asya up|down|get|describe|logs|send ...`; argv[0] is the command.
 int RunLocal(int argc, char** argv);
+// `asya render ...`; argv[0] == "render".
+int RunRender(int argc, char** argv);
 
 }  // namespace asya::cli

@@ -19,7 +19,11 @@ void Usage() {
       "  get actors [-o wide|json]               status table\n"
       "  describe actor NAME                     one actor in detail\n"
       "  logs ACTOR [-f]                         an actor's logs\n"
-      "  send ROUTE PAYLOAD [--wait]             publish a new envelope\n",
+      "  send ROUTE PAYLOAD [--wait]             publish a new envelope\n"
+      "\n"
+      "kubernetes (offline):\n"
+      "  render PATH... [-n NS] [--operator-config FILE] [-o yaml|json]   objects the operator "
+      "applies\n",
       stderr);
 }
 
@@ -37,6 +41,9 @@ int main(int argc, char** argv) {
   if (cmd == "up" || cmd == "down" || cmd == "get" || cmd == "describe" || cmd == "logs" ||
       cmd == "send") {
     return asya::cli::RunLocal(argc - 1, argv + 1);
+  }
+  if (cmd == "render") {
+    return asya::cli::RunRender(argc - 1, argv + 1);
   }
   if (cmd == "-h" || cmd == "--help" || cmd == "help") {
     Usage();

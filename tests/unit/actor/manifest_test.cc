@@ -1,4 +1,4 @@
-#include "asya/local/manifest.h"
+#include "asya/actor/manifest.h"
 
 #include <cstdlib>
 #include <filesystem>
@@ -7,7 +7,7 @@
 
 #include <gtest/gtest.h>
 
-namespace asya::local {
+namespace asya::actor {
 namespace {
 
 // A valid AsyncActor; tests replace one piece at a time.
@@ -35,8 +35,10 @@ std::string Actor(const std::string& name = "scorer", const std::string& spec_ex
          container_extra;
 }
 
-std::string ErrorOf(const std::string& text) {
-  auto r = ParseManifests(text, "m.yaml", "/tmp");
+std::string ErrorOf(const std::string& text, bool require_transport = false) {
+  ParseOptions options;
+  options.require_transport = require_transport;
+  auto r = ParseManifests(text, "m.yaml", "/tmp", options);
   if (r) {
     return "";
   }
@@ -56,7 +58,16 @@ TEST(Manifest, ValidActorGetsCrdDefaults) {
   EXPECT_EQ(a.workload_replicas, 1);
   EXPECT_EQ(a.workload_kind, "Deployment");
   EXPECT_EQ(a.python_executable, "python3");
-  EXPECT_EQ(a.processing_timeout_s, 0);
+  EXPECT_EQ(a.processing_timeout_s, 300);  // the CRD default, with or without spec.timeout
+  EXPECT_EQ(a.graceful_shutdown_s, 30);
+  EXPECT_EQ(a.visibility_timeout_s, 0);
+  EXPECT_EQ(a.sidecar_concurrency, 1);
+  EXPECT_EQ(a.retry.max_attempts, 1);
+  EXPECT_EQ(a.retry.backoff, "1s");
+  EXPECT_EQ(a.retry.max_backoff, "5m");
+  EXPECT_TRUE(a.retry.non_retryable.empty());
+  EXPECT_EQ(a.max_deliveries, 5);
+  EXPECT_EQ(a.sidecar_image_pull_policy, "IfNotPresent");
   EXPECT_EQ(a.RuntimeEnv("ASYA_HANDLER"), "scorer.Scorer.score");
   EXPECT_TRUE(a.local_command.empty());
 }
@@ -213,10 +224,14 @@ TEST(Manifest, RefusesWrongTypes) {
 }
 
 TEST(Manifest, RefusesMissingRequiredFields) {
-  std::string e = ErrorOf(
+  const std::string no_transport =
       "apiVersion: asya.sh/v1alpha1\nkind: AsyncActor\nmetadata:\n  name: a\nspec:\n"
-      "  workload:\n    replicas: 1\n");
-  EXPECT_NE(e.find("spec.transport: is required"), std::string::npos) << e;
+      "  workload:\n    replicas: 1\n";
+  std::string e = ErrorOf(no_transport, /*require_transport=*/true);
+  EXPECT_NE(e.find("m.yaml: actor \"a\": spec.transport: is required"), std::string::npos) << e;
+  // asya up picks the transport itself: only the template is missing there.
+  e = ErrorOf(no_transport);
+  EXPECT_EQ(e.find("spec.transport"), std::string::npos) << e;
   EXPECT_NE(e.find("spec.workload.template: is required"), std::string::npos) << e;
   e = ErrorOf("apiVersion: asya.sh/v1alpha1\nkind: AsyncActor\nmetadata: {}\nspec: {}\n");
   EXPECT_NE(e.find("metadata.name: is required"), std::string::npos) << e;
@@ -272,9 +287,22 @@ TEST(Manifest, ReportsEveryProblemAtOnce) {
   EXPECT_NE(e.find("command"), std::string::npos);
 }
 
-TEST(Manifest, WarnsAboutUnknownFieldsAndDisabledScaling) {
-  auto r = ParseManifests(Actor("a", "  scaling:\n    minReplicas: 0\n    maxReplicaz: 3\n"),
+TEST(Manifest, ScalingBlockWithoutEnabledMeansOn) {  // DESIGN precise behaviour 11
+  auto r = ParseManifests(Actor("a", "  scaling:\n    minReplicas: 0\n    maxReplicas: 3\n"),
                           "m.yaml", "/");
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_TRUE(r->actors[0].scaling.enabled);
+  EXPECT_EQ(r->actors[0].scaling.max_replicas, 3);
+  r = ParseManifests(Actor("a", "  scaling:\n    enabled: false\n"), "m.yaml", "/");
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_TRUE(r->actors[0].scaling.present);
+  EXPECT_FALSE(r->actors[0].scaling.enabled);
+}
+
+TEST(Manifest, WarnsAboutUnknownFieldsAndDisabledScaling) {
+  auto r = ParseManifests(
+      Actor("a", "  scaling:\n    enabled: false\n    minReplicas: 0\n    maxReplicaz: 3\n"),
+      "m.yaml", "/");
   ASSERT_TRUE(r) << r.error().message;
   std::string all;
   for (const auto& w : r->warnings) {
@@ -286,7 +314,7 @@ TEST(Manifest, WarnsAboutUnknownFieldsAndDisabledScaling) {
 
 // ---- values files ----
 
-TEST(Values, ActorsFallBackToDefaultsAsWholeObjects) {
+TEST(Values, ActorsAreDeepMergedOverDefaults) {  // deploy/README.md: the chart's algorithm
   std::string text = R"(
 transport: rabbitmq
 default:
@@ -324,7 +352,7 @@ actors:
   ASSERT_TRUE(r) << r.error().message;
   ASSERT_EQ(r->actors.size(), 2u);
   const ActorSpec& first = r->actors[0];
-  // default.scaling is deep-merged with the chart default (Helm), then used whole.
+  // default.scaling is deep-merged with the chart default (Helm), then with the actor's own.
   EXPECT_EQ(first.transport, "rabbitmq");
   EXPECT_TRUE(first.scaling.enabled);
   EXPECT_EQ(first.scaling.min_replicas, 0);
@@ -332,12 +360,13 @@ actors:
   EXPECT_EQ(first.scaling.queue_length, 2);
   EXPECT_EQ(first.scaling.cooldown_period_s, 60);
   const ActorSpec& second = r->actors[1];
-  // An actor's own scaling replaces the default entirely: min is the CRD default 0, queueLength 5.
+  // An actor's own scaling merges key by key over the defaults.
   EXPECT_EQ(second.transport, "sqs");
   EXPECT_TRUE(second.scaling.enabled);
   EXPECT_EQ(second.scaling.max_replicas, 3);
   EXPECT_EQ(second.scaling.min_replicas, 0);
-  EXPECT_EQ(second.scaling.queue_length, 5);
+  EXPECT_EQ(second.scaling.queue_length, 2);
+  EXPECT_EQ(second.scaling.cooldown_period_s, 60);
   EXPECT_EQ(second.workload_replicas, 2);
   EXPECT_EQ(second.RuntimeEnv("ASYA_HANDLER"), "second.handle");
 }
@@ -380,6 +409,55 @@ actors:
   EXPECT_EQ(r->actors[0].scaling.min_replicas, 0);  // not rendered by the chart
 }
 
+TEST(Values, SeedShorthandAndRootFallbacks) {
+  std::string text = R"(
+transport: sqs
+namespace: team-a
+default:
+  workload:
+    template:
+      spec:
+        containers:
+          - name: asya-runtime
+            image: base:1
+            env:
+              - name: ASYA_HANDLER
+                value: base.handle
+              - name: KEEP
+                value: "k"
+              - name: LEVEL
+                value: "1"
+actors:
+  - name: text-processor
+    scaling:
+      minReplicas: 0
+      maxReplicas: 50
+    image: my-processor:v1
+    handler: processor.TextProcessor.process
+    env:
+      - name: LEVEL
+        value: "2"
+    resources:
+      limits:
+        cpu: "1"
+)";
+  auto r = ParseManifests(text, "values.yaml", "/v");
+  ASSERT_TRUE(r) << r.error().message;
+  const ActorSpec& a = r->actors[0];
+  EXPECT_EQ(a.transport, "sqs");
+  EXPECT_EQ(a.namespace_, "team-a");
+  EXPECT_TRUE(a.scaling.enabled);
+  EXPECT_EQ(a.scaling.min_replicas, 0);
+  EXPECT_EQ(a.scaling.max_replicas, 50);
+  EXPECT_EQ(a.RuntimeEnv("ASYA_HANDLER"), "processor.TextProcessor.process");
+  std::vector<EnvVar> want = {
+      {"KEEP", "k"}, {"LEVEL", "2"}, {"ASYA_HANDLER", "processor.TextProcessor.process"}};
+  EXPECT_EQ(a.runtime_env, want);
+  const auto& c = a.pod_template["spec"]["containers"][0];
+  EXPECT_EQ(c["image"], "my-processor:v1");
+  EXPECT_EQ(c["resources"]["limits"]["cpu"], "1");
+}
+
 TEST(Values, ErrorsNameTheListPosition) {
   std::string text = R"(
 transport: sqs
@@ -397,7 +475,9 @@ actors:
 }
 
 TEST(Values, MissingTransportIsReported) {
-  auto r = ParseManifests("actors:\n  - name: a\n", "values.yaml", "/v");
+  ParseOptions options;
+  options.require_transport = true;
+  auto r = ParseManifests("actors:\n  - name: a\n", "values.yaml", "/v", options);
   ASSERT_FALSE(r);
   EXPECT_NE(r.error().message.find("spec.transport: is required"), std::string::npos)
       << r.error().message;
@@ -455,5 +535,200 @@ TEST(Fingerprint, ChangesWithSpec) {
             ParseManifests(Actor("a"), "x", "/")->actors[0].Fingerprint());
 }
 
+// ---- our additions: concurrency, retry policy, max deliveries, visibility ----
+
+TEST(Fields, AreReadAndMappedToTheSidecar) {
+  auto r = ParseManifests(Actor("a",
+                                "  sidecar:\n    concurrency: 4\n"
+                                "    env:\n      - name: ASYA_LOG_LEVEL\n        value: debug\n"
+                                "  retry:\n    maxAttempts: 3\n    backoff: 500ms\n"
+                                "    maxBackoff: 1m\n    nonRetryable: [ValueError, KeyError]\n"
+                                "  maxDeliveries: 7\n"
+                                "  timeout:\n    processing: 60\n    visibility: 90\n"),
+                          "m.yaml", "/");
+  ASSERT_TRUE(r) << r.error().message;
+  const ActorSpec& a = r->actors[0];
+  EXPECT_EQ(a.sidecar_concurrency, 4);
+  EXPECT_EQ(a.retry.max_attempts, 3);
+  EXPECT_EQ(a.max_deliveries, 7);
+  EXPECT_EQ(a.visibility_timeout_s, 90);
+  std::vector<EnvVar> want = {{"ASYA_ACTOR_NAME", "a"},
+                              {"ASYA_RUNTIME_TIMEOUT", "60s"},
+                              {"ASYA_SIDECAR_CONCURRENCY", "4"},
+                              {"ASYA_RETRY_MAX_ATTEMPTS", "3"},
+                              {"ASYA_RETRY_BACKOFF", "500ms"},
+                              {"ASYA_RETRY_MAX_BACKOFF", "1m"},
+                              {"ASYA_RETRY_NON_RETRYABLE", "ValueError,KeyError"},
+                              {"ASYA_MAX_DELIVERIES", "7"},
+                              {"ASYA_VISIBILITY_TIMEOUT", "90s"}};
+  EXPECT_EQ(SidecarSpecEnv(a), want);
+  want.push_back({"ASYA_LOG_LEVEL", "debug"});
+  EXPECT_EQ(EffectiveSidecarEnv(a), want);
+}
+
+TEST(Fields, DefaultsMapToTheSidecarsOwnDefaults) {
+  auto r = ParseManifests(Actor("happy-end"), "m.yaml", "/");
+  ASSERT_TRUE(r) << r.error().message;
+  std::vector<EnvVar> want = {{"ASYA_ACTOR_NAME", "happy-end"}, {"ASYA_IS_END_ACTOR", "true"},
+                              {"ASYA_RUNTIME_TIMEOUT", "300s"}, {"ASYA_SIDECAR_CONCURRENCY", "1"},
+                              {"ASYA_RETRY_MAX_ATTEMPTS", "1"}, {"ASYA_RETRY_BACKOFF", "1s"},
+                              {"ASYA_RETRY_MAX_BACKOFF", "5m"}, {"ASYA_MAX_DELIVERIES", "5"}};
+  EXPECT_EQ(SidecarSpecEnv(r->actors[0]), want);
+}
+
+TEST(Fields, ClusterOnlyPartsAreKeptAsJson) {
+  auto r = ParseManifests(
+      Actor("a",
+            "  sidecar:\n    image: side:1\n    imagePullPolicy: Always\n"
+            "    resources:\n      limits:\n        cpu: 500m\n        memory: 128Mi\n"
+            "    env:\n      - name: SECRET\n        valueFrom:\n          secretKeyRef:\n"
+            "            name: s\n            key: k\n",
+            "            ports:\n              - containerPort: 9000\n"),
+      "m.yaml", "/");
+  ASSERT_TRUE(r) << r.error().message;
+  const ActorSpec& a = r->actors[0];
+  EXPECT_EQ(a.sidecar_image, "side:1");
+  EXPECT_EQ(a.sidecar_image_pull_policy, "Always");
+  EXPECT_EQ(a.sidecar_resources["limits"]["cpu"], "500m");
+  ASSERT_EQ(a.sidecar_env_json.size(), 1u);
+  EXPECT_EQ(a.sidecar_env_json[0]["valueFrom"]["secretKeyRef"]["key"], "k");
+  EXPECT_TRUE(a.sidecar_env.empty());  // valueFrom cannot be resolved by asya up
+  const auto& c = a.pod_template["spec"]["containers"][0];
+  EXPECT_EQ(c["ports"][0]["containerPort"], 9000);  // typed as a number
+  EXPECT_EQ(c["env"][0]["value"], "scorer.Scorer.score");
+}
+
+TEST(Yaml, ScalarsAreTypedLikeAnApiServerReadsThem) {
+  auto docs = ParseYamlDocuments("a: 1\nb: '1'\nc: true\nd: ~\ne: 1.5\nf: text\ng: \"yes\"\n---\n",
+                                 "x.yaml");
+  ASSERT_TRUE(docs) << docs.error().message;
+  ASSERT_EQ(docs->size(), 1u);
+  EXPECT_EQ((*docs)[0], nlohmann::json::parse(
+                            R"({"a":1,"b":"1","c":true,"d":null,"e":1.5,"f":"text","g":"yes"})"));
+  auto bad = ParseYamlDocuments("a: [\n", "x.yaml");
+  ASSERT_FALSE(bad);
+  EXPECT_NE(bad.error().message.find("x.yaml:"), std::string::npos);
+}
+
+// Every refusal, with the exact line asya up and asya render print.
+TEST(Refusals, EveryMessageNamesFileActorAndField) {
+  struct Case {
+    std::string spec_extra, container_extra, pod_extra, want;
+  };
+  const std::string p = "m.yaml: actor \"a\": ";
+  std::vector<Case> cases = {
+      {"  sidecar:\n    concurrency: 0\n", "", "",
+       p + "spec.sidecar.concurrency: must be >= 1, got 0"},
+      {"  sidecar:\n    concurrency: many\n", "", "",
+       p + "spec.sidecar.concurrency: must be an integer, got 'many'"},
+      {"  sidecar:\n    imagePullPolicy: Sometimes\n", "", "",
+       p + "spec.sidecar.imagePullPolicy: must be one of Always, IfNotPresent, Never, got "
+           "'Sometimes'"},
+      {"  sidecar:\n    resources: 1\n", "", "",
+       p + "spec.sidecar.resources: must be an object, got a scalar ('1')"},
+      {"  retry:\n    maxAttempts: 0\n", "", "", p + "spec.retry.maxAttempts: must be >= 1, got 0"},
+      {"  retry:\n    backoff: soon\n", "", "", p + "spec.retry.backoff: invalid duration 'soon'"},
+      {"  retry:\n    maxBackoff: -1s\n", "", "",
+       p + "spec.retry.maxBackoff: invalid duration '-1s'"},
+      {"  retry:\n    nonRetryable: [\"A,B\"]\n", "", "",
+       p + "spec.retry.nonRetryable[0]: must be one exception class name"},
+      {"  retry:\n    nonRetryable: ValueError\n", "", "",
+       p + "spec.retry.nonRetryable: must be a list, got a scalar ('ValueError')"},
+      {"  maxDeliveries: 0\n", "", "", p + "spec.maxDeliveries: must be >= 1, got 0"},
+      {"  timeout:\n    visibility: -5\n", "", "",
+       p + "spec.timeout.visibility: must be >= 0, got -5"},
+      {"  timeout:\n    gracefulShutdown: -1\n", "", "",
+       p + "spec.timeout.gracefulShutdown: must be >= 0, got -1"},
+      {"  scaling:\n    maxReplicas: 0\n", "", "",
+       p + "spec.scaling.maxReplicas: must be >= 1, got 0"},
+      {"  scaling:\n    minReplicas: -1\n", "", "",
+       p + "spec.scaling.minReplicas: must be >= 0, got -1"},
+      {"  scaling:\n    pollingInterval: 0\n", "", "",
+       p + "spec.scaling.pollingInterval: must be >= 1 second, got 0"},
+      {"  scaling:\n    cooldownPeriod: -1\n", "", "",
+       p + "spec.scaling.cooldownPeriod: must be >= 0, got -1"},
+      {"  scaling:\n    advanced:\n      formula: ceil(queueLength / 10)\n", "", "",
+       p + "spec.scaling.advanced.target: is required with a formula"},
+      {"  scaling:\n    advanced:\n      metricType: Max\n", "", "",
+       p + "spec.scaling.advanced.metricType: must be one of AverageValue, Value, Utilization"},
+      {"  transport: \"\"\n", "", "", p + "spec.transport: is required"},
+      {"",
+       "            volumeMounts:\n              - name: x\n"
+       "                mountPath: /opt/asya/asya_runtime.py\n",
+       "",
+       p + "spec.workload.template.spec.containers[0].volumeMounts[0].mountPath: "
+           "'/opt/asya/asya_runtime.py' is reserved"},
+      {"", "", "        volumes:\n          - name: tmp\n",
+       p + "spec.workload.template.spec.volumes[0].name: 'tmp' is reserved"},
+      {"", "", "        volumes:\n          - name: asya-runtime\n",
+       p + "spec.workload.template.spec.volumes[0].name: 'asya-runtime' is reserved"},
+      {"", "              - name: X\n                value: [1]\n", "",
+       p + "spec.workload.template.spec.containers[0].env[X].value: must be a string, got a list"},
+  };
+  for (const auto& c : cases) {
+    std::string text = Actor("a", c.spec_extra, c.container_extra, c.pod_extra);
+    if (c.spec_extra.rfind("  transport:", 0) == 0) {
+      text.replace(text.find("  transport: rabbitmq\n"), 22, "");
+    }
+    std::string e = ErrorOf(text);
+    EXPECT_NE(e.find(c.want), std::string::npos) << "want: " << c.want << "\ngot: " << e;
+  }
+}
+
+TEST(Refusals, UnknownFieldsWarnEverywhereWeRead) {
+  auto r = ParseManifests(Actor("a",
+                                "  sidecar:\n    concurency: 2\n"
+                                "  retry:\n    attempts: 2\n  maxDelivery: 3\n"),
+                          "m.yaml", "/");
+  ASSERT_TRUE(r) << r.error().message;
+  std::string all;
+  for (const auto& w : r->warnings) {
+    all += w + "\n";
+  }
+  EXPECT_NE(all.find("spec.sidecar.concurency: unknown field"), std::string::npos) << all;
+  EXPECT_NE(all.find("spec.retry.attempts: unknown field"), std::string::npos) << all;
+  EXPECT_NE(all.find("spec.maxDelivery: unknown field"), std::string::npos) << all;
+}
+
+TEST(Values, ScalingWithoutEnabledIsOnAndNewFieldsPassThrough) {
+  std::string text = R"(
+transport: rabbitmq
+actors:
+  - name: text-processor
+    namespace: team-a
+    scaling:
+      minReplicas: 0
+      maxReplicas: 50
+    sidecar:
+      concurrency: 2
+    retry:
+      maxAttempts: 4
+    maxDeliveries: 9
+)";
+  auto r = ParseManifests(text, "values.yaml", "/v");
+  ASSERT_TRUE(r) << r.error().message;
+  const ActorSpec& a = r->actors[0];
+  EXPECT_TRUE(a.scaling.enabled);
+  EXPECT_EQ(a.scaling.max_replicas, 50);
+  EXPECT_EQ(a.namespace_, "team-a");
+  EXPECT_EQ(a.sidecar_concurrency, 2);
+  EXPECT_EQ(a.retry.max_attempts, 4);
+  EXPECT_EQ(a.max_deliveries, 9);
+}
+
+TEST(Load, CrewManifestsAreKeptForRender) {
+  namespace fs = std::filesystem;
+  fs::path file =
+      fs::temp_directory_path() / ("asya-crew2-" + std::to_string(::getpid()) + ".yaml");
+  std::ofstream(file) << Actor("error-end");
+  ParseOptions options;
+  options.skip_crew = false;
+  auto r = LoadManifests({file.string()}, options);
+  ASSERT_TRUE(r) << r.error().message;
+  ASSERT_EQ(r->actors.size(), 1u);
+  EXPECT_TRUE(r->actors[0].IsEndActor());
+  fs::remove(file);
+}
+
 }  // namespace
-}  // namespace asya::local
+}  // namespace asya::actor

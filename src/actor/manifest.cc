@@ -1,4 +1,4 @@
-#include "asya/local/manifest.h"
+#include "asya/actor/manifest.h"
 
 #include <algorithm>
 #include <charconv>
@@ -10,13 +10,12 @@
 
 #include <yaml-cpp/yaml.h>
 
-namespace asya::local {
+#include "asya/base/duration.h"
+
+namespace asya::actor {
 namespace fs = std::filesystem;
 
 namespace {
-
-constexpr std::string_view kApiVersion = "asya.sh/v1alpha1";
-constexpr std::string_view kKind = "AsyncActor";
 
 // Collects problems of one actor; messages read "<source>: actor "<name>": <field>: <text>".
 class Reporter {
@@ -70,6 +69,62 @@ std::string TypeName(const YAML::Node& n) {
 
 bool Present(const YAML::Node& n) {
   return n.IsDefined() && !n.IsNull();
+}
+
+// YAML -> JSON with YAML 1.2 core-schema typing of plain scalars (what a Kubernetes API server
+// reads from `kubectl apply`): true/false -> bool, integers -> number, floats -> number,
+// null/~/empty -> null; quoted or tagged scalars stay strings.
+nlohmann::json ToJson(const YAML::Node& n) {
+  switch (n.Type()) {
+    case YAML::NodeType::Map: {
+      nlohmann::json out = nlohmann::json::object();
+      for (const auto& kv : n) {
+        out[kv.first.Scalar()] = ToJson(kv.second);
+      }
+      return out;
+    }
+    case YAML::NodeType::Sequence: {
+      nlohmann::json out = nlohmann::json::array();
+      for (const auto& e : n) {
+        out.push_back(ToJson(e));
+      }
+      return out;
+    }
+    case YAML::NodeType::Scalar: {
+      const std::string& s = n.Scalar();
+      if (n.Tag() != "?") {
+        return s;
+      }
+      static const std::set<std::string> kTrue = {"true", "True", "TRUE"};
+      static const std::set<std::string> kFalse = {"false", "False", "FALSE"};
+      static const std::set<std::string> kNull = {"null", "Null", "NULL", "~", ""};
+      if (kTrue.count(s) != 0) {
+        return true;
+      }
+      if (kFalse.count(s) != 0) {
+        return false;
+      }
+      if (kNull.count(s) != 0) {
+        return nullptr;
+      }
+      int64_t i = 0;
+      const char* end = s.data() + s.size();
+      const char* begin = s.data() + (s[0] == '+' ? 1 : 0);
+      if (auto [p, ec] = std::from_chars(begin, end, i); ec == std::errc() && p == end) {
+        return i;
+      }
+      bool numeric = std::all_of(begin, end, [](char c) {
+        return (c >= '0' && c <= '9') || c == '.' || c == 'e' || c == 'E' || c == '-' || c == '+';
+      });
+      double d = 0;
+      if (auto [p, ec] = std::from_chars(begin, end, d); numeric && ec == std::errc() && p == end) {
+        return d;
+      }
+      return s;
+    }
+    default:
+      return nullptr;
+  }
 }
 
 // A plain (unquoted) scalar that YAML would read as a number, bool or null.
@@ -137,7 +192,7 @@ std::optional<bool> GetBool(const YAML::Node& parent, const char* key, const std
   if (!Present(n)) {
     return std::nullopt;
   }
-  if (n.IsScalar() && n.Tag() == "?") {
+  if (n.IsScalar() && (n.Tag() == "?" || n.Tag().empty())) {  // empty: built in code
     static const std::set<std::string> kTrue = {"true", "True", "TRUE", "yes", "on"};
     static const std::set<std::string> kFalse = {"false", "False", "FALSE", "no", "off"};
     if (kTrue.count(n.Scalar()) != 0) {
@@ -242,9 +297,9 @@ void ParseScaling(const YAML::Node& s, ActorSpec& a, Reporter& rep) {
               {"enabled", "minReplicas", "maxReplicas", "pollingInterval", "cooldownPeriod",
                "queueLength", "advanced"},
               "spec.scaling", rep);
-  if (auto v = GetBool(s, "enabled", "spec.scaling.enabled", rep)) {
-    a.scaling.enabled = *v;
-  }
+  // A block without `enabled` means scaling on (DESIGN precise behaviour 11).
+  auto enabled = GetBool(s, "enabled", "spec.scaling.enabled", rep);
+  a.scaling.enabled = enabled.value_or(true);
   auto min = GetInt(s, "minReplicas", "spec.scaling.minReplicas", rep);
   auto max = GetInt(s, "maxReplicas", "spec.scaling.maxReplicas", rep);
   auto polling = GetInt(s, "pollingInterval", "spec.scaling.pollingInterval", rep);
@@ -287,12 +342,26 @@ void ParseScaling(const YAML::Node& s, ActorSpec& a, Reporter& rep) {
     a.scaling.queue_length = static_cast<int>(*ql);
   }
   if (auto adv = GetMap(s, "advanced", "spec.scaling.advanced", rep)) {
-    auto metric = GetString(*adv, "metricType", "spec.scaling.advanced.metricType", rep);
-    CheckEnum(metric, {"AverageValue", "Value", "Utilization"}, "spec.scaling.advanced.metricType",
-              rep);
-    if (Present((*adv)["formula"])) {
-      rep.Warn("spec.scaling.advanced.formula",
+    const std::string f = "spec.scaling.advanced";
+    WarnUnknown(
+        *adv,
+        {"formula", "target", "activationTarget", "metricType", "restoreToOriginalReplicaCount"}, f,
+        rep);
+    auto metric = GetString(*adv, "metricType", f + ".metricType", rep);
+    CheckEnum(metric, {"AverageValue", "Value", "Utilization"}, f + ".metricType", rep);
+    a.scaling.metric_type = metric.value_or("");
+    a.scaling.formula = GetString(*adv, "formula", f + ".formula", rep).value_or("");
+    a.scaling.target = GetString(*adv, "target", f + ".target", rep).value_or("");
+    a.scaling.activation_target =
+        GetString(*adv, "activationTarget", f + ".activationTarget", rep).value_or("");
+    a.scaling.restore_to_original_replica_count =
+        GetBool(*adv, "restoreToOriginalReplicaCount", f + ".restoreToOriginalReplicaCount", rep);
+    if (!a.scaling.formula.empty()) {
+      rep.Warn(f + ".formula",
                "scaling formulas are applied by KEDA only; asya up scales on queue length");
+      if (a.scaling.target.empty()) {
+        rep.Error(f + ".target", "is required with a formula (KEDA's scalingModifiers)");
+      }
     }
   }
   if (!a.scaling.enabled && (min || max)) {
@@ -303,8 +372,7 @@ void ParseScaling(const YAML::Node& s, ActorSpec& a, Reporter& rep) {
 }
 
 void ParseTimeout(const YAML::Node& t, ActorSpec& a, Reporter& rep) {
-  WarnUnknown(t, {"processing", "gracefulShutdown"}, "spec.timeout", rep);
-  a.processing_timeout_s = 300;  // CRD default once spec.timeout is present
+  WarnUnknown(t, {"processing", "gracefulShutdown", "visibility"}, "spec.timeout", rep);
   if (auto v = GetInt(t, "processing", "spec.timeout.processing", rep)) {
     if (*v < 0) {
       rep.Error("spec.timeout.processing", "must be >= 0, got " + std::to_string(*v));
@@ -316,6 +384,47 @@ void ParseTimeout(const YAML::Node& t, ActorSpec& a, Reporter& rep) {
       rep.Error("spec.timeout.gracefulShutdown", "must be >= 0, got " + std::to_string(*v));
     }
     a.graceful_shutdown_s = *v > 0 ? static_cast<int>(*v) : 30;
+  }
+  if (auto v = GetInt(t, "visibility", "spec.timeout.visibility", rep)) {
+    if (*v < 0) {
+      rep.Error("spec.timeout.visibility", "must be >= 0, got " + std::to_string(*v));
+    }
+    a.visibility_timeout_s = static_cast<int>(*v);
+  }
+}
+
+void ParseRetry(const YAML::Node& r, ActorSpec& a, Reporter& rep) {
+  WarnUnknown(r, {"maxAttempts", "backoff", "maxBackoff", "nonRetryable"}, "spec.retry", rep);
+  if (auto v = GetInt(r, "maxAttempts", "spec.retry.maxAttempts", rep)) {
+    if (*v < 1) {
+      rep.Error("spec.retry.maxAttempts", "must be >= 1, got " + std::to_string(*v));
+    }
+    a.retry.max_attempts = static_cast<int>(*v);
+  }
+  for (auto [key, target] :
+       {std::pair{"backoff", &a.retry.backoff}, std::pair{"maxBackoff", &a.retry.max_backoff}}) {
+    const std::string f = std::string("spec.retry.") + key;
+    if (auto v = GetString(r, key, f, rep)) {
+      if (auto d = ParseDuration(*v); !d) {
+        rep.Error(f, d.error().message);
+      } else {
+        *target = *v;
+      }
+    }
+  }
+  if (auto list = GetList(r, "nonRetryable", "spec.retry.nonRetryable", rep)) {
+    for (size_t i = 0; i < list->size(); ++i) {
+      const std::string f = "spec.retry.nonRetryable[" + std::to_string(i) + "]";
+      const YAML::Node& e = (*list)[i];
+      if (!e.IsScalar() || e.Scalar().empty()) {
+        rep.Error(f, "must be a non-empty string (an exception class name), got " + TypeName(e));
+      } else if (e.Scalar().find_first_of(", \t") != std::string::npos) {
+        rep.Error(
+            f, "must be one exception class name without ',' or spaces, got '" + e.Scalar() + "'");
+      } else {
+        a.retry.non_retryable.push_back(e.Scalar());
+      }
+    }
   }
 }
 
@@ -361,6 +470,11 @@ void ParseWorkload(const YAML::Node& w, ActorSpec& a, Reporter& rep) {
       rep.Error("spec.workload.template", "is required");
     }
     return;
+  }
+  a.pod_template = ToJson(*tmpl);
+  if (auto tm = GetMap(*tmpl, "metadata", "spec.workload.template.metadata", rep)) {
+    GetMap(*tm, "labels", "spec.workload.template.metadata.labels", rep);
+    GetMap(*tm, "annotations", "spec.workload.template.metadata.annotations", rep);
   }
   auto pod = GetMap(*tmpl, "spec", "spec.workload.template.spec", rep);
   if (!pod) {
@@ -448,7 +562,49 @@ void ParseWorkload(const YAML::Node& w, ActorSpec& a, Reporter& rep) {
 }
 
 // Parses one AsyncActor document into `a`. Returns false when it has errors.
-void ParseAsyncActor(const YAML::Node& doc, ActorSpec& a, Reporter& rep) {
+// A map of strings (labels, annotations).
+nlohmann::json StringMap(const YAML::Node& parent, const char* key, const std::string& field,
+                         Reporter& rep) {
+  nlohmann::json out = nlohmann::json::object();
+  if (auto m = GetMap(parent, key, field, rep)) {
+    for (const auto& kv : *m) {
+      const std::string k = kv.first.Scalar();
+      if (auto v = GetString(*m, k.c_str(), field + "[" + k + "]", rep, /*strict_string=*/true)) {
+        out[k] = *v;
+      }
+    }
+  }
+  return out;
+}
+
+void ParseSidecar(const YAML::Node& sc, ActorSpec& a, Reporter& rep) {
+  WarnUnknown(sc, {"image", "imagePullPolicy", "resources", "env", "concurrency"}, "spec.sidecar",
+              rep);
+  if (auto image = GetString(sc, "image", "spec.sidecar.image", rep)) {
+    a.sidecar_image = *image;
+  }
+  auto policy = GetString(sc, "imagePullPolicy", "spec.sidecar.imagePullPolicy", rep);
+  CheckEnum(policy, {"Always", "IfNotPresent", "Never"}, "spec.sidecar.imagePullPolicy", rep);
+  if (policy && !policy->empty()) {
+    a.sidecar_image_pull_policy = *policy;
+  }
+  if (auto res = GetMap(sc, "resources", "spec.sidecar.resources", rep)) {
+    a.sidecar_resources = ToJson(*res);
+  }
+  if (auto env = GetList(sc, "env", "spec.sidecar.env", rep)) {
+    a.sidecar_env = ParseEnv(*env, "spec.sidecar.env", rep);
+    a.sidecar_env_json = ToJson(*env);
+  }
+  if (auto v = GetInt(sc, "concurrency", "spec.sidecar.concurrency", rep)) {
+    if (*v < 1) {
+      rep.Error("spec.sidecar.concurrency", "must be >= 1, got " + std::to_string(*v));
+    }
+    a.sidecar_concurrency = static_cast<int>(*v);
+  }
+}
+
+void ParseAsyncActor(const YAML::Node& doc, ActorSpec& a, Reporter& rep,
+                     const ParseOptions& options) {
   auto api = GetString(doc, "apiVersion", "apiVersion", rep);
   if (!api || *api != kApiVersion) {
     rep.Error("apiVersion",
@@ -471,6 +627,14 @@ void ParseAsyncActor(const YAML::Node& doc, ActorSpec& a, Reporter& rep) {
               "must be a DNS-1123 label (lowercase letters, digits and '-', starting with a "
               "letter, ending with a letter or digit, at most 253 characters)");
   }
+  if (auto ns = GetString(*meta, "namespace", "metadata.namespace", rep)) {
+    if (!ns->empty() && !IsValidActorName(*ns)) {
+      rep.Error("metadata.namespace", "must be a DNS-1123 label, got '" + *ns + "'");
+    }
+    a.namespace_ = *ns;
+  }
+  a.labels = StringMap(*meta, "labels", "metadata.labels", rep);
+  a.annotations = StringMap(*meta, "annotations", "metadata.annotations", rep);
   if (auto ann = GetMap(*meta, "annotations", "metadata.annotations", rep)) {
     auto cmd = GetString(*ann, std::string(kLocalCommandAnnotation).c_str(),
                          "metadata.annotations[" + std::string(kLocalCommandAnnotation) + "]", rep);
@@ -491,22 +655,29 @@ void ParseAsyncActor(const YAML::Node& doc, ActorSpec& a, Reporter& rep) {
     }
     return;
   }
-  WarnUnknown(*spec, {"transport", "sidecar", "timeout", "scaling", "workload"}, "spec", rep);
+  WarnUnknown(*spec,
+              {"transport", "sidecar", "timeout", "scaling", "workload", "retry", "maxDeliveries"},
+              "spec", rep);
   auto transport = GetString(*spec, "transport", "spec.transport", rep);
-  if (!transport || transport->empty()) {
-    rep.Error("spec.transport", "is required (the cluster's transport name, e.g. rabbitmq)");
-  } else {
+  if (transport && !transport->empty()) {
     a.transport = *transport;
+  } else if (options.require_transport || transport) {
+    rep.Error("spec.transport", "is required (the cluster's transport name, e.g. rabbitmq)");
   }
   if (auto sc = GetMap(*spec, "sidecar", "spec.sidecar", rep)) {
-    CheckEnum(GetString(*sc, "imagePullPolicy", "spec.sidecar.imagePullPolicy", rep),
-              {"Always", "IfNotPresent", "Never"}, "spec.sidecar.imagePullPolicy", rep);
-    if (auto env = GetList(*sc, "env", "spec.sidecar.env", rep)) {
-      a.sidecar_env = ParseEnv(*env, "spec.sidecar.env", rep);
-    }
+    ParseSidecar(*sc, a, rep);
   }
   if (auto t = GetMap(*spec, "timeout", "spec.timeout", rep)) {
     ParseTimeout(*t, a, rep);
+  }
+  if (auto r = GetMap(*spec, "retry", "spec.retry", rep)) {
+    ParseRetry(*r, a, rep);
+  }
+  if (auto v = GetInt(*spec, "maxDeliveries", "spec.maxDeliveries", rep)) {
+    if (*v < 1) {
+      rep.Error("spec.maxDeliveries", "must be >= 1, got " + std::to_string(*v));
+    }
+    a.max_deliveries = static_cast<int>(*v);
   }
   if (auto s = GetMap(*spec, "scaling", "spec.scaling", rep)) {
     ParseScaling(*s, a, rep);
@@ -567,50 +738,117 @@ YAML::Node DeepMerge(const YAML::Node& base, const YAML::Node& over) {
   return out;
 }
 
-// Renders what the chart's template renders for one actor: an AsyncActor document.
-YAML::Node RenderValuesActor(const YAML::Node& root, const YAML::Node& item,
-                             const YAML::Node& defaults) {
-  YAML::Node doc;
-  doc["apiVersion"] = std::string(kApiVersion);
-  doc["kind"] = std::string(kKind);
-  doc["metadata"]["name"] = item["name"];
-  if (Present(item["annotations"])) {
-    doc["metadata"]["annotations"] = item["annotations"];
+// The seed's shorthand on the asya-runtime container of the merged workload: `image` and
+// `resources` replace the container's; env entries named in `env` (and ASYA_HANDLER when
+// `handler` is set) are dropped, then `env` and ASYA_HANDLER=<handler> are appended.
+void ApplyShorthand(const YAML::Node& merged, YAML::Node& workload) {
+  const bool any = Present(merged["image"]) || Present(merged["resources"]) ||
+                   Present(merged["env"]) || Present(merged["handler"]);
+  if (!any || !workload.IsMap() || !workload["template"].IsMap() ||
+      !workload["template"]["spec"].IsMap() ||
+      !workload["template"]["spec"]["containers"].IsSequence()) {
+    return;
   }
-  YAML::Node transport = Present(item["transport"]) ? item["transport"] : root["transport"];
-  if (Present(transport)) {
-    doc["spec"]["transport"] = transport;
-  }
-  YAML::Node scaling = Present(item["scaling"]) ? item["scaling"] : defaults["scaling"];
-  if (scaling.IsMap()) {
-    YAML::Node rendered;
-    rendered["enabled"] = Present(scaling["enabled"]) ? scaling["enabled"] : YAML::Node(false);
-    bool enabled = scaling["enabled"].IsScalar() &&
-                   (scaling["enabled"].Scalar() == "true" || scaling["enabled"].Scalar() == "True");
-    if (enabled) {
-      for (const char* k : {"minReplicas", "maxReplicas", "pollingInterval", "cooldownPeriod",
-                            "queueLength", "advanced"}) {
-        if (Present(scaling[k])) {
-          rendered[k] = scaling[k];
+  YAML::Node containers = workload["template"]["spec"]["containers"];
+  for (size_t i = 0; i < containers.size(); ++i) {
+    YAML::Node c = containers[i];
+    if (!c.IsMap() || !c["name"].IsScalar() || c["name"].Scalar() != "asya-runtime") {
+      continue;
+    }
+    for (const char* k : {"image", "resources"}) {
+      if (Present(merged[k])) {
+        c[k] = YAML::Clone(merged[k]);
+      }
+    }
+    std::set<std::string> replaced;
+    YAML::Node extra =
+        merged["env"].IsSequence() ? merged["env"] : YAML::Node(YAML::NodeType::Sequence);
+    for (const auto& e : extra) {
+      if (e.IsMap() && e["name"].IsScalar()) {
+        replaced.insert(e["name"].Scalar());
+      }
+    }
+    if (Present(merged["handler"])) {
+      replaced.insert("ASYA_HANDLER");
+    }
+    YAML::Node env(YAML::NodeType::Sequence);
+    if (c["env"].IsSequence()) {
+      for (const auto& e : c["env"]) {
+        if (!(e.IsMap() && e["name"].IsScalar() && replaced.count(e["name"].Scalar()) != 0)) {
+          env.push_back(e);
         }
       }
     }
-    doc["spec"]["scaling"] = rendered;
+    for (const auto& e : extra) {
+      env.push_back(YAML::Clone(e));
+    }
+    if (Present(merged["handler"])) {
+      YAML::Node h;
+      h["name"] = "ASYA_HANDLER";
+      h["value"] = merged["handler"];
+      env.push_back(h);
+    }
+    c["env"] = env;
+  }
+}
+
+// Renders what the chart's template renders for one actor (deploy/README.md, "asya-actor values
+// -> AsyncActor"): the actor deep-merged over `default`, the shorthand applied, an AsyncActor.
+YAML::Node RenderValuesActor(const YAML::Node& root, const YAML::Node& item,
+                             const YAML::Node& defaults) {
+  const YAML::Node merged = DeepMerge(defaults, item);
+  YAML::Node doc;
+  doc["apiVersion"] = std::string(kApiVersion);
+  doc["kind"] = std::string(kKind);
+  doc["metadata"]["name"] = merged["name"];
+  for (const char* k : {"namespace", "transport"}) {
+    YAML::Node v = Present(merged[k]) && !(merged[k].IsScalar() && merged[k].Scalar().empty())
+                       ? merged[k]
+                       : root[k];
+    if (Present(v) && !(v.IsScalar() && v.Scalar().empty())) {
+      if (std::string(k) == "namespace") {
+        doc["metadata"]["namespace"] = v;
+      } else {
+        doc["spec"]["transport"] = v;
+      }
+    }
+  }
+  for (const char* k : {"labels", "annotations"}) {
+    if (Present(merged[k])) {
+      doc["metadata"][k] = merged[k];
+    }
+  }
+  const YAML::Node scaling = merged["scaling"];
+  if (scaling.IsMap()) {
+    const YAML::Node en = scaling["enabled"];
+    if (en.IsScalar() && (en.Scalar() == "false" || en.Scalar() == "False")) {
+      YAML::Node off;
+      off["enabled"] = false;
+      doc["spec"]["scaling"] = off;
+    } else {
+      // Every key passes through (a misspelt one is reported, not dropped), with enabled: true.
+      YAML::Node on = YAML::Clone(scaling);
+      on["enabled"] = true;
+      doc["spec"]["scaling"] = on;
+    }
   } else if (Present(scaling)) {
     doc["spec"]["scaling"] = scaling;  // let the AsyncActor parser report the type error
   }
-  if (Present(item["timeout"])) {
-    doc["spec"]["timeout"] = item["timeout"];
+  for (const char* k : {"timeout", "sidecar", "retry", "maxDeliveries"}) {
+    if (Present(merged[k])) {
+      doc["spec"][k] = merged[k];
+    }
   }
-  YAML::Node workload = Present(item["workload"]) ? item["workload"] : defaults["workload"];
-  if (Present(workload)) {
+  if (Present(merged["workload"])) {
+    YAML::Node workload = YAML::Clone(merged["workload"]);
+    ApplyShorthand(merged, workload);
     doc["spec"]["workload"] = workload;
   }
   return doc;
 }
 
 void ParseValues(const YAML::Node& root, const std::string& source, const std::string& directory,
-                 LoadResult& out, std::vector<std::string>& errors) {
+                 const ParseOptions& options, LoadResult& out, std::vector<std::string>& errors) {
   Reporter file_rep(source, &errors, &out.warnings);
   YAML::Node defaults = ChartDefaults();
   if (auto d = GetMap(root, "default", "default", file_rep)) {
@@ -638,7 +876,7 @@ void ParseValues(const YAML::Node& root, const std::string& source, const std::s
     a.source = source;
     a.directory = directory;
     Reporter rep(where, &errors, &out.warnings);
-    ParseAsyncActor(RenderValuesActor(root, item, defaults), a, rep);
+    ParseAsyncActor(RenderValuesActor(root, item, defaults), a, rep, options);
     out.actors.push_back(std::move(a));
   }
 }
@@ -668,6 +906,9 @@ std::string ActorSpec::Fingerprint() const {
     << '\n'
     << workload_replicas << ' ' << python_executable << ' ' << processing_timeout_s << ' '
     << graceful_shutdown_s << '\n';
+  for (const auto& e : SidecarSpecEnv(*this)) {
+    s << "E " << e.name << '=' << e.value << '\n';
+  }
   for (const auto& e : runtime_env) {
     s << "R " << e.name << '=' << e.value << '\n';
   }
@@ -678,6 +919,43 @@ std::string ActorSpec::Fingerprint() const {
     s << "C " << c << '\n';
   }
   return s.str();
+}
+
+bool ActorSpec::IsEndActor() const {
+  return is_crew || name == "happy-end" || name == "error-end";
+}
+
+std::vector<EnvVar> SidecarSpecEnv(const ActorSpec& spec) {
+  std::vector<EnvVar> out;
+  out.push_back({"ASYA_ACTOR_NAME", spec.name});
+  if (spec.IsEndActor()) {
+    out.push_back({"ASYA_IS_END_ACTOR", "true"});
+  }
+  if (spec.processing_timeout_s > 0) {
+    out.push_back({"ASYA_RUNTIME_TIMEOUT", std::to_string(spec.processing_timeout_s) + "s"});
+  }
+  out.push_back({"ASYA_SIDECAR_CONCURRENCY", std::to_string(spec.sidecar_concurrency)});
+  out.push_back({"ASYA_RETRY_MAX_ATTEMPTS", std::to_string(spec.retry.max_attempts)});
+  out.push_back({"ASYA_RETRY_BACKOFF", spec.retry.backoff});
+  out.push_back({"ASYA_RETRY_MAX_BACKOFF", spec.retry.max_backoff});
+  if (!spec.retry.non_retryable.empty()) {
+    std::string joined;
+    for (const auto& n : spec.retry.non_retryable) {
+      joined += (joined.empty() ? "" : ",") + n;
+    }
+    out.push_back({"ASYA_RETRY_NON_RETRYABLE", joined});
+  }
+  out.push_back({"ASYA_MAX_DELIVERIES", std::to_string(spec.max_deliveries)});
+  if (spec.visibility_timeout_s > 0) {
+    out.push_back({"ASYA_VISIBILITY_TIMEOUT", std::to_string(spec.visibility_timeout_s) + "s"});
+  }
+  return out;
+}
+
+std::vector<EnvVar> EffectiveSidecarEnv(const ActorSpec& spec) {
+  std::vector<EnvVar> out = SidecarSpecEnv(spec);
+  out.insert(out.end(), spec.sidecar_env.begin(), spec.sidecar_env.end());
+  return out;
 }
 
 bool IsValidActorName(std::string_view name) {
@@ -739,8 +1017,24 @@ Result<std::vector<std::string>> SplitCommand(std::string_view text) {
   return out;
 }
 
+Result<std::vector<nlohmann::json>> ParseYamlDocuments(std::string_view text,
+                                                       const std::string& source) {
+  try {
+    std::vector<nlohmann::json> out;
+    for (const auto& doc : YAML::LoadAll(std::string(text))) {
+      if (Present(doc)) {
+        out.push_back(ToJson(doc));
+      }
+    }
+    return out;
+  } catch (const YAML::Exception& e) {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     source + ":" + std::to_string(e.mark.line + 1) + ": invalid YAML: " + e.msg);
+  }
+}
+
 Result<LoadResult> ParseManifests(std::string_view text, const std::string& source,
-                                  const std::string& directory) {
+                                  const std::string& directory, const ParseOptions& options) {
   std::vector<YAML::Node> docs;
   try {
     docs = YAML::LoadAll(std::string(text));
@@ -763,7 +1057,7 @@ Result<LoadResult> ParseManifests(std::string_view text, const std::string& sour
         continue;
       }
       if (IsValuesDocument(doc)) {
-        ParseValues(doc, where, directory, out, errors);
+        ParseValues(doc, where, directory, options, out, errors);
         continue;
       }
       if (!doc["kind"].IsScalar() || doc["kind"].Scalar() != kKind) {
@@ -778,7 +1072,7 @@ Result<LoadResult> ParseManifests(std::string_view text, const std::string& sour
       a.source = source;
       a.directory = directory;
       Reporter rep(where, &errors, &out.warnings);
-      ParseAsyncActor(doc, a, rep);
+      ParseAsyncActor(doc, a, rep, options);
       out.actors.push_back(std::move(a));
     }
   } catch (const YAML::Exception& e) {
@@ -800,7 +1094,8 @@ Result<LoadResult> ParseManifests(std::string_view text, const std::string& sour
   return out;
 }
 
-Result<LoadResult> LoadManifests(const std::vector<std::string>& paths) {
+Result<LoadResult> LoadManifests(const std::vector<std::string>& paths,
+                                 const ParseOptions& options) {
   std::vector<fs::path> files;
   for (const auto& p : paths) {
     std::error_code ec;
@@ -836,7 +1131,7 @@ Result<LoadResult> LoadManifests(const std::vector<std::string>& paths) {
     text << in.rdbuf();
     std::error_code ec;
     fs::path dir = fs::absolute(f, ec).parent_path();
-    auto r = ParseManifests(text.str(), f.string(), dir.lexically_normal().string());
+    auto r = ParseManifests(text.str(), f.string(), dir.lexically_normal().string(), options);
     if (!r) {
       errors += (errors.empty() ? "" : "\n") + r.error().message;
       continue;
@@ -845,7 +1140,7 @@ Result<LoadResult> LoadManifests(const std::vector<std::string>& paths) {
       all.warnings.push_back(std::move(w));
     }
     for (auto& a : r->actors) {
-      if (a.name == "happy-end" || a.name == "error-end") {
+      if (options.skip_crew && (a.name == "happy-end" || a.name == "error-end")) {
         all.warnings.push_back(f.string() + ": actor \"" + a.name +
                                "\": ignored; asya up runs its own crew actor with this name");
         continue;
@@ -864,4 +1159,4 @@ Result<LoadResult> LoadManifests(const std::vector<std::string>& paths) {
   return all;
 }
 
-}  // namespace asya::local
+}  // namespace asya::actor
