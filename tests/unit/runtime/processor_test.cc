@@ -218,6 +218,19 @@ TEST(ProcessorTest, WithoutValidationOnlyWhatPayloadModeNeedsIsChecked) {
   EXPECT_EQ(d["message"], "Envelope must be a JSON object, got array");
 }
 
+TEST(ProcessorTest, RouteCurrentIsIncrementedExactlyAtAnyLength) {
+  // Python ints do not overflow; nlohmann would read these as doubles, so compare the text.
+  EXPECT_EQ(Respond(Echo, R"({"payload":1,"route":{"current":99999999999999999999}})", false),
+            R"([{"payload":1,"route":{"current":100000000000000000000}}])");
+  EXPECT_EQ(
+      Respond(Echo, R"({"payload":1,"route":{"current":-100000000000000000000,"a":2}})", false),
+      R"([{"payload":1,"route":{"current":-99999999999999999999,"a":2}}])");
+  EXPECT_EQ(Respond(Echo, R"({"payload":1,"route":{"current":-1}})", false),
+            R"([{"payload":1,"route":{"current":0}}])");
+  EXPECT_EQ(Respond(Echo, R"({"payload":1,"route":{"actors":["a"],"current":false}})"),
+            R"([{"payload":1,"route":{"actors":["a"],"current":1}}])");
+}
+
 TEST(ProcessorTest, JsonHandlersUsePythonReturnNormalisation) {
   Handler list = [](const json& p) { return json::array({p, p}); };
   EXPECT_EQ(RespondJson(list, kEnvelope).size(), 2u);
