@@ -6,6 +6,8 @@
 namespace asya::json {
 namespace {
 
+#define ALWAYS_INLINE inline __attribute__((always_inline))
+
 bool IsSpace(unsigned char c) {
   return c == ' ' || c == '\t' || c == '\n' || c == '\r';
 }
@@ -42,7 +44,12 @@ class Scanner {
 
   ScanResult Run() {
     SkipSpace();
-    if (Value()) {
+    char stack[kMaxScanDepth];  // '{' or '[' per open container
+    size_t depth = 0;
+    if (!Value(stack, depth)) {
+      result_.depth = depth;
+      result_.in_object = depth > 0 && stack[depth - 1] == '{';
+    } else {
       SkipSpace();
       if (i_ != n_) {
         Fail(ErrorKind::kTrailingData, i_);
@@ -52,18 +59,16 @@ class Scanner {
   }
 
  private:
-  // Records the error; always false.
+  // Records the error (Run adds depth and container); always false.
   bool Fail(ErrorKind kind, size_t at, size_t token) {
     result_.kind = kind;
     result_.offset = at;
     result_.token = token;
-    result_.depth = depth_;
-    result_.in_object = depth_ > 0 && stack_[depth_ - 1] == '{';
     return false;
   }
   bool Fail(ErrorKind kind, size_t at) { return Fail(kind, at, at); }
 
-  void SkipSpace() {
+  ALWAYS_INLINE void SkipSpace() {
     while (i_ < n_ && IsSpace(p_[i_])) {
       ++i_;
     }
@@ -72,11 +77,11 @@ class Scanner {
   std::string_view Span(size_t from) const { return text_.substr(from, i_ - from); }
 
   // A value inside the container at `depth` (1-based) ended at i_: report it when shallow enough.
-  void Completed(size_t depth) {
+  ALWAYS_INLINE void Completed(const char* stack, size_t depth) {
     if (depth == 0 || depth > visit_depth_) {
       return;
     }
-    if (stack_[depth - 1] == '{') {
+    if (stack[depth - 1] == '{') {
       visitor_->Member(depth, key_[depth], Span(value_start_[depth]));
     } else {
       visitor_->Element(depth, Span(value_start_[depth]));
@@ -96,30 +101,38 @@ class Scanner {
     return Fail(kind, at);
   }
 
-  bool Value() {
+  // Iterative so that deep nesting cannot overflow the stack; `depth` stays a local (a member
+  // would be reloaded after every byte store).
+  bool Value(char* stack, size_t& depthref) {
+    size_t depth = 0;
+    struct Sync {  // hands the depth back to Run on every exit
+      size_t& out;
+      size_t& value;
+      ~Sync() { out = value; }
+    } sync{depthref, depth};
     while (true) {
       SkipSpace();
       if (i_ == n_) {
         return Fail(ErrorKind::kExpectedValue, i_);
       }
-      if (depth_ <= visit_depth_) {
-        value_start_[depth_] = i_;
+      if (depth <= visit_depth_) {
+        value_start_[depth] = i_;
       }
       unsigned char c = p_[i_];
       bool opened = false;
       if (c == '{' || c == '[') {
-        if (depth_ == max_depth_) {
+        if (depth == max_depth_) {
           return Fail(ErrorKind::kTooDeep, i_);
         }
-        stack_[depth_++] = static_cast<char>(c);
+        stack[depth++] = static_cast<char>(c);
         ++i_;
         SkipSpace();
         const unsigned char close = c == '{' ? '}' : ']';
         if (i_ < n_ && p_[i_] == close) {
           ++i_;
-          --depth_;
+          --depth;
         } else if (c == '{') {
-          if (!Key()) {
+          if (!Key(depth)) {
             return false;
           }
           opened = true;
@@ -154,22 +167,22 @@ class Scanner {
       if (opened) {
         continue;  // parse the first element/member value
       }
-      Completed(depth_);
+      Completed(stack, depth);
       // After a complete value: close containers or move to the next element.
       while (true) {
-        if (depth_ == 0) {
+        if (depth == 0) {
           return true;
         }
         SkipSpace();
-        const bool object = stack_[depth_ - 1] == '{';
+        const bool object = stack[depth - 1] == '{';
         if (i_ == n_) {
           return Fail(ErrorKind::kExpectedCommaOrClose, i_);
         }
         unsigned char d = p_[i_];
         if (d == (object ? '}' : ']')) {
           ++i_;
-          --depth_;
-          Completed(depth_);
+          --depth;
+          Completed(stack, depth);
           continue;
         }
         if (d != ',') {
@@ -178,7 +191,7 @@ class Scanner {
         ++i_;
         if (object) {
           SkipSpace();
-          if (!Key()) {
+          if (!Key(depth)) {
             return false;
           }
         }
@@ -193,8 +206,8 @@ class Scanner {
     return rest.starts_with("NaN") || rest.starts_with("Infinity") || rest.starts_with("-Infinity");
   }
 
-  // A member key followed by ':' in the innermost (object) container.
-  bool Key() {
+  // A member key followed by ':' in the innermost (object) container, at `depth`.
+  ALWAYS_INLINE bool Key(size_t depth) {
     if (i_ == n_ || p_[i_] != '"') {
       return FailAt(ErrorKind::kExpectedKey, i_);
     }
@@ -202,8 +215,8 @@ class Scanner {
     if (!String()) {
       return false;
     }
-    if (depth_ <= visit_depth_) {
-      key_[depth_] = Span(start);
+    if (depth <= visit_depth_) {
+      key_[depth] = Span(start);
     }
     SkipSpace();
     if (i_ == n_ || p_[i_] != ':') {
@@ -213,7 +226,7 @@ class Scanner {
     return true;
   }
 
-  bool Literal(std::string_view word) {
+  ALWAYS_INLINE bool Literal(std::string_view word) {
     if (n_ - i_ < word.size() || std::memcmp(p_ + i_, word.data(), word.size()) != 0) {
       return Fail(ErrorKind::kInvalidLiteral, i_);
     }
@@ -221,7 +234,7 @@ class Scanner {
     return true;
   }
 
-  bool Number() {
+  ALWAYS_INLINE bool Number() {
     const size_t start = i_;
     if (p_[i_] == '-') {
       if (IsConstant(i_)) {
@@ -278,7 +291,7 @@ class Scanner {
     return v;
   }
 
-  bool String() {
+  ALWAYS_INLINE bool String() {
     const size_t start = i_++;  // opening quote
     while (true) {
       while (n_ - i_ >= 8) {
@@ -367,13 +380,11 @@ class Scanner {
   const unsigned char* p_;
   const size_t n_;
   size_t i_ = 0;
-  size_t depth_ = 0;
   const size_t max_depth_;
   const size_t visit_depth_;
   const bool allow_lone_surrogates_;
   ScanVisitor* const visitor_;
   ScanResult result_;
-  char stack_[kMaxScanDepth];  // '{' or '[' per open container
   size_t value_start_[kMaxVisitDepth + 1] = {};
   std::string_view key_[kMaxVisitDepth + 1];
 };
