@@ -8,8 +8,10 @@ namespace {
 
 #define ALWAYS_INLINE inline __attribute__((always_inline))
 
+// ' ', \t, \n, \r (one compare for the common case of a byte above ' ').
 bool IsSpace(unsigned char c) {
-  return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+  constexpr uint64_t kSpaces = (1ULL << ' ') | (1ULL << '\t') | (1ULL << '\n') | (1ULL << '\r');
+  return c <= ' ' && ((kSpaces >> c) & 1) != 0;
 }
 bool IsDigit(unsigned char c) {
   return c >= '0' && c <= '9';
@@ -174,12 +176,12 @@ class Scanner {
           return true;
         }
         SkipSpace();
-        const bool object = stack[depth - 1] == '{';
         if (i_ == n_) {
           return Fail(ErrorKind::kExpectedCommaOrClose, i_);
         }
         unsigned char d = p_[i_];
-        if (d == (object ? '}' : ']')) {
+        const char close = stack[depth - 1] == '{' ? '}' : ']';
+        if (d == static_cast<unsigned char>(close)) {
           ++i_;
           --depth;
           Completed(stack, depth);
@@ -189,7 +191,7 @@ class Scanner {
           return FailAt(ErrorKind::kExpectedCommaOrClose, i_);
         }
         ++i_;
-        if (object) {
+        if (stack[depth - 1] == '{') {
           SkipSpace();
           if (!Key(depth)) {
             return false;
