@@ -10,7 +10,7 @@ here="$(cd "$(dirname "$0")" && pwd)"
 root="$(dirname "$here")"
 seconds="${1:-${FUZZ_SECONDS:-60}}"
 build="$(realpath -m "${FUZZ_BUILD:-$root/build/fuzz}")"
-targets="${FUZZ_TARGETS:-envelope_parse_fuzz frame_decode_fuzz}"
+targets="${FUZZ_TARGETS:-envelope_parse_fuzz frame_decode_fuzz runtime_processor_fuzz}"
 jobs="${FUZZ_JOBS:-1}"
 status=0
 for t in $targets; do

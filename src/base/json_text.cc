@@ -7,32 +7,227 @@ constexpr char kHex[] = "0123456789abcdef";
 
 }  // namespace
 
-size_t Utf8SequenceLength(std::string_view s, size_t i) {
-  auto b = [&](size_t k) { return static_cast<unsigned char>(s[i + k]); };
-  auto cont = [&](size_t k) { return i + k < s.size() && (b(k) & 0xC0) == 0x80; };
-  unsigned char c = b(0);
+// ---- UTF-8 ----
+
+std::string_view Utf8ProblemText(Utf8Problem problem) {
+  switch (problem) {
+    case Utf8Problem::kInvalidStartByte:
+      return "invalid start byte";
+    case Utf8Problem::kInvalidContinuation:
+      return "invalid continuation byte";
+    case Utf8Problem::kUnexpectedEnd:
+      return "unexpected end of data";
+  }
+  return "invalid start byte";
+}
+
+size_t Utf8SequenceLength(std::string_view s, size_t i, Utf8Error* error) {
+  auto c = static_cast<unsigned char>(s[i]);
+  if (c < 0x80) {
+    return 1;
+  }
+  size_t n;
+  unsigned char lo = 0x80;  // allowed range of the second byte
+  unsigned char hi = 0xBF;
   if (c >= 0xC2 && c <= 0xDF) {
-    return cont(1) ? 2 : 0;
+    n = 2;
+  } else if (c >= 0xE0 && c <= 0xEF) {
+    n = 3;
+    if (c == 0xE0) {
+      lo = 0xA0;  // overlong
+    } else if (c == 0xED) {
+      hi = 0x9F;  // surrogates
+    }
+  } else if (c >= 0xF0 && c <= 0xF4) {
+    n = 4;
+    if (c == 0xF0) {
+      lo = 0x90;  // overlong
+    } else if (c == 0xF4) {
+      hi = 0x8F;  // above U+10FFFF
+    }
+  } else {
+    if (error != nullptr) {
+      *error = Utf8Error{i, 1, Utf8Problem::kInvalidStartByte};
+    }
+    return 0;
   }
-  if (c >= 0xE0 && c <= 0xEF) {
-    if (!cont(1) || !cont(2)) {
+  for (size_t k = 1; k < n; ++k) {
+    if (i + k >= s.size()) {
+      if (error != nullptr) {
+        *error = Utf8Error{i, k, Utf8Problem::kUnexpectedEnd};
+      }
       return 0;
     }
-    if ((c == 0xE0 && b(1) < 0xA0) || (c == 0xED && b(1) > 0x9F)) {
-      return 0;  // overlong or surrogate
-    }
-    return 3;
-  }
-  if (c >= 0xF0 && c <= 0xF4) {
-    if (!cont(1) || !cont(2) || !cont(3)) {
+    auto cc = static_cast<unsigned char>(s[i + k]);
+    if (cc < (k == 1 ? lo : 0x80) || cc > (k == 1 ? hi : 0xBF)) {
+      if (error != nullptr) {
+        *error = Utf8Error{i, k, Utf8Problem::kInvalidContinuation};
+      }
       return 0;
     }
-    if ((c == 0xF0 && b(1) < 0x90) || (c == 0xF4 && b(1) > 0x8F)) {
-      return 0;  // overlong or above U+10FFFF
-    }
-    return 4;
   }
-  return 0;
+  return n;
+}
+
+std::optional<Utf8Error> FindInvalidUtf8(std::string_view text) {
+  size_t i = 0;
+  const size_t n = text.size();
+  while (i < n) {
+    while (i + 8 <= n) {  // 8 ASCII bytes at a time
+      uint64_t w;
+      __builtin_memcpy(&w, text.data() + i, 8);
+      if ((w & 0x8080808080808080ULL) != 0) {
+        break;
+      }
+      i += 8;
+    }
+    if (i >= n) {
+      break;
+    }
+    Utf8Error error;
+    size_t len = Utf8SequenceLength(text, i, &error);
+    if (len == 0) {
+      return error;
+    }
+    i += len;
+  }
+  return std::nullopt;
+}
+
+void AppendUtf8(std::string& out, uint32_t cp) {
+  if (cp < 0x80) {
+    out += static_cast<char>(cp);
+  } else if (cp < 0x800) {
+    out += static_cast<char>(0xC0 | (cp >> 6));
+    out += static_cast<char>(0x80 | (cp & 0x3F));
+  } else if (cp < 0x10000) {
+    out += static_cast<char>(0xE0 | (cp >> 12));
+    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+    out += static_cast<char>(0x80 | (cp & 0x3F));
+  } else {
+    out += static_cast<char>(0xF0 | (cp >> 18));
+    out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
+    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+    out += static_cast<char>(0x80 | (cp & 0x3F));
+  }
+}
+
+// ---- \uXXXX ----
+
+int HexDigitValue(char c) {
+  if (c >= '0' && c <= '9') {
+    return c - '0';
+  }
+  if (c >= 'a' && c <= 'f') {
+    return c - 'a' + 10;
+  }
+  if (c >= 'A' && c <= 'F') {
+    return c - 'A' + 10;
+  }
+  return -1;
+}
+
+int32_t ParseHex4(const char* p) {
+  int32_t v = 0;
+  for (int k = 0; k < 4; ++k) {
+    int h = HexDigitValue(p[k]);
+    if (h < 0) {
+      return -1;
+    }
+    v = (v << 4) | h;
+  }
+  return v;
+}
+
+// ---- JSON string literals ----
+
+std::optional<std::string> DecodeJsonString(std::string_view raw, LoneSurrogates lone) {
+  if (raw.size() < 2 || raw.front() != '"' || raw.back() != '"') {
+    return std::nullopt;
+  }
+  const size_t end = raw.size() - 1;  // the closing quote
+  // \uXXXX at raw[at] (the backslash); -1 when it is not one.
+  auto escape_at = [&](size_t at) -> int32_t {
+    if (at + 6 > end || raw[at] != '\\' || raw[at + 1] != 'u') {
+      return -1;
+    }
+    return ParseHex4(raw.data() + at + 2);
+  };
+  std::string out;
+  out.reserve(raw.size() - 2);
+  size_t i = 1;
+  while (i < end) {
+    char c = raw[i];
+    if (c == '"' || static_cast<unsigned char>(c) < 0x20) {
+      return std::nullopt;
+    }
+    if (c != '\\') {
+      out += c;
+      ++i;
+      continue;
+    }
+    if (i + 1 >= end) {
+      return std::nullopt;
+    }
+    char e = raw[i + 1];
+    i += 2;
+    switch (e) {
+      case '"':
+      case '\\':
+      case '/':
+        out += e;
+        break;
+      case 'b':
+        out += '\b';
+        break;
+      case 'f':
+        out += '\f';
+        break;
+      case 'n':
+        out += '\n';
+        break;
+      case 'r':
+        out += '\r';
+        break;
+      case 't':
+        out += '\t';
+        break;
+      case 'u': {
+        int32_t cp = escape_at(i - 2);
+        if (cp < 0) {
+          return std::nullopt;
+        }
+        i += 4;
+        if (IsHighSurrogate(static_cast<uint32_t>(cp))) {
+          int32_t low = escape_at(i);
+          if (low >= 0 && IsLowSurrogate(static_cast<uint32_t>(low))) {
+            cp = 0x10000 + ((cp - 0xD800) << 10) + (low - 0xDC00);
+            i += 6;
+          }
+        }
+        if (IsHighSurrogate(static_cast<uint32_t>(cp)) ||
+            IsLowSurrogate(static_cast<uint32_t>(cp))) {
+          if (lone == LoneSurrogates::kReject) {
+            return std::nullopt;
+          }
+          cp = 0xFFFD;
+        }
+        AppendUtf8(out, static_cast<uint32_t>(cp));
+        break;
+      }
+      default:
+        return std::nullopt;
+    }
+  }
+  return out;
+}
+
+std::string_view JsonStringText(std::string_view raw, std::string& scratch) {
+  if (raw.find('\\') == std::string_view::npos) {
+    return raw.substr(1, raw.size() - 2);
+  }
+  scratch = DecodeJsonString(raw, LoneSurrogates::kReplace).value_or(std::string());
+  return scratch;
 }
 
 void AppendJsonString(std::string& out, std::string_view s) {

@@ -10,24 +10,6 @@ using internal::od::json_type;
 
 namespace {
 
-void AppendUtf8(std::string& out, uint32_t cp) {
-  if (cp < 0x80) {
-    out += static_cast<char>(cp);
-  } else if (cp < 0x800) {
-    out += static_cast<char>(0xC0 | (cp >> 6));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else if (cp < 0x10000) {
-    out += static_cast<char>(0xE0 | (cp >> 12));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else {
-    out += static_cast<char>(0xF0 | (cp >> 18));
-    out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  }
-}
-
 const Header* FindHeader(const std::vector<Header>& headers, std::string_view key) {
   for (const auto& h : headers) {
     if (h.first == key) {
@@ -46,98 +28,10 @@ std::string_view Route::CurrentActor() const {
   return actors[static_cast<size_t>(current)];
 }
 
-std::optional<std::string> DecodeJsonString(std::string_view raw) {
-  if (raw.size() < 2 || raw.front() != '"' || raw.back() != '"') {
-    return std::nullopt;
-  }
-  std::string out;
-  out.reserve(raw.size() - 2);
-  auto hex4 = [&](size_t at) -> int32_t {
-    if (at + 4 > raw.size() - 1) {
-      return -1;
-    }
-    int32_t v = 0;
-    for (size_t k = 0; k < 4; ++k) {
-      char c = raw[at + k];
-      int h = (c >= '0' && c <= '9')   ? c - '0'
-              : (c >= 'a' && c <= 'f') ? c - 'a' + 10
-              : (c >= 'A' && c <= 'F') ? c - 'A' + 10
-                                       : -1;
-      if (h < 0) {
-        return -1;
-      }
-      v = (v << 4) | h;
-    }
-    return v;
-  };
-  for (size_t i = 1; i + 1 < raw.size(); ++i) {
-    char c = raw[i];
-    if (c == '"' || static_cast<unsigned char>(c) < 0x20) {
-      return std::nullopt;
-    }
-    if (c != '\\') {
-      out += c;
-      continue;
-    }
-    if (++i + 1 >= raw.size()) {
-      return std::nullopt;
-    }
-    switch (raw[i]) {
-      case '"':
-        out += '"';
-        break;
-      case '\\':
-        out += '\\';
-        break;
-      case '/':
-        out += '/';
-        break;
-      case 'b':
-        out += '\b';
-        break;
-      case 'f':
-        out += '\f';
-        break;
-      case 'n':
-        out += '\n';
-        break;
-      case 'r':
-        out += '\r';
-        break;
-      case 't':
-        out += '\t';
-        break;
-      case 'u': {
-        int32_t cp = hex4(i + 1);
-        if (cp < 0 || (cp >= 0xDC00 && cp <= 0xDFFF)) {
-          return std::nullopt;
-        }
-        i += 4;
-        if (cp >= 0xD800 && cp <= 0xDBFF) {
-          if (i + 2 >= raw.size() - 1 || raw[i + 1] != '\\' || raw[i + 2] != 'u') {
-            return std::nullopt;
-          }
-          int32_t lo = hex4(i + 3);
-          if (lo < 0xDC00 || lo > 0xDFFF) {
-            return std::nullopt;
-          }
-          i += 6;
-          cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
-        }
-        AppendUtf8(out, static_cast<uint32_t>(cp));
-        break;
-      }
-      default:
-        return std::nullopt;
-    }
-  }
-  return out;
-}
-
 namespace {
 
 // Collects the members of the top-level object.
-class TopLevelMembers final : public internal::ScanVisitor {
+class TopLevelMembers final : public json::ScanVisitor {
  public:
   void Member(size_t /*depth*/, std::string_view raw_key, std::string_view raw_value) override {
     members.emplace_back(raw_key, raw_value);
@@ -163,7 +57,7 @@ Result<Envelope> Parse(std::string_view json, const ParseOptions& options) {
   Envelope env;
   std::string scratch;
   for (const auto& [raw_key, raw] : top.members) {
-    std::string_view key = internal::KeyText(raw_key, scratch);
+    std::string_view key = JsonStringText(raw_key, scratch);
     if (key == "id") {
       // null counts as absent (the router rejects the missing id), as the original decoder does.
       ASYA_ASSIGN_OR_RETURN(auto id, internal::RawStringOrNull(raw, "id"));

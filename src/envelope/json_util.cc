@@ -333,14 +333,6 @@ Status ParseRawHeaders(std::string_view raw, std::string_view field, std::vector
   return WithObject(raw, field, [&](od::value& v) { return ParseHeaders(v, field, headers); });
 }
 
-std::string_view KeyText(std::string_view raw_key, std::string& scratch) {
-  if (raw_key.find('\\') == std::string_view::npos) {
-    return raw_key.substr(1, raw_key.size() - 2);
-  }
-  scratch = DecodeJsonString(raw_key).value_or(std::string());
-  return scratch;
-}
-
 bool IsEmptyObjectText(std::string_view raw) {
   return std::all_of(raw.begin(), raw.end(),
                      [](char c) { return c == '{' || c == '}' || IsJsonSpace(c); });

@@ -1,8 +1,9 @@
 // Private helpers shared by envelope.cc, runtime_response.cc and error_envelope.cc.
 //
-// Parsing is two-level: ScanJson (json_validate.cc) checks the whole text once and reports the raw
-// spans of the shallow members (so the payload is located without simdjson ever walking it); the
-// small typed parts (route, headers, details) are then read with simdjson On-Demand.
+// Parsing is two-level: ScanJson (json_validate.cc, over the base scanner) checks the whole text
+// once and reports the raw spans of the shallow members (so the payload is located without simdjson
+// ever walking it); the small typed parts (route, headers, details) are then read with simdjson
+// On-Demand.
 #pragma once
 
 #include <memory>
@@ -13,6 +14,7 @@
 
 #include <simdjson.h>
 
+#include "asya/base/json_scan.h"
 #include "asya/base/result.h"
 #include "asya/envelope/envelope.h"
 
@@ -20,21 +22,9 @@ namespace asya::envelope::internal {
 
 namespace od = simdjson::ondemand;
 
-// Deepest container level ScanJson reports members/elements for.
-inline constexpr size_t kMaxVisitDepth = 2;
-
-// Receives raw spans (exact input bytes, no surrounding whitespace) from ScanJson. `depth` is the
-// nesting level of the container holding the value (1 = inside the top-level value).
-class ScanVisitor {
- public:
-  virtual ~ScanVisitor() = default;
-  virtual void Member(size_t depth, std::string_view raw_key, std::string_view raw_value) = 0;
-  virtual void Element(size_t depth, std::string_view raw_value) = 0;
-};
-
-// ValidateJson plus span reporting for containers up to `visit_depth` (<= kMaxVisitDepth).
+// ValidateJson plus span reporting for containers up to `visit_depth` (<= json::kMaxVisitDepth).
 // Spans are only valid when the whole scan succeeds.
-Status ScanJson(std::string_view json, size_t visit_depth, ScanVisitor* visitor);
+Status ScanJson(std::string_view json, size_t visit_depth, json::ScanVisitor* visitor);
 
 // Size limit and UTF-8 check shared by every entry point.
 Status CheckInput(std::string_view json, size_t max_bytes);
@@ -84,8 +74,6 @@ Status ParseHeaders(od::value& v, std::string_view field, std::vector<Header>& h
 Result<std::optional<std::string>> RawStringOrNull(std::string_view raw, std::string_view field);
 Status ParseRawRoute(std::string_view raw, std::string_view prefix, Route& route);
 Status ParseRawHeaders(std::string_view raw, std::string_view field, std::vector<Header>& headers);
-// A raw member key as text; decodes into `scratch` only when the key has escapes.
-std::string_view KeyText(std::string_view raw_key, std::string& scratch);
 // True when a raw object text is "{}" apart from whitespace.
 bool IsEmptyObjectText(std::string_view raw);
 

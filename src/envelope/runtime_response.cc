@@ -12,7 +12,7 @@ namespace {
 using MemberList = std::vector<std::pair<std::string_view, std::string_view>>;
 
 // Groups the members of each top-level array element (depth 2) by element (depth 1).
-class ResponseElements final : public internal::ScanVisitor {
+class ResponseElements final : public json::ScanVisitor {
  public:
   void Member(size_t depth, std::string_view raw_key, std::string_view raw_value) override {
     if (depth == 2) {
@@ -84,7 +84,7 @@ Status ParseItem(std::string_view raw_item, const MemberList& members, size_t in
   RuntimeErrorInfo info;
   std::string scratch;
   for (const auto& [raw_key, raw] : members) {
-    std::string_view key = internal::KeyText(raw_key, scratch);
+    std::string_view key = JsonStringText(raw_key, scratch);
     if (key == "payload") {
       item.has_payload = true;
       item.payload_json.assign(raw);

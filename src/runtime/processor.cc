@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
+#include <list>
 #include <memory>
 #include <optional>
 #include <typeinfo>
@@ -11,13 +12,13 @@
 
 #include <cxxabi.h>
 
+#include "asya/base/json_scan.h"
+#include "asya/base/json_text.h"
 #include "asya/base/log.h"
 #include "runtime/json_scan.h"
 
 namespace asya::runtime {
 namespace {
-
-namespace scan = ::asya::runtime::json;
 
 constexpr std::string_view kValueError = "ValueError";
 
@@ -57,36 +58,62 @@ void LogFailure(const Failure& f) {
              {{"error", f.code}, {"type", f.type}, {"message", f.message}});
 }
 
-// Checks UTF-8 and grammar; returns the document or a msg_parsing_error.
-// `members`, when given, receives the top-level members of an object document.
-std::optional<scan::Value> Decode(std::string_view request, std::optional<Failure>* failure,
-                                  std::vector<scan::Member>* members = nullptr) {
+// Checks UTF-8 and grammar as Python's json module does; returns the document or a
+// msg_parsing_error. `members`, when given, receives the top-level members of an object document.
+std::optional<json::Value> Decode(std::string_view request, std::optional<Failure>* failure,
+                                  std::vector<Member>* members = nullptr) {
   if (request.empty()) {
     *failure = Failure{kParsingError, std::string(kValueError),
                        "Empty request frame (length 0): expected a JSON envelope"};
     return std::nullopt;
   }
-  if (auto bad = scan::FindInvalidUtf8(request)) {
-    char buf[160];
-    std::snprintf(buf, sizeof buf, "'utf-8' codec can't decode byte 0x%02x in position %zu: %.*s",
-                  static_cast<unsigned char>(request[bad->offset]), bad->offset,
-                  static_cast<int>(bad->reason.size()), bad->reason.data());
-    *failure = Failure{kParsingError, "UnicodeDecodeError", buf};
-    return std::nullopt;
-  }
-  std::string error;
-  auto doc = scan::ScanDocument(request, &error, members);
+  PyError error;
+  auto doc = PyDecode(request, &error, members);
   if (!doc) {
-    *failure = Failure{kParsingError, "JSONDecodeError", std::move(error)};
+    *failure = Failure{kParsingError, std::move(error.type), std::move(error.message)};
   }
   return doc;
 }
 
-std::string NotAnObject(std::string_view prefix, std::string_view type_name) {
-  return std::string(prefix) + " must be a JSON object, got " + std::string(type_name);
-}
+// ---- the envelope rules (reference-dataplane §2.4, as asya_runtime.py checks them) ----
 
-// ---- envelope mode (nlohmann DOM) ----
+// What the rules look at. Read from the scanned request in both modes, and from a handler's
+// output (a nlohmann DOM) in envelope mode.
+struct EnvelopeView {
+  json::Kind kind = json::Kind::kObject;  // of the whole document
+  bool has_payload = false;
+  std::optional<json::Kind> route;
+  std::optional<json::Kind> actors;  // route.actors
+  size_t actor_count = 0;
+  std::optional<json::Kind> current;       // route.current
+  std::optional<std::string> current_int;  // route.current as Python's int (%d), when it is one
+  std::optional<json::Kind> headers;
+  std::optional<json::Kind> id;
+  const nlohmann::json* actor_values = nullptr;  // route.actors of a DOM (outputs)
+};
+
+enum class Check {
+  kInput,         // validation on (rules 1-9, 12)
+  kInputMinimal,  // validation off, payload mode: only what building the outputs needs
+  kOutput,        // envelope-mode output: rules 1-9, the route history (DESIGN §4.5), 12
+};
+
+// The input route as it was before the handler ran (kOutput).
+struct InputRoute {
+  const nlohmann::json* actors;
+  int64_t current;
+};
+
+// Python's int of a JSON value: integer numbers, and booleans (bool is an int in Python).
+std::optional<std::string> PyIntText(json::Kind kind, std::string_view text) {
+  if (kind == json::Kind::kTrue || kind == json::Kind::kFalse) {
+    return std::string(kind == json::Kind::kTrue ? "1" : "0");
+  }
+  if (kind != json::Kind::kNumber || !json::IsIntegerToken(text)) {
+    return std::nullopt;
+  }
+  return std::string(text == "-0" ? std::string_view("0") : text);
+}
 
 // Python repr of a JSON value, enough for actor lists: ['a', 'b'].
 std::string PyRepr(const nlohmann::json& v) {
@@ -116,77 +143,12 @@ std::string PyRepr(const nlohmann::json& v) {
   return v.dump();
 }
 
-// Rules 1-9 of reference-dataplane §2.4 (defaults route.current to 0), then 12-13 (rebuild).
-// Returns an error message, or nullopt with `e` replaced by the rebuilt envelope.
-std::optional<std::string> ValidateEnvelope(nlohmann::json& e) {
-  if (!e.contains("payload")) {
-    return "Missing required field 'payload' in envelope";
-  }
-  if (!e.contains("route")) {
-    return "Missing required field 'route' in envelope";
-  }
-  auto& route = e["route"];
-  if (!route.is_object()) {
-    return "Field 'route' must be a dict";
-  }
-  if (!route.contains("actors")) {
-    return "Missing required field 'actors' in route";
-  }
-  const auto& actors = route["actors"];
-  if (!actors.is_array()) {
-    return "Field 'route.actors' must be a list";
-  }
-  if (!route.contains("current")) {
-    route["current"] = 0;
-  }
-  const auto& current = route["current"];
-  if (!current.is_number_integer()) {
-    return "Field 'route.current' must be an integer";
-  }
-  if (actors.empty()) {
-    return "Field 'route.actors' cannot be empty";
-  }
-  auto n = static_cast<int64_t>(actors.size());
-  int64_t c = current.is_number_unsigned() && current.get<uint64_t>() > INT64_MAX
-                  ? INT64_MAX
-                  : current.get<int64_t>();
-  if (c < 0 || c > n) {
-    return "Invalid route.current=" + current.dump() + ": out of bounds for actors of length " +
-           std::to_string(n);
-  }
-  if (e.contains("headers") && !e["headers"].is_object()) {
-    return "Field 'headers' must be a dict";
-  }
-  nlohmann::json out = nlohmann::json::object();
-  out["payload"] = std::move(e["payload"]);
-  out["route"] = std::move(e["route"]);
-  if (e.contains("id")) {
-    if (!e["id"].is_string()) {
-      return "Field 'id' must be a string";
-    }
-    out["id"] = std::move(e["id"]);
-  }
-  for (const char* key : {"parent_id", "headers"}) {
-    if (e.contains(key)) {
-      out[key] = std::move(e[key]);
-    }
-  }
-  e = std::move(out);
-  return std::nullopt;
-}
-
-std::optional<std::string> ValidateOutput(nlohmann::json& e, const nlohmann::json& in_actors,
-                                          int64_t in_current) {
-  if (!e.is_object()) {
-    return NotAnObject("Output envelope", e.type_name());
-  }
-  if (auto err = ValidateEnvelope(e)) {
-    return err;
-  }
-  const auto& out_actors = e["route"]["actors"];
-  auto processed_len = static_cast<size_t>(in_current) + 1;
+// The already-processed actors must stay as they were (envelope-mode outputs).
+std::optional<std::string> CheckRouteHistory(const nlohmann::json& out_actors,
+                                             const InputRoute& in) {
+  const nlohmann::json& in_actors = *in.actors;
   auto processed = nlohmann::json::array();
-  for (size_t i = 0; i < processed_len && i < in_actors.size(); ++i) {
+  for (size_t i = 0; i < static_cast<size_t>(in.current) + 1 && i < in_actors.size(); ++i) {
     processed.push_back(in_actors[i]);
   }
   auto prefix = nlohmann::json::array();
@@ -195,38 +157,265 @@ std::optional<std::string> ValidateOutput(nlohmann::json& e, const nlohmann::jso
   }
   if (prefix != processed) {
     return "Route modification error: already-processed actors cannot be erased. Input route had " +
-           PyRepr(processed) + " (actors 0-" + std::to_string(in_current) +
+           PyRepr(processed) + " (actors 0-" + std::to_string(in.current) +
            "), but output route starts with " + PyRepr(prefix) +
            ". Runtimes can add future actors but must preserve all actors up to current.";
   }
-  auto idx = static_cast<size_t>(in_current);
+  auto idx = static_cast<size_t>(in.current);
   if (idx < in_actors.size() && idx < out_actors.size() && out_actors[idx] != in_actors[idx]) {
     return "Route mismatch: input route points to " + PyRepr(in_actors[idx]) + " at position " +
-           std::to_string(in_current) + ", but output route has " + PyRepr(out_actors[idx]) +
+           std::to_string(in.current) + ", but output route has " + PyRepr(out_actors[idx]) +
            " at that position. Actor cannot change its position in the route.";
   }
   return std::nullopt;
 }
 
-// ---- payload mode (scanner, no DOM) ----
+// The one place that holds the envelope rules, in the order the Python runtime checks them.
+// Returns the ValueError message of the first rule broken, or nullopt.
+std::optional<std::string> CheckEnvelope(const EnvelopeView& v, Check check,
+                                         const InputRoute* in = nullptr) {
+  using json::Kind;
+  if (v.kind != Kind::kObject) {
+    std::string got(json::KindName(v.kind));
+    if (check == Check::kOutput) {
+      return "Output envelope must be a JSON object, got " + got;
+    }
+    if (check == Check::kInput && v.kind == Kind::kArray) {
+      return "Missing required field 'payload' in envelope";
+    }
+    return "Envelope must be a JSON object, got " + got;
+  }
+  if (!v.has_payload) {
+    return "Missing required field 'payload' in envelope";
+  }
+  if (check != Check::kInputMinimal) {
+    if (!v.route) {
+      return "Missing required field 'route' in envelope";
+    }
+  }
+  if (v.route != Kind::kObject) {
+    return "Field 'route' must be a dict";
+  }
+  if (check != Check::kInputMinimal) {
+    if (!v.actors) {
+      return "Missing required field 'actors' in route";
+    }
+    if (v.actors != Kind::kArray) {
+      return "Field 'route.actors' must be a list";
+    }
+  }
+  if (v.current && !v.current_int) {
+    return "Field 'route.current' must be an integer";
+  }
+  if (check == Check::kInputMinimal) {
+    return std::nullopt;
+  }
+  if (v.actor_count == 0) {
+    return "Field 'route.actors' cannot be empty";
+  }
+  std::string_view current = v.current ? std::string_view(*v.current_int) : "0";
+  auto value = json::ParseInt(current);  // nullopt: too many digits for any route
+  if (!value || *value < 0 || static_cast<uint64_t>(*value) > v.actor_count) {
+    return "Invalid route.current=" + std::string(current) +
+           ": out of bounds for actors of length " + std::to_string(v.actor_count);
+  }
+  if (v.headers && v.headers != Kind::kObject) {
+    return "Field 'headers' must be a dict";
+  }
+  if (check == Check::kOutput && in != nullptr && v.actor_values != nullptr) {
+    if (auto err = CheckRouteHistory(*v.actor_values, *in)) {
+      return err;
+    }
+  }
+  if (v.id && v.id != Kind::kString) {
+    return "Field 'id' must be a string";
+  }
+  return std::nullopt;
+}
 
-struct PayloadInput {
-  std::optional<scan::Value> payload;
-  std::optional<scan::Value> route;
-  std::optional<scan::Value> headers;
-  std::optional<scan::Value> id;
+// ---- reading a scanned request (both modes; payload mode never builds a DOM) ----
+
+struct RouteMember {
+  std::string_view raw_key;  // with quotes, as in the input
+  std::string_view key;      // decoded
+  json::Value value;
 };
+
+struct ScannedEnvelope {
+  EnvelopeView view;
+  std::optional<json::Value> payload;
+  std::optional<json::Value> route;
+  std::optional<json::Value> headers;
+  std::vector<RouteMember> route_members;  // input order; a repeated key: the last value wins
+  size_t current = SIZE_MAX;               // index of route.current in route_members
+  std::list<std::string> decoded_keys;     // storage for route keys that have escapes
+};
+
+json::Kind DomKind(const nlohmann::json& v) {
+  switch (v.type()) {
+    case nlohmann::json::value_t::object:
+      return json::Kind::kObject;
+    case nlohmann::json::value_t::array:
+      return json::Kind::kArray;
+    case nlohmann::json::value_t::string:
+      return json::Kind::kString;
+    case nlohmann::json::value_t::boolean:
+      return v.get<bool>() ? json::Kind::kTrue : json::Kind::kFalse;
+    case nlohmann::json::value_t::null:
+      return json::Kind::kNull;
+    default:
+      return json::Kind::kNumber;
+  }
+}
+
+void ReadScanned(json::Value doc, const std::vector<Member>& top, ScannedEnvelope& e) {
+  EnvelopeView& v = e.view;
+  v.kind = doc.kind;
+  if (doc.kind != json::Kind::kObject) {
+    return;
+  }
+  for (const auto& m : top) {  // a repeated key: the last one wins (as in Python)
+    if (m.key == "payload") {
+      e.payload = m.value;
+    } else if (m.key == "route") {
+      e.route = m.value;
+    } else if (m.key == "headers") {
+      e.headers = m.value;
+    } else if (m.key == "id") {
+      v.id = m.value.kind;
+    }
+  }
+  v.has_payload = e.payload.has_value();
+  if (e.headers) {
+    v.headers = e.headers->kind;
+  }
+  if (!e.route) {
+    return;
+  }
+  v.route = e.route->kind;
+  if (e.route->kind != json::Kind::kObject) {
+    return;
+  }
+  e.route_members.reserve(4);
+  json::ForEachMember(e.route->text, [&](std::string_view raw_key, json::Value value) {
+    std::string scratch;
+    std::string_view key = JsonStringText(raw_key, scratch);
+    if (!scratch.empty()) {
+      key = e.decoded_keys.emplace_back(std::move(scratch));
+    }
+    for (auto& m : e.route_members) {
+      if (m.key == key) {
+        m.value = value;
+        return;
+      }
+    }
+    e.route_members.push_back({raw_key, key, value});
+  });
+  for (size_t i = 0; i < e.route_members.size(); ++i) {
+    const RouteMember& m = e.route_members[i];
+    if (m.key == "actors") {
+      v.actors = m.value.kind;
+      if (m.value.kind == json::Kind::kArray) {
+        json::ForEachElement(m.value.text, [&](json::Value) { ++v.actor_count; });
+      }
+    } else if (m.key == "current") {
+      e.current = i;
+      v.current = m.value.kind;
+      v.current_int = PyIntText(m.value.kind, m.value.text);
+    }
+  }
+}
+
+EnvelopeView ViewOf(const nlohmann::json& e) {
+  EnvelopeView v;
+  v.kind = DomKind(e);
+  if (!e.is_object()) {
+    return v;
+  }
+  v.has_payload = e.contains("payload");
+  if (auto it = e.find("headers"); it != e.end()) {
+    v.headers = DomKind(*it);
+  }
+  if (auto it = e.find("id"); it != e.end()) {
+    v.id = DomKind(*it);
+  }
+  auto route = e.find("route");
+  if (route == e.end()) {
+    return v;
+  }
+  v.route = DomKind(*route);
+  if (!route->is_object()) {
+    return v;
+  }
+  if (auto it = route->find("actors"); it != route->end()) {
+    v.actors = DomKind(*it);
+    v.actor_count = it->is_array() ? it->size() : 0;
+    v.actor_values = &*it;
+  }
+  if (auto it = route->find("current"); it != route->end()) {
+    v.current = DomKind(*it);
+    if (it->is_number_integer() || it->is_boolean()) {
+      v.current_int = it->is_boolean() ? std::string(it->get<bool>() ? "1" : "0") : it->dump();
+    }
+  }
+  return v;
+}
+
+// Rules 12-13 on a DOM that passed CheckEnvelope: route.current defaults to 0; only payload,
+// route, id, parent_id and headers are kept.
+void Rebuild(nlohmann::json& e) {
+  auto& route = e["route"];
+  if (!route.contains("current")) {
+    route["current"] = 0;
+  }
+  nlohmann::json out = nlohmann::json::object();
+  for (const char* key : {"payload", "route", "id", "parent_id", "headers"}) {
+    if (auto it = e.find(key); it != e.end()) {
+      out[key] = std::move(*it);
+    }
+  }
+  e = std::move(out);
+}
+
+// `integer` + 1 for an integer token of any length (Python ints do not overflow).
+std::string PlusOne(std::string_view integer) {
+  if (auto v = json::ParseInt(integer)) {
+    return std::to_string(*v + 1);
+  }
+  std::string digits(integer);
+  const bool negative = !digits.empty() && digits[0] == '-';
+  size_t first = negative ? 1 : 0;
+  size_t i = digits.size();
+  if (!negative) {  // add one
+    while (i > first && digits[i - 1] == '9') {
+      digits[--i] = '0';
+    }
+    if (i == first) {
+      digits.insert(first, 1, '1');
+    } else {
+      ++digits[i - 1];
+    }
+    return digits;
+  }
+  while (i > first && digits[i - 1] == '0') {  // subtract one from the magnitude
+    digits[--i] = '9';
+  }
+  --digits[i - 1];
+  size_t nonzero = digits.find_first_not_of('0', first);
+  digits.erase(first, nonzero - first);  // at least 19 digits long: never all zero
+  return digits;
+}
 
 }  // namespace
 
 void AppendErrorResponse(std::string& out, std::string_view code, std::string_view type,
                          std::string_view message) {
   out += "[{\"error\":";
-  scan::AppendString(out, code);
+  AppendJsonString(out, code);
   out += ",\"details\":{\"message\":";
-  scan::AppendString(out, message);
+  AppendJsonString(out, message);
   out += ",\"type\":";
-  scan::AppendString(out, type);
+  AppendJsonString(out, type);
   out += ",\"traceback\":\"\"}}]";
 }
 
@@ -265,136 +454,41 @@ void Processor::Process(std::string_view request, std::string& out) const {
 
 void Processor::ProcessPayload(std::string_view request, std::string& out) const {
   std::optional<Failure> failure;
-  auto fail = [&](std::string_view code, std::string_view type, std::string message) {
-    failure = Failure{code, std::string(type), std::move(message)};
-  };
   std::string route_out;
-  PayloadInput in;
-  std::vector<scan::Member> top;  // the envelope's members, found while validating
+  ScannedEnvelope in;
+  std::vector<Member> top;  // the envelope's members, found while validating
   top.reserve(8);
-  auto doc = Decode(request, &failure, &top);
-  if (doc) {
-    do {
-      if (doc->kind != scan::Kind::kObject) {
-        if (validate_ && doc->kind == scan::Kind::kArray) {
-          fail(kParsingError, kValueError, "Missing required field 'payload' in envelope");
-        } else {
-          fail(kParsingError, kValueError, NotAnObject("Envelope", scan::KindName(doc->kind)));
-        }
-        break;
+  if (auto doc = Decode(request, &failure, &top)) {
+    ReadScanned(*doc, top, in);
+    if (auto err = CheckEnvelope(in.view, validate_ ? Check::kInput : Check::kInputMinimal)) {
+      failure = Failure{kParsingError, std::string(kValueError), std::move(*err)};
+    }
+  }
+  if (!failure) {
+    // The output route: a copy of the input route with current + 1 (appended when absent).
+    route_out.reserve(in.route->text.size() + 16);
+    route_out += '{';
+    auto add_current = [&]() {
+      route_out += "\"current\":";
+      route_out += in.current == SIZE_MAX ? std::string("1") : PlusOne(*in.view.current_int);
+    };
+    for (size_t i = 0; i < in.route_members.size(); ++i) {
+      if (i > 0) {
+        route_out += ',';
       }
-      for (const auto& [key, v] : top) {  // a repeated key: the last one wins (as in Python)
-        if (key == "payload") {
-          in.payload = v;
-        } else if (key == "route") {
-          in.route = v;
-        } else if (key == "headers") {
-          in.headers = v;
-        } else if (key == "id") {
-          in.id = v;
-        }
-      }
-      if (!in.payload) {
-        fail(kParsingError, kValueError, "Missing required field 'payload' in envelope");
-        break;
-      }
-      if (validate_ && !in.route) {
-        fail(kParsingError, kValueError, "Missing required field 'route' in envelope");
-        break;
-      }
-      if (!in.route || in.route->kind != scan::Kind::kObject) {
-        fail(kParsingError, kValueError, "Field 'route' must be a dict");
-        break;
-      }
-      // Route members in order, last duplicate wins (as a Python dict).
-      std::vector<std::pair<std::string_view, scan::Value>> members;
-      scan::ForEachMember(in.route->text, [&](std::string_view key, scan::Value v) {
-        for (auto& m : members) {
-          if (m.first == key) {
-            m.second = v;
-            return;
-          }
-        }
-        members.emplace_back(key, v);
-      });
-      const scan::Value* actors = nullptr;
-      const scan::Value* current = nullptr;
-      for (const auto& m : members) {
-        if (m.first == "actors") {
-          actors = &m.second;
-        } else if (m.first == "current") {
-          current = &m.second;
-        }
-      }
-      if (validate_ && actors == nullptr) {
-        fail(kParsingError, kValueError, "Missing required field 'actors' in route");
-        break;
-      }
-      if (validate_ && actors->kind != scan::Kind::kArray) {
-        fail(kParsingError, kValueError, "Field 'route.actors' must be a list");
-        break;
-      }
-      int64_t cur = 0;
-      if (current != nullptr) {
-        if (current->kind != scan::Kind::kNumber || !scan::IsIntegerToken(current->text)) {
-          fail(kParsingError, kValueError, "Field 'route.current' must be an integer");
-          break;
-        }
-        auto parsed = scan::ParseInt(current->text);
-        if (!parsed) {
-          fail(kParsingError, kValueError,
-               "Invalid route.current=" + std::string(current->text) + ": out of range");
-          break;
-        }
-        cur = *parsed;
-      }
-      if (validate_) {
-        int64_t n = 0;
-        scan::ForEachElement(actors->text, [&](scan::Value) { ++n; });
-        if (n == 0) {
-          fail(kParsingError, kValueError, "Field 'route.actors' cannot be empty");
-          break;
-        }
-        if (cur < 0 || cur > n) {
-          fail(kParsingError, kValueError,
-               "Invalid route.current=" + std::to_string(cur) +
-                   ": out of bounds for actors of length " + std::to_string(n));
-          break;
-        }
-        if (in.headers && in.headers->kind != scan::Kind::kObject) {
-          fail(kParsingError, kValueError, "Field 'headers' must be a dict");
-          break;
-        }
-        if (in.id && in.id->kind != scan::Kind::kString) {
-          fail(kParsingError, kValueError, "Field 'id' must be a string");
-          break;
-        }
-      }
-      // The output route: a copy of the input route with current + 1.
-      route_out.reserve(in.route->text.size() + 16);
-      route_out += '{';
-      bool first = true;
-      auto add_current = [&]() {
-        route_out += first ? "\"current\":" : ",\"current\":";
-        route_out += std::to_string(cur + 1);
-        first = false;
-      };
-      for (const auto& m : members) {
-        if (&m.second == current) {
-          add_current();
-          continue;
-        }
-        route_out += first ? "\"" : ",\"";
-        route_out += m.first;
-        route_out += "\":";
-        route_out += m.second.text;
-        first = false;
-      }
-      if (current == nullptr) {
+      if (i == in.current) {
         add_current();
+        continue;
       }
-      route_out += '}';
-    } while (false);
+      route_out += in.route_members[i].raw_key;
+      route_out += ':';
+      route_out += in.route_members[i].value.text;
+    }
+    if (in.current == SIZE_MAX) {
+      route_out += in.route_members.empty() ? "" : ",";
+      add_current();
+    }
+    route_out += '}';
   }
   if (failure) {
     LogFailure(*failure);
@@ -413,13 +507,14 @@ void Processor::ProcessPayload(std::string_view request, std::string& out) const
       if (payloads[i] == in.payload->text) {
         continue;  // the input payload, returned unchanged: validated with the request
       }
-      std::string error;
-      auto bad_utf8 = scan::FindInvalidUtf8(payloads[i]);
-      if (bad_utf8 || !scan::ScanDocument(payloads[i], &error)) {
-        failure = Failure{
-            kProcessingError, std::string(kValueError),
-            "handler output[" + std::to_string(i) + "] is not valid JSON: " +
-                (bad_utf8 ? "invalid UTF-8 at byte " + std::to_string(bad_utf8->offset) : error)};
+      PyError error;
+      if (!PyDecode(payloads[i], &error)) {
+        auto bad_utf8 = FindInvalidUtf8(payloads[i]);
+        failure =
+            Failure{kProcessingError, std::string(kValueError),
+                    "handler output[" + std::to_string(i) + "] is not valid JSON: " +
+                        (bad_utf8 ? "invalid UTF-8 at byte " + std::to_string(bad_utf8->offset)
+                                  : error.message)};
         break;
       }
     }
@@ -455,26 +550,27 @@ void Processor::ProcessEnvelope(std::string_view request, std::string& out) cons
   nlohmann::json env;
   nlohmann::json in_actors;
   int64_t in_current = 0;
-  if (auto doc = Decode(request, &failure)) {
-    try {
-      env = nlohmann::json::parse(request);
-    } catch (const nlohmann::json::exception& e) {
-      failure = Failure{kParsingError, "JSONDecodeError", e.what()};
+  std::vector<Member> top;
+  ScannedEnvelope scanned;
+  if (auto doc = Decode(request, &failure, validate_ ? &top : nullptr)) {
+    if (validate_) {
+      ReadScanned(*doc, top, scanned);
+      if (auto err = CheckEnvelope(scanned.view, Check::kInput)) {
+        failure = Failure{kParsingError, std::string(kValueError), std::move(*err)};
+      }
+    }
+    if (!failure) {
+      try {
+        env = nlohmann::json::parse(request);
+      } catch (const nlohmann::json::exception& e) {
+        failure = Failure{kParsingError, "JSONDecodeError", e.what()};
+      }
     }
     if (!failure && validate_) {
-      std::optional<std::string> err;
-      if (!env.is_object()) {
-        err = env.is_array() ? std::string("Missing required field 'payload' in envelope")
-                             : NotAnObject("Envelope", env.type_name());
-      } else {
-        err = ValidateEnvelope(env);
-      }
-      if (err) {
-        failure = Failure{kParsingError, std::string(kValueError), std::move(*err)};
-      } else {
-        in_actors = env["route"]["actors"];  // the copy taken before the handler runs
-        in_current = env["route"]["current"].get<int64_t>();
-      }
+      Rebuild(env);
+      in_actors = env["route"]["actors"];  // the copy taken before the handler runs
+      const auto& current = env["route"]["current"];
+      in_current = current.is_boolean() ? int64_t{current.get<bool>()} : current.get<int64_t>();
     }
   }
   std::optional<nlohmann::json> result;
@@ -492,13 +588,15 @@ void Processor::ProcessEnvelope(std::string_view request, std::string& out) cons
       items.push_back(std::move(*result));
     }
     if (validate_) {
+      const InputRoute in{&in_actors, in_current};
       for (size_t i = 0; i < items.size(); ++i) {
-        if (auto err = ValidateOutput(items[i], in_actors, in_current)) {
+        if (auto err = CheckEnvelope(ViewOf(items[i]), Check::kOutput, &in)) {
           failure = Failure{kProcessingError, std::string(kValueError),
                             "Invalid output envelope[" + std::to_string(i) + "/" +
                                 std::to_string(items.size()) + "]: " + *err};
           break;
         }
+        Rebuild(items[i]);
       }
     }
     if (!failure) {
@@ -524,8 +622,9 @@ std::optional<std::string_view> Request::Header(std::string_view key) const {
     return std::nullopt;
   }
   std::optional<std::string_view> found;
-  scan::ForEachMember(headers_json_, [&](std::string_view k, scan::Value v) {
-    if (k == key) {
+  std::string scratch;
+  json::ForEachMember(headers_json_, [&](std::string_view raw_key, json::Value v) {
+    if (JsonStringText(raw_key, scratch) == key) {
       found = v.text;
     }
   });
@@ -537,7 +636,7 @@ std::optional<std::string> Request::HeaderString(std::string_view key) const {
   if (!raw || raw->empty() || (*raw)[0] != '"') {
     return std::nullopt;
   }
-  return scan::DecodeString(*raw);
+  return DecodeJsonString(*raw, LoneSurrogates::kReplace);
 }
 
 int64_t Request::Attempt() const {
@@ -548,10 +647,9 @@ int64_t Request::Attempt() const {
   std::string_view text = *raw;
   std::string decoded;
   if (!text.empty() && text[0] == '"') {
-    decoded = scan::DecodeString(text);
-    text = decoded;
+    text = JsonStringText(text, decoded);
   }
-  auto v = scan::ParseInt(text);
+  auto v = json::ParseInt(text);
   return (v && *v >= 1) ? *v : 1;
 }
 

@@ -1,6 +1,10 @@
 // The request -> response logic of the C++ runtime, without sockets.
 #include "runtime/processor.h"
 
+#include <cstdlib>
+#include <fstream>
+#include <regex>
+#include <sstream>
 #include <stdexcept>
 #include <string>
 
@@ -12,7 +16,6 @@ namespace asya::runtime {
 namespace {
 
 using nlohmann::json;
-namespace scan = ::asya::runtime::json;
 
 constexpr std::string_view kEnvelope =
     R"({"id":"m1","route":{"actors":["a","b","c"],"current":1,"metadata":{"k":"v"}},)"
@@ -215,6 +218,19 @@ TEST(ProcessorTest, WithoutValidationOnlyWhatPayloadModeNeedsIsChecked) {
   EXPECT_EQ(d["message"], "Envelope must be a JSON object, got array");
 }
 
+TEST(ProcessorTest, RouteCurrentIsIncrementedExactlyAtAnyLength) {
+  // Python ints do not overflow; nlohmann would read these as doubles, so compare the text.
+  EXPECT_EQ(Respond(Echo, R"({"payload":1,"route":{"current":99999999999999999999}})", false),
+            R"([{"payload":1,"route":{"current":100000000000000000000}}])");
+  EXPECT_EQ(
+      Respond(Echo, R"({"payload":1,"route":{"current":-100000000000000000000,"a":2}})", false),
+      R"([{"payload":1,"route":{"current":-99999999999999999999,"a":2}}])");
+  EXPECT_EQ(Respond(Echo, R"({"payload":1,"route":{"current":-1}})", false),
+            R"([{"payload":1,"route":{"current":0}}])");
+  EXPECT_EQ(Respond(Echo, R"({"payload":1,"route":{"actors":["a"],"current":false}})"),
+            R"([{"payload":1,"route":{"actors":["a"],"current":1}}])");
+}
+
 TEST(ProcessorTest, JsonHandlersUsePythonReturnNormalisation) {
   Handler list = [](const json& p) { return json::array({p, p}); };
   EXPECT_EQ(RespondJson(list, kEnvelope).size(), 2u);
@@ -322,43 +338,130 @@ TEST(ProcessorEnvelopeTest, UnserialisableResultIsProcessingError) {
   EXPECT_NE(d["message"].get<std::string>().find("cannot be sent as JSON"), std::string::npos) << d;
 }
 
-// ---- scanner ----
+// ---- the shared table: tests/shared/runtime_error_cases.json ----
+// tests/python/test_runtime_cases.py runs the same cases against asya_runtime.py.
 
-TEST(JsonScanTest, AcceptsValidDocumentsAndReportsSpans) {
-  std::string error;
-  for (std::string_view ok : {"0", "-0.5e+3", "\"\\u00e9\\n\"", " [ ] ", "{\"a\":[1,{\"b\":null}]}",
-                              "true", "\"\xe2\x82\xac\""}) {
-    EXPECT_TRUE(scan::ScanDocument(ok, &error).has_value()) << ok << ": " << error;
-  }
-  for (std::string_view bad : {"01", "1.", "-", "[1,]", "{\"a\" 1}", "\"\\x\"", "nul", "\"a\tb\"",
-                               "{,}", "[1 2]", "NaN"}) {
-    EXPECT_FALSE(scan::ScanDocument(bad, &error).has_value()) << bad;
-  }
-  std::string deep(scan::kMaxDepth + 1, '[');
-  deep += std::string(scan::kMaxDepth + 1, ']');
-  EXPECT_FALSE(scan::ScanDocument(deep, &error).has_value());
-  EXPECT_NE(error.find("Nesting too deep"), std::string::npos);
-}
-
-TEST(JsonScanTest, Utf8Validation) {
-  EXPECT_FALSE(
-      scan::FindInvalidUtf8("plain ascii text, long enough for the fast path").has_value());
-  EXPECT_FALSE(scan::FindInvalidUtf8("\xf0\x9f\x98\x80 \xc3\xa9").has_value());
-  auto e = scan::FindInvalidUtf8("abcdefghij\xed\xa0\x80");  // encoded surrogate
-  ASSERT_TRUE(e.has_value());
-  EXPECT_EQ(e->offset, 10u);
-  e = scan::FindInvalidUtf8("ab\xe2\x82");
-  ASSERT_TRUE(e.has_value());
-  EXPECT_EQ(e->reason, "unexpected end of data");
-}
-
-TEST(JsonScanTest, DecodeAndAppendString) {
-  EXPECT_EQ(scan::DecodeString(R"("a\"b\\c\u00e9\ud83d\ude00")"),
-            "a\"b\\c\xc3\xa9\xf0\x9f\x98\x80");
+// {{X*N}} -> X repeated N times.
+std::string Expand(const std::string& text) {
+  static const std::regex kRepeat(R"(\{\{(.+?)\*(\d+)\}\})");
   std::string out;
-  scan::AppendString(out, "q\"\n\x01\xff");
-  // An invalid byte becomes the escape \ufffd (U+FFFD), so the output is always valid JSON.
-  EXPECT_EQ(out, "\"q\\\"\\n\\u0001\\ufffd\"");
+  auto it = std::sregex_iterator(text.begin(), text.end(), kRepeat);
+  size_t last = 0;
+  for (; it != std::sregex_iterator(); ++it) {
+    out.append(text, last, static_cast<size_t>(it->position()) - last);
+    for (int i = 0, n = std::stoi((*it)[2].str()); i < n; ++i) {
+      out += (*it)[1].str();
+    }
+    last = static_cast<size_t>(it->position() + it->length());
+  }
+  out.append(text, last);
+  return out;
+}
+
+std::string RequestBytes(const json& c) {
+  if (c.contains("request_latin1")) {
+    std::string bytes;
+    std::string utf8 = c["request_latin1"].get<std::string>();
+    for (size_t i = 0; i < utf8.size(); ++i) {  // U+0000-U+00FF back to one byte each
+      auto b = static_cast<unsigned char>(utf8[i]);
+      if (b >= 0xC0) {
+        bytes +=
+            static_cast<char>(((b & 0x03) << 6) | (static_cast<unsigned char>(utf8[++i]) & 0x3F));
+      } else {
+        bytes += static_cast<char>(b);
+      }
+    }
+    return bytes;
+  }
+  return Expand(c["request"].get<std::string>());
+}
+
+// The handlers the Python side uses: h_payload.noop (None -> no output, a list -> one output per
+// element) and h_envelope.dispatch (route.current + 1).
+Outputs PythonLikeEcho(const Request& r) {
+  std::string_view p = r.payload();
+  if (p == "null") {
+    return Outputs();
+  }
+  if (p[0] != '[') {
+    return p;
+  }
+  Outputs outputs;
+  ::asya::json::ForEachElement(p, [&](::asya::json::Value v) { outputs.Add(std::string(v.text)); });
+  return outputs;
+}
+
+TEST(SharedRuntimeCases, CppRuntimeAnswersLikeThePythonRuntime) {
+  const char* source = std::getenv("ASYA_SOURCE_DIR");
+  ASSERT_NE(source, nullptr) << "ASYA_SOURCE_DIR is not set (run through ctest)";
+  std::ifstream file(std::string(source) + "/tests/shared/runtime_error_cases.json");
+  ASSERT_TRUE(file.good());
+  std::stringstream text;
+  text << file.rdbuf();
+  const json table = json::parse(text.str());
+  Handler payload_handler = PythonLikeEcho;
+  Handler envelope_handler = Handler::Envelope([](json e) {
+    e["route"]["current"] = e["route"]["current"].get<int64_t>() + 1;
+    return e;
+  });
+  size_t ran = 0;
+  for (const auto& c : table["cases"]) {
+    SCOPED_TRACE(c["name"].get<std::string>());
+    const bool envelope = c.value("mode", "payload") == "envelope";
+    std::string out = Respond(envelope ? envelope_handler : payload_handler, RequestBytes(c),
+                              c.value("validate", true));
+    json got = json::parse(out);
+    if (c.contains("error")) {
+      ASSERT_TRUE(got.is_array() && got.size() == 1 && got[0].contains("error")) << out;
+      json error = {{"code", got[0]["error"]},
+                    {"type", got[0]["details"]["type"]},
+                    {"message", got[0]["details"]["message"]}};
+      EXPECT_EQ(error, c["error"]);
+    } else if (c.contains("response")) {
+      EXPECT_EQ(got, c["response"]) << out;
+    } else {
+      EXPECT_EQ(got, json::parse(Expand(c["response_text"].get<std::string>())));
+    }
+    ++ran;
+  }
+  EXPECT_GT(ran, 50u);
+}
+
+// ---- Python wording of malformed JSON (json_scan.h) ----
+
+TEST(PyDecodeTest, AcceptsWhatPythonAcceptsIncludingLoneSurrogates) {
+  PyError error;
+  for (std::string_view ok : {"0", "-0.5e+3", "\"\\u00e9\\n\"", " [ ] ", "{\"a\":[1,{\"b\":null}]}",
+                              "true", "\"\xe2\x82\xac\"", "\"\\ud800\"", "\"\\udc00x\""}) {
+    EXPECT_TRUE(PyDecode(ok, &error).has_value()) << ok << ": " << error.message;
+  }
+}
+
+TEST(PyDecodeTest, DepthLimitIsARecursionError) {
+  PyError error;
+  std::string deep(kMaxJsonDepth, '[');
+  deep += std::string(kMaxJsonDepth, ']');
+  EXPECT_TRUE(PyDecode(deep, &error).has_value());
+  deep = "[" + deep + "]";
+  EXPECT_FALSE(PyDecode(deep, &error).has_value());
+  EXPECT_EQ(error.type, "RecursionError");
+  EXPECT_EQ(error.message,
+            "maximum recursion depth exceeded while decoding a JSON array from a unicode string");
+}
+
+TEST(PyDecodeTest, TopLevelMembersHaveDecodedKeys) {
+  PyError error;
+  std::vector<Member> members;
+  auto doc = PyDecode(R"( {"pay\u006coad": 1, "route" : {"a":[]}} )", &error, &members);
+  ASSERT_TRUE(doc.has_value());
+  EXPECT_EQ(doc->kind, ::asya::json::Kind::kObject);
+  EXPECT_EQ(doc->text.front(), '{');
+  EXPECT_EQ(doc->text.back(), '}');
+  ASSERT_EQ(members.size(), 2u);
+  EXPECT_EQ(members[0].key, "payload");
+  EXPECT_EQ(members[0].value.text, "1");
+  EXPECT_EQ(members[1].key, "route");
+  EXPECT_EQ(members[1].value.text, R"({"a":[]})");
 }
 
 }  // namespace
