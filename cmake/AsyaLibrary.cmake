@@ -12,7 +12,11 @@ set(ASYA_LAYERS
   router sidecar crew store gateway actor k8s operator local)
 
 # asya_library(NAME <name> [SRCS ...] DEPS ... PRIVATE_DEPS ...) -> target asya_<name>, alias
-# asya::<name>. Without SRCS the library is header-only (an INTERFACE target).
+# asya::<name>. Without SRCS the library is header-only (an INTERFACE target). Its public headers
+# live in <its dir>/include/asya/..., and that directory is all it exports: a target sees the
+# headers of the libraries it links, not the whole tree. Private headers stay beside the sources
+# and are included from src/ ("envelope/json_util.h"); tools/check_layers.py keeps other
+# libraries out of them.
 function(asya_library)
   cmake_parse_arguments(A "" "NAME" "SRCS;DEPS;PRIVATE_DEPS" ${ARGN})
   list(FIND ASYA_LAYERS ${A_NAME} self_index)
@@ -36,13 +40,13 @@ function(asya_library)
     "{\"name\": \"${A_NAME}\", \"dir\": \"${CMAKE_CURRENT_SOURCE_DIR}\", \"deps\": \"${deps_text}\"}")
   if(A_SRCS)
     add_library(asya_${A_NAME} STATIC ${A_SRCS})
-    target_include_directories(asya_${A_NAME} PUBLIC ${PROJECT_SOURCE_DIR}/include
+    target_include_directories(asya_${A_NAME} PUBLIC ${CMAKE_CURRENT_SOURCE_DIR}/include
                                PRIVATE ${PROJECT_SOURCE_DIR}/src)
     target_compile_options(asya_${A_NAME} PRIVATE ${ASYA_WARNINGS})
     target_link_libraries(asya_${A_NAME} PUBLIC ${A_DEPS} PRIVATE ${A_PRIVATE_DEPS})
   else()
     add_library(asya_${A_NAME} INTERFACE)
-    target_include_directories(asya_${A_NAME} INTERFACE ${PROJECT_SOURCE_DIR}/include)
+    target_include_directories(asya_${A_NAME} INTERFACE ${CMAKE_CURRENT_SOURCE_DIR}/include)
     target_link_libraries(asya_${A_NAME} INTERFACE ${A_DEPS})
   endif()
   add_library(asya::${A_NAME} ALIAS asya_${A_NAME})
@@ -85,8 +89,7 @@ endfunction()
 function(asya_test)
   cmake_parse_arguments(A "" "NAME;TIMEOUT" "SRCS;DEPS;LABELS" ${ARGN})
   add_executable(${A_NAME} ${A_SRCS})
-  target_include_directories(${A_NAME} PRIVATE ${PROJECT_SOURCE_DIR}/include
-                             ${PROJECT_SOURCE_DIR}/src ${PROJECT_SOURCE_DIR}/tests)
+  target_include_directories(${A_NAME} PRIVATE ${PROJECT_SOURCE_DIR}/src ${PROJECT_SOURCE_DIR}/tests)
   target_compile_options(${A_NAME} PRIVATE ${ASYA_WARNINGS})
   target_link_libraries(${A_NAME} PRIVATE ${A_DEPS} asya_test_support GTest::gtest GTest::gtest_main
                         Threads::Threads)

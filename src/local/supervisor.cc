@@ -198,7 +198,10 @@ Status SupervisorImpl::Init() {
   if (auto w = WriteFileAtomic(PidPath(state_dir_), std::to_string(::getpid()) + "\n"); !w) {
     return w;
   }
-  auto t = transport::MakeTransport(s_.transport);
+  if (!s_.make_transport) {
+    return MakeError(ErrorCode::kInvalidArgument, "SupervisorSettings.make_transport is not set");
+  }
+  auto t = s_.make_transport();
   if (!t) {
     return Unexpected(t.error());
   }
@@ -213,7 +216,7 @@ Status SupervisorImpl::Init() {
     return MakeError(ErrorCode::kInternal, std::string("signalfd: ") + std::strerror(errno));
   }
   started_wall_ms_ = WallMs();
-  launch_ = {state_dir_,     s_.transport.kind, s_.transport.sqlite.path,
+  launch_ = {state_dir_,     s_.transport_kind, s_.sqlite_path,
              s_.sidecar_bin, s_.python_runtime, s_.base_env};
   return Ok();
 }
@@ -726,7 +729,7 @@ void SupervisorImpl::WriteStatus() {
   MeshStatus ms;
   ms.pid = ::getpid();
   ms.generation = generation_;
-  ms.transport = s_.transport.kind;
+  ms.transport = s_.transport_kind;
   ms.state_dir = state_dir_;
   ms.started_ms = started_wall_ms_;
   ms.updated_ms = WallMs();
@@ -776,7 +779,7 @@ int SupervisorImpl::Run() {
   }
   EmitLine(nullptr, "asya",
            "mesh up: " + std::to_string(actors_.size()) + " actors, transport " +
-               s_.transport.kind + ", state " + state_dir_ + " (Ctrl-C to stop)");
+               s_.transport_kind + ", state " + state_dir_ + " (Ctrl-C to stop)");
   Tick();
   WriteStatus();
   while (true) {

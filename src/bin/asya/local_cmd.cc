@@ -218,7 +218,9 @@ int RunSupervisor(const UpArgs& args, bool echo) {
     std::fprintf(stderr, "asya up: %s\n", transport.error().message.c_str());
     return kExitUsage;
   }
-  s.transport = *transport;
+  s.transport_kind = transport->kind;
+  s.sqlite_path = transport->sqlite.path;
+  s.make_transport = [settings = *transport] { return transport::MakeTransport(settings); };
   Programs programs = LocatePrograms();
   s.sidecar_bin = programs.sidecar;
   s.crew_bin = programs.crew;

@@ -22,18 +22,23 @@
 #include <chrono>
 #include <memory>
 #include <string>
+#include <functional>
 #include <vector>
 
 #include "asya/base/result.h"
 #include "asya/local/apply.h"
 #include "asya/local/manifest.h"
-#include "asya/transport/factory.h"
+#include "asya/transport/transport.h"
 
 namespace asya::local {
 
 struct SupervisorSettings {
   std::string state_dir = ".asya";  // absolute or relative to the cwd
-  transport::TransportSettings transport;
+  // The mesh's transport. The supervisor is written against the Transport interface only: the
+  // program that links the implementations (src/bin/asya) passes the factory.
+  std::string transport_kind;  // sqlite | rabbitmq | sqs: status and the sidecars' environment
+  std::string sqlite_path;     // the queue file, when transport_kind is sqlite
+  std::function<Result<transport::TransportPtr>()> make_transport;
   // Programs.
   std::string sidecar_bin;     // asya-sidecar
   std::string crew_bin;        // asya-crew (end-actor runtime)
