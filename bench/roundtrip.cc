@@ -1,4 +1,4 @@
-// Runtime round trips through the sidecar's RuntimeClient (include/asya/protocol/runtime_client.h).
+// Runtime round trips through the sidecar's RuntimeClient (asya/protocol/runtime_client.h).
 //   asya-bench-roundtrip SOCK N conn|persist BYTES [THREADS]
 // prints "rate=<round trips per second> p50_us=.. p99_us=.." (THREADS clients in parallel,
 // default 1; latency percentiles over all calls).

@@ -37,7 +37,7 @@ Result<std::string> RabbitMqUrlFromEnv() {
          std::to_string(port) + "/";
 }
 
-// The AWS credential chain's variables (include/asya/aws/credentials.h) and SQS extras.
+// The AWS credential chain's variables (asya/aws/credentials.h) and SQS extras.
 Status SqsCredentialsFromEnv(transport::SqsSettings& sqs) {
   aws::CredentialSources& c = sqs.credential_sources;
   c.access_key_id = GetOr("AWS_ACCESS_KEY_ID", "");

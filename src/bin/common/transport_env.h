@@ -13,7 +13,7 @@
 //   ASYA_SQS_WAIT_TIME_SECONDS long-poll seconds (20; 0 -> 20)
 //   ASYA_QUEUE_RETRY_MAX_ATTEMPTS  missing-queue retries (10)
 //   ASYA_QUEUE_RETRY_BACKOFF   initial missing-queue backoff, Go duration (1s)
-//   AWS credentials for SQS (include/asya/aws/credentials.h):
+//   AWS credentials for SQS (asya/aws/credentials.h):
 //     AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS_ROLE_ARN,
 //     AWS_WEB_IDENTITY_TOKEN_FILE, AWS_ROLE_SESSION_NAME, AWS_ENDPOINT_URL_STS (else
 //     AWS_ENDPOINT_URL), AWS_SHARED_CREDENTIALS_FILE (else $HOME/.aws/credentials when readable),

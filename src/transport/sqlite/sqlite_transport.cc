@@ -1,4 +1,4 @@
-// The sqlite transport: see include/asya/transport/sqlite.h and README.md beside this file.
+// The sqlite transport: see asya/transport/sqlite.h and README.md beside this file.
 #include <algorithm>
 #include <atomic>
 #include <cctype>

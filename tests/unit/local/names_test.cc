@@ -141,7 +141,7 @@ TEST(Names, EveryVariableTheSidecarLaunchSetsIsReadByTheSidecar) {
 
 TEST(Names, EveryVariableTheRuntimeLaunchSetsIsReadByBothRuntimes) {
   const std::string python = Sources("src/runtime/python/asya_runtime.py");
-  const std::string sdk = Sources("src/runtime") + Sources("include/asya/runtime");
+  const std::string sdk = Sources("src/runtime");
   const ActorSpec a = UserActor();
   const auto vars = SetByLaunch(RuntimeLaunchSpec(a, Mesh(), "/s"), a.runtime_env);
   EXPECT_EQ(vars.count(env_name::kRuntimeConcurrency), 1u);

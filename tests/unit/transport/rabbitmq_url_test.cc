@@ -1,4 +1,4 @@
-// ParseRabbitMqUrl (include/asya/transport/rabbitmq.h), without a broker.
+// ParseRabbitMqUrl (asya/transport/rabbitmq.h), without a broker.
 #include <string>
 #include <vector>
 
