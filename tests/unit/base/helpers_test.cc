@@ -11,6 +11,7 @@
 #include "asya/base/file.h"
 #include "asya/base/strings.h"
 #include "asya/base/time_format.h"
+#include "support/temp_dir.h"
 
 namespace asya {
 namespace {
@@ -44,15 +45,7 @@ TEST(SplitTrimmed, EdgeCases) {
 
 class FileTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    char tmpl[] = "/tmp/asya-file-XXXXXX";
-    dir_ = ::mkdtemp(tmpl);
-  }
-  void TearDown() override {
-    ::chmod(dir_.c_str(), 0700);
-    std::error_code ec;
-    fs::remove_all(dir_, ec);
-  }
+  void TearDown() override { ::chmod(dir_.c_str(), 0700); }  // so TempDir can remove it
   static std::string Read(const std::string& path) {
     std::ifstream in(path);
     std::stringstream s;
@@ -62,7 +55,8 @@ class FileTest : public ::testing::Test {
   size_t Entries() const {
     return static_cast<size_t>(std::distance(fs::directory_iterator(dir_), {}));
   }
-  std::string dir_;
+  test::TempDir tmp_{"asya-file"};
+  std::string dir_ = tmp_.path();
 };
 
 TEST_F(FileTest, WritesAndReplaces) {

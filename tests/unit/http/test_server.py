@@ -1,4 +1,4 @@
-"""HTTP(S) server for tests/unit/http/http_test.cc.
+"""HTTP(S) server for tests/unit/http/client_test.cc.
 
 Usage: test_server.py PORT_FILE [--cert CERT --key KEY [--client-ca CA]]
 Writes the port it listens on (127.0.0.1) to PORT_FILE, then serves until killed.

@@ -1,6 +1,8 @@
 // The HTTP client against a real local server (tests/unit/http/test_server.py): round trips,
 // transport failures, retries on a ManualClock, TLS with certificates made by the openssl CLI,
-// chunked streaming, keep-alive and concurrent use; and the URL helpers against known vectors.
+// chunked streaming, keep-alive and concurrent use.
+#include "asya/http/client.h"
+
 #include <atomic>
 #include <filesystem>
 #include <fstream>
@@ -17,8 +19,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
-#include "asya/http/client.h"
-#include "asya/http/url.h"
+#include "support/temp_dir.h"
 
 namespace asya::http {
 namespace {
@@ -27,21 +28,7 @@ using json = nlohmann::json;
 using std::chrono::milliseconds;
 using std::chrono::seconds;
 
-class TempDir {
- public:
-  TempDir() {
-    char tmpl[] = "/tmp/asya-http-XXXXXX";
-    path_ = ::mkdtemp(tmpl);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  [[nodiscard]] const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
+using test::TempDir;
 
 std::string ReadAll(const std::string& path) {
   std::ifstream in(path);
@@ -86,7 +73,7 @@ class Server {
   }
 
  private:
-  TempDir dir_;
+  TempDir dir_{"asya-http"};
   std::string port_file_;
   std::string port_;
   pid_t pid_ = -1;
@@ -109,42 +96,6 @@ int ClosedPort() {
   ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
   ::close(fd);
   return ntohs(addr.sin_port);
-}
-
-// ---- URL helpers -----------------------------------------------------------------------------
-
-TEST(PercentEncode, KnownVectors) {
-  EXPECT_EQ(PercentEncode(""), "");
-  EXPECT_EQ(PercentEncode("AZaz09-._~"), "AZaz09-._~");
-  EXPECT_EQ(PercentEncode("a b/c~d"), "a%20b%2Fc~d");
-  EXPECT_EQ(PercentEncode("a b/c~d", /*keep_slash=*/true), "a%20b/c~d");
-  EXPECT_EQ(PercentEncode("+=&%?#@:"), "%2B%3D%26%25%3F%23%40%3A");
-  EXPECT_EQ(PercentEncode("\xE1\x88\xB4"), "%E1%88%B4");  // UTF-8 bytes, upper-case hex
-  EXPECT_EQ(PercentEncode(std::string("\x00\xff", 2)), "%00%FF");
-  EXPECT_EQ(PercentEncode("/"), "%2F");  // RabbitMQ's default vhost in a management path
-}
-
-TEST(FormEncode, JoinsEncodedPairs) {
-  EXPECT_EQ(FormEncode({}), "");
-  EXPECT_EQ(FormEncode({{"Action", "Assume Role"}, {"a&b", "c=d"}}),
-            "Action=Assume%20Role&a%26b=c%3Dd");
-}
-
-TEST(ParseUrl, SplitsAndRejects) {
-  auto u = ParseUrl("https://sqs.us-east-1.amazonaws.com:443/123/q?Action=x#frag");
-  ASSERT_TRUE(u.has_value());
-  EXPECT_EQ(u->scheme, "https");
-  EXPECT_EQ(u->authority, "sqs.us-east-1.amazonaws.com:443");
-  EXPECT_EQ(u->host, "sqs.us-east-1.amazonaws.com");
-  EXPECT_EQ(u->path, "/123/q");
-  EXPECT_EQ(u->query, "Action=x");
-  EXPECT_EQ(ParseUrl("http://[::1]:8080")->host, "[::1]");
-  EXPECT_EQ(ParseUrl("http://h")->path, "/");
-  for (const char* bad : {"h/path", "ftp://h/", "http://", "http://u:p@h/"}) {
-    auto r = ParseUrl(bad);
-    ASSERT_FALSE(r.has_value()) << bad;
-    EXPECT_EQ(r.error().code, ErrorCode::kInvalidArgument);
-  }
 }
 
 // ---- requests ---------------------------------------------------------------------------------
