@@ -43,9 +43,13 @@ constexpr int64_t kStatusEveryMs = 1000;
 constexpr int64_t kDepthEveryMs = 2000;
 constexpr size_t kMaxEvents = 20;
 
-int64_t SteadyMs() { return SteadyMillis(SystemClock().Now()); }
+int64_t SteadyMs() {
+  return SteadyMillis(SystemClock().Now());
+}
 
-int64_t WallMs() { return UnixMillis(SystemClock().WallNow()); }
+int64_t WallMs() {
+  return UnixMillis(SystemClock().WallNow());
+}
 
 std::string DescribeExit(int wstatus) {
   if (WIFEXITED(wstatus)) {

@@ -105,10 +105,10 @@ GatewayReporter::GatewayReporter(GatewayOptions options) : impl_(std::make_uniqu
   while (!impl_->o.url.empty() && impl_->o.url.back() == '/') {
     impl_->o.url.pop_back();
   }
-  impl_->client = std::make_unique<http::Client>(
-      http::ClientOptions{.bearer_token = impl_->o.token,
-                          .timeout = impl_->o.http_timeout,
-                          .connect_timeout = impl_->o.http_timeout});
+  impl_->client =
+      std::make_unique<http::Client>(http::ClientOptions{.bearer_token = impl_->o.token,
+                                                         .timeout = impl_->o.http_timeout,
+                                                         .connect_timeout = impl_->o.http_timeout});
   impl_->worker = std::thread([this] { impl_->Loop(); });
 }
 

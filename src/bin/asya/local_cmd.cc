@@ -48,7 +48,9 @@ constexpr int kExitFailed = exit_code::kFailed;
 constexpr int kExitUsage = exit_code::kUsage;
 constexpr auto kApplyTimeout = std::chrono::seconds(30);
 
-int64_t WallMs() { return UnixMillis(SystemClock().WallNow()); }
+int64_t WallMs() {
+  return UnixMillis(SystemClock().WallNow());
+}
 
 std::string DefaultStateDir() {
   return env::GetOr(env_name::kStateDir, state_dir::kDefault);

@@ -34,8 +34,8 @@ Result<std::string> RabbitMqUrlFromEnv() {
   ASYA_ASSIGN_OR_RETURN(int64_t port, Int("ASYA_RABBITMQ_PORT", 5672, 1, 65535));
   std::string user = GetOr("ASYA_RABBITMQ_USERNAME", "guest");
   std::string password = GetOr("ASYA_RABBITMQ_PASSWORD", "guest");
-  return "amqp://" + http::PercentEncode(user) + ":" + http::PercentEncode(password) + "@" + host + ":" +
-         std::to_string(port) + "/";
+  return "amqp://" + http::PercentEncode(user) + ":" + http::PercentEncode(password) + "@" + host +
+         ":" + std::to_string(port) + "/";
 }
 
 // The AWS credential chain's variables (include/asya/aws/credentials.h) and SQS extras.

@@ -7,7 +7,9 @@
 namespace asya::transport::rabbitmq {
 namespace {
 
-std::string Escape(const std::string& text) { return http::PercentEncode(text); }
+std::string Escape(const std::string& text) {
+  return http::PercentEncode(text);
+}
 
 }  // namespace
 

@@ -52,7 +52,9 @@ CREATE TABLE IF NOT EXISTS messages(
 CREATE INDEX IF NOT EXISTS messages_by_visibility ON messages(queue, visible_at, id);
 )sql";
 
-int64_t NowMs() { return UnixMillis(SystemClock().WallNow()); }
+int64_t NowMs() {
+  return UnixMillis(SystemClock().WallNow());
+}
 
 Status ValidateQueueName(std::string_view queue) {
   bool ok = !queue.empty() && queue.size() <= kMaxQueueName && queue.front() != '.';
