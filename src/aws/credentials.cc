@@ -10,6 +10,8 @@
 
 #include "asya/aws/http.h"
 #include "asya/base/log.h"
+#include "asya/base/strings.h"
+#include "asya/base/time_format.h"
 
 namespace asya::aws {
 namespace {
@@ -27,29 +29,14 @@ Result<std::string> ReadFile(const std::string& path, std::string_view what) {
   return text.str();
 }
 
-std::string_view Trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t' || s.front() == '\r')) {
-    s.remove_prefix(1);
-  }
-  while (!s.empty() &&
-         (s.back() == ' ' || s.back() == '\t' || s.back() == '\r' || s.back() == '\n')) {
-    s.remove_suffix(1);
-  }
-  return s;
-}
-
 // "2026-11-28T12:00:00Z", "2026-11-28T12:00:00.123Z", "2026-11-28T12:00:00+00:00".
 Result<Clock::time_point> ParseIso8601(std::string_view text) {
-  std::tm tm{};
-  int consumed = 0;
-  std::string s(text);
-  if (std::sscanf(s.c_str(), "%4d-%2d-%2dT%2d:%2d:%2d%n", &tm.tm_year, &tm.tm_mon, &tm.tm_mday,
-                  &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &consumed) != 6) {
-    return MakeError(ErrorCode::kInvalidArgument, "expiration '" + s + "' is not an ISO 8601 time");
+  auto time = ParseRfc3339(text);
+  if (!time) {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     "expiration '" + std::string(text) + "' is not an ISO 8601 time");
   }
-  tm.tm_year -= 1900;
-  tm.tm_mon -= 1;
-  return Clock::from_time_t(timegm(&tm));
+  return std::chrono::time_point_cast<Clock::duration>(*time);
 }
 
 // Text between <tag> and </tag> (first occurrence), for the small STS XML documents.
@@ -84,7 +71,7 @@ Result<Credentials> ParseSharedCredentials(std::string_view text, std::string_vi
     if (end == std::string_view::npos) {
       end = text.size();
     }
-    std::string_view line = Trim(text.substr(pos, end - pos));
+    std::string_view line = TrimSpace(text.substr(pos, end - pos));
     pos = end + 1;
     ++line_no;
     if (line.empty() || line.front() == '#' || line.front() == ';') {
@@ -95,9 +82,9 @@ Result<Credentials> ParseSharedCredentials(std::string_view text, std::string_vi
         return MakeError(ErrorCode::kInvalidArgument,
                          where() + ": malformed section header '" + std::string(line) + "'");
       }
-      std::string_view name = Trim(line.substr(1, line.size() - 2));
+      std::string_view name = TrimSpace(line.substr(1, line.size() - 2));
       if (name.rfind("profile ", 0) == 0) {
-        name = Trim(name.substr(8));
+        name = TrimSpace(name.substr(8));
       }
       in_profile = name == profile;
       found_profile = found_profile || in_profile;
@@ -111,8 +98,8 @@ Result<Credentials> ParseSharedCredentials(std::string_view text, std::string_vi
     if (!in_profile) {
       continue;
     }
-    std::string_view key = Trim(line.substr(0, eq));
-    std::string value(Trim(line.substr(eq + 1)));
+    std::string_view key = TrimSpace(line.substr(0, eq));
+    std::string value(TrimSpace(line.substr(eq + 1)));
     if (key == "aws_access_key_id") {
       out.access_key_id = value;
     } else if (key == "aws_secret_access_key") {
@@ -220,7 +207,7 @@ Result<Credentials> CredentialProvider::FromWebIdentity() {
   }
   ASYA_ASSIGN_OR_RETURN(std::string token,
                         ReadFile(sources_.web_identity_token_file, "AWS_WEB_IDENTITY_TOKEN_FILE"));
-  token = std::string(Trim(token));
+  token = std::string(TrimSpace(token));
   std::string endpoint = sources_.sts_endpoint.empty()
                              ? "https://sts." + sources_.region + ".amazonaws.com"
                              : sources_.sts_endpoint;
@@ -270,7 +257,7 @@ Result<Credentials> CredentialProvider::FromContainer() {
   if (!sources_.container_authorization_token_file.empty()) {
     ASYA_ASSIGN_OR_RETURN(auth, ReadFile(sources_.container_authorization_token_file,
                                          "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE"));
-    auth = std::string(Trim(auth));
+    auth = std::string(TrimSpace(auth));
   }
   if (!auth.empty()) {
     request.headers.emplace_back("Authorization", auth);

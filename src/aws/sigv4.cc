@@ -8,15 +8,13 @@
 #include <openssl/hmac.h>
 #include <openssl/sha.h>
 
+#include "asya/base/time_format.h"
+#include "asya/http/url.h"
+
 namespace asya::aws {
 namespace {
 
 constexpr std::string_view kAlgorithm = "AWS4-HMAC-SHA256";
-
-bool IsUnreserved(unsigned char c) {
-  return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
-         c == '.' || c == '_' || c == '~';
-}
 
 std::string ToLower(std::string_view text) {
   std::string out(text);
@@ -76,19 +74,7 @@ std::string HmacSha256(std::string_view key, std::string_view data) {
 }
 
 std::string UriEncode(std::string_view text, bool keep_slash) {
-  static constexpr char kDigits[] = "0123456789ABCDEF";
-  std::string out;
-  out.reserve(text.size());
-  for (unsigned char c : text) {
-    if (IsUnreserved(c) || (keep_slash && c == '/')) {
-      out.push_back(static_cast<char>(c));
-    } else {
-      out.push_back('%');
-      out.push_back(kDigits[c >> 4]);
-      out.push_back(kDigits[c & 0xF]);
-    }
-  }
-  return out;
+  return http::PercentEncode(text, keep_slash);
 }
 
 std::string NormalizePath(std::string_view path) {
@@ -141,12 +127,7 @@ std::string CanonicalQuery(const HeaderList& query) {
 }
 
 std::string FormatAmzDate(std::chrono::system_clock::time_point time) {
-  std::time_t t = std::chrono::system_clock::to_time_t(time);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[20];
-  std::strftime(buf, sizeof(buf), "%Y%m%dT%H%M%SZ", &tm);
-  return buf;
+  return FormatUtc(time, "%Y%m%dT%H%M%SZ");
 }
 
 std::string DeriveSigningKey(std::string_view secret, std::string_view date,

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "asya/base/json_text.h"
+#include "asya/base/time_format.h"
 
 namespace asya::log {
 namespace {
@@ -60,16 +61,7 @@ void AppendTextValue(std::string& out, std::string_view s) {
 }
 
 std::string Timestamp() {
-  auto now = std::chrono::system_clock::now();
-  auto secs = std::chrono::system_clock::to_time_t(now);
-  auto ms =
-      std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count() % 1000;
-  std::tm tm{};
-  gmtime_r(&secs, &tm);
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
-                tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<int>(ms));
-  return buf;
+  return FormatRfc3339(std::chrono::system_clock::now(), 3);
 }
 
 }  // namespace

@@ -8,6 +8,8 @@
 #include "asya/base/crew_layout.h"
 #include "asya/base/exit_codes.h"
 #include "asya/base/json_text.h"
+#include "asya/base/strings.h"
+#include "asya/base/time_format.h"
 #include "asya/envelope/envelope.h"
 #include "asya/local/manifest.h"
 
@@ -18,14 +20,6 @@ namespace {
 
 constexpr auto kPollEvery = std::chrono::milliseconds(100);
 constexpr auto kStampSkew = std::chrono::seconds(2);
-
-std::string Trim(std::string_view s) {
-  const size_t b = s.find_first_not_of(" \t");
-  if (b == std::string_view::npos) {
-    return "";
-  }
-  return std::string(s.substr(b, s.find_last_not_of(" \t") - b + 1));
-}
 
 std::string RandomHex(size_t bytes) {
   std::random_device rd;
@@ -61,20 +55,13 @@ Status CheckJson(std::string_view text) {
 
 Result<std::vector<std::string>> ParseRoute(std::string_view route) {
   std::vector<std::string> actors;
-  size_t start = 0;
-  while (start <= route.size()) {
-    size_t comma = route.find(',', start);
-    if (comma == std::string_view::npos) {
-      comma = route.size();
-    }
-    std::string name = Trim(route.substr(start, comma - start));
+  for (std::string& name : SplitTrimmed(route, ',', /*keep_empty=*/true)) {
     if (!IsValidActorName(name)) {
       return MakeError(
           ErrorCode::kInvalidArgument,
           "ROUTE must be comma-separated actor names (DNS-1123 labels); '" + name + "' is not one");
     }
     actors.push_back(std::move(name));
-    start = comma + 1;
   }
   return actors;
 }
@@ -150,12 +137,7 @@ std::string NewTraceparent() {
 }
 
 std::string CrewStampFloor(Clock::WallTime sent_at) {
-  std::time_t secs = std::chrono::system_clock::to_time_t(sent_at - kStampSkew);
-  std::tm tm{};
-  ::gmtime_r(&secs, &tm);
-  char stamp[32];
-  std::strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%S", &tm);
-  return stamp;
+  return FormatUtc(sent_at - kStampSkew, "%Y-%m-%dT%H:%M:%S");
 }
 
 std::string FindCrewFile(const std::string& dir, const std::string& id, const std::string& since) {

@@ -26,6 +26,7 @@
 #include "asya/base/env_names.h"
 #include "asya/base/exit_codes.h"
 #include "asya/base/runtime_files.h"
+#include "asya/base/time_format.h"
 #include "asya/local/apply.h"
 #include "asya/local/autoscaler.h"
 #include "asya/local/launch.h"
@@ -43,15 +44,11 @@ constexpr int64_t kDepthEveryMs = 2000;
 constexpr size_t kMaxEvents = 20;
 
 int64_t SteadyMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::steady_clock::now().time_since_epoch())
-      .count();
+  return SteadyMillis(SystemClock().Now());
 }
 
 int64_t WallMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
+  return UnixMillis(SystemClock().WallNow());
 }
 
 std::string DescribeExit(int wstatus) {

@@ -34,6 +34,7 @@
 #include <unistd.h>
 
 #include "asya/base/duration.h"
+#include "asya/base/file.h"
 #include "asya/base/log.h"
 #include "asya/base/runtime_files.h"
 #include "asya/protocol/frame.h"
@@ -233,15 +234,9 @@ Status Server::Impl::Bind() {
 }
 
 void Server::Impl::WriteReadyFile() {
-  std::string tmp = ready_path + ".tmp";
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  bool ok = fd >= 0 && ::write(fd, "ready", 5) == 5;
-  if (fd >= 0) {
-    ::close(fd);
-  }
-  if (!ok || ::rename(tmp.c_str(), ready_path.c_str()) != 0) {
+  if (auto written = WriteFileAtomic(ready_path, "ready"); !written) {
     log::Error("failed to create the ready file",
-               {{"path", ready_path}, {"error", Errno("write")}});
+               {{"path", ready_path}, {"error", written.error().message}});
     return;
   }
   log::Info("runtime ready", {{"socket", socket_path}, {"ready_file", ready_path}});

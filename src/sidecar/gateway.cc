@@ -8,18 +8,13 @@
 #include <thread>
 #include <utility>
 
-#include <curl/curl.h>
-
 #include "asya/base/log.h"
+#include "asya/http/client.h"
 
 namespace asya::sidecar {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-size_t Discard(char* /*ptr*/, size_t size, size_t nmemb, void* /*userdata*/) {
-  return size * nmemb;
-}
 
 struct Pending {
   PostKind kind;
@@ -33,8 +28,7 @@ struct Pending {
 
 struct GatewayReporter::Impl {
   GatewayOptions o;
-  CURL* curl = nullptr;
-  curl_slist* headers = nullptr;
+  std::unique_ptr<http::Client> client;  // thread-safe: the worker and Healthy() share it
   std::mutex mu;
   std::condition_variable cv;
   std::deque<Pending> queue;
@@ -46,24 +40,15 @@ struct GatewayReporter::Impl {
 
   // Returns the HTTP status, or 0 on a transport error.
   long Request(const std::string& path, const std::string* body) {
-    std::string url = o.url + path;
-    curl_easy_reset(curl);
-    curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
-    curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, static_cast<long>(o.http_timeout.count()));
-    curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, Discard);
-    curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
+    http::Request request;
+    request.url = o.url + path;
     if (body != nullptr) {
-      curl_easy_setopt(curl, CURLOPT_POST, 1L);
-      curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body->data());
-      curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE, static_cast<long>(body->size()));
+      request.method = "POST";
+      request.headers = {{"Content-Type", "application/json"}};
+      request.body = *body;
     }
-    if (curl_easy_perform(curl) != CURLE_OK) {
-      return 0;
-    }
-    long code = 0;
-    curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &code);
-    return code;
+    auto response = client->Do(request);
+    return response ? response->status : 0;
   }
 
   void Loop() {
@@ -120,36 +105,19 @@ GatewayReporter::GatewayReporter(GatewayOptions options) : impl_(std::make_uniqu
   while (!impl_->o.url.empty() && impl_->o.url.back() == '/') {
     impl_->o.url.pop_back();
   }
-  curl_global_init(CURL_GLOBAL_DEFAULT);
-  impl_->curl = curl_easy_init();
-  impl_->headers = curl_slist_append(nullptr, "Content-Type: application/json");
-  if (!impl_->o.token.empty()) {
-    impl_->headers =
-        curl_slist_append(impl_->headers, ("Authorization: Bearer " + impl_->o.token).c_str());
-  }
+  impl_->client =
+      std::make_unique<http::Client>(http::ClientOptions{.bearer_token = impl_->o.token,
+                                                         .timeout = impl_->o.http_timeout,
+                                                         .connect_timeout = impl_->o.http_timeout});
   impl_->worker = std::thread([this] { impl_->Loop(); });
 }
 
 GatewayReporter::~GatewayReporter() {
   Stop(std::chrono::milliseconds(0));
-  curl_slist_free_all(impl_->headers);
-  curl_easy_cleanup(impl_->curl);
 }
 
 bool GatewayReporter::Healthy() {
-  // Runs on the caller's thread before the worker has anything to do; use a separate handle.
-  CURL* c = curl_easy_init();
-  std::string url = impl_->o.url + "/health";
-  curl_easy_setopt(c, CURLOPT_URL, url.c_str());
-  curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-  curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, static_cast<long>(impl_->o.http_timeout.count()));
-  curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, Discard);
-  long code = 0;
-  if (curl_easy_perform(c) == CURLE_OK) {
-    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
-  }
-  curl_easy_cleanup(c);
-  return code == 200;
+  return impl_->Request("/health", nullptr) == 200;
 }
 
 void GatewayReporter::Post(PostKind kind, std::string path, std::string body) {

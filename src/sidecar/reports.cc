@@ -6,6 +6,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "asya/base/time_format.h"
+
 namespace asya::sidecar {
 namespace {
 
@@ -38,12 +40,7 @@ std::string Progress(const envelope::Envelope& env, std::string_view status,
 }  // namespace
 
 std::string Report::Timestamp() const {
-  std::time_t t = std::chrono::system_clock::to_time_t(clock_.WallNow());
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
+  return FormatRfc3339(clock_.WallNow());
 }
 
 void Report::BeforeCall() {

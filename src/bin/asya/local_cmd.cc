@@ -23,6 +23,7 @@
 #include "asya/base/env_names.h"
 #include "asya/base/exit_codes.h"
 #include "asya/base/state_dir.h"
+#include "asya/base/time_format.h"
 #include "asya/base/transport_kinds.h"
 #include "asya/local/apply.h"
 #include "asya/local/manifest.h"
@@ -48,9 +49,7 @@ constexpr int kExitUsage = exit_code::kUsage;
 constexpr auto kApplyTimeout = std::chrono::seconds(30);
 
 int64_t WallMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
+  return UnixMillis(SystemClock().WallNow());
 }
 
 std::string DefaultStateDir() {

@@ -7,6 +7,7 @@
 #include "asya/base/env_names.h"
 #include "asya/base/state_dir.h"
 #include "asya/base/transport_kinds.h"
+#include "asya/http/url.h"
 #include "bin/common/env.h"
 
 namespace asya::env {
@@ -33,8 +34,8 @@ Result<std::string> RabbitMqUrlFromEnv() {
   ASYA_ASSIGN_OR_RETURN(int64_t port, Int("ASYA_RABBITMQ_PORT", 5672, 1, 65535));
   std::string user = GetOr("ASYA_RABBITMQ_USERNAME", "guest");
   std::string password = GetOr("ASYA_RABBITMQ_PASSWORD", "guest");
-  return "amqp://" + UrlEscape(user) + ":" + UrlEscape(password) + "@" + host + ":" +
-         std::to_string(port) + "/";
+  return "amqp://" + http::PercentEncode(user) + ":" + http::PercentEncode(password) + "@" + host +
+         ":" + std::to_string(port) + "/";
 }
 
 // The AWS credential chain's variables (asya/aws/credentials.h) and SQS extras.
@@ -67,23 +68,6 @@ Status SqsCredentialsFromEnv(transport::SqsSettings& sqs) {
 }
 
 }  // namespace
-
-std::string UrlEscape(std::string_view text) {
-  std::string out;
-  out.reserve(text.size());
-  for (unsigned char c : text) {
-    bool unreserved = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-                      c == '-' || c == '.' || c == '_' || c == '~';
-    if (unreserved) {
-      out.push_back(static_cast<char>(c));
-    } else {
-      char buf[4];
-      std::snprintf(buf, sizeof(buf), "%%%02X", c);
-      out += buf;
-    }
-  }
-  return out;
-}
 
 Result<transport::TransportSettings> TransportSettingsFromEnv(const TransportEnvOptions& options) {
   transport::TransportSettings s;

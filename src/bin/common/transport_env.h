@@ -43,7 +43,4 @@ struct TransportEnvOptions {
 Result<transport::TransportSettings> TransportSettingsFromEnv(
     const TransportEnvOptions& options = {});
 
-// Percent-escapes everything except RFC 3986 unreserved characters (for URL user info).
-std::string UrlEscape(std::string_view text);
-
 }  // namespace asya::env

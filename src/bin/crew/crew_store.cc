@@ -8,6 +8,8 @@
 #include <unistd.h>
 
 #include "asya/base/crew_layout.h"
+#include "asya/base/file.h"
+#include "asya/base/time_format.h"
 
 namespace asya::crew {
 namespace fs = std::filesystem;
@@ -51,15 +53,7 @@ std::string LastActor(const nlohmann::json& envelope) {
 }
 
 std::string FormatTimestamp(std::chrono::system_clock::time_point t) {
-  auto us = std::chrono::duration_cast<std::chrono::microseconds>(t.time_since_epoch()).count();
-  std::time_t secs = static_cast<std::time_t>(us / 1'000'000);
-  std::tm tm{};
-  ::gmtime_r(&secs, &tm);
-  char buf[64];
-  std::snprintf(buf, sizeof(buf), "%04d-%02d-%02dT%02d:%02d:%02d.%06lldZ", tm.tm_year + 1900,
-                tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                static_cast<long long>(us % 1'000'000));
-  return buf;
+  return FormatRfc3339(t, 6);
 }
 
 Result<std::string> MakeKey(const nlohmann::json& envelope, const std::string& prefix,
@@ -83,21 +77,8 @@ Status Store(const std::string& root, const std::string& key, const nlohmann::js
     return MakeError(ErrorCode::kUnavailable,
                      "cannot create " + path.parent_path().string() + ": " + ec.message());
   }
-  fs::path tmp = path;
-  tmp += ".tmp" + std::to_string(::getpid());
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    out << envelope.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
-    out.flush();
-    if (!out) {
-      return MakeError(ErrorCode::kUnavailable, "cannot write " + tmp.string());
-    }
-  }
-  fs::rename(tmp, path, ec);
-  if (ec) {
-    return MakeError(ErrorCode::kUnavailable, "cannot rename to " + path.string());
-  }
-  return Ok();
+  return WriteFileAtomic(
+      path.string(), envelope.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
 }
 
 }  // namespace asya::crew

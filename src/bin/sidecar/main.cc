@@ -21,6 +21,7 @@
 #include "asya/base/exit_codes.h"
 #include "asya/base/log.h"
 #include "asya/base/runtime_files.h"
+#include "asya/base/strings.h"
 #include "asya/protocol/runtime_client.h"
 #include "asya/sidecar/gateway.h"
 #include "asya/sidecar/http_server.h"
@@ -51,25 +52,6 @@ struct Config {
   std::string gateway_token;
   size_t max_message_bytes = 64u << 20;
 };
-
-std::vector<std::string> SplitList(const std::string& text) {
-  std::vector<std::string> out;
-  size_t start = 0;
-  while (start <= text.size()) {
-    size_t end = text.find(',', start);
-    if (end == std::string::npos) {
-      end = text.size();
-    }
-    std::string item = text.substr(start, end - start);
-    size_t b = item.find_first_not_of(" \t");
-    size_t e = item.find_last_not_of(" \t");
-    if (b != std::string::npos) {
-      out.push_back(item.substr(b, e - b + 1));
-    }
-    start = end + 1;
-  }
-  return out;
-}
 
 Result<Config> LoadConfig() {
   namespace env = asya::env;
@@ -113,7 +95,7 @@ Result<Config> LoadConfig() {
   ASYA_ASSIGN_OR_RETURN(p.retry_backoff, env::Duration("ASYA_RETRY_BACKOFF", Millis(1000)));
   ASYA_ASSIGN_OR_RETURN(p.retry_max_backoff,
                         env::Duration("ASYA_RETRY_MAX_BACKOFF", Millis(300'000)));
-  p.non_retryable = SplitList(env::GetOr("ASYA_RETRY_NON_RETRYABLE", ""));
+  p.non_retryable = asya::SplitTrimmed(env::GetOr("ASYA_RETRY_NON_RETRYABLE", ""));
 
   ASYA_ASSIGN_OR_RETURN(s.runtime_timeout, env::Duration(name::kRuntimeTimeout, Millis(300'000)));
   if (s.runtime_timeout.count() <= 0) {

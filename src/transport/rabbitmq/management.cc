@@ -1,61 +1,36 @@
 #include "transport/rabbitmq/management.h"
 
-#include <cstdio>
-
-#include <curl/curl.h>
 #include <nlohmann/json.hpp>
+
+#include "asya/http/url.h"
 
 namespace asya::transport::rabbitmq {
 namespace {
 
 std::string Escape(const std::string& text) {
-  std::string out;
-  for (unsigned char c : text) {
-    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
-      out.push_back(static_cast<char>(c));
-    } else {
-      char buf[4];
-      std::snprintf(buf, sizeof(buf), "%%%02X", c);
-      out += buf;
-    }
-  }
-  return out;
-}
-
-size_t Collect(char* data, size_t size, size_t n, void* user) {
-  static_cast<std::string*>(user)->append(data, size * n);
-  return size * n;
+  return http::PercentEncode(text);
 }
 
 }  // namespace
 
 ManagementClient::ManagementClient(std::string base_url, std::string vhost)
-    : base_url_(std::move(base_url)), vhost_(std::move(vhost)) {
+    : base_url_(std::move(base_url)),
+      vhost_(std::move(vhost)),
+      http_(http::ClientOptions{.base_url = base_url_,
+                                .timeout = http::Millis(10'000),
+                                .connect_timeout = http::Millis(10'000)}) {
   while (!base_url_.empty() && base_url_.back() == '/') {
     base_url_.pop_back();
   }
 }
 
 Result<std::string> ManagementClient::Get(const std::string& path) const {
-  CURL* curl = curl_easy_init();
-  if (curl == nullptr) {
-    return MakeError(ErrorCode::kInternal, "curl_easy_init failed");
-  }
-  std::string body;
-  std::string url = base_url_ + path;
-  curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
-  curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, Collect);
-  curl_easy_setopt(curl, CURLOPT_WRITEDATA, &body);
-  curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, 10'000L);
-  curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
-  CURLcode rc = curl_easy_perform(curl);
-  long status = 0;
-  curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
-  curl_easy_cleanup(curl);
-  if (rc != CURLE_OK) {
+  auto response = http_.Get(path);
+  if (!response) {
     return MakeError(ErrorCode::kUnavailable,
-                     "RabbitMQ management API (" + base_url_ + "): " + curl_easy_strerror(rc));
+                     "RabbitMQ management API: " + response.error().message);
   }
+  const long status = response->status;
   if (status == 404) {
     return MakeError(ErrorCode::kNotFound, "RabbitMQ management API: 404 for " + path);
   }
@@ -63,7 +38,7 @@ Result<std::string> ManagementClient::Get(const std::string& path) const {
     return MakeError(ErrorCode::kUnavailable,
                      "RabbitMQ management API: HTTP " + std::to_string(status) + " for " + path);
   }
-  return body;
+  return std::move(response->body);
 }
 
 Result<ManagementQueueStats> ManagementClient::QueueStats(const std::string& queue) const {

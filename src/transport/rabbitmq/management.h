@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "asya/base/result.h"
+#include "asya/http/client.h"
 
 namespace asya::transport::rabbitmq {
 
@@ -28,6 +29,7 @@ class ManagementClient {
 
   std::string base_url_;
   std::string vhost_;
+  http::Client http_;  // thread-safe, keeps the connection alive between calls
 };
 
 }  // namespace asya::transport::rabbitmq

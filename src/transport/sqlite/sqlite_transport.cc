@@ -18,6 +18,7 @@
 #include <nlohmann/json.hpp>
 
 #include "asya/base/log.h"
+#include "asya/base/time_format.h"
 #include "asya/transport/sqlite.h"
 #include "transport/sqlite/sqlite_db.h"
 #include "transport/sqlite/wake.h"
@@ -52,8 +53,7 @@ CREATE INDEX IF NOT EXISTS messages_by_visibility ON messages(queue, visible_at,
 )sql";
 
 int64_t NowMs() {
-  return std::chrono::duration_cast<Millis>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
+  return UnixMillis(SystemClock().WallNow());
 }
 
 Status ValidateQueueName(std::string_view queue) {

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "asya/base/file.h"
 #include "asya/base/result.h"
 
 namespace asya::local {
@@ -133,8 +134,7 @@ std::string RenderDescribe(const ActorStatus& a, int64_t now_ms);
 std::string EncodeMeshStatus(const MeshStatus& s);
 Result<MeshStatus> DecodeMeshStatus(const std::string& json);
 
-// Writes `content` to `path` atomically (temp file + rename).
-Status WriteFileAtomic(const std::string& path, const std::string& content);
+using asya::WriteFileAtomic;  // asya/base/file.h
 Result<std::string> ReadFile(const std::string& path);
 
 }  // namespace asya::local

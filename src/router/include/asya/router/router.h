@@ -19,6 +19,7 @@
 #include <string_view>
 #include <vector>
 
+#include "asya/base/time_format.h"
 #include "asya/envelope/envelope.h"
 
 namespace asya::router {
@@ -128,10 +129,9 @@ Decision Decide(const Policy& policy, const Input& input);
 Decision AfterPublishFailure(const Policy& policy, const Input& input, const Decision& decision,
                              size_t index, const Error& error, Millis nack_delay);
 
-// Parses an RFC 3339 timestamp ("2025-01-02T03:04:05.678Z", "...+02:00") with microsecond
-// precision (a 64-bit count of microseconds covers any year, unlike system_clock's nanoseconds).
-using Timestamp = std::chrono::sys_time<std::chrono::microseconds>;
-Result<Timestamp> ParseRfc3339(std::string_view text);
+// RFC 3339 deadlines are parsed by asya/base/time_format.h (microsecond precision).
+using asya::ParseRfc3339;
+using asya::Timestamp;
 
 // Retry delay before attempt `attempt + 1`: min(backoff * 2^(attempt-1), max_backoff), scaled by
 // a jitter factor in [0.8, 1.2) and capped at max_backoff.
