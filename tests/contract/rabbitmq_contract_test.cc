@@ -17,18 +17,13 @@
 #include "asya/transport/rabbitmq.h"
 #include "contract/transport_fixture.h"
 #include "support/rabbitmq_fixture.h"
+#include "support/status_matchers.h"
 
 namespace asya::transport {
 namespace {
 
 using asya::test::RabbitMqBroker;
 using Clock = std::chrono::steady_clock;
-
-#define ASSERT_OK(expr)                                                              \
-  do {                                                                               \
-    const auto& asya_s_ = (expr);                                                    \
-    ASSERT_TRUE(asya_s_.has_value()) << #expr << ": " << asya_s_.error().ToString(); \
-  } while (false)
 
 RabbitMqSettings Settings(const RabbitMqBroker& broker) {
   RabbitMqSettings s;

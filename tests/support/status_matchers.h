@@ -9,13 +9,13 @@
 // ASSERT_OK(expr) / EXPECT_OK(expr): expr is a Result<T> or Status that must hold a value.
 #define ASSERT_OK(expr)                                                                        \
   do {                                                                                         \
-    auto asya_test_r_ = (expr);                                                                \
+    const auto& asya_test_r_ = (expr);                                                         \
     ASSERT_TRUE(asya_test_r_.has_value()) << #expr << ": " << asya_test_r_.error().ToString(); \
   } while (false)
 
 #define EXPECT_OK(expr)                                                                        \
   do {                                                                                         \
-    auto asya_test_r_ = (expr);                                                                \
+    const auto& asya_test_r_ = (expr);                                                         \
     EXPECT_TRUE(asya_test_r_.has_value()) << #expr << ": " << asya_test_r_.error().ToString(); \
   } while (false)
 

@@ -16,24 +16,11 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "support/temp_dir.h"
+
 namespace asya::runtime::testing {
 
-// Creates a fresh short directory under /tmp; removed by the destructor (best effort).
-class TempDir {
- public:
-  TempDir() {
-    char tmpl[] = "/tmp/asya-rt-XXXXXX";
-    path_ = ::mkdtemp(tmpl);
-  }
-  ~TempDir() {
-    std::string cmd = "rm -rf '" + path_ + "'";
-    [[maybe_unused]] int rc = std::system(cmd.c_str());
-  }
-  [[nodiscard]] const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
+using asya::test::TempDir;  // tests/support/temp_dir.h
 
 inline int Connect(const std::string& path) {
   int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);

@@ -27,6 +27,7 @@
 #include "asya/protocol/frame.h"
 #include "asya/sidecar/metrics.h"
 #include "asya/transport/sqlite.h"
+#include "support/temp_dir.h"
 
 namespace asya::sidecar {
 namespace {
@@ -172,8 +173,6 @@ class CountingTransport : public transport::Transport {
 class SidecarTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    char tmpl[] = "/tmp/asctXXXXXX";
-    dir_ = ::mkdtemp(tmpl);
     transport::SqliteSettings ss;
     ss.path = dir_ + "/q.db";
     auto t = transport::MakeSqliteTransport(ss);
@@ -190,7 +189,6 @@ class SidecarTest : public ::testing::Test {
     settings_.shutdown_timeout = milliseconds(5000);
     settings_.publish_failure_nack_delay = milliseconds(50);
   }
-  void TearDown() override { std::filesystem::remove_all(dir_); }
 
   void Publish(const std::string& queue, const json& body) {
     ASSERT_TRUE(sqlite_->Publish(queue, body.dump()).has_value());
@@ -216,7 +214,8 @@ class SidecarTest : public ::testing::Test {
   }
   transport::QueueDepth Depth(const std::string& q) { return *sqlite_->Depth(q); }
 
-  std::string dir_;
+  asya::test::TempDir tmp_{"asct"};
+  const std::string dir_ = tmp_.path();
   transport::TransportPtr sqlite_;
   std::unique_ptr<CountingTransport> counting_;
   Settings settings_;
