@@ -1,8 +1,8 @@
 #include "bin/common/transport_env.h"
 
-#include <unistd.h>
-
 #include <cstdio>
+
+#include <unistd.h>
 
 #include "asya/base/env_names.h"
 #include "asya/base/state_dir.h"

@@ -24,7 +24,8 @@ int main() {
     return 1;
   }
   const std::string root = *dir;
-  const std::string prefix = asya::env::GetOr(asya::env_name::kCrewPrefix, asya::crew_layout::kDefaultPrefix);
+  const std::string prefix =
+      asya::env::GetOr(asya::env_name::kCrewPrefix, asya::crew_layout::kDefaultPrefix);
   auto handler = asya::runtime::Handler::Envelope([root, prefix](nlohmann::json envelope) {
     auto key = asya::crew::MakeKey(envelope, prefix, std::chrono::system_clock::now());
     if (!key) {

@@ -1,8 +1,8 @@
 #include "asya/base/clock.h"
 
-#include <gtest/gtest.h>
-
 #include <thread>
+
+#include <gtest/gtest.h>
 
 namespace asya {
 namespace {

@@ -155,7 +155,7 @@ class Handler {
 
 struct ServeOptions {
   std::string socket_dir = runtime_files::kDefaultSocketDir;  // ASYA_SOCKET_DIR
-  std::string socket_name = runtime_files::kSocketName;      // ASYA_SOCKET_NAME
+  std::string socket_name = runtime_files::kSocketName;       // ASYA_SOCKET_NAME
   std::optional<unsigned> socket_mode = 0666;          // ASYA_SOCKET_CHMOD (nullopt: no chmod)
   bool validate = true;                                // ASYA_ENABLE_VALIDATION
   int concurrency = 1;                                 // ASYA_RUNTIME_CONCURRENCY (handler threads)
