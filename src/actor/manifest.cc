@@ -10,6 +10,7 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include "actor/yaml_load.h"
 #include "asya/base/duration.h"
 
 namespace asya::actor {
@@ -1021,7 +1022,7 @@ Result<std::vector<nlohmann::json>> ParseYamlDocuments(std::string_view text,
                                                        const std::string& source) {
   try {
     std::vector<nlohmann::json> out;
-    for (const auto& doc : YAML::LoadAll(std::string(text))) {
+    for (const auto& doc : detail::LoadAllDocuments(text)) {
       if (Present(doc)) {
         out.push_back(ToJson(doc));
       }
@@ -1037,7 +1038,7 @@ Result<LoadResult> ParseManifests(std::string_view text, const std::string& sour
                                   const std::string& directory, const ParseOptions& options) {
   std::vector<YAML::Node> docs;
   try {
-    docs = YAML::LoadAll(std::string(text));
+    docs = detail::LoadAllDocuments(text);
   } catch (const YAML::Exception& e) {
     return MakeError(ErrorCode::kInvalidArgument,
                      source + ":" + std::to_string(e.mark.line + 1) + ": invalid YAML: " + e.msg);

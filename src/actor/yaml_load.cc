@@ -1,0 +1,131 @@
+#include "actor/yaml_load.h"
+
+#include <algorithm>
+#include <string>
+#include <utility>
+
+#include <yaml.h>  // libyaml
+
+namespace asya::actor::detail {
+
+std::optional<std::vector<YAML::Node>> FastLoadAll(std::string_view text) {
+  yaml_parser_t parser;
+  if (yaml_parser_initialize(&parser) == 0) {
+    return std::nullopt;
+  }
+  yaml_parser_set_input_string(&parser, reinterpret_cast<const unsigned char*>(text.data()),
+                               text.size());
+  struct Frame {
+    YAML::Node node;
+    std::optional<YAML::Node> key;  // maps: the key waiting for its value
+  };
+  std::vector<YAML::Node> docs;
+  std::vector<Frame> stack;
+  std::vector<std::pair<std::string, YAML::Node>> anchors;
+  bool ok = true;
+  bool done = false;
+  auto tag_of = [](const yaml_char_t* tag, bool implicit_plain) -> std::string {
+    if (tag != nullptr) {
+      return reinterpret_cast<const char*>(tag);
+    }
+    return implicit_plain ? "?" : "!";
+  };
+  auto anchor = [&](const yaml_char_t* name, const YAML::Node& n) {
+    if (name != nullptr) {
+      anchors.emplace_back(reinterpret_cast<const char*>(name), n);
+    }
+  };
+  // A finished node goes into its parent (or becomes the document).
+  auto add = [&](const YAML::Node& n) {
+    if (stack.empty()) {
+      docs.push_back(n);
+      return;
+    }
+    Frame& top = stack.back();
+    if (top.node.IsSequence()) {
+      top.node.push_back(n);
+    } else if (!top.key) {
+      top.key = n;
+    } else {
+      top.node.force_insert(*top.key, n);
+      top.key.reset();
+    }
+  };
+  while (ok && !done) {
+    yaml_event_t ev;
+    if (yaml_parser_parse(&parser, &ev) == 0) {
+      ok = false;
+      break;
+    }
+    switch (ev.type) {
+      case YAML_STREAM_END_EVENT:
+        done = true;
+        break;
+      case YAML_DOCUMENT_END_EVENT:
+        anchors.clear();
+        break;
+      case YAML_SCALAR_EVENT: {
+        const auto& sc = ev.data.scalar;
+        const std::string value(reinterpret_cast<const char*>(sc.value), sc.length);
+        const bool plain = sc.style == YAML_PLAIN_SCALAR_STYLE;
+        YAML::Node n;
+        if (plain && sc.tag == nullptr &&
+            (value.empty() || value == "~" || value == "null" || value == "Null" ||
+             value == "NULL")) {
+          n = YAML::Node(YAML::NodeType::Null);
+        } else {
+          n = YAML::Node(value);
+          n.SetTag(tag_of(sc.tag, plain));
+        }
+        anchor(sc.anchor, n);
+        add(n);
+        break;
+      }
+      case YAML_SEQUENCE_START_EVENT:
+      case YAML_MAPPING_START_EVENT: {
+        const bool seq = ev.type == YAML_SEQUENCE_START_EVENT;
+        YAML::Node n(seq ? YAML::NodeType::Sequence : YAML::NodeType::Map);
+        const yaml_char_t* tag = seq ? ev.data.sequence_start.tag : ev.data.mapping_start.tag;
+        n.SetTag(tag_of(tag, true));
+        anchor(seq ? ev.data.sequence_start.anchor : ev.data.mapping_start.anchor, n);
+        // Into the parent while still empty (nodes are references; filled below): each child
+        // then joins one shared node memory instead of re-merging whole subtrees level by level.
+        add(n);
+        stack.push_back({n, std::nullopt});
+        break;
+      }
+      case YAML_SEQUENCE_END_EVENT:
+      case YAML_MAPPING_END_EVENT:
+        stack.pop_back();
+        break;
+      case YAML_ALIAS_EVENT: {
+        const std::string name = reinterpret_cast<const char*>(ev.data.alias.anchor);
+        auto it = std::find_if(anchors.rbegin(), anchors.rend(),
+                               [&](const auto& a) { return a.first == name; });
+        if (it == anchors.rend()) {
+          ok = false;  // yaml-cpp reports the unknown anchor
+        } else {
+          add(it->second);
+        }
+        break;
+      }
+      default:
+        break;
+    }
+    yaml_event_delete(&ev);
+  }
+  yaml_parser_delete(&parser);
+  if (!ok) {
+    return std::nullopt;
+  }
+  return docs;
+}
+
+std::vector<YAML::Node> LoadAllDocuments(std::string_view text) {
+  if (auto docs = FastLoadAll(text)) {
+    return std::move(*docs);
+  }
+  return YAML::LoadAll(std::string(text));
+}
+
+}  // namespace asya::actor::detail
