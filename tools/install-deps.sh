@@ -3,7 +3,7 @@
 set -euo pipefail
 PKGS=(
   build-essential cmake ninja-build pkg-config clang lld
-  libexpected-dev nlohmann-json3-dev libsimdjson-dev libyaml-cpp-dev libfmt-dev libcli11-dev
+  libexpected-dev nlohmann-json3-dev libsimdjson-dev libyaml-cpp-dev libyaml-dev libfmt-dev libcli11-dev
   libcurl4-openssl-dev libssl-dev librabbitmq-dev libsqlite3-dev sqlite3
   libgtest-dev libgmock-dev libbenchmark-dev
   rabbitmq-server amqp-tools python3 unzip openssl

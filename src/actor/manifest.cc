@@ -144,10 +144,25 @@ bool LooksNonString(const YAML::Node& n) {
   return ec == std::errc() && ptr == s.data() + s.size() && !s.empty();
 }
 
+// parent[key] for the Get* helpers, which only look further when the child is Present(): a
+// missing key gives an undefined node instead of yaml-cpp's invalid one, whose key text yaml-cpp
+// formats through a std::stringstream on every miss (most of the lookups of optional fields).
+YAML::Node Child(const YAML::Node& parent, const char* key) {
+  if (!parent.IsMap()) {
+    return parent[key];  // what yaml-cpp does for other types, errors included
+  }
+  for (const auto& kv : parent) {
+    if (kv.first.IsScalar() && kv.first.Scalar() == key) {
+      return kv.second;  // the first match, as yaml-cpp's lookup
+    }
+  }
+  return YAML::Node(YAML::NodeType::Undefined);
+}
+
 std::optional<std::string> GetString(const YAML::Node& parent, const char* key,
                                      const std::string& field, Reporter& rep,
                                      bool strict_string = false) {
-  YAML::Node n = parent[key];
+  YAML::Node n = Child(parent, key);
   if (!Present(n)) {
     return std::nullopt;
   }
@@ -165,7 +180,7 @@ std::optional<std::string> GetString(const YAML::Node& parent, const char* key,
 
 std::optional<int64_t> GetInt(const YAML::Node& parent, const char* key, const std::string& field,
                               Reporter& rep) {
-  YAML::Node n = parent[key];
+  YAML::Node n = Child(parent, key);
   if (!Present(n)) {
     return std::nullopt;
   }
@@ -189,7 +204,7 @@ std::optional<int64_t> GetInt(const YAML::Node& parent, const char* key, const s
 
 std::optional<bool> GetBool(const YAML::Node& parent, const char* key, const std::string& field,
                             Reporter& rep) {
-  YAML::Node n = parent[key];
+  YAML::Node n = Child(parent, key);
   if (!Present(n)) {
     return std::nullopt;
   }
@@ -210,7 +225,7 @@ std::optional<bool> GetBool(const YAML::Node& parent, const char* key, const std
 // Returns the child when it is a map; errors when present with another type.
 std::optional<YAML::Node> GetMap(const YAML::Node& parent, const char* key,
                                  const std::string& field, Reporter& rep) {
-  YAML::Node n = parent[key];
+  YAML::Node n = Child(parent, key);
   if (!Present(n)) {
     return std::nullopt;
   }
@@ -223,7 +238,7 @@ std::optional<YAML::Node> GetMap(const YAML::Node& parent, const char* key,
 
 std::optional<YAML::Node> GetList(const YAML::Node& parent, const char* key,
                                   const std::string& field, Reporter& rep) {
-  YAML::Node n = parent[key];
+  YAML::Node n = Child(parent, key);
   if (!Present(n)) {
     return std::nullopt;
   }
