@@ -114,7 +114,7 @@ bool SupervisorExited(int pid, bool is_child) {
 }
 
 ApplyPlan PlanApply(const std::vector<RunningActor>& running,
-                    const std::vector<ActorSpec>& desired) {
+                    const std::vector<actor::ActorSpec>& desired) {
   std::map<std::string, const RunningActor*> by_name;
   for (const auto& r : running) {
     by_name[r.name] = &r;
@@ -122,7 +122,7 @@ ApplyPlan PlanApply(const std::vector<RunningActor>& running,
   ApplyPlan plan;
   std::set<std::string> declared;
   for (size_t i = 0; i < desired.size(); ++i) {
-    const ActorSpec& spec = desired[i];
+    const actor::ActorSpec& spec = desired[i];
     declared.insert(spec.name);
     ActorChange c;
     c.spec_index = i;
@@ -145,7 +145,7 @@ ApplyPlan PlanApply(const std::vector<RunningActor>& running,
 }
 
 ApplySummary SummariseApply(const std::set<std::string>& before,
-                            const std::vector<ActorSpec>& desired) {
+                            const std::vector<actor::ActorSpec>& desired) {
   ApplySummary out;
   std::set<std::string> now;
   for (const auto& s : desired) {

@@ -15,11 +15,11 @@ namespace {
 
 constexpr size_t kMaxSocketPath = 100;  // sun_path is 108 bytes; keep a margin
 
-std::string WorkingDirectory(const ActorSpec& spec, const MeshLaunchSettings& mesh) {
+std::string WorkingDirectory(const actor::ActorSpec& spec, const MeshLaunchSettings& mesh) {
   return spec.directory.empty() ? mesh.state_dir : spec.directory;
 }
 
-std::string TimeoutValue(const ActorSpec& spec) {
+std::string TimeoutValue(const actor::ActorSpec& spec) {
   return std::to_string(spec.processing_timeout_s) + "s";
 }
 
@@ -51,7 +51,7 @@ void SetEnvValue(std::vector<std::string>& env, std::string_view name, std::stri
   env.push_back(std::move(entry));
 }
 
-LaunchSpec RuntimeLaunchSpec(const ActorSpec& spec, const MeshLaunchSettings& mesh,
+LaunchSpec RuntimeLaunchSpec(const actor::ActorSpec& spec, const MeshLaunchSettings& mesh,
                              const std::string& socket_dir) {
   LaunchSpec out;
   out.cwd = WorkingDirectory(spec, mesh);
@@ -98,7 +98,7 @@ LaunchSpec RuntimeLaunchSpec(const ActorSpec& spec, const MeshLaunchSettings& me
   return out;
 }
 
-LaunchSpec SidecarLaunchSpec(const ActorSpec& spec, const MeshLaunchSettings& mesh,
+LaunchSpec SidecarLaunchSpec(const actor::ActorSpec& spec, const MeshLaunchSettings& mesh,
                              const std::string& socket_dir) {
   LaunchSpec out;
   out.cwd = WorkingDirectory(spec, mesh);
@@ -119,13 +119,13 @@ LaunchSpec SidecarLaunchSpec(const ActorSpec& spec, const MeshLaunchSettings& me
   }
   SetEnvValue(env, env_name::kMetricsEnabled, "false");  // one port per replica would clash
   SetEnvValue(env, env_name::kQueueAutoCreate, "true");
-  for (const auto& e : EffectiveSidecarEnv(spec)) {
+  for (const auto& e : actor::EffectiveSidecarEnv(spec)) {
     SetEnvValue(env, e.name, e.value);
   }
   return out;
 }
 
-std::string RuntimeCommandLine(const ActorSpec& spec, const std::string& python_runtime) {
+std::string RuntimeCommandLine(const actor::ActorSpec& spec, const std::string& python_runtime) {
   if (spec.local_command.empty()) {
     return spec.python_executable + " " + python_runtime;
   }

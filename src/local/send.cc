@@ -5,13 +5,13 @@
 #include <fstream>
 #include <random>
 
+#include "asya/actor/manifest.h"
 #include "asya/base/crew_layout.h"
 #include "asya/base/exit_codes.h"
 #include "asya/base/json_text.h"
 #include "asya/base/strings.h"
 #include "asya/base/time_format.h"
 #include "asya/envelope/envelope.h"
-#include "asya/local/manifest.h"
 
 namespace asya::local {
 namespace fs = std::filesystem;
@@ -56,7 +56,7 @@ Status CheckJson(std::string_view text) {
 Result<std::vector<std::string>> ParseRoute(std::string_view route) {
   std::vector<std::string> actors;
   for (std::string& name : SplitTrimmed(route, ',', /*keep_empty=*/true)) {
-    if (!IsValidActorName(name)) {
+    if (!actor::IsValidActorName(name)) {
       return MakeError(
           ErrorCode::kInvalidArgument,
           "ROUTE must be comma-separated actor names (DNS-1123 labels); '" + name + "' is not one");

@@ -96,7 +96,7 @@ struct Replica {
 };
 
 struct Actor {
-  ActorSpec spec;
+  actor::ActorSpec spec;
   AutoscalerState scaler;
   int desired = 0;
   int64_t next_scale_at = 0;
@@ -119,7 +119,7 @@ class SupervisorImpl final : public Supervisor {
  private:
   // Desired state.
   Status Apply();
-  void AddActor(ActorSpec spec);
+  void AddActor(actor::ActorSpec spec);
   // Processes.
   bool Spawn(Actor& a, Replica& r, Proc& p, bool runtime);
   void StartRuntime(Actor& a, Replica& r);
@@ -235,14 +235,14 @@ std::string SupervisorImpl::ReplicaSocketDir(const std::string& actor, int index
 Status SupervisorImpl::Apply() {
   ASYA_ASSIGN_OR_RETURN(DesiredState desired, ReadDesired(state_dir_));
   generation_ = desired.generation;
-  auto loaded = LoadManifests(desired.paths);
+  auto loaded = actor::LoadManifests(desired.paths);
   if (!loaded) {
     return Unexpected(loaded.error());
   }
   for (const auto& w : loaded->warnings) {
     EmitLine(nullptr, "asya", "warning: " + w);
   }
-  std::vector<ActorSpec> specs = CrewActors(state_dir_, s_.crew_bin);
+  std::vector<actor::ActorSpec> specs = CrewActors(state_dir_, s_.crew_bin);
   for (auto& a : loaded->actors) {
     specs.push_back(std::move(a));
   }
@@ -253,7 +253,7 @@ Status SupervisorImpl::Apply() {
   const ApplyPlan plan = PlanApply(running, specs);
   const int64_t now = SteadyMs();
   for (const ActorChange& c : plan.changes) {
-    ActorSpec& spec = specs[c.spec_index];
+    actor::ActorSpec& spec = specs[c.spec_index];
     if (c.kind == ActorChange::Kind::kAdd) {
       AddActor(std::move(spec));
       continue;
@@ -288,7 +288,7 @@ Status SupervisorImpl::Apply() {
   return Ok();
 }
 
-void SupervisorImpl::AddActor(ActorSpec spec) {
+void SupervisorImpl::AddActor(actor::ActorSpec spec) {
   auto a = std::make_unique<Actor>();
   a->spec = std::move(spec);
   a->st.created_ms = WallMs();
@@ -736,7 +736,7 @@ void SupervisorImpl::WriteStatus() {
   for (const auto& [name, ap] : actors_) {
     const Actor& a = *ap;
     ActorStatus st = a.st;
-    const ActorSpec& spec = a.spec;
+    const actor::ActorSpec& spec = a.spec;
     st.name = spec.name;
     st.source = spec.source;
     st.crew = spec.is_crew;
@@ -870,11 +870,12 @@ void BlockSupervisorSignals() {
   ::pthread_sigmask(SIG_BLOCK, &set, nullptr);
 }
 
-std::vector<ActorSpec> CrewActors(const std::string& state_dir, const std::string& crew_bin) {
-  std::vector<ActorSpec> out;
+std::vector<actor::ActorSpec> CrewActors(const std::string& state_dir,
+                                         const std::string& crew_bin) {
+  std::vector<actor::ActorSpec> out;
   for (auto [name, dir] : {std::pair{"happy-end", crew_layout::kResultsDir},
                            std::pair{"error-end", crew_layout::kErrorsDir}}) {
-    ActorSpec a;
+    actor::ActorSpec a;
     a.name = name;
     a.is_crew = true;
     a.directory = state_dir;

@@ -19,6 +19,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "asya/actor/manifest.h"
 #include "asya/base/clock.h"
 #include "asya/base/env_names.h"
 #include "asya/base/exit_codes.h"
@@ -26,7 +27,6 @@
 #include "asya/base/time_format.h"
 #include "asya/base/transport_kinds.h"
 #include "asya/local/apply.h"
-#include "asya/local/manifest.h"
 #include "asya/local/send.h"
 #include "asya/local/status.h"
 #include "asya/local/supervisor.h"
@@ -168,7 +168,7 @@ void PrintList(const char* label, const std::vector<std::string>& names, const c
   std::printf("  %s%s%s\n", label, text.empty() ? " -" : text.c_str(), suffix);
 }
 
-int ApplyToRunning(const UpArgs& args, const std::vector<local::ActorSpec>& specs, int pid) {
+int ApplyToRunning(const UpArgs& args, const std::vector<actor::ActorSpec>& specs, int pid) {
   auto desired = local::NextDesired(PreviousDesired(args.state_dir), args.paths, args.transport,
                                     /*running=*/true, args.state_dir);
   if (!desired) {
@@ -259,7 +259,7 @@ int Up(UpArgs args) {
   for (auto& p : args.paths) {
     p = AbsoluteDir(p);
   }
-  auto loaded = local::LoadManifests(args.paths);
+  auto loaded = actor::LoadManifests(args.paths);
   if (!loaded) {
     std::fprintf(stderr, "asya up: refusing invalid manifests:\n");
     PrintLines(loaded.error().message, "  ");

@@ -15,8 +15,8 @@ namespace {
 
 namespace fs = std::filesystem;
 
-ActorSpec Spec(const std::string& name, int timeout = 10) {
-  ActorSpec a;
+actor::ActorSpec Spec(const std::string& name, int timeout = 10) {
+  actor::ActorSpec a;
   a.name = name;
   a.processing_timeout_s = timeout;
   return a;
@@ -70,7 +70,8 @@ TEST(CheckApplied, Decisions) {
 }
 
 TEST(PlanApply, AddsUpdatesKeepsAndRemoves) {
-  std::vector<ActorSpec> desired = {Spec("new"), Spec("same"), Spec("changed", 99), Spec("back")};
+  std::vector<actor::ActorSpec> desired = {Spec("new"), Spec("same"), Spec("changed", 99),
+                                           Spec("back")};
   std::vector<RunningActor> running = {
       {"back", Spec("back").Fingerprint(), /*removing=*/true},
       {"changed", Spec("changed").Fingerprint(), false},
@@ -95,7 +96,7 @@ TEST(PlanApply, AddsUpdatesKeepsAndRemoves) {
 }
 
 TEST(PlanApply, OnlyTheSourceChangedIsAKeep) {
-  ActorSpec moved = Spec("a");
+  actor::ActorSpec moved = Spec("a");
   moved.source = "/elsewhere/a.yaml";
   ApplyPlan plan = PlanApply({{"a", Spec("a").Fingerprint(), false}}, {moved});
   ASSERT_EQ(plan.changes.size(), 1u);

@@ -19,8 +19,8 @@ MeshLaunchSettings Mesh(std::string kind = "sqlite") {
   return m;
 }
 
-ActorSpec Spec() {
-  ActorSpec a;
+actor::ActorSpec Spec() {
+  actor::ActorSpec a;
   a.name = "doubler";
   a.directory = "/proj/manifests";
   a.processing_timeout_s = 30;
@@ -43,7 +43,7 @@ TEST(Launch, PythonRuntimeByDefault) {
 }
 
 TEST(Launch, LocalCommandIsResolvedAgainstTheManifestDirectory) {
-  ActorSpec a = Spec();
+  actor::ActorSpec a = Spec();
   a.local_command = {"./bin/../native-runtime", "--flag"};
   LaunchSpec l = RuntimeLaunchSpec(a, Mesh(), "/s");
   EXPECT_EQ(l.argv, (std::vector<std::string>{"/proj/manifests/native-runtime", "--flag"}));
@@ -56,27 +56,27 @@ TEST(Launch, LocalCommandIsResolvedAgainstTheManifestDirectory) {
 }
 
 TEST(Launch, NoDirectoryRunsInTheStateDir) {
-  ActorSpec a = Spec();
+  actor::ActorSpec a = Spec();
   a.directory.clear();
   EXPECT_EQ(RuntimeLaunchSpec(a, Mesh(), "/s").cwd, "/state");
   EXPECT_EQ(SidecarLaunchSpec(a, Mesh(), "/s").cwd, "/state");
 }
 
 TEST(Launch, NoProcessingTimeoutLeavesTheRuntimeDefault) {
-  ActorSpec a = Spec();
+  actor::ActorSpec a = Spec();
   a.processing_timeout_s = 0;
   EXPECT_EQ(EnvValue(RuntimeLaunchSpec(a, Mesh(), "/s").env, "ASYA_RUNTIME_TIMEOUT"), "");
   EXPECT_EQ(EnvValue(SidecarLaunchSpec(a, Mesh(), "/s").env, "ASYA_RUNTIME_TIMEOUT"), "");
 }
 
 TEST(Launch, RuntimeConcurrencyFollowsTheSidecars) {
-  ActorSpec a = Spec();
+  actor::ActorSpec a = Spec();
   a.sidecar_env = {{"ASYA_SIDECAR_CONCURRENCY", "4"}};
   EXPECT_EQ(EnvValue(RuntimeLaunchSpec(a, Mesh(), "/s").env, "ASYA_RUNTIME_CONCURRENCY"), "4");
   a.runtime_env.push_back({"ASYA_RUNTIME_CONCURRENCY", "2"});  // the manifest sets both
   EXPECT_EQ(EnvValue(RuntimeLaunchSpec(a, Mesh(), "/s").env, "ASYA_RUNTIME_CONCURRENCY"), "2");
   for (const char* bad : {"0", "-1", "x", "4x", ""}) {
-    ActorSpec b = Spec();
+    actor::ActorSpec b = Spec();
     b.sidecar_env = {{"ASYA_SIDECAR_CONCURRENCY", bad}};
     EXPECT_EQ(EnvValue(RuntimeLaunchSpec(b, Mesh(), "/s").env, "ASYA_RUNTIME_CONCURRENCY"), "")
         << bad;
@@ -102,7 +102,7 @@ TEST(Launch, Sidecar) {
 }
 
 TEST(Launch, SidecarEnvOfTheManifestWins) {
-  ActorSpec a = Spec();
+  actor::ActorSpec a = Spec();
   a.sidecar_env = {{"ASYA_METRICS_ENABLED", "true"}, {"ASYA_MAX_HOPS", "7"}};
   LaunchSpec l = SidecarLaunchSpec(a, Mesh(), "/s");
   EXPECT_EQ(EnvValue(l.env, "ASYA_METRICS_ENABLED"), "true");

@@ -81,7 +81,8 @@ bool Reads(const std::string& sources, const std::string& var) {
 }
 
 // The ASYA_* names a launch sets on its own (not inherited, not copied from the manifest's env).
-std::set<std::string> SetByLaunch(const LaunchSpec& l, const std::vector<EnvVar>& manifest_env) {
+std::set<std::string> SetByLaunch(const LaunchSpec& l,
+                                  const std::vector<actor::EnvVar>& manifest_env) {
   std::set<std::string> manifest;
   for (const auto& e : manifest_env) {
     manifest.insert(e.name);
@@ -106,8 +107,8 @@ MeshLaunchSettings Mesh() {
   return m;
 }
 
-ActorSpec UserActor() {
-  ActorSpec a;
+actor::ActorSpec UserActor() {
+  actor::ActorSpec a;
   a.name = "a";
   a.directory = "/p";
   a.processing_timeout_s = 5;
@@ -122,7 +123,7 @@ TEST(Names, ConstantNameRule) {
 
 TEST(Names, EveryVariableTheSidecarLaunchSetsIsReadByTheSidecar) {
   const std::string sidecar = Sources("src/bin/sidecar") + Sources("src/bin/common");
-  std::vector<ActorSpec> actors = CrewActors("/state", "asya-crew");
+  std::vector<actor::ActorSpec> actors = CrewActors("/state", "asya-crew");
   actors.push_back(UserActor());
   std::set<std::string> seen;
   for (const auto& a : actors) {
@@ -142,7 +143,7 @@ TEST(Names, EveryVariableTheSidecarLaunchSetsIsReadByTheSidecar) {
 TEST(Names, EveryVariableTheRuntimeLaunchSetsIsReadByBothRuntimes) {
   const std::string python = Sources("src/runtime/python/asya_runtime.py");
   const std::string sdk = Sources("src/runtime");
-  const ActorSpec a = UserActor();
+  const actor::ActorSpec a = UserActor();
   const auto vars = SetByLaunch(RuntimeLaunchSpec(a, Mesh(), "/s"), a.runtime_env);
   EXPECT_EQ(vars.count(env_name::kRuntimeConcurrency), 1u);
   for (const auto& var : vars) {

@@ -20,9 +20,9 @@
 #include <string>
 #include <vector>
 
+#include "asya/actor/manifest.h"
 #include "asya/base/clock.h"
 #include "asya/base/result.h"
-#include "asya/local/manifest.h"
 #include "asya/local/status.h"
 
 namespace asya::local {
@@ -90,7 +90,7 @@ struct ApplyPlan {
   std::vector<std::string> removed;  // running, no longer declared, not already removing
 };
 ApplyPlan PlanApply(const std::vector<RunningActor>& running,
-                    const std::vector<ActorSpec>& desired);
+                    const std::vector<actor::ActorSpec>& desired);
 
 // What `asya up` reports after applying to a running mesh (user actors only, sorted as given).
 struct ApplySummary {
@@ -99,6 +99,6 @@ struct ApplySummary {
   std::vector<std::string> removed;
 };
 ApplySummary SummariseApply(const std::set<std::string>& before,
-                            const std::vector<ActorSpec>& desired);
+                            const std::vector<actor::ActorSpec>& desired);
 
 }  // namespace asya::local

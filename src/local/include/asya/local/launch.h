@@ -7,7 +7,7 @@
 #include <string_view>
 #include <vector>
 
-#include "asya/local/manifest.h"
+#include "asya/actor/manifest.h"
 
 namespace asya::local {
 
@@ -31,17 +31,17 @@ struct MeshLaunchSettings {
 // directory) or `python3 asya_runtime.py`; the runtime container's env, then ASYA_SOCKET_DIR,
 // ASYA_RUNTIME_TIMEOUT, the crew's settings, ASYA_RUNTIME_CONCURRENCY matched to the sidecar's,
 // PYTHONPATH (manifest directory and its parent first) and PYTHONUNBUFFERED.
-LaunchSpec RuntimeLaunchSpec(const ActorSpec& spec, const MeshLaunchSettings& mesh,
+LaunchSpec RuntimeLaunchSpec(const actor::ActorSpec& spec, const MeshLaunchSettings& mesh,
                              const std::string& socket_dir);
 
 // The sidecar: asya-sidecar with ASYA_ACTOR_NAME, ASYA_TRANSPORT (+ ASYA_SQLITE_PATH),
 // ASYA_SOCKET_DIR, ASYA_RUNTIME_TIMEOUT, ASYA_IS_END_ACTOR (crew), ASYA_METRICS_ENABLED=false,
 // ASYA_QUEUE_AUTO_CREATE=true, then spec.sidecar.env (which may override any of them).
-LaunchSpec SidecarLaunchSpec(const ActorSpec& spec, const MeshLaunchSettings& mesh,
+LaunchSpec SidecarLaunchSpec(const actor::ActorSpec& spec, const MeshLaunchSettings& mesh,
                              const std::string& socket_dir);
 
 // The runtime's command as `asya describe` shows it (the manifest's words, unresolved).
-std::string RuntimeCommandLine(const ActorSpec& spec, const std::string& python_runtime);
+std::string RuntimeCommandLine(const actor::ActorSpec& spec, const std::string& python_runtime);
 
 // <state_dir>/run/<actor>-<index>, or "" when a socket in it would not fit a Unix socket path
 // (the supervisor then makes a short private directory under /tmp).

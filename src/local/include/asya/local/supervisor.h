@@ -25,9 +25,9 @@
 #include <string>
 #include <vector>
 
+#include "asya/actor/manifest.h"
 #include "asya/base/result.h"
 #include "asya/local/apply.h"
-#include "asya/local/manifest.h"
 #include "asya/transport/transport.h"
 
 namespace asya::local {
@@ -72,7 +72,7 @@ void BlockSupervisorSignals();
 // ---- Helpers shared with the CLI (the desired state and the apply protocol: apply.h) ----
 
 // The crew actors asya up always runs (happy-end, error-end), writing under `state_dir`.
-std::vector<ActorSpec> CrewActors(const std::string& state_dir, const std::string& crew_bin);
+std::vector<actor::ActorSpec> CrewActors(const std::string& state_dir, const std::string& crew_bin);
 
 // Path helpers.
 std::string StatusPath(const std::string& state_dir);
