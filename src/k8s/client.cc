@@ -1,0 +1,311 @@
+#include "asya/k8s/client.h"
+
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <utility>
+
+#include <sys/stat.h>
+
+#include "asya/base/time_format.h"
+#include "asya/http/url.h"
+
+namespace asya::k8s {
+
+using nlohmann::json;
+
+namespace res {
+const Resource kAsyncActors{"asya.sh", "v1alpha1", "asyncactors", true, "AsyncActor"};
+const Resource kDeployments{"apps", "v1", "deployments", true, "Deployment"};
+const Resource kStatefulSets{"apps", "v1", "statefulsets", true, "StatefulSet"};
+const Resource kPods{"", "v1", "pods", true, "Pod"};
+const Resource kConfigMaps{"", "v1", "configmaps", true, "ConfigMap"};
+const Resource kSecrets{"", "v1", "secrets", true, "Secret"};
+const Resource kServiceAccounts{"", "v1", "serviceaccounts", true, "ServiceAccount"};
+const Resource kServices{"", "v1", "services", true, "Service"};
+const Resource kEvents{"", "v1", "events", true, "Event"};
+const Resource kLeases{"coordination.k8s.io", "v1", "leases", true, "Lease"};
+const Resource kHpas{"autoscaling", "v2", "horizontalpodautoscalers", true,
+                     "HorizontalPodAutoscaler"};
+const Resource kScaledObjects{"keda.sh", "v1alpha1", "scaledobjects", true, "ScaledObject"};
+const Resource kTriggerAuthentications{"keda.sh", "v1alpha1", "triggerauthentications", true,
+                                       "TriggerAuthentication"};
+}  // namespace res
+
+std::string Resource::Path(std::string_view ns, std::string_view name,
+                           std::string_view subresource) const {
+  std::string p = group.empty() ? "/api/" + version : "/apis/" + group + "/" + version;
+  if (namespaced && !ns.empty()) {
+    p += "/namespaces/" + http::PercentEncode(ns);
+  }
+  p += "/" + plural;
+  if (!name.empty()) {
+    p += "/" + http::PercentEncode(name);
+    if (!subresource.empty()) {
+      p += "/" + std::string(subresource);
+    }
+  }
+  return p;
+}
+
+bool IsConflict(const Error& e) {
+  return e.code == ErrorCode::kFailedPrecondition;
+}
+bool IsGone(const Error& e) {
+  return e.code == ErrorCode::kResourceExhausted;
+}
+bool IsNotFound(const Error& e) {
+  return e.code == ErrorCode::kNotFound;
+}
+
+namespace {
+
+Error StatusError(long code, const std::string& body, const std::string& what) {
+  std::string message = body;
+  std::string reason;
+  auto parsed = json::parse(body, nullptr, false);
+  if (parsed.is_object()) {
+    message = parsed.value("message", body);
+    reason = parsed.value("reason", "");
+  }
+  ErrorCode ec = ErrorCode::kInternal;
+  if (code == 404) {
+    ec = ErrorCode::kNotFound;
+  } else if (code == 409) {
+    ec = reason == "AlreadyExists" ? ErrorCode::kAlreadyExists : ErrorCode::kFailedPrecondition;
+  } else if (code == 410) {
+    ec = ErrorCode::kResourceExhausted;
+  } else if (code == 400 || code == 422 || code == 415) {
+    ec = ErrorCode::kInvalidArgument;
+  } else if (code == 401 || code == 403) {
+    ec = ErrorCode::kPermissionDenied;
+  } else if (code == 429 || code >= 500) {
+    ec = ErrorCode::kUnavailable;
+  }
+  return Error{ec, what + ": HTTP " + std::to_string(code) + ": " + message};
+}
+
+std::string Query(const std::vector<std::pair<std::string, std::string>>& q) {
+  std::string out;
+  for (const auto& [k, v] : q) {
+    out += out.empty() ? "?" : "&";
+    out += k + "=" + http::PercentEncode(v);
+  }
+  return out;
+}
+
+}  // namespace
+
+Client::Client(Config config, Clock* clock)
+    : config_(std::move(config)), clock_(clock != nullptr ? clock : &SystemClock()) {
+  http::ClientOptions o;
+  o.base_url = config_.server;
+  o.tls = config_.tls;
+  o.timeout = http::Millis(30'000);
+  o.connect_timeout = http::Millis(5'000);
+  o.clock = clock_;
+  o.default_headers = {{"Accept", "application/json"}, {"User-Agent", "asya-operator/1.0"}};
+  http_ = std::make_unique<http::Client>(o);
+  o.timeout = http::Millis(0);  // watches last as long as the server keeps them
+  watch_http_ = std::make_unique<http::Client>(o);
+  token_ = config_.token;
+}
+
+http::Headers Client::AuthHeaders() const {
+  std::lock_guard<std::mutex> lock(token_mu_);
+  if (!config_.token_file.empty()) {
+    struct stat st {};
+    if (::stat(config_.token_file.c_str(), &st) == 0) {
+      long long mtime =
+          static_cast<long long>(st.st_mtim.tv_sec) * 1'000'000'000LL + st.st_mtim.tv_nsec;
+      if (mtime != token_mtime_) {
+        std::ifstream in(config_.token_file);
+        std::ostringstream s;
+        s << in.rdbuf();
+        std::string t = s.str();
+        while (!t.empty() && (t.back() == '\n' || t.back() == '\r' || t.back() == ' ')) {
+          t.pop_back();
+        }
+        token_ = t;
+        token_mtime_ = mtime;
+      }
+    }
+  }
+  if (token_.empty()) {
+    return {};
+  }
+  return {{"Authorization", "Bearer " + token_}};
+}
+
+Result<json> Client::Call(std::string method, std::string path, std::string body,
+                          std::string content_type) const {
+  http::Request req;
+  req.method = method;
+  req.url = path;
+  req.headers = AuthHeaders();
+  if (!content_type.empty()) {
+    req.headers.emplace_back("Content-Type", content_type);
+  }
+  req.body = std::move(body);
+  auto resp = http_->Do(req);
+  if (!resp) {
+    return MakeError(ErrorCode::kUnavailable, method + " " + path + ": " + resp.error().message);
+  }
+  if (resp->status < 200 || resp->status >= 300) {
+    return tl::unexpected(StatusError(resp->status, resp->body, method + " " + path));
+  }
+  if (resp->body.empty()) {
+    return json::object();
+  }
+  auto parsed = json::parse(resp->body, nullptr, false);
+  if (parsed.is_discarded()) {
+    return MakeError(ErrorCode::kInternal, method + " " + path + ": response is not JSON");
+  }
+  return parsed;
+}
+
+Result<json> Client::Get(const Resource& r, std::string_view ns, std::string_view name) const {
+  return Call("GET", r.Path(ns, name), "", "");
+}
+
+Result<json> Client::List(const Resource& r, std::string_view ns,
+                          const ListOptions& options) const {
+  std::vector<std::pair<std::string, std::string>> q;
+  if (!options.label_selector.empty())
+    q.emplace_back("labelSelector", options.label_selector);
+  if (!options.field_selector.empty())
+    q.emplace_back("fieldSelector", options.field_selector);
+  return Call("GET", r.Path(ns) + Query(q), "", "");
+}
+
+Result<json> Client::Create(const Resource& r, std::string_view ns, const json& object) const {
+  return Call("POST", r.Path(ns), object.dump(), "application/json");
+}
+
+Result<json> Client::Update(const Resource& r, std::string_view ns, const json& object) const {
+  std::string name = object["metadata"].value("name", "");
+  return Call("PUT", r.Path(ns, name), object.dump(), "application/json");
+}
+
+Result<json> Client::UpdateStatus(const Resource& r, std::string_view ns,
+                                  const json& object) const {
+  std::string name = object["metadata"].value("name", "");
+  return Call("PUT", r.Path(ns, name, "status"), object.dump(), "application/json");
+}
+
+Result<json> Client::Patch(const Resource& r, std::string_view ns, std::string_view name,
+                           const json& patch, std::string_view patch_type,
+                           std::string_view subresource) const {
+  std::string ct = patch_type == "json"        ? "application/json-patch+json"
+                   : patch_type == "strategic" ? "application/strategic-merge-patch+json"
+                                               : "application/merge-patch+json";
+  return Call("PATCH", r.Path(ns, name, subresource), patch.dump(), ct);
+}
+
+Result<json> Client::Apply(const Resource& r, std::string_view ns, const json& object,
+                           std::string_view field_manager, std::string_view subresource) const {
+  std::string name = object["metadata"].value("name", "");
+  std::string path = r.Path(ns, name, subresource) +
+                     Query({{"fieldManager", std::string(field_manager)}, {"force", "true"}});
+  return Call("PATCH", path, object.dump(), "application/apply-patch+yaml");
+}
+
+Status Client::Delete(const Resource& r, std::string_view ns, std::string_view name) const {
+  auto out =
+      Call("DELETE", r.Path(ns, name), R"({"propagationPolicy":"Background"})", "application/json");
+  if (!out) {
+    return Unexpected(out.error());
+  }
+  return Ok();
+}
+
+Result<std::string> Client::Watch(const Resource& r, std::string_view ns,
+                                  const WatchOptions& options, const WatchHandler& handler,
+                                  http::CancelToken* cancel) const {
+  std::vector<std::pair<std::string, std::string>> q = {{"watch", "1"}};
+  if (!options.resource_version.empty())
+    q.emplace_back("resourceVersion", options.resource_version);
+  if (options.bookmarks)
+    q.emplace_back("allowWatchBookmarks", "true");
+  if (!options.label_selector.empty())
+    q.emplace_back("labelSelector", options.label_selector);
+  q.emplace_back("timeoutSeconds", std::to_string(options.timeout_seconds));
+  http::Request req;
+  req.url = r.Path(ns) + Query(q);
+  req.headers = AuthHeaders();
+  std::string rv = options.resource_version;
+  bool gone = false;
+  std::string gone_message;
+  auto resp = watch_http_->Stream(
+      req,
+      [&](std::string_view line) {
+        if (line.empty()) {
+          return true;
+        }
+        auto ev = json::parse(line, nullptr, false);
+        if (!ev.is_object() || !ev.contains("object")) {
+          return true;
+        }
+        std::string type = ev.value("type", "");
+        const json& obj = ev["object"];
+        if (type == "ERROR") {
+          if (obj.value("code", 0) == 410) {
+            gone = true;
+          }
+          gone_message = obj.value("message", "watch error");
+          return false;
+        }
+        if (obj.contains("metadata") && obj["metadata"].contains("resourceVersion")) {
+          rv = obj["metadata"]["resourceVersion"].get<std::string>();
+        }
+        return handler(type, obj);
+      },
+      cancel);
+  if (!resp) {
+    return Unexpected(resp.error());
+  }
+  if (resp->status == 410 || gone) {
+    return MakeError(ErrorCode::kResourceExhausted,
+                     "watch " + r.plural + ": 410 Gone " + gone_message);
+  }
+  if (resp->status < 200 || resp->status >= 300) {
+    return tl::unexpected(StatusError(resp->status, resp->body, "watch " + r.plural));
+  }
+  if (!gone_message.empty()) {
+    return MakeError(ErrorCode::kUnavailable, "watch " + r.plural + ": " + gone_message);
+  }
+  return rv;
+}
+
+Status Client::RecordEvent(const json& object, std::string_view type, std::string_view reason,
+                           std::string_view message, std::string_view component) const {
+  const json& meta = object["metadata"];
+  std::string ns = meta.value("namespace", "default");
+  std::string now = FormatRfc3339(clock_->WallNow());
+  json ev = {
+      {"apiVersion", "v1"},
+      {"kind", "Event"},
+      {"metadata", {{"generateName", meta.value("name", "object") + "."}, {"namespace", ns}}},
+      {"involvedObject",
+       {{"apiVersion", object.value("apiVersion", "")},
+        {"kind", object.value("kind", "")},
+        {"name", meta.value("name", "")},
+        {"namespace", ns},
+        {"uid", meta.value("uid", "")},
+        {"resourceVersion", meta.value("resourceVersion", "")}}},
+      {"type", std::string(type)},
+      {"reason", std::string(reason)},
+      {"message", std::string(message)},
+      {"source", {{"component", std::string(component)}}},
+      {"reportingComponent", std::string(component)},
+      {"firstTimestamp", now},
+      {"lastTimestamp", now},
+      {"count", 1}};
+  auto out = Create(res::kEvents, ns, ev);
+  if (!out) {
+    return Unexpected(out.error());
+  }
+  return Ok();
+}
+
+}  // namespace asya::k8s

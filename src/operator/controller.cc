@@ -1,0 +1,772 @@
+#include "asya/operator/controller.h"
+
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+#include <utility>
+
+#include "asya/actor/manifest.h"
+#include "asya/base/log.h"
+#include "asya/base/time_format.h"
+#include "asya/operator/render.h"
+#include "asya/operator/status.h"
+
+namespace asya::op {
+
+using nlohmann::json;
+namespace res = k8s::res;
+
+struct Controller::QueueAdmin {
+  std::mutex mu;
+  transport::TransportPtr transport;
+};
+
+std::string ContentHash(const json& object) {
+  std::string text = object.dump();
+  uint64_t h = 1469598103934665603ULL;
+  for (unsigned char c : text) {
+    h ^= c;
+    h *= 1099511628211ULL;
+  }
+  char buf[17];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(h));
+  return buf;
+}
+
+namespace {
+
+const k8s::Resource* ResourceOf(const std::string& kind) {
+  static const std::map<std::string, const k8s::Resource*> kinds = {
+      {"Deployment", &res::kDeployments},
+      {"StatefulSet", &res::kStatefulSets},
+      {"ConfigMap", &res::kConfigMaps},
+      {"ServiceAccount", &res::kServiceAccounts},
+      {"Service", &res::kServices},
+      {"ScaledObject", &res::kScaledObjects},
+      {"TriggerAuthentication", &res::kTriggerAuthentications}};
+  auto it = kinds.find(kind);
+  return it == kinds.end() ? nullptr : it->second;
+}
+
+std::pair<std::string, std::string> SplitKey(const std::string& key) {
+  auto slash = key.find('/');
+  return {key.substr(0, slash), key.substr(slash + 1)};
+}
+
+bool HasFinalizer(const json& obj) {
+  const json& m = obj["metadata"];
+  if (!m.contains("finalizers"))
+    return false;
+  for (const auto& f : m["finalizers"]) {
+    if (f == kFinalizer)
+      return true;
+  }
+  return false;
+}
+
+int IntAt(const json& obj, const char* a, const char* b) {
+  if (!obj.contains(a) || !obj[a].is_object())
+    return 0;
+  auto it = obj[a].find(b);
+  return it != obj[a].end() && it->is_number_integer() ? it->get<int>() : 0;
+}
+
+std::string LabelOf(const json& obj, const char* label) {
+  const json& m = obj["metadata"];
+  if (m.contains("labels") && m["labels"].contains(label) && m["labels"][label].is_string()) {
+    return m["labels"][label].get<std::string>();
+  }
+  return "";
+}
+
+}  // namespace
+
+Controller::Controller(const k8s::Client& client, ControllerOptions options, Clock* clock)
+    : client_(client),
+      options_(std::move(options)),
+      clock_(clock != nullptr ? clock : &SystemClock()),
+      queue_(clock_) {}
+
+Controller::~Controller() {
+  stopping_ = true;
+  cancel_.Cancel();
+  queue_.ShutDown();
+  for (auto& t : threads_) {
+    if (t.joinable())
+      t.join();
+  }
+}
+
+std::string Controller::RuntimeScript() const {
+  std::ifstream in(options_.runtime_script_path, std::ios::binary);
+  std::ostringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Transport administration
+
+Result<transport::Transport*> Controller::TransportFor(const TransportEntry& entry,
+                                                       const std::string& ns, std::mutex** mu) {
+  std::string cache_key = entry.name + "/" + ns;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = transports_.find(cache_key);
+    if (it != transports_.end()) {
+      *mu = &it->second->mu;
+      return it->second->transport.get();
+    }
+  }
+  transport::TransportSettings s;
+  s.kind = entry.type;
+  if (entry.type == "rabbitmq") {
+    const auto& r = entry.rabbitmq;
+    std::string user = r.username;
+    std::string password = "guest";
+    auto secret_value = [&](const SecretKeyRef& ref) -> Result<std::string> {
+      auto secret = client_.Get(res::kSecrets, ns, ref.name);
+      if (!secret)
+        return Unexpected(secret.error());
+      if (!(*secret).contains("data") || !(*secret)["data"].contains(ref.key)) {
+        return MakeError(ErrorCode::kNotFound,
+                         "secret " + ns + "/" + ref.name + " has no key " + ref.key);
+      }
+      return k8s::Base64Decode((*secret)["data"][ref.key].get<std::string>());
+    };
+    if (r.password_secret) {
+      ASYA_ASSIGN_OR_RETURN(password, secret_value(*r.password_secret));
+    }
+    if (r.username_secret) {
+      if (auto u = secret_value(*r.username_secret))
+        user = *u;
+    }
+    std::string vhost = r.vhost == "/" ? "%2F" : r.vhost;
+    s.rabbitmq.url = "amqp://" + user + ":" + password + "@" + r.host + ":" +
+                     std::to_string(r.port) + "/" + vhost;
+    s.rabbitmq.management_url =
+        "http://" + user + ":" + password + "@" + r.host + ":" + std::to_string(r.management_port);
+    if (!r.exchange.empty())
+      s.rabbitmq.exchange = r.exchange;
+    s.rabbitmq.connect_timeout = std::chrono::milliseconds(5000);
+    s.rabbitmq.operation_timeout = std::chrono::milliseconds(10000);
+  } else if (entry.type == "sqs") {
+    s.sqs = options_.sqs_defaults;
+    s.sqs.region = entry.sqs.region;
+    s.sqs.credential_sources.region = entry.sqs.region;
+    if (!entry.sqs.endpoint.empty())
+      s.sqs.endpoint = entry.sqs.endpoint;
+    if (entry.sqs.queues.dlq_enabled) {
+      s.sqs.redrive_max_receive_count = entry.sqs.queues.dlq_max_retry_count;
+    }
+  } else {
+    return MakeError(ErrorCode::kInvalidArgument, "unsupported transport type " + entry.type);
+  }
+  auto t = transport::MakeTransport(s);
+  if (!t)
+    return Unexpected(t.error());
+  std::lock_guard<std::mutex> lock(mu_);
+  auto& slot = transports_[cache_key];
+  if (!slot) {
+    slot = std::make_unique<QueueAdmin>();
+    slot->transport = std::move(*t);
+  }
+  *mu = &slot->mu;
+  return slot->transport.get();
+}
+
+Status Controller::EnsureQueue(const TransportEntry& entry, const std::string& ns,
+                               const std::string& actor) {
+  std::mutex* mu = nullptr;
+  ASYA_ASSIGN_OR_RETURN(transport::Transport * t, TransportFor(entry, ns, &mu));
+  std::lock_guard<std::mutex> lock(*mu);
+  const std::string queue = "asya-" + actor;
+  auto exists = t->QueueExists(queue);
+  if (!exists)
+    return Unexpected(exists.error());
+  if (*exists)
+    return Ok();
+  const QueueSettings& qs = entry.type == "sqs" ? entry.sqs.queues : entry.rabbitmq.queues;
+  if (!qs.auto_create) {
+    return MakeError(ErrorCode::kNotFound, "queue " + queue + " does not exist (autoCreate off)");
+  }
+  transport::QueueOptions qo;
+  qo.create_dlq = qs.dlq_enabled;
+  if (entry.type == "sqs" && entry.sqs.visibility_timeout_s > 0) {
+    qo.visibility = std::chrono::seconds(entry.sqs.visibility_timeout_s);
+  }
+  return t->CreateQueue(queue, qo);
+}
+
+Status Controller::DeleteQueue(const TransportEntry& entry, const std::string& ns,
+                               const std::string& actor) {
+  std::mutex* mu = nullptr;
+  ASYA_ASSIGN_OR_RETURN(transport::Transport * t, TransportFor(entry, ns, &mu));
+  std::lock_guard<std::mutex> lock(*mu);
+  return t->DeleteQueue("asya-" + actor);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Apply
+
+Result<bool> Controller::ApplyObject(const json& desired_in, const json& owner) {
+  json desired = desired_in;
+  const std::string kind = desired.value("kind", "");
+  const k8s::Resource* r = ResourceOf(kind);
+  if (r == nullptr)
+    return MakeError(ErrorCode::kInternal, "no resource for kind " + kind);
+  json& meta = desired["metadata"];
+  const std::string ns = meta.value("namespace", "");
+  const std::string name = meta.value("name", "");
+  if (!owner.is_null()) {
+    meta["ownerReferences"] = json::array({{{"apiVersion", "asya.sh/v1alpha1"},
+                                            {"kind", "AsyncActor"},
+                                            {"name", owner["metadata"].value("name", "")},
+                                            {"uid", owner["metadata"].value("uid", "")},
+                                            {"controller", true},
+                                            {"blockOwnerDeletion", true}}});
+  }
+  const std::string hash = ContentHash(desired);
+  meta["annotations"][kAppliedHashAnnotation] = hash;
+  auto live = client_.Get(*r, ns, name);
+  if (live) {
+    const json& lm = (*live)["metadata"];
+    if (!lm.contains("deletionTimestamp") && lm.contains("annotations") &&
+        lm["annotations"].value(kAppliedHashAnnotation, "") == hash) {
+      return false;  // already what we want: no write
+    }
+  } else if (!k8s::IsNotFound(live.error())) {
+    return Unexpected(live.error());
+  }
+  auto out = client_.Apply(*r, ns, desired, kFieldManager);
+  if (!out)
+    return Unexpected(out.error());
+  ++applies_;
+  return true;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reconcile
+
+Status Controller::WriteStatus(const std::string& ns, const std::string& name, json status,
+                               const json& old_status, const json& actor) {
+  if (SameStatus(status, old_status))
+    return Ok();
+  json obj = actor;
+  for (int attempt = 0; attempt < 4; ++attempt) {
+    obj["status"] = status;
+    auto out = client_.UpdateStatus(res::kAsyncActors, ns, obj);
+    if (out) {
+      ++status_writes_;
+      std::string before = old_status.value("status", "");
+      std::string after = status.value("status", "");
+      if (before != after) {
+        bool good = after == "Running" || after == "Napping" || after == "ScalingUp" ||
+                    after == "ScalingDown";
+        std::string msg = "status " + (before.empty() ? std::string("-") : before) + " -> " + after;
+        if (const json* w = FindCondition(status, "WorkloadReady");
+            w != nullptr && w->value("status", "") == "False") {
+          msg += ": " + w->value("message", "");
+        } else if (const json* t = FindCondition(status, "TransportReady");
+                   t != nullptr && t->value("status", "") == "False") {
+          msg += ": " + t->value("message", "");
+        }
+        if (client_.RecordEvent(*out, good ? "Normal" : "Warning", after, msg, kFieldManager)) {
+          ++events_;
+        }
+      }
+      return Ok();
+    }
+    if (!k8s::IsConflict(out.error()))
+      return Unexpected(out.error());
+    auto fresh = client_.Get(res::kAsyncActors, ns, name);
+    if (!fresh)
+      return Unexpected(fresh.error());
+    obj = *fresh;
+    if (obj.contains("status") && SameStatus(obj["status"], status))
+      return Ok();
+  }
+  return MakeError(ErrorCode::kFailedPrecondition,
+                   "status of " + ns + "/" + name + ": conflict after retries");
+}
+
+Status Controller::ReconcileDelete(json actor) {
+  const std::string ns = actor["metadata"].value("namespace", "");
+  const std::string name = actor["metadata"].value("name", "");
+  if (!HasFinalizer(actor))
+    return Ok();
+  for (const auto* r : {&res::kScaledObjects, &res::kTriggerAuthentications}) {
+    std::string n = r == &res::kScaledObjects ? name : name + "-trigger-auth";
+    if (auto d = client_.Delete(*r, ns, n); !d && !k8s::IsNotFound(d.error())) {
+      log::Warn("operator: delete " + r->kind + " " + ns + "/" + n + ": " + d.error().message);
+    }
+  }
+  if (options_.queue_management && actor.contains("spec") && actor["spec"].contains("transport") &&
+      actor["spec"]["transport"].is_string()) {
+    auto it = options_.config.transports.find(actor["spec"]["transport"].get<std::string>());
+    if (it != options_.config.transports.end() && it->second.enabled) {
+      if (auto d = DeleteQueue(it->second, ns, name); !d) {
+        log::Warn("operator: delete queue asya-" + name + ": " + d.error().message);
+      }
+    }
+  }
+  for (int attempt = 0; attempt < 4; ++attempt) {
+    json fins = json::array();
+    for (const auto& f : actor["metadata"].value("finalizers", json::array())) {
+      if (f != kFinalizer)
+        fins.push_back(f);
+    }
+    actor["metadata"]["finalizers"] = fins;
+    auto out = client_.Update(res::kAsyncActors, ns, actor);
+    if (out || k8s::IsNotFound(out.error())) {
+      log::Info("operator: " + ns + "/" + name + " finalized");
+      return Ok();
+    }
+    if (!k8s::IsConflict(out.error()))
+      return Unexpected(out.error());
+    auto fresh = client_.Get(res::kAsyncActors, ns, name);
+    if (!fresh)
+      return k8s::IsNotFound(fresh.error()) ? Ok() : Status(Unexpected(fresh.error()));
+    actor = *fresh;
+    if (!HasFinalizer(actor))
+      return Ok();
+  }
+  return MakeError(ErrorCode::kFailedPrecondition,
+                   "finalizer of " + ns + "/" + name + ": conflict after retries");
+}
+
+Status Controller::Reconcile(const std::string& key) {
+  ++reconciles_;
+  auto [ns, name] = SplitKey(key);
+  auto got = client_.Get(res::kAsyncActors, ns, name);
+  if (!got)
+    return k8s::IsNotFound(got.error()) ? Ok() : Status(Unexpected(got.error()));
+  json actor = std::move(*got);
+  if (actor["metadata"].contains("deletionTimestamp"))
+    return ReconcileDelete(std::move(actor));
+  if (!HasFinalizer(actor)) {
+    actor["metadata"]["finalizers"].push_back(kFinalizer);
+    auto out = client_.Update(res::kAsyncActors, ns, actor);
+    if (!out)
+      return Unexpected(out.error());
+    actor = std::move(*out);
+  }
+  const int64_t generation = actor["metadata"].value("generation", int64_t{0});
+  const json old_status = actor.contains("status") ? actor["status"] : json::object();
+  json status = old_status;
+  const std::string now = FormatRfc3339(clock_->WallNow());
+  status["observedGeneration"] = generation;
+
+  auto finish = [&](bool scaling_enabled) -> Status {
+    status["status"] = OverallStatus(status, false, scaling_enabled, false);
+    return WriteStatus(ns, name, status, old_status, actor);
+  };
+
+  // Validate with the one AsyncActor model.
+  json manifest = actor;
+  manifest.erase("status");
+  actor::ParseOptions po;
+  po.require_transport = true;
+  po.skip_crew = false;
+  auto parsed = actor::ParseManifests(manifest.dump(), "AsyncActor " + ns + "/" + name, "", po);
+  if (parsed && parsed->actors.size() != 1) {
+    parsed = MakeError(ErrorCode::kInvalidArgument, "actor \"" + name + "\": not an actor");
+  }
+  if (!parsed) {
+    SetCondition(status, "WorkloadReady", false, "ValidationError", parsed.error().message,
+                 generation, now);
+    return finish(false);
+  }
+  actor::ActorSpec spec = parsed->actors[0];
+  spec.namespace_ = ns;
+  const bool scaling = spec.scaling.enabled;
+  status["scalingMode"] = scaling ? "KEDA" : "Manual";
+
+  auto entry = options_.config.transports.find(spec.transport);
+  if (entry == options_.config.transports.end() || !entry->second.enabled) {
+    std::string msg =
+        "transport '" + spec.transport + "' " +
+        (entry == options_.config.transports.end() ? "not found in operator configuration"
+                                                   : "is disabled in operator configuration");
+    SetCondition(status, "TransportReady", false, "InvalidTransport", msg, generation, now);
+    status["transportStatus"] = "NotReady";
+    return finish(scaling);
+  }
+
+  RenderOptions ro;
+  ro.namespace_ = ns;
+  ro.runtime_script = RuntimeScript();
+  auto objects = RenderActor(spec, options_.config, ro);
+  if (!objects) {
+    SetCondition(status, "WorkloadReady", false, "ValidationError", objects.error().message,
+                 generation, now);
+    return finish(scaling);
+  }
+
+  // Queue first: a workload without its queue only crash-loops.
+  if (options_.queue_management) {
+    if (auto q = EnsureQueue(entry->second, ns, name); !q) {
+      SetCondition(status, "TransportReady", false, "QueueError",
+                   "queue asya-" + name + ": " + q.error().message, generation, now);
+      status["transportStatus"] = "NotReady";
+      auto w = finish(scaling);
+      if (!w)
+        return w;
+      return Unexpected(q.error());  // retried with backoff
+    }
+  }
+  SetCondition(status, "TransportReady", true, "TransportValidated",
+               "Transport configuration validated", generation, now);
+  status["transportStatus"] = "Ready";
+
+  // The shared runtime ConfigMap (no owner: it outlives any one actor), then the actor's.
+  std::vector<json> all;
+  all.push_back(RenderRuntimeConfigMap(ns, options_.config, ro.runtime_script));
+  json workload;
+  for (auto& o : *objects) {
+    if (o.value("kind", "") == "Deployment" || o.value("kind", "") == "StatefulSet")
+      workload = o;
+    all.push_back(std::move(o));
+  }
+  for (size_t i = 0; i < all.size(); ++i) {
+    auto applied = ApplyObject(all[i], i == 0 ? json() : actor);
+    if (!applied) {
+      SetCondition(status, "WorkloadReady", false, "ReconcileError",
+                   all[i].value("kind", "") + " " + name + ": " + applied.error().message,
+                   generation, now);
+      auto w = finish(scaling);
+      if (!w)
+        return w;
+      return Unexpected(applied.error());
+    }
+  }
+  if (!scaling) {
+    for (const auto* r : {&res::kScaledObjects, &res::kTriggerAuthentications}) {
+      std::string n = r == &res::kScaledObjects ? name : name + "-trigger-auth";
+      if (client_.Get(*r, ns, n)) {
+        if (auto d = client_.Delete(*r, ns, n); !d && !k8s::IsNotFound(d.error())) {
+          return Unexpected(d.error());
+        }
+      }
+    }
+  } else {
+    SetCondition(status, "ScalingReady", true, "ScaledObjectCreated",
+                 "KEDA ScaledObject successfully created", generation, now);
+    status["scaledObjectRef"] = {{"name", name}, {"namespace", ns}};
+  }
+
+  // Observe the workload and its pods.
+  const std::string wkind = workload.value("kind", "Deployment");
+  const k8s::Resource* wr = ResourceOf(wkind);
+  json live = json::object();
+  if (auto w = client_.Get(*wr, ns, name))
+    live = std::move(*w);
+  k8s::ListOptions lo;
+  lo.label_selector = std::string(kActorLabel) + "=" + name;
+  json pods = json::array();
+  if (auto p = client_.List(res::kPods, ns, lo))
+    pods = (*p)["items"];
+  const int desired = live.contains("spec") ? live["spec"].value("replicas", 0) : 0;
+  const int ready = IntAt(live, "status", "readyReplicas");
+  const int total = IntAt(live, "status", "replicas");
+  PodScan scan = ScanPods(pods, desired > 0);
+  if (scan.problem.empty()) {
+    SetCondition(status, "WorkloadReady", true, "WorkloadCreated", "Workload successfully created",
+                 generation, now);
+  } else {
+    SetCondition(status, "WorkloadReady", false, "PodsNotHealthy", scan.problem, generation, now);
+  }
+  const int old_ready = old_status.value("replicas", -1);
+  status["readyReplicas"] = ready;
+  status["totalReplicas"] = total;
+  status["pendingReplicas"] = scan.pending;
+  status["failingPods"] = scan.failing;
+  status["replicas"] = ready;
+  status["desiredReplicas"] = desired;
+  status["readyReplicasSummary"] = std::to_string(ready) + "/" + std::to_string(total);
+  status["replicasSummary"] = std::to_string(ready) + "/" + std::to_string(desired);
+  int true_conds = 0;
+  for (const char* t : {"TransportReady", "WorkloadReady", "ScalingReady"}) {
+    const json* c = FindCondition(status, t);
+    if (c != nullptr && c->value("status", "") == "True" &&
+        (scaling || std::string(t) != "ScalingReady")) {
+      ++true_conds;
+    }
+  }
+  status["readySummary"] = std::to_string(true_conds) + "/" + (scaling ? "3" : "2");
+  status["workloadRef"] = {
+      {"apiVersion", "apps/v1"}, {"kind", wkind}, {"name", name}, {"namespace", ns}};
+  if (old_ready >= 0 && old_ready != ready) {
+    // A fixed timestamp rather than "Ns ago": a text that ages would be a write per resync.
+    std::string dir = ready > old_ready ? "up" : "down";
+    status["lastScaleTime"] = now;
+    status["lastScaleDirection"] = dir;
+    status["lastScaleFormatted"] = now + " (" + dir + ")";
+  } else if (!status.contains("lastScaleFormatted")) {
+    status["lastScaleFormatted"] = "-";
+  }
+  bool long_ago = false;
+  if (status.contains("lastScaleTime")) {
+    if (auto t = ParseRfc3339(status["lastScaleTime"].get<std::string>())) {
+      (void)t;
+      long_ago = status["lastScaleTime"].get<std::string>() <
+                 FormatRfc3339(clock_->WallNow() - std::chrono::minutes(5));
+    }
+  }
+  status["status"] = OverallStatus(status, false, scaling, long_ago);
+  ASYA_RETURN_IF_ERROR(WriteStatus(ns, name, status, old_status, actor));
+  const std::string s = status["status"];
+  if (s != "Running" && s != "Napping")
+    queue_.AddAfter(key, options_.requeue_unsteady);
+  return Ok();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Informers, workers
+
+void Controller::WatchLoop(const k8s::Resource& r, const std::string& label_selector,
+                           std::function<std::string(const json&)> key_of, bool is_primary,
+                           std::atomic<bool>* synced) {
+  const std::string& ns = options_.watch_namespace;
+  auto enqueue = [&](const std::string& type, const json& obj) {
+    std::string key = key_of(obj);
+    if (key.empty())
+      return;
+    if (is_primary) {
+      const json& m = obj["metadata"];
+      std::string sig = std::to_string(m.value("generation", 0)) + "|" +
+                        (m.contains("deletionTimestamp") ? "d" : "") + "|" +
+                        (m.contains("finalizers") ? m["finalizers"].dump() : "");
+      std::lock_guard<std::mutex> lock(mu_);
+      if (type == "DELETED") {
+        primary_seen_.erase(key);
+        return;
+      }
+      auto it = primary_seen_.find(key);
+      if (it != primary_seen_.end() && it->second == sig && type == "MODIFIED")
+        return;
+      primary_seen_[key] = sig;
+    }
+    queue_.Add(key);
+  };
+  while (!stopping_) {
+    k8s::ListOptions lo;
+    lo.label_selector = label_selector;
+    auto list = client_.List(r, ns, lo);
+    if (!list) {
+      log::Warn("operator: list " + r.plural + ": " + list.error().message);
+      clock_->SleepFor(std::chrono::seconds(1));
+      continue;
+    }
+    ++relists_;
+    for (const auto& item : (*list)["items"])
+      enqueue("ADDED", item);
+    if (synced != nullptr)
+      *synced = true;
+    k8s::WatchOptions wo;
+    wo.resource_version = (*list)["metadata"].value("resourceVersion", "");
+    wo.label_selector = label_selector;
+    wo.timeout_seconds = 300;
+    while (!stopping_) {
+      auto rv = client_.Watch(
+          r, ns, wo,
+          [&](const std::string& type, const json& obj) {
+            if (type != "BOOKMARK")
+              enqueue(type, obj);
+            return !stopping_.load();
+          },
+          &cancel_);
+      if (!rv) {
+        if (!k8s::IsGone(rv.error()) && !stopping_) {
+          log::Warn("operator: watch " + r.plural + ": " + rv.error().message);
+          clock_->SleepFor(std::chrono::milliseconds(500));
+        }
+        break;  // relist
+      }
+      ++watch_restarts_;
+      wo.resource_version = *rv;
+    }
+  }
+}
+
+void Controller::Worker() {
+  while (auto key = queue_.Get()) {
+    auto s = Reconcile(*key);
+    if (s) {
+      queue_.Forget(*key);
+    } else {
+      ++reconcile_errors_;
+      log::Warn("operator: reconcile " + *key + ": " + s.error().message);
+      queue_.AddRateLimited(*key);
+    }
+    queue_.Done(*key);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Leader election (coordination.k8s.io/v1 Lease). A lease is taken over when its holder has not
+// renewed it (its resourceVersion did not change) for lease_duration of OUR clock, so clock skew
+// between instances does not matter.
+
+bool Controller::TryAcquireOrRenew() {
+  const std::string now = FormatRfc3339(clock_->WallNow(), 6);
+  const int duration_s = static_cast<int>(
+      std::chrono::duration_cast<std::chrono::seconds>(options_.lease_duration).count());
+  auto lease = client_.Get(res::kLeases, options_.lease_namespace, options_.lease_name);
+  if (!lease) {
+    if (!k8s::IsNotFound(lease.error()))
+      return false;
+    json l = {
+        {"apiVersion", "coordination.k8s.io/v1"},
+        {"kind", "Lease"},
+        {"metadata", {{"name", options_.lease_name}, {"namespace", options_.lease_namespace}}},
+        {"spec",
+         {{"holderIdentity", options_.identity},
+          {"leaseDurationSeconds", duration_s},
+          {"acquireTime", now},
+          {"renewTime", now},
+          {"leaseTransitions", 0}}}};
+    return static_cast<bool>(client_.Create(res::kLeases, options_.lease_namespace, l));
+  }
+  json l = *lease;
+  const std::string holder = l["spec"].value("holderIdentity", "");
+  const std::string rv = l["metadata"].value("resourceVersion", "");
+  if (rv != observed_lease_rv_) {
+    observed_lease_rv_ = rv;
+    observed_at_ = clock_->Now();
+  }
+  if (holder != options_.identity) {
+    bool expired = holder.empty() || clock_->Now() - observed_at_ >= options_.lease_duration;
+    if (!expired)
+      return false;
+    l["spec"]["holderIdentity"] = options_.identity;
+    l["spec"]["acquireTime"] = now;
+    l["spec"]["leaseTransitions"] = l["spec"].value("leaseTransitions", 0) + 1;
+  }
+  l["spec"]["renewTime"] = now;
+  l["spec"]["leaseDurationSeconds"] = duration_s;
+  auto out = client_.Update(res::kLeases, options_.lease_namespace, l);
+  if (!out)
+    return false;
+  observed_lease_rv_ = (*out)["metadata"].value("resourceVersion", "");
+  observed_at_ = clock_->Now();
+  return true;
+}
+
+Status Controller::LeaderLoop(const std::atomic<bool>& stop) {
+  // Wait to acquire.
+  while (!stop) {
+    if (TryAcquireOrRenew())
+      break;
+    clock_->SleepFor(options_.retry_interval);
+  }
+  if (stop)
+    return Ok();
+  leading_ = true;
+  last_renew_ = clock_->Now();
+  log::Info("operator: leading as " + options_.identity);
+  return Ok();
+}
+
+Status Controller::Run(const std::atomic<bool>& stop) {
+  if (options_.leader_elect) {
+    ready_ = true;  // a standby is ready (it serves nothing but its probes)
+    ASYA_RETURN_IF_ERROR(LeaderLoop(stop));
+    if (stop)
+      return Ok();
+    ready_ = false;
+  } else {
+    leading_ = true;
+  }
+  auto actor_key = [](const json& o) {
+    return o["metadata"].value("namespace", "") + "/" + o["metadata"].value("name", "");
+  };
+  auto label_key = [](const json& o) {
+    std::string a = LabelOf(o, kActorLabel);
+    return a.empty() ? std::string() : o["metadata"].value("namespace", "") + "/" + a;
+  };
+  auto hpa_key = [](const json& o) {
+    std::string n = o["metadata"].value("name", "");
+    if (n.rfind("keda-hpa-", 0) != 0)
+      return std::string();
+    return o["metadata"].value("namespace", "") + "/" + n.substr(9);
+  };
+  std::atomic<bool> primary_synced{false};
+  const std::string sel = kActorLabel;  // "has label"
+  threads_.emplace_back(
+      [&, actor_key] { WatchLoop(res::kAsyncActors, "", actor_key, true, &primary_synced); });
+  threads_.emplace_back(
+      [&, label_key, sel] { WatchLoop(res::kDeployments, sel, label_key, false, nullptr); });
+  threads_.emplace_back(
+      [&, label_key, sel] { WatchLoop(res::kStatefulSets, sel, label_key, false, nullptr); });
+  threads_.emplace_back(
+      [&, label_key, sel] { WatchLoop(res::kScaledObjects, sel, label_key, false, nullptr); });
+  threads_.emplace_back(
+      [&, label_key, sel] { WatchLoop(res::kPods, sel, label_key, false, nullptr); });
+  threads_.emplace_back([&, hpa_key] { WatchLoop(res::kHpas, "", hpa_key, false, nullptr); });
+  for (int i = 0; i < std::max(1, options_.workers); ++i) {
+    threads_.emplace_back([this] { Worker(); });
+  }
+  auto next_resync = clock_->Now() + options_.resync;
+  Status result = Ok();
+  while (!stop) {
+    if (primary_synced)
+      ready_ = true;
+    clock_->SleepFor(std::chrono::milliseconds(200));
+    if (clock_->Now() >= next_resync) {
+      next_resync = clock_->Now() + options_.resync;
+      std::vector<std::string> keys;
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        for (const auto& [k, v] : primary_seen_)
+          keys.push_back(k);
+      }
+      for (const auto& k : keys)
+        queue_.Add(k);
+    }
+    if (options_.leader_elect && clock_->Now() - last_renew_ >= options_.renew_interval) {
+      if (TryAcquireOrRenew()) {
+        last_renew_ = clock_->Now();
+      } else if (clock_->Now() - last_renew_ >= options_.lease_duration) {
+        result = MakeError(ErrorCode::kUnavailable, "leader election lost");
+        break;
+      }
+    }
+  }
+  leading_ = false;
+  stopping_ = true;
+  cancel_.Cancel();
+  queue_.ShutDown();
+  for (auto& t : threads_) {
+    if (t.joinable())
+      t.join();
+  }
+  threads_.clear();
+  return result;
+}
+
+std::string Controller::Metrics() const {
+  std::string out;
+  auto counter = [&](const char* name, const char* help, long v) {
+    out += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " counter\n" + name +
+           " " + std::to_string(v) + "\n";
+  };
+  counter("asya_operator_reconciles_total", "Reconciles run.", reconciles_.load());
+  counter("asya_operator_reconcile_errors_total", "Reconciles that failed.",
+          reconcile_errors_.load());
+  counter("asya_operator_applies_total", "Server-side applies sent.", applies_.load());
+  counter("asya_operator_status_writes_total", "AsyncActor status writes.", status_writes_.load());
+  counter("asya_operator_events_total", "Kubernetes Events recorded.", events_.load());
+  counter("asya_operator_relists_total", "Lists done by the informers.", relists_.load());
+  out +=
+      "# HELP asya_operator_workqueue_depth Keys ready in the work queue.\n"
+      "# TYPE asya_operator_workqueue_depth gauge\nasya_operator_workqueue_depth " +
+      std::to_string(queue_.Len()) + "\n";
+  out +=
+      "# HELP asya_operator_leader 1 while this instance leads.\n"
+      "# TYPE asya_operator_leader gauge\nasya_operator_leader " +
+      std::string(leading_ ? "1" : "0") + "\n";
+  return out;
+}
+
+}  // namespace asya::op
