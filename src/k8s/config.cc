@@ -34,6 +34,12 @@ std::string Str(const json& obj, const char* key) {
   return it != obj.end() && it->is_string() ? it->get<std::string>() : std::string();
 }
 
+const json& Member(const json& obj, const char* key) {
+  static const json empty = json::array();
+  auto it = obj.find(key);
+  return it != obj.end() ? *it : empty;
+}
+
 const json* Named(const json& list, const std::string& name, const char* inner) {
   if (!list.is_array()) {
     return nullptr;
@@ -126,13 +132,13 @@ Result<Config> ParseKubeconfig(std::string_view text, const std::string& source,
   if (ctx_name.empty()) {
     return MakeError(ErrorCode::kInvalidArgument, source + ": current-context: not set");
   }
-  const json* ctx = Named(kc.value("contexts", json::array()), ctx_name, "context");
+  const json* ctx = Named(Member(kc, "contexts"), ctx_name, "context");
   if (ctx == nullptr) {
     return MakeError(ErrorCode::kInvalidArgument,
                      source + ": contexts: no context named \"" + ctx_name + "\"");
   }
   std::string cluster_name = Str(*ctx, "cluster");
-  const json* cluster = Named(kc.value("clusters", json::array()), cluster_name, "cluster");
+  const json* cluster = Named(Member(kc, "clusters"), cluster_name, "cluster");
   if (cluster == nullptr) {
     return MakeError(ErrorCode::kInvalidArgument,
                      source + ": clusters: no cluster named \"" + cluster_name + "\"");
@@ -156,7 +162,7 @@ Result<Config> ParseKubeconfig(std::string_view text, const std::string& source,
   }
   std::string user_name = Str(*ctx, "user");
   if (!user_name.empty()) {
-    const json* user = Named(kc.value("users", json::array()), user_name, "user");
+    const json* user = Named(Member(kc, "users"), user_name, "user");
     if (user == nullptr) {
       return MakeError(ErrorCode::kInvalidArgument,
                        source + ": users: no user named \"" + user_name + "\"");

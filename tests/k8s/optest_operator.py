@@ -1,0 +1,302 @@
+"""asya-operator against the fake API server, with a real RabbitMQ and moto SQS for queues."""
+
+import base64
+import json
+import os
+import threading
+import time
+import unittest
+import urllib.error
+import urllib.request
+
+from fakeapi_testlib import ACTORS, wait_for
+from operator_testlib import (DEP, EVENTS, OPERATOR, PODS, SO, TA, OperatorTestCase, actor)
+
+BROKER = None
+MOTO = None
+
+
+def setUpModule():
+    global BROKER
+    from rabbitmq_fixture import Broker
+    BROKER = Broker(management=True)
+
+
+def tearDownModule():
+    if BROKER is not None:
+        BROKER.stop()
+    if MOTO is not None:
+        MOTO.stop()
+
+
+def rabbit_registry():
+    return {"rabbitmq": {"type": "rabbitmq", "config": {
+        "host": "127.0.0.1", "port": BROKER.port, "managementPort": BROKER.mgmt_port}}}
+
+
+def rabbit_queue_exists(name):
+    req = urllib.request.Request(
+        "http://127.0.0.1:%d/api/queues/%%2F/%s" % (BROKER.mgmt_port, name),
+        headers={"Authorization": "Basic " + base64.b64encode(b"guest:guest").decode()})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status == 200
+    except urllib.error.HTTPError as e:
+        if e.code == 404:
+            return False
+        raise
+
+
+@unittest.skipUnless(os.path.exists(OPERATOR), "asya-operator not built")
+class OperatorScenarios(OperatorTestCase):
+    def setUp(self):
+        self.transports = rabbit_registry()
+        super().setUp()
+
+    def test_create_runs_then_naps_then_delete_finalizes(self):
+        op = self.start_operator()
+        self.create(actor("echo", scaling={"minReplicas": 1, "maxReplicas": 3}))
+        a = self.wait_status("echo", "Running")
+        self.assertIn("asya.sh/finalizer", a["metadata"]["finalizers"])
+        for t in ("TransportReady", "WorkloadReady", "ScalingReady"):
+            self.assertEqual(self.cond(a, t)["status"], "True", t)
+        st = a["status"]
+        self.assertEqual((st["replicas"], st["desiredReplicas"], st["totalReplicas"]), (1, 1, 1))
+        self.assertEqual(st["observedGeneration"], a["metadata"]["generation"])
+        dep = self.ok(self.c.get(DEP + "/echo"))
+        ref = dep["metadata"]["ownerReferences"][0]
+        self.assertEqual((ref["kind"], ref["uid"]), ("AsyncActor", a["metadata"]["uid"]))
+        names = [c["name"] for c in dep["spec"]["template"]["spec"]["containers"]]
+        self.assertEqual(names[-1], "asya-sidecar")
+        managers = {m["manager"] for m in dep["metadata"]["managedFields"]}
+        self.assertIn("asya-operator", managers)
+        self.ok(self.c.get(SO + "/echo"))
+        self.assertTrue(rabbit_queue_exists("asya-echo"))
+        # an Event for the transition
+        evs = self.ok(self.c.get(EVENTS))["items"]
+        self.assertTrue(any(e["involvedObject"]["name"] == "echo" and e["reason"] == "Running"
+                            for e in evs), evs)
+        # KEDA scales it to zero -> Napping
+        self.ok(self.c.post("/fake/hpa/default/echo", {"desiredReplicas": 0}))
+        a = self.wait_status("echo", "Napping")
+        self.assertEqual(a["status"]["desiredReplicas"], 0)
+        # delete: the finalizer removes the queue and the KEDA objects, then the actor goes
+        self.ok(self.c.delete(ACTORS.format(ns="default") + "/echo"))
+        wait_for(lambda: self.get_actor("echo") is None, what="actor gone")
+        self.assertFalse(rabbit_queue_exists("asya-echo"))
+        self.assertEqual(self.c.get(SO + "/echo").code, 404)
+        self.assertEqual(self.c.get(TA + "/echo-trigger-auth").code, 404)
+        self.assertEqual(self.c.get(DEP + "/echo").code, 404)
+
+    def test_crashloop_and_image_pull_failures(self):
+        self.ok(self.c.post("/fake/pod-fates", {"rules": [
+            {"match": {"workload": "crashy", "container": "asya-runtime"}, "fate": "crashloop"},
+            {"match": {"workload": "nopull", "container": "asya-runtime"}, "fate": "imagepull"}]}))
+        self.start_operator()
+        self.create(actor("crashy", scaling={"enabled": False}))
+        self.create(actor("nopull", scaling={"enabled": False}))
+        a = self.wait_status("crashy", "RuntimeError")
+        c = self.cond(a, "WorkloadReady")
+        self.assertEqual((c["status"], c["reason"]), ("False", "PodsNotHealthy"))
+        self.assertIn("CrashLoopBackOff", c["message"])
+        self.assertGreaterEqual(a["status"]["failingPods"], 1)
+        a = self.wait_status("nopull", "ImagePullError")
+        self.assertIn("ImagePullBackOff", self.cond(a, "WorkloadReady")["message"])
+        # the pods heal: the condition flips back and its transition time moves
+        self.ok(self.c.post("/fake/pod-fates", {"rules": []}))
+        a = self.wait_status("crashy", "Running")
+        self.assertEqual(self.cond(a, "WorkloadReady")["reason"], "WorkloadCreated")
+        evs = [e for e in self.ok(self.c.get(EVENTS))["items"]
+               if e["involvedObject"]["name"] == "crashy"]
+        self.assertTrue(any(e["reason"] == "RuntimeError" and e["type"] == "Warning"
+                            for e in evs), evs)
+
+    def test_spec_update_propagates_and_deleted_deployment_is_recreated(self):
+        self.start_operator()
+        self.create(actor("upd", scaling={"enabled": False}))
+        self.wait_status("upd", "Running")
+        a = self.get_actor("upd")
+        a["spec"]["workload"]["template"]["spec"]["containers"][0]["image"] = "handler:2"
+        self.ok(self.c.put(ACTORS.format(ns="default") + "/upd", a))
+
+        def image():
+            d = self.c.get(DEP + "/upd").body
+            return d["spec"]["template"]["spec"]["containers"][0]["image"]
+        wait_for(lambda: image() == "handler:2", what="new image applied")
+        a = self.wait_status("upd", "Running")
+        wait_for(lambda: self.get_actor("upd")["status"]["observedGeneration"] ==
+                 self.get_actor("upd")["metadata"]["generation"], what="observedGeneration")
+        uid = self.ok(self.c.get(DEP + "/upd"))["metadata"]["uid"]
+        self.ok(self.c.delete(DEP + "/upd"))
+        wait_for(lambda: self.c.get(DEP + "/upd").code == 200 and
+                 self.c.get(DEP + "/upd").body["metadata"]["uid"] != uid,
+                 what="deployment recreated")
+        self.wait_status("upd", "Running")
+
+    def test_restart_is_idempotent_no_writes(self):
+        op = self.start_operator()
+        for n in ("idem-a", "idem-b"):
+            self.create(actor(n, scaling={"minReplicas": 1, "maxReplicas": 2}))
+        self.create(actor("idem-c", scaling={"enabled": False}))
+        for n in ("idem-a", "idem-b", "idem-c"):
+            self.wait_status(n, "Running")
+        time.sleep(1.5)  # let the last events settle before stopping
+        op.stop()
+        self.sync()
+        self.ok(self.c.delete("/fake/writes"))
+        op2 = self.start_operator(name="op2")
+        wait_for(lambda: "asya_operator_reconciles_total" in self._metrics(op2) and
+                 self._reconciles(op2) >= 3, what="restart reconciled every actor")
+        time.sleep(2)
+        writes = self.ok(self.c.get("/fake/writes"))
+        mine = [w for w in writes["writes"]
+                if w.get("manager") == "asya-operator" and not w.get("noop")]
+        self.assertEqual(mine, [], writes)
+
+    def _health_port(self, op):
+        for line in op.output().splitlines():
+            if "health on port" in line:
+                return int(line.rsplit(" ", 1)[1].strip().strip('"'))
+        return None
+
+    def _metrics(self, op):
+        port = wait_for(lambda: self._health_port(op), what="health port")
+        with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port, timeout=5) as r:
+            return r.read().decode()
+
+    def _reconciles(self, op):
+        for line in self._metrics(op).splitlines():
+            if line.startswith("asya_operator_reconciles_total "):
+                return int(line.split()[1])
+        return 0
+
+    def test_health_and_readiness(self):
+        op = self.start_operator()
+        port = wait_for(lambda: self._health_port(op), what="health port")
+        for path in ("/healthz", "/readyz"):
+            wait_for(lambda: urllib.request.urlopen(
+                "http://127.0.0.1:%d%s" % (port, path), timeout=5).status == 200, what=path)
+        self.assertIn("asya_operator_leader 1", self._metrics(op))
+
+    def test_unknown_transport_and_invalid_spec(self):
+        self.start_operator()
+        self.create(actor("lost", transport="nowhere"))
+        a = self.wait_status("lost", "TransportError")
+        c = self.cond(a, "TransportReady")
+        self.assertEqual((c["status"], c["reason"]), ("False", "InvalidTransport"))
+        self.assertIn("'nowhere'", c["message"])
+        self.assertEqual(self.c.get(DEP + "/lost").code, 404)
+        bad = actor("bad")
+        bad["spec"]["workload"]["template"]["spec"]["containers"][0]["name"] = "main"
+        self.create(bad)
+        a = self.wait_status("bad", "ValidationError")
+        msg = self.cond(a, "WorkloadReady")["message"]
+        self.assertIn('actor "bad"', msg)
+        self.assertIn("spec.workload.template.spec.containers", msg)
+        self.assertEqual(self.c.get(DEP + "/bad").code, 404)
+
+    def test_parallel_cycles_leak_nothing(self):
+        self.start_operator()
+
+        def cycle(i):
+            name = "cyc-%d" % i
+            self.create(actor(name, scaling={"minReplicas": 1, "maxReplicas": 2}))
+            wait_for(lambda: self.status_of(name) == "Running", timeout=120,
+                     what=name + " running")
+            a = self.get_actor(name)
+            a["spec"]["scaling"]["maxReplicas"] = 4
+            self.ok(self.c.put(ACTORS.format(ns="default") + "/" + name, a))
+            wait_for(lambda: self.c.get(SO + "/" + name).body["spec"]["maxReplicaCount"] == 4,
+                     timeout=120, what=name + " updated")
+            self.ok(self.c.delete(ACTORS.format(ns="default") + "/" + name))
+            wait_for(lambda: self.get_actor(name) is None, timeout=120, what=name + " gone")
+
+        errors = []
+
+        def run(i):
+            try:
+                cycle(i)
+            except Exception as e:  # reported below
+                errors.append(e)
+        threads = [threading.Thread(target=run, args=(i,)) for i in range(10)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        self.assertEqual(errors, [])
+        self.sync()
+        for path in (DEP, SO, TA, PODS, "/apis/asya.sh/v1alpha1/namespaces/default/asyncactors"):
+            items = [o["metadata"]["name"] for o in self.ok(self.c.get(path))["items"]]
+            self.assertEqual([n for n in items if n.startswith("cyc-")], [], path)
+        hpas = self.ok(self.c.get(
+            "/apis/autoscaling/v2/namespaces/default/horizontalpodautoscalers"))["items"]
+        self.assertEqual(hpas, [])
+        for i in range(10):
+            self.assertFalse(rabbit_queue_exists("asya-cyc-%d" % i))
+
+
+@unittest.skipUnless(os.path.exists(OPERATOR), "asya-operator not built")
+class LeaderElection(OperatorTestCase):
+    def setUp(self):
+        self.transports = rabbit_registry()
+        super().setUp()
+
+    def lease(self):
+        r = self.c.get("/apis/coordination.k8s.io/v1/namespaces/default/leases/"
+                       "asya-operator.asya.sh")
+        return r.body if r.code == 200 else None
+
+    def test_failover(self):
+        env = {"ASYA_LEADER_ELECT": "true", "ASYA_LEASE_DURATION": "3s",
+               "ASYA_LEASE_RENEW_INTERVAL": "1s", "ASYA_LEASE_RETRY_INTERVAL": "500ms"}
+        first = self.start_operator(env, name="first")
+        wait_for(lambda: (self.lease() or {}).get("spec", {}).get("holderIdentity") == "first",
+                 what="first leads")
+        second = self.start_operator(env, name="second")
+        self.create(actor("ha", scaling={"enabled": False}))
+        self.wait_status("ha", "Running")
+        time.sleep(1)
+        self.assertEqual(self.lease()["spec"]["holderIdentity"], "first")
+        self.assertNotIn("leading as second", second.output())
+        first.stop(sig=9)  # gone without releasing: the lease must expire
+        wait_for(lambda: self.lease()["spec"]["holderIdentity"] == "second", timeout=60,
+                 what="second takes over")
+        # the new leader works: a new actor gets reconciled
+        self.create(actor("ha2", scaling={"enabled": False}))
+        self.wait_status("ha2", "Running")
+
+
+@unittest.skipUnless(os.path.exists(OPERATOR), "asya-operator not built")
+class SqsQueues(OperatorTestCase):
+    def setUp(self):
+        global MOTO
+        from moto_fixture import Moto
+        if MOTO is None:
+            MOTO = Moto()
+        self.transports = {"sqs": {"type": "sqs", "config": {
+            "region": "us-east-1", "accountId": "123456789012", "endpoint": MOTO.endpoint}}}
+        super().setUp()
+
+    def sqs_queues(self):
+        import urllib.parse
+        body = urllib.parse.urlencode({"Action": "ListQueues", "Version": "2012-11-05"}).encode()
+        req = urllib.request.Request(MOTO.endpoint + "/", data=body, headers={
+            "Content-Type": "application/x-www-form-urlencoded",
+            "Authorization": "AWS4-HMAC-SHA256 Credential=test/20250101/us-east-1/sqs/aws4_request,"
+                             " SignedHeaders=host, Signature=x"})
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.read().decode()
+
+    def test_queue_created_and_deleted_on_sqs(self):
+        self.start_operator({"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test"})
+        self.create(actor("sqsy", transport="sqs", scaling={"enabled": False}))
+        self.wait_status("sqsy", "Running")
+        self.assertIn("asya-sqsy", self.sqs_queues())
+        self.ok(self.c.delete(ACTORS.format(ns="default") + "/sqsy"))
+        wait_for(lambda: self.get_actor("sqsy") is None, what="actor gone")
+        wait_for(lambda: "asya-sqsy<" not in self.sqs_queues() and
+                 "asya-sqsy" not in self.sqs_queues(), what="queue deleted")
+
+
+if __name__ == "__main__":
+    unittest.main()
