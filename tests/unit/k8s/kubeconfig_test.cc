@@ -66,8 +66,7 @@ TEST(Kubeconfig, NamedContextWithCertificates) {
 TEST(Kubeconfig, ErrorsNameTheField) {
   auto c = ParseKubeconfig(kKubeconfig, "kc", "staging");
   ASSERT_FALSE(c);
-  EXPECT_NE(c.error().message.find("kc: contexts: no context named \"staging\""),
-            std::string::npos)
+  EXPECT_NE(c.error().message.find("kc: contexts: no context named \"staging\""), std::string::npos)
       << c.error().message;
   auto d = ParseKubeconfig("clusters: []\n", "kc2");
   ASSERT_FALSE(d);
