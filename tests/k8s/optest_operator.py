@@ -46,6 +46,14 @@ def http_ok(url):
         return False
 
 
+def rabbit_get(path):
+    req = urllib.request.Request(
+        "http://127.0.0.1:%d%s" % (BROKER.mgmt_port, path),
+        headers={"Authorization": "Basic " + base64.b64encode(b"guest:guest").decode()})
+    with urllib.request.urlopen(req, timeout=10) as r:
+        return json.loads(r.read())
+
+
 def rabbit_queue_exists(name):
     req = urllib.request.Request(
         "http://127.0.0.1:%d/api/queues/%%2F/%s" % (BROKER.mgmt_port, name),
@@ -84,6 +92,10 @@ class OperatorScenarios(OperatorTestCase):
         self.assertIn("asya-operator", managers)
         self.ok(self.c.get(SO + "/echo"))
         self.assertTrue(rabbit_queue_exists("asya-echo"))
+        # bound the way the sidecar and gateway publish: exchange asya, key <actor> (W2)
+        keys = {(b["source"], b["routing_key"]) for b in rabbit_get(
+            "/api/queues/%2F/asya-echo/bindings")}
+        self.assertIn(("asya", "echo"), keys)
         # an Event for the transition
         evs = self.ok(self.c.get(EVENTS))["items"]
         self.assertTrue(any(e["involvedObject"]["name"] == "echo" and e["reason"] == "Running"
@@ -220,6 +232,24 @@ class OperatorScenarios(OperatorTestCase):
                if e["involvedObject"]["name"] == "bad"]
         self.assertTrue(any(e["reason"] == "ValidationError" for e in evs), evs)
         self.assertEqual(self.c.get(DEP + "/bad").code, 404)
+
+    def test_relist_after_410_and_status_conflict_retry(self):
+        op = self.start_operator()
+        self.create(actor("first", scaling={"enabled": False}))
+        self.wait_status("first", "Running")
+        # every running watch ends with 410 Gone and old resourceVersions are forgotten: the
+        # informers must relist, or the next actor would never be seen
+        self.ok(self.c.post("/fake/compact", {"expireWatches": True}))
+        # and the next status writes conflict twice: re-read and retry
+        self.ok(self.c.post("/fake/faults", {"rules": [
+            {"method": "PUT", "path": ".*/asyncactors/second/status", "code": 409,
+             "count": 2, "reason": "Conflict", "message": "the object has been modified"}]}))
+        self.create(actor("second", scaling={"enabled": False}))
+        self.wait_status("second", "Running")
+        self.assertEqual(self.ok(self.c.get("/fake/faults"))["rules"][0].get("count", 0), 0)
+        relists = [int(l.split()[1]) for l in self._metrics(op).splitlines()
+                   if l.startswith("asya_operator_relists_total ")]
+        self.assertGreater(relists[0], 6)  # 6 informers listed once each at start
 
     def test_parallel_cycles_leak_nothing(self):
         self.start_operator()
