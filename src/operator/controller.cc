@@ -35,6 +35,8 @@ std::string ContentHash(const json& object) {
 
 namespace {
 
+constexpr const char* kAbsent = "-";  // applied_ value: known not to exist
+
 const k8s::Resource* ResourceOf(const std::string& kind) {
   static const std::map<std::string, const k8s::Resource*> kinds = {
       {"Deployment", &res::kDeployments},
@@ -228,11 +230,20 @@ Result<bool> Controller::ApplyObject(const json& desired_in, const json& owner) 
   }
   const std::string hash = ContentHash(desired);
   meta["annotations"][kAppliedHashAnnotation] = hash;
+  const std::string memo_key = kind + "/" + ns + "/" + name;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = applied_.find(memo_key);
+    if (it != applied_.end() && it->second == hash)
+      return false;  // known to be live as is
+  }
   auto live = client_.Get(*r, ns, name);
   if (live) {
     const json& lm = (*live)["metadata"];
     if (!lm.contains("deletionTimestamp") && lm.contains("annotations") &&
         lm["annotations"].value(kAppliedHashAnnotation, "") == hash) {
+      std::lock_guard<std::mutex> lock(mu_);
+      applied_[memo_key] = hash;
       return false;  // already what we want: no write
     }
   } else if (!k8s::IsNotFound(live.error())) {
@@ -242,6 +253,8 @@ Result<bool> Controller::ApplyObject(const json& desired_in, const json& owner) 
   if (!out)
     return Unexpected(out.error());
   ++applies_;
+  std::lock_guard<std::mutex> lock(mu_);
+  applied_[memo_key] = hash;
   return true;
 }
 
@@ -443,11 +456,20 @@ Status Controller::Reconcile(const std::string& key) {
   if (!scaling) {
     for (const auto* r : {&res::kScaledObjects, &res::kTriggerAuthentications}) {
       std::string n = r == &res::kScaledObjects ? name : name + "-trigger-auth";
+      const std::string memo_key = r->kind + "/" + ns + "/" + n;
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        auto it = applied_.find(memo_key);
+        if (it != applied_.end() && it->second == kAbsent)
+          continue;
+      }
       if (client_.Get(*r, ns, n)) {
         if (auto d = client_.Delete(*r, ns, n); !d && !k8s::IsNotFound(d.error())) {
           return Unexpected(d.error());
         }
       }
+      std::lock_guard<std::mutex> lock(mu_);
+      applied_[memo_key] = kAbsent;
     }
   } else {
     SetCondition(status, "ScalingReady", true, "ScaledObjectCreated",
@@ -529,6 +551,12 @@ void Controller::WatchLoop(const k8s::Resource& r, const std::string& label_sele
                            std::atomic<bool>* synced) {
   const std::string& ns = options_.watch_namespace;
   auto enqueue = [&](const std::string& type, const json& obj) {
+    if (!is_primary && type == "DELETED") {
+      // An owned object went away (a user, or garbage collection): check it again next time.
+      std::lock_guard<std::mutex> lock(mu_);
+      applied_.erase(r.kind + "/" + obj["metadata"].value("namespace", "") + "/" +
+                     obj["metadata"].value("name", ""));
+    }
     std::string key = key_of(obj);
     if (key.empty())
       return;
@@ -718,6 +746,7 @@ Status Controller::Run(const std::atomic<bool>& stop) {
       std::vector<std::string> keys;
       {
         std::lock_guard<std::mutex> lock(mu_);
+        applied_.clear();  // re-check every live object (reads only; writes only on drift)
         for (const auto& [k, v] : primary_seen_)
           keys.push_back(k);
       }

@@ -103,6 +103,10 @@ class Controller {
   mutable std::mutex mu_;
   std::map<std::string, std::string> primary_seen_;  // key -> generation/deleting/finalizers
   std::map<std::string, std::unique_ptr<QueueAdmin>> transports_;  // entry/ns -> transport
+  // "<kind>/<ns>/<name>" -> hash of what is known to be live (or "-": known absent), so a
+  // reconcile of an unchanged actor reads nothing but the actor, its workload and pods. Entries
+  // go when a watch reports the object deleted and on every periodic resync.
+  std::map<std::string, std::string> applied_;
 
   // leader election observation
   std::string observed_lease_rv_;

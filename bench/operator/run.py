@@ -1,0 +1,161 @@
+#!/usr/bin/env python3
+"""asya-operator at scale on the fake API server (issue 9: 1,000 actors to steady state in < 60 s
+with < 100 MB RSS; a resync of 1,000 unchanged actors makes no writes).
+
+Half the actors run one replica without autoscaling (steady = Running), half autoscale from zero
+(steady = Napping). Queue management is off: this measures the operator against the API, not a
+broker. The fake API server (Python) runs in its own process; its own slowness is part of the wall
+time, so the operator's CPU time is printed too.
+
+Environment: BUILD_DIR (build/release), OPERATOR_N (1000), OPERATOR_WORKERS (10).
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BUILD = os.environ.get("BUILD_DIR", os.path.join(ROOT, "build", "release"))
+N = int(os.environ.get("OPERATOR_N", "1000"))
+WORKERS = os.environ.get("OPERATOR_WORKERS", "10")
+sys.path.insert(0, os.path.join(ROOT, "tests", "k8s"))
+from fakeapi_testlib import ACTORS, CRD_PATH, Client  # noqa: E402
+
+
+def actor(i):
+    name = "bench-%04d" % i
+    spec = {"transport": "rabbitmq",
+            "workload": {"template": {"spec": {"containers": [
+                {"name": "asya-runtime", "image": "handler:1",
+                 "env": [{"name": "ASYA_HANDLER", "value": "h.process"}]}]}}}}
+    spec["scaling"] = {"enabled": False} if i % 2 == 0 else {"minReplicas": 0, "maxReplicas": 2}
+    return {"apiVersion": "asya.sh/v1alpha1", "kind": "AsyncActor",
+            "metadata": {"name": name, "namespace": "default"}, "spec": spec}
+
+
+def steady(c):
+    items = c.get(ACTORS.format(ns="default")).body["items"]
+    done = 0
+    for a in items:
+        st = a.get("status", {})
+        want = "Running" if a["spec"].get("scaling", {}).get("enabled") is False else "Napping"
+        if st.get("status") == want and st.get("observedGeneration") == a["metadata"]["generation"]:
+            done += 1
+    return done
+
+
+def proc_stat(pid):
+    out = {}
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            k, _, v = line.partition(":")
+            out[k] = v.strip()
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    cpu_s = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return int(out["VmHWM"].split()[0]) // 1024, cpu_s
+
+
+def metric(port, name):
+    with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port, timeout=10) as r:
+        for line in r.read().decode().splitlines():
+            if line.startswith(name + " "):
+                return int(line.split()[1])
+    return 0
+
+
+def start_operator(tmp, kubeconfig, resync):
+    env = dict(os.environ, KUBECONFIG=kubeconfig, ASYA_DISABLE_QUEUE_MANAGEMENT="true",
+               ASYA_TRANSPORT_CONFIG=json.dumps({"transports": {"rabbitmq": {
+                   "type": "rabbitmq", "config": {"host": "rabbitmq"}}}}),
+               ASYA_RUNTIME_SCRIPT_PATH=os.path.join(ROOT, "src/runtime/python/asya_runtime.py"),
+               ASYA_HEALTH_ADDR="127.0.0.1:0", ASYA_METRICS_ADDR="0", ASYA_LOG_LEVEL="warn",
+               ASYA_MAX_CONCURRENT_RECONCILES=WORKERS, ASYA_RESYNC_PERIOD=resync)
+    env["ASYA_LOG_LEVEL"] = "info"
+    log = open(os.path.join(tmp, "operator.log"), "ab")
+    p = subprocess.Popen([os.path.join(BUILD, "bin", "asya-operator")], env=env, stdout=log,
+                         stderr=log, stdin=subprocess.DEVNULL)
+    port = None
+    deadline = time.monotonic() + 30
+    while port is None and time.monotonic() < deadline:
+        with open(os.path.join(tmp, "operator.log"), errors="replace") as f:
+            for line in f:
+                if "health on port" in line:
+                    port = int(line.rsplit(" ", 1)[1].strip().strip('"'))
+        time.sleep(0.05)
+    return p, port
+
+
+def main():
+    tmp = tempfile.mkdtemp(prefix="asya-opbench-")
+    ready = os.path.join(tmp, "port")
+    kubeconfig = os.path.join(tmp, "kubeconfig")
+    fake = subprocess.Popen(
+        [sys.executable, "-m", "fakeapi", "--port", "0", "--crd", CRD_PATH, "--ready-file", ready,
+         "--kubeconfig", kubeconfig, "--bookmark-interval", "5", "--event-window", "200000"],
+        cwd=os.path.join(ROOT, "tests", "k8s"), stdout=subprocess.DEVNULL,
+        stderr=open(os.path.join(tmp, "fake.log"), "wb"))
+    ops = []
+    try:
+        while not os.path.exists(ready):
+            time.sleep(0.05)
+        with open(ready) as f:
+            c = Client("http://127.0.0.1:%s" % f.read().strip())
+        for i in range(N):
+            r = c.post(ACTORS.format(ns="default"), actor(i))
+            assert r.code == 201, r
+        t0 = time.monotonic()
+        op, port = start_operator(tmp, kubeconfig, "20s")
+        ops.append(op)
+        last = -1
+        while True:
+            done = steady(c)
+            if done != last:
+                last = done
+            if done == N:
+                break
+            if time.monotonic() - t0 > float(os.environ.get("OPERATOR_TIMEOUT", "300")):
+                import collections
+                items = c.get(ACTORS.format(ns="default")).body["items"]
+                print(collections.Counter(a.get("status", {}).get("status") for a in items))
+                print(json.dumps(items[0].get("status"))[:2000])
+                raise SystemExit("operator bench: not steady in time (%d/%d)" % (done, N))
+            time.sleep(0.5)
+        wall = time.monotonic() - t0
+        rss, cpu = proc_stat(op.pid)
+        print("asya-operator N=%d: steady state in %.1f s wall, %.1f s operator CPU, %d MB peak RSS "
+              "(targets < 60 s, < 100 MB; load %s)"
+              % (N, wall, cpu, rss, open("/proc/loadavg").read().split()[0]))
+        # Resync of unchanged actors: let everything settle, forget the writes, wait for the next
+        # periodic resync to have reconciled every actor, then count the operator's writes.
+        time.sleep(3)
+        c.request("DELETE", "/fake/writes")
+        before = metric(port, "asya_operator_reconciles_total")
+        deadline = time.monotonic() + 120
+        while metric(port, "asya_operator_reconciles_total") < before + N:
+            if time.monotonic() > deadline:
+                raise SystemExit("operator bench: no resync within 120 s")
+            time.sleep(0.5)
+        writes = c.get("/fake/writes").body["writes"]
+        mine = [w for w in writes if w.get("manager", "").startswith("asya-operator")]
+        print("asya-operator resync of %d unchanged actors: %d reconciles, %d writes (target 0)"
+              % (N, metric(port, "asya_operator_reconciles_total") - before, len(mine)))
+        if mine:
+            print("  first writes:", mine[:5])
+            return 1
+        return 0
+    finally:
+        for p in ops:
+            p.send_signal(signal.SIGTERM)
+            p.wait()
+        fake.send_signal(signal.SIGTERM)
+        fake.wait()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
