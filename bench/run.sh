@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Benchmarks, side by side with their baselines in one run (`make bench`): data plane, then
-# `asya render` of 1,000 actors (bench/render).
+# `asya render` of 1,000 actors (bench/render), the operator on 1,000 actors (bench/operator).
 # Not part of `make test`. Prints one line per benchmark:
 #   runtime-roundtrip kept-conn: asya 19876/s, baseline 21345/s, ratio 0.93
 # Environment: BUILD_DIR (default build/release), REPS (default 5), N (round trips per run).
@@ -96,3 +96,6 @@ BUILD_DIR=$BUILD_DIR bash "$ROOT/bench/rabbitmq/run.sh" || echo "rabbitmq-hop: f
 
 # e. asya render of 1,000 actors (in process vs a yaml-cpp round trip; the CLI end to end).
 BUILD_DIR=$BUILD_DIR bash "$ROOT/bench/render/run.sh" || echo "render: failed (see above)"
+
+# f. asya-operator: 1,000 actors to steady state on the fake API server; resync makes no writes.
+BUILD_DIR=$BUILD_DIR bash "$ROOT/bench/operator/run.sh" || echo "operator: failed (see above)"

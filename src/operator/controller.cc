@@ -1,5 +1,6 @@
 #include "asya/operator/controller.h"
 
+#include <array>
 #include <cstdio>
 #include <fstream>
 #include <sstream>
@@ -480,14 +481,19 @@ Status Controller::Reconcile(const std::string& key) {
   // Observe the workload and its pods.
   const std::string wkind = workload.value("kind", "Deployment");
   const k8s::Resource* wr = ResourceOf(wkind);
+  // From the informers' caches (filled before any worker started), not from the API.
   json live = json::object();
-  if (auto w = client_.Get(*wr, ns, name))
-    live = std::move(*w);
-  k8s::ListOptions lo;
-  lo.label_selector = std::string(kActorLabel) + "=" + name;
   json pods = json::array();
-  if (auto p = client_.List(res::kPods, ns, lo))
-    pods = (*p)["items"];
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (auto it = workloads_.find(wr->kind + "/" + ns + "/" + name); it != workloads_.end()) {
+      live = it->second;
+    }
+    if (auto it = pods_.find(ns + "/" + name); it != pods_.end()) {
+      for (const auto& [pod_name, pod] : it->second)
+        pods.push_back(pod);
+    }
+  }
   const int desired = live.contains("spec") ? live["spec"].value("replicas", 0) : 0;
   const int ready = IntAt(live, "status", "readyReplicas");
   const int total = IntAt(live, "status", "replicas");
@@ -550,7 +556,49 @@ void Controller::WatchLoop(const k8s::Resource& r, const std::string& label_sele
                            std::function<std::string(const json&)> key_of, bool is_primary,
                            std::atomic<bool>* synced) {
   const std::string& ns = options_.watch_namespace;
+  const bool is_pod = &r == &res::kPods;
+  const bool is_workload = &r == &res::kDeployments || &r == &res::kStatefulSets;
+  // Caches of what the status needs (trimmed: the full objects would cost memory per actor).
+  auto remember = [&](const std::string& type, const json& obj) {
+    const json& m = obj["metadata"];
+    const std::string ns_name = m.value("namespace", "") + "/" + m.value("name", "");
+    std::lock_guard<std::mutex> lock(mu_);
+    if (is_workload) {
+      if (type == "DELETED") {
+        workloads_.erase(r.kind + "/" + ns_name);
+        return;
+      }
+      json t = {
+          {"spec", {{"replicas", obj.contains("spec") ? obj["spec"].value("replicas", 0) : 0}}},
+          {"status", obj.value("status", json::object())}};
+      t["status"].erase("conditions");
+      workloads_[r.kind + "/" + ns_name] = std::move(t);
+    } else if (is_pod) {
+      const std::string actor_key = m.value("namespace", "") + "/" + LabelOf(obj, kActorLabel);
+      if (type == "DELETED") {
+        if (auto it = pods_.find(actor_key); it != pods_.end()) {
+          it->second.erase(m.value("name", ""));
+          if (it->second.empty())
+            pods_.erase(it);
+        }
+        return;
+      }
+      json t = {{"metadata", {{"name", m.value("name", "")}}}, {"status", json::object()}};
+      if (m.contains("deletionTimestamp"))
+        t["metadata"]["deletionTimestamp"] = m["deletionTimestamp"];
+      if (obj.contains("status")) {
+        for (const char* k :
+             {"phase", "conditions", "containerStatuses", "initContainerStatuses"}) {
+          if (obj["status"].contains(k))
+            t["status"][k] = obj["status"][k];
+        }
+      }
+      pods_[actor_key][m.value("name", "")] = std::move(t);
+    }
+  };
   auto enqueue = [&](const std::string& type, const json& obj) {
+    if (is_pod || is_workload)
+      remember(type, obj);
     if (!is_primary && type == "DELETED") {
       // An owned object went away (a user, or garbage collection): check it again next time.
       std::lock_guard<std::mutex> lock(mu_);
@@ -587,6 +635,16 @@ void Controller::WatchLoop(const k8s::Resource& r, const std::string& label_sele
       continue;
     }
     ++relists_;
+    if (is_pod || is_workload) {  // a relist replaces the cache: deletions in the gap count
+      std::lock_guard<std::mutex> lock(mu_);
+      if (is_pod) {
+        pods_.clear();
+      } else {
+        for (auto it = workloads_.begin(); it != workloads_.end();) {
+          it = it->first.rfind(r.kind + "/", 0) == 0 ? workloads_.erase(it) : std::next(it);
+        }
+      }
+    }
     for (const auto& item : (*list)["items"])
       enqueue("ADDED", item);
     if (synced != nullptr)
@@ -719,27 +777,37 @@ Status Controller::Run(const std::atomic<bool>& stop) {
       return std::string();
     return o["metadata"].value("namespace", "") + "/" + n.substr(9);
   };
-  std::atomic<bool> primary_synced{false};
+  std::array<std::atomic<bool>, 6> synced{};
   const std::string sel = kActorLabel;  // "has label"
   threads_.emplace_back(
-      [&, actor_key] { WatchLoop(res::kAsyncActors, "", actor_key, true, &primary_synced); });
+      [&, actor_key] { WatchLoop(res::kAsyncActors, "", actor_key, true, &synced[0]); });
   threads_.emplace_back(
-      [&, label_key, sel] { WatchLoop(res::kDeployments, sel, label_key, false, nullptr); });
+      [&, label_key, sel] { WatchLoop(res::kDeployments, sel, label_key, false, &synced[1]); });
   threads_.emplace_back(
-      [&, label_key, sel] { WatchLoop(res::kStatefulSets, sel, label_key, false, nullptr); });
+      [&, label_key, sel] { WatchLoop(res::kStatefulSets, sel, label_key, false, &synced[2]); });
   threads_.emplace_back(
-      [&, label_key, sel] { WatchLoop(res::kScaledObjects, sel, label_key, false, nullptr); });
+      [&, label_key, sel] { WatchLoop(res::kScaledObjects, sel, label_key, false, &synced[3]); });
   threads_.emplace_back(
-      [&, label_key, sel] { WatchLoop(res::kPods, sel, label_key, false, nullptr); });
-  threads_.emplace_back([&, hpa_key] { WatchLoop(res::kHpas, "", hpa_key, false, nullptr); });
+      [&, label_key, sel] { WatchLoop(res::kPods, sel, label_key, false, &synced[4]); });
+  threads_.emplace_back([&, hpa_key] { WatchLoop(res::kHpas, "", hpa_key, false, &synced[5]); });
+  // Workers start once every cache has listed: a status computed from a half-filled cache
+  // would be wrong, and written.
+  auto all_synced = [&] {
+    for (const auto& s : synced) {
+      if (!s.load())
+        return false;
+    }
+    return true;
+  };
+  while (!stop && !all_synced())
+    clock_->SleepFor(std::chrono::milliseconds(20));
   for (int i = 0; i < std::max(1, options_.workers); ++i) {
     threads_.emplace_back([this] { Worker(); });
   }
   auto next_resync = clock_->Now() + options_.resync;
   Status result = Ok();
   while (!stop) {
-    if (primary_synced)
-      ready_ = true;
+    ready_ = true;
     clock_->SleepFor(std::chrono::milliseconds(200));
     if (clock_->Now() >= next_resync) {
       next_resync = clock_->Now() + options_.resync;

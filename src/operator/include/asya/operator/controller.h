@@ -107,6 +107,10 @@ class Controller {
   // reconcile of an unchanged actor reads nothing but the actor, its workload and pods. Entries
   // go when a watch reports the object deleted and on every periodic resync.
   std::map<std::string, std::string> applied_;
+  // Informer caches: "<kind>/<ns>/<name>" -> workload {spec.replicas, status}; "<ns>/<actor>" ->
+  // pod name -> pod {metadata.name, deletionTimestamp, status}.
+  std::map<std::string, nlohmann::json> workloads_;
+  std::map<std::string, std::map<std::string, nlohmann::json>> pods_;
 
   // leader election observation
   std::string observed_lease_rv_;
