@@ -201,6 +201,15 @@ Status Controller::EnsureQueue(const TransportEntry& entry, const std::string& n
   return t->CreateQueue(queue, qo);
 }
 
+Result<transport::QueueDepth> Controller::QueueDepthOf(const TransportEntry& entry,
+                                                       const std::string& ns,
+                                                       const std::string& actor) {
+  std::mutex* mu = nullptr;
+  ASYA_ASSIGN_OR_RETURN(transport::Transport * t, TransportFor(entry, ns, &mu));
+  std::lock_guard<std::mutex> lock(*mu);
+  return t->Depth("asya-" + actor);
+}
+
 Status Controller::DeleteQueue(const TransportEntry& entry, const std::string& ns,
                                const std::string& actor) {
   std::mutex* mu = nullptr;
@@ -427,6 +436,12 @@ Status Controller::Reconcile(const std::string& key) {
       if (!w)
         return w;
       return Unexpected(q.error());  // retried with backoff
+    }
+    // Queue metrics for the wide columns (best effort; refreshed whenever the actor reconciles).
+    if (auto d = QueueDepthOf(entry->second, ns, name)) {
+      status["queuedMessages"] = d->ready;
+      if (d->inflight >= 0)
+        status["processingMessages"] = d->inflight;
     }
   }
   SetCondition(status, "TransportReady", true, "TransportValidated",

@@ -82,6 +82,7 @@ class OperatorScenarios(OperatorTestCase):
             self.assertEqual(self.cond(a, t)["status"], "True", t)
         st = a["status"]
         self.assertEqual((st["replicas"], st["desiredReplicas"], st["totalReplicas"]), (1, 1, 1))
+        self.assertEqual((st["queuedMessages"], st["transportStatus"]), (0, "Ready"))
         self.assertEqual(st["observedGeneration"], a["metadata"]["generation"])
         dep = self.ok(self.c.get(DEP + "/echo"))
         ref = dep["metadata"]["ownerReferences"][0]

@@ -79,6 +79,8 @@ class Controller {
                      const nlohmann::json& old_status, const nlohmann::json& actor);
   Result<bool> ApplyObject(const nlohmann::json& desired, const nlohmann::json& owner);
   Status EnsureQueue(const TransportEntry& entry, const std::string& ns, const std::string& actor);
+  Result<transport::QueueDepth> QueueDepthOf(const TransportEntry& entry, const std::string& ns,
+                                             const std::string& actor);
   Status DeleteQueue(const TransportEntry& entry, const std::string& ns, const std::string& actor);
   Result<transport::Transport*> TransportFor(const TransportEntry& entry, const std::string& ns,
                                              std::mutex** mu);
