@@ -357,3 +357,51 @@ class SqsQueues(OperatorTestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+@unittest.skipUnless(os.path.exists(OPERATOR), "asya-operator not built")
+class TlsAndToken(unittest.TestCase):
+    """HTTPS with the CA from the kubeconfig's certificate-authority-data and a bearer token."""
+
+    def test_operator_over_https_with_token(self):
+        import shutil
+        import ssl
+        import subprocess
+        import tempfile
+        from fakeapi import FakeApiServer
+        from fakeapi_testlib import CRD_PATH
+        from operator_testlib import Operator
+        tmp = tempfile.mkdtemp(prefix="optest-tls-")
+        self.addCleanup(shutil.rmtree, tmp, True)
+        cert, key = os.path.join(tmp, "tls.crt"), os.path.join(tmp, "tls.key")
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                        "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                        "-keyout", key, "-out", cert], check=True, capture_output=True)
+        api = FakeApiServer(crd_files=[CRD_PATH], tls_cert=cert, tls_key=key,
+                            token="s3cret").start()
+        self.addCleanup(api.stop)
+        kubeconfig = api.kubeconfig(os.path.join(tmp, "kubeconfig"))
+        config = os.path.join(tmp, "operator.json")
+        with open(config, "w") as f:
+            json.dump({"transports": {"rabbitmq": {"type": "rabbitmq",
+                                                   "config": {"host": "127.0.0.1"}}}}, f)
+        op = Operator(kubeconfig, config, tmp, {"ASYA_DISABLE_QUEUE_MANAGEMENT": "true"})
+        self.addCleanup(op.stop)
+        ctx = ssl.create_default_context(cafile=cert)
+
+        def call(method, path, body=None):
+            req = urllib.request.Request(
+                api.url + path, method=method,
+                data=json.dumps(body).encode() if body is not None else None,
+                headers={"Authorization": "Bearer s3cret", "Content-Type": "application/json"})
+            with urllib.request.urlopen(req, context=ctx, timeout=30) as r:
+                return json.loads(r.read())
+
+        call("POST", ACTORS.format(ns="default"), actor("secure", scaling={"enabled": False}))
+
+        def running():
+            self.assertIsNone(op.proc.poll(), op.output())
+            a = call("GET", ACTORS.format(ns="default") + "/secure")
+            return a.get("status", {}).get("status") == "Running"
+        wait_for(running, what="secure Running over HTTPS")
+        self.assertNotIn("401", op.output())
