@@ -221,6 +221,33 @@ Status Controller::DeleteQueue(const TransportEntry& entry, const std::string& n
 // ---------------------------------------------------------------------------------------------
 // Apply
 
+namespace {
+
+// A workload's selector is immutable. One made by another controller (the original operator
+// selects on app / asya.sh/asya / asya.sh/workload) is kept as found, and its labels are added to
+// the pod template so the selector still matches; asya.sh/actor is added beside them. So an
+// existing actor is adopted by a rolling update, never deleted and recreated. The applied-hash
+// annotation stays that of the rendered object: the adjustment depends only on the live
+// selector, which cannot change.
+void AdoptWorkloadSelector(const json& live, json& desired) {
+  const std::string kind = desired.value("kind", "");
+  if (kind != "Deployment" && kind != "StatefulSet")
+    return;
+  const json* live_sel = nullptr;
+  if (auto s = live.find("spec"); s != live.end())
+    if (auto sel = s->find("selector"); sel != s->end())
+      live_sel = &*sel;
+  if (live_sel == nullptr || !live_sel->is_object() || desired["spec"]["selector"] == *live_sel)
+    return;
+  json& labels = desired["spec"]["template"]["metadata"]["labels"];
+  if (auto m = live_sel->find("matchLabels"); m != live_sel->end() && m->is_object())
+    for (const auto& [k, v] : m->items())
+      labels[k] = v;
+  desired["spec"]["selector"] = *live_sel;
+}
+
+}  // namespace
+
 Result<bool> Controller::ApplyObject(const json& desired_in, const json& owner) {
   json desired = desired_in;
   const std::string kind = desired.value("kind", "");
@@ -259,6 +286,8 @@ Result<bool> Controller::ApplyObject(const json& desired_in, const json& owner) 
   } else if (!k8s::IsNotFound(live.error())) {
     return Unexpected(live.error());
   }
+  if (live)
+    AdoptWorkloadSelector(*live, desired);
   auto out = client_.Apply(*r, ns, desired, kFieldManager);
   if (!out)
     return Unexpected(out.error());

@@ -158,6 +158,32 @@ class OperatorScenarios(OperatorTestCase):
                  what="deployment recreated")
         self.wait_status("upd", "Running")
 
+    def test_adopts_a_deployment_made_by_the_original_operator(self):
+        # The original selects on app / asya.sh/asya / asya.sh/workload; a selector is immutable,
+        # so the new operator must keep it (a real API server refuses the change) and add
+        # asya.sh/actor to the pod template: one rolling update, the Deployment is not recreated.
+        old_sel = {"app": "legacy", "asya.sh/asya": "legacy", "asya.sh/workload": "deployment"}
+        self.ok(self.c.post(DEP, {
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "legacy", "namespace": "default"},
+            "spec": {"replicas": 1, "selector": {"matchLabels": old_sel},
+                     "template": {"metadata": {"labels": old_sel},
+                                  "spec": {"containers": [{"name": "asya-runtime",
+                                                           "image": "handler:0"}]}}}}))
+        uid = self.ok(self.c.get(DEP + "/legacy"))["metadata"]["uid"]
+        self.start_operator()
+        self.create(actor("legacy", scaling={"enabled": False}))
+        self.wait_status("legacy", "Running")
+        dep = self.ok(self.c.get(DEP + "/legacy"))
+        self.assertEqual(dep["metadata"]["uid"], uid)  # adopted, not recreated
+        self.assertEqual(dep["spec"]["selector"]["matchLabels"], old_sel)
+        labels = dep["spec"]["template"]["metadata"]["labels"]
+        self.assertEqual(labels["asya.sh/actor"], "legacy")
+        for k, v in old_sel.items():
+            self.assertEqual(labels[k], v)
+        names = [c["name"] for c in dep["spec"]["template"]["spec"]["containers"]]
+        self.assertEqual(names[-1], "asya-sidecar")
+
     def test_restart_is_idempotent_no_writes(self):
         op = self.start_operator()
         for n in ("idem-a", "idem-b"):
