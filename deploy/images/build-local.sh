@@ -2,7 +2,7 @@
 # build-local.sh — build and smoke-test Asya images on a machine with no Docker engine and no
 # image registry (only Debian's apt mirror), with Debian's buildah (vfs storage, chroot isolation).
 #
-# Usage: deploy/images/build-local.sh [--prebuilt|--no-build] [IMAGE...]   IMAGE: sidecar crew cli python (default: all)
+# Usage: deploy/images/build-local.sh [--prebuilt|--no-build] [IMAGE...]   IMAGE: sidecar crew cli operator python (default: all)
 #   default     runs the whole Containerfile (build stage included) with DEBIAN_IMAGE set to a
 #               Debian 12 base made here with debootstrap: slow (apt + a cold compile).
 #   --prebuilt  runs only the Containerfile's runtime stage on the binaries in build/release/bin
@@ -31,17 +31,18 @@ for a in "$@"; do
   case $a in
     --prebuilt) prebuilt=1 ;;
     --no-build) nobuild=1 ;;
-    sidecar|crew|cli|python) images+=("$a") ;;
-    *) echo "usage: $0 [--prebuilt|--no-build] [sidecar|crew|cli|python]..." >&2; exit 2 ;;
+    sidecar|crew|cli|operator|python) images+=("$a") ;;
+    *) echo "usage: $0 [--prebuilt|--no-build] [sidecar|crew|cli|operator|python]..." >&2; exit 2 ;;
   esac
 done
-[ ${#images[@]} -gt 0 ] || images=(sidecar crew cli python)
+[ ${#images[@]} -gt 0 ] || images=(sidecar crew cli operator python)
 [ "$(id -u)" = 0 ] || { echo "build-local: needs root (debootstrap, chroot)" >&2; exit 1; }
 for tool in buildah debootstrap; do
   command -v $tool >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -q $tool
 done
 bh() { buildah "${BH[@]}" "$@"; }
-declare -A target=([sidecar]=asya-sidecar [crew]=asya-crew [cli]=asya [python]=asya-example-handler)
+declare -A target=([sidecar]=asya-sidecar [crew]=asya-crew [cli]=asya [operator]=asya-operator
+                   [python]=asya-example-handler)
 declare -A extra=([crew]="/bin/dash:/bin/sh")   # must match the Containerfile's EXTRA=
 
 make_base() {  # a Debian 12 (minbase) image from the apt mirror: the stand-in for debian:12
@@ -95,6 +96,10 @@ build_prebuilt() {  # the runtime stage only: FROM scratch + collect-rootfs.sh o
   cp "$bin" "$ctx/${target[$1]}"
   strip --strip-unneeded "$ctx/${target[$1]}"
   EXTRA="${extra[$1]:-}" sh deploy/images/collect-rootfs.sh "$ctx/rootfs" "$ctx/${target[$1]}"
+  if [ "$1" = operator ]; then  # as the Containerfile's build stage does
+    mkdir -p "$ctx/rootfs/runtime"
+    cp src/runtime/python/asya_runtime.py "$ctx/rootfs/runtime/asya_runtime.py"
+  fi
   # Runtime stage of the real Containerfile, with the build stage's output taken from $ctx.
   sed -n '/^FROM scratch/,$p' "deploy/images/$1.Containerfile" \
     | sed 's|^COPY --from=build /rootfs/ /|COPY rootfs/ /|' > "$ctx/Containerfile"
@@ -195,6 +200,61 @@ PY
   kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true
   echo "  runtime-ready: $ok; probe exit $probe; reply: $reply"
   [ $ok = 1 ] && [ $probe = 0 ] && grep -q '"words": *3' <<< "$reply" || { echo "FAIL: python"; cat "$work/python.log"; exit 1; } >&2
+  close_image
+}
+
+smoke_operator() {
+  open_image operator
+  cmp "$m/runtime/asya_runtime.py" src/runtime/python/asya_runtime.py \
+    || { echo "FAIL: operator image lacks /runtime/asya_runtime.py" >&2; exit 1; }
+  set +e
+  out=$(in_image chroot --userspec="$user" "$m" $entry 2>&1); rc=$?
+  set -e
+  echo "  no configuration -> exit $rc: $out"
+  [ $rc = 1 ] && grep -q 'no Kubernetes configuration' <<< "$out" || { echo "FAIL: operator" >&2; exit 1; }
+  # Against the fake API server (tests/k8s) on loopback: the operator in the image must become
+  # ready and turn an AsyncActor into a Deployment (queue management off: no broker here).
+  local fk="$work/fakeapi" hp=18981
+  rm -rf "$fk"; mkdir -p "$fk" "$m/tmp"
+  PYTHONPATH=tests/k8s python3 -m fakeapi --port 0 --crd deploy/crds/asya.sh_asyncactors.yaml \
+    --ready-file "$fk/port" --kubeconfig "$fk/kubeconfig" > "$fk/log" 2>&1 &
+  local fpid=$!
+  for _ in $(seq 100); do [ -s "$fk/port" ] && break; sleep 0.1; done
+  cp "$fk/kubeconfig" "$m/tmp/kubeconfig"; chmod 644 "$m/tmp/kubeconfig"
+  "${clean_env[@]}" KUBECONFIG=/tmp/kubeconfig ASYA_HEALTH_ADDR=127.0.0.1:$hp ASYA_METRICS_ADDR=0 \
+    ASYA_DISABLE_QUEUE_MANAGEMENT=true \
+    ASYA_TRANSPORT_CONFIG='{"transports":{"rabbitmq":{"type":"rabbitmq","config":{"host":"127.0.0.1"}}}}' \
+    chroot --userspec="$user" "$m" $entry > "$fk/operator.log" 2>&1 &
+  local opid=$!
+  local port; port=$(cat "$fk/port")
+  local ok=0
+  for _ in $(seq 100); do curl -sf "http://127.0.0.1:$hp/readyz" >/dev/null && { ok=1; break; }; sleep 0.2; done
+  cat > "$fk/actor.yaml" <<'YAML'
+apiVersion: asya.sh/v1alpha1
+kind: AsyncActor
+metadata: {name: price, namespace: default}
+spec:
+  transport: rabbitmq
+  scaling: {enabled: false}
+  workload:
+    template:
+      spec:
+        containers:
+          - name: asya-runtime
+            image: handler:1
+            env: [{name: ASYA_HANDLER, value: handler.process}]
+YAML
+  KUBECONFIG="$fk/kubeconfig" kubectl apply -f "$fk/actor.yaml" >/dev/null 2>&1 || true
+  local made=0
+  for _ in $(seq 100); do
+    curl -sf "http://127.0.0.1:$port/apis/apps/v1/namespaces/default/deployments/price" >/dev/null \
+      && { made=1; break; }
+    sleep 0.2
+  done
+  kill "$opid" "$fpid" 2>/dev/null; wait "$opid" "$fpid" 2>/dev/null
+  echo "  on the fake API server: ready=$ok, Deployment price made=$made"
+  [ $ok = 1 ] && [ $made = 1 ] || { echo "FAIL: operator on the fake API server"; tail -n 20 "$fk/operator.log"; } >&2
+  [ $ok = 1 ] && [ $made = 1 ] || exit 1
   close_image
 }
 
