@@ -73,6 +73,13 @@ class OperatorScenarios(OperatorTestCase):
         self.transports = rabbit_registry()
         super().setUp()
 
+    def wait_event(self, name, pred):
+        """Waits for an Event about actor `name` matching pred (Events follow status writes)."""
+        def found():
+            return any(e["involvedObject"]["name"] == name and pred(e)
+                       for e in self.ok(self.c.get(EVENTS))["items"])
+        wait_for(found, what=f"an Event about {name}")
+
     def test_create_runs_then_naps_then_delete_finalizes(self):
         op = self.start_operator()
         self.create(actor("echo", scaling={"minReplicas": 1, "maxReplicas": 3}))
@@ -97,10 +104,8 @@ class OperatorScenarios(OperatorTestCase):
         keys = {(b["source"], b["routing_key"]) for b in rabbit_get(
             "/api/queues/%2F/asya-echo/bindings")}
         self.assertIn(("asya", "echo"), keys)
-        # an Event for the transition
-        evs = self.ok(self.c.get(EVENTS))["items"]
-        self.assertTrue(any(e["involvedObject"]["name"] == "echo" and e["reason"] == "Running"
-                            for e in evs), evs)
+        # an Event for the transition (recorded just after the status write)
+        self.wait_event("echo", lambda e: e["reason"] == "Running")
         # KEDA scales it to zero -> Napping
         self.ok(self.c.post("/fake/hpa/default/echo", {"desiredReplicas": 0}))
         a = self.wait_status("echo", "Napping")
@@ -131,10 +136,8 @@ class OperatorScenarios(OperatorTestCase):
         self.ok(self.c.post("/fake/pod-fates", {"rules": []}))
         a = self.wait_status("crashy", "Running")
         self.assertEqual(self.cond(a, "WorkloadReady")["reason"], "WorkloadCreated")
-        evs = [e for e in self.ok(self.c.get(EVENTS))["items"]
-               if e["involvedObject"]["name"] == "crashy"]
-        self.assertTrue(any(e["reason"] == "RuntimeError" and e["type"] == "Warning"
-                            for e in evs), evs)
+        self.wait_event("crashy", lambda e: e["reason"] == "RuntimeError" and
+                        e["type"] == "Warning")
 
     def test_spec_update_propagates_and_deleted_deployment_is_recreated(self):
         self.start_operator()
@@ -255,9 +258,7 @@ class OperatorScenarios(OperatorTestCase):
         self.assertEqual((c["status"], c["reason"]), ("False", "ValidationError"))
         self.assertIn('actor "bad"', c["message"])
         self.assertIn("spec.workload.template.spec.serviceAccountName", c["message"])
-        evs = [e for e in self.ok(self.c.get(EVENTS))["items"]
-               if e["involvedObject"]["name"] == "bad"]
-        self.assertTrue(any(e["reason"] == "ValidationError" for e in evs), evs)
+        self.wait_event("bad", lambda e: e["reason"] == "ValidationError")
         self.assertEqual(self.c.get(DEP + "/bad").code, 404)
 
     def test_relist_after_410_and_status_conflict_retry(self):
