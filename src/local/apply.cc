@@ -7,6 +7,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "asya/base/file.h"
 #include "asya/base/transport_kinds.h"
 #include "asya/local/supervisor.h"
 

@@ -6,6 +6,7 @@
 #include <utility>
 
 #include "asya/base/duration.h"
+#include "asya/base/json_text.h"
 #include "asya/transport/transport.h"
 
 namespace asya::router {
@@ -170,15 +171,15 @@ Decision Failure(const Policy& policy, const Input& in, std::string error,
   int64_t attempt = Attempt(env);
 
   std::string entry = "{\"attempt\":" + std::to_string(attempt) + ",\"error\":";
-  envelope::AppendJsonString(entry, error);
+  AppendJsonString(entry, error);
   if (details != nullptr) {
     if (!details->type.empty()) {
       entry += ",\"type\":";
-      envelope::AppendJsonString(entry, details->type);
+      AppendJsonString(entry, details->type);
     }
     if (!details->message.empty()) {
       entry += ",\"message\":";
-      envelope::AppendJsonString(entry, details->message);
+      AppendJsonString(entry, details->message);
     }
   }
   entry += '}';

@@ -6,12 +6,11 @@
 
 #include <nlohmann/json.hpp>
 
+#include "asya/base/json_text.h"
 #include "asya/base/time_format.h"
 
 namespace asya::sidecar {
 namespace {
-
-using envelope::AppendJsonString;
 
 void AppendActors(std::string& out, const envelope::Route& route) {
   out += '[';

@@ -82,13 +82,6 @@ std::string Serialize(const Envelope& envelope);
 // payload into an Envelope just to serialise it; "" is written as null).
 std::string SerializeWithPayload(const Envelope& envelope, std::string_view payload_json);
 
-// JSON string literal writer (quotes, escapes, invalid UTF-8 -> \ufffd); lives in base.
-using ::asya::AppendJsonString;
-
-// Decodes a raw JSON string literal (quotes included) to UTF-8; nullopt when `raw` is not one
-// (lone surrogates included); lives in base.
-using ::asya::DecodeJsonString;
-
 // Checks RFC 8259 syntax of a complete JSON text (not UTF-8: see simdjson::validate_utf8).
 // kInvalidArgument "invalid JSON at byte N: <what>" on failure. Nesting is limited to 1024.
 Status ValidateJson(std::string_view json);

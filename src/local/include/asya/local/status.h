@@ -134,7 +134,6 @@ std::string RenderDescribe(const ActorStatus& a, int64_t now_ms);
 std::string EncodeMeshStatus(const MeshStatus& s);
 Result<MeshStatus> DecodeMeshStatus(const std::string& json);
 
-using asya::WriteFileAtomic;  // asya/base/file.h
 Result<std::string> ReadFile(const std::string& path);
 
 }  // namespace asya::local

@@ -129,10 +129,6 @@ Decision Decide(const Policy& policy, const Input& input);
 Decision AfterPublishFailure(const Policy& policy, const Input& input, const Decision& decision,
                              size_t index, const Error& error, Millis nack_delay);
 
-// RFC 3339 deadlines are parsed by asya/base/time_format.h (microsecond precision).
-using asya::ParseRfc3339;
-using asya::Timestamp;
-
 // Retry delay before attempt `attempt + 1`: min(backoff * 2^(attempt-1), max_backoff), scaled by
 // a jitter factor in [0.8, 1.2) and capped at max_backoff.
 Millis RetryDelay(const Policy& policy, int64_t attempt, double jitter);
