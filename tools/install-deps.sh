@@ -6,7 +6,8 @@ PKGS=(
   libexpected-dev nlohmann-json3-dev libsimdjson-dev libyaml-cpp-dev libyaml-dev libfmt-dev libcli11-dev
   libcurl4-openssl-dev libssl-dev librabbitmq-dev libsqlite3-dev sqlite3
   libgtest-dev libgmock-dev libbenchmark-dev
-  rabbitmq-server amqp-tools python3 unzip openssl
+  libboost-dev libpq-dev
+  rabbitmq-server amqp-tools python3 unzip openssl postgresql
 )
 missing=()
 for p in "${PKGS[@]}"; do
