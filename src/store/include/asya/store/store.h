@@ -99,8 +99,8 @@ struct FinalReport {
 };
 
 struct Transition {
-  bool applied = false;  // false: the envelope was already final; nothing changed
-  Envelope envelope;     // the state after the call
+  bool applied = false;          // false: the envelope was already final; nothing changed
+  Envelope envelope;             // the state after the call
   std::optional<Update> update;  // the appended history row when applied
 };
 
