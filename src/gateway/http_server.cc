@@ -11,6 +11,7 @@
 #include <vector>
 
 #include <boost/asio/dispatch.hpp>
+#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
@@ -53,6 +54,8 @@ struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
   Handler handler;
   net::io_context ioc;
   std::optional<net::basic_socket_acceptor<tcp, Executor>> acceptor;
+  // Keeps run() going while a handler holds a request with no I/O pending.
+  std::optional<net::executor_work_guard<net::io_context::executor_type>> work;
   std::vector<std::thread> threads;
   int bound_port = 0;
   std::atomic<bool> stopping{false};
@@ -459,7 +462,7 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
       return;
     }
     state_ = State::kClosed;
-    Arm(std::chrono::milliseconds(2000));
+    Arm(std::chrono::milliseconds(server_->stopping ? 200 : 2000));
     DrainRead();
   }
   void DrainRead() {
@@ -730,6 +733,7 @@ Status HttpServer::Start() {
   }
   i.bound_port = i.acceptor->local_endpoint().port();
   i.started = true;
+  i.work.emplace(i.ioc.get_executor());
   i.Accept();
   int n = std::max(1, i.options.io_threads);
   for (int t = 0; t < n; ++t) {
@@ -781,6 +785,7 @@ void HttpServer::Stop(std::chrono::milliseconds drain) {
     std::unique_lock lock(i.mu);
     i.cv.wait_for(lock, std::chrono::milliseconds(1000), [&] { return i.sessions.empty(); });
   }
+  i.work.reset();
   i.ioc.stop();
   for (auto& t : i.threads) {
     if (t.joinable()) {
