@@ -21,7 +21,7 @@ namespace asya::gateway {
 struct Tool {
   std::string name;
   std::string description;
-  std::string input_schema_json;  // the JSON Schema object advertised as `inputSchema`
+  std::string input_schema_json;   // the JSON Schema object advertised as `inputSchema`
   std::vector<std::string> route;  // resolved actors
   bool progress = false;
   int timeout_seconds = 300;  // 0: no deadline
