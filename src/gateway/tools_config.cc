@@ -460,9 +460,9 @@ Status ParseDocument(std::string_view yaml, const std::string& src, RawConfig& c
   return {};
 }
 
-Result<std::vector<Tool>> Resolve(RawConfig& cfg) {
+Result<std::vector<Tool>> Resolve(RawConfig& cfg, const std::string& source) {
   if (cfg.tools.empty()) {
-    return MakeError(ErrorCode::kInvalidArgument, "tools config defines no tools");
+    return MakeError(ErrorCode::kInvalidArgument, source + ": the tools config defines no tools");
   }
   std::set<std::string> names;
   std::vector<Tool> out;
@@ -617,7 +617,7 @@ Status Check(const json& schema, const json& v, const std::string& path) {
 Result<std::vector<Tool>> ParseToolsConfig(std::string_view yaml, std::string_view source) {
   RawConfig cfg;
   ASYA_RETURN_IF_ERROR(ParseDocument(yaml, std::string(source), cfg));
-  return Resolve(cfg);
+  return Resolve(cfg, std::string(source));
 }
 
 Result<std::vector<Tool>> LoadToolsConfig(const std::string& path) {
@@ -652,7 +652,7 @@ Result<std::vector<Tool>> LoadToolsConfig(const std::string& path) {
     ss << in.rdbuf();
     ASYA_RETURN_IF_ERROR(ParseDocument(ss.str(), f, cfg));
   }
-  return Resolve(cfg);
+  return Resolve(cfg, path);
 }
 
 Result<std::string> CheckArguments(std::string_view schema_json, std::string_view arguments_json) {
