@@ -229,7 +229,8 @@ class SseSession : public std::enable_shared_from_this<SseSession> {
 
 class Rest {
  public:
-  Rest(Service& s, Callbacks* c, Handler mcp) : service_(s), callbacks_(c), mcp_(std::move(mcp)) {}
+  Rest(Service& s, Callbacks* c, Handler mcp, Clock& clock)
+      : service_(s), callbacks_(c), mcp_(std::move(mcp)), clock_(clock) {}
 
   void Handle(Request req, Responder resp) {
     const std::string& p = req.path;
@@ -407,7 +408,7 @@ class Rest {
   Response Active(const std::string& id) {
     auto env = service_.Get(id);
     bool active = env && !store::IsFinal(env->status) && env->status != store::Status::kUnknown &&
-                  (!env->deadline || *env->deadline > std::chrono::system_clock::now());
+                  (!env->deadline || *env->deadline > clock_.WallNow());
     return Json(active ? 200 : 410, active ? "{\"active\":true}" : "{\"active\":false}");
   }
 
@@ -579,12 +580,13 @@ class Rest {
   Service& service_;
   Callbacks* callbacks_;
   Handler mcp_;
+  Clock& clock_;
 };
 
 }  // namespace
 
-Handler MakeRestHandler(Service& service, Callbacks* callbacks, Handler mcp) {
-  auto rest = std::make_shared<Rest>(service, callbacks, std::move(mcp));
+Handler MakeRestHandler(Service& service, Callbacks* callbacks, Handler mcp, Clock& clock) {
+  auto rest = std::make_shared<Rest>(service, callbacks, std::move(mcp), clock);
   return [rest](Request req, Responder resp) { rest->Handle(std::move(req), std::move(resp)); };
 }
 

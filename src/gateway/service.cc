@@ -240,7 +240,9 @@ Status GatewayService::Start() {
   for (int t = 0; t < std::max(1, i.options.publish_threads); ++t) {
     i.publishers.emplace_back([&i] { i.PublisherLoop(); });
   }
-  i.loops = std::thread([this] { impl_->BackgroundLoop(this); });
+  if (i.options.deadline_sweep.count() > 0) {
+    i.loops = std::thread([this] { impl_->BackgroundLoop(this); });
+  }
   return {};
 }
 

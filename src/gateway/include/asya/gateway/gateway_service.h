@@ -48,6 +48,8 @@ struct ServiceOptions {
   std::vector<Tool> tools;
   int publish_threads = 4;
   std::size_t publish_queue = 10'000;  // pending publishes; CallTool refuses when full
+  // Period of the background loop (deadlines, then retention); 0: no loop (tests call
+  // SweepDeadlines / PurgeOnce themselves).
   std::chrono::milliseconds deadline_sweep{1000};
   // Finished envelopes are purged this long after their last update (0 = kept forever).
   std::chrono::seconds retention{std::chrono::hours(24)};

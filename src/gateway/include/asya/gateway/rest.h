@@ -11,6 +11,7 @@
 // Error bodies are plain text. `/mcp` and `/mcp/...` go to the `mcp` handler (404 when none).
 #pragma once
 
+#include "asya/base/clock.h"
 #include "asya/gateway/gateway_service.h"
 #include "asya/gateway/http.h"
 #include "asya/gateway/service.h"
@@ -18,7 +19,8 @@
 namespace asya::gateway {
 
 // `callbacks` may be null (then the callback endpoints answer 404). Both must outlive the
-// handler and every stream it opened.
-Handler MakeRestHandler(Service& service, Callbacks* callbacks, Handler mcp);
+// handler and every stream it opened. `clock` decides whether a deadline has passed (/active).
+Handler MakeRestHandler(Service& service, Callbacks* callbacks, Handler mcp,
+                        Clock& clock = SystemClock());
 
 }  // namespace asya::gateway
