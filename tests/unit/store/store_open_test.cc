@@ -99,6 +99,16 @@ TEST(StoreOpenTest, UnknownPostgresDatabaseIsUnavailable) {
   EXPECT_NE(e.message.find("no_such_db"), std::string::npos) << e.message;
 }
 
+TEST(StoreOpenTest, ZeroConnectionsIsInvalidArgument) {
+  test::TempDir dir("asya-store-open");
+  ManualClock clock;
+  OpenOptions options;
+  options.max_connections = 0;
+  auto r = Open("sqlite://" + dir.File("x.db"), clock, options);
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error().code, ErrorCode::kInvalidArgument);
+}
+
 TEST(StoreOpenTest, StatusNamesRoundTrip) {
   for (Status s : {Status::kPending, Status::kRunning, Status::kSucceeded, Status::kFailed,
                    Status::kCancelled, Status::kUnknown}) {
