@@ -68,6 +68,10 @@ class FeedDispatcher {
 };
 
 Result<std::unique_ptr<Store>> OpenSqlite(const std::string& path, Clock& clock);
-Result<std::unique_ptr<Store>> OpenPostgres(const std::string& url, Clock& clock);
+Result<std::unique_ptr<Store>> OpenPostgres(const std::string& url, Clock& clock,
+                                            int max_connections);
+
+// kInvalidArgument for a limit outside 1..1000.
+asya::Status ValidateListQuery(const ListQuery& query);
 
 }  // namespace asya::store::internal

@@ -27,7 +27,6 @@
 namespace asya::store::internal {
 namespace {
 
-constexpr int kPoolMax = 10;
 constexpr const char* kChannel = "asya_envelope_updates";
 // Serialises concurrent migrations of one database (pg_advisory_xact_lock key).
 constexpr const char* kMigrationLock = "7346091823";
@@ -306,10 +305,16 @@ class Pool {
   Result<PGconn*> Acquire() {
     std::unique_lock<std::mutex> lock(mu_);
     cv_.wait(lock, [&] { return !idle_.empty() || open_ < max_; });
-    if (!idle_.empty()) {
+    while (!idle_.empty()) {
       PGconn* c = idle_.back();
       idle_.pop_back();
-      return c;
+      // A session the server ended while idle (restart, pg_terminate_backend) shows here
+      // without a round trip: reading its pending input finds the end of the stream.
+      if (PQconsumeInput(c) != 0 && !Broken(c)) {
+        return c;
+      }
+      PQfinish(c);
+      --open_;
     }
     ++open_;
     lock.unlock();
@@ -328,11 +333,14 @@ class Pool {
     std::vector<PGconn*> doomed;
     {
       std::lock_guard<std::mutex> lock(mu_);
-      if (Broken(c) || PQtransactionStatus(c) != PQTRANS_IDLE) {
+      if (Broken(c)) {
         doomed.push_back(c);
         doomed.insert(doomed.end(), idle_.begin(), idle_.end());
         open_ -= static_cast<int>(doomed.size());
         idle_.clear();
+      } else if (PQtransactionStatus(c) != PQTRANS_IDLE) {
+        doomed.push_back(c);  // left inside a transaction: never reuse
+        --open_;
       } else {
         idle_.push_back(c);
       }
@@ -569,8 +577,8 @@ class Listener {
 
 class PostgresStore final : public Store {
  public:
-  PostgresStore(std::string url, Clock& clock)
-      : pool_(url, kPoolMax), listener_(std::move(url), clock), clock_(clock) {}
+  PostgresStore(std::string url, Clock& clock, int max_connections)
+      : pool_(url, max_connections), listener_(std::move(url), clock), clock_(clock) {}
 
   asya::Status Migrate() {
     return InTx([&](PGconn* c) -> asya::Status {
@@ -602,52 +610,58 @@ class PostgresStore final : public Store {
   Result<void> Create(const Envelope& envelope) override {
     ASYA_RETURN_IF_ERROR(ValidateNewEnvelope(envelope));
     Plan plan = PlanCreate(envelope, clock_.WallNow());
-    return InTx([&](PGconn* c) -> asya::Status {
-      const Envelope& e = plan.after;
-      Params p;
-      p.Add(e.id)
-          .AddOrNull(e.parent_id)
-          .Add(std::string(StatusName(e.status)))
-          .Add(ActorsToJson(e.route_actors))
-          .Int(e.route_current)
-          .AddOrNull(e.route_metadata_json)
-          .AddOrNull(e.payload_json)
-          .AddOrNull(e.result_json)
-          .AddOrNull(e.error)
-          .AddOrNull(e.message)
-          .AddOrNull(e.tool)
-          .Int(e.timeout_seconds);
-      if (e.deadline) {
-        p.Int(ToMicros(*e.deadline));
-      } else {
-        p.Null();
-      }
-      p.Add(PercentText(e.progress_percent))
-          .Int(e.current_actor_idx)
-          .AddOrNull(e.current_actor_name)
-          .Int(e.total_actors)
-          .Int(ToMicros(e.created_at))
-          .Int(ToMicros(e.updated_at));
-      ASYA_ASSIGN_OR_RETURN(
-          auto ins,
-          Run(c, "create envelope",
-              "INSERT INTO envelopes (id, parent_id, status, route_actors, route_current, "
-              "route_metadata, payload, result, error, message, tool, timeout_sec, deadline, "
-              "progress_percent, current_actor_idx, current_actor_name, total_actors, "
-              "created_at, updated_at) VALUES ($1, $2, $3, " ASYA_ACTORS(
-                  4) ", $5::int, "
-                     "$6::jsonb, $7::jsonb, $8::jsonb, $9, $10, $11, $12::int, " ASYA_TS(
-                         13) ", "
-                             "$14::numeric, $15::int, $16, $17::int, " ASYA_TS(18) ", " ASYA_TS(
-                                 19) ") "
-                                     "ON CONFLICT (id) DO NOTHING RETURNING id",
-              p));
-      if (ins.Rows() == 0) {
-        return MakeError(ErrorCode::kAlreadyExists, "envelope '" + e.id + "' already exists");
-      }
-      ASYA_RETURN_IF_ERROR(Append(c, plan.update));
-      return Ok();
-    });
+    const Envelope& e = plan.after;
+    const Update& u = plan.update;
+    Params p;
+    p.Add(e.id)
+        .AddOrNull(e.parent_id)
+        .Add(std::string(StatusName(e.status)))
+        .Add(ActorsToJson(e.route_actors))
+        .Int(e.route_current)
+        .AddOrNull(e.route_metadata_json)
+        .AddOrNull(e.payload_json)
+        .AddOrNull(e.result_json)
+        .AddOrNull(e.error)
+        .AddOrNull(e.message)
+        .AddOrNull(e.tool)
+        .Int(e.timeout_seconds);
+    if (e.deadline) {
+      p.Int(ToMicros(*e.deadline));
+    } else {
+      p.Null();
+    }
+    p.Add(PercentText(e.progress_percent))
+        .Int(e.current_actor_idx)
+        .AddOrNull(e.current_actor_name)
+        .Int(e.total_actors)
+        .Int(ToMicros(e.created_at))
+        .Int(ToMicros(e.updated_at))
+        .AddOrNull(u.message)
+        .Add(PercentText(u.progress_percent.value_or(0)))
+        .Int(ToMicros(u.timestamp));
+    // One statement (its own transaction, one round trip): the row and its first update.
+    ASYA_ASSIGN_OR_RETURN(PGconn * c, pool_.Acquire());
+    auto ins = Run(
+        c, "create envelope",
+        "WITH e AS (INSERT INTO envelopes (id, parent_id, status, route_actors, route_current, "
+        "route_metadata, payload, result, error, message, tool, timeout_sec, deadline, "
+        "progress_percent, current_actor_idx, current_actor_name, total_actors, created_at, "
+        "updated_at) VALUES ($1, $2, $3, " ASYA_ACTORS(4) ", $5::int, $6::jsonb, $7::jsonb, "
+        "$8::jsonb, $9, $10, $11, $12::int, " ASYA_TS(13) ", $14::numeric, $15::int, $16, "
+        "$17::int, " ASYA_TS(18) ", " ASYA_TS(19) ") ON CONFLICT (id) DO NOTHING "
+        "RETURNING id, status) "
+        "INSERT INTO envelope_updates (envelope_id, status, message, progress_percent, "
+        "\"timestamp\") SELECT id, status, $20, $21::numeric, " ASYA_TS(22) " FROM e "
+        "RETURNING id",
+        p);
+    pool_.Release(c);
+    if (!ins) {
+      return Unexpected(ins.error());
+    }
+    if (ins->Rows() == 0) {
+      return MakeError(ErrorCode::kAlreadyExists, "envelope '" + e.id + "' already exists");
+    }
+    return Ok();
   }
 
   Result<Envelope> Get(std::string_view id) override {
@@ -717,6 +731,33 @@ class PostgresStore final : public Store {
 
   Result<void> StartFeed(std::function<void(const Update&)> on_update) override {
     return listener_.Start(std::move(on_update));
+  }
+
+  Result<std::vector<Envelope>> List(const ListQuery& query) override {
+    ASYA_RETURN_IF_ERROR(ValidateListQuery(query));
+    std::string sql = std::string(kEnvelopeSelect) +
+                      "WHERE ($1 = '' OR tool = $1) AND ($2 = '' OR status = $2) "
+                      "AND (NOT $3::bool OR parent_id IS NULL) AND ($4 = '' OR (created_at, id) < "
+                      "(SELECT created_at, id FROM envelopes WHERE id = $4)) "
+                      "ORDER BY created_at DESC, id DESC LIMIT $5::int";
+    return InRead([&](PGconn* c) -> Result<std::vector<Envelope>> {
+      if (!query.before_id.empty()) {
+        ASYA_RETURN_IF_ERROR(Load(c, query.before_id, false));  // kNotFound for a bad cursor
+      }
+      Params p;
+      p.Add(query.tool)
+          .Add(query.status ? std::string(StatusName(*query.status)) : std::string())
+          .Add(query.roots_only ? "true" : "false")
+          .Add(query.before_id)
+          .Int(query.limit);
+      ASYA_ASSIGN_OR_RETURN(auto r, Run(c, "list", sql.c_str(), p));
+      std::vector<Envelope> out;
+      for (int i = 0; i < r.Rows(); ++i) {
+        ASYA_ASSIGN_OR_RETURN(Envelope e, ReadEnvelope(r, i));
+        out.push_back(std::move(e));
+      }
+      return out;
+    });
   }
 
  private:
@@ -862,7 +903,8 @@ class PostgresStore final : public Store {
 
 }  // namespace
 
-Result<std::unique_ptr<Store>> OpenPostgres(const std::string& url, Clock& clock) {
+Result<std::unique_ptr<Store>> OpenPostgres(const std::string& url, Clock& clock,
+                                            int max_connections) {
   char* err = nullptr;
   PQconninfoOption* opts = PQconninfoParse(url.c_str(), &err);
   if (opts == nullptr) {
@@ -872,7 +914,7 @@ Result<std::unique_ptr<Store>> OpenPostgres(const std::string& url, Clock& clock
                      "store URL '" + Redact(url) + "' is not a valid PostgreSQL URL: " + msg);
   }
   PQconninfoFree(opts);
-  auto store = std::make_unique<PostgresStore>(url, clock);
+  auto store = std::make_unique<PostgresStore>(url, clock, max_connections);
   ASYA_RETURN_IF_ERROR(store->Migrate());
   return std::unique_ptr<Store>(std::move(store));
 }

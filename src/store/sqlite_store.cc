@@ -98,7 +98,9 @@ class Stmt {
   ~Stmt() { sqlite3_finalize(stmt_); }
 
   Stmt& Text(int i, std::string_view v) {
-    sqlite3_bind_text(stmt_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
+    // A default string_view has no data pointer, which SQLite would bind as NULL.
+    sqlite3_bind_text(stmt_, i, v.data() != nullptr ? v.data() : "", static_cast<int>(v.size()),
+                      SQLITE_TRANSIENT);
     return *this;
   }
   // Empty text binds NULL.
@@ -288,6 +290,34 @@ class SqliteStore final : public Store {
     return feed_.Start(std::move(on_update));
   }
 
+  Result<std::vector<Envelope>> List(const ListQuery& query) override {
+    ASYA_RETURN_IF_ERROR(ValidateListQuery(query));
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!query.before_id.empty()) {
+      ASYA_RETURN_IF_ERROR(Load(query.before_id));  // kNotFound for an unknown cursor
+    }
+    ASYA_ASSIGN_OR_RETURN(
+        auto q, Prepare(std::string("SELECT ") + kEnvelopeColumns +
+                        " FROM envelopes WHERE (?1 = '' OR tool = ?1) AND (?2 = '' OR status = ?2) "
+                        "AND (?3 = 0 OR parent_id IS NULL) AND (?4 = '' OR (created_at, id) < "
+                        "(SELECT created_at, id FROM envelopes WHERE id = ?4)) "
+                        "ORDER BY created_at DESC, id DESC LIMIT ?5"));
+    q->Text(1, query.tool)
+        .Text(2, query.status ? StatusName(*query.status) : std::string_view())
+        .Int(3, query.roots_only ? 1 : 0)
+        .Text(4, query.before_id)
+        .Int(5, query.limit);
+    std::vector<Envelope> out;
+    while (true) {
+      ASYA_ASSIGN_OR_RETURN(bool row, q->Step());
+      if (!row) {
+        return out;
+      }
+      ASYA_ASSIGN_OR_RETURN(Envelope e, ReadEnvelope(*q));
+      out.push_back(std::move(e));
+    }
+  }
+
  private:
   asya::Status Exec(const char* sql) {
     char* err = nullptr;
@@ -355,28 +385,32 @@ class SqliteStore final : public Store {
     if (!row) {
       return MakeError(ErrorCode::kNotFound, "envelope '" + std::string(id) + "' not found");
     }
+    return ReadEnvelope(*q);
+  }
+
+  static Result<Envelope> ReadEnvelope(const Stmt& q) {
     Envelope e;
-    e.id = q->ColText(0);
-    e.parent_id = q->ColText(1);
-    e.status = StatusFromColumn(q->ColText(2));
-    ASYA_ASSIGN_OR_RETURN(e.route_actors, ActorsFromJson(q->ColText(3)));
-    e.route_current = static_cast<int>(q->ColInt(4));
-    e.route_metadata_json = q->ColText(5);
-    e.payload_json = q->ColText(6);
-    e.result_json = q->ColText(7);
-    e.error = q->ColText(8);
-    e.message = q->ColText(9);
-    e.tool = q->ColText(10);
-    e.timeout_seconds = static_cast<int>(q->ColInt(11));
-    if (!q->ColNull(12)) {
-      e.deadline = FromMicros(q->ColInt(12));
+    e.id = q.ColText(0);
+    e.parent_id = q.ColText(1);
+    e.status = StatusFromColumn(q.ColText(2));
+    ASYA_ASSIGN_OR_RETURN(e.route_actors, ActorsFromJson(q.ColText(3)));
+    e.route_current = static_cast<int>(q.ColInt(4));
+    e.route_metadata_json = q.ColText(5);
+    e.payload_json = q.ColText(6);
+    e.result_json = q.ColText(7);
+    e.error = q.ColText(8);
+    e.message = q.ColText(9);
+    e.tool = q.ColText(10);
+    e.timeout_seconds = static_cast<int>(q.ColInt(11));
+    if (!q.ColNull(12)) {
+      e.deadline = FromMicros(q.ColInt(12));
     }
-    e.progress_percent = q->ColReal(13);
-    e.current_actor_idx = static_cast<int>(q->ColInt(14));
-    e.current_actor_name = q->ColText(15);
-    e.total_actors = static_cast<int>(q->ColInt(16));
-    e.created_at = FromMicros(q->ColInt(17));
-    e.updated_at = FromMicros(q->ColInt(18));
+    e.progress_percent = q.ColReal(13);
+    e.current_actor_idx = static_cast<int>(q.ColInt(14));
+    e.current_actor_name = q.ColText(15);
+    e.total_actors = static_cast<int>(q.ColInt(16));
+    e.created_at = FromMicros(q.ColInt(17));
+    e.updated_at = FromMicros(q.ColInt(18));
     return e;
   }
 

@@ -133,12 +133,33 @@ void FeedDispatcher::Loop() {
   }
 }
 
+asya::Status ValidateListQuery(const ListQuery& query) {
+  if (query.limit < 1 || query.limit > 1000) {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     "list limit must be 1..1000, not " + std::to_string(query.limit));
+  }
+  return Ok();
+}
+
 }  // namespace internal
 
+Result<std::vector<Envelope>> Store::List(const ListQuery& /*query*/) {
+  return MakeError(ErrorCode::kUnimplemented, "this store cannot list envelopes");
+}
+
 Result<std::unique_ptr<Store>> Open(std::string_view url, Clock& clock) {
+  return Open(url, clock, OpenOptions{});
+}
+
+Result<std::unique_ptr<Store>> Open(std::string_view url, Clock& clock,
+                                    const OpenOptions& options) {
+  if (options.max_connections < 1) {
+    return MakeError(ErrorCode::kInvalidArgument, "store max_connections must be at least 1, not " +
+                                                      std::to_string(options.max_connections));
+  }
   ASYA_ASSIGN_OR_RETURN(internal::StoreUrl parsed, internal::ParseStoreUrl(url));
   if (parsed.kind == internal::StoreUrl::Kind::kPostgres) {
-    return internal::OpenPostgres(parsed.target, clock);
+    return internal::OpenPostgres(parsed.target, clock, options.max_connections);
   }
   return internal::OpenSqlite(parsed.target, clock);
 }

@@ -30,7 +30,14 @@ namespace fs = std::filesystem;
 // $ASYA_PG_BINDIR when set.
 Result<std::string> FindBinDir() {
   if (const char* env = std::getenv("ASYA_PG_BINDIR")) {  // NOLINT(concurrency-mt-unsafe)
-    return std::string(env);
+    fs::path bin(env);
+    if (!fs::exists(bin / "initdb") || !fs::exists(bin / "postgres")) {
+      return MakeError(ErrorCode::kFailedPrecondition,
+                       "ASYA_PG_BINDIR=" + bin.string() +
+                           " holds no initdb and postgres: install the Debian package "
+                           "`postgresql` (tools/install-deps.sh) or fix the variable");
+    }
+    return bin.string();
   }
   std::vector<std::pair<int, std::string>> found;
   std::error_code ec;

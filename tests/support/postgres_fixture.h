@@ -5,6 +5,9 @@
 // takes about a second, so test binaries share one server (PostgresServer::Shared()) and give each
 // test its own database (NewDatabase()).
 //
+// The server dies with the thread that started it (PR_SET_PDEATHSIG): call Shared() first from
+// the test's main thread, not from a short-lived worker.
+//
 // Missing PostgreSQL binaries are a failure, not a skip: Shared() aborts the test binary with a
 // message naming what is missing (tools/install-deps.sh installs `postgresql`).
 #pragma once

@@ -556,6 +556,79 @@ TEST_P(StoreTest, ReopenedStoreKeepsEverything) {
   EXPECT_EQ(history.size(), 2u);
 }
 
+TEST_P(StoreTest, ListFiltersAndPagesNewestFirst) {
+  for (int i = 0; i < 5; ++i) {
+    Envelope e = Make("l" + std::to_string(i));
+    e.tool = i % 2 == 0 ? "even" : "odd";
+    ASSERT_OK(store_->Create(e));
+    clock_.Advance(seconds(1));
+  }
+  Envelope child = Make("l0-1");
+  child.parent_id = "l0";
+  ASSERT_OK(store_->Create(child));
+  FinalReport fin;
+  fin.status = Status::kSucceeded;
+  ASSERT_OK(store_->Finish("l2", fin));
+
+  auto ids = [](const std::vector<Envelope>& envelopes) {
+    std::vector<std::string> out;
+    for (const auto& e : envelopes) {
+      out.push_back(e.id);
+    }
+    return out;
+  };
+  ListQuery all;
+  ASSIGN_OR_FAIL(auto everything, store_->List(all));
+  EXPECT_EQ(ids(everything), (std::vector<std::string>{"l0-1", "l4", "l3", "l2", "l1", "l0"}));
+  ListQuery roots;
+  roots.roots_only = true;
+  roots.limit = 2;
+  ASSIGN_OR_FAIL(auto page1, store_->List(roots));
+  ASSERT_EQ(ids(page1), (std::vector<std::string>{"l4", "l3"}));
+  roots.before_id = page1.back().id;
+  ASSIGN_OR_FAIL(auto page2, store_->List(roots));
+  EXPECT_EQ(ids(page2), (std::vector<std::string>{"l2", "l1"}));
+  ListQuery even;
+  even.tool = "even";
+  ASSIGN_OR_FAIL(auto evens, store_->List(even));
+  EXPECT_EQ(ids(evens), (std::vector<std::string>{"l4", "l2", "l0"}));
+  even.status = Status::kSucceeded;
+  ASSIGN_OR_FAIL(auto done, store_->List(even));
+  ASSERT_EQ(ids(done), (std::vector<std::string>{"l2"}));
+  EXPECT_EQ(done[0].status, Status::kSucceeded);
+
+  ListQuery bad_cursor;
+  bad_cursor.before_id = "nope";
+  EXPECT_EQ(store_->List(bad_cursor).error().code, ErrorCode::kNotFound);
+  ListQuery bad_limit;
+  bad_limit.limit = 0;
+  EXPECT_EQ(store_->List(bad_limit).error().code, ErrorCode::kInvalidArgument);
+  bad_limit.limit = 1001;
+  EXPECT_EQ(store_->List(bad_limit).error().code, ErrorCode::kInvalidArgument);
+}
+
+TEST_P(StoreTest, OneConnectionServesManyThreads) {
+  OpenOptions options;
+  options.max_connections = 1;
+  ASSIGN_OR_FAIL(auto narrow, Open(url_, clock_, options));
+  ASSERT_OK(narrow->Create(Make("narrow")));
+  std::atomic<int> applied{0};
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 8; ++i) {
+    threads.emplace_back([&] {
+      ProgressReport r;
+      r.state = "received";
+      auto t = narrow->ReportProgress("narrow", r);
+      EXPECT_TRUE(t.has_value());
+      applied.fetch_add(t.has_value() && t->applied ? 1 : 0);
+    });
+  }
+  for (auto& t : threads) {
+    t.join();
+  }
+  EXPECT_EQ(applied.load(), 8);
+}
+
 INSTANTIATE_TEST_SUITE_P(Backends, StoreTest,
                          ::testing::Values(Backend::kSqlite, Backend::kPostgres), BackendName);
 

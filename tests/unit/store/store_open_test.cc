@@ -99,6 +99,25 @@ TEST(StoreOpenTest, UnknownPostgresDatabaseIsUnavailable) {
   EXPECT_NE(e.message.find("no_such_db"), std::string::npos) << e.message;
 }
 
+TEST(StoreOpenTest, ZeroConnectionsIsInvalidArgument) {
+  test::TempDir dir("asya-store-open");
+  ManualClock clock;
+  OpenOptions options;
+  options.max_connections = 0;
+  auto r = Open("sqlite://" + dir.File("x.db"), clock, options);
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error().code, ErrorCode::kInvalidArgument);
+}
+
+TEST(PostgresFixtureTest, MissingServerBinariesAreAFailureThatSaysWhat) {
+  setenv("ASYA_PG_BINDIR", "/nonexistent-asya-pg/bin", 1);  // NOLINT(concurrency-mt-unsafe)
+  auto server = test::PostgresServer::Start();
+  unsetenv("ASYA_PG_BINDIR");  // NOLINT(concurrency-mt-unsafe)
+  ASSERT_FALSE(server.has_value());
+  EXPECT_EQ(server.error().code, ErrorCode::kFailedPrecondition);
+  EXPECT_NE(server.error().message.find("postgresql"), std::string::npos) << server.error().message;
+}
+
 TEST(StoreOpenTest, StatusNamesRoundTrip) {
   for (Status s : {Status::kPending, Status::kRunning, Status::kSucceeded, Status::kFailed,
                    Status::kCancelled, Status::kUnknown}) {

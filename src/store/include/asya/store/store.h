@@ -98,9 +98,18 @@ struct FinalReport {
   std::string message;
 };
 
+// A page of List(): newest first (created_at, then id, descending).
+struct ListQuery {
+  std::string tool;              // only envelopes created by this tool; empty: any
+  std::optional<Status> status;  // only this status; nullopt: any
+  bool roots_only = false;       // skip fan-out children (parent_id set)
+  int limit = 100;               // at most this many (1..1000)
+  std::string before_id;         // cursor: only envelopes older than this one; empty: none
+};
+
 struct Transition {
-  bool applied = false;          // false: the envelope was already final; nothing changed
-  Envelope envelope;             // the state after the call
+  bool applied = false;  // false: the envelope was already final; nothing changed
+  Envelope envelope;     // the state after the call
   std::optional<Update> update;  // the appended history row when applied
 };
 
@@ -131,6 +140,11 @@ class Store {
   // LISTEN/NOTIFY; SQLite: in-process only). Returns when the feed is running; the callback
   // must not block. Call once; the feed stops when the store is destroyed.
   virtual Result<void> StartFeed(std::function<void(const Update&)> on_update) = 0;
+
+  // Envelopes matching `query`, newest first (for listings such as MCP tasks/list). kNotFound
+  // when before_id names no envelope; kInvalidArgument for a limit outside 1..1000. The default
+  // (for fakes) answers kUnimplemented; both backends implement it.
+  virtual Result<std::vector<Envelope>> List(const ListQuery& query);
 };
 
 // Opens (and creates or migrates the schema of) the store at `url`:
@@ -138,5 +152,12 @@ class Store {
 //   sqlite:///absolute/path.db  or  sqlite://relative/path.db
 // kInvalidArgument for another scheme, kUnavailable when the database cannot be reached.
 Result<std::unique_ptr<Store>> Open(std::string_view url, Clock& clock);
+
+struct OpenOptions {
+  int max_connections = 10;  // PostgreSQL: connections in the pool (the feed adds one); >= 1
+};
+// Open() with options; kInvalidArgument for max_connections < 1.
+Result<std::unique_ptr<Store>> Open(std::string_view url, Clock& clock,
+                                    const OpenOptions& options);
 
 }  // namespace asya::store
