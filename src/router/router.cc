@@ -38,16 +38,32 @@ Decision Ack(std::string log) {
   return d;
 }
 
-// Publishes an error envelope to error-end and acks.
+// The details every error envelope carries: the runtime's own (type falling back to its error
+// code, message to `error`), or for errors of the sidecar itself {type, message = error}.
+RuntimeErrorInfo FilledDetails(const std::string& error, std::string_view type,
+                               const RuntimeErrorInfo* details) {
+  RuntimeErrorInfo out = details != nullptr ? *details : RuntimeErrorInfo{};
+  if (out.type.empty()) {
+    out.type = !out.code.empty() ? out.code : std::string(type);
+  }
+  if (out.message.empty()) {
+    out.message = error;
+  }
+  return out;
+}
+
+// Publishes an error envelope to error-end and acks. `type` is details.type when `details` has
+// none (error_type::*).
 Decision ErrorEnd(const Policy& policy, const Input& in, std::string error, FailReason reason,
-                  const RuntimeErrorInfo* details = nullptr,
+                  std::string_view type, const RuntimeErrorInfo* details = nullptr,
                   const Envelope* original_override = nullptr,
                   std::vector<std::pair<std::string, std::string>> extra_payload = {}) {
+  const RuntimeErrorInfo filled = FilledDetails(error, type, details);
   envelope::ErrorEnvelopeInput e;
   e.original_body = in.body;
   e.original = original_override != nullptr ? original_override : in.envelope;
   e.error = error;
-  e.details = details;
+  e.details = &filled;
   e.error_end_actor = policy.error_end;
   e.extra_payload = std::move(extra_payload);
 
@@ -94,11 +110,11 @@ Decision DeadLetter(const Policy& policy, const Input& in, const std::string& re
 // Input checks that fail before the runtime is called: error-end for regular actors, the
 // dead-letter queue for end actors (a message never goes back to the end actor it failed in).
 Decision Reject(const Policy& policy, const Input& in, std::string error, FailReason reason,
-                const Envelope* original_override = nullptr) {
+                std::string_view type, const Envelope* original_override = nullptr) {
   if (policy.is_end_actor) {
     return DeadLetter(policy, in, error, reason);
   }
-  return ErrorEnd(policy, in, std::move(error), reason, nullptr, original_override);
+  return ErrorEnd(policy, in, std::move(error), reason, type, nullptr, original_override);
 }
 
 Decision Precheck(const Policy& policy, const Input& in) {
@@ -114,21 +130,24 @@ Decision Precheck(const Policy& policy, const Input& in) {
         "Message too large: " + std::to_string(in.body.size()) +
         " bytes exceeds ASYA_MAX_MESSAGE_BYTES=" + std::to_string(policy.max_message_bytes);
     if (in.envelope == nullptr || policy.is_end_actor) {
-      return Reject(policy, in, std::move(error), FailReason::kValidation);
+      return Reject(policy, in, std::move(error), FailReason::kValidation,
+                    error_type::kMessageTooLarge);
     }
     // Keep id, route and headers so the failure stays traceable, but not the huge payload.
     Envelope stripped = *in.envelope;
     stripped.has_payload = false;
     stripped.payload_json = "null";
-    return Reject(policy, in, std::move(error), FailReason::kValidation, &stripped);
+    return Reject(policy, in, std::move(error), FailReason::kValidation,
+                  error_type::kMessageTooLarge, &stripped);
   }
   if (in.envelope == nullptr) {
     return Reject(policy, in, "Failed to parse message: " + std::string(in.parse_error),
-                  FailReason::kParse);
+                  FailReason::kParse, error_type::kParse);
   }
   const Envelope& env = *in.envelope;
   if (env.id.empty()) {
-    return Reject(policy, in, "Envelope missing required 'id' field", FailReason::kValidation);
+    return Reject(policy, in, "Envelope missing required 'id' field", FailReason::kValidation,
+                  error_type::kValidation);
   }
   Decision call;
   call.action = Action::kCallRuntime;
@@ -141,10 +160,11 @@ Decision Precheck(const Policy& policy, const Input& in) {
     return ErrorEnd(policy, in,
                     "Route mismatch: message routed to wrong actor (expected: " + policy.actor +
                         ", actual: " + std::string(actual) + ")",
-                    FailReason::kRouteMismatch);
+                    FailReason::kRouteMismatch, error_type::kRouteMismatch);
   }
   if (Hops(env) >= policy.max_hops) {
-    Decision d = ErrorEnd(policy, in, "hop limit exceeded", FailReason::kHopLimit);
+    Decision d =
+        ErrorEnd(policy, in, "hop limit exceeded", FailReason::kHopLimit, error_type::kHopLimit);
     d.log += " (" + std::to_string(Hops(env)) +
              " hops, ASYA_MAX_HOPS=" + std::to_string(policy.max_hops) + ")";
     return d;
@@ -154,10 +174,11 @@ Decision Precheck(const Policy& policy, const Input& in) {
     if (!deadline) {
       return ErrorEnd(policy, in,
                       "Invalid deadline '" + *env.deadline + "': " + deadline.error().message,
-                      FailReason::kValidation);
+                      FailReason::kValidation, error_type::kValidation);
     }
     if (std::chrono::time_point_cast<std::chrono::microseconds>(in.now) > *deadline) {
-      return ErrorEnd(policy, in, "deadline exceeded", FailReason::kDeadline);
+      return ErrorEnd(policy, in, "deadline exceeded", FailReason::kDeadline,
+                      error_type::kDeadline);
     }
   }
   return call;
@@ -165,9 +186,12 @@ Decision Precheck(const Policy& policy, const Input& in) {
 
 // One failed attempt (runtime call error, timeout or error response) at a regular actor:
 // retry (re-enqueue to our own queue with a delay) while attempts remain, else error-end.
-Decision Failure(const Policy& policy, const Input& in, std::string error,
-                 const RuntimeErrorInfo* details, bool runtime_call_error) {
+// `type`: details.type when the runtime gave none (timeouts and call errors have no details).
+Decision Failure(const Policy& policy, const Input& in, std::string error, std::string_view type,
+                 const RuntimeErrorInfo* runtime_details, bool runtime_call_error) {
   const Envelope& env = *in.envelope;
+  const RuntimeErrorInfo filled = FilledDetails(error, type, runtime_details);
+  const RuntimeErrorInfo* details = &filled;
   int64_t attempt = Attempt(env);
 
   std::string entry = "{\"attempt\":" + std::to_string(attempt) + ",\"error\":";
@@ -231,8 +255,8 @@ Decision Failure(const Policy& policy, const Input& in, std::string error,
   if (policy.retry_max_attempts > 1) {
     extra.emplace_back("attempts", history);
   }
-  Decision d = ErrorEnd(policy, in, std::move(error), FailReason::kRuntime, details, &original,
-                        std::move(extra));
+  Decision d = ErrorEnd(policy, in, std::move(error), FailReason::kRuntime, type, details,
+                        &original, std::move(extra));
   d.runtime_error = runtime_call_error;
   if (non_retryable && policy.retry_max_attempts > 1) {
     d.log += " (non-retryable)";
@@ -261,6 +285,29 @@ Envelope Forward(const Envelope& in, const envelope::RuntimeItem& item, size_t i
   return out;
 }
 
+// Records a fan-out into `n` results (kHeaderFanout): appended on element 0, removed from the
+// others. A malformed record is replaced.
+void RecordFanout(Envelope& env, size_t index, size_t n) {
+  if (index != 0) {
+    RemoveHeader(env, kHeaderFanout);
+    return;
+  }
+  std::string record;
+  for (const auto& [key, raw] : env.headers) {
+    if (key == kHeaderFanout && raw.size() >= 2 && raw.front() == '[' && raw.back() == ']') {
+      record = raw;
+    }
+  }
+  if (record.size() > 2) {
+    record.pop_back();
+    record += ',' + std::to_string(n) + ']';
+  } else {
+    record = '[' + std::to_string(n) + ']';
+  }
+  env.has_headers = true;
+  env.SetHeaderRaw(kHeaderFanout, record);
+}
+
 // Prepares an envelope that leaves this actor: per-actor attempt state removed, one more hop.
 void LeaveActor(Envelope& env, int64_t hops) {
   RemoveHeader(env, kHeaderAttempt);
@@ -273,22 +320,26 @@ Decision AfterRuntime(const Policy& policy, const Input& in) {
   const RuntimeOutcome& out = *in.outcome;
   if (in.envelope == nullptr) {  // not reachable through Precheck; settle it safely
     return ErrorEnd(policy, in, "Failed to parse message: " + std::string(in.parse_error),
-                    FailReason::kParse);
+                    FailReason::kParse, error_type::kParse);
   }
   const Envelope& env = *in.envelope;
   switch (out.kind) {
     case RuntimeOutcome::Kind::kTimeout:
       return Failure(policy, in,
                      "Runtime timeout exceeded after " + FormatGoDuration(policy.runtime_timeout),
-                     nullptr, true);
+                     error_type::kRuntimeTimeout, nullptr, true);
     case RuntimeOutcome::Kind::kCallError:
-      return Failure(policy, in, out.error, nullptr, true);
+      return Failure(policy, in, out.error,
+                     out.error.rfind("failed to parse runtime response", 0) == 0
+                         ? error_type::kRuntimeResponse
+                         : error_type::kRuntimeCall,
+                     nullptr, true);
     case RuntimeOutcome::Kind::kResponse:
       break;
   }
   for (const auto& item : out.items) {
     if (item.error) {
-      return Failure(policy, in, item.error->code, &*item.error, false);
+      return Failure(policy, in, item.error->code, {}, &*item.error, false);
     }
   }
   const int64_t hops = Hops(env);
@@ -311,6 +362,9 @@ Decision AfterRuntime(const Policy& policy, const Input& in) {
   for (size_t i = 0; i < out.items.size(); ++i) {
     Envelope next = Forward(env, out.items[i], i);
     LeaveActor(next, hops);
+    if (out.items.size() > 1) {
+      RecordFanout(next, i, out.items.size());
+    }
     const auto& actors = next.route.actors;
     const int64_t cur = next.route.current;
     Publish p;
@@ -330,7 +384,7 @@ Decision AfterRuntime(const Policy& policy, const Input& in) {
           "Result too large: result " + std::to_string(i) + " of " +
               std::to_string(out.items.size()) + " is " + std::to_string(p.body.size()) +
               " bytes, exceeds ASYA_MAX_MESSAGE_BYTES=" + std::to_string(policy.max_message_bytes),
-          FailReason::kRouting);
+          FailReason::kRouting, error_type::kResultTooLarge);
     }
     d.publishes.push_back(std::move(p));
   }
@@ -451,7 +505,7 @@ Decision AfterPublishFailure(const Policy& policy, const Input& input, const Dec
       input.envelope != nullptr) {
     Decision d =
         ErrorEnd(policy, input, "failed to publish to " + failed.queue + ": " + error.message,
-                 FailReason::kRouting);
+                 FailReason::kRouting, error_type::kPublish);
     d.log = "permanent publish error; " + d.log;
     return d;
   }

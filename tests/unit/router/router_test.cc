@@ -448,6 +448,8 @@ std::vector<Row> Rows() {
                        EXPECT_EQ(j["id"], "m1");
                        EXPECT_EQ(j["parent_id"], "p0");
                        EXPECT_EQ(j["payload"], 0);
+                       // The fan-out is recorded once, on the element that keeps the id.
+                       EXPECT_EQ(j["headers"]["x-asya-fanout"], json::array({3}));
                      }},
                     {"asya-b", MessageType::kRouting, "asya-b",
                      [](const json& j) {
@@ -461,6 +463,37 @@ std::vector<Row> Rows() {
                        EXPECT_EQ(j["id"], "m1-2");
                        EXPECT_EQ(j["parent_id"], "m1");
                        EXPECT_EQ(j["payload"], 2);
+                       EXPECT_FALSE(j["headers"].contains("x-asya-fanout"));
+                     }}},
+      .processed_status = "success",
+  });
+  rows.push_back({
+      .name = "second fan-out of the same id appends to its record; children start afresh",
+      .body = R"({"id":"m1","route":{"actors":["a","b"],"current":0},)"
+              R"("headers":{"x-asya-fanout":[3]},"payload":1})",
+      .outcome = K::kResponse,
+      .response = R"([{"payload":0,"route":{"actors":["a","b"],"current":1}},)"
+                  R"({"payload":1,"route":{"actors":["a","b"],"current":1}}])",
+      .publishes = {{"asya-b", MessageType::kRouting, "asya-b",
+                     [](const json& j) {
+                       EXPECT_EQ(j["headers"]["x-asya-fanout"], json::array({3, 2}));
+                     }},
+                    {"asya-b", MessageType::kRouting, "asya-b",
+                     [](const json& j) {
+                       EXPECT_EQ(j["id"], "m1-1");
+                       EXPECT_FALSE(j["headers"].contains("x-asya-fanout"));
+                     }}},
+      .processed_status = "success",
+  });
+  rows.push_back({
+      .name = "single result keeps the fan-out record as it is",
+      .body = R"({"id":"m1","route":{"actors":["a","b"],"current":0},)"
+              R"("headers":{"x-asya-fanout":[3]},"payload":1})",
+      .outcome = K::kResponse,
+      .response = R"([{"payload":0,"route":{"actors":["a","b"],"current":1}}])",
+      .publishes = {{"asya-b", MessageType::kRouting, "asya-b",
+                     [](const json& j) {
+                       EXPECT_EQ(j["headers"]["x-asya-fanout"], json::array({3}));
                      }}},
       .processed_status = "success",
   });
@@ -693,11 +726,106 @@ TEST(RouterTable, EveryRow) {
         ASSERT_FALSE(j.is_discarded()) << p.body;
         e.check(j);
       }
+      if (p.type == MessageType::kErrorEnd) {
+        // One shape for every error envelope: error plus details.type and details.message.
+        json j = json::parse(p.body, nullptr, false);
+        ASSERT_FALSE(j.is_discarded()) << p.body;
+        ASSERT_TRUE(j["payload"]["error"].is_string()) << p.body;
+        ASSERT_TRUE(j["payload"]["details"]["type"].is_string()) << p.body;
+        ASSERT_TRUE(j["payload"]["details"]["message"].is_string()) << p.body;
+        EXPECT_FALSE(j["payload"]["details"]["type"].get<std::string>().empty());
+        EXPECT_FALSE(j["payload"]["details"]["message"].get<std::string>().empty());
+      }
     }
     if (row.extra) {
       row.extra(d);
     }
   }
+}
+
+// details.type and details.message of each kind of error envelope (docs/sidecar.md).
+TEST(Router, EveryErrorEnvelopeHasTypeAndMessage) {
+  using K = RuntimeOutcome::Kind;
+  struct Case {
+    std::string name;
+    std::string body = kBody;
+    std::optional<K> outcome;
+    std::string response = "[]";
+    std::string call_error;
+    std::function<void(Policy&)> policy = nullptr;
+    std::string type;
+    std::string message;  // "" = same as payload.error
+  };
+  const std::string eof = "failed to read response from runtime: failed to read length prefix: EOF";
+  const std::vector<Case> cases = {
+      {.name = "parse", .body = "{oops", .type = "ParseError"},
+      {.name = "missing id",
+       .body = R"({"route":{"actors":["a"],"current":0},"payload":1})",
+       .type = "ValidationError"},
+      {.name = "route mismatch",
+       .body = R"({"id":"m1","route":{"actors":["x","a"],"current":0},"payload":1})",
+       .type = "RouteMismatch"},
+      {.name = "hop limit",
+       .body = R"({"id":"m1","route":{"actors":["a"],"current":0},"headers":{"x-asya-hops":5},)"
+               R"("payload":1})",
+       .policy = [](Policy& p) { p.max_hops = 5; },
+       .type = "HopLimitExceeded"},
+      {.name = "deadline",
+       .body = R"({"id":"m1","route":{"actors":["a"],"current":0},"payload":1,)"
+               R"("deadline":"2025-06-01T11:00:00Z"})",
+       .type = "DeadlineExceeded"},
+      {.name = "too large",
+       .policy = [](Policy& p) { p.max_message_bytes = 20; },
+       .type = "MessageTooLarge"},
+      {.name = "timeout", .outcome = K::kTimeout, .type = "RuntimeTimeout"},
+      {.name = "EOF", .outcome = K::kCallError, .call_error = eof, .type = "RuntimeCallError"},
+      {.name = "unparsable response",
+       .outcome = K::kCallError,
+       .call_error = "failed to parse runtime response: not an array",
+       .type = "InvalidRuntimeResponse"},
+      {.name = "processing_error keeps the runtime's details",
+       .outcome = K::kResponse,
+       .response =
+           R"([{"error":"processing_error","details":{"message":"boom","type":"KeyError"}}])",
+       .type = "KeyError",
+       .message = "boom"},
+      {.name = "error response without details: type = code",
+       .outcome = K::kResponse,
+       .response = R"([{"error":"connection_error"}])",
+       .type = "connection_error"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    Row row;
+    row.body = c.body;
+    row.outcome = c.outcome;
+    row.response = c.response;
+    row.call_error = c.call_error;
+    row.policy = c.policy;
+    Decision d = RunRow(row, BasePolicy());
+    ASSERT_EQ(d.publishes.size(), 1u);
+    ASSERT_EQ(d.publishes[0].type, MessageType::kErrorEnd);
+    json j = json::parse(d.publishes[0].body);
+    EXPECT_EQ(j["payload"]["details"]["type"], c.type);
+    EXPECT_EQ(j["payload"]["details"]["message"],
+              c.message.empty() ? j["payload"]["error"] : json(c.message));
+  }
+}
+
+TEST(Router, SidecarErrorTypesAreNonRetryableByName) {
+  Policy p = BasePolicy();
+  p.retry_max_attempts = 3;
+  p.non_retryable = {"RuntimeTimeout"};
+  Row row;
+  row.outcome = RuntimeOutcome::Kind::kTimeout;
+  Decision d = RunRow(row, p);
+  ASSERT_EQ(d.publishes.size(), 1u);
+  EXPECT_EQ(d.publishes[0].type, MessageType::kErrorEnd);
+  row.outcome = RuntimeOutcome::Kind::kCallError;
+  row.call_error = "failed to read response from runtime: EOF";
+  d = RunRow(row, p);
+  ASSERT_EQ(d.publishes.size(), 1u);
+  EXPECT_EQ(d.publishes[0].type, MessageType::kRetry);
 }
 
 TEST(Router, RetryDelayDoublesWithJitterAndCap) {

@@ -422,6 +422,60 @@ TEST_F(SidecarRules, UnparsableRuntimeResponseIsACallError) {
   EXPECT_EQ(metrics_.Count("runtime_errors"), 1);
 }
 
+// Every error envelope has one shape: payload.error (the original's strings) plus
+// payload.details.type and payload.details.message (docs/sidecar.md "Error envelopes").
+TEST_F(SidecarRules, ErrorEnvelopesOfEveryKindCarryTypeAndMessage) {
+  struct Case {
+    const char* name;
+    std::function<Result<std::string>(std::string_view, MonoTime)> handler;
+    std::string body;
+    std::string type;
+  };
+  const std::string ok_body = Env("m1", {"a", "b"}, 1).dump();
+  std::vector<Case> cases = {
+      {"timeout",
+       [&](std::string_view, MonoTime) -> Result<std::string> {
+         clock_.Advance(seconds(30));
+         return MakeError(ErrorCode::kDeadlineExceeded, "runtime call timed out");
+       },
+       ok_body, "RuntimeTimeout"},
+      {"EOF",
+       [](std::string_view, MonoTime) -> Result<std::string> {
+         return MakeError(
+             ErrorCode::kUnavailable,
+             "failed to read response from runtime: failed to read length prefix: EOF");
+       },
+       ok_body, "RuntimeCallError"},
+      {"processing_error",
+       [](std::string_view, MonoTime) {
+         return Respond(ErrorItem("processing_error", "KeyError", "k"));
+       },
+       ok_body, "KeyError"},
+      {"unparsable response",
+       [](std::string_view, MonoTime) { return Result<std::string>("{\"no\":1}"); }, ok_body,
+       "InvalidRuntimeResponse"},
+      {"unparsable body", Echo, "{not json", "ParseError"},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.name);
+    const size_t before = transport_.To("asya-error-end").size();
+    runtime_.SetHandler(c.handler);
+    sidecar_.reset();  // a fresh sidecar: the runtime gate of the previous case is not shared
+    Process(c.body);
+    auto out = transport_.To("asya-error-end");
+    ASSERT_EQ(out.size(), before + 1);
+    json e = out.back();
+    ASSERT_TRUE(e["payload"]["error"].is_string());
+    EXPECT_EQ(e["payload"]["details"]["type"], c.type);
+    ASSERT_TRUE(e["payload"]["details"]["message"].is_string());
+    if (c.type != "KeyError") {
+      EXPECT_EQ(e["payload"]["details"]["message"], e["payload"]["error"]);
+    } else {
+      EXPECT_EQ(e["payload"]["details"]["message"], "k");
+    }
+  }
+}
+
 // ---- checks before the runtime (it is never called) ----
 
 TEST_F(SidecarRules, UnparsableBodyGoesToErrorEnd) {

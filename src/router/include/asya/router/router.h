@@ -32,6 +32,30 @@ inline constexpr std::string_view kHeaderAttemptHistory = "x-asya-attempt-histor
 inline constexpr std::string_view kHeaderHops = "x-asya-hops";
 inline constexpr std::string_view kHeaderDlqReason = "x-asya-dlq-reason";
 inline constexpr std::string_view kHeaderDeliveries = "x-asya-deliveries";
+// Fan-out record: a JSON array of the sizes of every fan-out this envelope's id went through, in
+// order. A fan-out into n > 1 results appends n to element 0 (which keeps the id) and removes the
+// header from elements 1..n-1 (new ids "<id>-<i>", whose own fan-outs start a new record). So
+// each fan-out is recorded exactly once, on the lineage that ends in the parent id's final
+// envelope, and a reader of happy-end/error-end knows every id of the tree (`asya send --wait`).
+inline constexpr std::string_view kHeaderFanout = "x-asya-fanout";
+
+// details.type of the error envelopes the sidecar itself produces (every error envelope carries
+// payload.error, payload.details.type and payload.details.message; a runtime error response
+// keeps its own type, or its error code when it has none). Also matched by
+// ASYA_RETRY_NON_RETRYABLE like exception class names.
+namespace error_type {
+inline constexpr std::string_view kParse = "ParseError";                 // body not an envelope
+inline constexpr std::string_view kValidation = "ValidationError";       // missing id, bad deadline
+inline constexpr std::string_view kMessageTooLarge = "MessageTooLarge";  // input too large
+inline constexpr std::string_view kRouteMismatch = "RouteMismatch";
+inline constexpr std::string_view kHopLimit = "HopLimitExceeded";
+inline constexpr std::string_view kDeadline = "DeadlineExceeded";
+inline constexpr std::string_view kRuntimeTimeout = "RuntimeTimeout";  // ASYA_RUNTIME_TIMEOUT
+inline constexpr std::string_view kRuntimeCall = "RuntimeCallError";   // connect/send/read, EOF
+inline constexpr std::string_view kRuntimeResponse = "InvalidRuntimeResponse";  // unparsable
+inline constexpr std::string_view kResultTooLarge = "ResultTooLarge";
+inline constexpr std::string_view kPublish = "PublishError";  // permanent publish failure
+}  // namespace error_type
 
 struct Policy {
   std::string actor;  // ASYA_ACTOR_NAME
