@@ -1,9 +1,12 @@
 #include "asya/local/send.h"
 
+#include <algorithm>
 #include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <random>
+
+#include <nlohmann/json.hpp>
 
 #include "asya/actor/manifest.h"
 #include "asya/base/crew_layout.h"
@@ -12,6 +15,8 @@
 #include "asya/base/strings.h"
 #include "asya/base/time_format.h"
 #include "asya/envelope/envelope.h"
+#include "asya/local/status.h"
+#include "asya/router/router.h"
 
 namespace asya::local {
 namespace fs = std::filesystem;
@@ -140,36 +145,189 @@ std::string CrewStampFloor(Clock::WallTime sent_at) {
   return FormatUtc(sent_at - kStampSkew, "%Y-%m-%dT%H:%M:%S");
 }
 
-std::string FindCrewFile(const std::string& dir, const std::string& id, const std::string& since) {
-  std::error_code ec;
-  for (const auto& ts : fs::directory_iterator(dir, ec)) {
-    if (ts.path().filename().string() < since) {
-      continue;
+std::string RootOf(const std::string& id, const std::vector<std::string>& roots) {
+  std::string cur = id;
+  while (true) {
+    if (std::find(roots.begin(), roots.end(), cur) != roots.end()) {
+      return cur;
     }
-    for (const auto& actor : fs::directory_iterator(ts.path(), ec)) {
-      fs::path f = actor.path() / crew_layout::FileName(id);
-      if (fs::exists(f, ec)) {
-        return f.string();
+    const size_t dash = cur.rfind('-');
+    if (dash == std::string::npos || dash + 1 == cur.size() ||
+        cur.find_first_not_of("0123456789", dash + 1) != std::string::npos) {
+      return "";
+    }
+    cur.resize(dash);
+  }
+}
+
+bool TreeComplete(const std::string& root, const std::vector<FinalEnvelope>& finals) {
+  std::set<std::string> ids;
+  for (const auto& f : finals) {
+    ids.insert(f.id);
+  }
+  if (ids.count(root) == 0) {
+    return false;
+  }
+  size_t expected = 1;
+  for (const auto& f : finals) {
+    int64_t widest = 1;
+    for (int64_t n : f.fanout) {
+      if (n > 1) {
+        widest = std::max(widest, n);
+        expected += static_cast<size_t>(n - 1);
+      }
+    }
+    for (int64_t i = 1; i < widest; ++i) {
+      if (ids.count(f.id + "-" + std::to_string(i)) == 0) {
+        return false;
       }
     }
   }
-  return "";
+  return finals.size() >= expected;
 }
 
-SendResult WaitForResult(const std::string& state_dir, const std::string& id,
-                         const std::string& since, Clock::Duration timeout, Clock& clock) {
-  const auto deadline = clock.Now() + timeout;
-  while (clock.Now() < deadline) {
-    for (const auto& [dir, outcome] : {std::pair{crew_layout::kResultsDir, SendOutcome::kSucceeded},
-                                       std::pair{crew_layout::kErrorsDir, SendOutcome::kFailed}}) {
-      std::string found = FindCrewFile(state_dir + "/" + dir, id, since);
-      if (!found.empty()) {
-        return {outcome, found};
+namespace {
+
+// The x-asya-fanout record of a stored envelope (empty when absent or malformed).
+std::vector<int64_t> FanoutRecord(const std::string& body) {
+  std::vector<int64_t> out;
+  auto j = nlohmann::json::parse(body, nullptr, /*allow_exceptions=*/false);
+  if (!j.is_object() || !j.contains("headers") || !j["headers"].is_object()) {
+    return out;
+  }
+  const auto& h = j["headers"];
+  auto it = h.find(std::string(router::kHeaderFanout));
+  if (it == h.end() || !it->is_array()) {
+    return out;
+  }
+  for (const auto& n : *it) {
+    if (n.is_number_integer()) {
+      out.push_back(n.get<int64_t>());
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+ResultWatcher::ResultWatcher(std::string state_dir, std::string since,
+                             std::vector<std::string> roots)
+    : state_dir_(std::move(state_dir)),
+      since_(std::move(since)),
+      roots_(std::move(roots)),
+      root_set_(roots_.begin(), roots_.end()) {}
+
+std::vector<FinalEnvelope> ResultWatcher::Poll() {
+  struct Found {
+    std::string stamp;
+    FinalEnvelope f;
+  };
+  std::vector<Found> found;
+  std::error_code ec;
+  for (const auto& [dir, ok] :
+       {std::pair{crew_layout::kResultsDir, true}, std::pair{crew_layout::kErrorsDir, false}}) {
+    for (const auto& ts : fs::directory_iterator(state_dir_ + "/" + dir, ec)) {
+      const std::string stamp = ts.path().filename().string();
+      if (stamp < since_) {
+        continue;
       }
+      std::error_code ec2;
+      for (const auto& actor : fs::directory_iterator(ts.path(), ec2)) {
+        std::error_code ec3;
+        for (const auto& file : fs::directory_iterator(actor.path(), ec3)) {
+          const std::string name = file.path().filename().string();
+          const std::string suffix = crew_layout::kSuffix;
+          if (name.size() <= suffix.size() ||
+              name.compare(name.size() - suffix.size(), suffix.size(), suffix) != 0) {
+            continue;
+          }
+          const std::string id = name.substr(0, name.size() - suffix.size());
+          const std::string path = file.path().string();
+          if (seen_.count(path) != 0) {
+            continue;
+          }
+          std::string root = root_set_.count(id) != 0 ? id : RootOf(id, roots_);
+          if (root.empty()) {
+            continue;
+          }
+          auto body = ReadFile(path);  // the crew writes atomically: whole or absent
+          if (!body) {
+            continue;
+          }
+          seen_.insert(path);
+          FinalEnvelope f;
+          f.root = std::move(root);
+          f.id = id;
+          f.succeeded = ok;
+          f.path = path;
+          f.fanout = FanoutRecord(*body);
+          f.body = std::move(*body);
+          found.push_back({stamp, std::move(f)});
+        }
+      }
+    }
+  }
+  std::stable_sort(found.begin(), found.end(),
+                   [](const Found& a, const Found& b) { return a.stamp < b.stamp; });
+  std::vector<FinalEnvelope> out;
+  std::set<std::string> touched;
+  for (auto& x : found) {
+    finals_[x.f.root].push_back(x.f);
+    touched.insert(x.f.root);
+    out.push_back(std::move(x.f));
+  }
+  for (const auto& root : touched) {
+    if (TreeComplete(root, finals_[root])) {
+      complete_.insert(root);
+    }
+  }
+  return out;
+}
+
+bool ResultWatcher::Complete(const std::string& root) const {
+  return complete_.count(root) != 0;
+}
+
+size_t ResultWatcher::CompleteCount() const {
+  return complete_.size();
+}
+
+WaitSummary WaitForTrees(ResultWatcher& watcher, Clock::Duration timeout, Clock& clock,
+                         const std::function<void(const FinalEnvelope&)>& on_final,
+                         const std::function<void(const ResultWatcher&)>& on_poll) {
+  WaitSummary sum;
+  const auto deadline = clock.Now() + timeout;
+  while (true) {
+    for (auto& f : watcher.Poll()) {
+      (f.succeeded ? sum.succeeded : sum.failed) += 1;
+      if (on_final) {
+        on_final(f);
+      }
+      sum.finals.push_back(std::move(f));
+    }
+    if (on_poll) {
+      on_poll(watcher);
+    }
+    if (watcher.AllComplete() || clock.Now() >= deadline) {
+      break;
     }
     clock.SleepFor(kPollEvery);
   }
-  return {SendOutcome::kTimedOut, ""};
+  for (const auto& r : watcher.roots()) {
+    if (!watcher.Complete(r)) {
+      sum.incomplete.push_back(r);
+    }
+  }
+  sum.outcome = !sum.incomplete.empty() ? SendOutcome::kTimedOut
+                : sum.failed > 0        ? SendOutcome::kFailed
+                                        : SendOutcome::kSucceeded;
+  return sum;
+}
+
+std::string CountLine(size_t succeeded, size_t failed) {
+  const size_t n = succeeded + failed;
+  return std::to_string(n) + (n == 1 ? " result: " : " results: ") + std::to_string(succeeded) +
+         " succeeded, " + std::to_string(failed) + " failed";
 }
 
 int ExitCodeOf(SendOutcome outcome) {
@@ -181,7 +339,7 @@ int ExitCodeOf(SendOutcome outcome) {
     case SendOutcome::kTimedOut:
       break;
   }
-  return exit_code::kSendWaitTimedOut;
+  return exit_code::kNothingArrived;
 }
 
 }  // namespace asya::local

@@ -456,4 +456,16 @@ Result<std::string> ReadFile(const std::string& path) {
   return s.str();
 }
 
+std::string KnownActorNames(const MeshStatus& s) {
+  std::string out;
+  for (bool crew : {false, true}) {
+    for (const auto& a : s.actors) {
+      if (a.crew == crew) {
+        out += (out.empty() ? "" : ", ") + a.name;
+      }
+    }
+  }
+  return out.empty() ? "none" : out;
+}
+
 }  // namespace asya::local

@@ -3,6 +3,7 @@
 // supervisor through the files of its state directory (see src/local/README.md).
 #include <algorithm>
 #include <chrono>
+#include <climits>
 #include <csignal>
 #include <cstdio>
 #include <filesystem>
@@ -18,6 +19,7 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
 
 #include "asya/actor/manifest.h"
 #include "asya/base/clock.h"
@@ -414,8 +416,9 @@ int Get(const std::string& what, const std::vector<std::string>& names, const st
     auto it = std::find_if(st->actors.begin(), st->actors.end(),
                            [&](const local::ActorStatus& a) { return a.name == n; });
     if (it == st->actors.end()) {
-      std::fprintf(stderr, "asya get: actor \"%s\" not found\n", n.c_str());
-      return kExitFailed;
+      std::fprintf(stderr, "asya get: actor \"%s\" not found; actors in this mesh: %s\n", n.c_str(),
+                   local::KnownActorNames(*st).c_str());
+      return kExitUsage;
     }
     rows.push_back(*it);
   }
@@ -447,23 +450,55 @@ int Describe(const std::string& what, const std::string& name, const std::string
       return kExitOk;
     }
   }
-  std::fprintf(stderr, "asya describe: actor \"%s\" not found\n", name.c_str());
-  return kExitFailed;
+  std::fprintf(stderr, "asya describe: actor \"%s\" not found; actors in this mesh: %s\n",
+               name.c_str(), local::KnownActorNames(*st).c_str());
+  return kExitUsage;
 }
 
 volatile std::sig_atomic_t g_stop_follow = 0;
 
+// Actors with a log file in <state>/logs (the supervisor's own asya.log aside), sorted.
+std::string ActorsWithLogs(const std::string& state_dir) {
+  std::set<std::string> names;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(state_dir + "/logs", ec)) {
+    const fs::path& f = e.path();
+    if (f.extension() == ".log" && f.stem() != "asya") {
+      names.insert(f.stem().string());
+    }
+  }
+  std::string out;
+  for (const auto& n : names) {
+    out += (out.empty() ? "" : ", ") + n;
+  }
+  return out.empty() ? "none" : out;
+}
+
+// `-f` follows until Ctrl-C or until the mesh of the state dir stops (what was written up to
+// then is printed first).
 int Logs(const std::string& actor, bool follow, const std::string& state_dir_arg) {
-  const std::string path = local::LogPath(AbsoluteDir(state_dir_arg), actor);
+  const std::string state_dir = AbsoluteDir(state_dir_arg);
+  const std::string path = local::LogPath(state_dir, actor);
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
-    std::fprintf(stderr, "asya logs: no logs for actor \"%s\" (%s)\n", actor.c_str(), path.c_str());
-    return kExitFailed;
+    std::string known;
+    if (auto st = ReadStatus(state_dir)) {
+      known = local::KnownActorNames(*st);
+    } else {
+      known = ActorsWithLogs(state_dir);
+    }
+    std::fprintf(stderr, "asya logs: no logs for actor \"%s\" in %s; actors: %s\n", actor.c_str(),
+                 state_dir.c_str(), known.c_str());
+    return kExitUsage;
   }
   if (follow) {
     std::signal(SIGINT, [](int) { g_stop_follow = 1; });
     std::signal(SIGTERM, [](int) { g_stop_follow = 1; });
   }
+  constexpr auto kPoll = std::chrono::milliseconds(200);
+  constexpr int kMeshCheckEvery = 5;  // polls between looks at the supervisor lock (~1 s)
+  int idle_polls = 0;
+  bool mesh_gone = false;
   char buf[65536];
   while (true) {
     ssize_t n = ::read(fd, buf, sizeof(buf));
@@ -471,13 +506,22 @@ int Logs(const std::string& actor, bool follow, const std::string& state_dir_arg
       std::fwrite(buf, 1, static_cast<size_t>(n), stdout);
       continue;
     }
-    if (!follow || g_stop_follow != 0) {
+    if (!follow || g_stop_follow != 0 || mesh_gone) {
       break;
     }
     std::fflush(stdout);
-    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    if (++idle_polls % kMeshCheckEvery == 1 && local::RunningSupervisorPid(state_dir) == 0) {
+      mesh_gone = true;  // one more read drains what the last processes wrote
+      continue;
+    }
+    std::this_thread::sleep_for(kPoll);
   }
   ::close(fd);
+  std::fflush(stdout);
+  if (mesh_gone) {
+    std::fprintf(stderr, "asya logs: no mesh is running in %s; stopped following\n",
+                 state_dir.c_str());
+  }
   return kExitOk;
 }
 
@@ -489,7 +533,9 @@ struct SendArgs {
   std::string payload;  // JSON text, or a file name with --jsonl, or "-" = stdin
   bool jsonl = false;
   bool wait = false;
+  bool enqueue = false;  // publish even when no mesh runs / the route names unknown actors
   double timeout_s = 60;
+  std::string output;  // "" | text | json
   std::string state_dir;
   std::string transport;  // "" = the mesh's
 };
@@ -505,24 +551,62 @@ std::string SendTransportKind(const SendArgs& args, const std::string& state_dir
   return transport_kind::kSqlite;
 }
 
-// A message for an actor the mesh does not run waits in its queue: say so.
-void WarnIfUnknownActor(const std::string& state_dir, const std::string& actor) {
-  auto st = ReadStatus(state_dir);
-  if (!st) {
-    return;
+// The route's actors the running mesh does not run (crew actors count as run).
+std::vector<std::string> UnknownActors(const MeshStatus& st,
+                                       const std::vector<std::string>& route) {
+  std::vector<std::string> unknown;
+  for (const auto& name : route) {
+    bool known = std::any_of(st.actors.begin(), st.actors.end(),
+                             [&](const local::ActorStatus& a) { return a.name == name; });
+    if (!known && std::find(unknown.begin(), unknown.end(), name) == unknown.end()) {
+      unknown.push_back(name);
+    }
   }
-  bool known = std::any_of(st->actors.begin(), st->actors.end(),
-                           [&](const local::ActorStatus& a) { return a.name == actor; });
-  if (!known) {
-    std::fprintf(stderr,
-                 "asya send: warning: actor \"%s\" is not part of the mesh in %s; the message "
-                 "waits in queue %s\n",
-                 actor.c_str(), state_dir.c_str(), transport::QueueName(actor).c_str());
+  return unknown;
+}
+
+bool StderrIsTerminal() {
+  return ::isatty(STDERR_FILENO) == 1;
+}
+
+// ANSI colour on a terminal only (and not with NO_COLOR set).
+std::string Paint(const std::string& text, const char* code) {
+  static const bool colour = StderrIsTerminal() && !env::Get("NO_COLOR").has_value();
+  return colour ? std::string("\033[") + code + "m" + text + "\033[0m" : text;
+}
+
+std::string ColouredCount(size_t succeeded, size_t failed) {
+  std::string line = local::CountLine(succeeded, failed);
+  if (failed > 0) {
+    const std::string tail = std::to_string(failed) + " failed";
+    line = line.substr(0, line.size() - tail.size()) + Paint(tail, "31");
   }
+  return line;
+}
+
+// One line of progress on a terminal: "[#####.....] 512/1000 envelopes final, 3 failed".
+void DrawProgress(size_t done, size_t total, size_t failed) {
+  constexpr size_t kWidth = 30;
+  const size_t filled = total == 0 ? kWidth : done * kWidth / total;
+  std::fprintf(stderr, "\r[%s%s] %zu/%zu envelopes final, %zu failed",
+               std::string(filled, '#').c_str(), std::string(kWidth - filled, '.').c_str(), done,
+               total, failed);
+  std::fflush(stderr);
+}
+
+// The stored envelope as JSON (its text as a string should it not parse).
+nlohmann::json ParsedOrText(const std::string& body) {
+  auto j = nlohmann::json::parse(body, nullptr, /*allow_exceptions=*/false);
+  return j.is_discarded() ? nlohmann::json(body) : j;
 }
 
 int Send(const SendArgs& args) {
   const std::string state_dir = AbsoluteDir(args.state_dir);
+  const bool json_out = args.output == "json";
+  if (!args.output.empty() && args.output != "text" && !json_out) {
+    std::fprintf(stderr, "asya send: -o must be text or json, got '%s'\n", args.output.c_str());
+    return kExitUsage;
+  }
   auto actors = local::ParseRoute(args.route);
   if (!actors) {
     std::fprintf(stderr, "asya send: %s\n", actors.error().message.c_str());
@@ -538,12 +622,42 @@ int Send(const SendArgs& args) {
     std::fprintf(stderr, "asya send: %s\n", payloads.error().message.c_str());
     return kExitUsage;
   }
-  if (args.jsonl && args.wait) {
-    std::fprintf(stderr, "asya send: --wait works with one payload, not --jsonl\n");
-    return kExitUsage;
+  // Nothing is published (nor a queue file created) unless a mesh runs here or --enqueue says so.
+  const int pid = local::RunningSupervisorPid(state_dir);
+  if (pid == 0 && !args.enqueue) {
+    std::fprintf(
+        stderr,
+        "asya send: no mesh is running in %s\n"
+        "  start one:       asya up PATH --detach%s\n"
+        "  or queue anyway: add --enqueue (the message waits in asya-%s until a mesh "
+        "runs)\n",
+        state_dir.c_str(),
+        state_dir == AbsoluteDir(DefaultStateDir()) ? "" : (" --state-dir " + state_dir).c_str(),
+        actors->front().c_str());
+    return kExitFailed;
+  }
+  if (pid != 0) {
+    if (auto st = ReadStatus(state_dir)) {
+      const std::vector<std::string> unknown = UnknownActors(*st, *actors);
+      if (!unknown.empty()) {
+        std::string names;
+        for (const auto& n : unknown) {
+          names += (names.empty() ? "" : ", ") + n;
+        }
+        std::fprintf(stderr, "asya send: %s: the mesh in %s does not run %s %s; it runs: %s\n",
+                     args.enqueue ? "warning" : "refused", state_dir.c_str(),
+                     unknown.size() == 1 ? "actor" : "actors", names.c_str(),
+                     local::KnownActorNames(*st).c_str());
+        if (!args.enqueue) {
+          std::fprintf(stderr,
+                       "  add it to the mesh (asya up PATH), or pass --enqueue to queue the "
+                       "message anyway\n");
+          return kExitUsage;
+        }
+      }
+    }
   }
   const std::string kind = SendTransportKind(args, state_dir);
-  WarnIfUnknownActor(state_dir, actors->front());
   auto settings = TransportFor(kind, state_dir);
   if (!settings) {
     std::fprintf(stderr, "asya send: %s\n", settings.error().message.c_str());
@@ -556,36 +670,127 @@ int Send(const SendArgs& args) {
   }
   const std::string since = local::CrewStampFloor(SystemClock().WallNow());
   const std::string queue = transport::QueueName(actors->front());
-  std::string id;
+  std::vector<std::string> ids;
   for (const auto& p : *payloads) {
-    id = local::NewEnvelopeId();
+    std::string id = local::NewEnvelopeId();
     std::string body = local::BuildEnvelope(id, *actors, local::NewTraceparent(), p);
     if (auto st = (*transport)->Publish(queue, body); !st) {
-      std::fprintf(stderr, "asya send: publish to %s failed: %s\n", queue.c_str(),
-                   st.error().message.c_str());
+      std::fprintf(stderr, "asya send: publish to %s failed after %zu envelope(s): %s\n",
+                   queue.c_str(), ids.size(), st.error().message.c_str());
       return kExitFailed;
     }
-    std::printf("%s\n", id.c_str());
+    if (!args.wait && !json_out) {
+      std::printf("%s\n", id.c_str());  // without --wait, the ids are the command's output
+    }
+    ids.push_back(std::move(id));
   }
-  std::fflush(stdout);
   if (!args.wait) {
+    if (json_out) {
+      std::printf("%s\n", nlohmann::json{{"ids", ids}}.dump().c_str());
+    }
     return kExitOk;
   }
+  const bool batch = ids.size() > 1;
+  if (batch) {
+    std::fprintf(stderr, "asya send: sent %zu envelopes to %s; waiting for their results\n",
+                 ids.size(), queue.c_str());
+  } else {
+    std::fprintf(stderr, "asya send: sent %s to %s; waiting for its results\n", ids[0].c_str(),
+                 queue.c_str());
+  }
+  std::fflush(stdout);
   const auto timeout = std::chrono::duration_cast<Clock::Duration>(
       std::chrono::milliseconds(static_cast<int64_t>(args.timeout_s * 1000)));
-  const local::SendResult result =
-      local::WaitForResult(state_dir, id, since, timeout, SystemClock());
-  if (result.outcome == local::SendOutcome::kTimedOut) {
-    std::fprintf(stderr, "asya send: no result for %s within %.0fs\n", id.c_str(), args.timeout_s);
-    return local::ExitCodeOf(result.outcome);
+  const bool bar = batch && StderrIsTerminal();
+  size_t failed_so_far = 0;
+  size_t last_done = SIZE_MAX;
+  local::ResultWatcher watcher(state_dir, since, ids);
+  local::WaitSummary sum = local::WaitForTrees(
+      watcher, timeout, SystemClock(),
+      [&](const local::FinalEnvelope& f) {
+        failed_so_far += f.succeeded ? 0 : 1;
+        if (!batch) {
+          std::fprintf(
+              stderr, "asya send: %s %s (%s)\n", f.id.c_str(),
+              f.succeeded ? Paint("succeeded", "32").c_str() : Paint("failed", "31").c_str(),
+              f.path.c_str());
+        }
+        if (!json_out) {  // results alone on stdout, one JSON document per line
+          std::string body = f.body;
+          while (!body.empty() && (body.back() == '\n' || body.back() == '\r')) {
+            body.pop_back();
+          }
+          std::printf("%s\n", body.c_str());
+          std::fflush(stdout);
+        }
+      },
+      [&](const local::ResultWatcher& w) {
+        if (bar && w.CompleteCount() != last_done) {
+          last_done = w.CompleteCount();
+          DrawProgress(last_done, ids.size(), failed_so_far);
+        }
+      });
+  if (bar) {
+    std::fputc('\n', stderr);
   }
-  std::fprintf(stderr, "asya send: %s: %s\n",
-               result.outcome == local::SendOutcome::kSucceeded ? "succeeded" : "failed",
-               result.path.c_str());
-  if (auto body = local::ReadFile(result.path)) {
-    std::fwrite(body->data(), 1, body->size(), stdout);
+  if (json_out) {
+    nlohmann::json results = nlohmann::json::array();
+    for (const auto& f : sum.finals) {
+      results.push_back({{"id", f.id},
+                         {"root", f.root},
+                         {"status", f.succeeded ? "succeeded" : "failed"},
+                         {"path", f.path},
+                         {"envelope", ParsedOrText(f.body)}});
+    }
+    nlohmann::json doc = {{"ids", ids},
+                          {"complete", sum.incomplete.empty()},
+                          {"incomplete", sum.incomplete},
+                          {"succeeded", sum.succeeded},
+                          {"failed", sum.failed},
+                          {"results", results}};
+    std::printf("%s\n", doc.dump(2).c_str());
   }
-  return local::ExitCodeOf(result.outcome);
+  const std::string counts = ColouredCount(sum.succeeded, sum.failed);
+  if (batch) {
+    std::fprintf(stderr, "asya send: %zu envelopes (%zu final), %s\n", ids.size(),
+                 ids.size() - sum.incomplete.size(), counts.c_str());
+  } else {
+    std::fprintf(stderr, "asya send: %s\n", counts.c_str());
+  }
+  if (sum.outcome == local::SendOutcome::kTimedOut) {
+    std::string which;
+    for (size_t i = 0; i < sum.incomplete.size() && i < 5; ++i) {
+      which += (i == 0 ? "" : ", ") + sum.incomplete[i];
+    }
+    if (sum.incomplete.size() > 5) {
+      which += ", ... (" + std::to_string(sum.incomplete.size()) + " in all)";
+    }
+    std::fprintf(stderr, "asya send: %s within %.0fs: %s (see asya get actors, asya logs ACTOR)\n",
+                 sum.finals.empty() ? "no result" : "not every result", args.timeout_s,
+                 which.c_str());
+  }
+  return local::ExitCodeOf(sum.outcome);
+}
+
+// The --help footer of a local command: the exit codes, then one or two examples.
+std::string HelpFooter(const std::string& cmd) {
+  std::string ex;
+  if (cmd == "up") {
+    ex = "  asya up examples/text-pipeline/manifests --detach\n"
+         "  asya up my-actors/ another.yaml              # foreground; Ctrl-C stops the mesh";
+  } else if (cmd == "down") {
+    ex = "  asya down\n  asya down --state-dir /tmp/mesh --timeout 120";
+  } else if (cmd == "get") {
+    ex = "  asya get actors\n  asya get actors sentiment -o json";
+  } else if (cmd == "describe") {
+    ex = "  asya describe actor sentiment";
+  } else if (cmd == "logs") {
+    ex = "  asya logs sentiment -f                       # until Ctrl-C or asya down";
+  } else if (cmd == "send") {
+    ex = "  asya send normalize,split '{\"text\": \"Hi. Bye.\"}' --wait > result.json\n"
+         "  asya send tokenize docs.jsonl --jsonl --wait -o json > results.json";
+  }
+  return std::string(exit_code::kHelpTable) + "\n\nExamples:\n" + ex;
 }
 
 }  // namespace
@@ -629,13 +834,21 @@ int RunLocal(int argc, char** argv) {
     app.add_option("route", send.route, "comma-separated actor names")->required();
     app.add_option("payload", send.payload, "JSON payload ('-' = stdin)")->required();
     app.add_flag("--wait", send.wait,
-                 "wait for the result (exit 0 succeeded, 1 failed, 2 timeout)");
+                 "wait until every result of the envelope (fan-out children included) is final: "
+                 "results on stdout, progress on stderr; exit 0 all succeeded, 1 one failed, 3 "
+                 "not all final within --timeout");
     app.add_option("--timeout", send.timeout_s, "seconds to wait with --wait (default 60)");
     app.add_option("--transport", send.transport, "default: the mesh's transport");
     app.add_flag("--jsonl", send.jsonl,
                  "PAYLOAD is a file ('-' = stdin) with one JSON payload per line; one envelope "
-                 "each, one id printed per line");
+                 "each, one id printed per line (with --wait: waits for the whole batch)");
+    app.add_option("-o,--output", send.output,
+                   "text (default: one JSON document per line) or json (one document at the end)");
+    app.add_flag("--enqueue", send.enqueue,
+                 "publish even when no mesh runs in the state dir or the route names actors it "
+                 "does not run (the message waits in the queue)");
   }
+  app.footer(HelpFooter(cmd));
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -205,16 +205,18 @@ TEST(Names, WhatTheCrewStoresIsWhatSendWaitFinds) {
     ASSERT_TRUE(key.has_value());
     ASSERT_TRUE(crew::Store(root.string(), *key, env).has_value());
   }
-  const SendResult ok =
-      WaitForResult(root.string(), "id-0", since, std::chrono::seconds(1), SystemClock());
+  ResultWatcher ok_watch(root.string(), since, {"id-0"});
+  const WaitSummary ok = WaitForTrees(ok_watch, std::chrono::seconds(1), SystemClock());
   EXPECT_EQ(ok.outcome, SendOutcome::kSucceeded);
   EXPECT_EQ(ExitCodeOf(ok.outcome), exit_code::kOk);
-  const SendResult failed =
-      WaitForResult(root.string(), "id-1", since, std::chrono::seconds(1), SystemClock());
+  ResultWatcher failed_watch(root.string(), since, {"id-1"});
+  const WaitSummary failed = WaitForTrees(failed_watch, std::chrono::seconds(1), SystemClock());
   EXPECT_EQ(failed.outcome, SendOutcome::kFailed);
   EXPECT_EQ(ExitCodeOf(failed.outcome), exit_code::kFailed);
-  EXPECT_NE(failed.path.find("/" + std::string(crew_layout::kErrorsDir) + "/"), std::string::npos);
-  EXPECT_EQ(fs::path(failed.path).parent_path().filename(), "b");  // <last_actor>/<id>.json
+  ASSERT_EQ(failed.finals.size(), 1u);
+  const std::string path = failed.finals[0].path;
+  EXPECT_NE(path.find("/" + std::string(crew_layout::kErrorsDir) + "/"), std::string::npos);
+  EXPECT_EQ(fs::path(path).parent_path().filename(), "b");  // <last_actor>/<id>.json
   fs::remove_all(root);
 }
 

@@ -104,25 +104,98 @@ TEST(SendWait, StampFloorIsTwoSecondsEarlierInUtc) {
   EXPECT_GT(std::string("2023-11-14T22:13:18.000001Z"), CrewStampFloor(t));
 }
 
+void Store(const fs::path& root, const std::string& dir, const std::string& stamp,
+           const std::string& id, const std::string& headers = "{}") {
+  fs::create_directories(root / dir / stamp / "a");
+  std::ofstream(root / dir / stamp / "a" / (id + ".json"))
+      << R"({"id":")" << id << R"(","headers":)" << headers << R"(,"payload":1})";
+}
+
 TEST(SendWait, FindsOnlyDirectoriesFromTheSendOn) {
   const fs::path root = fs::temp_directory_path() / ("asya-wait-" + std::to_string(::getpid()));
   fs::remove_all(root);
-  fs::create_directories(root / "results/2023-11-14T22:13:10.000000Z/a");
-  std::ofstream(root / "results/2023-11-14T22:13:10.000000Z/a/old.json") << "{}";
-  fs::create_directories(root / "errors/2023-11-14T22:13:19.000000Z/b");
-  std::ofstream(root / "errors/2023-11-14T22:13:19.000000Z/b/new.json") << "{}";
+  Store(root, "results", "2023-11-14T22:13:10.000000Z", "old");
+  Store(root, "errors", "2023-11-14T22:13:19.000000Z", "new");
   const std::string since = "2023-11-14T22:13:18";
-  EXPECT_EQ(FindCrewFile((root / "results").string(), "old", since), "");
-  EXPECT_EQ(FindCrewFile((root / "results").string(), "old", "2023"),
-            (root / "results/2023-11-14T22:13:10.000000Z/a/old.json").string());
   ManualClock clock;
-  SendResult r = WaitForResult(root.string(), "new", since, std::chrono::seconds(5), clock);
+  ResultWatcher w(root.string(), since, {"new"});
+  WaitSummary r = WaitForTrees(w, std::chrono::seconds(5), clock);
   EXPECT_EQ(r.outcome, SendOutcome::kFailed);
-  EXPECT_EQ(r.path, (root / "errors/2023-11-14T22:13:19.000000Z/b/new.json").string());
-  SendResult none = WaitForResult(root.string(), "old", since, std::chrono::seconds(5), clock);
+  ASSERT_EQ(r.finals.size(), 1u);
+  EXPECT_EQ(r.finals[0].path, (root / "errors/2023-11-14T22:13:19.000000Z/a/new.json").string());
+  EXPECT_EQ(ExitCodeOf(r.outcome), exit_code::kFailed);
+  ResultWatcher old(root.string(), since, {"old"});
+  WaitSummary none = WaitForTrees(old, std::chrono::seconds(5), clock);
   EXPECT_EQ(none.outcome, SendOutcome::kTimedOut);
-  EXPECT_EQ(ExitCodeOf(none.outcome), exit_code::kSendWaitTimedOut);
+  EXPECT_TRUE(none.finals.empty());
+  EXPECT_EQ(none.incomplete, std::vector<std::string>{"old"});
+  // DESIGN precise 12: nothing arrived within the timeout is 3, not a usage error (2).
+  EXPECT_EQ(ExitCodeOf(none.outcome), exit_code::kNothingArrived);
+  EXPECT_EQ(ExitCodeOf(none.outcome), 3);
   EXPECT_GE(clock.Slept(), std::chrono::seconds(5));
+  fs::remove_all(root);
+}
+
+TEST(SendWait, RootOfFanOutChildren) {
+  const std::vector<std::string> roots = {"5f0c-aa", "x"};
+  EXPECT_EQ(RootOf("5f0c-aa", roots), "5f0c-aa");
+  EXPECT_EQ(RootOf("5f0c-aa-1", roots), "5f0c-aa");
+  EXPECT_EQ(RootOf("5f0c-aa-12-3", roots), "5f0c-aa");
+  EXPECT_EQ(RootOf("x-2", roots), "x");
+  EXPECT_EQ(RootOf("5f0c", roots), "");
+  EXPECT_EQ(RootOf("x-a", roots), "");
+  EXPECT_EQ(RootOf("y-1", roots), "");
+  EXPECT_EQ(RootOf("x-", roots), "");
+}
+
+FinalEnvelope F(std::string id, std::vector<int64_t> fanout = {}) {
+  FinalEnvelope f;
+  f.root = "x";
+  f.id = std::move(id);
+  f.fanout = std::move(fanout);
+  return f;
+}
+
+TEST(SendWait, TreeIsCompleteWhenEveryRecordedChildIsFinal) {
+  EXPECT_FALSE(TreeComplete("x", {}));
+  EXPECT_TRUE(TreeComplete("x", {F("x")}));
+  // A child arrives before the root: the root's record is still unknown.
+  EXPECT_FALSE(TreeComplete("x", {F("x-1"), F("x-2")}));
+  EXPECT_FALSE(TreeComplete("x", {F("x", {3}), F("x-1")}));
+  EXPECT_TRUE(TreeComplete("x", {F("x", {3}), F("x-2"), F("x-1")}));
+  // Nested: x-1 split again into x-1, x-1-1.
+  EXPECT_FALSE(TreeComplete("x", {F("x", {3}), F("x-1", {2}), F("x-2")}));
+  EXPECT_TRUE(TreeComplete("x", {F("x", {3}), F("x-1", {2}), F("x-2"), F("x-1-1")}));
+  // The same id split twice (3, then 2): ids x-1 coincide, so count the files too.
+  EXPECT_FALSE(TreeComplete("x", {F("x", {3, 2}), F("x-1"), F("x-2")}));
+  EXPECT_TRUE(TreeComplete("x", {F("x", {3, 2}), F("x-1"), F("x-2"), F("x-1")}));
+}
+
+TEST(SendWait, WaitsForEveryResultOfAFanOut) {
+  const fs::path root = fs::temp_directory_path() / ("asya-tree-" + std::to_string(::getpid()));
+  fs::remove_all(root);
+  const std::string since = "2023-11-14T22:13:18";
+  Store(root, "results", "2023-11-14T22:13:19.000001Z", "r-1");
+  Store(root, "results", "2023-11-14T22:13:19.000002Z", "other-1");
+  ResultWatcher w(root.string(), since, {"r"});
+  auto first = w.Poll();
+  ASSERT_EQ(first.size(), 1u);
+  EXPECT_EQ(first[0].id, "r-1");
+  EXPECT_FALSE(w.Complete("r"));
+  EXPECT_TRUE(w.Poll().empty());  // each file is returned once
+  Store(root, "results", "2023-11-14T22:13:19.000003Z", "r", R"({"x-asya-fanout":[3]})");
+  Store(root, "errors", "2023-11-14T22:13:19.000004Z", "r-2");
+  ManualClock clock;
+  std::vector<std::string> seen;
+  WaitSummary sum = WaitForTrees(w, std::chrono::seconds(5), clock,
+                                 [&](const FinalEnvelope& f) { seen.push_back(f.id); });
+  EXPECT_EQ(seen, (std::vector<std::string>{"r", "r-2"}));
+  EXPECT_EQ(sum.outcome, SendOutcome::kFailed);
+  EXPECT_EQ(sum.succeeded, 1u);  // r-1 was returned by the first Poll, outside this wait
+  EXPECT_EQ(sum.failed, 1u);
+  EXPECT_TRUE(w.Complete("r"));
+  EXPECT_EQ(CountLine(2, 1), "3 results: 2 succeeded, 1 failed");
+  EXPECT_EQ(CountLine(1, 0), "1 result: 1 succeeded, 0 failed");
   fs::remove_all(root);
 }
 

@@ -4,14 +4,16 @@
 
 namespace asya::exit_code {
 
-// ---- `asya` commands (DESIGN §4 precise 12) ----
+// ---- `asya` commands (DESIGN §4 precise 12): one table for every command ----
 inline constexpr int kOk = 0;              // succeeded
 inline constexpr int kFailed = 1;          // the envelope or the operation failed
-inline constexpr int kUsage = 2;           // usage or invalid input
-inline constexpr int kNothingArrived = 3;  // nothing arrived within the timeout (`queue get`)
-// `asya send --wait` without a result in time. README and the e2e tests say 2; DESIGN precise 12
-// says 3 (kNothingArrived). Kept at 2 until the lead decides: this is the one line to change.
-inline constexpr int kSendWaitTimedOut = 2;
+inline constexpr int kUsage = 2;           // usage or invalid input (flags, JSON, unknown names)
+inline constexpr int kNothingArrived = 3;  // nothing (or not everything) arrived within the
+                                           // timeout: `queue get --wait`, `send --wait`
+// The table as every `asya` command's --help prints it (README "Exit codes" says the same).
+inline constexpr char kHelpTable[] =
+    "Exit codes: 0 succeeded, 1 failed, 2 usage or invalid input, 3 nothing arrived within the "
+    "timeout.";
 
 // ---- Runtimes (asya_runtime.py and the C++ SDK) ----
 // A handler ran past ASYA_RUNTIME_TIMEOUT and the runtime exited; `asya up` restarts it at once

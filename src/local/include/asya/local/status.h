@@ -136,4 +136,8 @@ Result<MeshStatus> DecodeMeshStatus(const std::string& json);
 
 Result<std::string> ReadFile(const std::string& path);
 
+// "a, b, happy-end, error-end": the mesh's actors, crew last, for "did you mean" messages
+// ("none" when there are none).
+std::string KnownActorNames(const MeshStatus& s);
+
 }  // namespace asya::local
