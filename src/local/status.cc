@@ -10,6 +10,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include "asya/base/clock.h"
+#include "asya/base/time_format.h"
+
 namespace asya::local {
 
 using nlohmann::json;
@@ -221,7 +224,14 @@ std::string RenderTable(const std::vector<ActorStatus>& actors, int64_t now_ms, 
   return Table(rows);
 }
 
-std::string RenderJson(const std::vector<ActorStatus>& actors, int64_t now_ms) {
+namespace {
+// Unix milliseconds as RFC 3339 UTC with milliseconds ("2026-12-06T07:00:00.123Z").
+std::string Rfc3339Ms(int64_t ms) {
+  return FormatRfc3339(Clock::WallTime(std::chrono::milliseconds(ms)), 3);
+}
+}  // namespace
+
+std::string RenderJson(const std::vector<ActorStatus>& actors, int64_t /*now_ms*/) {
   json arr = json::array();
   for (const auto& a : actors) {
     arr.push_back({
@@ -233,8 +243,13 @@ std::string RenderJson(const std::vector<ActorStatus>& actors, int64_t now_ms) {
         {"desired", a.desired},
         {"min", a.scaling_present ? json(a.min_replicas) : json(nullptr)},
         {"max", a.scaling_present ? json(a.max_replicas) : json(nullptr)},
-        {"lastScale", FormatLastScale(a.last_scale_ms, a.last_scale_direction, now_ms)},
-        {"age", FormatAge((now_ms - a.created_ms) / 1000)},
+        {"lastScale",
+         a.last_scale_ms < 0
+             ? json(nullptr)
+             : json{{"time", Rfc3339Ms(a.last_scale_ms)},
+                    {"direction", a.last_scale_direction.empty() ? json(nullptr)
+                                                                 : json(a.last_scale_direction)}}},
+        {"age", a.created_ms <= 0 ? json(nullptr) : json(Rfc3339Ms(a.created_ms))},
         {"workload", a.workload_kind},
         {"transport", a.transport_ready ? "Ready" : "NotReady"},
         {"scaling", a.scaling_enabled ? "KEDA" : "Manual"},

@@ -122,7 +122,15 @@ TEST(Status, JsonHasDesignKeys) {
   EXPECT_EQ(o["processing"], 5);
   EXPECT_EQ(o["scaling"], "KEDA");
   EXPECT_EQ(o["transport"], "NotReady");
-  EXPECT_EQ(o["lastScale"], "-");
+  // Machine values, not the table's text (issue 11 item 11): RFC 3339 timestamps.
+  EXPECT_EQ(o["lastScale"], nullptr);
+  EXPECT_EQ(o["age"], "1970-01-12T13:46:40.000Z");  // created_ms = 1e9 ms
+  a.last_scale_ms = kNow - 30'500;
+  a.last_scale_direction = "up";
+  auto k = nlohmann::json::parse(RenderJson({a}, kNow))[0];
+  EXPECT_EQ(k["lastScale"],
+            nlohmann::json({{"time", "1970-01-12T13:46:09.500Z"}, {"direction", "up"}}));
+  EXPECT_EQ(k.size(), 15u);
 }
 
 TEST(Status, FileRoundTrip) {

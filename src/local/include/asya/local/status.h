@@ -126,7 +126,9 @@ std::string FormatAge(int64_t seconds);
 
 // `asya get actors` table (kubectl columns; `wide` adds WORKLOAD..PROCESSING).
 std::string RenderTable(const std::vector<ActorStatus>& actors, int64_t now_ms, bool wide);
-// JSON array with keys of DESIGN precise 9.
+// JSON array with keys of DESIGN precise 9, holding machine values (not the table's text): counts
+// as numbers, `age` the creation time as RFC 3339 UTC ("2026-12-06T07:00:00.123Z"), `lastScale`
+// {"time": RFC 3339, "direction": "up"|"down"|null} or null when never scaled. `now_ms` is unused.
 std::string RenderJson(const std::vector<ActorStatus>& actors, int64_t now_ms);
 // `asya describe actor` text.
 std::string RenderDescribe(const ActorStatus& a, int64_t now_ms);
