@@ -8,5 +8,7 @@ int RunQueue(int argc, char** argv);
 int RunLocal(int argc, char** argv);
 // `asya render ...`; argv[0] == "render".
 int RunRender(int argc, char** argv);
+// `asya completion bash`; argv[0] == "completion".
+int RunCompletion(int argc, char** argv);
 
 }  // namespace asya::cli

@@ -2,16 +2,14 @@
 #include <cstdio>
 #include <string_view>
 
+#include "asya/base/exit_codes.h"
 #include "bin/asya/commands.h"
 
 namespace {
 
-void Usage() {
+void Usage(std::FILE* to) {
   std::fputs(
-      "usage: asya <command> [args]\n"
-      "\n"
-      "queues (any transport; reads ASYA_TRANSPORT, ASYA_SQLITE_PATH, ASYA_RABBITMQ_*, SQS vars):\n"
-      "  queue list|depth|publish|get|purge ...\n"
+      "usage: asya <command> [args]      (asya <command> --help for its flags)\n"
       "\n"
       "local mesh (state dir: --state-dir, ASYA_STATE_DIR, default .asya):\n"
       "  up PATH... [--transport T] [--detach]   run actors from AsyncActor manifests\n"
@@ -21,18 +19,33 @@ void Usage() {
       "  logs ACTOR [-f]                         an actor's logs\n"
       "  send ROUTE PAYLOAD [--wait]             publish a new envelope\n"
       "\n"
+      "queues (any transport; reads ASYA_TRANSPORT, ASYA_SQLITE_PATH, ASYA_RABBITMQ_*, SQS vars):\n"
+      "  queue list|depth|publish|get|purge ...\n"
+      "\n"
       "kubernetes (offline):\n"
       "  render PATH... [-n NS] [--operator-config FILE] [-o yaml|json]   objects the operator "
-      "applies\n",
-      stderr);
+      "applies\n"
+      "\n"
+      "shell:\n"
+      "  completion bash                         bash completion script\n"
+      "\n",
+      to);
+  std::fprintf(to,
+               "%s\n"
+               "\n"
+               "Examples:\n"
+               "  asya up examples/text-pipeline/manifests --detach\n"
+               "  asya send normalize,split,sentiment,triage '{\"text\": \"Great tea.\"}' "
+               "--wait\n",
+               asya::exit_code::kHelpTable);
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
   if (argc < 2) {
-    Usage();
-    return 2;
+    Usage(stderr);
+    return asya::exit_code::kUsage;
   }
   std::string_view cmd = argv[1];
   if (cmd == "queue") {
@@ -45,11 +58,14 @@ int main(int argc, char** argv) {
   if (cmd == "render") {
     return asya::cli::RunRender(argc - 1, argv + 1);
   }
+  if (cmd == "completion") {
+    return asya::cli::RunCompletion(argc - 1, argv + 1);
+  }
   if (cmd == "-h" || cmd == "--help" || cmd == "help") {
-    Usage();
-    return 0;
+    Usage(stdout);
+    return asya::exit_code::kOk;
   }
   std::fprintf(stderr, "asya: unknown command '%s'\n", argv[1]);
-  Usage();
-  return 2;
+  Usage(stderr);
+  return asya::exit_code::kUsage;
 }

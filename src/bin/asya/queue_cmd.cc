@@ -214,6 +214,17 @@ int RunQueue(int argc, char** argv) {
   get->add_flag("--no-ack", f.no_ack, "put the message back instead of acking it");
   auto* purge = app.add_subcommand("purge", "delete every message of a queue");
   purge->add_option("queue", f.queue, "queue name")->required();
+  const std::string codes = std::string(exit_code::kHelpTable) + "\n\nExamples:\n";
+  app.footer(codes +
+             "  asya queue list --sqlite-path .asya/queues.db\n"
+             "  asya queue get asya-error-end --wait 5s --no-ack");
+  list->footer(codes + "  asya queue list -o json");
+  depth->footer(codes + "  asya queue depth asya-sentiment -o json");
+  publish->footer(codes +
+                  "  asya queue publish asya-echo '{\"id\":\"1\",\"route\":{\"actors\":"
+                  "[\"echo\"],\"current\":0},\"payload\":{}}'");
+  get->footer(codes + "  asya queue get asya-error-end --wait 5s --no-ack");
+  purge->footer(codes + "  asya queue purge asya-echo-dlq");
 
   try {
     app.parse(argc, argv);

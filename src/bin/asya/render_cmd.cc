@@ -13,6 +13,7 @@
 #include <CLI/CLI.hpp>
 
 #include "asya/actor/manifest.h"
+#include "asya/base/exit_codes.h"
 #include "asya/operator/config.h"
 #include "asya/operator/render.h"
 #include "bin/asya/commands.h"
@@ -23,8 +24,8 @@ namespace {
 
 namespace fs = std::filesystem;
 
-constexpr int kExitOk = 0;
-constexpr int kExitUsage = 2;
+constexpr int kExitOk = exit_code::kOk;
+constexpr int kExitUsage = exit_code::kUsage;
 
 void PrintLines(const std::string& text, const char* prefix) {
   std::istringstream in(text);
@@ -81,6 +82,10 @@ int RunRender(int argc, char** argv) {
                  "the operator's configuration: transport registry, images (JSON or YAML)");
   app.add_option("-o,--output", output, "yaml (default) or json")
       ->check(CLI::IsMember({"yaml", "json"}));
+  app.footer(std::string(exit_code::kHelpTable) +
+             "\n\nExamples:\n"
+             "  asya render examples/text-pipeline/manifests -o yaml\n"
+             "  asya render my-actors/ -n ml --operator-config operator.yaml -o json");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -144,7 +149,7 @@ int RunRender(int argc, char** argv) {
   }
   const std::string out = output == "json" ? op::ToJsonList(*objects) : op::ToYamlStream(*objects);
   std::fwrite(out.data(), 1, out.size(), stdout);
-  return std::fflush(stdout) == 0 ? kExitOk : 1;
+  return std::fflush(stdout) == 0 ? kExitOk : exit_code::kFailed;
 }
 
 }  // namespace asya::cli
