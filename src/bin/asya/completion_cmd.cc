@@ -27,8 +27,19 @@ _asya_actors() {
 
 _asya() {
   local cur=${COMP_WORDS[COMP_CWORD]} prev=${COMP_WORDS[COMP_CWORD - 1]}
-  local cmd=${COMP_WORDS[1]} asya=${COMP_WORDS[0]} words
+  local cmd=${COMP_WORDS[1]} asya=${COMP_WORDS[0]} words i npos=0
   COMPREPLY=()
+  # npos: positional arguments between the command and the word being completed.
+  for ((i = 2; i < COMP_CWORD; i++)); do
+    case ${COMP_WORDS[i]} in
+      --state-dir | --transport | -o | --output | --timeout | --restart-backoff | -n | \
+        --namespace | --operator-config | --sqlite-path | --rabbitmq-url | --sqs-endpoint | \
+        --region) i=$((i + 1)) ;;
+      --wait) [[ $cmd == queue ]] && i=$((i + 1)) ;;
+      -*) ;;
+      *) npos=$((npos + 1)) ;;
+    esac
+  done
   if ((COMP_CWORD == 1)); then
     COMPREPLY=($(compgen -W "up down get describe logs send queue render completion help" -- "$cur"))
     return
@@ -47,7 +58,7 @@ _asya() {
       ;;
   esac
   if [[ $cur == -* ]]; then
-    if [[ $cmd == queue && COMP_CWORD -gt 2 ]]; then
+    if [[ $cmd == queue ]] && ((npos > 0)); then
       words=$("$asya" queue "${COMP_WORDS[2]}" --help 2>/dev/null)
     else
       words=$("$asya" "$cmd" --help 2>/dev/null)
@@ -58,7 +69,7 @@ _asya() {
   case $cmd in
     up | render) COMPREPLY=($(compgen -f -- "$cur")) ;;
     get | describe)
-      if ((COMP_CWORD == 2)); then
+      if ((npos == 0)); then
         [[ $cmd == get ]] && words=actors || words=actor
         COMPREPLY=($(compgen -W "$words" -- "$cur"))
       else
@@ -67,7 +78,7 @@ _asya() {
       ;;
     logs) COMPREPLY=($(compgen -W "$(_asya_actors)" -- "$cur")) ;;
     send)
-      if ((COMP_CWORD == 2)); then
+      if ((npos == 0)); then
         local pre=""
         [[ $cur == *,* ]] && pre=${cur%,*},
         COMPREPLY=($(compgen -P "$pre" -W "$(_asya_actors)" -- "${cur##*,}"))
@@ -76,7 +87,7 @@ _asya() {
       fi
       ;;
     queue)
-      ((COMP_CWORD == 2)) && COMPREPLY=($(compgen -W "list depth publish get purge" -- "$cur"))
+      ((npos == 0)) && COMPREPLY=($(compgen -W "list depth publish get purge" -- "$cur"))
       ;;
     completion) COMPREPLY=($(compgen -W "bash" -- "$cur")) ;;
   esac
