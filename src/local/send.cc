@@ -324,6 +324,31 @@ WaitSummary WaitForTrees(ResultWatcher& watcher, Clock::Duration timeout, Clock&
   return sum;
 }
 
+std::string CompactJson(std::string_view json) {
+  std::string out;
+  out.reserve(json.size());
+  bool in_string = false;
+  bool escaped = false;
+  for (char c : json) {
+    if (in_string) {
+      out += c;
+      if (escaped) {
+        escaped = false;
+      } else if (c == '\\') {
+        escaped = true;
+      } else if (c == '"') {
+        in_string = false;
+      }
+    } else if (c == '"') {
+      in_string = true;
+      out += c;
+    } else if (c != ' ' && c != '\n' && c != '\r' && c != '\t') {
+      out += c;
+    }
+  }
+  return out;
+}
+
 std::string CountLine(size_t succeeded, size_t failed) {
   const size_t n = succeeded + failed;
   return std::to_string(n) + (n == 1 ? " result: " : " results: ") + std::to_string(succeeded) +

@@ -31,6 +31,16 @@ def fail_on_bad(p):
     if not isinstance(p, dict) or "n" not in p:
         raise ValueError("needs n")
     return p
+
+def split(p):
+    return [{"part": x} for x in p["parts"]]
+
+def check_part(p):
+    if p["part"] == "bad":
+        raise ValueError("bad part")
+    if p["part"] == "slow":
+        time.sleep(5)
+    return p
 '''
 
 
@@ -216,8 +226,8 @@ class LocalMeshTest(unittest.TestCase):
         names = {a["name"] for a in m.status()["actors"]}
         self.assertIn("fresh", names)
         m.wait_for(lambda: m.actor("gone") is None, 30, "gone removed")
-        # Messages sent to a removed actor stay in its queue.
-        m.asya("send", "gone", '{"n": 1}')
+        # Messages sent to a removed actor stay in its queue (with --enqueue: refused otherwise).
+        m.asya("send", "gone", '{"n": 1}', "--enqueue")
         self.assertEqual(m.depth("asya-gone")["ready"], 1)
         self.assertTrue(any(e["reason"] == "Updated" for e in m.actor("slow")["events"]))
         self.assertEqual(m.stop(), 0)
@@ -228,15 +238,32 @@ class LocalMeshTest(unittest.TestCase):
         m.up()
         ok = m.asya("send", "check", '{"n": 5}', "--wait", "--timeout", "30")
         self.assertEqual(ok.returncode, 0, ok.stderr)
-        lines = ok.stdout.splitlines()
-        self.assertEqual(json.loads("\n".join(lines[1:]))["payload"], {"n": 5})
+        # The result alone on stdout (a pipe to json.tool works); the id on stderr.
+        self.assertEqual(json.loads(ok.stdout)["payload"], {"n": 5})
+        self.assertIn("1 result: 1 succeeded, 0 failed", ok.stderr)
+        self.assertNotIn("\033[", ok.stderr)  # no colours outside a terminal
         bad = m.asya("send", "check", '{"x": 1}', "--wait", "--timeout", "30")
         self.assertEqual(bad.returncode, 1, bad.stderr)
-        err = json.loads("\n".join(bad.stdout.splitlines()[1:]))
+        err = json.loads(bad.stdout)
         self.assertIn("needs n", json.dumps(err["payload"]))
-        timeout = m.asya("send", "nobody", '{"n": 1}', "--wait", "--timeout", "1")
-        self.assertEqual(timeout.returncode, 2)
-        self.assertIn("not part of the mesh", timeout.stderr)
+        # One error shape: error + details.type + details.message (docs/sidecar.md).
+        self.assertEqual(err["payload"]["error"], "processing_error")
+        self.assertEqual(err["payload"]["details"]["type"], "ValueError")
+        self.assertEqual(err["payload"]["details"]["message"], "needs n")
+        # Every actor of the route is checked, not only the first; nothing is sent.
+        before = m.depth("asya-check")
+        unknown = m.asya("send", "check,nobody,nobody2", '{"n": 1}', "--wait", "--timeout", "1")
+        self.assertEqual(unknown.returncode, 2, unknown.stderr)
+        self.assertIn("does not run actors nobody, nobody2", unknown.stderr)
+        self.assertIn("it runs: check, ", unknown.stderr)
+        self.assertIn("happy-end", unknown.stderr)
+        self.assertEqual(m.depth("asya-check"), before)
+        # Queued anyway on request; no result in time is exit 3, naming the envelope.
+        timeout = m.asya("send", "nobody", '{"n": 1}', "--enqueue", "--wait", "--timeout", "1")
+        self.assertEqual(timeout.returncode, 3, timeout.stderr)
+        self.assertIn("warning", timeout.stderr)
+        self.assertIn("no result within 1s", timeout.stderr)
+        self.assertEqual(timeout.stdout, "")
         for args, needle in (
             (("send", "check", "{not json"), "PAYLOAD is not valid JSON"),
             (("send", "Bad_Actor", "{}"), "'Bad_Actor' is not one"),
@@ -250,8 +277,11 @@ class LocalMeshTest(unittest.TestCase):
         r = m.asya("send", "check", "-", "--jsonl", input='{"n": 1}\n{oops}\n')
         self.assertEqual(r.returncode, 2)
         self.assertIn("payload 2 is not valid JSON", r.stderr)
-        self.assertEqual(m.asya("describe", "actor", "nope").returncode, 1)
-        self.assertEqual(m.asya("logs", "nope").returncode, 1)
+        for args in (("describe", "actor", "nope"), ("logs", "nope"), ("get", "actors", "nope")):
+            r = m.asya(*args)
+            self.assertEqual(r.returncode, 2, args)
+            self.assertIn('"nope"', r.stderr)
+            self.assertIn(": check, ", r.stderr, args)
         self.assertEqual(m.stop(), 0)
 
     def test_detach_and_down(self):
@@ -270,13 +300,76 @@ class LocalMeshTest(unittest.TestCase):
         again = m.asya("up", m.code, "--detach")  # applies to the running mesh
         self.assertEqual(again.returncode, 0, again.stderr)
         self.assertIn("applied to the running mesh", again.stdout)
+        # `asya logs -f` follows until the mesh stops.
+        follow = subprocess.Popen([ASYA, "logs", "add", "-f", "--state-dir", m.state],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         down = m.asya("down")
         self.assertEqual(down.returncode, 0, down.stderr)
         self.assertFalse(pid_alive(pid))
+        try:
+            f_out, f_err = follow.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            follow.kill()
+            follow.communicate()
+            self.fail("asya logs -f kept running after asya down")
+        self.assertEqual(follow.returncode, 0, f_err)
+        self.assertIn("no mesh is running", f_err)
+        self.assertIn("socket=", f_out)
         time.sleep(0.3)
         self.assertEqual([p for p in children if pid_alive(p)], [])
         self.assertIn("no mesh is running", m.asya("get", "actors").stderr)
         self.assertIn("no mesh is running", m.asya("down").stdout)
+
+    def test_wait_follows_the_fan_out_tree_and_output_suits_scripts(self):
+        m = self.mesh
+        m.write("split.yaml", actor_yaml("split", "steps.split"))
+        m.write("part.yaml", actor_yaml("part", "steps.check_part", timeout=1))
+        m.up()
+        # Every result of the tree, as it arrives, then the count; exit 1 as one failed.
+        r = m.asya("send", "split,part", '{"parts": ["a", "bad", "c"]}', "--wait",
+                   "--timeout", "60")
+        self.assertEqual(r.returncode, 1, r.stderr)
+        docs = [json.loads(line) for line in r.stdout.splitlines()]
+        self.assertEqual(len(docs), 3, r.stdout)
+        root = docs[0]["id"].split("-")[0:5]
+        root = "-".join(root)
+        self.assertEqual(sorted(d["id"] for d in docs), [root, root + "-1", root + "-2"])
+        self.assertIn("sent " + root, r.stderr)
+        self.assertIn("3 results: 2 succeeded, 1 failed", r.stderr)
+        failed = [d for d in docs if "error" in d["payload"]]
+        self.assertEqual(len(failed), 1)
+        self.assertEqual(failed[0]["payload"]["details"]["type"], "ValueError")
+        # -o json: one document with every result.
+        r = m.asya("send", "split,part", '{"parts": ["a", "b"]}', "--wait", "-o", "json",
+                   "--timeout", "60")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        doc = json.loads(r.stdout)
+        self.assertTrue(doc["complete"])
+        self.assertEqual((doc["succeeded"], doc["failed"]), (2, 0))
+        self.assertEqual(sorted(x["id"] for x in doc["results"]),
+                         [doc["ids"][0], doc["ids"][0] + "-1"])
+        self.assertEqual(sorted(x["envelope"]["payload"]["part"] for x in doc["results"]),
+                         ["a", "b"])
+        # A batch: --jsonl --wait waits for every tree and sums up (no progress bar in a pipe).
+        r = m.asya("send", "split,part", "-", "--jsonl", "--wait", "--timeout", "60",
+                   input='{"parts": ["a"]}\n{"parts": ["b", "c"]}\n{"parts": ["d", "bad"]}\n')
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertEqual(len(r.stdout.splitlines()), 5)
+        self.assertIn("3 envelopes (3 final), 5 results: 4 succeeded, 1 failed", r.stderr)
+        self.assertNotIn("\r", r.stderr)
+        # A runtime timeout reaches error-end in the same shape.
+        r = m.asya("send", "part", '{"part": "slow"}', "--wait", "--timeout", "60")
+        self.assertEqual(r.returncode, 1, r.stderr)
+        err = json.loads(r.stdout)["payload"]
+        self.assertEqual(err["error"], "Runtime timeout exceeded after 1s")
+        self.assertEqual(err["details"]["type"], "RuntimeTimeout")
+        self.assertEqual(err["details"]["message"], err["error"])
+        # get actors -o json: machine values under the same keys.
+        rows = {row["name"]: row for row in json.loads(m.asya("get", "actors", "-o", "json").stdout)}
+        self.assertRegex(rows["split"]["age"], r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
+        self.assertEqual(rows["split"]["lastScale"]["direction"], "up")  # the first replica
+        self.assertRegex(rows["split"]["lastScale"]["time"], r"^\d{4}-\d\d-\d\dT.*Z$")
+        self.assertEqual(m.stop(), 0)
 
     def test_long_state_dir_gets_short_socket_dirs(self):
         self.mesh = m = Mesh({"steps.py": STEPS}, state_name="s" * 100)
@@ -315,7 +408,7 @@ class LocalMeshTest(unittest.TestCase):
                     '{"customer": "Ada", "lines": [{"sku": "mug", "qty": 2}]}',
                     "--wait", "--timeout", "60")
         self.assertEqual(ok.returncode, 0, ok.stderr)
-        result = json.loads("\n".join(ok.stdout.splitlines()[1:]))["payload"]
+        result = json.loads(ok.stdout)["payload"]
         self.assertEqual(result["total_cents"], 2880)
         bad = m.asya("send", "validate,price,total",
                      '{"customer": "Ada", "lines": [{"sku": "mug", "qty": 0}]}',

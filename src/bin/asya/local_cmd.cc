@@ -716,11 +716,7 @@ int Send(const SendArgs& args) {
               f.path.c_str());
         }
         if (!json_out) {  // results alone on stdout, one JSON document per line
-          std::string body = f.body;
-          while (!body.empty() && (body.back() == '\n' || body.back() == '\r')) {
-            body.pop_back();
-          }
-          std::printf("%s\n", body.c_str());
+          std::printf("%s\n", local::CompactJson(f.body).c_str());
           std::fflush(stdout);
         }
       },

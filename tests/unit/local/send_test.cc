@@ -136,6 +136,11 @@ TEST(SendWait, FindsOnlyDirectoriesFromTheSendOn) {
   fs::remove_all(root);
 }
 
+TEST(SendWait, CompactJsonKeepsStringsByteForByte) {
+  EXPECT_EQ(CompactJson("{\n  \"a b\": [1, 2.50],\n  \"s\": \"x \\\" \\n\\t y\"\n}\n"),
+            "{\"a b\":[1,2.50],\"s\":\"x \\\" \\n\\t y\"}");
+}
+
 TEST(SendWait, RootOfFanOutChildren) {
   const std::vector<std::string> roots = {"5f0c-aa", "x"};
   EXPECT_EQ(RootOf("5f0c-aa", roots), "5f0c-aa");

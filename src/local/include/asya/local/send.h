@@ -109,6 +109,9 @@ struct WaitSummary {
 WaitSummary WaitForTrees(ResultWatcher& watcher, Clock::Duration timeout, Clock& clock,
                          const std::function<void(const FinalEnvelope&)>& on_final = nullptr,
                          const std::function<void(const ResultWatcher&)>& on_poll = nullptr);
+// `json` without the whitespace outside its strings (one line, bytes otherwise unchanged): the
+// crew stores envelopes indented, `asya send --wait` prints one per line.
+std::string CompactJson(std::string_view json);
 // "3 results: 2 succeeded, 1 failed" ("1 result: 1 succeeded, 0 failed").
 std::string CountLine(size_t succeeded, size_t failed);
 // exit_code::kOk succeeded, kFailed failed, kNothingArrived timed out (DESIGN §4 precise 12).
