@@ -8,7 +8,11 @@ ASYA="$BIN/asya"
 STATE=$(mktemp -d /tmp/asya-demo-XXXXXX)
 export ASYA_STATE_DIR="$STATE"
 
-say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+if [ -t 1 ] && [ -z "${NO_COLOR:-}" ]; then  # bold headings on a terminal only
+  say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+else
+  say() { printf '\n== %s\n' "$*"; }
+fi
 stop() { "$ASYA" down >/dev/null 2>&1 || true; }
 trap stop EXIT
 
