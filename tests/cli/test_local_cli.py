@@ -103,6 +103,40 @@ class LocalCli(unittest.TestCase):
         r = self.asya("queue", "get", "asya-tokenize", "--sqlite-path", db, "--wait", "200ms")
         self.assertEqual(r.returncode, 3, r.stderr)
 
+    def test_progress_bar_on_a_terminal_only(self):
+        import pty
+        batch = '{"a": 1}\n{"a": 2}\n'
+        args = ["send", "tok", "-", "--jsonl", "--state-dir", self.state, "--enqueue", "--wait",
+                "--timeout", "0.5"]
+        piped = self.asya(*args, input=batch)
+        self.assertEqual(piped.returncode, 3, piped.stderr)
+        self.assertNotIn("\r", piped.stderr)
+        self.assertIn("2 envelopes (0 final), 0 results: 0 succeeded, 0 failed", piped.stderr)
+        self.assertIn("no result within", piped.stderr)
+        # The same with stderr on a terminal: a progress bar redrawn in place.
+        master, slave = pty.openpty()
+        try:
+            p = subprocess.run([ASYA, *args], input=batch.encode(), stdout=subprocess.PIPE,
+                               stderr=slave, env=self.env, cwd=self.dir, timeout=60)
+            os.close(slave)
+            slave = None
+            seen = b""
+            while True:
+                try:
+                    chunk = os.read(master, 65536)
+                except OSError:
+                    break
+                if not chunk:
+                    break
+                seen += chunk
+        finally:
+            if slave is not None:
+                os.close(slave)
+            os.close(master)
+        self.assertEqual(p.returncode, 3)
+        self.assertIn(b"\r[", seen)
+        self.assertIn(b"0/2 envelopes final", seen)
+
     def test_logs_of_an_unknown_actor_lists_the_known_ones(self):
         os.makedirs(os.path.join(self.state, "logs"))
         for name in ("echo", "tokenize", "asya"):
