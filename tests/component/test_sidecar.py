@@ -245,6 +245,8 @@ class RecoveryTests(MeshTest):
         [err] = self.errors(1)
         self.assertEqual(err["id"], "to-1")
         self.assertEqual(err["payload"]["error"], "Runtime timeout exceeded after 1.5s")
+        self.assertEqual(err["payload"]["details"], {"type": "RuntimeTimeout",
+                                                     "message": err["payload"]["error"]})
         self.send("to-2", {"after": "timeout"})
         [out] = self.happy(1)
         self.assertEqual(out["payload"], {"after": "timeout"})
@@ -263,6 +265,7 @@ class RecoveryTests(MeshTest):
         self.assertEqual(err["id"], "kill-1")
         self.assertTrue(err["payload"]["error"].startswith("failed to read response from runtime"),
                         err["payload"]["error"])
+        self.assertEqual(err["payload"]["details"]["type"], "RuntimeCallError")
         self.send("kill-2", {"after": "kill"})
         [out] = self.happy(1)
         self.assertEqual(out["payload"], {"after": "kill"})
