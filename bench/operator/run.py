@@ -7,6 +7,13 @@ Half the actors run one replica without autoscaling (steady = Running), half aut
 broker. The fake API server (Python) runs in its own process; its own slowness is part of the wall
 time, so the operator's CPU time is printed too.
 
+Phase 1: one operator with the default periodic resync (ASYA_RESYNC_PERIOD 5m) brings the 1,000
+actors to steady state; the bench follows their status through a watch (a list of 1,000 actors
+every half second would cost the fake API server more than the operator does).
+Phase 2: that operator is stopped and a new one started with a 10 s resync; the writes of its
+start-up pass over the unchanged actors (restart idempotence) and of its first periodic resync
+are counted through the fake's audit log: the target is none.
+
 Environment: BUILD_DIR (build/release), OPERATOR_N (1000), OPERATOR_WORKERS (10).
 """
 
@@ -16,6 +23,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 
@@ -38,15 +46,61 @@ def actor(i):
             "metadata": {"name": name, "namespace": "default"}, "spec": spec}
 
 
-def steady(c):
-    items = c.get(ACTORS.format(ns="default")).body["items"]
-    done = 0
-    for a in items:
-        st = a.get("status", {})
+class Steady:
+    """Counts actors in their steady status (observedGeneration current), from a watch."""
+
+    def __init__(self, client):
+        self.c = client
+        self.state = {}
+        self.cond = threading.Condition()
+        self.error = None
+
+    @staticmethod
+    def _is_steady(a):
+        st = a.get("status") or {}
         want = "Running" if a["spec"].get("scaling", {}).get("enabled") is False else "Napping"
-        if st.get("status") == want and st.get("observedGeneration") == a["metadata"]["generation"]:
-            done += 1
-    return done
+        return st.get("status") == want and \
+            st.get("observedGeneration") == a["metadata"]["generation"]
+
+    def done(self):
+        with self.cond:
+            return sum(self.state.values())
+
+    def start(self):
+        lst = self.c.get(ACTORS.format(ns="default")).body
+        with self.cond:
+            for a in lst["items"]:
+                self.state[a["metadata"]["name"]] = self._is_steady(a)
+        threading.Thread(target=self._run, args=(lst["metadata"]["resourceVersion"],),
+                         daemon=True).start()
+
+    def _run(self, rv):
+        try:
+            for ev in self.c.watch(ACTORS.format(ns="default"),
+                                   {"resourceVersion": rv, "allowWatchBookmarks": "true"}):
+                if ev["type"] in ("ADDED", "MODIFIED"):
+                    with self.cond:
+                        self.state[ev["object"]["metadata"]["name"]] = self._is_steady(ev["object"])
+                        self.cond.notify_all()
+                elif ev["type"] not in ("BOOKMARK",):
+                    raise RuntimeError("watch: %s" % ev)
+            raise RuntimeError("watch ended")
+        except Exception as e:  # reported by wait()
+            with self.cond:
+                self.error = e
+                self.cond.notify_all()
+
+    def wait(self, n, timeout):
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while sum(self.state.values()) < n:
+                if self.error is not None:
+                    raise SystemExit("operator bench: %s" % self.error)
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self.cond.wait(min(left, 1.0))
+        return True
 
 
 def proc_stat(pid):
@@ -77,13 +131,14 @@ def start_operator(tmp, kubeconfig, resync):
                ASYA_HEALTH_ADDR="127.0.0.1:0", ASYA_METRICS_ADDR="0", ASYA_LOG_LEVEL="warn",
                ASYA_MAX_CONCURRENT_RECONCILES=WORKERS, ASYA_RESYNC_PERIOD=resync)
     env["ASYA_LOG_LEVEL"] = "info"
-    log = open(os.path.join(tmp, "operator.log"), "ab")
+    path = os.path.join(tmp, "operator-%d.log" % len(os.listdir(tmp)))
+    log = open(path, "ab")
     p = subprocess.Popen([os.path.join(BUILD, "bin", "asya-operator")], env=env, stdout=log,
                          stderr=log, stdin=subprocess.DEVNULL)
     port = None
     deadline = time.monotonic() + 30
     while port is None and time.monotonic() < deadline:
-        with open(os.path.join(tmp, "operator.log"), errors="replace") as f:
+        with open(path, errors="replace") as f:
             for line in f:
                 if "health on port" in line:
                     port = int(line.rsplit(" ", 1)[1].strip().strip('"'))
@@ -109,44 +164,46 @@ def main():
         for i in range(N):
             r = c.post(ACTORS.format(ns="default"), actor(i))
             assert r.code == 201, r
+        watcher = Steady(c)
+        watcher.start()
         t0 = time.monotonic()
         fake_cpu0 = proc_stat(fake.pid)[1]
-        op, port = start_operator(tmp, kubeconfig, "20s")
+        op, port = start_operator(tmp, kubeconfig, os.environ.get("OPERATOR_RESYNC", "5m"))
         ops.append(op)
-        last = -1
-        while True:
-            done = steady(c)
-            if done != last:
-                last = done
-            if done == N:
-                break
-            if time.monotonic() - t0 > float(os.environ.get("OPERATOR_TIMEOUT", "300")):
-                import collections
-                items = c.get(ACTORS.format(ns="default")).body["items"]
-                print(collections.Counter(a.get("status", {}).get("status") for a in items))
-                print(json.dumps(items[0].get("status"))[:2000])
-                raise SystemExit("operator bench: not steady in time (%d/%d)" % (done, N))
-            time.sleep(0.5)
+        if not watcher.wait(N, float(os.environ.get("OPERATOR_TIMEOUT", "300"))):
+            import collections
+            items = c.get(ACTORS.format(ns="default")).body["items"]
+            print(collections.Counter(a.get("status", {}).get("status") for a in items))
+            print(json.dumps(items[0].get("status"))[:2000])
+            raise SystemExit("operator bench: not steady in time (%d/%d)" % (watcher.done(), N))
         wall = time.monotonic() - t0
         rss, cpu = proc_stat(op.pid)
         fake_cpu = proc_stat(fake.pid)[1] - fake_cpu0
         print("asya-operator N=%d: steady state in %.1f s wall, %.1f s operator CPU, %d MB peak RSS "
               "(targets < 60 s, < 100 MB); the fake API server (Python) used %.1f s CPU; load %s"
               % (N, wall, cpu, rss, fake_cpu, open("/proc/loadavg").read().split()[0]))
-        # Resync of unchanged actors: let everything settle, forget the writes, wait for the next
-        # periodic resync to have reconciled every actor, then count the operator's writes.
+        print("  operator counters: reconciles %d, applies %d, status writes %d, events %d"
+              % tuple(metric(port, "asya_operator_" + m) for m in (
+                  "reconciles_total", "applies_total", "status_writes_total", "events_total")))
+        # Restart + resync of the unchanged actors: let everything settle, stop the operator,
+        # forget the writes, start a new operator with a short resync, wait until it has
+        # reconciled every actor twice (start-up pass + first periodic resync), count its writes.
         time.sleep(3)
+        op.send_signal(signal.SIGTERM)
+        op.wait()
+        ops.remove(op)
         c.request("DELETE", "/fake/writes")
-        before = metric(port, "asya_operator_reconciles_total")
-        deadline = time.monotonic() + 120
-        while metric(port, "asya_operator_reconciles_total") < before + N:
+        op, port = start_operator(tmp, kubeconfig, "10s")
+        ops.append(op)
+        deadline = time.monotonic() + 180
+        while metric(port, "asya_operator_reconciles_total") < 2 * N:
             if time.monotonic() > deadline:
-                raise SystemExit("operator bench: no resync within 120 s")
+                raise SystemExit("operator bench: no restart + resync within 180 s")
             time.sleep(0.5)
         writes = c.get("/fake/writes").body["writes"]
         mine = [w for w in writes if w.get("manager", "").startswith("asya-operator")]
-        print("asya-operator resync of %d unchanged actors: %d reconciles, %d writes (target 0)"
-              % (N, metric(port, "asya_operator_reconciles_total") - before, len(mine)))
+        print("asya-operator restart + resync of %d unchanged actors: %d reconciles, %d writes "
+              "(target 0)" % (N, metric(port, "asya_operator_reconciles_total"), len(mine)))
         if mine:
             print("  first writes:", mine[:5])
             return 1

@@ -261,21 +261,23 @@ _compiled = {}
 
 
 def _compile(src):
-    if src not in _compiled:
-        _compiled[src] = cel.compile_rule(src)
-    return _compiled[src]
+    """(AST, whether it is a transition rule), compiled once per rule text."""
+    hit = _compiled.get(src)
+    if hit is None:
+        ast = cel.compile_rule(src)
+        hit = _compiled[src] = (ast, cel.references(ast, "oldSelf"))
+    return hit
 
 
 def _run_rules(value, schema, path, old, errors):
     for rule in schema.get("x-kubernetes-validations") or []:
         src = rule.get("rule", "")
         try:
-            ast = _compile(src)
+            ast, transition = _compile(src)
         except cel.CelError as e:
             errors.append((path, f"Invalid value: {_show(value)}: compilation failed: {e}",
                            "FieldValueInvalid"))
             continue
-        transition = cel.references(ast, "oldSelf")
         if transition and old is _MISSING:
             continue
         env = {"self": value}
@@ -295,7 +297,7 @@ def _run_rules(value, schema, path, old, errors):
         msg = rule.get("message") or f"failed rule: {src}"
         if rule.get("messageExpression"):
             try:
-                m = cel.evaluate(_compile(rule["messageExpression"]), env)
+                m = cel.evaluate(_compile(rule["messageExpression"])[0], env)
                 if isinstance(m, str) and m.strip():
                     msg = m
             except cel.CelError:
