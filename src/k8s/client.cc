@@ -1,5 +1,6 @@
 #include "asya/k8s/client.h"
 
+#include <array>
 #include <fstream>
 #include <sstream>
 #include <string>
@@ -111,14 +112,21 @@ Client::Client(Config config, Clock* clock)
   token_ = config_.token;
 }
 
-http::Headers Client::AuthHeaders() const {
+http::Headers Client::AuthHeaders(bool reread) const {
   std::lock_guard<std::mutex> lock(token_mu_);
   if (!config_.token_file.empty()) {
+    // stat() follows the symlinks: kubelet rotates a projected token by writing a new directory
+    // and swapping the `..data` symlink, so the file behind `token` is a new inode, possibly with
+    // the old mtime. Any change of device, inode, size, mtime or ctime re-reads it.
     struct stat st {};
     if (::stat(config_.token_file.c_str(), &st) == 0) {
-      long long mtime =
-          static_cast<long long>(st.st_mtim.tv_sec) * 1'000'000'000LL + st.st_mtim.tv_nsec;
-      if (mtime != token_mtime_) {
+      auto ns = [](const timespec& t) {
+        return static_cast<long long>(t.tv_sec) * 1'000'000'000LL + t.tv_nsec;
+      };
+      std::array<long long, 5> key = {
+          static_cast<long long>(st.st_dev), static_cast<long long>(st.st_ino),
+          static_cast<long long>(st.st_size), ns(st.st_mtim), ns(st.st_ctim)};
+      if (reread || key != token_key_) {
         std::ifstream in(config_.token_file);
         std::ostringstream s;
         s << in.rdbuf();
@@ -126,8 +134,10 @@ http::Headers Client::AuthHeaders() const {
         while (!t.empty() && (t.back() == '\n' || t.back() == '\r' || t.back() == ' ')) {
           t.pop_back();
         }
-        token_ = t;
-        token_mtime_ = mtime;
+        if (in || !t.empty()) {
+          token_ = t;
+          token_key_ = key;
+        }
       }
     }
   }
@@ -148,6 +158,19 @@ Result<json> Client::Call(std::string method, std::string path, std::string body
   }
   req.body = std::move(body);
   auto resp = http_->Do(req);
+  if (resp && resp->status == 401 && !config_.token_file.empty()) {
+    // The token may have been rotated in a way the file's metadata did not show: read it again
+    // and retry once with it if it changed.
+    const http::Headers before = req.headers;
+    http::Headers auth = AuthHeaders(/*reread=*/true);
+    if (!auth.empty() && (before.empty() || before.front() != auth.front())) {
+      req.headers = auth;
+      if (!content_type.empty()) {
+        req.headers.emplace_back("Content-Type", content_type);
+      }
+      resp = http_->Do(req);
+    }
+  }
   if (!resp) {
     return MakeError(ErrorCode::kUnavailable, method + " " + path + ": " + resp.error().message);
   }

@@ -431,4 +431,110 @@ class TlsAndToken(unittest.TestCase):
             a = call("GET", ACTORS.format(ns="default") + "/secure")
             return a.get("status", {}).get("status") == "Running"
         wait_for(running, what="secure Running over HTTPS")
+
+    def test_operator_keeps_working_after_the_token_is_rotated(self):
+        """A projected service-account token as kubelet writes it: `token` -> `..data/token`,
+        `..data` -> a timestamped directory. Rotation writes a new directory and swaps `..data`
+        atomically (the new file keeps the old mtime here, so only its inode tells), and then
+        the file is rewritten in place with its mtime put back; each time the API server
+        accepts only the new token."""
+        import shutil
+        import ssl
+        import subprocess
+        import tempfile
+        from fakeapi import FakeApiServer
+        from fakeapi_testlib import CRD_PATH
+        from operator_testlib import Operator
+        tmp = tempfile.mkdtemp(prefix="optest-rotate-")
+        self.addCleanup(shutil.rmtree, tmp, True)
+        cert, key = os.path.join(tmp, "tls.crt"), os.path.join(tmp, "tls.key")
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                        "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                        "-keyout", key, "-out", cert], check=True, capture_output=True)
+        api = FakeApiServer(crd_files=[CRD_PATH], tls_cert=cert, tls_key=key,
+                            token="token-one").start()
+        self.addCleanup(api.stop)
+        sa = os.path.join(tmp, "serviceaccount")
+        os.makedirs(sa)
+        stamp = [1_700_000_000, 0]
+
+        def project(n, token):  # kubelet's AtomicWriter: new dir, then swap ..data
+            d = os.path.join(sa, "..2026_12_06_00_00_0%d.000000000" % n)
+            os.makedirs(d)
+            shutil.copy(cert, os.path.join(d, "ca.crt"))
+            for name, text in (("token", token), ("namespace", "default")):
+                with open(os.path.join(d, name), "w") as f:
+                    f.write(text)
+                os.utime(os.path.join(d, name), ns=(stamp[0] * 10**9, stamp[0] * 10**9))
+            old = os.path.realpath(os.path.join(sa, "..data")) if n else None
+            os.symlink(os.path.basename(d), os.path.join(sa, "..data_tmp"))
+            os.rename(os.path.join(sa, "..data_tmp"), os.path.join(sa, "..data"))
+            for name in ("token", "ca.crt", "namespace"):
+                if not os.path.islink(os.path.join(sa, name)):
+                    os.symlink(os.path.join("..data", name), os.path.join(sa, name))
+            if old:
+                shutil.rmtree(old)
+
+        project(0, "token-one")
+        kubeconfig = os.path.join(tmp, "kubeconfig")
+        with open(kubeconfig, "w") as f:
+            f.write("apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n"
+                    f"    server: {api.url}\n    certificate-authority: {sa}/ca.crt\n"
+                    f"users:\n- name: u\n  user:\n    tokenFile: {sa}/token\n"
+                    "contexts:\n- name: c\n  context: {cluster: c, user: u}\n"
+                    "current-context: c\n")
+        config = os.path.join(tmp, "operator.json")
+        with open(config, "w") as f:
+            json.dump({"transports": {"rabbitmq": {"type": "rabbitmq",
+                                                   "config": {"host": "127.0.0.1"}}}}, f)
+        op = Operator(kubeconfig, config, tmp, {"ASYA_DISABLE_QUEUE_MANAGEMENT": "true"})
+        self.addCleanup(op.stop)
+        ctx = ssl.create_default_context(cafile=cert)
+
+        def call(method, path, body=None):
+            req = urllib.request.Request(
+                api.url + path, method=method,
+                data=json.dumps(body).encode() if body is not None else None,
+                headers={"Authorization": "Bearer " + api.token,
+                         "Content-Type": "application/json"})
+            with urllib.request.urlopen(req, context=ctx, timeout=30) as r:
+                return json.loads(r.read())
+
+        def running(name):
+            def check():
+                self.assertIsNone(op.proc.poll(), op.output())
+                a = call("GET", ACTORS.format(ns="default") + "/" + name)
+                return a.get("status", {}).get("status") == "Running"
+            wait_for(check, what=name + " Running")
+
+        call("POST", ACTORS.format(ns="default"), actor("before", scaling={"enabled": False}))
+        running("before")
+        self.assertNotIn("401", op.output())
+
+        # 1. The atomic ..data swap; the new token file has the old one's mtime and size.
+        api.token = "token-two"
+        project(1, "token-two")
+        call("POST", ACTORS.format(ns="default"), actor("swapped", scaling={"enabled": False}))
+        running("swapped")
+
+        # 2. Rewritten in place (same inode, same size, mtime put back).
+        path = os.path.realpath(os.path.join(sa, "token"))
+        ino = os.stat(path).st_ino
+        api.token = "token-thr"
+        with open(path, "r+") as f:
+            f.write("token-thr")
+        os.utime(path, ns=(stamp[0] * 10**9, stamp[0] * 10**9))
+        self.assertEqual(os.stat(path).st_ino, ino)
+        call("POST", ACTORS.format(ns="default"), actor("inplace", scaling={"enabled": False}))
+        running("inplace")
+        # The watches still run: a spec change of the first actor is seen.
+        a = call("GET", ACTORS.format(ns="default") + "/before")
+        a["spec"]["workload"]["template"]["spec"]["containers"][0]["image"] = "handler:2"
+        call("PUT", ACTORS.format(ns="default") + "/before", a)
+
+        def rolled():
+            d = call("GET", "/apis/apps/v1/namespaces/default/deployments/before")
+            return any(c["image"] == "handler:2"
+                       for c in d["spec"]["template"]["spec"]["containers"])
+        wait_for(rolled, what="the spec change reaches the Deployment after two rotations")
         self.assertNotIn("401", op.output())

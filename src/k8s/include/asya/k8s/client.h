@@ -8,6 +8,7 @@
 // program passes KUBERNETES_SERVICE_HOST/PORT or the kubeconfig path in.
 #pragma once
 
+#include <array>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -26,7 +27,7 @@ namespace asya::k8s {
 struct Config {
   std::string server;      // "https://10.0.0.1:443"
   std::string token;       // bearer token ("" = none)
-  std::string token_file;  // re-read when it changes (projected service-account tokens rotate)
+  std::string token_file;  // re-read when it changes or on a 401 (projected tokens rotate)
   http::TlsOptions tls;
   std::string ns;  // the default namespace (kubeconfig context / service-account namespace)
 };
@@ -127,7 +128,8 @@ class Client {
  private:
   Result<nlohmann::json> Call(std::string method, std::string path, std::string body,
                               std::string content_type) const;
-  http::Headers AuthHeaders() const;
+  // The bearer header; the token file is read again when its metadata changed or `reread`.
+  http::Headers AuthHeaders(bool reread = false) const;
 
   Config config_;
   Clock* clock_;
@@ -135,7 +137,7 @@ class Client {
   std::unique_ptr<http::Client> watch_http_;
   mutable std::mutex token_mu_;
   mutable std::string token_;
-  mutable long long token_mtime_ = -1;
+  mutable std::array<long long, 5> token_key_{-1, -1, -1, -1, -1};  // dev, ino, size, m/ctime
 };
 
 }  // namespace asya::k8s
