@@ -203,3 +203,58 @@ class CustomResourceListTypesTest(FakeApiTestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class ChangedPathsTest(unittest.TestCase):
+    """Managed.record_update finds the fields an Update changed by descending only where the two
+    objects differ; it must give what comparing every leaf path of both objects gives."""
+
+    @staticmethod
+    def naive(old, new, scope):
+        from fakeapi import patch as P
+        old_p = P.field_paths(old, scope) if old else set()
+        new_p = P.field_paths(new, scope)
+        return ({p for p in new_p if p not in old_p or P.get_at(old, p) != P.get_at(new, p)},
+                old_p - new_p)
+
+    def test_matches_the_leaf_by_leaf_comparison(self):
+        import copy
+        from fakeapi import patch as P
+        base = deployment("web")
+        base["metadata"]["labels"] = {"a": "1", "b": "2"}
+        base["spec"]["template"]["spec"]["containers"].append(
+            {"name": "side", "image": "s:1", "ports": [{"containerPort": 80}],
+             "env": [{"name": "X", "value": "1"}]})
+        base["status"] = {"replicas": 1, "conditions": [{"type": "Available", "status": "True"}]}
+        edits = [
+            lambda o: None,
+            lambda o: o["metadata"]["labels"].pop("a"),
+            lambda o: o["metadata"].setdefault("annotations", {}).update(x="y"),
+            lambda o: o["spec"].update(replicas=3),
+            lambda o: o["spec"]["template"]["spec"]["containers"][1].update(image="s:2"),
+            lambda o: o["spec"]["template"]["spec"]["containers"][1]["env"].append(
+                {"name": "Y", "value": "2"}),
+            lambda o: o["spec"]["template"]["spec"]["containers"].pop(0),
+            lambda o: o["spec"]["template"]["spec"]["containers"][1].update(ports=[]),
+            lambda o: o["spec"].update(template={}),
+            lambda o: o.pop("spec"),
+            lambda o: o["status"].update(replicas=2),
+            lambda o: o["status"]["conditions"][0].update(status="False"),
+            lambda o: o.update(status={}),
+        ]
+        cases = 0
+        for i, edit in enumerate(edits):
+            for j, edit2 in enumerate(edits):
+                new = copy.deepcopy(base)
+                try:
+                    edit(new)
+                    edit2(new)
+                except (KeyError, IndexError):  # the first edit removed what the second edits
+                    continue
+                for old, nw in ((base, new), (new, base), (None, new)):
+                    for scope in ("main", "status", "all"):
+                        with self.subTest(i=i, j=j, scope=scope, create=old is None):
+                            self.assertEqual(P.changed_paths(old, nw, scope),
+                                             self.naive(old, nw, scope))
+                            cases += 1
+        self.assertGreater(cases, 1000)

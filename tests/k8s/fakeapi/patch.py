@@ -253,6 +253,54 @@ def field_paths(obj, scope="main", schema=None):
     return out
 
 
+def changed_paths(old, new, scope="main", schema=None):
+    """(changed, removed): the leaf paths of `new` that are not in `old` or hold another value
+    there, and the paths of `old` gone from `new` (as field_paths would give them, compared
+    path by path), found by descending only into the parts of the two objects that differ."""
+    changed, removed = set(), set()
+    if not old:
+        return field_paths(new, scope, schema), changed
+    for k in list(new) + [k for k in old if k not in new]:
+        if k in ("apiVersion", "kind"):
+            continue
+        if k == "status" and scope == "main":
+            continue
+        if k != "status" and k != "metadata" and scope == "status":
+            continue
+        a, b = old.get(k, _NOTHING), new.get(k, _NOTHING)
+        if a == b:
+            continue
+        if k == "metadata":
+            if scope == "status":
+                continue
+            a = a if isinstance(a, dict) else {}
+            b = b if isinstance(b, dict) else {}
+            for mk in list(b) + [mk for mk in a if mk not in b]:
+                if mk not in _META_SKIP:
+                    _diff(a.get(mk, _NOTHING), b.get(mk, _NOTHING), ("f:metadata", "f:" + mk),
+                          mk, None, old, new, changed, removed)
+            continue
+        _diff(a, b, ("f:" + k,), k, _child(schema, k), old, new, changed, removed)
+    return changed, removed
+
+
+def _diff(a, b, prefix, field, sch, old, new, changed, removed):
+    if a == b:
+        return
+    if isinstance(a, dict) and a and isinstance(b, dict) and b:
+        for k in list(b) + [k for k in a if k not in b]:
+            _diff(a.get(k, _NOTHING), b.get(k, _NOTHING), prefix + ("f:" + k,), k,
+                  _child(sch, k), old, new, changed, removed)
+        return
+    pa, pb = set(), set()
+    if a is not _NOTHING:
+        _paths(a, prefix, field, pa, sch)
+    if b is not _NOTHING:
+        _paths(b, prefix, field, pb, sch)
+    changed.update(p for p in pb if p not in pa or get_at(old, p) != get_at(new, p))
+    removed.update(pa - pb)
+
+
 def _paths(v, prefix, field, out, sch=None):
     if isinstance(v, dict) and v:
         for k, sub in v.items():
@@ -406,24 +454,53 @@ def apply_merge(live, applied, field="", sch=None):
 
 # ------------------------------------------------------------------ managedFields bookkeeping
 
+class _Set:
+    """One managedFields entry: its owned paths (parsed from FieldsV1 only when needed) and,
+    while untouched, the entry it came from (reused as is by to_list)."""
+
+    __slots__ = ("entry", "_paths", "apiVersion", "time")
+
+    def __init__(self, paths=None, api_version="", time=None, entry=None):
+        self.entry, self._paths, self.apiVersion, self.time = entry, paths, api_version, time
+
+    @property
+    def paths(self):
+        if self._paths is None:
+            self._paths = from_fieldsv1(self.entry.get("fieldsV1"))
+        return self._paths
+
+    @paths.setter
+    def paths(self, value):
+        self._paths = value
+        self.entry = None
+
+    def discard(self, paths):
+        """Removes paths; the entry is rewritten only if one was owned."""
+        if paths and not self.paths.isdisjoint(paths):
+            self.paths = self.paths - paths
+
+
 class Managed:
-    """managedFields as {(manager, operation, subresource): {paths, apiVersion, time}}."""
+    """managedFields as {(manager, operation, subresource): _Set}."""
 
     def __init__(self, entries=None):
         self.sets = {}
         for e in entries or []:
             k = (e.get("manager", ""), e.get("operation", "Update"), e.get("subresource", ""))
-            self.sets[k] = {"paths": from_fieldsv1(e.get("fieldsV1")),
-                            "apiVersion": e.get("apiVersion", ""), "time": e.get("time")}
+            self.sets[k] = _Set(None, e.get("apiVersion", ""), e.get("time"), e)
 
     def to_list(self):
         out = []
         for (mgr, op, sub), v in self.sets.items():
-            if not v["paths"]:
+            if v.entry is not None and v.entry.get("fieldsV1") and \
+                    v.entry.get("time") == v.time and v.entry.get("apiVersion") == v.apiVersion:
+                out.append(v.entry)
                 continue
-            e = {"manager": mgr, "operation": op, "apiVersion": v["apiVersion"],
-                 "time": v["time"], "fieldsType": "FieldsV1",
-                 "fieldsV1": to_fieldsv1(v["paths"])}
+            if not v.paths:
+                continue
+            e = {"manager": mgr, "operation": op, "apiVersion": v.apiVersion,
+                 "time": v.time, "fieldsType": "FieldsV1",
+                 "fieldsV1": to_fieldsv1(v.paths)}
             if sub:
                 e["subresource"] = sub
             out.append(e)
@@ -431,19 +508,18 @@ class Managed:
 
     def record_update(self, manager, api_version, sub, old, new, now, scope, schema=None):
         """An Update (create/PUT/patch) by `manager`: it takes the fields it changed."""
-        old_p = field_paths(old, scope, schema) if old else set()
-        new_p = field_paths(new, scope, schema)
-        changed = {p for p in new_p if p not in old_p or get_at(old, p) != get_at(new, p)}
-        removed = old_p - new_p
+        changed, removed = changed_paths(old, new, scope, schema)
         if not changed and not removed:
             return
         for k, v in self.sets.items():
-            v["paths"] -= changed | removed
+            v.discard(changed | removed)
         key = (manager, "Update", sub)
-        ent = self.sets.setdefault(key, {"paths": set(), "apiVersion": api_version, "time": now})
-        ent["paths"] |= changed
-        ent["apiVersion"] = api_version
-        ent["time"] = now
+        ent = self.sets.get(key)
+        if ent is None:
+            ent = self.sets[key] = _Set(set(), api_version, now)
+        ent.paths = ent.paths | changed
+        ent.apiVersion = api_version
+        ent.time = now
 
     def apply(self, manager, api_version, sub, live, applied, force, now, scope, schema=None):
         """Server-side apply. Returns the merged object. Raises ApiError(409) on conflicts."""
@@ -452,11 +528,11 @@ class Managed:
         for (mgr, op, s), v in self.sets.items():
             if mgr == manager and op == "Apply":
                 continue
-            for p in applied_p & v["paths"]:
+            for p in applied_p & v.paths:
                 if p[-1] == ".":
                     continue
                 if live is not None and get_at(live, p) != get_at(applied, p):
-                    conflicts.setdefault((mgr, v["apiVersion"]), []).append(p)
+                    conflicts.setdefault((mgr, v.apiVersion), []).append(p)
         if conflicts and not force:
             n = sum(len(v) for v in conflicts.values())
             causes, lines = [], []
@@ -480,9 +556,9 @@ class Managed:
         for (mgr, _av), paths in conflicts.items():  # force: take them over
             for (m, op, s), v in self.sets.items():
                 if m == mgr:
-                    v["paths"] -= set(paths)
+                    v.discard(set(paths))
         key = (manager, "Apply", sub)
-        prev = self.sets.get(key, {"paths": set()})["paths"]
+        prev = self.sets[key].paths if key in self.sets else set()
         merged = apply_merge(live or {}, {k: v for k, v in applied.items() if k != "metadata"},
                              "", schema)
         if "metadata" in applied:
@@ -490,15 +566,15 @@ class Managed:
         others = set()
         for k, v in self.sets.items():
             if k != key:
-                others |= v["paths"]
+                others |= v.paths
         # whole list items ("." paths) before their fields, parents before children
         for p in sorted(prev - applied_p, key=lambda p: (len(p) - (p[-1] == "."), p)):
             if p not in others and not (p[-1] == "." and any(
                     o[:len(p) - 1] == p[:-1] for o in others)):
                 remove_at(merged, p)
-        self.sets[key] = {"paths": applied_p, "apiVersion": api_version, "time": now}
+        self.sets[key] = _Set(applied_p, api_version, now)
         return merged
 
     def strip_times(self):
-        return sorted((k, sorted(v["paths"]), v["apiVersion"]) for k, v in self.sets.items()
-                      if v["paths"])
+        return sorted((k, sorted(v.paths), v.apiVersion) for k, v in self.sets.items()
+                      if v.paths)

@@ -713,8 +713,15 @@ def _same(old, new):
     b = dict(new, metadata={k: v for k, v in new["metadata"].items() if k != "managedFields"})
     if a != b:
         return False
-    return (P.Managed(old["metadata"].get("managedFields")).strip_times() ==
-            P.Managed(new["metadata"].get("managedFields")).strip_times())
+    return _managed_sans_time(old) == _managed_sans_time(new)
+
+
+def _managed_sans_time(obj):
+    """managedFields by (manager, operation, subresource), without the times: equal when the
+    same manager owns the same fields (both sides are in the canonical form Managed writes)."""
+    return {(e.get("manager"), e.get("operation"), e.get("subresource", "")):
+            (e.get("apiVersion"), e.get("fieldsV1")) for e in
+            obj["metadata"].get("managedFields") or [] if e.get("fieldsV1")}
 
 
 def _selector_matches(sel, labels):
