@@ -57,10 +57,13 @@ def prune(value, schema, path="", unknown=None, root=True):
     return value
 
 
-def apply_defaults(value, schema):
-    """Fills `default`s of properties of objects that are present (in place)."""
+def apply_defaults(value, schema, skip=()):
+    """Fills `default`s of properties of objects that are present (in place); not below the
+    top-level keys in `skip`."""
     if isinstance(value, dict):
         for k, sub in (schema.get("properties") or {}).items():
+            if k in skip:
+                continue
             if k not in value and "default" in sub:
                 value[k] = clone(sub["default"])
             if k in value:
@@ -139,8 +142,9 @@ class _Missing:
 _MISSING = _Missing()
 
 
-def validate(value, schema, path="", old=_MISSING, errors=None, root=True):
-    """Returns a list of (field path, message, reason) for schema and CEL violations."""
+def validate(value, schema, path="", old=_MISSING, errors=None, root=True, skip=()):
+    """Returns a list of (field path, message, reason) for schema and CEL violations; the
+    top-level keys in `skip` are not descended into (see process)."""
     if errors is None:
         errors = []
     if value is None:
@@ -246,7 +250,7 @@ def validate(value, schema, path="", old=_MISSING, errors=None, root=True):
                            f"least {schema['minProperties']} properties", "FieldValueInvalid"))
         addl = schema.get("additionalProperties")
         for k, v in value.items():
-            if root and k in _ROOT_KEEP:
+            if root and (k in _ROOT_KEEP or k in skip):
                 continue
             sub = props.get(k) if k in props else (addl if isinstance(addl, dict) else None)
             if sub is None:
@@ -314,9 +318,54 @@ def _run_rules(value, schema, path, old, errors):
 def process(obj, schema, old=None):
     """prune + default + validate a whole custom resource.
 
+    On an update, a top-level field (spec, status, ...) equal to the stored one is taken as
+    stored: it was pruned, defaulted and validated when it was written, so doing that again
+    could only repeat the same result (validation ratcheting, as Kubernetes does for unchanged
+    fields) — unless a transition rule (`oldSelf`) lies below it. Rules on the root still run.
+
     Returns (new object, unknown field paths, errors)."""
     unknown = []
+    same = ()
+    if isinstance(old, dict) and isinstance(obj, dict):
+        props = schema.get("properties") or {}
+        same = tuple(k for k, v in obj.items() if k not in _ROOT_KEEP and k in props
+                     and k in old and old[k] == v and not _has_transition(props[k]))
+    if same:
+        out = prune({k: v for k, v in obj.items() if k not in same}, schema, "", unknown)
+        out = clone(out)
+        apply_defaults(out, schema, skip=same)
+        for k in same:
+            out[k] = old[k]  # stored objects are never mutated in place: safe to share
+        out = {k: out[k] for k in obj if k in out} | {k: v for k, v in out.items()
+                                                      if k not in obj}
+        errors = validate(out, schema, "", old, skip=same)
+        return out, unknown, errors
     out = prune(clone(obj), schema, "", unknown)
     apply_defaults(out, schema)
     errors = validate(out, schema, "", _MISSING if old is None else old)
     return out, unknown, errors
+
+
+_transition = {}
+
+
+def _has_transition(schema):
+    """True if a rule in this schema subtree mentions oldSelf (cached per schema node)."""
+    hit = _transition.get(id(schema))
+    if hit is None or hit[0] is not schema:
+        found = "oldSelf" in json.dumps(schema.get("x-kubernetes-validations") or []) or any(
+            _has_transition(sub) for sub in _subschemas(schema))
+        hit = _transition[id(schema)] = (schema, found)
+    return hit[1]
+
+
+def _subschemas(schema):
+    for v in (schema.get("properties") or {}).values():
+        yield v
+    for key in ("items", "additionalProperties", "not"):
+        if isinstance(schema.get(key), dict):
+            yield schema[key]
+    for key in ("allOf", "anyOf", "oneOf"):
+        for sub in schema.get(key) or []:
+            if isinstance(sub, dict):
+                yield sub
