@@ -161,6 +161,11 @@ def main():
             time.sleep(0.05)
         with open(ready) as f:
             c = Client("http://127.0.0.1:%s" % f.read().strip())
+        # The simulated controllers react to events; their periodic full pass (a safety net,
+        # every 10 s by default) would go over every workload and ScaledObject several times
+        # during the run, which no real controller does that often.
+        c.post("/fake/controllers", {"resyncSeconds": float(os.environ.get(
+            "FAKE_CONTROLLER_RESYNC", "300"))})
         for i in range(N):
             r = c.post(ACTORS.format(ns="default"), actor(i))
             assert r.code == 201, r
