@@ -6,6 +6,8 @@
 #include <sstream>
 #include <utility>
 
+#include <sys/stat.h>
+
 #include "asya/actor/manifest.h"
 #include "asya/base/log.h"
 #include "asya/base/time_format.h"
@@ -100,11 +102,23 @@ Controller::~Controller() {
   }
 }
 
-std::string Controller::RuntimeScript() const {
-  std::ifstream in(options_.runtime_script_path, std::ios::binary);
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
+std::pair<std::string, std::string> Controller::RuntimeScript() const {
+  struct stat st {};
+  std::string tag = "-";
+  if (::stat(options_.runtime_script_path.c_str(), &st) == 0) {
+    tag = std::to_string(st.st_dev) + ":" + std::to_string(st.st_ino) + ":" +
+          std::to_string(st.st_size) + ":" + std::to_string(st.st_mtim.tv_sec) + "." +
+          std::to_string(st.st_mtim.tv_nsec);
+  }
+  std::lock_guard<std::mutex> lock(script_mu_);
+  if (tag == "-" || tag != script_tag_) {
+    std::ifstream in(options_.runtime_script_path, std::ios::binary);
+    std::ostringstream s;
+    s << in.rdbuf();
+    script_ = s.str();
+    script_tag_ = tag;
+  }
+  return {script_, script_tag_ + ":" + std::to_string(script_.size())};
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -447,7 +461,8 @@ Status Controller::Reconcile(const std::string& key) {
 
   RenderOptions ro;
   ro.namespace_ = ns;
-  ro.runtime_script = RuntimeScript();
+  auto [script, script_tag] = RuntimeScript();
+  ro.runtime_script = std::move(script);
   auto objects = RenderActor(spec, options_.config, ro);
   if (!objects) {
     SetCondition(status, "WorkloadReady", false, "ValidationError", objects.error().message,
@@ -486,8 +501,22 @@ Status Controller::Reconcile(const std::string& key) {
       workload = o;
     all.push_back(std::move(o));
   }
-  for (size_t i = 0; i < all.size(); ++i) {
+  // The shared ConfigMap is the same for every actor of the namespace: once it is known to be
+  // applied from this version of the script, it is not hashed and compared again until the next
+  // resync (which clears applied_).
+  const std::string runtime_memo = "runtime-script/" + ns;
+  bool runtime_known = false;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = applied_.find(runtime_memo);
+    runtime_known = it != applied_.end() && it->second == script_tag;
+  }
+  for (size_t i = runtime_known ? 1 : 0; i < all.size(); ++i) {
     auto applied = ApplyObject(all[i], i == 0 ? json() : actor);
+    if (applied && i == 0) {
+      std::lock_guard<std::mutex> lock(mu_);
+      applied_[runtime_memo] = script_tag;
+    }
     if (!applied) {
       SetCondition(status, "WorkloadReady", false, "ReconcileError",
                    all[i].value("kind", "") + " " + name + ": " + applied.error().message,

@@ -241,6 +241,9 @@ class ChangedPathsTest(unittest.TestCase):
             lambda o: o["status"].update(replicas=2),
             lambda o: o["status"]["conditions"][0].update(status="False"),
             lambda o: o.update(status={}),
+            lambda o: o["spec"]["template"]["spec"]["containers"].append(  # a duplicate key
+                {"name": "side", "image": "dup", "args": ["x"]}),
+            lambda o: o["spec"]["template"]["spec"]["containers"][0].update(args=["a", "b"]),
         ]
         cases = 0
         for i, edit in enumerate(edits):

@@ -292,13 +292,42 @@ def _diff(a, b, prefix, field, sch, old, new, changed, removed):
             _diff(a.get(k, _NOTHING), b.get(k, _NOTHING), prefix + ("f:" + k,), k,
                   _child(sch, k), old, new, changed, removed)
         return
-    pa, pb = set(), set()
+    pa, pb = {}, {}
     if a is not _NOTHING:
-        _paths(a, prefix, field, pa, sch)
+        _path_values(a, prefix, field, pa, sch)
     if b is not _NOTHING:
-        _paths(b, prefix, field, pb, sch)
-    changed.update(p for p in pb if p not in pa or get_at(old, p) != get_at(new, p))
-    removed.update(pa - pb)
+        _path_values(b, prefix, field, pb, sch)
+    changed.update(p for p, v in pb.items() if p not in pa or pa[p] != v)
+    removed.update(p for p in pa if p not in pb)
+
+
+def _path_values(v, prefix, field, out, sch=None):
+    """_paths, with the value get_at would find at each path (the first item of a key)."""
+    if isinstance(v, dict) and v:
+        for k, sub in v.items():
+            _path_values(sub, prefix + ("f:" + k,), k, out, _child(sch, k))
+        return
+    kind, key = _list_kind(field, v, sch) if isinstance(v, list) and v else ("leaf", None)
+    if kind == "set":
+        for x in v:
+            out.setdefault(prefix + ("v:" + json.dumps(x),), x)
+    elif kind == "map":
+        for item in v:
+            p = prefix + (_fmt_key(key, item[key]),)
+            if p + (".",) in out:
+                # a second item with the same key: its fields are looked up in the first
+                first = out[p + (".",)]
+                for k, sub in item.items():
+                    extra = {}
+                    _path_values(sub, p + ("f:" + k,), k, extra, _child(_items(sch), k))
+                    for q in extra:
+                        out.setdefault(q, get_at(first, q[len(p):]) if q[len(p):] else first)
+                continue
+            out[p + (".",)] = item
+            for k, sub in item.items():
+                _path_values(sub, p + ("f:" + k,), k, out, _child(_items(sch), k))
+    else:
+        out.setdefault(prefix, v)
 
 
 def _paths(v, prefix, field, out, sch=None):
@@ -475,9 +504,32 @@ class _Set:
         self.entry = None
 
     def discard(self, paths):
-        """Removes paths; the entry is rewritten only if one was owned."""
-        if paths and not self.paths.isdisjoint(paths):
+        """Removes paths; the entry is rewritten only if one was owned (looked up in its
+        FieldsV1 tree while it is not parsed)."""
+        if not paths:
+            return
+        if self._paths is None:
+            tree = self.entry.get("fieldsV1") or {}
+            if not any(_tree_has(tree, p) for p in paths):
+                return
+        if not self.paths.isdisjoint(paths):
             self.paths = self.paths - paths
+
+
+def _tree_has(tree, path):
+    """path in from_fieldsv1(tree), without building that set."""
+    cur = tree
+    for tok in path[:-1]:
+        cur = cur.get(tok) if isinstance(cur, dict) else None
+        if cur is None:
+            return False
+    if not isinstance(cur, dict):
+        return False
+    last = path[-1]
+    if last == ".":
+        return len(path) >= 2 and path[-2].startswith("k:") and "." in cur
+    sub = cur.get(last)
+    return isinstance(sub, dict) and not sub
 
 
 class Managed:

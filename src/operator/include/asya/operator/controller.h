@@ -40,7 +40,7 @@ inline constexpr const char* kAppliedHashAnnotation = "asya.sh/applied-hash";
 
 struct ControllerOptions {
   OperatorConfig config;
-  std::string runtime_script_path = "/runtime/asya_runtime.py";  // re-read on every reconcile
+  std::string runtime_script_path = "/runtime/asya_runtime.py";  // re-read when it changes
   int workers = 4;
   std::string watch_namespace;  // "" = all namespaces
   bool queue_management = true;
@@ -90,7 +90,8 @@ class Controller {
   void Worker();
   Status LeaderLoop(const std::atomic<bool>& stop);
   bool TryAcquireOrRenew();
-  std::string RuntimeScript() const;
+  // The runtime script and a tag of its version (re-read when the file's metadata changes).
+  std::pair<std::string, std::string> RuntimeScript() const;
 
   const k8s::Client& client_;
   ControllerOptions options_;
@@ -103,6 +104,9 @@ class Controller {
   std::vector<std::thread> threads_;
 
   mutable std::mutex mu_;
+  mutable std::mutex script_mu_;
+  mutable std::string script_;
+  mutable std::string script_tag_;
   std::map<std::string, std::string> primary_seen_;  // key -> generation/deleting/finalizers
   std::map<std::string, std::unique_ptr<QueueAdmin>> transports_;  // entry/ns -> transport
   // "<kind>/<ns>/<name>" -> hash of what is known to be live (or "-": known absent), so a
