@@ -52,6 +52,9 @@ def load_yaml_docs(text):
     return [json.loads(text)]
 
 
+_WATCH_BATCH_SECONDS = 0.005  # longest a watch event waits for others to share its write
+
+
 class _Route:
     __slots__ = ("rt", "ns", "name", "sub")
 
@@ -261,6 +264,12 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Audit-Id", "fake")
         for k, v in (headers or {}).items():
             self.send_header(k, v)
+        if self.command != "HEAD" and hasattr(self, "_headers_buffer"):
+            # Headers and body in one write (end_headers would write the headers alone first).
+            self._headers_buffer.append(b"\r\n")
+            self._headers_buffer.append(data)
+            self.flush_headers()
+            return
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(data)
@@ -675,8 +684,12 @@ class _Handler(BaseHTTPRequestHandler):
                         410, "Expired", f"too old resource version: {last} "
                         f"({store.oldest_rv})").status()}) + "\n").encode())
                     break
-                for line in out:
-                    chunk(encode(*line) if as_table else line)
+                if out:
+                    # One chunk (one write) per batch of events, newline-delimited as always;
+                    # then a few milliseconds for more events to gather, so that a burst of
+                    # writes is sent in a few batches rather than waking every watch per write.
+                    chunk(b"".join(encode(*line) for line in out) if as_table else b"".join(out))
+                    time.sleep(_WATCH_BATCH_SECONDS)
                 if bookmarks and time.monotonic() - last_bm >= api.bookmark_interval:
                     bookmark(last)
                     last_bm = time.monotonic()
