@@ -192,8 +192,23 @@ Result<transport::Transport*> Controller::TransportFor(const TransportEntry& ent
   return slot->transport.get();
 }
 
+namespace {
+std::string QueueMemo(const std::string& transport, const std::string& ns,
+                      const std::string& actor) {
+  return "queue/" + transport + "/" + ns + "/" + actor;
+}
+}  // namespace
+
 Status Controller::EnsureQueue(const TransportEntry& entry, const std::string& ns,
                                const std::string& actor) {
+  // A queue seen or made once is not asked for again until the next resync (which clears
+  // applied_) or until the operator deletes it.
+  const std::string memo = QueueMemo(entry.name, ns, actor);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (applied_.count(memo) != 0)
+      return Ok();
+  }
   std::mutex* mu = nullptr;
   ASYA_ASSIGN_OR_RETURN(transport::Transport * t, TransportFor(entry, ns, &mu));
   std::lock_guard<std::mutex> lock(*mu);
@@ -201,8 +216,14 @@ Status Controller::EnsureQueue(const TransportEntry& entry, const std::string& n
   auto exists = t->QueueExists(queue);
   if (!exists)
     return Unexpected(exists.error());
-  if (*exists)
+  auto remember = [&] {
+    std::lock_guard<std::mutex> memo_lock(mu_);
+    applied_[memo] = "exists";
+  };
+  if (*exists) {
+    remember();
     return Ok();
+  }
   const QueueSettings& qs = entry.type == "sqs" ? entry.sqs.queues : entry.rabbitmq.queues;
   if (!qs.auto_create) {
     return MakeError(ErrorCode::kNotFound, "queue " + queue + " does not exist (autoCreate off)");
@@ -212,7 +233,9 @@ Status Controller::EnsureQueue(const TransportEntry& entry, const std::string& n
   if (entry.type == "sqs" && entry.sqs.visibility_timeout_s > 0) {
     qo.visibility = std::chrono::seconds(entry.sqs.visibility_timeout_s);
   }
-  return t->CreateQueue(queue, qo);
+  ASYA_RETURN_IF_ERROR(t->CreateQueue(queue, qo));
+  remember();
+  return Ok();
 }
 
 Result<transport::QueueDepth> Controller::QueueDepthOf(const TransportEntry& entry,
@@ -226,6 +249,10 @@ Result<transport::QueueDepth> Controller::QueueDepthOf(const TransportEntry& ent
 
 Status Controller::DeleteQueue(const TransportEntry& entry, const std::string& ns,
                                const std::string& actor) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    applied_.erase(QueueMemo(entry.name, ns, actor));
+  }
   std::mutex* mu = nullptr;
   ASYA_ASSIGN_OR_RETURN(transport::Transport * t, TransportFor(entry, ns, &mu));
   std::lock_guard<std::mutex> lock(*mu);
