@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Runs the official MCP conformance suite (server mode) against asya-gateway's MCP endpoint.
 
-One pass per protocol revision (2025-03-26, 2025-06-18, 2025-11-25: the session-based ones;
+First the official TypeScript clients (clients_check.mjs), then one pass per protocol revision (2025-03-26, 2025-06-18, 2025-11-25: the session-based ones;
 2026-07-28: stateless) with `--suite all` (pending scenarios included: issue 10 requires some of
 them), plus one pass per Tasks-extension scenario. Each pass gets the baseline of its section of
 expected-failures.yaml: a failure not listed there, or a listed one that now passes, fails the run.
@@ -80,6 +80,27 @@ def run_pass(url, name, args, baseline, out_dir, timeout):
     return proc.returncode == 0
 
 
+def run_clients(url, timeout):
+    """The official TypeScript clients (sdk 1.x per session revision, client 2.x for 2026-07-28)."""
+    print("=== clients: clients_check.mjs", flush=True)
+    # ESM resolves packages next to the script: run a copy inside the tools directory.
+    script = os.path.join(TOOLS, "clients_check.mjs")
+    with open(os.path.join(HERE, "clients_check.mjs"), encoding="utf-8") as src, \
+            open(script, "w", encoding="utf-8") as dst:
+        dst.write(src.read())
+    try:
+        proc = subprocess.run([NODE, script, url], cwd=TOOLS, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        print("    TIMEOUT after %ds" % timeout)
+        return False
+    for line in proc.stdout.splitlines():
+        print("    " + line)
+    print("    -> %s" % ("ok" if proc.returncode == 0 else "FAILED (exit %d)" % proc.returncode),
+          flush=True)
+    return proc.returncode == 0
+
+
 def start_stub(path):
     proc = subprocess.Popen([path, "0"], stdout=subprocess.PIPE, text=True)
     line = proc.stdout.readline().split()
@@ -96,7 +117,7 @@ def main():
     target.add_argument("--stub", help="path of mcp_stub_server to start")
     target.add_argument("--url", help="MCP endpoint URL already serving the fixtures")
     parser.add_argument("--only", action="append", default=[],
-                        help="run only these passes (a revision or 'tasks'); repeatable")
+                        help="run only these passes (a revision, 'tasks' or 'clients'); repeatable")
     parser.add_argument("--timeout", type=int, default=600, help="seconds per pass")
     parser.add_argument("--out", help="directory for the suite's results (default: a temp dir)")
     opts = parser.parse_args()
@@ -126,6 +147,8 @@ def main():
             for scenario in TASK_SCENARIOS:
                 ok &= run_pass(url, scenario, ["--scenario", scenario], baseline, out_dir,
                                opts.timeout)
+        if not opts.only or "clients" in opts.only:
+            ok &= run_clients(url, opts.timeout)
     finally:
         if stub:
             stub.kill()
