@@ -269,6 +269,18 @@ class McpHandler::Impl : public std::enable_shared_from_this<McpHandler::Impl> {
     std::uint64_t timer = 0;
   };
 
+  // A subscriptions/listen stream delivering notifications/tasks for some task ids.
+  struct ListenCall {
+    std::mutex mu;
+    bool done = false;
+    std::uint64_t key = 0;
+    Json subscription_id;
+    Sink sink;
+    std::map<std::string, store::Envelope> tasks;  // last known state per task id
+    std::map<std::string, std::int64_t> last_seq;
+    std::vector<std::unique_ptr<Subscription>> subscriptions;
+  };
+
   Impl(Service& service, Clock& clock, McpOptions options)
       : service_(service), clock_(clock), options_(std::move(options)) {
     timer_thread_ = std::thread([this] { TimerLoop(); });
@@ -295,6 +307,14 @@ class McpHandler::Impl : public std::enable_shared_from_this<McpHandler::Impl> {
     }
     for (auto& [key, call] : calls) {
       ReleaseSubscription(*call);
+    }
+    std::unordered_map<std::uint64_t, std::shared_ptr<ListenCall>> listens;
+    {
+      std::lock_guard<std::mutex> lock(calls_mu_);
+      listens.swap(listens_);
+    }
+    for (auto& [key, listen] : listens) {
+      ReleaseListen(*listen);
     }
   }
 
@@ -330,6 +350,10 @@ class McpHandler::Impl : public std::enable_shared_from_this<McpHandler::Impl> {
   void ToolsCall(const Context& ctx, const Json& message, const Sink& sink);
   void TasksMethod(const Context& ctx, const Json& message, const Sink& sink);
   void ResourcesRead(const Context& ctx, const Json& message, const Sink& sink);
+  void Listen(const Context& ctx, const Json& message, const Sink& sink);
+  void OnTaskUpdate(const std::shared_ptr<ListenCall>& listen, const store::Update& update);
+  void SendTask(ListenCall& listen, const store::Envelope& envelope);
+  void ReleaseListen(ListenCall& listen);
   bool CheckParamHeaders(const Context& ctx, const Tool& tool, const Json& arguments,
                          const Json& id, const Sink& sink);
 
@@ -363,6 +387,7 @@ class McpHandler::Impl : public std::enable_shared_from_this<McpHandler::Impl> {
 
   std::mutex calls_mu_;
   std::unordered_map<std::uint64_t, std::shared_ptr<SyncCall>> calls_;
+  std::unordered_map<std::uint64_t, std::shared_ptr<ListenCall>> listens_;
   std::atomic<std::uint64_t> next_call_{1};
 
   std::mutex timer_mu_;
@@ -934,6 +959,8 @@ void McpHandler::Impl::Dispatch(const Context& ctx, const Json& message, const S
                                   "public")));
   } else if (method == "resources/read") {
     ResourcesRead(ctx, message, sink);
+  } else if (method == "subscriptions/listen" && ctx.modern) {
+    Listen(ctx, message, sink);
   } else {
     Fail(ctx, sink, id, mcp::kMethodNotFound, "Method not found: " + method);
   }
@@ -1214,6 +1241,156 @@ void McpHandler::Impl::ResourcesRead(const Context& ctx, const Json& message, co
   sink.finish(200, mcp::ResultResponse(
                        id, CachingHints(ctx, Complete(ctx, {{"contents", Json::array({content})}}),
                                         "private")));
+}
+
+// Task status notifications (SEP-2663 over SEP-2575's subscriptions/listen): the stream opens
+// with notifications/subscriptions/acknowledged, then carries notifications/tasks with the full
+// task state whenever a listed task changes (its current state first). List-changed
+// notifications are never honoured: the tool list does not change while the gateway runs.
+void McpHandler::Impl::Listen(const Context& ctx, const Json& message, const Sink& sink) {
+  const Json id = IdOf(message);
+  const Json& params = ParamsOf(message);
+  const auto filter = params.find("notifications");
+  if (filter == params.end() || !filter->is_object()) {
+    Fail(ctx, sink, id, mcp::kInvalidParams,
+         "Invalid params: params.notifications must be an object");
+    return;
+  }
+  std::vector<std::string> task_ids;
+  if (const auto ids = filter->find("taskIds"); ids != filter->end()) {
+    if (!ids->is_array() ||
+        !std::all_of(ids->begin(), ids->end(), [](const Json& v) { return v.is_string(); })) {
+      Fail(ctx, sink, id, mcp::kInvalidParams,
+           "Invalid params: notifications.taskIds must be an array of strings");
+      return;
+    }
+    if (!ctx.tasks) {
+      Fail(ctx, sink, id, mcp::kMissingClientCapability,
+           "Missing required client capability: task notifications need the " +
+               std::string(mcp::kTasksExtension) + " extension",
+           Json{{"requiredCapabilities",
+                 {{"extensions", {{std::string(mcp::kTasksExtension), Json::object()}}}}}});
+      return;
+    }
+    for (const Json& v : *ids)
+      task_ids.push_back(v.get<std::string>());
+  }
+  auto listen = std::make_shared<ListenCall>();
+  listen->key = next_call_++;
+  listen->subscription_id = id;
+  listen->sink = sink;
+  std::weak_ptr<Impl> weak_self = weak_from_this();
+  std::weak_ptr<ListenCall> weak_listen = listen;
+  const bool streaming = sink.stream([weak_self, weak_listen] {
+    if (auto self = weak_self.lock()) {
+      self->Post([weak_self, weak_listen] {
+        auto impl = weak_self.lock();
+        auto l = weak_listen.lock();
+        if (impl && l) {
+          impl->ReleaseListen(*l);
+          std::lock_guard<std::mutex> lock(impl->calls_mu_);
+          impl->listens_.erase(l->key);
+        }
+      });
+    }
+  });
+  if (!streaming) {
+    Fail(ctx, sink, id, mcp::kInvalidRequest,
+         "Invalid Request: subscriptions/listen answers with an SSE stream; Accept must include "
+         "text/event-stream");
+    return;
+  }
+  {
+    std::lock_guard<std::mutex> lock(calls_mu_);
+    listens_[listen->key] = listen;
+  }
+  Json honoured = Json::object();
+  if (filter->contains("taskIds")) {
+    honoured["taskIds"] = task_ids;
+  }
+  Json ack = {{"jsonrpc", "2.0"}, {"method", "notifications/subscriptions/acknowledged"}};
+  ack["params"] = {{"notifications", honoured},
+                   {"_meta", {{"io.modelcontextprotocol/subscriptionId", id}}}};
+  {
+    std::lock_guard<std::mutex> lock(listen->mu);
+    sink.notify(ack);
+  }
+  for (const std::string& task_id : task_ids) {
+    auto envelope = service_.Get(task_id);
+    if (!envelope) {
+      continue;  // unknown ids stay silent
+    }
+    auto subscription =
+        service_.Subscribe(task_id, [weak_self, weak_listen](const store::Update& u) {
+          auto self = weak_self.lock();
+          auto l = weak_listen.lock();
+          if (self && l) {
+            self->OnTaskUpdate(l, u);
+          }
+        });
+    // The state after subscribing, so no change between Get and Subscribe is missed.
+    auto current = service_.Get(task_id);
+    std::lock_guard<std::mutex> lock(listen->mu);
+    listen->subscriptions.push_back(std::move(subscription));
+    if (current && !listen->done) {
+      listen->tasks[task_id] = *current;
+      SendTask(*listen, *current);
+    }
+  }
+}
+
+void McpHandler::Impl::OnTaskUpdate(const std::shared_ptr<ListenCall>& listen,
+                                    const store::Update& u) {
+  std::lock_guard<std::mutex> lock(listen->mu);
+  if (listen->done) {
+    return;
+  }
+  auto& last = listen->last_seq[u.envelope_id];
+  if (u.seq != 0 && u.seq <= last) {
+    return;
+  }
+  last = std::max(last, u.seq);
+  auto it = listen->tasks.find(u.envelope_id);
+  if (it == listen->tasks.end()) {
+    return;
+  }
+  store::Envelope& e = it->second;
+  if (store::IsFinal(e.status)) {
+    return;  // final states are final: nothing more to tell
+  }
+  const std::string before(mcp::TaskStatus(e));
+  e.status = u.status;
+  if (!u.message.empty())
+    e.message = u.message;
+  if (!u.error.empty())
+    e.error = u.error;
+  if (!u.result_json.empty())
+    e.result_json = u.result_json;
+  if (u.timestamp > e.updated_at)
+    e.updated_at = u.timestamp;
+  if (std::string(mcp::TaskStatus(e)) != before || store::IsFinal(e.status)) {
+    SendTask(*listen, e);
+  }
+}
+
+void McpHandler::Impl::SendTask(ListenCall& listen, const store::Envelope& envelope) {
+  Json params = mcp::TaskOf(envelope, {options_.task_ttl_ms, options_.task_poll_interval_ms}, true);
+  params["_meta"] = {{"io.modelcontextprotocol/subscriptionId", listen.subscription_id}};
+  Json notification = {{"jsonrpc", "2.0"}, {"method", "notifications/tasks"}};
+  notification["params"] = std::move(params);
+  listen.sink.notify(notification);
+}
+
+void McpHandler::Impl::ReleaseListen(ListenCall& listen) {
+  std::vector<std::unique_ptr<Subscription>> subscriptions;
+  {
+    std::lock_guard<std::mutex> lock(listen.mu);
+    listen.done = true;
+    subscriptions.swap(listen.subscriptions);
+  }
+  for (auto& s : subscriptions) {
+    s->Cancel();
+  }
 }
 
 // ================================ synchronous tool calls ================================

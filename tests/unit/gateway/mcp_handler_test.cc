@@ -705,6 +705,46 @@ TEST_F(McpHandlerTest, ForbiddenToolsAnswerSynchronouslyEvenWithTheExtension) {
   EXPECT_EQ(rec->Body()["result"]["content"][0]["text"], "Hello, World!");
 }
 
+TEST_F(McpHandlerTest, ListenStreamsTaskStatusNotifications) {
+  auto h = Make();
+  Send(*h, ModernPost("tools/call", {{"name", "job"}}, true));
+  auto listen =
+      Send(*h, ModernPost("subscriptions/listen",
+                          {{"notifications", {{"taskIds", {"env-1", "unknown"}}}}}, true, "sub-1"));
+  ASSERT_EQ(listen->Header("Content-Type"), "text/event-stream");
+  service.Progress("env-1", 50, "processing");  // working -> working: no notification
+  service.Finish("env-1", {store::Status::kSucceeded, R"("done")", "", ""});
+  service.Finish("env-1", {store::Status::kFailed, "", "late", ""});  // final stays final
+  const auto events = listen->Events();
+  ASSERT_EQ(events.size(), 3u);
+  EXPECT_EQ(events[0]["method"], "notifications/subscriptions/acknowledged");
+  EXPECT_EQ(events[0]["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"], "sub-1");
+  EXPECT_EQ(events[0]["params"]["notifications"]["taskIds"].size(), 2u);
+  EXPECT_EQ(events[1]["method"], "notifications/tasks");
+  EXPECT_EQ(events[1]["params"]["status"], "working");
+  EXPECT_EQ(events[2]["params"]["status"], "completed");
+  EXPECT_EQ(events[2]["params"]["result"]["content"][0]["text"], "done");
+  EXPECT_EQ(events[2]["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"], "sub-1");
+  EXPECT_FALSE(listen->Done()) << "a listen stream stays open";
+  listen->Disconnect();
+  for (int i = 0; i < 3000 && service.Subscribers() != 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  EXPECT_EQ(service.Subscribers(), 0u);
+
+  auto without =
+      Send(*h, ModernPost("subscriptions/listen", {{"notifications", {{"taskIds", {"env-1"}}}}}));
+  EXPECT_EQ(without->Body()["error"]["code"], -32021);
+  auto bad = Send(*h, ModernPost("subscriptions/listen", Json::object(), true));
+  EXPECT_EQ(bad->Body()["error"]["code"], -32602);
+  auto lists = Send(
+      *h, ModernPost("subscriptions/listen", {{"notifications", {{"toolsListChanged", true}}}}));
+  const auto ack = lists->Events();
+  ASSERT_EQ(ack.size(), 1u);
+  EXPECT_EQ(ack[0]["params"]["notifications"], Json::object()) << "list changes are not honoured";
+  lists->Disconnect();
+}
+
 // ---------------------------------------------------------------- resources and prompts
 
 TEST_F(McpHandlerTest, FinishedEnvelopesReadAsResources) {
