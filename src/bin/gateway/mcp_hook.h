@@ -1,6 +1,5 @@
-// Where asya-gateway routes `/mcp` and `/mcp/...` (the MCP layer, src/gateway/mcp*.cc, written
-// separately). Until that layer is linked in, MakeMcpHandler returns an empty Handler and the
-// REST handler answers /mcp with 404.
+// Where asya-gateway routes `/mcp` and `/mcp/...`: the MCP layer (asya/gateway/mcp.h,
+// src/gateway/mcp*.cc) over the gateway's Service.
 #pragma once
 
 #include <chrono>
@@ -15,7 +14,7 @@ struct McpHookOptions {
   std::chrono::seconds retention{0};  // finished envelopes kept this long (task ttl)
 };
 
-// The handler for /mcp (must outlive the server), or an empty Handler when MCP is not built in.
+// The handler for /mcp; it owns the MCP layer (destroy it before `service`).
 Handler MakeMcpHandler(Service& service, const McpHookOptions& options);
 
 }  // namespace asya::gateway
