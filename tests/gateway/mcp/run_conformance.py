@@ -7,9 +7,11 @@ them), plus one pass per Tasks-extension scenario. Each pass gets the baseline o
 expected-failures.yaml: a failure not listed there, or a listed one that now passes, fails the run.
 
 Targets:
+  --mesh BIN_DIR    start an `asya up` mesh of the fixture actors (fixtures/actors.yaml, handlers
+                    fixtures/mcp_fixtures.py; SQLite queues) and asya-gateway on it with
+                    fixtures/tools.yaml (BIN_DIR holds asya, asya-gateway, asya-sidecar, ...)
   --stub PATH       start tests' mcp_stub_server (McpHandler over in-process fixture pipelines)
-  --url URL         an MCP endpoint already serving the fixture tools (e.g. asya-gateway in an
-                    `asya up` mesh built from fixtures/, see README.md)
+  --url URL         an MCP endpoint already serving the fixture tools
 Tools: build/mcp-tools (override with ASYA_MCP_TOOLS), installed by tools/install-deps.sh.
 Exit status: 0 when every pass matched its baseline; 1 otherwise; 2 for a setup error.
 """
@@ -17,9 +19,14 @@ Exit status: 0 when every pass matched its baseline; 1 otherwise; 2 for a setup 
 import argparse
 import json
 import os
+import shutil
+import signal
+import socket
 import subprocess
 import sys
 import tempfile
+import time
+import urllib.request
 
 import yaml
 
@@ -101,6 +108,84 @@ def run_clients(url, timeout):
     return proc.returncode == 0
 
 
+class Mesh:
+    """`asya up` on the fixture actors plus asya-gateway serving fixtures/tools.yaml."""
+
+    def __init__(self, bin_dir):
+        self.bin = bin_dir
+        self.dir = tempfile.mkdtemp(prefix="asya-mcp-mesh-", dir="/tmp")
+        self.code = os.path.join(self.dir, "code")
+        self.state = os.path.join(self.dir, "state")
+        os.makedirs(self.code)
+        for name in ("actors.yaml", "mcp_fixtures.py"):
+            shutil.copy(os.path.join(HERE, "fixtures", name), self.code)
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.up = self.gateway = None
+
+    def start(self):
+        env = dict(os.environ, ASYA_GATEWAY_URL="http://127.0.0.1:%d" % self.port)
+        self.up_log = open(os.path.join(self.dir, "up.out"), "ab")
+        self.up = subprocess.Popen(
+            [os.path.join(self.bin, "asya"), "up", self.code, "--state-dir", self.state,
+             "--restart-backoff", "1s"],
+            env=env, stdout=self.up_log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.wait(self.settled, 180, "every fixture actor ready")
+        genv = dict(os.environ,
+                    ASYA_GATEWAY_ADDR="127.0.0.1", ASYA_GATEWAY_PORT=str(self.port),
+                    ASYA_CONFIG_PATH=os.path.join(HERE, "fixtures", "tools.yaml"),
+                    ASYA_DATABASE_URL="sqlite://" + os.path.join(self.state, "gateway.db"),
+                    ASYA_TRANSPORT="sqlite", ASYA_SQLITE_PATH=os.path.join(self.state, "queues.db"),
+                    ASYA_GATEWAY_RETENTION="1h")
+        self.gw_log = open(os.path.join(self.dir, "gateway.out"), "ab")
+        self.gateway = subprocess.Popen([os.path.join(self.bin, "asya-gateway")], env=genv,
+                                        stdout=self.gw_log, stderr=subprocess.STDOUT)
+        self.wait(self.healthy, 30, "asya-gateway /health")
+        return "http://localhost:%d/mcp" % self.port
+
+    def settled(self):
+        try:
+            with open(os.path.join(self.state, "status.json")) as f:
+                actors = json.load(f)["actors"]
+        except (OSError, ValueError, KeyError):
+            return False
+        return bool(actors) and all(a["ready"] == a["desired"] == a["total"] for a in actors)
+
+    def healthy(self):
+        try:
+            with urllib.request.urlopen("http://127.0.0.1:%d/health" % self.port, timeout=2) as r:
+                return r.status == 200
+        except OSError:
+            return False
+
+    def wait(self, predicate, timeout, what):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if predicate():
+                return
+            for proc in (self.up, self.gateway):
+                if proc is not None and proc.poll() is not None:
+                    raise RuntimeError("%s exited while waiting for %s (logs in %s)"
+                                       % (proc.args[0], what, self.dir))
+            time.sleep(0.2)
+        raise RuntimeError("timed out waiting for %s (logs in %s)" % (what, self.dir))
+
+    def stop(self):
+        if self.gateway is not None and self.gateway.poll() is None:
+            self.gateway.send_signal(signal.SIGTERM)
+            try:
+                self.gateway.wait(15)
+            except subprocess.TimeoutExpired:
+                self.gateway.kill()
+        if self.up is not None and self.up.poll() is None:
+            os.killpg(self.up.pid, signal.SIGTERM)  # the supervisor and the actors it started
+            try:
+                self.up.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.up.pid, signal.SIGKILL)
+
+
 def start_stub(path):
     proc = subprocess.Popen([path, "0"], stdout=subprocess.PIPE, text=True)
     line = proc.stdout.readline().split()
@@ -114,6 +199,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     target = parser.add_mutually_exclusive_group(required=True)
+    target.add_argument("--mesh", metavar="BIN_DIR",
+                        help="start a fixture mesh and asya-gateway from this bin directory")
     target.add_argument("--stub", help="path of mcp_stub_server to start")
     target.add_argument("--url", help="MCP endpoint URL already serving the fixtures")
     parser.add_argument("--only", action="append", default=[],
@@ -129,13 +216,17 @@ def main():
     expected = load_expected()
     out_dir = opts.out or tempfile.mkdtemp(prefix="mcp-conformance-")
     os.makedirs(out_dir, exist_ok=True)
-    stub = None
-    if opts.stub:
-        stub, url = start_stub(opts.stub)
-    else:
-        url = opts.url
+    stub = mesh = None
     ok = True
     try:
+        if opts.stub:
+            stub, url = start_stub(opts.stub)
+        elif opts.mesh:
+            mesh = Mesh(opts.mesh)
+            url = mesh.start()
+            print("mesh in %s, gateway %s" % (mesh.dir, url), flush=True)
+        else:
+            url = opts.url
         for revision in REVISIONS:
             if opts.only and revision not in opts.only:
                 continue
@@ -149,10 +240,15 @@ def main():
                                opts.timeout)
         if not opts.only or "clients" in opts.only:
             ok &= run_clients(url, opts.timeout)
+    except RuntimeError as e:
+        print("setup failed: %s" % e, file=sys.stderr)
+        return 2
     finally:
         if stub:
             stub.kill()
             stub.wait()
+        if mesh:
+            mesh.stop()
     print("results in %s" % out_dir)
     print("conformance: %s" % ("PASS" if ok else "FAIL"))
     return 0 if ok else 1
