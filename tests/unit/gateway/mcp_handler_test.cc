@@ -190,6 +190,23 @@ TEST_F(McpHandlerTest, BatchesOnlyWhereTheRevisionHasThem) {
   EXPECT_EQ(Send(*h, LegacyPost(old_session, Json::array()))->Body()["error"]["code"], -32600);
 }
 
+TEST_F(McpHandlerTest, BatchAnswersOnceEveryCallInItHasFinished) {
+  auto h = Make();
+  const std::string session = Initialize(*h, "2024-11-05");
+  Json batch =
+      Json::array({Rpc("a", "tools/call", {{"name", "greet"}, {"arguments", Json::object()}}),
+                   Rpc("b", "ping")});
+  auto rec = Send(*h, LegacyPost(session, batch));
+  EXPECT_FALSE(rec->Done()) << "the tool call is still running";
+  service.Finish("env-1", {store::Status::kSucceeded, R"("hi")", "", ""});
+  ASSERT_TRUE(rec->Wait());
+  const Json body = rec->Body();
+  ASSERT_EQ(body.size(), 2u);
+  EXPECT_EQ(body[0]["id"], "b");
+  EXPECT_EQ(body[1]["id"], "a");
+  EXPECT_EQ(body[1]["result"]["content"][0]["text"], "hi");
+}
+
 // ---------------------------------------------------------------- malformed JSON-RPC
 
 TEST_F(McpHandlerTest, MalformedJsonRpcGetsTheStandardErrors) {
