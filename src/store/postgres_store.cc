@@ -27,7 +27,6 @@
 namespace asya::store::internal {
 namespace {
 
-constexpr const char* kChannel = "asya_envelope_updates";
 // Serialises concurrent migrations of one database (pg_advisory_xact_lock key).
 constexpr const char* kMigrationLock = "7346091823";
 
@@ -460,12 +459,18 @@ class Listener {
       return MakeError(ErrorCode::kInternal, "postgres store: eventfd failed");
     }
     on_update_ = std::move(on_update);
-    ASYA_RETURN_IF_ERROR(Listen());
-    ASYA_ASSIGN_OR_RETURN(
-        auto max, Run(conn_, "feed start", "SELECT COALESCE(max(id), 0) FROM envelope_updates"));
-    last_seq_ = max.Int(0, 0);
-    thread_ = std::thread([this] { Loop(); });
-    return Ok();
+    asya::Status listening = Listen();
+    if (listening) {
+      auto max = Run(conn_, "feed start", "SELECT COALESCE(max(id), 0) FROM envelope_updates");
+      if (max) {
+        last_seq_ = max->Int(0, 0);
+        thread_ = std::thread([this] { Loop(); });
+        return Ok();
+      }
+      listening = Unexpected(max.error());
+    }
+    Stop();  // closes what was opened; Start may be called again
+    return listening;
   }
 
   void Stop() {
