@@ -27,7 +27,6 @@
 namespace asya::store::internal {
 namespace {
 
-constexpr const char* kChannel = "asya_envelope_updates";
 // Serialises concurrent migrations of one database (pg_advisory_xact_lock key).
 constexpr const char* kMigrationLock = "7346091823";
 
@@ -140,12 +139,13 @@ constexpr Migration kMigrations[] = {
   "::json) WITH ORDINALITY AS t(a, n) "               \
   "ORDER BY n)"
 
-constexpr const char* kEnvelopeSelect =
-    "SELECT id, parent_id, status, array_to_json(route_actors)::text, route_current, "
-    "route_metadata::text, payload::text, result::text, error, message, tool, timeout_sec, " ASYA_MICROS(
-        "deadline") ", progress_percent::float8, current_actor_idx, current_actor_name, "
-                    "total_actors, " ASYA_MICROS("created_at") ", " ASYA_MICROS(
-                        "updated_at") " FROM envelopes ";
+#define ASYA_ENVELOPE_COLUMNS \
+  "id, parent_id, status, array_to_json(route_actors)::text, route_current, "                   \
+  "route_metadata::text, payload::text, result::text, error, message, tool, timeout_sec, "      \
+  ASYA_MICROS("deadline") ", progress_percent::float8, current_actor_idx, current_actor_name, " \
+  "total_actors, " ASYA_MICROS("created_at") ", " ASYA_MICROS("updated_at")
+
+constexpr const char* kEnvelopeSelect = "SELECT " ASYA_ENVELOPE_COLUMNS " FROM envelopes ";
 
 constexpr const char* kUpdateSelect =
     "SELECT id, envelope_id, status, message, error, actor, array_to_json(actors)::text, "
@@ -240,6 +240,21 @@ bool Broken(PGconn* c) {
   return PQstatus(c) != CONNECTION_OK;
 }
 
+// An idle connection is alive when its socket has nothing to read, or what it has (a notice) is
+// not the end of the stream. No round trip.
+bool Alive(PGconn* c) {
+  for (int i = 0; i < 8 && !Broken(c); ++i) {
+    pollfd fd{PQsocket(c), POLLIN, 0};
+    if (poll(&fd, 1, 0) <= 0) {
+      return true;
+    }
+    if (PQconsumeInput(c) == 0) {
+      return false;
+    }
+  }
+  return !Broken(c);
+}
+
 // Checks a result; maps SQLSTATEs to error codes.
 Result<PgResult> Check(PGconn* c, PGresult* raw, const char* what) {
   PgResult res(raw);
@@ -309,8 +324,8 @@ class Pool {
       PGconn* c = idle_.back();
       idle_.pop_back();
       // A session the server ended while idle (restart, pg_terminate_backend) shows here
-      // without a round trip: reading its pending input finds the end of the stream.
-      if (PQconsumeInput(c) != 0 && !Broken(c)) {
+      // without a round trip: its socket is readable (the FATAL message, then end of stream).
+      if (Alive(c)) {
         return c;
       }
       PQfinish(c);
@@ -444,12 +459,18 @@ class Listener {
       return MakeError(ErrorCode::kInternal, "postgres store: eventfd failed");
     }
     on_update_ = std::move(on_update);
-    ASYA_RETURN_IF_ERROR(Listen());
-    ASYA_ASSIGN_OR_RETURN(
-        auto max, Run(conn_, "feed start", "SELECT COALESCE(max(id), 0) FROM envelope_updates"));
-    last_seq_ = max.Int(0, 0);
-    thread_ = std::thread([this] { Loop(); });
-    return Ok();
+    asya::Status listening = Listen();
+    if (listening) {
+      auto max = Run(conn_, "feed start", "SELECT COALESCE(max(id), 0) FROM envelope_updates");
+      if (max) {
+        last_seq_ = max->Int(0, 0);
+        thread_ = std::thread([this] { Loop(); });
+        return Ok();
+      }
+      listening = Unexpected(max.error());
+    }
+    Stop();  // closes what was opened; Start may be called again
+    return listening;
   }
 
   void Stop() {
@@ -668,10 +689,27 @@ class PostgresStore final : public Store {
     return InRead([&](PGconn* c) { return Load(c, id, false); });
   }
 
+  // MarkRunning and Finish are one conditional UPDATE each (plus the history row, in the same
+  // statement): one round trip when applied. Under concurrency PostgreSQL re-checks the WHERE on
+  // the row a competing transaction committed, so exactly one caller applies. The effect is the
+  // one PlanMarkRunning / PlanFinish describe (the contract suite holds both backends to it).
   Result<Transition> MarkRunning(std::string_view id, std::string_view message) override {
-    return Apply(id, [&](const Envelope& before, TimePoint now) -> Result<Plan> {
-      return PlanMarkRunning(before, message, now);
-    });
+    const TimePoint now = clock_.WallNow();
+    Params p;
+    p.Add(std::string(id)).AddOrNull(std::string(message)).Int(ToMicros(now));
+    Update u;
+    u.envelope_id = std::string(id);
+    u.status = Status::kRunning;
+    u.message = std::string(message);
+    u.timestamp = now;
+    return Conditional(id, p, std::move(u),
+                       "WITH u AS (UPDATE envelopes SET status = 'running', "
+                       "message = COALESCE($2, message), updated_at = " ASYA_TS(3) " "
+                       "WHERE id = $1 AND status = 'pending' RETURNING *), "
+                       "h AS (INSERT INTO envelope_updates (envelope_id, status, message, "
+                       "\"timestamp\") SELECT id, 'running', $2, " ASYA_TS(3) " FROM u "
+                       "RETURNING id) "
+                       "SELECT " ASYA_ENVELOPE_COLUMNS ", (SELECT id FROM h) FROM u");
   }
 
   Result<Transition> ReportProgress(std::string_view id, const ProgressReport& report) override {
@@ -681,8 +719,33 @@ class PostgresStore final : public Store {
   }
 
   Result<Transition> Finish(std::string_view id, const FinalReport& report) override {
-    return Apply(
-        id, [&](const Envelope& before, TimePoint now) { return PlanFinish(before, report, now); });
+    ASYA_RETURN_IF_ERROR(ValidateFinalReport(report));
+    const TimePoint now = clock_.WallNow();
+    Params p;
+    p.Add(std::string(id))
+        .Add(std::string(StatusName(report.status)))
+        .AddOrNull(report.result_json)
+        .AddOrNull(report.error)
+        .AddOrNull(report.message)
+        .Int(ToMicros(now));
+    Update u;
+    u.envelope_id = std::string(id);
+    u.status = report.status;
+    u.message = report.message;
+    u.error = report.error;
+    u.result_json = report.result_json;
+    u.progress_percent = 100;
+    u.timestamp = now;
+    return Conditional(
+        id, p, std::move(u),
+        "WITH u AS (UPDATE envelopes SET status = $2, result = COALESCE($3::jsonb, result), "
+        "error = COALESCE($4, error), message = COALESCE($5, message), progress_percent = 100, "
+        "updated_at = " ASYA_TS(6) " WHERE id = $1 AND status NOT IN "
+        "('succeeded','failed','cancelled') RETURNING *), "
+        "h AS (INSERT INTO envelope_updates (envelope_id, status, message, error, result, "
+        "progress_percent, \"timestamp\") SELECT id, $2, $5, $4, $3::jsonb, 100, " ASYA_TS(6) " "
+        "FROM u RETURNING id) "
+        "SELECT " ASYA_ENVELOPE_COLUMNS ", (SELECT id FROM h) FROM u");
   }
 
   Result<std::vector<Update>> History(std::string_view id, std::int64_t after_seq) override {
@@ -816,6 +879,28 @@ class PostgresStore final : public Store {
       return MakeError(ErrorCode::kNotFound, "envelope '" + std::string(id) + "' not found");
     }
     return ReadEnvelope(r, 0);
+  }
+
+  // Runs a conditional UPDATE that returns the envelope's columns and the new history row's id
+  // when it applied; when it did not, reads the envelope (kNotFound for an unknown id).
+  Result<Transition> Conditional(std::string_view id, const Params& p, Update update,
+                                 const char* sql) {
+    ASYA_ASSIGN_OR_RETURN(PGconn * c, pool_.Acquire());
+    auto r = Run(c, "transition", sql, p);
+    pool_.Release(c);
+    if (!r) {
+      return Unexpected(r.error());
+    }
+    Transition t;
+    if (r->Rows() == 0) {
+      ASYA_ASSIGN_OR_RETURN(t.envelope, Get(id));
+      return t;
+    }
+    ASYA_ASSIGN_OR_RETURN(t.envelope, ReadEnvelope(*r, 0));
+    t.applied = true;
+    update.seq = r->Int(0, 19);
+    t.update = std::move(update);
+    return t;
   }
 
   template <class Planner>

@@ -184,7 +184,7 @@ Result<Plan> PlanProgress(const Envelope& before, const ProgressReport& report, 
   return plan;
 }
 
-Result<Plan> PlanFinish(const Envelope& before, const FinalReport& report, TimePoint now) {
+asya::Status ValidateFinalReport(const FinalReport& report) {
   if (!IsFinal(report.status)) {
     return MakeError(ErrorCode::kInvalidArgument,
                      "a final report needs status succeeded, failed or cancelled, not " +
@@ -193,6 +193,11 @@ Result<Plan> PlanFinish(const Envelope& before, const FinalReport& report, TimeP
   if (!IsJsonOrEmpty(report.result_json)) {
     return MakeError(ErrorCode::kInvalidArgument, "final result is not valid JSON");
   }
+  return Ok();
+}
+
+Result<Plan> PlanFinish(const Envelope& before, const FinalReport& report, TimePoint now) {
+  ASYA_RETURN_IF_ERROR(ValidateFinalReport(report));
   Plan plan;
   plan.after = before;
   if (IsFinal(before.status)) {

@@ -269,10 +269,11 @@ Result<int> PostgresServer::TerminateConnections(std::string_view database) {
   }
   std::string db(database);
   const char* params[] = {db.c_str()};
-  PGresult* res = PQexecParams(conn,
-                               "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                               "WHERE datname = $1 AND pid <> pg_backend_pid()",
-                               1, nullptr, params, nullptr, nullptr, 0);
+  PGresult* res =
+      PQexecParams(conn,
+                   "SELECT count(pg_terminate_backend(pid, 10000)) FROM pg_stat_activity "
+                   "WHERE datname = $1 AND pid <> pg_backend_pid()",
+                   1, nullptr, params, nullptr, nullptr, 0);
   Result<int> out = 0;
   if (PQresultStatus(res) != PGRES_TUPLES_OK) {
     out = MakeError(ErrorCode::kInternal, PQresultErrorMessage(res));

@@ -42,8 +42,8 @@ class PostgresServer {
   Result<std::string> NewDatabase();
   // Runs `sql` (one or more statements, no parameters) on the database at `url`.
   static Status Exec(const std::string& url, const std::string& sql);
-  // Terminates every other backend connected to `database` (a broken connection, as a server
-  // restart would leave it); returns how many were terminated.
+  // Terminates every other backend connected to `database` and waits until they are gone (a
+  // broken connection, as a server restart would leave it); returns how many were terminated.
   Result<int> TerminateConnections(std::string_view database);
 
   // Stops the server (fast shutdown) and waits for it; Restart starts it again on the same

@@ -49,6 +49,9 @@ Plan PlanMarkRunning(const Envelope& before, std::string_view message, TimePoint
 Result<Plan> PlanProgress(const Envelope& before, const ProgressReport& report, TimePoint now);
 
 // kInvalidArgument when report.status is not final or result_json is not valid JSON.
+asya::Status ValidateFinalReport(const FinalReport& report);
+// ValidateFinalReport's errors; else the envelope as ended by `report` (empty fields keep the
+// stored value; progress 100).
 Result<Plan> PlanFinish(const Envelope& before, const FinalReport& report, TimePoint now);
 
 // True when `text` is empty (absent) or one valid JSON value.
