@@ -654,7 +654,16 @@ void HttpServer::Impl::Accept() {
                              if (ec == net::error::operation_aborted || self->stopping) {
                                return;
                              }
-                             log::Warn("accept failed", {{"error", ec.message()}});
+                             // Out of file descriptors (or similar): pause, do not spin.
+                             log::Warn("accept failed; pausing 100 ms", {{"error", ec.message()}});
+                             auto timer = std::make_shared<Timer>(self->acceptor->get_executor());
+                             timer->expires_after(std::chrono::milliseconds(100));
+                             timer->async_wait([self, timer](error_code) {
+                               if (!self->stopping) {
+                                 self->Accept();
+                               }
+                             });
+                             return;
                            } else if (self->stopping) {
                              error_code ignored;
                              socket.close(ignored);

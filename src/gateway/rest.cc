@@ -496,10 +496,23 @@ class Rest {
       f.status = store::Status::kFailed;
       f.error = str("error");
       const std::string actor = str("current_actor_name");
-      if (!actor.empty() && !f.error.empty()) {
-        f.message = "Envelope failed at actor '" + actor + "': " + f.error;
-      } else if (!f.error.empty()) {
-        f.message = "Envelope failed: " + f.error;
+      // The handler's own words (error_details {message, type}) make the message useful.
+      std::string why = f.error;
+      if (auto d = body.find("error_details"); d != body.end() && d->is_object()) {
+        auto m = d->find("message");
+        auto t = d->find("type");
+        if (m != d->end() && m->is_string() && !m->get<std::string>().empty()) {
+          std::string detail = m->get<std::string>();
+          if (t != d->end() && t->is_string() && !t->get<std::string>().empty()) {
+            detail = t->get<std::string>() + ": " + detail;
+          }
+          why = why.empty() ? detail : why + " (" + detail + ")";
+        }
+      }
+      if (!actor.empty() && !why.empty()) {
+        f.message = "Envelope failed at actor '" + actor + "': " + why;
+      } else if (!why.empty()) {
+        f.message = "Envelope failed: " + why;
       } else {
         f.message = "Envelope failed";
       }

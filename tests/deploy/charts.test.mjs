@@ -133,9 +133,26 @@ test("asya-operator: RBAC is least privilege (no wildcard, no write to secrets, 
 });
 
 test("asya-gateway: defaults start without a database; a database comes from a Secret", () => {
-  let dep = template("asya-gateway").find((o) => o.kind === "Deployment");
-  let env = dep.spec.template.spec.containers[0].env.map((e) => e.name);
-  assert.ok(!env.includes("ASYA_DATABASE_URL") && !env.includes("ASYA_CONFIG_PATH"), env.join(","));
+  let objs = template("asya-gateway");
+  let dep = objs.find((o) => o.kind === "Deployment");
+  let env = dep.spec.template.spec.containers[0].env;
+  const byName = (n) => env.find((e) => e.name === n);
+  assert.ok(!byName("ASYA_CONFIG_PATH"), env.map((e) => e.name).join(","));
+  // Defaults the binary starts with: SQLite on an emptyDir, an explicit address and transport,
+  // and a generated client token (a gateway without client tokens stays on loopback).
+  assert.equal(byName("ASYA_DATABASE_URL").value, "sqlite:///var/lib/asya-gateway/gateway.db");
+  assert.ok(dep.spec.template.spec.volumes.some((v) => v.name === "data" && v.emptyDir));
+  assert.equal(byName("ASYA_GATEWAY_ADDR").value, "0.0.0.0");
+  assert.equal(byName("ASYA_TRANSPORT").value, "sqs");
+  assert.equal(byName("ASYA_GATEWAY_TOKENS").valueFrom.secretKeyRef.key, "client-tokens");
+  const secret = objs.find((o) => o.kind === "Secret");
+  assert.match(secret.stringData["client-tokens"], /^[A-Za-z0-9]{40}$/);
+  assert.ok(!byName("ASYA_GATEWAY_TOKEN"));
+  dep = template("asya-gateway", ["--set", "auth.allowUnauthenticated=true,auth.callbackToken=cb"]).find((o) => o.kind === "Deployment");
+  env = dep.spec.template.spec.containers[0].env;
+  assert.ok(!byName("ASYA_GATEWAY_TOKENS"));
+  assert.equal(byName("ASYA_GATEWAY_ALLOW_NO_AUTH").value, "true");
+  assert.equal(byName("ASYA_GATEWAY_TOKEN").valueFrom.secretKeyRef.key, "callback-token");
   dep = template("asya-gateway", ["--set", "database.existingSecret=pg,database.existingSecretKey=dsn"]).find((o) => o.kind === "Deployment");
   const db = dep.spec.template.spec.containers[0].env.find((e) => e.name === "ASYA_DATABASE_URL");
   assert.deepEqual(db.valueFrom.secretKeyRef, { name: "pg", key: "dsn" });

@@ -30,6 +30,7 @@
 #include <vector>
 
 #include <signal.h>
+#include <sys/resource.h>
 
 #include "asya/base/clock.h"
 #include "asya/base/duration.h"
@@ -179,6 +180,11 @@ int main() {
   sigaddset(&set, SIGINT);
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
   signal(SIGPIPE, SIG_IGN);
+  // Every open stream is a socket: use the hard limit on file descriptors, not the soft 1024.
+  if (rlimit rl{}; getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+  }
 
   auto config = LoadConfig();
   if (!config) {

@@ -201,6 +201,15 @@ TEST_F(RestTest, EnvelopePaths) {
   EXPECT_EQ(Call(handler_, "GET", "/envelopes/" + id + "/progress")->response.status, 405);
   EXPECT_EQ(Call(handler_, "GET", "/envelopes/" + id + "/final")->response.status, 405);
   EXPECT_EQ(Call(handler_, "POST", "/envelopes/" + id + "/stream")->response.status, 405);
+  // Well-formed ids of any shape reach the lookup (404 when unknown), percent-decoded.
+  for (const char* p : {"/envelopes/abc_1-2", "/envelopes/12345", "/envelopes/a%2Fb",
+                        "/envelopes/6f1c2a9e-4b1d-4c1e-9a8e-0d1f2e3c4b5a/active"}) {
+    int st = Call(handler_, "GET", p)->response.status;
+    EXPECT_TRUE(st == 404 || st == 410) << p << " " << st;
+  }
+  EXPECT_EQ(Call(handler_, "GET", "/envelopes/" + id.substr(0, 8) + "%2D" + id.substr(9))
+                ->response.status,
+            200);
   // A 1000-character id with no body.
   EXPECT_EQ(
       Call(handler_, "POST", "/envelopes/" + std::string(1000, 'a') + "/progress")->response.status,

@@ -37,3 +37,23 @@ app.kubernetes.io/part-of: asya
 {{- define "asya-gateway.hasDatabase" -}}
 {{- if or .Values.database.existingSecret .Values.database.url }}true{{ end }}
 {{- end }}
+{{- /* Client tokens: given, else (when generating) the ones already in the release Secret, else
+a new random one. Empty when none are wanted. */}}
+{{- define "asya-gateway.clientTokens" -}}
+{{- if .Values.auth.clientTokens }}
+{{- join "," .Values.auth.clientTokens }}
+{{- else if and .Values.auth.generateClientToken (not .Values.auth.allowUnauthenticated) }}
+{{- $s := lookup "v1" "Secret" .Release.Namespace (include "asya-gateway.secretName" .) }}
+{{- if and $s $s.data (hasKey $s.data "client-tokens") }}
+{{- index $s.data "client-tokens" | b64dec }}
+{{- else }}
+{{- randAlphaNum 40 }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- define "asya-gateway.authSecretName" -}}
+{{- .Values.auth.existingSecret | default (include "asya-gateway.secretName" .) }}
+{{- end }}
+{{- define "asya-gateway.hasClientTokens" -}}
+{{- if or .Values.auth.existingSecret .Values.auth.clientTokens (and .Values.auth.generateClientToken (not .Values.auth.allowUnauthenticated)) }}true{{ end }}
+{{- end }}
