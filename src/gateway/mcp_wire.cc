@@ -226,12 +226,7 @@ Outcome Classify(const store::Envelope& envelope) {
     case store::Status::kFailed: {
       // The gateway's own failures (reference-controlplane §7.5/§7.6): the envelope never reached
       // an actor, or its deadline passed before any end actor reported.
-      const std::string_view error = envelope.error;
-      if (error.rfind("failed to send envelope", 0) == 0 ||
-          error.rfind("envelope timed out", 0) == 0) {
-        return Outcome::kNotRun;
-      }
-      return Outcome::kToolError;
+      return FailedBeforeRunning(envelope.error) ? Outcome::kNotRun : Outcome::kToolError;
     }
     default:
       return Outcome::kRunning;

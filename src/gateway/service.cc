@@ -168,7 +168,7 @@ struct GatewayService::Impl {
       log::Warn("publish failed", {{"envelope_id", e.id}, {"error", st.error().message}});
       store::FinalReport f;
       f.status = store::Status::kFailed;
-      f.error = "failed to send envelope: " + st.error().message;
+      f.error = std::string(kSendFailedError) + ": " + st.error().message;
       f.message = "Envelope failed: " + f.error;
       if (auto r = store.Finish(e.id, f); !r) {
         log::Error("cannot record a failed publish",
@@ -326,7 +326,7 @@ Result<store::Envelope> GatewayService::CallTool(std::string_view name,
   } else {
     store::FinalReport f;
     f.status = store::Status::kFailed;
-    f.error = "failed to send envelope: gateway is overloaded or stopping";
+    f.error = std::string(kSendFailedError) + ": gateway is overloaded or stopping";
     f.message = "Envelope failed: " + f.error;
     (void)i.store.Finish(e.id, f);
     return MakeError(ErrorCode::kUnavailable, f.error);
@@ -421,7 +421,7 @@ Result<int> GatewayService::SweepDeadlines() {
     for (const auto& id : ids) {
       store::FinalReport f;
       f.status = store::Status::kFailed;
-      f.error = "envelope timed out";
+      f.error = std::string(kTimedOutError);
       f.message = "Envelope timed out";
       auto r = i.store.Finish(id, f);
       if (r && r->applied) {

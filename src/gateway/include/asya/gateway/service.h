@@ -17,6 +17,15 @@
 
 namespace asya::gateway {
 
+// The errors the gateway itself finishes an envelope with (reference-controlplane §7.5/§7.6): the
+// pipeline never reached an actor, or its deadline passed first. MCP reports these as a task
+// that `failed` (could not run), every other failure as a tool error.
+inline constexpr std::string_view kSendFailedError = "failed to send envelope";
+inline constexpr std::string_view kTimedOutError = "envelope timed out";
+inline bool FailedBeforeRunning(std::string_view error) {
+  return error.starts_with(kSendFailedError) || error.starts_with(kTimedOutError);
+}
+
 // A tool as configured (tools YAML, reference-controlplane §7.3) after defaults are applied.
 struct Tool {
   std::string name;
