@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <fstream>
+#include <set>
 #include <sstream>
 
 #include <fcntl.h>
@@ -377,6 +378,29 @@ std::string QueuedSummary(const MeshStatus& s) {
     return "  nothing left queued\n";
   }
   return "  left queued (processed when the mesh runs again):\n" + Table(rows);
+}
+
+std::string NotRunningOnRoute(const MeshStatus& s, const std::vector<std::string>& route) {
+  std::string out;
+  std::set<std::string> seen;
+  for (const auto& name : route) {
+    if (!seen.insert(name).second) {
+      continue;
+    }
+    auto it = std::find_if(s.actors.begin(), s.actors.end(),
+                           [&](const ActorStatus& a) { return a.name == name; });
+    std::string why;
+    if (it == s.actors.end()) {
+      why = "not part of the mesh";
+    } else if (it->ready == 0 && !(it->desired == 0 && it->failing == 0)) {
+      why = (it->status.empty() ? std::string("not ready") : it->status) + ": see `asya logs " +
+            name + "`";
+    }
+    if (!why.empty()) {
+      out += (out.empty() ? "not running on the route: " : ", ") + name + " (" + why + ")";
+    }
+  }
+  return out;
 }
 
 std::string EncodeMeshStatus(const MeshStatus& s) {

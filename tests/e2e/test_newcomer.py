@@ -116,6 +116,12 @@ class NewcomerTest(unittest.TestCase):
         self.assertEqual(rows["broken"][1], "RuntimeError", r.stdout)
         self.assertIn("1 actor failing: broken; see `asya logs broken`", r.stderr)
         self.assertNotIn("good", r.stderr)
+        # A --wait that times out names the actors of the route that are not running.
+        w = m.asya("send", "good,broken", '{"n": 1}', "--wait", "--timeout", "2")
+        self.assertNotEqual(w.returncode, 0)
+        self.assertIn("not running on the route: broken (RuntimeError: see `asya logs broken`)",
+                      w.stderr)
+        self.assertNotIn("good (", w.stderr)
         # A mesh whose actors all start: exit 0 and every one ready in the table.
         down = m.asya("down", timeout=120)
         self.assertEqual(down.returncode, 0, down.stderr)

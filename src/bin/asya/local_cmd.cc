@@ -892,6 +892,11 @@ int Send(const SendArgs& args) {
     std::fprintf(stderr, "asya send: %s within %.0fs: %s (see asya get actors, asya logs ACTOR)\n",
                  sum.finals.empty() ? "no result" : "not every result", args.timeout_s,
                  which.c_str());
+    if (auto st = ReadStatus(state_dir)) {  // name the actors of the route that do not serve
+      if (std::string why = local::NotRunningOnRoute(*st, *actors); !why.empty()) {
+        std::fprintf(stderr, "asya send: %s\n", why.c_str());
+      }
+    }
   }
   return local::ExitCodeOf(sum.outcome);
 }

@@ -215,6 +215,24 @@ TEST(Status, DrainingLineAndQueuedSummary) {
   EXPECT_EQ(QueuedSummary(m), "  nothing left queued\n");
 }
 
+// Issue 11 item 4: a `send --wait` that times out names the actors of the route not running.
+TEST(Status, NotRunningOnRoute) {
+  MeshStatus m;
+  ActorStatus ok = A(1, 1, 1);
+  ok.name = "ok";
+  ActorStatus broken = A(0, 1, 1);
+  broken.name = "broken";
+  broken.failing = 1;
+  broken.status = "RuntimeError";
+  ActorStatus napping = A(0, 0, 0);
+  napping.name = "napping";
+  m.actors = {ok, broken, napping};
+  EXPECT_EQ(NotRunningOnRoute(m, {"ok", "broken", "nosuch", "napping", "broken"}),
+            "not running on the route: broken (RuntimeError: see `asya logs broken`), nosuch "
+            "(not part of the mesh)");
+  EXPECT_EQ(NotRunningOnRoute(m, {"ok", "napping"}), "");
+}
+
 // ---- Replica phases ----
 
 ReplicaObservation Up(int index = 0) {

@@ -156,6 +156,11 @@ std::string DrainingLine(const MeshStatus& s);
 // `asya up`)"), or "  nothing left queued\n".
 std::string QueuedSummary(const MeshStatus& s);
 
+// `asya send --wait` that timed out: the actors of `route` that serve no replica, with why
+// ("not running on the route: broken (RuntimeError: see `asya logs broken`), nosuch (not part of
+// the mesh)"); "" when every one has a ready replica or is napping (it wakes on the message).
+std::string NotRunningOnRoute(const MeshStatus& s, const std::vector<std::string>& route);
+
 std::string EncodeMeshStatus(const MeshStatus& s);
 Result<MeshStatus> DecodeMeshStatus(const std::string& json);
 
