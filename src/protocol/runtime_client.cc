@@ -441,6 +441,7 @@ std::string RuntimeDeathNote(std::string_view socket_path, std::chrono::millisec
   const std::string exit_file = SocketDirOf(path) + "/" + runtime_files::kExitName;
   const auto until = Clock::now() + wait;
   bool gone = false;
+  int accepted = 0;
   while (true) {
     std::ifstream in(exit_file);
     std::string how;
@@ -449,14 +450,15 @@ std::string RuntimeDeathNote(std::string_view socket_path, std::chrono::millisec
     }
     if (!gone) {
       // A runtime that only closed this connection still accepts new ones; a dead one does not
-      // (its listening socket closed with it).
+      // (its listening socket closes with it, a moment after the connection we read EOF from:
+      // so only several accepted connects in a row mean it is alive).
       gone = !Connect(path, Clock::now() + std::chrono::milliseconds(100)).has_value();
-      if (!gone) {
+      if (!gone && ++accepted >= 5) {
         return "";
       }
     }
     if (Clock::now() >= until) {
-      return "the runtime process died";
+      return gone ? "the runtime process died" : "";
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
