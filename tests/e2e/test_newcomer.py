@@ -26,9 +26,8 @@ def die(p):
 
 
 def error_text(stdout):
-    """The error envelope `asya send --wait` printed (after the id line), as text."""
-    lines = stdout.splitlines()
-    return json.dumps(json.loads("\n".join(lines[1:])))
+    """The (last) envelope `asya send --wait` printed on stdout, one JSON document per line."""
+    return json.dumps(json.loads(stdout.strip().splitlines()[-1]))
 
 
 class NewcomerTest(unittest.TestCase):
