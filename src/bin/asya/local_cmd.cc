@@ -906,8 +906,8 @@ std::string HelpFooter(const std::string& cmd) {
   std::string ex;
   if (cmd == "up") {
     ex = "  asya up examples/text-pipeline/manifests --detach\n"
-         "  asya up my-actors/ another.yaml              # foreground; Ctrl-C stops the mesh\n"
-         "  asya up new.yaml --prune                     # on a running mesh: stop the others";
+         "  asya up new.yaml [--prune]                   # on a running mesh: add/update (prune "
+         "the rest)";
   } else if (cmd == "down") {
     ex = "  asya down\n  asya down --state-dir /tmp/mesh --timeout 120";
   } else if (cmd == "get") {
