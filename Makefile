@@ -3,7 +3,7 @@ PRESET ?= release
 BUILD := build/$(PRESET)
 JOBS ?= $(shell nproc)
 
-.PHONY: all deps configure build test test-asan demo bench fuzz format tidy clean
+.PHONY: all deps configure build install test test-asan demo bench fuzz format tidy clean
 
 all: build
 
@@ -16,6 +16,11 @@ configure: deps
 build: configure
 	@cmake --build $(BUILD) -j $(JOBS)
 	@ln -sfn $(PRESET)/bin build/bin
+
+# Programs, asya_runtime.py and the C++ handler SDK (headers, libraries, CMake package asya).
+PREFIX ?= /usr/local
+install: build
+	@cmake --install $(BUILD) --prefix $(PREFIX)
 
 test: build
 	@ctest --test-dir $(BUILD) --output-on-failure -j $(JOBS) $(CTEST_ARGS)

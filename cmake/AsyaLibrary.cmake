@@ -40,16 +40,23 @@ function(asya_library)
     "{\"name\": \"${A_NAME}\", \"dir\": \"${CMAKE_CURRENT_SOURCE_DIR}\", \"deps\": \"${deps_text}\"}")
   if(A_SRCS)
     add_library(asya_${A_NAME} STATIC ${A_SRCS})
-    target_include_directories(asya_${A_NAME} PUBLIC ${CMAKE_CURRENT_SOURCE_DIR}/include
+    # Installed headers sit under <prefix>/include (cmake/AsyaInstall.cmake).
+    target_include_directories(asya_${A_NAME}
+                               PUBLIC $<BUILD_INTERFACE:${CMAKE_CURRENT_SOURCE_DIR}/include>
+                                      $<INSTALL_INTERFACE:include>
                                PRIVATE ${PROJECT_SOURCE_DIR}/src)
     target_compile_options(asya_${A_NAME} PRIVATE ${ASYA_WARNINGS})
     target_link_libraries(asya_${A_NAME} PUBLIC ${A_DEPS} PRIVATE ${A_PRIVATE_DEPS})
   else()
     add_library(asya_${A_NAME} INTERFACE)
-    target_include_directories(asya_${A_NAME} INTERFACE ${CMAKE_CURRENT_SOURCE_DIR}/include)
+    target_include_directories(asya_${A_NAME}
+                               INTERFACE $<BUILD_INTERFACE:${CMAKE_CURRENT_SOURCE_DIR}/include>
+                                         $<INSTALL_INTERFACE:include>)
     target_link_libraries(asya_${A_NAME} INTERFACE ${A_DEPS})
   endif()
   add_library(asya::${A_NAME} ALIAS asya_${A_NAME})
+  # Exported (find_package(asya)) under the same name: asya::<name>.
+  set_target_properties(asya_${A_NAME} PROPERTIES EXPORT_NAME ${A_NAME})
 endfunction()
 
 # Writes <build>/asya_libraries.json (name, source dir, declared asya deps of every library) for

@@ -249,12 +249,65 @@ std::optional<YAML::Node> GetList(const YAML::Node& parent, const char* key,
   return n;
 }
 
-void WarnUnknown(const YAML::Node& map, std::initializer_list<std::string_view> known,
-                 const std::string& field, Reporter& rep) {
+// Case-insensitive edit distance (insert, delete, substitute, swap of neighbours).
+size_t EditDistance(std::string_view a, std::string_view b) {
+  auto low = [](char c) { return static_cast<char>(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c); };
+  std::vector<std::vector<size_t>> d(a.size() + 1, std::vector<size_t>(b.size() + 1, 0));
+  for (size_t i = 0; i <= a.size(); ++i) {
+    d[i][0] = i;
+  }
+  for (size_t j = 0; j <= b.size(); ++j) {
+    d[0][j] = j;
+  }
+  for (size_t i = 1; i <= a.size(); ++i) {
+    for (size_t j = 1; j <= b.size(); ++j) {
+      const size_t cost = low(a[i - 1]) == low(b[j - 1]) ? 0 : 1;
+      d[i][j] = std::min({d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost});
+      if (i > 1 && j > 1 && low(a[i - 1]) == low(b[j - 2]) && low(a[i - 2]) == low(b[j - 1])) {
+        d[i][j] = std::min(d[i][j], d[i - 2][j - 2] + 1);
+      }
+    }
+  }
+  return d[a.size()][b.size()];
+}
+
+}  // namespace
+
+std::string UnknownFieldText(std::string_view key, std::initializer_list<std::string_view> known) {
+  std::string_view best;
+  size_t best_d = std::string_view::npos;
+  for (auto k : known) {
+    size_t d = EditDistance(key, k);
+    if (d < best_d) {
+      best_d = d;
+      best = k;
+    }
+  }
+  // Close enough to be a typo: up to a third of the longer name (at least 1, at most 3 edits).
+  const size_t limit = std::clamp<size_t>(std::max(key.size(), best.size()) / 3, 1, 3);
+  std::string out = "unknown field";
+  if (!best.empty() && best_d <= limit) {
+    out += "; did you mean `" + std::string(best) + "`?";
+  } else {
+    std::string list;
+    for (auto k : known) {
+      list += (list.empty() ? "" : ", ") + std::string(k);
+    }
+    out += " (known: " + list + ")";
+  }
+  return out;
+}
+
+namespace {
+
+// Refuses keys not in `known` (the CRD's and the chart schema's fields: a misspelt key would be
+// pruned on a cluster and silently ignored here), suggesting the closest known key.
+void RefuseUnknown(const YAML::Node& map, std::initializer_list<std::string_view> known,
+                   const std::string& field, Reporter& rep) {
   for (const auto& kv : map) {
     std::string key = kv.first.Scalar();
     if (std::find(known.begin(), known.end(), key) == known.end()) {
-      rep.Warn(field.empty() ? key : field + "." + key, "unknown field (ignored)");
+      rep.Error(field.empty() ? key : field + "." + key, UnknownFieldText(key, known));
     }
   }
 }
@@ -309,10 +362,10 @@ std::vector<EnvVar> ParseEnv(const YAML::Node& list, const std::string& field, R
 
 void ParseScaling(const YAML::Node& s, ActorSpec& a, Reporter& rep) {
   a.scaling.present = true;
-  WarnUnknown(s,
-              {"enabled", "minReplicas", "maxReplicas", "pollingInterval", "cooldownPeriod",
-               "queueLength", "advanced"},
-              "spec.scaling", rep);
+  RefuseUnknown(s,
+                {"enabled", "minReplicas", "maxReplicas", "pollingInterval", "cooldownPeriod",
+                 "queueLength", "advanced"},
+                "spec.scaling", rep);
   // A block without `enabled` means scaling on (DESIGN precise behaviour 11).
   auto enabled = GetBool(s, "enabled", "spec.scaling.enabled", rep);
   a.scaling.enabled = enabled.value_or(true);
@@ -359,7 +412,7 @@ void ParseScaling(const YAML::Node& s, ActorSpec& a, Reporter& rep) {
   }
   if (auto adv = GetMap(s, "advanced", "spec.scaling.advanced", rep)) {
     const std::string f = "spec.scaling.advanced";
-    WarnUnknown(
+    RefuseUnknown(
         *adv,
         {"formula", "target", "activationTarget", "metricType", "restoreToOriginalReplicaCount"}, f,
         rep);
@@ -388,7 +441,7 @@ void ParseScaling(const YAML::Node& s, ActorSpec& a, Reporter& rep) {
 }
 
 void ParseTimeout(const YAML::Node& t, ActorSpec& a, Reporter& rep) {
-  WarnUnknown(t, {"processing", "gracefulShutdown", "visibility"}, "spec.timeout", rep);
+  RefuseUnknown(t, {"processing", "gracefulShutdown", "visibility"}, "spec.timeout", rep);
   if (auto v = GetInt(t, "processing", "spec.timeout.processing", rep)) {
     if (*v < 0) {
       rep.Error("spec.timeout.processing", "must be >= 0, got " + std::to_string(*v));
@@ -410,7 +463,7 @@ void ParseTimeout(const YAML::Node& t, ActorSpec& a, Reporter& rep) {
 }
 
 void ParseRetry(const YAML::Node& r, ActorSpec& a, Reporter& rep) {
-  WarnUnknown(r, {"maxAttempts", "backoff", "maxBackoff", "nonRetryable"}, "spec.retry", rep);
+  RefuseUnknown(r, {"maxAttempts", "backoff", "maxBackoff", "nonRetryable"}, "spec.retry", rep);
   if (auto v = GetInt(r, "maxAttempts", "spec.retry.maxAttempts", rep)) {
     if (*v < 1) {
       rep.Error("spec.retry.maxAttempts", "must be >= 1, got " + std::to_string(*v));
@@ -463,7 +516,7 @@ void CheckVolumeMounts(const YAML::Node& c, const std::string& field, Reporter& 
 }
 
 void ParseWorkload(const YAML::Node& w, ActorSpec& a, Reporter& rep) {
-  WarnUnknown(w, {"kind", "replicas", "pythonExecutable", "template"}, "spec.workload", rep);
+  RefuseUnknown(w, {"kind", "replicas", "pythonExecutable", "template"}, "spec.workload", rep);
   auto kind = GetString(w, "kind", "spec.workload.kind", rep);
   CheckEnum(kind, {"Deployment", "StatefulSet"}, "spec.workload.kind", rep);
   if (kind && !kind->empty()) {
@@ -594,8 +647,8 @@ nlohmann::json StringMap(const YAML::Node& parent, const char* key, const std::s
 }
 
 void ParseSidecar(const YAML::Node& sc, ActorSpec& a, Reporter& rep) {
-  WarnUnknown(sc, {"image", "imagePullPolicy", "resources", "env", "concurrency"}, "spec.sidecar",
-              rep);
+  RefuseUnknown(sc, {"image", "imagePullPolicy", "resources", "env", "concurrency"}, "spec.sidecar",
+                rep);
   if (auto image = GetString(sc, "image", "spec.sidecar.image", rep)) {
     a.sidecar_image = *image;
   }
@@ -619,8 +672,45 @@ void ParseSidecar(const YAML::Node& sc, ActorSpec& a, Reporter& rep) {
   }
 }
 
+// ASYA_RUNTIME_TIMEOUT is read by the runtime and the sidecar alike (DESIGN precise 2); both get
+// the one value (EffectiveRuntimeTimeout), so two different values in the two containers are
+// refused rather than one of them silently dropped.
+void CheckRuntimeTimeout(const ActorSpec& a, Reporter& rep) {
+  const std::string runtime = a.RuntimeEnv(kRuntimeTimeoutVar);
+  std::string sidecar;
+  for (const auto& e : a.sidecar_env) {
+    if (e.name == kRuntimeTimeoutVar) {
+      sidecar = e.value;
+    }
+  }
+  for (const auto& [value, field] :
+       {std::pair{runtime, "spec.workload.template.spec.containers[asya-runtime].env[" +
+                               std::string(kRuntimeTimeoutVar) + "]"},
+        std::pair{sidecar, "spec.sidecar.env[" + std::string(kRuntimeTimeoutVar) + "]"}}) {
+    if (!value.empty()) {
+      if (auto d = ParseDuration(value); !d) {
+        rep.Error(field, d.error().message);
+      }
+    }
+  }
+  if (!runtime.empty() && !sidecar.empty()) {
+    auto r = ParseDuration(runtime);
+    auto s = ParseDuration(sidecar);
+    if (r && s && *r != *s) {
+      rep.Error("spec.sidecar.env[" + std::string(kRuntimeTimeoutVar) + "]",
+                "is " + sidecar + " but the asya-runtime container sets " + runtime +
+                    "; the runtime and the sidecar must use one timeout (set it once: "
+                    "spec.timeout.processing, or the variable in either container)");
+    }
+  }
+}
+
 void ParseAsyncActor(const YAML::Node& doc, ActorSpec& a, Reporter& rep,
                      const ParseOptions& options) {
+  if (const YAML::Node n = Child(Child(doc, "metadata"), "name"); n.IsDefined() && n.IsScalar()) {
+    rep.SetActor(n.Scalar());  // so that every line names the actor
+  }
+  RefuseUnknown(doc, {"apiVersion", "kind", "metadata", "spec", "status"}, "", rep);
   auto api = GetString(doc, "apiVersion", "apiVersion", rep);
   if (!api || *api != kApiVersion) {
     rep.Error("apiVersion",
@@ -671,13 +761,13 @@ void ParseAsyncActor(const YAML::Node& doc, ActorSpec& a, Reporter& rep,
     }
     return;
   }
-  WarnUnknown(*spec,
-              {"transport", "sidecar", "timeout", "scaling", "workload", "retry", "maxDeliveries"},
-              "spec", rep);
+  RefuseUnknown(
+      *spec, {"transport", "sidecar", "timeout", "scaling", "workload", "retry", "maxDeliveries"},
+      "spec", rep);
   auto transport = GetString(*spec, "transport", "spec.transport", rep);
   if (transport && !transport->empty()) {
     a.transport = *transport;
-  } else if (options.require_transport || transport) {
+  } else if (options.require_transport) {
     rep.Error("spec.transport", "is required (the cluster's transport name, e.g. rabbitmq)");
   }
   if (auto sc = GetMap(*spec, "sidecar", "spec.sidecar", rep)) {
@@ -706,6 +796,7 @@ void ParseAsyncActor(const YAML::Node& doc, ActorSpec& a, Reporter& rep,
     return;
   }
   ParseWorkload(*w, a, rep);
+  CheckRuntimeTimeout(a, rep);
   if (a.local_command.empty() && a.RuntimeEnv("ASYA_HANDLER").empty()) {
     rep.Error("spec.workload.template.spec.containers[asya-runtime].env",
               "ASYA_HANDLER is required (e.g. module.function or module.Class.method)");
@@ -713,6 +804,22 @@ void ParseAsyncActor(const YAML::Node& doc, ActorSpec& a, Reporter& rep,
 }
 
 // ---- asya-actor values files ----
+
+// Keys of the chart's values.schema.json (deploy/helm-charts/asya-actor), which refuses others.
+const std::initializer_list<std::string_view> kValuesActorKeys = {
+    "name",    "namespace", "transport", "annotations", "labels",        "scaling",
+    "timeout", "workload",  "sidecar",   "retry",       "maxDeliveries", "image",
+    "handler", "env",       "resources", "healthChecks"};
+const std::initializer_list<std::string_view> kValuesDefaultKeys = {
+    "namespace", "transport", "annotations", "labels",    "scaling",
+    "timeout",   "workload",  "sidecar",     "retry",     "maxDeliveries",
+    "image",     "handler",   "env",         "resources", "healthChecks"};
+const std::initializer_list<std::string_view> kValuesRootKeys = {
+    "name",          "namespace", "transport", "annotations", "labels",
+    "scaling",       "timeout",   "workload",  "sidecar",     "retry",
+    "maxDeliveries", "image",     "handler",   "env",         "resources",
+    "healthChecks",  "actors",    "default",   "global",      "infrastructure",
+    "tests"};
 
 // Chart defaults of asya-actor (reference-controlplane §6.2).
 YAML::Node ChartDefaults() {
@@ -777,8 +884,12 @@ void ApplyShorthand(const YAML::Node& merged, YAML::Node& workload) {
       }
     }
     std::set<std::string> replaced;
-    YAML::Node extra =
-        merged["env"].IsSequence() ? merged["env"] : YAML::Node(YAML::NodeType::Sequence);
+    // Child(): `merged` is const, and yaml-cpp's const lookup of a missing key gives a node that
+    // throws on IsSequence() (a values actor with `handler` but no `env`).
+    const YAML::Node env_extra = Child(merged, "env");
+    YAML::Node extra = env_extra.IsDefined() && env_extra.IsSequence()
+                           ? env_extra
+                           : YAML::Node(YAML::NodeType::Sequence);
     for (const auto& e : extra) {
       if (e.IsMap() && e["name"].IsScalar()) {
         replaced.insert(e["name"].Scalar());
@@ -866,8 +977,15 @@ YAML::Node RenderValuesActor(const YAML::Node& root, const YAML::Node& item,
 void ParseValues(const YAML::Node& root, const std::string& source, const std::string& directory,
                  const ParseOptions& options, LoadResult& out, std::vector<std::string>& errors) {
   Reporter file_rep(source, &errors, &out.warnings);
+  const YAML::Node listed = Child(root, "actors");
+  const bool single = !(listed.IsDefined() && listed.IsSequence() && listed.size() > 0);
+  if (const YAML::Node n = Child(root, "name"); single && n.IsDefined() && n.IsScalar()) {
+    file_rep.SetActor(n.Scalar());
+  }
+  RefuseUnknown(root, kValuesRootKeys, "", file_rep);
   YAML::Node defaults = ChartDefaults();
   if (auto d = GetMap(root, "default", "default", file_rep)) {
+    RefuseUnknown(*d, kValuesDefaultKeys, "default", file_rep);
     defaults = DeepMerge(defaults, *d);
   }
   std::vector<std::pair<std::string, YAML::Node>> items;  // (location, item)
@@ -892,6 +1010,12 @@ void ParseValues(const YAML::Node& root, const std::string& source, const std::s
     a.source = source;
     a.directory = directory;
     Reporter rep(where, &errors, &out.warnings);
+    if (const YAML::Node n = Child(item, "name"); n.IsDefined() && n.IsScalar()) {
+      rep.SetActor(n.Scalar());
+    }
+    if (!single) {
+      RefuseUnknown(item, kValuesActorKeys, "", rep);
+    }
     ParseAsyncActor(RenderValuesActor(root, item, defaults), a, rep, options);
     out.actors.push_back(std::move(a));
   }
@@ -941,14 +1065,30 @@ bool ActorSpec::IsEndActor() const {
   return is_crew || name == "happy-end" || name == "error-end";
 }
 
+std::string EffectiveRuntimeTimeout(const ActorSpec& spec) {
+  std::string value;
+  for (const auto& e : spec.sidecar_env) {
+    if (e.name == kRuntimeTimeoutVar && !e.value.empty()) {
+      value = e.value;  // later entries win, as in the container
+    }
+  }
+  if (!value.empty()) {
+    return value;
+  }
+  if (std::string v = spec.RuntimeEnv(kRuntimeTimeoutVar); !v.empty()) {
+    return v;
+  }
+  return spec.processing_timeout_s > 0 ? std::to_string(spec.processing_timeout_s) + "s" : "";
+}
+
 std::vector<EnvVar> SidecarSpecEnv(const ActorSpec& spec) {
   std::vector<EnvVar> out;
   out.push_back({"ASYA_ACTOR_NAME", spec.name});
   if (spec.IsEndActor()) {
     out.push_back({"ASYA_IS_END_ACTOR", "true"});
   }
-  if (spec.processing_timeout_s > 0) {
-    out.push_back({"ASYA_RUNTIME_TIMEOUT", std::to_string(spec.processing_timeout_s) + "s"});
+  if (std::string timeout = EffectiveRuntimeTimeout(spec); !timeout.empty()) {
+    out.push_back({std::string(kRuntimeTimeoutVar), timeout});
   }
   out.push_back({"ASYA_SIDECAR_CONCURRENCY", std::to_string(spec.sidecar_concurrency)});
   out.push_back({"ASYA_RETRY_MAX_ATTEMPTS", std::to_string(spec.retry.max_attempts)});

@@ -20,7 +20,10 @@ constexpr auto kPollEvery = std::chrono::milliseconds(50);
 }  // namespace
 
 std::string EncodeDesired(const DesiredState& d) {
-  nlohmann::json j = {{"generation", d.generation}, {"paths", d.paths}, {"transport", d.transport}};
+  nlohmann::json j = {{"generation", d.generation},
+                      {"paths", d.paths},
+                      {"transport", d.transport},
+                      {"prune", d.prune}};
   return j.dump(2) + "\n";
 }
 
@@ -31,6 +34,7 @@ Result<DesiredState> DecodeDesired(const std::string& text) {
     d.generation = j.at("generation").get<int64_t>();
     d.paths = j.at("paths").get<std::vector<std::string>>();
     d.transport = j.value("transport", transport_kind::kSqlite);
+    d.prune = j.value("prune", false);
     return d;
   } catch (const nlohmann::json::exception& e) {
     return MakeError(ErrorCode::kInvalidArgument, std::string("invalid desired.json: ") + e.what());
@@ -48,7 +52,7 @@ Status WriteDesired(const std::string& state_dir, const DesiredState& d) {
 
 Result<DesiredState> NextDesired(const std::optional<DesiredState>& previous,
                                  std::vector<std::string> paths, const std::string& transport,
-                                 bool running, const std::string& state_dir) {
+                                 bool running, const std::string& state_dir, bool prune) {
   DesiredState next = previous.value_or(DesiredState{});
   if (running && next.transport != transport) {
     return MakeError(ErrorCode::kFailedPrecondition,
@@ -58,6 +62,7 @@ Result<DesiredState> NextDesired(const std::optional<DesiredState>& previous,
   next.generation += 1;
   next.paths = std::move(paths);
   next.transport = transport;
+  next.prune = prune;
   return next;
 }
 
@@ -115,7 +120,7 @@ bool SupervisorExited(int pid, bool is_child) {
 }
 
 ApplyPlan PlanApply(const std::vector<RunningActor>& running,
-                    const std::vector<actor::ActorSpec>& desired) {
+                    const std::vector<actor::ActorSpec>& desired, bool prune) {
   std::map<std::string, const RunningActor*> by_name;
   for (const auto& r : running) {
     by_name[r.name] = &r;
@@ -139,14 +144,14 @@ ApplyPlan PlanApply(const std::vector<RunningActor>& running,
   }
   for (const auto& r : running) {
     if (declared.count(r.name) == 0 && !r.removing) {
-      plan.removed.push_back(r.name);
+      (prune ? plan.removed : plan.undeclared).push_back(r.name);
     }
   }
   return plan;
 }
 
 ApplySummary SummariseApply(const std::set<std::string>& before,
-                            const std::vector<actor::ActorSpec>& desired) {
+                            const std::vector<actor::ActorSpec>& desired, bool prune) {
   ApplySummary out;
   std::set<std::string> now;
   for (const auto& s : desired) {
@@ -155,10 +160,64 @@ ApplySummary SummariseApply(const std::set<std::string>& before,
   }
   for (const auto& b : before) {
     if (now.count(b) == 0) {
-      out.removed.push_back(b);
+      (prune ? out.removed : out.undeclared).push_back(b);
     }
   }
   return out;
+}
+
+Readiness CheckReadiness(const MeshStatus& status, const std::set<std::string>& names) {
+  Readiness out;
+  std::set<std::string> seen;
+  for (const auto& a : status.actors) {
+    if (!names.empty() && names.count(a.name) == 0) {
+      continue;
+    }
+    seen.insert(a.name);
+    if (a.failing > 0) {
+      out.failing.push_back(a.name);
+    } else if (a.ready == a.desired && a.total == a.desired) {
+      out.ready.push_back(a.name);
+    } else {
+      out.starting.push_back(a.name);
+    }
+  }
+  for (const auto& n : names) {
+    if (seen.count(n) == 0) {
+      out.starting.push_back(n);
+    }
+  }
+  return out;
+}
+
+Readiness WaitReady(const std::string& state_dir, const std::set<std::string>& names,
+                    Clock::Duration timeout, const std::function<void(const Readiness&)>& progress,
+                    Clock& clock) {
+  const auto deadline = clock.Now() + timeout;
+  while (true) {
+    Readiness r;
+    std::optional<MeshStatus> st;
+    if (auto text = ReadFile(StatusPath(state_dir))) {
+      if (auto decoded = DecodeMeshStatus(*text)) {
+        st = std::move(*decoded);
+      }
+    }
+    if (st) {
+      r = CheckReadiness(*st, names);
+    } else {
+      r.starting.assign(names.begin(), names.end());
+      if (names.empty()) {
+        r.starting.push_back("(status.json)");
+      }
+    }
+    if (progress) {
+      progress(r);
+    }
+    if (r.Settled() || clock.Now() >= deadline) {
+      return r;
+    }
+    clock.SleepFor(kPollEvery * 4);
+  }
 }
 
 }  // namespace asya::local

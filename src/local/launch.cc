@@ -4,6 +4,8 @@
 #include <cstring>
 #include <filesystem>
 
+#include <unistd.h>
+
 #include "asya/base/env_names.h"
 #include "asya/base/runtime_files.h"
 #include "asya/base/transport_kinds.h"
@@ -17,10 +19,6 @@ constexpr size_t kMaxSocketPath = 100;  // sun_path is 108 bytes; keep a margin
 
 std::string WorkingDirectory(const actor::ActorSpec& spec, const MeshLaunchSettings& mesh) {
   return spec.directory.empty() ? mesh.state_dir : spec.directory;
-}
-
-std::string TimeoutValue(const actor::ActorSpec& spec) {
-  return std::to_string(spec.processing_timeout_s) + "s";
 }
 
 bool IsPositiveInt(const std::string& text) {
@@ -69,8 +67,9 @@ LaunchSpec RuntimeLaunchSpec(const actor::ActorSpec& spec, const MeshLaunchSetti
     SetEnvValue(env, e.name, e.value);
   }
   SetEnvValue(env, env_name::kSocketDir, socket_dir);
-  if (spec.processing_timeout_s > 0) {
-    SetEnvValue(env, env_name::kRuntimeTimeout, TimeoutValue(spec));
+  // The same value as the sidecar's, wherever the manifest set it.
+  if (std::string timeout = actor::EffectiveRuntimeTimeout(spec); !timeout.empty()) {
+    SetEnvValue(env, env_name::kRuntimeTimeout, timeout);
   }
   if (spec.is_crew) {
     SetEnvValue(env, env_name::kEnableValidation, "false");
@@ -111,8 +110,8 @@ LaunchSpec SidecarLaunchSpec(const actor::ActorSpec& spec, const MeshLaunchSetti
     SetEnvValue(env, env_name::kSqlitePath, mesh.sqlite_path);
   }
   SetEnvValue(env, env_name::kSocketDir, socket_dir);
-  if (spec.processing_timeout_s > 0) {
-    SetEnvValue(env, env_name::kRuntimeTimeout, TimeoutValue(spec));
+  if (std::string timeout = actor::EffectiveRuntimeTimeout(spec); !timeout.empty()) {
+    SetEnvValue(env, env_name::kRuntimeTimeout, timeout);
   }
   if (spec.is_crew) {
     SetEnvValue(env, env_name::kIsEndActor, "true");
@@ -123,6 +122,49 @@ LaunchSpec SidecarLaunchSpec(const actor::ActorSpec& spec, const MeshLaunchSetti
     SetEnvValue(env, e.name, e.value);
   }
   return out;
+}
+
+Status CheckRuntimeProgram(const actor::ActorSpec& spec, const MeshLaunchSettings& mesh,
+                           const std::string& path_env) {
+  const std::string program = RuntimeLaunchSpec(spec, mesh, "").argv.at(0);
+  const std::string field =
+      spec.local_command.empty()
+          ? std::string("spec.workload.pythonExecutable")
+          : "metadata.annotations[" + std::string(actor::kLocalCommandAnnotation) + "]";
+  auto fail = [&](const std::string& text) -> Status {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     spec.source + ": actor \"" + spec.name + "\": " + field + ": " + text);
+  };
+  auto executable = [](const std::string& path) {
+    std::error_code ec;
+    return fs::is_regular_file(path, ec) && ::access(path.c_str(), X_OK) == 0;
+  };
+  if (program.find('/') != std::string::npos) {
+    std::error_code ec;
+    if (!fs::exists(program, ec)) {
+      return fail(program + ": no such file" +
+                  (spec.local_command.empty() ? ""
+                                              : " (build it first, or fix the path: a relative "
+                                                "path is relative to the manifest's directory)"));
+    }
+    if (!executable(program)) {
+      return fail(program + ": not an executable file");
+    }
+    return Ok();
+  }
+  size_t start = 0;
+  while (start <= path_env.size()) {
+    size_t colon = path_env.find(':', start);
+    if (colon == std::string::npos) {
+      colon = path_env.size();
+    }
+    std::string dir = path_env.substr(start, colon - start);
+    if (executable((dir.empty() ? "." : dir) + "/" + program)) {
+      return Ok();
+    }
+    start = colon + 1;
+  }
+  return fail(program + ": not found on PATH");
 }
 
 std::string RuntimeCommandLine(const actor::ActorSpec& spec, const std::string& python_runtime) {

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <fstream>
+#include <set>
 #include <sstream>
 
 #include <fcntl.h>
@@ -260,6 +261,20 @@ std::string RenderJson(const std::vector<ActorStatus>& actors, int64_t /*now_ms*
   return arr.dump(2) + "\n";
 }
 
+std::string DescribeRetry(const ActorPolicy& p) {
+  if (p.retry_max_attempts.empty() || p.retry_max_attempts == "1") {
+    return "no retry (maxAttempts 1): a failed message goes to error-end; set "
+           "spec.retry.maxAttempts to retry";
+  }
+  std::string out = "up to " + p.retry_max_attempts + " attempts, back-off " +
+                    (p.retry_backoff.empty() ? "1s" : p.retry_backoff) + " doubling to " +
+                    (p.retry_max_backoff.empty() ? "5m" : p.retry_max_backoff);
+  if (!p.retry_non_retryable.empty()) {
+    out += "; not retried: " + p.retry_non_retryable;
+  }
+  return out;
+}
+
 std::string RenderDescribe(const ActorStatus& a, int64_t now_ms) {
   std::ostringstream o;
   o << "Name:            " << a.name << (a.crew ? " (crew)" : "") << "\n";
@@ -269,9 +284,19 @@ std::string RenderDescribe(const ActorStatus& a, int64_t now_ms) {
   o << "Handler:         " << (a.handler.empty() ? "-" : a.handler) << " (mode "
     << (a.handler_mode.empty() ? "payload" : a.handler_mode) << ")\n";
   o << "Runtime command: " << a.command << "\n";
-  o << "Timeout:         "
-    << (a.processing_timeout_s > 0 ? std::to_string(a.processing_timeout_s) + "s" : "default")
-    << "\n";
+  o << "Timeout:         ";
+  if (!a.policy.runtime_timeout.empty()) {
+    o << a.policy.runtime_timeout << " (ASYA_RUNTIME_TIMEOUT of runtime and sidecar)\n";
+  } else {
+    o << (a.processing_timeout_s > 0 ? std::to_string(a.processing_timeout_s) + "s" : "default")
+      << "\n";
+  }
+  if (!a.policy.retry_max_attempts.empty()) {
+    o << "Retry:           " << DescribeRetry(a.policy) << "\n";
+  }
+  if (!a.policy.max_deliveries.empty()) {
+    o << "Max deliveries:  " << a.policy.max_deliveries << " (then asya-" << a.name << "-dlq)\n";
+  }
   o << "Scaling:         ";
   if (a.scaling_enabled) {
     o << "KEDA-style: min " << a.min_replicas << ", max " << a.max_replicas << ", queueLength "
@@ -321,6 +346,61 @@ std::string RenderDescribe(const ActorStatus& a, int64_t now_ms) {
     o << Table(rows);
   }
   return o.str();
+}
+
+std::string DrainingLine(const MeshStatus& s) {
+  std::string out;
+  for (const auto& a : s.actors) {
+    if (a.replicas.empty()) {
+      continue;
+    }
+    std::string what;
+    if (a.processing > 0) {
+      what = std::to_string(a.processing) + " in-flight message" + (a.processing == 1 ? "" : "s") +
+             ", ";
+    }
+    what += std::to_string(a.replicas.size()) + " replica" + (a.replicas.size() == 1 ? "" : "s");
+    out += (out.empty() ? "draining " : ", ") + a.name + " (" + what + ")";
+  }
+  return out;
+}
+
+std::string QueuedSummary(const MeshStatus& s) {
+  std::vector<std::vector<std::string>> rows;
+  for (const auto& a : s.actors) {
+    const int64_t left = a.queued + a.processing;
+    if (left > 0) {
+      rows.push_back({"    " + a.name, std::to_string(left) + " message" + (left == 1 ? "" : "s"),
+                      "(queue asya-" + a.name + ")"});
+    }
+  }
+  if (rows.empty()) {
+    return "  nothing left queued\n";
+  }
+  return "  left queued (processed when the mesh runs again):\n" + Table(rows);
+}
+
+std::string NotRunningOnRoute(const MeshStatus& s, const std::vector<std::string>& route) {
+  std::string out;
+  std::set<std::string> seen;
+  for (const auto& name : route) {
+    if (!seen.insert(name).second) {
+      continue;
+    }
+    auto it = std::find_if(s.actors.begin(), s.actors.end(),
+                           [&](const ActorStatus& a) { return a.name == name; });
+    std::string why;
+    if (it == s.actors.end()) {
+      why = "not part of the mesh";
+    } else if (it->ready == 0 && !(it->desired == 0 && it->failing == 0)) {
+      why = (it->status.empty() ? std::string("not ready") : it->status) + ": see `asya logs " +
+            name + "`";
+    }
+    if (!why.empty()) {
+      out += (out.empty() ? "not running on the route: " : ", ") + name + " (" + why + ")";
+    }
+  }
+  return out;
 }
 
 std::string EncodeMeshStatus(const MeshStatus& s) {
@@ -377,6 +457,12 @@ std::string EncodeMeshStatus(const MeshStatus& s) {
                       {"crashContainer", a.crash_container},
                       {"replicas", replicas},
                       {"events", events}});
+    actors.back()["policy"] = {{"runtimeTimeout", a.policy.runtime_timeout},
+                               {"retryMaxAttempts", a.policy.retry_max_attempts},
+                               {"retryBackoff", a.policy.retry_backoff},
+                               {"retryMaxBackoff", a.policy.retry_max_backoff},
+                               {"retryNonRetryable", a.policy.retry_non_retryable},
+                               {"maxDeliveries", a.policy.max_deliveries}};
   }
   json doc = {{"pid", s.pid},
               {"generation", s.generation},
@@ -433,6 +519,15 @@ Result<MeshStatus> DecodeMeshStatus(const std::string& text) {
       a.last_scale_ms = j.value("lastScaleMs", int64_t{-1});
       a.last_scale_direction = j.value("lastScaleDirection", "");
       a.crash_container = j.value("crashContainer", "");
+      if (j.contains("policy") && j["policy"].is_object()) {
+        const json& p = j["policy"];
+        a.policy.runtime_timeout = p.value("runtimeTimeout", "");
+        a.policy.retry_max_attempts = p.value("retryMaxAttempts", "");
+        a.policy.retry_backoff = p.value("retryBackoff", "");
+        a.policy.retry_max_backoff = p.value("retryMaxBackoff", "");
+        a.policy.retry_non_retryable = p.value("retryNonRetryable", "");
+        a.policy.max_deliveries = p.value("maxDeliveries", "");
+      }
       for (const auto& r : j.value("replicas", json::array())) {
         ReplicaStatus rs;
         rs.index = r.value("index", 0);

@@ -250,7 +250,7 @@ Status SupervisorImpl::Apply() {
   for (const auto& [name, a] : actors_) {
     running.push_back({name, a->spec.Fingerprint(), a->removing});
   }
-  const ApplyPlan plan = PlanApply(running, specs);
+  const ApplyPlan plan = PlanApply(running, specs, desired.prune);
   const int64_t now = SteadyMs();
   for (const ActorChange& c : plan.changes) {
     actor::ActorSpec& spec = specs[c.spec_index];
@@ -392,6 +392,7 @@ void SupervisorImpl::StartRuntime(Actor& a, Replica& r) {
   std::error_code ec;
   fs::remove(r.socket_dir + "/" + runtime_files::kReadyName, ec);
   fs::remove(r.socket_dir + "/" + runtime_files::kSocketName, ec);
+  fs::remove(r.socket_dir + "/" + runtime_files::kExitName, ec);
   r.runtime_ready = false;
   Spawn(a, r, r.runtime, /*runtime=*/true);
 }
@@ -402,8 +403,13 @@ void SupervisorImpl::StartSidecar(Actor& a, Replica& r) {
 
 void SupervisorImpl::Signal(Proc& p, int sig) {
   if (p.pid > 0) {
-    ::kill(-p.pid, sig);  // the process group: also the handler's own children
-    ::kill(p.pid, sig);   // in case it left its group
+    // The process group: also the handler's own children. The process itself only when it left
+    // its group: a second SIGTERM makes the sidecar and the runtime give up draining (exit 1).
+    const bool leader = ::getpgid(p.pid) == p.pid;
+    ::kill(-p.pid, sig);
+    if (!leader) {
+      ::kill(p.pid, sig);
+    }
   }
 }
 
@@ -484,6 +490,16 @@ void SupervisorImpl::OnExit(pid_t pid, int wstatus) {
   p->pid = 0;
   p->kill_at = 0;
   p->last_exit = DescribeExit(wstatus);
+  if (is_runtime) {
+    // For the sidecar: the message in flight failed because the runtime died, and how.
+    std::string how = p->last_exit;
+    if (WIFSIGNALED(wstatus)) {
+      if (const char* abbrev = ::sigabbrev_np(WTERMSIG(wstatus)); abbrev != nullptr) {
+        how += std::string(" (SIG") + abbrev + ")";
+      }
+    }
+    (void)WriteFileAtomic(rep->socket_dir + "/" + runtime_files::kExitName, how + "\n");
+  }
   status_dirty_ = true;
   const int64_t now = SteadyMs();
   const char* role = is_runtime ? "runtime" : "sidecar";
@@ -650,7 +666,7 @@ void SupervisorImpl::Scale(Actor& a, int64_t now) {
 }
 
 void SupervisorImpl::TickActor(Actor& a, int64_t now) {
-  if (now >= a.next_depth_at && !shutting_down_) {
+  if (now >= a.next_depth_at) {  // also while draining: `asya down` shows what is in flight
     auto d = transport_->Depth(transport::QueueName(a.spec.name));
     a.st.transport_ready = d.has_value();
     if (d) {
@@ -753,6 +769,16 @@ void SupervisorImpl::WriteStatus() {
     st.cooldown_period_s = spec.scaling.cooldown_period_s;
     st.queue_length = spec.scaling.queue_length;
     st.processing_timeout_s = spec.processing_timeout_s;
+    {
+      // The policy in force: what the sidecar's launch spec sets, manifest env included.
+      const LaunchSpec sidecar = SidecarLaunchSpec(spec, launch_, "");
+      st.policy.runtime_timeout = EnvValue(sidecar.env, env_name::kRuntimeTimeout);
+      st.policy.retry_max_attempts = EnvValue(sidecar.env, "ASYA_RETRY_MAX_ATTEMPTS");
+      st.policy.retry_backoff = EnvValue(sidecar.env, "ASYA_RETRY_BACKOFF");
+      st.policy.retry_max_backoff = EnvValue(sidecar.env, "ASYA_RETRY_MAX_BACKOFF");
+      st.policy.retry_non_retryable = EnvValue(sidecar.env, "ASYA_RETRY_NON_RETRYABLE");
+      st.policy.max_deliveries = EnvValue(sidecar.env, "ASYA_MAX_DELIVERIES");
+    }
     st.desired = a.desired;
     std::vector<ReplicaObservation> replicas;
     for (const auto& r : a.replicas) {
@@ -844,6 +870,13 @@ int SupervisorImpl::Run() {
     }
     if (shutting_down_ && !AnyAlive()) {
       break;
+    }
+  }
+  // What stays queued, for `asya down`'s summary (status.json keeps it after the exit).
+  for (auto& [name, a] : actors_) {
+    if (auto d = transport_->Depth(transport::QueueName(name)); d) {
+      a->st.queued = d->ready;
+      a->st.processing = d->inflight;
     }
   }
   EmitLine(nullptr, "asya", "mesh stopped");

@@ -149,9 +149,10 @@ void WireRuntime(const actor::ActorSpec& spec, json& c) {
     env = json::array();
   }
   env.push_back(EnvValue("ASYA_SOCKET_DIR", kSocketDir));
-  if (spec.processing_timeout_s > 0 && !HasEnv(env, "ASYA_RUNTIME_TIMEOUT")) {
-    env.push_back(
-        EnvValue("ASYA_RUNTIME_TIMEOUT", std::to_string(spec.processing_timeout_s) + "s"));
+  // The sidecar's value (actor::EffectiveRuntimeTimeout), so both processes use one timeout.
+  if (std::string timeout = actor::EffectiveRuntimeTimeout(spec);
+      !timeout.empty() && !HasEnv(env, "ASYA_RUNTIME_TIMEOUT")) {
+    env.push_back(EnvValue("ASYA_RUNTIME_TIMEOUT", timeout));
   }
   // A runtime serving fewer connections than its sidecar keeps in flight stalls the extra
   // messages (the same rule as asya up).

@@ -13,9 +13,11 @@
 #include <cerrno>
 #include <climits>
 #include <cstring>
+#include <fstream>
 #include <mutex>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <sys/socket.h>
@@ -367,6 +369,10 @@ bool RuntimeClient::Ready(std::chrono::milliseconds connect_timeout) {
   return RuntimeReady(impl_->options.socket_path, connect_timeout);
 }
 
+std::string RuntimeClient::DeathNote(std::chrono::milliseconds wait) {
+  return RuntimeDeathNote(impl_->options.socket_path, wait);
+}
+
 Result<std::string> RuntimeClient::Call(std::string_view request, Clock::time_point deadline) {
   const RuntimeClientOptions& options = impl_->options;
   if (request.size() > options.max_frame_bytes || request.size() > UINT32_MAX) {
@@ -418,12 +424,49 @@ Result<std::string> RuntimeClient::Call(std::string_view request, Clock::time_po
   return Fail(ErrorCode::kInternal, kReadPrefix, "retry loop ended");
 }
 
-bool RuntimeReady(std::string_view socket_path, std::chrono::milliseconds connect_timeout) {
-  std::string path(socket_path);
+namespace {
+
+std::string SocketDirOf(const std::string& path) {
   std::string dir = ".";
   if (auto slash = path.rfind('/'); slash != std::string::npos) {
     dir = slash == 0 ? "/" : path.substr(0, slash);
   }
+  return dir;
+}
+
+}  // namespace
+
+std::string RuntimeDeathNote(std::string_view socket_path, std::chrono::milliseconds wait) {
+  const std::string path(socket_path);
+  const std::string exit_file = SocketDirOf(path) + "/" + runtime_files::kExitName;
+  const auto until = Clock::now() + wait;
+  bool gone = false;
+  int accepted = 0;
+  while (true) {
+    std::ifstream in(exit_file);
+    std::string how;
+    if (in && std::getline(in, how) && !how.empty()) {
+      return "the runtime process died (" + how + ")";
+    }
+    if (!gone) {
+      // A runtime that only closed this connection still accepts new ones; a dead one does not
+      // (its listening socket closes with it, a moment after the connection we read EOF from:
+      // so only several accepted connects in a row mean it is alive).
+      gone = !Connect(path, Clock::now() + std::chrono::milliseconds(100)).has_value();
+      if (!gone && ++accepted >= 5) {
+        return "";
+      }
+    }
+    if (Clock::now() >= until) {
+      return gone ? "the runtime process died" : "";
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+}
+
+bool RuntimeReady(std::string_view socket_path, std::chrono::milliseconds connect_timeout) {
+  std::string path(socket_path);
+  const std::string dir = SocketDirOf(path);
   struct stat st {};
   if (::stat((dir + "/" + runtime_files::kReadyName).c_str(), &st) != 0) {
     return false;

@@ -248,12 +248,17 @@ struct Sidecar::Impl : std::enable_shared_from_this<Sidecar::Impl> {
         MarkRuntimeDown(false, generation);
         continue;
       }
+      out.kind = Kind::kCallError;
+      out.error = err.message;
       if (err.code == ErrorCode::kUnavailable) {
+        // Say that the runtime died (and how, when its supervisor wrote it down), not only what
+        // the socket saw.
+        if (std::string note = runtime.DeathNote(Millis(500)); !note.empty()) {
+          out.error += " (" + note + ")";
+        }
         MarkRuntimeDown(false,
                         generation);  // died mid-message: the next message waits for the restart
       }
-      out.kind = Kind::kCallError;
-      out.error = err.message;
       return out;
     }
   }

@@ -215,7 +215,7 @@ class LocalMeshTest(unittest.TestCase):
         os.remove(os.path.join(m.code, "gone.yaml"))
         m.write("slow.yaml", actor_yaml("slow", "steps.slow", env={"SLEEP": "0.01", "MARK": "v2"}))
         m.write("fresh.yaml", actor_yaml("fresh", "steps.tag"))
-        r = m.asya("up", m.code)
+        r = m.asya("up", m.code, "--prune")  # removal only with --prune (issue 11 item 6)
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
         self.assertIn("added:   fresh", r.stdout)
         self.assertIn("removed: gone", r.stdout)

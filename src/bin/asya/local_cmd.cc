@@ -29,6 +29,7 @@
 #include "asya/base/time_format.h"
 #include "asya/base/transport_kinds.h"
 #include "asya/local/apply.h"
+#include "asya/local/launch.h"
 #include "asya/local/send.h"
 #include "asya/local/status.h"
 #include "asya/local/supervisor.h"
@@ -152,6 +153,8 @@ struct UpArgs {
   std::string state_dir;
   std::string transport = transport_kind::kSqlite;
   bool detach = false;
+  bool prune = false;
+  double ready_timeout_s = 120;  // --timeout: how long --detach waits for ready-or-failing
   std::string restart_backoff;
 };
 
@@ -172,7 +175,7 @@ void PrintList(const char* label, const std::vector<std::string>& names, const c
 
 int ApplyToRunning(const UpArgs& args, const std::vector<actor::ActorSpec>& specs, int pid) {
   auto desired = local::NextDesired(PreviousDesired(args.state_dir), args.paths, args.transport,
-                                    /*running=*/true, args.state_dir);
+                                    /*running=*/true, args.state_dir, args.prune);
   if (!desired) {
     std::fprintf(stderr, "asya up: %s\n", desired.error().message.c_str());
     return kExitUsage;
@@ -200,12 +203,95 @@ int ApplyToRunning(const UpArgs& args, const std::vector<actor::ActorSpec>& spec
     PrintLines(st->last_error, "  ");
     return kExitFailed;
   }
-  const local::ApplySummary summary = local::SummariseApply(before, specs);
+  const local::ApplySummary summary = local::SummariseApply(before, specs, args.prune);
   std::printf("asya up: applied to the running mesh (pid %d, generation %lld)\n", pid,
               static_cast<long long>(desired->generation));
   PrintList("added:  ", summary.added, "");
   PrintList("kept:   ", summary.kept, " (restarted if their manifest changed)");
-  PrintList("removed:", summary.removed, "");
+  if (args.prune) {
+    PrintList("removed:", summary.removed, "");
+  } else if (!summary.undeclared.empty()) {
+    PrintList("running:", summary.undeclared, " (not in these manifests; --prune removes them)");
+  }
+  return kExitOk;
+}
+
+// spec.transport names a cluster's transport; asya up runs every actor on its own (DESIGN
+// precise 9). Say so once when a manifest names another one, so nobody expects a broker to be used.
+void NoteClusterTransports(const std::vector<actor::ActorSpec>& specs, const std::string& mesh) {
+  std::set<std::string> others;
+  for (const auto& a : specs) {
+    if (!a.transport.empty() && a.transport != mesh) {
+      others.insert(a.transport);
+    }
+  }
+  if (others.empty()) {
+    return;
+  }
+  std::string list;
+  for (const auto& t : others) {
+    list += (list.empty() ? "" : ", ") + t;
+  }
+  std::fprintf(stderr,
+               "asya up: note: spec.transport (%s) names a cluster's transport and is used by "
+               "asya render and the operator; asya up runs every actor on --transport %s "
+               "(spec.transport may be omitted here)\n",
+               list.c_str(), mesh.c_str());
+}
+
+std::string Joined(const std::vector<std::string>& names) {
+  std::string out;
+  for (const auto& n : names) {
+    out += (out.empty() ? "" : ", ") + n;
+  }
+  return out;
+}
+
+// Waits until every actor in `names` (empty = all) is ready or failing (progress on a terminal),
+// prints the `asya get actors` table of those actors and returns the exit code: 0 all ready,
+// 1 some failing (named, with `asya logs`), 3 some still starting after `timeout_s`.
+int ReportReadiness(const std::string& state_dir, const std::set<std::string>& names,
+                    double timeout_s) {
+  const bool tty = ::isatty(STDERR_FILENO) != 0;
+  const auto timeout = std::chrono::duration_cast<Clock::Duration>(
+      std::chrono::milliseconds(static_cast<int64_t>(timeout_s * 1000)));
+  const local::Readiness r = local::WaitReady(
+      state_dir, names, timeout,
+      [tty](const local::Readiness& now) {
+        if (tty) {
+          std::string waiting = now.starting.empty() ? "" : " (" + Joined(now.starting) + ")";
+          std::fprintf(
+              stderr, "\r\033[Kasya up: waiting for actors: %zu ready, %zu failing, %zu starting%s",
+              now.ready.size(), now.failing.size(), now.starting.size(), waiting.c_str());
+        }
+      },
+      SystemClock());
+  if (tty) {
+    std::fprintf(stderr, "\r\033[K");
+  }
+  if (auto st = ReadStatus(state_dir)) {
+    std::vector<local::ActorStatus> rows;
+    for (const auto& a : st->actors) {
+      if (names.empty() || names.count(a.name) != 0) {
+        rows.push_back(a);
+      }
+    }
+    std::string table = local::RenderTable(rows, WallMs(), /*wide=*/false);
+    std::fwrite(table.data(), 1, table.size(), stdout);
+  }
+  if (!r.failing.empty()) {
+    std::fprintf(stderr, "asya up: %zu actor%s failing: %s; see `asya logs %s`%s\n",
+                 r.failing.size(), r.failing.size() == 1 ? "" : "s", Joined(r.failing).c_str(),
+                 r.failing.front().c_str(), r.failing.size() == 1 ? "" : " (and the others' logs)");
+    return kExitFailed;
+  }
+  if (!r.starting.empty()) {
+    std::fprintf(stderr,
+                 "asya up: not ready within %.0fs: %s (still starting; follow with `asya get "
+                 "actors` and `asya logs ACTOR`)\n",
+                 timeout_s, Joined(r.starting).c_str());
+    return exit_code::kNothingArrived;
+  }
   return kExitOk;
 }
 
@@ -270,6 +356,7 @@ int Up(UpArgs args) {
   for (const auto& w : loaded->warnings) {
     std::fprintf(stderr, "asya up: warning: %s\n", w.c_str());
   }
+  NoteClusterTransports(loaded->actors, args.transport);
   Programs programs = LocatePrograms();
   for (const auto& [what, path] :
        {std::pair{"asya-sidecar", programs.sidecar}, std::pair{"asya-crew", programs.crew},
@@ -279,6 +366,23 @@ int Up(UpArgs args) {
       std::fprintf(stderr, "asya up: cannot find %s (looked at %s); build it or set its variable\n",
                    what, path.c_str());
       return kExitFailed;
+    }
+  }
+  {
+    // A runtime command that cannot be executed would only crash-loop (exit 127): refuse it now.
+    local::MeshLaunchSettings mesh;
+    mesh.state_dir = args.state_dir;
+    mesh.python_runtime = programs.python_runtime;
+    std::string problems;
+    for (const auto& a : loaded->actors) {
+      if (auto ok = local::CheckRuntimeProgram(a, mesh, env::GetOr("PATH", "")); !ok) {
+        problems += (problems.empty() ? "" : "\n") + ok.error().message;
+      }
+    }
+    if (!problems.empty()) {
+      std::fprintf(stderr, "asya up: refusing runtime commands that cannot be executed:\n");
+      PrintLines(problems, "  ");
+      return kExitUsage;
     }
   }
   std::error_code ec;
@@ -338,6 +442,7 @@ int Up(UpArgs args) {
     std::fprintf(stderr, "asya up: %s\n", st.error().message.c_str());
     return kExitFailed;
   }
+  const int ready_rc = ReportReadiness(args.state_dir, {}, args.ready_timeout_s);
   std::printf("asya up: mesh running in the background (pid %d): %zu actors + crew, transport %s\n",
               child, loaded->actors.size(), args.transport.c_str());
   std::printf(
@@ -347,7 +452,7 @@ int Up(UpArgs args) {
       args.state_dir == AbsoluteDir(DefaultStateDir())
           ? ""
           : (" --state-dir " + args.state_dir).c_str());
-  return kExitOk;
+  return ready_rc;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -376,14 +481,37 @@ int Down(const std::string& state_dir_arg, double timeout_s) {
   ::kill(pid, SIGTERM);
   auto deadline = std::chrono::steady_clock::now() +
                   std::chrono::milliseconds(static_cast<int64_t>(timeout_s * 1000));
+  const bool tty = ::isatty(STDERR_FILENO) != 0;
+  std::string shown;
+  auto next_progress = std::chrono::steady_clock::now();
   while (std::chrono::steady_clock::now() < deadline) {
     // The lock is released as the process exits; then wait for the exit itself (a zombie
     // waiting for PID 1 to reap it counts as gone).
     if (local::RunningSupervisorPid(state_dir) == 0 && !ProcessAlive(pid)) {
+      if (tty && !shown.empty()) {
+        std::fprintf(stderr, "\r\033[K");
+      }
       std::printf("asya down: mesh stopped (pid %d)\n", pid);
+      if (auto st = ReadStatus(state_dir)) {
+        std::string left = local::QueuedSummary(*st);
+        std::fwrite(left.data(), 1, left.size(), stdout);
+      }
       return kExitOk;
     }
+    if (std::chrono::steady_clock::now() >= next_progress) {
+      next_progress += std::chrono::milliseconds(500);
+      if (auto st = ReadStatus(state_dir); st && st->stopping) {
+        std::string line = local::DrainingLine(*st);
+        if (!line.empty() && line != shown) {
+          std::fprintf(stderr, tty ? "\r\033[Kasya down: %s" : "asya down: %s\n", line.c_str());
+          shown = line;
+        }
+      }
+    }
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  if (tty && !shown.empty()) {
+    std::fprintf(stderr, "\n");
   }
   std::fprintf(stderr, "asya down: the mesh did not stop within %.0fs; sending SIGKILL to %d\n",
                timeout_s, pid);
@@ -764,6 +892,11 @@ int Send(const SendArgs& args) {
     std::fprintf(stderr, "asya send: %s within %.0fs: %s (see asya get actors, asya logs ACTOR)\n",
                  sum.finals.empty() ? "no result" : "not every result", args.timeout_s,
                  which.c_str());
+    if (auto st = ReadStatus(state_dir)) {  // name the actors of the route that do not serve
+      if (std::string why = local::NotRunningOnRoute(*st, *actors); !why.empty()) {
+        std::fprintf(stderr, "asya send: %s\n", why.c_str());
+      }
+    }
   }
   return local::ExitCodeOf(sum.outcome);
 }
@@ -773,7 +906,8 @@ std::string HelpFooter(const std::string& cmd) {
   std::string ex;
   if (cmd == "up") {
     ex = "  asya up examples/text-pipeline/manifests --detach\n"
-         "  asya up my-actors/ another.yaml              # foreground; Ctrl-C stops the mesh";
+         "  asya up new.yaml [--prune]                   # on a running mesh: add/update (prune "
+         "the rest)";
   } else if (cmd == "down") {
     ex = "  asya down\n  asya down --state-dir /tmp/mesh --timeout 120";
   } else if (cmd == "get") {
@@ -812,6 +946,12 @@ int RunLocal(int argc, char** argv) {
         ->required();
     app.add_option("--transport", up.transport, "sqlite (default), rabbitmq or sqs");
     app.add_flag("--detach,-d", up.detach, "run in the background (stop with asya down)");
+    app.add_flag("--prune", up.prune,
+                 "on a running mesh, also stop actors these manifests do not declare (default: "
+                 "add and update only, like kubectl apply)");
+    app.add_option("--timeout", up.ready_timeout_s,
+                   "with --detach: seconds to wait until every actor is ready or failing "
+                   "(default 120; exit 1 when one is failing, 3 when one is still starting)");
     app.add_option("--restart-backoff", up.restart_backoff,
                    "first crash back-off, doubling to 5m (default 10s; ASYA_UP_RESTART_BACKOFF)");
   } else if (cmd == "down") {

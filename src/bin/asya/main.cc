@@ -12,7 +12,7 @@ void Usage(std::FILE* to) {
       "usage: asya <command> [args]      (asya <command> --help for its flags)\n"
       "\n"
       "local mesh (state dir: --state-dir, ASYA_STATE_DIR, default .asya):\n"
-      "  up PATH... [--transport T] [--detach]   run actors from AsyncActor manifests\n"
+      "  up PATH... [--transport T] [--detach] [--prune]   run actors from AsyncActor manifests\n"
       "  down                                    stop a detached mesh\n"
       "  get actors [-o wide|json]               status table\n"
       "  describe actor NAME                     one actor in detail\n"

@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <vector>
 
 #include <gtest/gtest.h>
 
@@ -299,17 +300,77 @@ TEST(Manifest, ScalingBlockWithoutEnabledMeansOn) {  // DESIGN precise behaviour
   EXPECT_FALSE(r->actors[0].scaling.enabled);
 }
 
-TEST(Manifest, WarnsAboutUnknownFieldsAndDisabledScaling) {
-  auto r = ParseManifests(
-      Actor("a", "  scaling:\n    enabled: false\n    minReplicas: 0\n    maxReplicaz: 3\n"),
-      "m.yaml", "/");
+TEST(Manifest, WarnsAboutDisabledScaling) {
+  auto r = ParseManifests(Actor("a", "  scaling:\n    enabled: false\n    minReplicas: 0\n"),
+                          "m.yaml", "/");
   ASSERT_TRUE(r) << r.error().message;
   std::string all;
   for (const auto& w : r->warnings) {
     all += w + "\n";
   }
-  EXPECT_NE(all.find("spec.scaling.maxReplicaz: unknown field"), std::string::npos) << all;
   EXPECT_NE(all.find("spec.scaling.enabled: is false"), std::string::npos) << all;
+}
+
+// Issue 11 item 7: misspelt fields are refused (as the CRD's strict validation does), naming
+// file, actor and field, with the closest known name.
+TEST(Manifest, RefusesMisspeltFieldsWithASuggestion) {
+  struct Case {
+    std::string spec_extra;
+    std::string line;
+  };
+  const std::vector<Case> cases = {
+      {"  scalling:\n    enabled: true\n",
+       "m.yaml: actor \"a\": spec.scalling: unknown field; did you mean `scaling`?"},
+      {"  scaling:\n    minReplica: 0\n",
+       "m.yaml: actor \"a\": spec.scaling.minReplica: unknown field; did you mean "
+       "`minReplicas`?"},
+      {"  scaling:\n    maxReplicaz: 3\n",
+       "m.yaml: actor \"a\": spec.scaling.maxReplicaz: unknown field; did you mean "
+       "`maxReplicas`?"},
+      {"  timeout:\n    procesing: 5\n",
+       "m.yaml: actor \"a\": spec.timeout.procesing: unknown field; did you mean `processing`?"},
+      {"  retry:\n    maxAttempt: 3\n",
+       "m.yaml: actor \"a\": spec.retry.maxAttempt: unknown field; did you mean `maxAttempts`?"},
+      {"  sidecar:\n    concurency: 2\n",
+       "m.yaml: actor \"a\": spec.sidecar.concurency: unknown field; did you mean `concurrency`?"},
+      {"  scaling:\n    advanced:\n      fromula: x\n",
+       "spec.scaling.advanced.fromula: unknown field; did you mean `formula`?"},
+      {"  colour: blue\n",
+       "spec.colour: unknown field (known: transport, sidecar, timeout, scaling, workload, "
+       "retry, maxDeliveries)"},
+  };
+  for (const auto& c : cases) {
+    std::string e = ErrorOf(Actor("a", c.spec_extra));
+    EXPECT_NE(e.find(c.line), std::string::npos) << c.spec_extra << "\n" << e;
+  }
+  std::string text = Actor("a");
+  text.replace(text.find("  workload:\n"), 12, "  workload:\n    replica: 2\n");
+  std::string e = ErrorOf(text);
+  EXPECT_NE(e.find("spec.workload.replica: unknown field; did you mean `replicas`?"),
+            std::string::npos)
+      << e;
+  e = ErrorOf("sepc: {}\n" + Actor("a"));
+  EXPECT_NE(e.find("m.yaml: actor \"a\": sepc: unknown field; did you mean `spec`?"),
+            std::string::npos)
+      << e;
+  // metadata and the pod template are free-form as on a cluster.
+  EXPECT_EQ(ErrorOf(Actor("a", "", "            imagePullPolicy: Always\n")), "");
+}
+
+TEST(Manifest, UnknownFieldTextSuggestsOnlyCloseNames) {
+  EXPECT_EQ(UnknownFieldText("minReplica", {"minReplicas", "maxReplicas"}),
+            "unknown field; did you mean `minReplicas`?");
+  EXPECT_EQ(UnknownFieldText("QueueLength", {"queueLength"}),
+            "unknown field; did you mean `queueLength`?");
+  EXPECT_EQ(UnknownFieldText("zzz", {"image", "env"}), "unknown field (known: image, env)");
+}
+
+TEST(Manifest, EmptyTransportIsFineForUp) {
+  std::string text = Actor("a");
+  text.replace(text.find("  transport: rabbitmq\n"), 22, "  transport: \"\"\n");
+  EXPECT_EQ(ErrorOf(text), "");
+  EXPECT_NE(ErrorOf(text, /*require_transport=*/true).find("spec.transport: is required"),
+            std::string::npos);
 }
 
 // ---- values files ----
@@ -651,7 +712,6 @@ TEST(Refusals, EveryMessageNamesFileActorAndField) {
        p + "spec.scaling.advanced.target: is required with a formula"},
       {"  scaling:\n    advanced:\n      metricType: Max\n", "", "",
        p + "spec.scaling.advanced.metricType: must be one of AverageValue, Value, Utilization"},
-      {"  transport: \"\"\n", "", "", p + "spec.transport: is required"},
       {"",
        "            volumeMounts:\n              - name: x\n"
        "                mountPath: /opt/asya/asya_runtime.py\n",
@@ -675,19 +735,20 @@ TEST(Refusals, EveryMessageNamesFileActorAndField) {
   }
 }
 
-TEST(Refusals, UnknownFieldsWarnEverywhereWeRead) {
-  auto r = ParseManifests(Actor("a",
-                                "  sidecar:\n    concurency: 2\n"
-                                "  retry:\n    attempts: 2\n  maxDelivery: 3\n"),
-                          "m.yaml", "/");
-  ASSERT_TRUE(r) << r.error().message;
-  std::string all;
-  for (const auto& w : r->warnings) {
-    all += w + "\n";
-  }
-  EXPECT_NE(all.find("spec.sidecar.concurency: unknown field"), std::string::npos) << all;
-  EXPECT_NE(all.find("spec.retry.attempts: unknown field"), std::string::npos) << all;
-  EXPECT_NE(all.find("spec.maxDelivery: unknown field"), std::string::npos) << all;
+TEST(Refusals, UnknownFieldsAreRefusedEverywhereWeRead) {
+  std::string all = ErrorOf(Actor("a",
+                                  "  sidecar:\n    concurency: 2\n"
+                                  "  retry:\n    attempts: 2\n  maxDelivery: 3\n"));
+  EXPECT_NE(all.find("m.yaml: actor \"a\": spec.sidecar.concurency: unknown field; did you mean "
+                     "`concurrency`?"),
+            std::string::npos)
+      << all;
+  EXPECT_NE(all.find("spec.retry.attempts: unknown field; did you mean `maxAttempts`?"),
+            std::string::npos)
+      << all;
+  EXPECT_NE(all.find("spec.maxDelivery: unknown field; did you mean `maxDeliveries`?"),
+            std::string::npos)
+      << all;
 }
 
 TEST(Values, ScalingWithoutEnabledIsOnAndNewFieldsPassThrough) {
@@ -731,4 +792,68 @@ TEST(Load, CrewManifestsAreKeptForRender) {
 }
 
 }  // namespace
+TEST(Values, MisspeltKeysAreRefusedNamingTheActor) {
+  std::string text = R"(
+transport: sqs
+defualt:
+  image: x
+default:
+  handler: a.b
+  scalling: {}
+actors:
+  - name: first
+    handler: first.handle
+    minReplica: 1
+    scaling:
+      minReplica: 0
+)";
+  auto r = ParseManifests(text, "values.yaml", "/v");
+  ASSERT_FALSE(r);
+  const std::string& e = r.error().message;
+  EXPECT_NE(e.find("values.yaml: defualt: unknown field; did you mean `default`?"),
+            std::string::npos)
+      << e;
+  EXPECT_NE(e.find("values.yaml: default.scalling: unknown field; did you mean `scaling`?"),
+            std::string::npos)
+      << e;
+  EXPECT_NE(e.find("values.yaml: actors[0]: actor \"first\": minReplica: unknown field"),
+            std::string::npos)
+      << e;
+  EXPECT_NE(e.find("values.yaml: actors[0]: actor \"first\": spec.scaling.minReplica: unknown "
+                   "field; did you mean `minReplicas`?"),
+            std::string::npos)
+      << e;
+}
+
+// Issue 11 item 15: ASYA_RUNTIME_TIMEOUT in either container is the timeout of both processes.
+TEST(Manifest, RuntimeTimeoutFromEitherContainerReachesTheSidecar) {
+  auto r = ParseManifests(
+      Actor("a", "", "              - name: ASYA_RUNTIME_TIMEOUT\n                value: 1s\n"),
+      "m.yaml", "/");
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(EffectiveRuntimeTimeout(r->actors[0]), "1s");
+  bool found = false;
+  for (const auto& e : SidecarSpecEnv(r->actors[0])) {
+    if (e.name == "ASYA_RUNTIME_TIMEOUT") {
+      EXPECT_EQ(e.value, "1s");
+      found = true;
+    }
+  }
+  EXPECT_TRUE(found);
+  r = ParseManifests(Actor("a", "  timeout:\n    processing: 7\n"), "m.yaml", "/");
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(EffectiveRuntimeTimeout(r->actors[0]), "7s");
+  std::string e = ErrorOf(
+      Actor("a", "  sidecar:\n    env:\n      - name: ASYA_RUNTIME_TIMEOUT\n        value: 5s\n",
+            "              - name: ASYA_RUNTIME_TIMEOUT\n                value: 1s\n"));
+  EXPECT_NE(e.find("m.yaml: actor \"a\": spec.sidecar.env[ASYA_RUNTIME_TIMEOUT]: is 5s but the "
+                   "asya-runtime container sets 1s"),
+            std::string::npos)
+      << e;
+  e = ErrorOf(Actor("a", "",
+                    "              - name: ASYA_RUNTIME_TIMEOUT\n                value: "
+                    "soon\n"));
+  EXPECT_NE(e.find("env[ASYA_RUNTIME_TIMEOUT]"), std::string::npos) << e;
+}
+
 }  // namespace asya::actor

@@ -79,7 +79,7 @@ TEST(PlanApply, AddsUpdatesKeepsAndRemoves) {
       {"going", Spec("going").Fingerprint(), /*removing=*/true},
       {"same", Spec("same").Fingerprint(), false},
   };
-  ApplyPlan plan = PlanApply(running, desired);
+  ApplyPlan plan = PlanApply(running, desired, /*prune=*/true);
   ASSERT_EQ(plan.changes.size(), 4u);
   using K = ActorChange::Kind;
   EXPECT_EQ(plan.changes[0].kind, K::kAdd);
@@ -93,6 +93,20 @@ TEST(PlanApply, AddsUpdatesKeepsAndRemoves) {
   }
   // "going" is already being removed: not removed twice.
   EXPECT_EQ(plan.removed, std::vector<std::string>{"gone"});
+  EXPECT_TRUE(plan.undeclared.empty());
+}
+
+// Issue 11 item 6: like `kubectl apply`, an apply without --prune only adds and updates.
+TEST(PlanApply, WithoutPruneUndeclaredActorsKeepRunning) {
+  std::vector<RunningActor> running = {{"a", Spec("a").Fingerprint(), false},
+                                       {"b", Spec("b").Fingerprint(), false},
+                                       {"going", Spec("going").Fingerprint(), true}};
+  ApplyPlan plan = PlanApply(running, {Spec("a", 99), Spec("c")});
+  ASSERT_EQ(plan.changes.size(), 2u);
+  EXPECT_EQ(plan.changes[0].kind, ActorChange::Kind::kUpdate);
+  EXPECT_EQ(plan.changes[1].kind, ActorChange::Kind::kAdd);
+  EXPECT_TRUE(plan.removed.empty());
+  EXPECT_EQ(plan.undeclared, std::vector<std::string>{"b"});
 }
 
 TEST(PlanApply, OnlyTheSourceChangedIsAKeep) {
@@ -104,16 +118,55 @@ TEST(PlanApply, OnlyTheSourceChangedIsAKeep) {
 }
 
 TEST(PlanApply, EmptyDesiredRemovesEverything) {
-  ApplyPlan plan = PlanApply({{"a", "x", false}, {"b", "y", false}}, {});
+  ApplyPlan plan = PlanApply({{"a", "x", false}, {"b", "y", false}}, {}, /*prune=*/true);
   EXPECT_TRUE(plan.changes.empty());
   EXPECT_EQ(plan.removed, (std::vector<std::string>{"a", "b"}));
 }
 
 TEST(SummariseApply, AddedKeptRemoved) {
-  ApplySummary s = SummariseApply({"a", "b", "c"}, {Spec("b"), Spec("d"), Spec("a")});
+  ApplySummary s =
+      SummariseApply({"a", "b", "c"}, {Spec("b"), Spec("d"), Spec("a")}, /*prune=*/true);
   EXPECT_EQ(s.added, std::vector<std::string>{"d"});
   EXPECT_EQ(s.kept, (std::vector<std::string>{"b", "a"}));
   EXPECT_EQ(s.removed, std::vector<std::string>{"c"});
+  s = SummariseApply({"a", "b", "c"}, {Spec("b"), Spec("d"), Spec("a")});
+  EXPECT_TRUE(s.removed.empty());
+  EXPECT_EQ(s.undeclared, std::vector<std::string>{"c"});
+}
+
+TEST(NextDesired, CarriesPrune) {
+  auto d = NextDesired(std::nullopt, {"/m"}, "sqlite", /*running=*/true, "/s", /*prune=*/true);
+  ASSERT_TRUE(d.has_value());
+  EXPECT_TRUE(d->prune);
+  auto round = DecodeDesired(EncodeDesired(*d));
+  ASSERT_TRUE(round.has_value());
+  EXPECT_TRUE(round->prune);
+  EXPECT_FALSE(DecodeDesired(R"({"generation":1,"paths":[]})")->prune);
+}
+
+// Issue 11 item 4: `asya up --detach` waits until each actor is ready or failing.
+TEST(CheckReadiness, ReadyFailingStarting) {
+  MeshStatus st;
+  auto actor = [](const std::string& name, int ready, int total, int desired, int failing) {
+    ActorStatus a;
+    a.name = name;
+    a.ready = ready;
+    a.total = total;
+    a.desired = desired;
+    a.failing = failing;
+    return a;
+  };
+  st.actors = {actor("ok", 2, 2, 2, 0), actor("napping", 0, 0, 0, 0), actor("broken", 0, 1, 1, 1),
+               actor("half", 1, 2, 2, 0), actor("partly-broken", 1, 2, 2, 1)};
+  Readiness r = CheckReadiness(st, {});
+  EXPECT_EQ(r.ready, (std::vector<std::string>{"ok", "napping"}));
+  EXPECT_EQ(r.failing, (std::vector<std::string>{"broken", "partly-broken"}));
+  EXPECT_EQ(r.starting, std::vector<std::string>{"half"});
+  EXPECT_FALSE(r.Settled());
+  r = CheckReadiness(st, {"ok", "broken", "not-yet"});
+  EXPECT_EQ(r.ready, std::vector<std::string>{"ok"});
+  EXPECT_EQ(r.failing, std::vector<std::string>{"broken"});
+  EXPECT_EQ(r.starting, std::vector<std::string>{"not-yet"});
 }
 
 class ApplyFiles : public ::testing::Test {
@@ -168,6 +221,30 @@ TEST_F(ApplyFiles, WaitAppliedTimesOut) {
   ASSERT_FALSE(st.has_value());
   EXPECT_EQ(st.error().code, ErrorCode::kDeadlineExceeded);
   EXPECT_GE(clock.Slept(), std::chrono::seconds(30));
+}
+
+TEST_F(ApplyFiles, WaitReadyReturnsOnceSettledOrTimedOut) {
+  MeshStatus st;
+  st.pid = 77;
+  ActorStatus a;
+  a.name = "slow";
+  a.total = 1;
+  a.desired = 1;  // starting: not ready yet
+  st.actors.push_back(a);
+  ASSERT_TRUE(WriteFileAtomic(StatusPath(dir_), EncodeMeshStatus(st)).has_value());
+  ManualClock clock;
+  int polls = 0;
+  Readiness r = WaitReady(
+      dir_, {}, std::chrono::seconds(10), [&](const Readiness&) { ++polls; }, clock);
+  EXPECT_EQ(r.starting, std::vector<std::string>{"slow"});
+  EXPECT_GE(clock.Slept(), std::chrono::seconds(10));
+  EXPECT_GT(polls, 1);
+  st.actors[0].failing = 1;
+  ASSERT_TRUE(WriteFileAtomic(StatusPath(dir_), EncodeMeshStatus(st)).has_value());
+  ManualClock again;
+  r = WaitReady(dir_, {}, std::chrono::seconds(10), nullptr, again);
+  EXPECT_EQ(r.failing, std::vector<std::string>{"slow"});
+  EXPECT_EQ(again.Slept(), Clock::Duration::zero());
 }
 
 TEST_F(ApplyFiles, WaitAppliedReportsAnExitedSupervisor) {

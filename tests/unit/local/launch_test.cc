@@ -1,12 +1,18 @@
 // Launch specs of a replica: argv, environment and working directory, without forking.
 #include "asya/local/launch.h"
 
+#include <filesystem>
+#include <fstream>
+
 #include <gtest/gtest.h>
 
 #include "asya/local/supervisor.h"
+#include "support/temp_dir.h"
 
 namespace asya::local {
 namespace {
+
+namespace fs = std::filesystem;
 
 MeshLaunchSettings Mesh(std::string kind = "sqlite") {
   MeshLaunchSettings m;
@@ -67,6 +73,59 @@ TEST(Launch, NoProcessingTimeoutLeavesTheRuntimeDefault) {
   a.processing_timeout_s = 0;
   EXPECT_EQ(EnvValue(RuntimeLaunchSpec(a, Mesh(), "/s").env, "ASYA_RUNTIME_TIMEOUT"), "");
   EXPECT_EQ(EnvValue(SidecarLaunchSpec(a, Mesh(), "/s").env, "ASYA_RUNTIME_TIMEOUT"), "");
+}
+
+// Issue 11 item 15: wherever the manifest sets the timeout, runtime and sidecar get one value.
+TEST(Launch, RuntimeAndSidecarShareOneTimeout) {
+  actor::ActorSpec a = Spec();  // spec.timeout.processing 30
+  auto both = [](const actor::ActorSpec& s) {
+    return std::pair{EnvValue(RuntimeLaunchSpec(s, Mesh(), "/s").env, "ASYA_RUNTIME_TIMEOUT"),
+                     EnvValue(SidecarLaunchSpec(s, Mesh(), "/s").env, "ASYA_RUNTIME_TIMEOUT")};
+  };
+  EXPECT_EQ(both(a), (std::pair<std::string, std::string>{"30s", "30s"}));
+  actor::ActorSpec in_runtime = a;
+  in_runtime.runtime_env.push_back({"ASYA_RUNTIME_TIMEOUT", "1s"});
+  EXPECT_EQ(both(in_runtime), (std::pair<std::string, std::string>{"1s", "1s"}));
+  actor::ActorSpec in_sidecar = a;
+  in_sidecar.sidecar_env.push_back({"ASYA_RUNTIME_TIMEOUT", "2500ms"});
+  EXPECT_EQ(both(in_sidecar), (std::pair<std::string, std::string>{"2500ms", "2500ms"}));
+}
+
+// Issue 11 item 9: a runtime command that cannot be executed is refused before anything starts.
+TEST(Launch, CheckRuntimeProgramNamesThePath) {
+  test::TempDir dir;
+  actor::ActorSpec a = Spec();
+  a.source = "/m/rt.yaml";
+  a.directory = dir.path();
+  a.local_command = {"../nowhere/rt", "--flag"};
+  auto st = CheckRuntimeProgram(a, Mesh(), "/usr/bin:/bin");
+  ASSERT_FALSE(st.has_value());
+  const std::string missing = fs::path(dir.path()).parent_path().string() + "/nowhere/rt";
+  EXPECT_EQ(
+      st.error().message,
+      "/m/rt.yaml: actor \"doubler\": metadata.annotations[asya.sh/local-command]: " + missing +
+          ": no such file (build it first, or fix the path: a relative path is relative to "
+          "the manifest's directory)");
+  const std::string rt = dir.path() + "/rt";
+  { std::ofstream(rt) << "#!/bin/sh\n"; }
+  a.local_command = {"./rt"};
+  st = CheckRuntimeProgram(a, Mesh(), "");
+  ASSERT_FALSE(st.has_value());
+  EXPECT_NE(st.error().message.find(rt + ": not an executable file"), std::string::npos)
+      << st.error().message;
+  fs::permissions(rt, fs::perms::owner_all);
+  EXPECT_TRUE(CheckRuntimeProgram(a, Mesh(), "").has_value());
+  a.local_command = {"rt"};  // a bare name: looked up on PATH
+  EXPECT_TRUE(CheckRuntimeProgram(a, Mesh(), "/nonexistent:" + dir.path()).has_value());
+  st = CheckRuntimeProgram(a, Mesh(), "/nonexistent");
+  ASSERT_FALSE(st.has_value());
+  EXPECT_NE(st.error().message.find("rt: not found on PATH"), std::string::npos);
+  actor::ActorSpec py = Spec();
+  py.python_executable = "no-such-python";
+  st = CheckRuntimeProgram(py, Mesh(), "/usr/bin:/bin");
+  ASSERT_FALSE(st.has_value());
+  EXPECT_NE(st.error().message.find("spec.workload.pythonExecutable: no-such-python: not found"),
+            std::string::npos);
 }
 
 TEST(Launch, RuntimeConcurrencyFollowsTheSidecars) {

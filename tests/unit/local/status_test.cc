@@ -170,6 +170,69 @@ TEST(Status, DescribeShowsReplicasAndEvents) {
   EXPECT_NE(d.find("Crashed"), std::string::npos) << d;
 }
 
+// Issue 11 item 1: describe shows the retry policy in force (and it survives the status file).
+TEST(Status, DescribeShowsThePolicyInForce) {
+  ActorStatus a = A(1, 1, 1);
+  a.policy = {"1s", "1", "1s", "5m", "", "5"};
+  std::string d = RenderDescribe(a, kNow);
+  EXPECT_NE(d.find("Timeout:         1s (ASYA_RUNTIME_TIMEOUT of runtime and sidecar)"),
+            std::string::npos)
+      << d;
+  EXPECT_NE(d.find("Retry:           no retry (maxAttempts 1): a failed message goes to "
+                   "error-end; set spec.retry.maxAttempts to retry"),
+            std::string::npos)
+      << d;
+  EXPECT_NE(d.find("Max deliveries:  5 (then asya-x-dlq)"), std::string::npos) << d;
+  a.policy = {"30s", "4", "200ms", "10s", "ValueError,KeyError", "3"};
+  MeshStatus m;
+  m.actors.push_back(a);
+  auto back = DecodeMeshStatus(EncodeMeshStatus(m));
+  ASSERT_TRUE(back) << back.error().message;
+  d = RenderDescribe(back->actors[0], kNow);
+  EXPECT_NE(d.find("Retry:           up to 4 attempts, back-off 200ms doubling to 10s; not "
+                   "retried: ValueError,KeyError"),
+            std::string::npos)
+      << d;
+}
+
+// Issue 11 item 8: `asya down`'s progress line and summary.
+TEST(Status, DrainingLineAndQueuedSummary) {
+  MeshStatus m;
+  ActorStatus slow = A(0, 0, 0);
+  slow.name = "slow";
+  slow.processing = 1;
+  slow.queued = 3;
+  slow.replicas.push_back({0, "Stopping", false, false, 11, 12, 0, 0, "", "", "", kNow});
+  ActorStatus idle = A(0, 0, 0);
+  idle.name = "idle";
+  m.actors = {idle, slow};
+  EXPECT_EQ(DrainingLine(m), "draining slow (1 in-flight message, 1 replica)");
+  EXPECT_EQ(QueuedSummary(m),
+            "  left queued (processed when the mesh runs again):\n"
+            "    slow   4 messages   (queue asya-slow)\n");
+  m.actors = {idle};
+  EXPECT_EQ(DrainingLine(m), "");
+  EXPECT_EQ(QueuedSummary(m), "  nothing left queued\n");
+}
+
+// Issue 11 item 4: a `send --wait` that times out names the actors of the route not running.
+TEST(Status, NotRunningOnRoute) {
+  MeshStatus m;
+  ActorStatus ok = A(1, 1, 1);
+  ok.name = "ok";
+  ActorStatus broken = A(0, 1, 1);
+  broken.name = "broken";
+  broken.failing = 1;
+  broken.status = "RuntimeError";
+  ActorStatus napping = A(0, 0, 0);
+  napping.name = "napping";
+  m.actors = {ok, broken, napping};
+  EXPECT_EQ(NotRunningOnRoute(m, {"ok", "broken", "nosuch", "napping", "broken"}),
+            "not running on the route: broken (RuntimeError: see `asya logs broken`), nosuch "
+            "(not part of the mesh)");
+  EXPECT_EQ(NotRunningOnRoute(m, {"ok", "napping"}), "");
+}
+
 // ---- Replica phases ----
 
 ReplicaObservation Up(int index = 0) {

@@ -11,7 +11,10 @@
 // Validation follows the operator (rules V1-V4) plus the "desired" rules of the reference
 // (min <= max, queueLength >= 1, DNS-1123 names, reserved env/volumes/mounts, non-negative
 // timeouts, containers with name + image, no duplicates) and our additions (concurrency, retry
-// policy, max deliveries, visibility). Every error names the file, the actor and the field:
+// policy, max deliveries, visibility). Unknown fields (outside metadata and the pod template) are
+// refused as the CRD's strict validation and the chart's values.schema.json do, with the closest
+// known name: "spec.scaling.minReplica: unknown field; did you mean `minReplicas`?". Every error
+// names the file, the actor and the field:
 //   "<file>: actor \"<name>\": <field>: <text>"
 // Pure: reads files, nothing else.
 //
@@ -27,6 +30,7 @@
 //   (2 x processing).
 #pragma once
 
+#include <initializer_list>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -116,8 +120,16 @@ struct ActorSpec {
   [[nodiscard]] bool IsEndActor() const;
 };
 
+inline constexpr std::string_view kRuntimeTimeoutVar = "ASYA_RUNTIME_TIMEOUT";
+
+// The one handler timeout both the runtime and the sidecar get (as ASYA_RUNTIME_TIMEOUT): the
+// variable from spec.sidecar.env, else from the asya-runtime container's env, else
+// spec.timeout.processing ("<n>s"); "" when none (processing 0). Two different values in the two
+// containers are refused when parsing.
+std::string EffectiveRuntimeTimeout(const ActorSpec& spec);
+
 // The sidecar environment that follows from the spec alone, in order: ASYA_ACTOR_NAME,
-// ASYA_IS_END_ACTOR (end actors only), ASYA_RUNTIME_TIMEOUT (when processing > 0),
+// ASYA_IS_END_ACTOR (end actors only), ASYA_RUNTIME_TIMEOUT (EffectiveRuntimeTimeout, when set),
 // ASYA_SIDECAR_CONCURRENCY, ASYA_RETRY_MAX_ATTEMPTS, ASYA_RETRY_BACKOFF, ASYA_RETRY_MAX_BACKOFF,
 // ASYA_RETRY_NON_RETRYABLE (comma-joined, when not empty), ASYA_MAX_DELIVERIES,
 // ASYA_VISIBILITY_TIMEOUT (when > 0). The one mapping both `asya up` and render use; where the
@@ -128,7 +140,7 @@ std::vector<EnvVar> EffectiveSidecarEnv(const ActorSpec& spec);
 
 struct LoadResult {
   std::vector<ActorSpec> actors;
-  std::vector<std::string> warnings;  // e.g. unknown fields, ignored crew manifests
+  std::vector<std::string> warnings;  // e.g. ignored crew manifests, valueFrom, KEDA-only fields
 };
 
 struct ParseOptions {
@@ -153,6 +165,10 @@ Result<LoadResult> ParseManifests(std::string_view text, const std::string& sour
 // ActorSpec::pod_template is. Errors: kInvalidArgument "<source>:<line>: invalid YAML: ...".
 Result<std::vector<nlohmann::json>> ParseYamlDocuments(std::string_view text,
                                                        const std::string& source);
+
+// "unknown field; did you mean `<closest>`?" when a known name is within a few edits of `key`
+// (case-insensitive Damerau-Levenshtein), else "unknown field (known: a, b, ...)".
+std::string UnknownFieldText(std::string_view key, std::initializer_list<std::string_view> known);
 
 // DNS-1123 label check used for actor names: lowercase alphanumerics and '-', starting with a
 // letter, ending with an alphanumeric, at most 253 characters.

@@ -11,6 +11,10 @@ namespace asya::runtime_files {
 inline constexpr char kSocketName[] = "asya-runtime.sock";
 // Created by the runtime once it accepts connections; removed when it stops.
 inline constexpr char kReadyName[] = "runtime-ready";
+// Written by a supervisor that reaped the runtime (`asya up`): how it ended, "exit 1" or
+// "signal 9 (SIGKILL)"; removed before the runtime starts again. The sidecar puts it into the
+// error of the message the runtime was processing.
+inline constexpr char kExitName[] = "runtime-exit";
 // ASYA_SOCKET_DIR when unset (a pod's shared emptyDir).
 inline constexpr char kDefaultSocketDir[] = "/var/run/asya";
 

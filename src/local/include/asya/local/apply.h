@@ -1,11 +1,13 @@
 // The up/apply protocol between `asya up` and the supervisor, in one place:
 //
-//   1. `asya up PATHS` computes the next desired state (NextDesired: generation + 1, the paths,
-//      the transport; a running mesh keeps its transport) and writes <state>/desired.json.
+//   1. `asya up PATHS [--prune]` computes the next desired state (NextDesired: generation + 1, the
+//      paths, the transport, prune; a running mesh keeps its transport) and writes
+//      <state>/desired.json.
 //   2. A running supervisor gets SIGHUP (SignalAndWaitApplied); otherwise a new one starts.
 //   3. The supervisor reads desired.json (ReadDesired), diffs it against the actors it runs
 //      (PlanApply), applies the plan and writes status.json with that generation; a refused
-//      change leaves the running mesh alone and sets status.last_error.
+//      change leaves the running mesh alone and sets status.last_error. Like `kubectl apply`,
+//      running actors the paths do not declare are kept unless `prune` is set.
 //   4. `asya up` waits (WaitApplied) until status.json shows the supervisor's pid with that
 //      generation or later, or until the supervisor exits, and prints SummariseApply's lists.
 //
@@ -27,11 +29,12 @@
 
 namespace asya::local {
 
-// <state>/desired.json: {"generation": N, "paths": [...], "transport": "sqlite"}.
+// <state>/desired.json: {"generation": N, "paths": [...], "transport": "sqlite", "prune": false}.
 struct DesiredState {
   int64_t generation = 0;
   std::vector<std::string> paths;  // absolute manifest paths
   std::string transport = "sqlite";
+  bool prune = false;  // stop running actors the paths do not declare (`asya up --prune`)
 };
 std::string EncodeDesired(const DesiredState& d);
 Result<DesiredState> DecodeDesired(const std::string& json);
@@ -43,7 +46,7 @@ Status WriteDesired(const std::string& state_dir, const DesiredState& d);
 // (`running`), its transport cannot change: kFailedPrecondition naming both transports.
 Result<DesiredState> NextDesired(const std::optional<DesiredState>& previous,
                                  std::vector<std::string> paths, const std::string& transport,
-                                 bool running, const std::string& state_dir);
+                                 bool running, const std::string& state_dir, bool prune = false);
 
 // Where applying generation N stands, from the latest status.json (nullopt = none readable).
 enum class ApplyProgress {
@@ -86,19 +89,42 @@ struct ActorChange {
   bool redeclared = false;  // was being removed; declared again
 };
 struct ApplyPlan {
-  std::vector<ActorChange> changes;  // one per desired spec, in order
-  std::vector<std::string> removed;  // running, no longer declared, not already removing
+  std::vector<ActorChange> changes;     // one per desired spec, in order
+  std::vector<std::string> removed;     // running, not declared, not already removing (prune)
+  std::vector<std::string> undeclared;  // the same without prune: kept running as they are
 };
 ApplyPlan PlanApply(const std::vector<RunningActor>& running,
-                    const std::vector<actor::ActorSpec>& desired);
+                    const std::vector<actor::ActorSpec>& desired, bool prune = false);
 
 // What `asya up` reports after applying to a running mesh (user actors only, sorted as given).
 struct ApplySummary {
   std::vector<std::string> added;
-  std::vector<std::string> kept;  // restarted when their manifest changed
-  std::vector<std::string> removed;
+  std::vector<std::string> kept;        // restarted when their manifest changed
+  std::vector<std::string> removed;     // with prune
+  std::vector<std::string> undeclared;  // without prune: running, not in the paths, left alone
 };
 ApplySummary SummariseApply(const std::set<std::string>& before,
-                            const std::vector<actor::ActorSpec>& desired);
+                            const std::vector<actor::ActorSpec>& desired, bool prune = false);
+
+// ---- Readiness after an apply (`asya up --detach`, `asya up` on a running mesh) ----
+
+// Where the actors stand: ready = every desired replica ready (a napping actor, desired 0, is
+// ready); failing = a replica crash-looping (RuntimeError / SidecarError); starting = neither yet.
+struct Readiness {
+  std::vector<std::string> ready;
+  std::vector<std::string> failing;
+  std::vector<std::string> starting;
+  [[nodiscard]] bool Settled() const { return starting.empty(); }
+};
+// The actors named in `names` (empty = every actor of `status`, crew included), in status order;
+// a named actor missing from `status` is starting.
+Readiness CheckReadiness(const MeshStatus& status, const std::set<std::string>& names);
+
+// Polls status.json until CheckReadiness is settled or `timeout` passes on `clock`; calls
+// `progress` (may be empty) after each poll. Returns the last readiness (starting not empty =
+// timed out). An unreadable status.json counts as every named actor starting.
+Readiness WaitReady(const std::string& state_dir, const std::set<std::string>& names,
+                    Clock::Duration timeout, const std::function<void(const Readiness&)>& progress,
+                    Clock& clock);
 
 }  // namespace asya::local

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "asya/actor/manifest.h"
+#include "asya/base/result.h"
 
 namespace asya::local {
 
@@ -39,6 +40,13 @@ LaunchSpec RuntimeLaunchSpec(const actor::ActorSpec& spec, const MeshLaunchSetti
 // ASYA_QUEUE_AUTO_CREATE=true, then spec.sidecar.env (which may override any of them).
 LaunchSpec SidecarLaunchSpec(const actor::ActorSpec& spec, const MeshLaunchSettings& mesh,
                              const std::string& socket_dir);
+
+// Checks, before anything starts, that the runtime's program (RuntimeLaunchSpec's argv[0]) can be
+// executed: a path must name an executable regular file, a bare name must be found on `path_env`
+// (the PATH the supervisor passes on). kInvalidArgument naming file, actor, field and path, e.g.
+// "<file>: actor \"x\": metadata.annotations[asya.sh/local-command]: /p/build/rt: no such file".
+Status CheckRuntimeProgram(const actor::ActorSpec& spec, const MeshLaunchSettings& mesh,
+                           const std::string& path_env);
 
 // The runtime's command as `asya describe` shows it (the manifest's words, unresolved).
 std::string RuntimeCommandLine(const actor::ActorSpec& spec, const std::string& python_runtime);

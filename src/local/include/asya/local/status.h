@@ -35,6 +35,20 @@ struct ActorEvent {
   std::string message;
 };
 
+// What an actor's sidecar and runtime run with, as `asya describe actor` shows it: the values of
+// the variables the replicas get (spec fields, then the containers' env), not the spec's fields.
+struct ActorPolicy {
+  std::string runtime_timeout;      // ASYA_RUNTIME_TIMEOUT of runtime and sidecar ("" = default)
+  std::string retry_max_attempts;   // ASYA_RETRY_MAX_ATTEMPTS (1 = no retry)
+  std::string retry_backoff;        // ASYA_RETRY_BACKOFF
+  std::string retry_max_backoff;    // ASYA_RETRY_MAX_BACKOFF
+  std::string retry_non_retryable;  // ASYA_RETRY_NON_RETRYABLE (comma-separated)
+  std::string max_deliveries;       // ASYA_MAX_DELIVERIES
+};
+// "no retry: a failed message goes to error-end (set spec.retry.maxAttempts to retry)", or
+// "up to 5 attempts, back-off 100ms doubling to 5m; not retried: ValueError".
+std::string DescribeRetry(const ActorPolicy& p);
+
 struct ActorStatus {
   std::string name;
   std::string source;
@@ -66,6 +80,7 @@ struct ActorStatus {
   int64_t last_scale_ms = -1;        // -1 = never
   std::string last_scale_direction;  // up | down | ""
   std::string crash_container;       // asya-runtime | asya-sidecar | "" (the crash-looping one)
+  ActorPolicy policy;
   std::vector<ReplicaStatus> replicas;
   std::vector<ActorEvent> events;  // oldest first, bounded
 };
@@ -132,6 +147,19 @@ std::string RenderTable(const std::vector<ActorStatus>& actors, int64_t now_ms, 
 std::string RenderJson(const std::vector<ActorStatus>& actors, int64_t now_ms);
 // `asya describe actor` text.
 std::string RenderDescribe(const ActorStatus& a, int64_t now_ms);
+
+// `asya down`, while the mesh drains: "draining slow (1 in-flight message, 1 replica), tag (1
+// replica)" for the actors with replicas left; "" when none.
+std::string DrainingLine(const MeshStatus& s);
+// `asya down`, after the mesh stopped (the supervisor's last status.json): one line per
+// actor with messages left in its queue ("  left queued: asya-slow 12 (processed at the next
+// `asya up`)"), or "  nothing left queued\n".
+std::string QueuedSummary(const MeshStatus& s);
+
+// `asya send --wait` that timed out: the actors of `route` that serve no replica, with why
+// ("not running on the route: broken (RuntimeError: see `asya logs broken`), nosuch (not part of
+// the mesh)"); "" when every one has a ready replica or is napping (it wakes on the message).
+std::string NotRunningOnRoute(const MeshStatus& s, const std::vector<std::string>& route);
 
 std::string EncodeMeshStatus(const MeshStatus& s);
 Result<MeshStatus> DecodeMeshStatus(const std::string& json);

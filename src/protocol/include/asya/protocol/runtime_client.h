@@ -35,6 +35,9 @@ class RuntimeCaller {
                                    std::chrono::steady_clock::time_point deadline) = 0;
   // Forgets connections to a runtime that went away (timeout, crash, restart).
   virtual void Reset() = 0;
+  // After a call failed with the runtime closing the connection: RuntimeDeathNote (below) for
+  // this runtime, "" when unknown.
+  virtual std::string DeathNote(std::chrono::milliseconds /*wait*/) { return ""; }
 };
 
 class RuntimeClient final : public RuntimeCaller {
@@ -58,6 +61,8 @@ class RuntimeClient final : public RuntimeCaller {
 
   // RuntimeReady() on this client's socket path.
   bool Ready(std::chrono::milliseconds connect_timeout) override;
+  // RuntimeDeathNote() on this client's socket path.
+  std::string DeathNote(std::chrono::milliseconds wait) override;
 
  private:
   struct Impl;
@@ -67,5 +72,12 @@ class RuntimeClient final : public RuntimeCaller {
 // Readiness gate (reference-dataplane §3.1): true when `<dir>/runtime-ready` exists, the socket
 // path is a socket and a test connect succeeds within `connect_timeout`.
 bool RuntimeReady(std::string_view socket_path, std::chrono::milliseconds connect_timeout);
+
+// Why a call ended with the runtime closing the connection mid-call, when it can be told:
+// "the runtime process died (signal 9 (SIGKILL))" once `<dir>/runtime-exit` (runtime_files.h,
+// written by a supervisor that reaped it: `asya up`) appears within `wait`; "the runtime process
+// died" when the socket refuses connections but no such file appears; "" when the runtime still
+// accepts connections (it only closed this one).
+std::string RuntimeDeathNote(std::string_view socket_path, std::chrono::milliseconds wait);
 
 }  // namespace asya::protocol
