@@ -136,6 +136,21 @@ std::string DirectorySink::Uri(const std::string& key) const {
   return "file://" + (ec ? (fs::path(root_) / key) : abs).lexically_normal().string();
 }
 
+// ---- MultiSink ----
+
+MultiSink::MultiSink(std::vector<std::unique_ptr<Sink>> sinks) : sinks_(std::move(sinks)) {}
+
+Status MultiSink::Put(const std::string& key, std::string_view body) {
+  for (auto& sink : sinks_) {
+    ASYA_RETURN_IF_ERROR(sink->Put(key, body));
+  }
+  return Ok();
+}
+
+std::string MultiSink::Uri(const std::string& key) const {
+  return sinks_.empty() ? "" : sinks_.front()->Uri(key);
+}
+
 // ---- S3Sink ----
 
 struct S3Sink::Target {

@@ -2,7 +2,7 @@
 // environment and serves asya::crew (src/crew) through the C++ handler SDK.
 //
 // Environment (besides the SDK's ASYA_SOCKET_DIR, ASYA_RUNTIME_CONCURRENCY, ...):
-//   ASYA_S3_BUCKET          store in this S3 bucket (created when missing); wins over ASYA_CREW_DIR
+//   ASYA_S3_BUCKET          store in this S3 bucket (created when missing)
 //   ASYA_S3_ENDPOINT        S3-compatible endpoint (moto, MinIO, LocalStack), path style; unset:
 //                           AWS in AWS_REGION
 //   ASYA_S3_ACCESS_KEY / ASYA_S3_SECRET_KEY
@@ -11,7 +11,8 @@
 //   AWS_REGION              signing region (us-east-1)
 //   ASYA_S3_RESULTS_PREFIX  key prefix of happy-end (happy-asya/)
 //   ASYA_S3_ERRORS_PREFIX   key prefix of error-end (error-asya/)
-//   ASYA_CREW_DIR           store in this directory (when ASYA_S3_BUCKET is unset)
+//   ASYA_CREW_DIR           store in this directory (with ASYA_S3_BUCKET too: in both, so
+//                           `asya send --wait` still finds results when `asya up` runs with S3)
 //   ASYA_CREW_PREFIX        key prefix for either store, overriding the two above (`asya up` sets
 //                           `results/` or `errors/`)
 //   ASYA_HANDLER            which end actor this is, for the prefix: `error-end` or the original's
@@ -25,6 +26,7 @@
 #include <cstdio>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "asya/base/env_names.h"
 #include "asya/base/log.h"
@@ -62,7 +64,8 @@ int main() {
   options.retry.initial_backoff = *backoff;
   options.retry.max_backoff = std::max(*backoff, asya::Millis(5'000));
 
-  std::unique_ptr<asya::crew::Sink> sink;
+  std::vector<std::unique_ptr<asya::crew::Sink>> sinks;
+  options.prefix = error_end ? "error-asya/" : "happy-asya/";
   if (auto bucket = env::Get("ASYA_S3_BUCKET")) {
     asya::crew::S3Options s3;
     s3.bucket = *bucket;
@@ -94,16 +97,19 @@ int main() {
                                : env::GetOr("ASYA_S3_RESULTS_PREFIX", "happy-asya/");
     asya::log::Info("storing envelopes in S3",
                     {{"bucket", s3.bucket}, {"endpoint", s3.endpoint}, {"region", s3.region}});
-    sink = std::make_unique<asya::crew::S3Sink>(std::move(s3), std::move(provider),
-                                                asya::SystemClock());
-  } else if (auto dir = env::Get(asya::env_name::kCrewDir)) {
-    options.prefix = error_end ? "error-asya/" : "happy-asya/";
-    sink = std::make_unique<asya::crew::DirectorySink>(*dir);
-  } else {
+    sinks.push_back(std::make_unique<asya::crew::S3Sink>(std::move(s3), std::move(provider),
+                                                         asya::SystemClock()));
+  }
+  if (auto dir = env::Get(asya::env_name::kCrewDir)) {
+    asya::log::Info("storing envelopes in a directory", {{"dir", *dir}});
+    sinks.push_back(std::make_unique<asya::crew::DirectorySink>(*dir));
+  }
+  if (sinks.empty()) {
     return Fail(
-        "set ASYA_S3_BUCKET (an S3-compatible store) or ASYA_CREW_DIR (a directory) to store "
+        "set ASYA_S3_BUCKET (an S3-compatible store) and/or ASYA_CREW_DIR (a directory) to store "
         "envelopes in");
   }
+  auto sink = std::make_unique<asya::crew::MultiSink>(std::move(sinks));
   if (auto prefix = env::Get(asya::env_name::kCrewPrefix)) {
     options.prefix = *prefix;
   }

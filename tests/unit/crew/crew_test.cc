@@ -3,6 +3,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <sstream>
 #include <vector>
 
@@ -225,6 +226,24 @@ TEST(Crew, AnUnwritableDirectoryIsAnErrorAfterTheRetries) {
   EXPECT_NE(r.error().message.find("attempt 2 of 2"), std::string::npos) << r.error().message;
   EXPECT_NE(r.error().message.find("cannot create"), std::string::npos) << r.error().message;
   EXPECT_EQ(ReadFile(file), "x");
+}
+
+TEST(Crew, MultiSinkWritesEverySinkAndFailsWhenAnyFails) {
+  test::TempDir dir("asya-crew");
+  std::vector<std::unique_ptr<Sink>> sinks;
+  auto flaky = std::make_unique<FlakySink>(1, ErrorCode::kUnavailable);
+  FlakySink* s3 = flaky.get();
+  sinks.push_back(std::move(flaky));
+  sinks.push_back(std::make_unique<DirectorySink>(dir.path()));
+  MultiSink both(std::move(sinks));
+  EXPECT_EQ(both.Uri("k.json"), "s3://b/k.json");  // the first sink's
+  ManualClock clock;
+  Crew crew(both, {.prefix = "results/"}, clock);
+  ASSIGN_OR_FAIL(Stored s, crew.Persist(Env({"a"}, 0)));
+  EXPECT_EQ(s.attempts, 2);  // the first write failed at the S3 sink, before the directory
+  ASSERT_EQ(s3->written.size(), 1u);
+  EXPECT_EQ(Files(dir.path()), std::vector<std::string>{s.key});
+  EXPECT_EQ(s3->written[0].second, ReadFile(fs::path(dir.path()) / s.key));
 }
 
 TEST(Crew, OutputCarriesTheS3UriInRouteMetadata) {

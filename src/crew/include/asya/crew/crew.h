@@ -22,6 +22,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -69,6 +70,18 @@ class DirectorySink final : public Sink {
 
  private:
   std::string root_;
+};
+
+// Writes to every sink in order (an S3 store and `asya up`'s directory); fails when any fails.
+// Uri() is the first sink's.
+class MultiSink final : public Sink {
+ public:
+  explicit MultiSink(std::vector<std::unique_ptr<Sink>> sinks);
+  Status Put(const std::string& key, std::string_view body) override;
+  [[nodiscard]] std::string Uri(const std::string& key) const override;
+
+ private:
+  std::vector<std::unique_ptr<Sink>> sinks_;
 };
 
 struct S3Options {
