@@ -61,9 +61,10 @@ std::string RenderBar(const Progress& p, int width);
 // "45% prep: processing" (not a terminal: one plain line per change).
 std::string RenderLine(const Progress& p);
 
-// The envelope id an asynchronous tool result names (the original gateway's
-// {"envelope_id", "message", "status_url", ...} text content, or structuredContent with
-// envelope_id and status_url); "" when the result is the tool's final answer.
+// The envelope id of a pipeline that is still running: the original gateway's acknowledgement
+// ({"envelope_id", "message", "status_url", ...} as text content) or asya-gateway's answer when a
+// synchronous call outlives its bounded wait (isError with structuredContent {envelope_id,
+// status_url}); "" when the result is the tool's final answer.
 std::string AsyncEnvelopeId(const nlohmann::json& call_result);
 // What `call` prints for a final tools/call result: structuredContent pretty-printed, else the text
 // blocks (a text that is JSON is pretty-printed), else the content array as JSON.

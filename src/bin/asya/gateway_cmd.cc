@@ -346,11 +346,13 @@ int RunCall(int argc, char** argv) {
     }
     return Fail(cmd, result.error().message, ExitOf(result.error()));
   }
-  if (result->value("isError", false)) {
+  // The envelope of a pipeline that runs on: the original gateway's acknowledgement, or a
+  // synchronous answer that ran out of its bounded wait (isError, with envelope_id/status_url).
+  const std::string id = gateway::AsyncEnvelopeId(*result);
+  if (id.empty() && result->value("isError", false)) {
     view.Done();
     return Fail(cmd, tool + ": " + gateway::ErrorText(*result), exit_code::kFailed);
   }
-  const std::string id = gateway::AsyncEnvelopeId(*result);
   if (id.empty() || no_stream) {
     view.Done();
     std::fputs(gateway::FormatCallResult(*result).c_str(), stdout);

@@ -24,6 +24,8 @@ TOOLS = [
                      "required": ["n"]}},
     {"name": "broken", "description": "Always a tool error", "inputSchema": {"type": "object"}},
     {"name": "slow", "description": "Never finishes", "inputSchema": {"type": "object"}},
+    {"name": "outlives", "description": "Outlives the synchronous wait, then finishes",
+     "inputSchema": {"type": "object", "properties": {"n": {"type": "integer"}}}},
 ]
 
 
@@ -160,6 +162,12 @@ def make_handler(state):
             if name == "broken":
                 return self.send_json(200, {"jsonrpc": "2.0", "id": mid, "result": {
                     "isError": True, "content": [{"type": "text", "text": "it broke"}]}})
+            if name == "outlives":  # asya-gateway's answer when the bounded wait ran out
+                eid = state.start_pipeline(args)
+                return self.send_json(200, {"jsonrpc": "2.0", "id": mid, "result": {
+                    "isError": True,
+                    "content": [{"type": "text", "text": "the pipeline is still running"}],
+                    "structuredContent": {"envelope_id": eid, "status_url": "/envelopes/" + eid}}})
             if name in ("pipeline", "slow"):
                 eid = state.start_pipeline(args, finish=(name == "pipeline"))
                 ack = {"envelope_id": eid, "message": "Envelope created successfully",

@@ -45,7 +45,7 @@ class GatewayCli(unittest.TestCase):
     def test_list_every_page_as_yaml_or_json(self):
         r = self.ok("list")
         names = [l.split(": ", 1)[1] for l in r.stdout.splitlines() if l.startswith("- name: ")]
-        self.assertEqual(names, ["broken", "echo", "pipeline", "slow"])  # sorted, both pages
+        self.assertEqual(names, ["broken", "echo", "outlives", "pipeline", "slow"])  # sorted, both pages
         self.assertIn("    text:\n      type: string\n      required: true\n", r.stdout)
         tools = json.loads(self.ok("list", "-o", "json").stdout)
         self.assertEqual(tools[1]["parameters"]["count"], {"type": "integer", "required": False})
@@ -82,6 +82,11 @@ class GatewayCli(unittest.TestCase):
         for line in ("10% a: processing", "43% b: processing", "77% c: processing",
                      "100% succeeded"):
             self.assertIn(line, r.stderr)
+
+    def test_call_follows_a_pipeline_that_outlived_the_synchronous_wait(self):
+        r = self.ok("call", "outlives", "--n", "4")
+        self.assertEqual(json.loads(r.stdout), {"n": 8})
+        self.assertIn("100% succeeded", r.stderr)
 
     def test_call_no_stream_prints_the_acknowledgement(self):
         r = self.ok("call", "--no-stream", "pipeline", "--n", "1")

@@ -224,6 +224,11 @@ TEST(Output, AsyncEnvelopeIdOfTheOriginalsAnswer) {
       AsyncEnvelopeId(json{
           {"structuredContent", {{"envelope_id", "e2"}, {"stream_url", "/envelopes/e2/stream"}}}}),
       "e2");
+  // asya-gateway's answer when a synchronous call outlives its bounded wait.
+  EXPECT_EQ(AsyncEnvelopeId(json::parse(R"({"isError": true,
+      "content": [{"type": "text", "text": "the pipeline is still running"}],
+      "structuredContent": {"envelope_id": "e4", "status_url": "/envelopes/e4"}})")),
+            "e4");
   // A final answer that merely mentions an envelope id is not an acknowledgement.
   EXPECT_EQ(AsyncEnvelopeId(json{{"structuredContent", {{"envelope_id", "e3"}}}}), "");
   EXPECT_EQ(AsyncEnvelopeId(json::parse(R"({"content": [{"type": "text", "text": "hello"}]})")),
