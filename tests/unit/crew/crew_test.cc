@@ -1,11 +1,15 @@
 #include "asya/crew/crew.h"
 
 #include <chrono>
+#include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <memory>
 #include <sstream>
 #include <vector>
+
+#include <sys/wait.h>
 
 #include <gtest/gtest.h>
 
@@ -275,6 +279,54 @@ TEST(Crew, S3OptionsAreChecked) {
   EXPECT_FALSE(ValidateS3Options({.bucket = "abc", .endpoint = "127.0.0.1:9000"}));
   EXPECT_FALSE(ValidateS3Options({.bucket = "abc", .endpoint = "http://h:9/path"}));
   EXPECT_FALSE(ValidateS3Options({.bucket = "abc", .region = ""}));
+}
+
+}  // namespace
+}  // namespace asya::crew
+
+namespace asya::crew {
+namespace {
+
+// asya-crew refuses a bad configuration at start, naming the problem (exit 1).
+std::string RunCrew(const std::string& env, int* code) {
+  const char* build = std::getenv("ASYA_BUILD_DIR");
+  const std::string cmd =
+      "env -i " + env + " " + (build ? std::string(build) : ".") + "/bin/asya-crew 2>&1 </dev/null";
+  std::string out;
+  FILE* p = ::popen(cmd.c_str(), "r");
+  char buf[512];
+  while (p != nullptr && std::fgets(buf, sizeof(buf), p) != nullptr) {
+    out += buf;
+  }
+  const int status = p != nullptr ? ::pclose(p) : -1;
+  *code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return out;
+}
+
+TEST(CrewProgram, BadConfigurationIsRefusedAtStart) {
+  int code = 0;
+  EXPECT_NE(RunCrew("", &code).find("set ASYA_S3_BUCKET (an S3-compatible store) and/or "
+                                    "ASYA_CREW_DIR"),
+            std::string::npos);
+  EXPECT_EQ(code, 1);
+  EXPECT_NE(RunCrew("ASYA_S3_BUCKET=Bad_Name", &code).find("S3 bucket name 'Bad_Name'"),
+            std::string::npos);
+  EXPECT_EQ(code, 1);
+  EXPECT_NE(RunCrew("ASYA_S3_BUCKET=abc ASYA_S3_ENDPOINT=localhost:9000", &code)
+                .find("S3 endpoint 'localhost:9000'"),
+            std::string::npos);
+  EXPECT_EQ(code, 1);
+  EXPECT_NE(RunCrew("ASYA_S3_BUCKET=abc ASYA_S3_ACCESS_KEY=k", &code)
+                .find("set both ASYA_S3_ACCESS_KEY and ASYA_S3_SECRET_KEY, or neither"),
+            std::string::npos);
+  EXPECT_EQ(code, 1);
+  EXPECT_NE(RunCrew("ASYA_S3_BUCKET=abc", &code).find("no AWS credentials for S3"),
+            std::string::npos);  // AWS without keys and no credential source
+  EXPECT_EQ(code, 1);
+  EXPECT_NE(RunCrew("ASYA_CREW_DIR=/tmp ASYA_CREW_RETRY_ATTEMPTS=0", &code)
+                .find("ASYA_CREW_RETRY_ATTEMPTS"),
+            std::string::npos);
+  EXPECT_EQ(code, 1);
 }
 
 }  // namespace
