@@ -104,6 +104,12 @@ Result<std::unique_ptr<Client>> Connect(const Common& c) {
   return std::make_unique<Client>(gateway::ClientOptions{.url = url, .token = token});
 }
 
+std::string Seconds(double s) {
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%g", s);
+  return buf;
+}
+
 milliseconds TimeoutOf(const Common& c) {
   return milliseconds(static_cast<int64_t>(c.timeout_s * 1000));
 }
@@ -315,13 +321,22 @@ int RunCall(int argc, char** argv) {
   const std::string tool = argv[i++];
   rest.assign(argv + i, argv + argc);
 
+  std::string hint;  // `asya call TOOL --url U`: the option went to the tool
+  for (const auto& a : rest) {
+    for (const char* o : {"--url", "--token", "--state-dir", "--timeout", "--no-stream"}) {
+      if (a == o || a.rfind(std::string(o) + "=", 0) == 0) {
+        hint = " (note: " + std::string(o) +
+               " after TOOL is a tool parameter; options go before TOOL)";
+      }
+    }
+  }
   auto client = Connect(c);
   if (!client) {
-    return Fail(cmd, client.error().message, ExitOf(client.error()));
+    return Fail(cmd, client.error().message + hint, ExitOf(client.error()));
   }
   auto tools = ListTools(**client);
   if (!tools) {
-    return Fail(cmd, tools.error().message, ExitOf(tools.error()));
+    return Fail(cmd, tools.error().message + hint, ExitOf(tools.error()));
   }
   auto t = gateway::FindTool(*tools, tool);
   if (!t) {
@@ -331,7 +346,7 @@ int RunCall(int argc, char** argv) {
     return std::string(std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>());
   });
   if (!arguments) {
-    return Fail(cmd, tool + ": " + arguments.error().message, exit_code::kUsage);
+    return Fail(cmd, tool + ": " + arguments.error().message + hint, exit_code::kUsage);
   }
 
   const auto deadline = std::chrono::steady_clock::now() + TimeoutOf(c);
@@ -343,6 +358,10 @@ int RunCall(int argc, char** argv) {
     view.Done();
     if (result.error().message.find("JSON-RPC error -32602") != std::string::npos) {
       return Fail(cmd, result.error().message, exit_code::kUsage);
+    }
+    if (result.error().code == ErrorCode::kDeadlineExceeded) {
+      return Fail(cmd, "no result within " + Seconds(c.timeout_s) + "s (--timeout)",
+                  exit_code::kNothingArrived);
     }
     return Fail(cmd, result.error().message, ExitOf(result.error()));
   }
@@ -367,7 +386,7 @@ int RunCall(int argc, char** argv) {
   if (!final_state) {
     if (final_state.error().code == ErrorCode::kDeadlineExceeded) {
       return Fail(cmd,
-                  "no result for envelope " + id + " within " + std::to_string(c.timeout_s) +
+                  "no result for envelope " + id + " within " + Seconds(c.timeout_s) +
                       "s; follow it with `asya stream " + id + "`",
                   exit_code::kNothingArrived);
     }

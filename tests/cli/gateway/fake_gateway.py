@@ -24,6 +24,7 @@ TOOLS = [
                      "required": ["n"]}},
     {"name": "broken", "description": "Always a tool error", "inputSchema": {"type": "object"}},
     {"name": "slow", "description": "Never finishes", "inputSchema": {"type": "object"}},
+    {"name": "hang", "description": "Answers after 5 s", "inputSchema": {"type": "object"}},
     {"name": "outlives", "description": "Outlives the synchronous wait, then finishes",
      "inputSchema": {"type": "object", "properties": {"n": {"type": "integer"}}}},
 ]
@@ -162,6 +163,10 @@ def make_handler(state):
             if name == "broken":
                 return self.send_json(200, {"jsonrpc": "2.0", "id": mid, "result": {
                     "isError": True, "content": [{"type": "text", "text": "it broke"}]}})
+            if name == "hang":
+                time.sleep(5)
+                return self.send_json(200, {"jsonrpc": "2.0", "id": mid, "result": {
+                    "content": [{"type": "text", "text": "late"}]}})
             if name == "outlives":  # asya-gateway's answer when the bounded wait ran out
                 eid = state.start_pipeline(args)
                 return self.send_json(200, {"jsonrpc": "2.0", "id": mid, "result": {

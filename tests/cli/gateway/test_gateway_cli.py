@@ -45,7 +45,7 @@ class GatewayCli(unittest.TestCase):
     def test_list_every_page_as_yaml_or_json(self):
         r = self.ok("list")
         names = [l.split(": ", 1)[1] for l in r.stdout.splitlines() if l.startswith("- name: ")]
-        self.assertEqual(names, ["broken", "echo", "outlives", "pipeline", "slow"])  # sorted, both pages
+        self.assertEqual(names, ["broken", "echo", "hang", "outlives", "pipeline", "slow"])  # sorted, both pages
         self.assertIn("    text:\n      type: string\n      required: true\n", r.stdout)
         tools = json.loads(self.ok("list", "-o", "json").stdout)
         self.assertEqual(tools[1]["parameters"]["count"], {"type": "integer", "required": False})
@@ -112,6 +112,7 @@ class GatewayCli(unittest.TestCase):
             (("echo", "{oops"), "the arguments are not valid JSON"),
             (("echo", "[1]"), "must be a JSON object, got array"),
             ((), "TOOL is required"),
+            (("echo", "--text", "x", "--timeout", "5"), "options go before TOOL"),
             (("--timeout", "-1", "echo"), "--timeout must be a positive number"),
         ):
             r = self.run_cli("call", *args)
@@ -124,6 +125,9 @@ class GatewayCli(unittest.TestCase):
         self.assertEqual(r.returncode, 3, r.stderr)
         self.assertIn("no result for envelope", r.stderr)
         self.assertIn("asya stream ", r.stderr)
+        r = self.run_cli("call", "--timeout", "1", "hang")  # a synchronous answer too late
+        self.assertEqual(r.returncode, 3, r.stderr)
+        self.assertIn("no result within 1s (--timeout)", r.stderr)
 
     def test_call_draws_a_bar_on_a_terminal(self):
         master, slave = pty.openpty()
