@@ -126,6 +126,10 @@ void Report::AfterCall(const router::RuntimeOutcome& outcome, const router::Deci
   } else {
     return;
   }
+  // The end actor's route.metadata (asya-crew adds `s3_uri`, where it stored the envelope).
+  if (!outcome.items.empty() && !outcome.items[0].route.metadata_json.empty()) {
+    b += ",\"metadata\":" + outcome.items[0].route.metadata_json;
+  }
   b += '}';
   gateway_->Post(PostKind::kFinal, "/envelopes/" + env->id + "/final", std::move(b));
 }

@@ -103,7 +103,7 @@ class Mesh:
             cmd, capture_output=True, text=True, timeout=timeout, check=check, input=input, env=env
         )
 
-    def up(self, *paths, backoff="1s", wait_ready=True, extra=()):
+    def up(self, *paths, backoff="1s", wait_ready=True, extra=(), env=None):
         paths = paths or (self.code,)
         if self.proc is None:
             self.out = open(self.out_path, "ab")
@@ -112,6 +112,7 @@ class Mesh:
                 stdout=self.out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
+                env=dict(os.environ, **(env or {})),
             )
             self.wait_for(lambda: self.status() is not None, 20, "status.json")
         else:

@@ -6,10 +6,16 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 import unittest
+import urllib.request
+import xml.etree.ElementTree as ET
 
 from mesh import ASYA, Mesh, actor_yaml, pid_alive
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fault", "sqs"))
+from moto_fixture import Moto  # noqa: E402
 
 STEPS = '''
 import os, time
@@ -282,6 +288,68 @@ class LocalMeshTest(unittest.TestCase):
             self.assertEqual(r.returncode, 2, args)
             self.assertIn('"nope"', r.stderr)
             self.assertIn(": check, ", r.stderr, args)
+        self.assertEqual(m.stop(), 0)
+
+    def test_crew_files_errors_under_the_failed_actor_and_keeps_non_json(self):
+        m = self.mesh
+        m.write("check.yaml", actor_yaml("check", "steps.fail_on_bad"))
+        m.write("add.yaml", actor_yaml("add", "steps.add_one"))
+        m.up()
+        # Fails at actor 0 of a two-actor route: filed under `check`, not the route's last actor.
+        bad = m.asya("send", "check,add", '{"x": 1}')
+        self.assertEqual(bad.returncode, 0, bad.stderr)
+        bad_id = bad.stdout.strip()
+        m.wait_for(lambda: bad_id in m.stored("errors"), 30, "the failed envelope")
+        [path] = [os.path.join(d, f) for d, _, files in os.walk(os.path.join(m.state, "errors"))
+                  for f in files if f == bad_id + ".json"]
+        self.assertEqual(os.path.basename(os.path.dirname(path)), "check", path)
+        # A body that is not JSON: its error envelope has no id, and is still stored (under a
+        # generated one) rather than dead-lettered by error-end.
+        sqlite = ["--transport", "sqlite", "--sqlite-path", os.path.join(m.state, "queues.db")]
+        r = m.asya("queue", "publish", "asya-add", "{not json", *sqlite)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        m.wait_for(lambda: m.count_stored("errors") >= 2, 30, "the error envelope of non-JSON")
+        generated = [os.path.join(d, f) for d, _, files in os.walk(os.path.join(m.state, "errors"))
+                     for f in files if f.startswith("crew-") and f.endswith(".json")]
+        self.assertEqual(len(generated), 1, m.stored("errors"))
+        with open(generated[0]) as f:
+            env = json.load(f)
+        self.assertEqual(env["id"], "")  # stored as it came
+        self.assertEqual(env["payload"]["original_body"], "{not json")
+        self.assertIn("Failed to parse message", env["payload"]["error"])
+        self.assertEqual(m.depth("asya-error-end-dlq")["ready"], 0)
+        self.assertEqual(m.stop(), 0)
+
+    def test_crew_stores_in_s3_and_the_state_dir(self):
+        moto = Moto()
+        self.addCleanup(moto.stop)
+        m = self.mesh
+        m.write("add.yaml", actor_yaml("add", "steps.add_one"))
+        m.write("check.yaml", actor_yaml("check", "steps.fail_on_bad"))
+        m.up(env={"ASYA_S3_BUCKET": "asya-e2e", "ASYA_S3_ENDPOINT": moto.endpoint})
+        ok_id = m.asya("send", "add", '{"n": 1}').stdout.strip()
+        bad_id = m.asya("send", "check", '{"x": 1}').stdout.strip()
+        # The state dir has them too (asya send --wait finds results there).
+        m.wait_for(lambda: ok_id in m.stored("results") and bad_id in m.stored("errors"), 30,
+                   "both envelopes stored")
+
+        # moto does not check signatures (but refuses anonymous reads): any SigV4-shaped header.
+        def get(path):
+            req = urllib.request.Request(moto.endpoint + "/asya-e2e" + path, headers={
+                "Authorization": "AWS4-HMAC-SHA256 Credential=test/20260101/us-east-1/s3/"
+                                 "aws4_request, SignedHeaders=host, Signature=0"})
+            with urllib.request.urlopen(req, timeout=10) as r:
+                return r.read()
+
+        ns = {"s3": "http://s3.amazonaws.com/doc/2006-03-01/"}
+        listing = ET.fromstring(get("?list-type=2"))
+        keys = [k.text for k in listing.findall(".//s3:Contents/s3:Key", ns)]
+        ok_keys = [k for k in keys if k.startswith("results/") and k.endswith("/add/" + ok_id + ".json")]
+        bad_keys = [k for k in keys if k.startswith("errors/") and k.endswith("/check/" + bad_id + ".json")]
+        self.assertEqual((len(ok_keys), len(bad_keys)), (1, 1), keys)
+        stored = json.loads(get("/" + urllib.request.quote(ok_keys[0])))
+        self.assertEqual(stored["payload"]["n"], 2)
+        self.assertEqual(json.loads(get("/" + urllib.request.quote(bad_keys[0])))["id"], bad_id)
         self.assertEqual(m.stop(), 0)
 
     def test_detach_and_down(self):

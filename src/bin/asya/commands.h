@@ -10,5 +10,7 @@ int RunLocal(int argc, char** argv);
 int RunRender(int argc, char** argv);
 // `asya completion bash`; argv[0] == "completion".
 int RunCompletion(int argc, char** argv);
+// `asya list|show|call|status|stream ...` (the gateway client); argv[0] is the command.
+int RunGateway(int argc, char** argv);
 
 }  // namespace asya::cli

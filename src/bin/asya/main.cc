@@ -22,6 +22,11 @@ void Usage(std::FILE* to) {
       "queues (any transport; reads ASYA_TRANSPORT, ASYA_SQLITE_PATH, ASYA_RABBITMQ_*, SQS vars):\n"
       "  queue list|depth|publish|get|purge ...\n"
       "\n"
+      "gateway (--url, ASYA_GATEWAY_URL, default: the local mesh's; --token, ASYA_GATEWAY_TOKEN):\n"
+      "  list | show TOOL                        tools and their parameters\n"
+      "  call TOOL [JSON | --name value ...]     run a tool; progress on stderr, result on stdout\n"
+      "  status ID | stream ID                   an envelope's state / its live updates\n"
+      "\n"
       "kubernetes (offline):\n"
       "  render PATH... [-n NS] [--operator-config FILE] [-o yaml|json]   objects the operator "
       "applies\n"
@@ -54,6 +59,9 @@ int main(int argc, char** argv) {
   if (cmd == "up" || cmd == "down" || cmd == "get" || cmd == "describe" || cmd == "logs" ||
       cmd == "send") {
     return asya::cli::RunLocal(argc - 1, argv + 1);
+  }
+  if (cmd == "list" || cmd == "show" || cmd == "call" || cmd == "status" || cmd == "stream") {
+    return asya::cli::RunGateway(argc - 1, argv + 1);
   }
   if (cmd == "render") {
     return asya::cli::RunRender(argc - 1, argv + 1);

@@ -38,9 +38,18 @@ Result<std::string> RabbitMqUrlFromEnv() {
          ":" + std::to_string(port) + "/";
 }
 
-// The AWS credential chain's variables (asya/aws/credentials.h) and SQS extras.
+// SQS extras (the credential chain: AwsCredentialSourcesFromEnv).
 Status SqsCredentialsFromEnv(transport::SqsSettings& sqs) {
-  aws::CredentialSources& c = sqs.credential_sources;
+  sqs.credential_sources = AwsCredentialSourcesFromEnv(sqs.region);
+  ASYA_ASSIGN_OR_RETURN(int64_t redrive, Int("ASYA_SQS_REDRIVE_MAX_RECEIVE_COUNT", 0, 0, 1000));
+  sqs.redrive_max_receive_count = static_cast<int>(redrive);
+  return Ok();
+}
+
+}  // namespace
+
+aws::CredentialSources AwsCredentialSourcesFromEnv(const std::string& region) {
+  aws::CredentialSources c;
   c.access_key_id = GetOr("AWS_ACCESS_KEY_ID", "");
   c.secret_access_key = GetOr("AWS_SECRET_ACCESS_KEY", "");
   c.session_token = GetOr("AWS_SESSION_TOKEN", "");
@@ -48,7 +57,7 @@ Status SqsCredentialsFromEnv(transport::SqsSettings& sqs) {
   c.web_identity_token_file = GetOr("AWS_WEB_IDENTITY_TOKEN_FILE", "");
   c.role_session_name = GetOr("AWS_ROLE_SESSION_NAME", "");
   c.sts_endpoint = GetOr("AWS_ENDPOINT_URL_STS", GetOr("AWS_ENDPOINT_URL", ""));
-  c.region = sqs.region;
+  c.region = region;
   if (auto file = Get("AWS_SHARED_CREDENTIALS_FILE")) {
     c.shared_credentials_file = *file;  // explicit: an unreadable file is an error
   } else if (auto home = Get("HOME")) {
@@ -62,12 +71,8 @@ Status SqsCredentialsFromEnv(transport::SqsSettings& sqs) {
   c.container_credentials_relative_uri = GetOr("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "");
   c.container_authorization_token = GetOr("AWS_CONTAINER_AUTHORIZATION_TOKEN", "");
   c.container_authorization_token_file = GetOr("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE", "");
-  ASYA_ASSIGN_OR_RETURN(int64_t redrive, Int("ASYA_SQS_REDRIVE_MAX_RECEIVE_COUNT", 0, 0, 1000));
-  sqs.redrive_max_receive_count = static_cast<int>(redrive);
-  return Ok();
+  return c;
 }
-
-}  // namespace
 
 Result<transport::TransportSettings> TransportSettingsFromEnv(const TransportEnvOptions& options) {
   transport::TransportSettings s;

@@ -27,10 +27,14 @@
 #include <string>
 #include <string_view>
 
+#include "asya/aws/credentials.h"
 #include "asya/base/result.h"
 #include "asya/transport/factory.h"
 
 namespace asya::env {
+
+// The AWS credential chain's variables listed above (asya/aws/credentials.h), for `region`.
+aws::CredentialSources AwsCredentialSourcesFromEnv(const std::string& region);
 
 struct TransportEnvOptions {
   // Used when ASYA_TRANSPORT is unset: the sidecar keeps the original's "rabbitmq"; the `asya`

@@ -19,10 +19,10 @@
 #include "asya/base/exit_codes.h"
 #include "asya/base/runtime_files.h"
 #include "asya/base/transport_kinds.h"
+#include "asya/crew/crew.h"
 #include "asya/local/launch.h"
 #include "asya/local/send.h"
 #include "asya/local/supervisor.h"
-#include "bin/crew/crew_store.h"
 
 namespace asya::local {
 namespace {
@@ -201,9 +201,8 @@ TEST(Names, WhatTheCrewStoresIsWhatSendWaitFinds) {
     const std::string prefix = actors[i].RuntimeEnv(env_name::kCrewPrefix);
     const std::string id = "id-" + std::to_string(i);
     nlohmann::json env = {{"id", id}, {"route", {{"actors", {"a", "b"}}, {"current", 1}}}};
-    auto key = crew::MakeKey(env, prefix, now);
-    ASSERT_TRUE(key.has_value());
-    ASSERT_TRUE(crew::Store(root.string(), *key, env).has_value());
+    crew::DirectorySink sink(root.string());
+    ASSERT_TRUE(sink.Put(crew::MakeKey(env, id, prefix, now), crew::Render(env)).has_value());
   }
   ResultWatcher ok_watch(root.string(), since, {"id-0"});
   const WaitSummary ok = WaitForTrees(ok_watch, std::chrono::seconds(1), SystemClock());

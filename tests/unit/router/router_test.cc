@@ -301,10 +301,27 @@ std::vector<Row> Rows() {
           },
   });
   rows.push_back({
-      .name = "end actor: missing id -> DLQ",
+      .name = "error-end: missing id -> call runtime (the crew stores it under a generated id)",
       .policy = end_actor,
       .body = R"({"route":{"actors":["a"],"current":0},"payload":1})",
-      .publishes = {{"asya-error-end-dlq", MessageType::kDeadLetter, "asya-error-end-dlq",
+      .action = Action::kCallRuntime,
+  });
+  rows.push_back({
+      .name = "error-end: empty id (error envelope of a non-JSON message) -> call runtime",
+      .policy = end_actor,
+      .body = R"({"id":"","route":{"actors":["error-end"],"current":0},)"
+              R"("payload":{"error":"Failed to parse message: x"}})",
+      .action = Action::kCallRuntime,
+  });
+  rows.push_back({
+      .name = "happy-end: missing id -> DLQ",
+      .policy =
+          [](Policy& p) {
+            p.actor = "happy-end";
+            p.is_end_actor = true;
+          },
+      .body = R"({"route":{"actors":["a"],"current":0},"payload":1})",
+      .publishes = {{"asya-happy-end-dlq", MessageType::kDeadLetter, "asya-happy-end-dlq",
                      [](const json& j) {
                        EXPECT_EQ(j["headers"]["x-asya-dlq-reason"],
                                  "Envelope missing required 'id' field");

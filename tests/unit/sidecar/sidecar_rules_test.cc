@@ -752,6 +752,38 @@ TEST_F(EndActorRules, ErrorEndPostsFailedWithTheError) {
   EXPECT_EQ(f["current_actor_name"], "b");
 }
 
+TEST_F(EndActorRules, TheCrewsRouteMetadataGoesToTheGatewayWithTheIncomingPayload) {
+  // asya-crew answers {"route": {..., "metadata": {"s3_uri": ...}}} without a payload.
+  runtime_.SetHandler([](std::string_view, MonoTime) {
+    return Respond(json::array({{{"route",
+                                  {{"actors", {"a"}},
+                                   {"current", 1},
+                                   {"metadata", {{"job_id", "m1"}, {"s3_uri", "s3://b/k"}}}}}}}));
+  });
+  Process(Env("m1", {"a"}, {{"answer", 42}}, 1));
+  json f = Final();
+  EXPECT_EQ(f["result"], json({{"answer", 42}}));
+  EXPECT_EQ(f["metadata"]["s3_uri"], "s3://b/k");
+  EXPECT_EQ(f["metadata"]["job_id"], "m1");
+}
+
+TEST_F(EndActorRules, NoMetadataKeyWithoutRouteMetadata) {
+  Process(Env("m1", {"a"}, 1, 1));
+  EXPECT_FALSE(Final().contains("metadata"));
+}
+
+TEST_F(EndActorRules, ErrorEndPassesAnEnvelopeWithoutIdToItsRuntime) {
+  settings_.policy.actor = "error-end";
+  runtime_.SetHandler([](std::string_view, MonoTime) { return Respond(json(nullptr)); });
+  Process(json({{"id", ""},
+                {"route", {{"actors", {"error-end"}}, {"current", 0}}},
+                {"payload", {{"error", "Failed to parse message: x"}}}}));
+  EXPECT_EQ(runtime_.calls, 1);
+  ExpectSettled(Kind::kAck);
+  EXPECT_TRUE(transport_.Publishes().empty());
+  EXPECT_TRUE(Posts(PostKind::kFinal).empty());  // no id: nothing the gateway could know
+}
+
 TEST_F(EndActorRules, RuntimeFailureNacksWithBackoff) {
   settings_.policy.retry_backoff = milliseconds(1000);
   runtime_.SetHandler([](std::string_view, MonoTime) -> Result<std::string> {
