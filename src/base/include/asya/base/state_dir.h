@@ -9,5 +9,9 @@ namespace asya::state_dir {
 inline constexpr char kDefault[] = ".asya";
 // The sqlite transport's database (ASYA_SQLITE_PATH when unset and ASYA_STATE_DIR is set).
 inline constexpr char kQueuesFile[] = "queues.db";
+// The base URL of the mesh's gateway (one line, e.g. "http://127.0.0.1:8089"), written by
+// `asya up` when it starts the gateway; `asya list|show|call|status|stream` read it when neither
+// --url nor ASYA_GATEWAY_URL is given.
+inline constexpr char kGatewayUrlFile[] = "gateway.url";
 
 }  // namespace asya::state_dir
