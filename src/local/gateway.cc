@@ -27,6 +27,7 @@
 #include "asya/base/transport_kinds.h"
 #include "asya/gateway/tools_config.h"
 #include "asya/local/autoscaler.h"
+#include "asya/local/status.h"
 
 namespace asya::local {
 namespace fs = std::filesystem;
