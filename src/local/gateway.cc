@@ -39,6 +39,7 @@ constexpr char kDatabaseFile[] = "gateway.db";
 constexpr char kLoopback[] = "127.0.0.1";
 constexpr int64_t kProbeEveryMs = 200;
 constexpr int64_t kStopGraceMs = 15'000;  // asya-gateway stops within 10 s
+constexpr int64_t kSidecarWaitMs = 10'000;
 
 std::vector<fs::path> InputFiles(const std::vector<std::string>& paths, Status& status) {
   std::vector<fs::path> files;
@@ -413,6 +414,9 @@ void GatewayProcess::Start(int64_t now_ms) {
   partial_.clear();
   pid_ = pid;
   started_at_ = now_ms;
+  if (first_start_at_ < 0) {
+    first_start_at_ = now_ms;
+  }
   next_probe_at_ = now_ms;
   healthy_ = false;
   Emit("asya: started gateway pid " + std::to_string(pid) + ": " + launch_.bin + " on " + url_ +
@@ -481,6 +485,11 @@ bool GatewayProcess::OnExit(pid_t pid, int wstatus, int64_t now_ms) {
   return true;
 }
 
+bool GatewayProcess::SidecarsMayStart(int64_t now_ms) const {
+  return ever_ready_ || stopping_ ||
+         (first_start_at_ >= 0 && now_ms - first_start_at_ >= kSidecarWaitMs);
+}
+
 void GatewayProcess::Tick(int64_t now_ms, bool stop, bool force_kill) {
   if (force_kill && pid_ > 0) {
     ::kill(-pid_, SIGKILL);
@@ -510,6 +519,7 @@ void GatewayProcess::Tick(int64_t now_ms, bool stop, bool force_kill) {
     next_probe_at_ = now_ms + kProbeEveryMs;
     if (GatewayHealthy(launch_.port)) {
       healthy_ = true;
+      ever_ready_ = true;
       if (auto w = WriteFileAtomic(GatewayUrlPath(launch_.state_dir), url_ + "\n"); !w) {
         Emit("asya: cannot write gateway.url: " + w.error().message);
       }

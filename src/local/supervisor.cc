@@ -642,7 +642,7 @@ void SupervisorImpl::TickReplica(Actor& a, Replica& r, int64_t now) {
     status_dirty_ = true;
   }
   if (r.runtime.pid > 0 && r.runtime_ready && r.sidecar.pid == 0 &&
-      now >= r.sidecar.next_start_at) {
+      now >= r.sidecar.next_start_at && (!gateway_ || gateway_->SidecarsMayStart(now))) {
     StartSidecar(a, r);
     status_dirty_ = true;
   }

@@ -105,6 +105,10 @@ class GatewayProcess {
   void Tick(int64_t now_ms, bool stop, bool force_kill);
   [[nodiscard]] bool Alive() const { return pid_ > 0; }
   [[nodiscard]] bool Ready() const { return healthy_; }
+  // Sidecars start once the gateway answered /health for the first time (so their start-up
+  // health check passes), or after kSidecarWait since its first start (a broken gateway must not
+  // hold the mesh back).
+  [[nodiscard]] bool SidecarsMayStart(int64_t now_ms) const;
   [[nodiscard]] const std::string& Url() const { return url_; }
 
  private:
@@ -127,6 +131,8 @@ class GatewayProcess {
   int64_t next_start_at_ = 0;
   int64_t next_probe_at_ = 0;
   int64_t kill_at_ = 0;
+  int64_t first_start_at_ = -1;
+  bool ever_ready_ = false;
   int crashes_ = 0;
 };
 
