@@ -203,7 +203,7 @@ class UpRunsTheGateway(unittest.TestCase):
     def test_5_asya_send_still_works_beside_the_gateway(self):
         r = self.mesh.asya("send", "add,double", '{"n": 2}', "--wait", "--timeout", "60")
         self.assertEqual(r.returncode, 0, r.stderr)
-        self.assertEqual(json.loads("\n".join(r.stdout.splitlines()[1:]))["payload"], {"n": 6})
+        self.assertIn('"payload":{"n":6}', "".join(r.stdout.split()))
 
     def test_9_down_stops_the_gateway(self):
         pid = self.gateway_pid()
