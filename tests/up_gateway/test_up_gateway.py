@@ -192,6 +192,35 @@ class UpRunsTheGateway(unittest.TestCase):
         # The second tool (from --tools) too.
         self.assertEqual(self.gw.wait_final(self.gw.call("twice", {"n": 21}))["result"], {"n": 42})
 
+    def test_3b_mcp_tools_call_runs_the_pipeline(self):
+        def rpc(body, session=None):
+            c = http.client.HTTPConnection(self.gw.host, self.gw.port, timeout=90)
+            h = {"Content-Type": "application/json",
+                 "Accept": "application/json, text/event-stream"}
+            if session:
+                h["Mcp-Session-Id"] = session
+            c.request("POST", "/mcp", body=json.dumps(body), headers=h)
+            r = c.getresponse()
+            text = r.read().decode()
+            sid = r.getheader("Mcp-Session-Id")
+            c.close()
+            self.assertIn(r.status, (200, 202), text)
+            data = [l[6:] for l in text.splitlines() if l.startswith("data: ")]
+            return (json.loads(data[-1]) if data else json.loads(text) if text else None), sid
+
+        init, sid = rpc({"jsonrpc": "2.0", "id": 1, "method": "initialize",
+                         "params": {"protocolVersion": "2025-03-26", "capabilities": {},
+                                    "clientInfo": {"name": "up-gateway-test", "version": "1"}}})
+        self.assertEqual(init["result"]["protocolVersion"], "2025-03-26")
+        self.assertTrue(sid)
+        rpc({"jsonrpc": "2.0", "method": "notifications/initialized"}, sid)
+        listed, _ = rpc({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}, sid)
+        self.assertEqual(sorted(t["name"] for t in listed["result"]["tools"]), ["compute", "twice"])
+        called, _ = rpc({"jsonrpc": "2.0", "id": 3, "method": "tools/call",
+                         "params": {"name": "compute", "arguments": {"n": 5}}}, sid)
+        self.assertFalse(called["result"].get("isError"), called)
+        self.assertEqual(called["result"]["structuredContent"], {"n": 12})
+
     def test_4_callbacks_need_the_mesh_token(self):
         id = self.gw.call("compute", {"n": 1})
         self.gw.wait_final(id)
