@@ -1028,6 +1028,18 @@ bool IsValuesDocument(const YAML::Node& doc) {
 
 }  // namespace
 
+bool IsToolsDocument(const nlohmann::json& doc) {
+  if (!doc.is_object() || !doc.contains("tools")) {
+    return false;
+  }
+  for (const char* key : {"kind", "apiVersion", "actors", "name", "default"}) {
+    if (doc.contains(key)) {
+      return false;
+    }
+  }
+  return true;
+}
+
 std::string ActorSpec::RuntimeEnv(std::string_view key) const {
   for (const auto& e : runtime_env) {
     if (e.name == key) {
@@ -1211,6 +1223,9 @@ Result<LoadResult> ParseManifests(std::string_view text, const std::string& sour
       if (!doc.IsMap()) {
         errors.push_back(where + ": must be a YAML object, got " + TypeName(doc));
         continue;
+      }
+      if (!Present(doc["kind"]) && Present(doc["tools"]) && IsToolsDocument(ToJson(doc))) {
+        continue;  // the gateway's tools (asya up serves them); not an actor
       }
       if (IsValuesDocument(doc)) {
         ParseValues(doc, where, directory, options, out, errors);

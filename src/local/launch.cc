@@ -118,6 +118,10 @@ LaunchSpec SidecarLaunchSpec(const actor::ActorSpec& spec, const MeshLaunchSetti
   }
   SetEnvValue(env, env_name::kMetricsEnabled, "false");  // one port per replica would clash
   SetEnvValue(env, env_name::kQueueAutoCreate, "true");
+  if (!mesh.gateway_url.empty()) {
+    SetEnvValue(env, env_name::kGatewayUrl, mesh.gateway_url);
+    SetEnvValue(env, env_name::kGatewayToken, mesh.gateway_token);
+  }
   for (const auto& e : actor::EffectiveSidecarEnv(spec)) {
     SetEnvValue(env, e.name, e.value);
   }

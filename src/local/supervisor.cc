@@ -29,6 +29,7 @@
 #include "asya/base/time_format.h"
 #include "asya/local/apply.h"
 #include "asya/local/autoscaler.h"
+#include "asya/local/gateway.h"
 #include "asya/local/launch.h"
 #include "asya/local/status.h"
 #include "asya/transport/transport.h"
@@ -114,6 +115,8 @@ class SupervisorImpl final : public Supervisor {
   ~SupervisorImpl() override;
 
   Status Init();
+  Status InitGateway();
+  Status ApplyTools(const std::vector<std::string>& paths);
   int Run() override;
 
  private:
@@ -145,6 +148,8 @@ class SupervisorImpl final : public Supervisor {
   std::string state_dir_;
   MeshLaunchSettings launch_;
   transport::TransportPtr transport_;
+  std::unique_ptr<GatewayProcess> gateway_;  // null without a gateway
+  int gateway_log_fd_ = -1;
   int lock_fd_ = -1;
   int signal_fd_ = -1;
   std::map<std::string, std::unique_ptr<Actor>> actors_;
@@ -159,6 +164,10 @@ class SupervisorImpl final : public Supervisor {
 };
 
 SupervisorImpl::~SupervisorImpl() {
+  gateway_.reset();
+  if (gateway_log_fd_ >= 0) {
+    ::close(gateway_log_fd_);
+  }
   for (auto& [name, a] : actors_) {
     if (a->log_fd >= 0) {
       ::close(a->log_fd);
@@ -215,6 +224,49 @@ Status SupervisorImpl::Init() {
   started_wall_ms_ = WallMs();
   launch_ = {state_dir_,     s_.transport_kind, s_.sqlite_path,
              s_.sidecar_bin, s_.python_runtime, s_.base_env};
+  if (!s_.gateway_bin.empty()) {
+    ASYA_RETURN_IF_ERROR(InitGateway());
+  }
+  return Ok();
+}
+
+Status SupervisorImpl::InitGateway() {
+  ASYA_ASSIGN_OR_RETURN(int port, PickLoopbackPort(s_.gateway_port));
+  GatewayLaunchSettings g;
+  g.bin = s_.gateway_bin;
+  g.state_dir = state_dir_;
+  g.port = port;
+  g.token = NewCallbackToken();
+  g.transport_kind = s_.transport_kind;
+  g.sqlite_path = s_.sqlite_path;
+  g.base_env = s_.base_env;
+  launch_.gateway_url = GatewayUrl(port);
+  launch_.gateway_token = g.token;
+  gateway_log_fd_ = ::open(LogPath(state_dir_, "gateway").c_str(),
+                           O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  gateway_ =
+      std::make_unique<GatewayProcess>(std::move(g), s_.restart_backoff_base,
+                                       s_.restart_backoff_max, [this](const std::string& line) {
+                                         std::string out = "[gateway] " + line + "\n";
+                                         if (s_.echo_logs) {
+                                           (void)!::write(1, out.data(), out.size());
+                                         }
+                                         if (gateway_log_fd_ >= 0) {
+                                           (void)!::write(gateway_log_fd_, out.data(), out.size());
+                                         }
+                                       });
+  return Ok();
+}
+
+Status SupervisorImpl::ApplyTools(const std::vector<std::string>& paths) {
+  ASYA_ASSIGN_OR_RETURN(auto docs, CollectToolsDocuments(paths));
+  ASYA_RETURN_IF_ERROR(CheckToolsDocuments(docs));
+  std::string fingerprint;
+  for (const auto& d : docs) {
+    fingerprint += d.source + ":" + std::to_string(d.first_line) + "\n" + d.text + "\n";
+  }
+  ASYA_ASSIGN_OR_RETURN(std::string dir, WriteToolsDirectory(state_dir_, docs));
+  gateway_->SetTools(dir, fingerprint);
   return Ok();
 }
 
@@ -241,6 +293,9 @@ Status SupervisorImpl::Apply() {
   }
   for (const auto& w : loaded->warnings) {
     EmitLine(nullptr, "asya", "warning: " + w);
+  }
+  if (gateway_) {
+    ASYA_RETURN_IF_ERROR(ApplyTools(desired.paths));
   }
   std::vector<actor::ActorSpec> specs = CrewActors(state_dir_, s_.crew_bin);
   for (auto& a : loaded->actors) {
@@ -603,7 +658,7 @@ void SupervisorImpl::TickReplica(Actor& a, Replica& r, int64_t now) {
     status_dirty_ = true;
   }
   if (r.runtime.pid > 0 && r.runtime_ready && r.sidecar.pid == 0 &&
-      now >= r.sidecar.next_start_at) {
+      now >= r.sidecar.next_start_at && (!gateway_ || gateway_->SidecarsMayStart(now))) {
     StartSidecar(a, r);
     status_dirty_ = true;
   }
@@ -820,13 +875,20 @@ int SupervisorImpl::Run() {
         }
       }
     }
+    const size_t gateway_index = fds.size();
+    if (gateway_ && gateway_->out_fd() >= 0) {
+      fds.push_back({gateway_->out_fd(), POLLIN, 0});
+      owners.emplace_back(nullptr, nullptr, nullptr);
+    }
     int n = ::poll(fds.data(), fds.size(), static_cast<int>(kTickMs));
     if (n < 0 && errno != EINTR) {
       EmitLine(nullptr, "asya", std::string("poll: ") + std::strerror(errno));
     }
     if (n > 0) {
       for (size_t i = 1; i < fds.size(); ++i) {
-        if (fds[i].revents != 0) {
+        if (i == gateway_index && fds[i].revents != 0) {
+          gateway_->ReadOutput(false);
+        } else if (fds[i].revents != 0) {
           auto [a, r, p] = owners[i];
           ReadOutput(*p, a->spec.name + "/" + std::to_string(r->index), a, false);
         }
@@ -861,14 +923,20 @@ int SupervisorImpl::Run() {
     int wstatus = 0;
     pid_t pid;
     while ((pid = ::waitpid(-1, &wstatus, WNOHANG)) > 0) {
-      OnExit(pid, wstatus);
+      if (!gateway_ || !gateway_->OnExit(pid, wstatus, SteadyMs())) {
+        OnExit(pid, wstatus);
+      }
     }
     Tick();
     const int64_t now = SteadyMs();
+    if (gateway_) {
+      // Stopped last: the sidecars' final reports must still reach it.
+      gateway_->Tick(now, shutting_down_ && !AnyAlive(), force_kill_);
+    }
     if (status_dirty_ || now - last_status_at_ >= kStatusEveryMs) {
       WriteStatus();
     }
-    if (shutting_down_ && !AnyAlive()) {
+    if (shutting_down_ && !AnyAlive() && !(gateway_ && gateway_->Alive())) {
       break;
     }
   }

@@ -78,9 +78,15 @@ struct GatewayReporter::Impl {
         continue;
       }
       int max = p.kind == PostKind::kFinal ? o.final_max_attempts : o.max_attempts;
+      if (code == 404) {
+        // The gateway does not know this envelope (not started through it, e.g. `asya send` on a
+        // mesh that runs a gateway, or purged): progress is dropped at once; a final status gets
+        // the few tries of a progress post (a fan-out child's record may still be on its way).
+        max = p.kind == PostKind::kFinal ? std::min(max, o.max_attempts) : 1;
+      }
       if (p.attempts >= max) {
         ++dropped;
-        if (p.kind == PostKind::kFinal) {
+        if (p.kind == PostKind::kFinal && code != 404) {
           log::Error("gateway final status dropped after retries",
                      {{"path", p.path}, {"attempts", p.attempts}, {"http_status", code}});
         } else {

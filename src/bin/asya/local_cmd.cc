@@ -30,6 +30,7 @@
 #include "asya/base/transport_kinds.h"
 #include "asya/local/apply.h"
 #include "asya/local/launch.h"
+#include "asya/local/gateway.h"
 #include "asya/local/send.h"
 #include "asya/local/status.h"
 #include "asya/local/supervisor.h"
@@ -92,6 +93,7 @@ struct Programs {
   std::string sidecar;
   std::string crew;
   std::string python_runtime;
+  std::string gateway;
 };
 
 Programs LocatePrograms() {
@@ -99,6 +101,7 @@ Programs LocatePrograms() {
   Programs p;
   p.sidecar = FindFile("ASYA_SIDECAR_BIN", {dir + "/asya-sidecar"});
   p.crew = FindFile("ASYA_CREW_BIN", {dir + "/asya-crew"});
+  p.gateway = FindFile("ASYA_GATEWAY_BIN", {dir + "/asya-gateway"});
   p.python_runtime =
       FindFile("ASYA_PYTHON_RUNTIME",
                {dir + "/asya_runtime.py", dir + "/../../src/runtime/python/asya_runtime.py",
@@ -156,6 +159,10 @@ struct UpArgs {
   bool prune = false;
   double ready_timeout_s = 120;  // --timeout: how long --detach waits for ready-or-failing
   std::string restart_backoff;
+  bool no_gateway = false;         // --no-gateway
+  int gateway_port = 0;            // --gateway-port (0 = a free port)
+  std::vector<std::string> tools;  // --tools FILE|DIR
+  bool gateway = false;            // decided by Up(): start asya-gateway
 };
 
 std::optional<local::DesiredState> PreviousDesired(const std::string& state_dir) {
@@ -312,6 +319,10 @@ int RunSupervisor(const UpArgs& args, bool echo) {
   s.sidecar_bin = programs.sidecar;
   s.crew_bin = programs.crew;
   s.python_runtime = programs.python_runtime;
+  if (args.gateway) {
+    s.gateway_bin = programs.gateway;
+    s.gateway_port = args.gateway_port;
+  }
   if (!args.restart_backoff.empty()) {
     auto d = env::ParseDurationVar("--restart-backoff", args.restart_backoff);
     if (!d) {
@@ -347,6 +358,26 @@ int Up(UpArgs args) {
   for (auto& p : args.paths) {
     p = AbsoluteDir(p);
   }
+  // --tools paths join the inputs (so a later `asya up` on the running mesh sees them too); each
+  // must hold at least one tools document.
+  for (auto& t : args.tools) {
+    t = AbsoluteDir(t);
+    auto docs = local::CollectToolsDocuments({t});
+    if (!docs) {
+      std::fprintf(stderr, "asya up: --tools %s\n", docs.error().message.c_str());
+      return kExitUsage;
+    }
+    if (docs->empty()) {
+      std::fprintf(stderr,
+                   "asya up: --tools %s: no gateway tools document in it (a YAML object with a "
+                   "top-level `tools:` list)\n",
+                   t.c_str());
+      return kExitUsage;
+    }
+    if (std::find(args.paths.begin(), args.paths.end(), t) == args.paths.end()) {
+      args.paths.push_back(t);
+    }
+  }
   auto loaded = actor::LoadManifests(args.paths);
   if (!loaded) {
     std::fprintf(stderr, "asya up: refusing invalid manifests:\n");
@@ -357,10 +388,44 @@ int Up(UpArgs args) {
     std::fprintf(stderr, "asya up: warning: %s\n", w.c_str());
   }
   NoteClusterTransports(loaded->actors, args.transport);
+  auto tool_docs = local::CollectToolsDocuments(args.paths);
+  if (tool_docs) {
+    if (auto st = local::CheckToolsDocuments(*tool_docs); !st) {
+      tool_docs = Unexpected(st.error());
+    }
+  }
+  if (!tool_docs) {
+    std::fprintf(stderr, "asya up: refusing invalid gateway tools:\n");
+    PrintLines(tool_docs.error().message, "  ");
+    return kExitUsage;
+  }
+  // The mesh's own gateway, unless turned off or an external one is configured for the sidecars.
+  const auto external_gateway = env::Get(env_name::kGatewayUrl);
+  args.gateway = !args.no_gateway && !external_gateway;
+  if (!args.no_gateway && external_gateway) {
+    std::fprintf(stderr,
+                 "asya up: ASYA_GATEWAY_URL is set (%s): the sidecars report there; not starting "
+                 "a gateway\n",
+                 external_gateway->c_str());
+  }
+  if (!args.gateway && !tool_docs->empty()) {
+    std::fprintf(stderr,
+                 "asya up: warning: %zu gateway tools document(s) not served (no gateway)\n",
+                 tool_docs->size());
+  }
+  if (args.gateway_port < 0 || args.gateway_port > 65535) {
+    std::fprintf(stderr, "asya up: --gateway-port must be 1..65535, got %d\n", args.gateway_port);
+    return kExitUsage;
+  }
   Programs programs = LocatePrograms();
-  for (const auto& [what, path] :
-       {std::pair{"asya-sidecar", programs.sidecar}, std::pair{"asya-crew", programs.crew},
-        std::pair{"asya_runtime.py", programs.python_runtime}}) {
+  std::vector<std::pair<const char*, std::string>> needed = {
+      {"asya-sidecar", programs.sidecar},
+      {"asya-crew", programs.crew},
+      {"asya_runtime.py", programs.python_runtime}};
+  if (args.gateway) {
+    needed.emplace_back("asya-gateway (or pass --no-gateway)", programs.gateway);
+  }
+  for (const auto& [what, path] : needed) {
     std::error_code ec;
     if (!fs::exists(path, ec)) {
       std::fprintf(stderr, "asya up: cannot find %s (looked at %s); build it or set its variable\n",
@@ -954,6 +1019,13 @@ int RunLocal(int argc, char** argv) {
                    "(default 120; exit 1 when one is failing, 3 when one is still starting)");
     app.add_option("--restart-backoff", up.restart_backoff,
                    "first crash back-off, doubling to 5m (default 10s; ASYA_UP_RESTART_BACKOFF)");
+    app.add_flag("--no-gateway", up.no_gateway,
+                 "do not run asya-gateway (it runs by default on 127.0.0.1; its URL in "
+                 "<state>/gateway.url)");
+    app.add_option("--gateway-port", up.gateway_port, "the gateway's port (default: a free one)");
+    app.add_option("--tools", up.tools,
+                   "gateway tools YAML file or directory (tools documents among PATHs are "
+                   "served too)");
   } else if (cmd == "down") {
     app.add_option("--timeout", timeout_s, "seconds to wait for a clean stop (default 60)");
   } else if (cmd == "get") {

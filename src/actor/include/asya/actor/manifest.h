@@ -170,6 +170,12 @@ Result<std::vector<nlohmann::json>> ParseYamlDocuments(std::string_view text,
 // (case-insensitive Damerau-Levenshtein), else "unknown field (known: a, b, ...)".
 std::string UnknownFieldText(std::string_view key, std::initializer_list<std::string_view> known);
 
+// A gateway tools document (reference-controlplane §7.3) among the manifests: an object with a
+// top-level `tools:` key and no `kind`/`apiVersion` (nor a values file's `actors`/`name`/
+// `default`). LoadManifests and ParseManifests skip such documents; `asya up` hands them to its
+// gateway (src/local/gateway.h).
+bool IsToolsDocument(const nlohmann::json& doc);
+
 // DNS-1123 label check used for actor names: lowercase alphanumerics and '-', starting with a
 // letter, ending with an alphanumeric, at most 253 characters.
 bool IsValidActorName(std::string_view name);

@@ -17,6 +17,8 @@ inline constexpr char kIsEndActor[] = "ASYA_IS_END_ACTOR";
 inline constexpr char kMetricsEnabled[] = "ASYA_METRICS_ENABLED";
 inline constexpr char kQueueAutoCreate[] = "ASYA_QUEUE_AUTO_CREATE";
 inline constexpr char kSidecarConcurrency[] = "ASYA_SIDECAR_CONCURRENCY";
+inline constexpr char kGatewayUrl[] = "ASYA_GATEWAY_URL";
+inline constexpr char kGatewayToken[] = "ASYA_GATEWAY_TOKEN";  // also read by asya-gateway
 
 // ---- Read by the sidecar and the runtimes alike ----
 inline constexpr char kSocketDir[] = "ASYA_SOCKET_DIR";

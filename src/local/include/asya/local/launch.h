@@ -26,6 +26,8 @@ struct MeshLaunchSettings {
   std::string sidecar_bin;            // asya-sidecar
   std::string python_runtime;         // asya_runtime.py
   std::vector<std::string> base_env;  // environment every child starts from
+  std::string gateway_url;            // ASYA_GATEWAY_URL of the sidecars ("" = not set)
+  std::string gateway_token;          // ASYA_GATEWAY_TOKEN of the sidecars
 };
 
 // The runtime: `local_command` (a relative program path resolved against the manifest's
@@ -37,7 +39,8 @@ LaunchSpec RuntimeLaunchSpec(const actor::ActorSpec& spec, const MeshLaunchSetti
 
 // The sidecar: asya-sidecar with ASYA_ACTOR_NAME, ASYA_TRANSPORT (+ ASYA_SQLITE_PATH),
 // ASYA_SOCKET_DIR, ASYA_RUNTIME_TIMEOUT, ASYA_IS_END_ACTOR (crew), ASYA_METRICS_ENABLED=false,
-// ASYA_QUEUE_AUTO_CREATE=true, then spec.sidecar.env (which may override any of them).
+// ASYA_QUEUE_AUTO_CREATE=true, ASYA_GATEWAY_URL + ASYA_GATEWAY_TOKEN (when the mesh runs a
+// gateway), then spec.sidecar.env (which may override any of them).
 LaunchSpec SidecarLaunchSpec(const actor::ActorSpec& spec, const MeshLaunchSettings& mesh,
                              const std::string& socket_dir);
 

@@ -17,6 +17,7 @@
 //   logs/<actor>.log  prefixed output of the actor's processes; logs/asya.log (detached runs)
 //   results/, errors/ written by the crew (happy-end / error-end; crew_layout.h)
 //   run/<actor>-<n>/  per-replica socket directory (mode 0700), unless the path would be too long
+//   gateway.url, gateway.db, gateway-tools/, logs/gateway.log  the gateway (gateway.h)
 #pragma once
 
 #include <chrono>
@@ -43,6 +44,9 @@ struct SupervisorSettings {
   std::string sidecar_bin;     // asya-sidecar
   std::string crew_bin;        // asya-crew (end-actor runtime)
   std::string python_runtime;  // path of asya_runtime.py
+  // The mesh's asya-gateway (gateway.h): started when set; gateway_port 0 = a free loopback port.
+  std::string gateway_bin;
+  int gateway_port = 0;
   // Kubelet-style restart back-off: base doubles per consecutive crash up to max.
   std::chrono::milliseconds restart_backoff_base{10'000};
   std::chrono::milliseconds restart_backoff_max{300'000};

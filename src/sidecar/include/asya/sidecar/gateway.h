@@ -4,6 +4,8 @@
 // Post() only enqueues (bounded queue, never blocks the message path); one worker thread sends
 // the POSTs with libcurl. Progress and fan-out posts get `max_attempts` tries; final-status posts
 // are retried (with backoff) up to `final_max_attempts` and then dropped with an error log.
+// HTTP 404 (an envelope the gateway does not know): progress is dropped at once, a final status
+// after `max_attempts` tries, without an error log.
 // Success = HTTP 200 for progress (as the original), any 2xx otherwise.
 #pragma once
 
