@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# Gateway benchmark (part of `make bench`; issue 10 "Performance"): asya-gateway on a throw-away
+# PostgreSQL (fsync=off, synchronous_commit=off, as the test fixture) with the sqlite transport
+# publishing to a queue nobody consumes.
+#  1. REST POST /tools/call (and MCP tools/call, stateless 2026-07-28) open-loop at RATE (500/s):
+#     p50/p99; then rising rates until p99 >= 50 ms (the highest rate below is reported).
+#     Baseline, interleaved in the same run: asya-bench-gateway baseline = store Create +
+#     MarkRunning + sqlite Publish in a bare loop on the same PostgreSQL server (BASE_THREADS
+#     threads); ratio = best gateway rate with p99 < 50 ms / baseline rate.
+#  2. SSE: SSE_ENVELOPES running envelopes x SSE_PER streams each (2,000 idle streams), the
+#     gateway's extra RSS, then POST /final for every envelope: time until all streams saw it.
+# Environment: BUILD_DIR, RATE (500), SECS (5 per load step), REPS (2), BASE_THREADS (4),
+#   RATES (steps for the max-rate search), SSE_ENVELOPES (200), SSE_PER (10).
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+BUILD_DIR=${BUILD_DIR:-$ROOT/build/release}
+BIN=$BUILD_DIR/bin
+RATE=${RATE:-500}
+SECS=${SECS:-5}
+REPS=${REPS:-2}
+BASE_THREADS=${BASE_THREADS:-4}
+RATES=${RATES:-"250 500 750 1000 1250 1500 2000 2500 3000"}
+SSE_ENVELOPES=${SSE_ENVELOPES:-200}
+SSE_PER=${SSE_PER:-10}
+PY=${PY:-python3}
+for b in asya-gateway asya-bench-gateway; do
+  [ -x "$BIN/$b" ] || { echo "gateway: $BIN/$b is missing (build first)"; exit 1; }
+done
+PGBIN=${ASYA_PG_BINDIR:-$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)}
+[ -x "$PGBIN/postgres" ] || { echo "gateway: no PostgreSQL server binaries (tools/install-deps.sh)"; exit 1; }
+
+WORK=$(mktemp -d /tmp/asya-gwbench-XXXXXX)
+chmod 755 "$WORK"
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+free_port() { "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+
+mkdir -p "$WORK/pg"
+[ "$(id -u)" = 0 ] && chown postgres "$WORK/pg"
+as_pg "$PGBIN/initdb" -D "$WORK/pg/data" -U postgres --auth=trust -E UTF8 >/dev/null
+PGPORT=$(free_port)
+as_pg "$PGBIN/postgres" -D "$WORK/pg/data" -c listen_addresses=127.0.0.1 -c port="$PGPORT" \
+  -c unix_socket_directories="$WORK/pg" -c fsync=off -c synchronous_commit=off \
+  -c full_page_writes=off -c max_connections=200 >"$WORK/pg.log" 2>&1 &
+PIDS+=($!)
+for _ in $(seq 300); do "$PGBIN/pg_isready" -q -h 127.0.0.1 -p "$PGPORT" && break; sleep 0.05; done
+PG=postgresql://postgres@127.0.0.1:$PGPORT
+psql -q -h 127.0.0.1 -p "$PGPORT" -U postgres -c "CREATE DATABASE gw" -c "CREATE DATABASE base" >/dev/null
+
+cat >"$WORK/tools.yaml" <<'YAML'
+tools:
+  - name: bench_echo
+    description: benchmark tool; its queue has no consumer
+    route: [bench-sink]
+    timeout: 3600
+    progress: true
+    parameters:
+      x: {type: integer}
+YAML
+
+GWPORT=$(free_port)
+ASYA_DATABASE_URL=$PG/gw ASYA_CONFIG_PATH=$WORK/tools.yaml ASYA_TRANSPORT=sqlite \
+  ASYA_SQLITE_PATH=$WORK/gw-queues.db ASYA_GATEWAY_PORT=$GWPORT ASYA_GATEWAY_TOKEN=bench-callback \
+  ASYA_LOG_LEVEL=warn setsid "$BIN/asya-gateway" >"$WORK/gateway.log" 2>&1 </dev/null &
+GWPID=$!
+PIDS+=($GWPID)
+for _ in $(seq 300); do curl -sf "http://127.0.0.1:$GWPORT/health" >/dev/null && break; sleep 0.05; done
+curl -sf "http://127.0.0.1:$GWPORT/health" >/dev/null || { echo "gateway: did not start"; cat "$WORK/gateway.log"; exit 1; }
+
+load() { "$BIN/asya-bench-gateway" load 127.0.0.1 "$GWPORT" bench_echo "$@"; }
+field() { sed -n "s/.*$1=\([0-9.]*\).*/\1/p"; }
+
+echo "gateway: machine $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg); PostgreSQL $("$PGBIN/postgres" --version | awk '{print $3}') fsync=off"
+load 500 1 64 >/dev/null  # warm-up (connections, prepared statements, table pages)
+
+for rep in $(seq "$REPS"); do
+  echo "-- rep $rep (load $(cut -d' ' -f1-3 /proc/loadavg))"
+  base=$("$BIN/asya-bench-gateway" baseline "$PG/base" "$WORK/base-queues.db" "$SECS" "$BASE_THREADS")
+  base1=$("$BIN/asya-bench-gateway" baseline "$PG/base" "$WORK/base-queues.db" "$SECS" 1)
+  echo "baseline store+publish: ${BASE_THREADS} threads $(echo "$base" | field rate)/s, 1 thread $(echo "$base1" | field rate)/s"
+  echo "rest tools/call @${RATE}/s: $(load "$RATE" "$SECS" 256)"
+  echo "mcp  tools/call @${RATE}/s: $(load "$RATE" "$SECS" 256 mcp)"
+  best=0
+  for r in $RATES; do
+    out=$(load "$r" "$SECS" 256)
+    p99=$(echo "$out" | field p99_ms); got=$(echo "$out" | field rate); errs=$(echo "$out" | field err)
+    echo "  step $r/s: $out"
+    if [ "$errs" = 0 ] && awk -v p="$p99" 'BEGIN{exit !(p < 50)}'; then best=$got; else break; fi
+  done
+  b=$(echo "$base" | field rate)
+  echo "rest tools/call max rate with p99<50ms: ${best}/s; baseline ${b}/s; ratio $(awk -v a="$best" -v b="$b" 'BEGIN{printf "%.2f", b>0?a/b:0}') (target >= 0.6)"
+done
+
+for rep in $(seq "$REPS"); do
+  echo "-- sse rep $rep: $SSE_ENVELOPES envelopes x $SSE_PER streams (load $(cut -d' ' -f1-3 /proc/loadavg))"
+  "$BIN/asya-bench-gateway" sse 127.0.0.1 "$GWPORT" "$GWPID" bench_echo "$SSE_ENVELOPES" "$SSE_PER" bench-callback || echo "sse: failed"
+done
+grep -v '^$' "$WORK/gateway.log" | tail -5 || true
