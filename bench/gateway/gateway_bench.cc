@@ -4,7 +4,8 @@
 //       the gateway's work per tool call without HTTP: store Create + MarkRunning + one sqlite
 //       transport publish, in a tight loop on THREADS threads; prints "rate=N/s".
 //   load HOST PORT TOOL RATE SECONDS CONNS [mcp]
-//       open-loop POST /tools/call (or MCP tools/call on /mcp, stateless 2026-07-28 form) at a
+//       open-loop POST /tools/call (or MCP tools/call on /mcp, stateless 2026-07-28 form with the
+//       Tasks extension, so the answer is a CreateTaskResult, not a wait for the result) at a
 //       fixed RATE: request i is due at start + i/RATE; latency runs from the due time (so a
 //       stalled server is not hidden by a stalled client). At most CONNS keep-alive connections.
 //       Prints "rate=<achieved ok/s> sent=.. ok=.. err=.. p50_ms=.. p99_ms=.. max_ms=..".
@@ -226,7 +227,8 @@ std::string CallRequest(const std::string& tool, bool mcp, long n) {
       ",\"method\":\"tools/call\",\"params\":{\"name\":\"" + tool + "\",\"arguments\":{\"x\":" +
       std::to_string(n) +
       "},\"_meta\":{\"io.modelcontextprotocol/protocolVersion\":\"2026-07-28\"," +
-      "\"io.modelcontextprotocol/clientCapabilities\":{}}}}";
+      "\"io.modelcontextprotocol/clientCapabilities\":{\"extensions\":{"
+      "\"io.modelcontextprotocol/tasks\":{}}}}}}";
   return Post("/mcp", body,
               "Accept: application/json, text/event-stream\r\nMcp-Method: tools/call\r\n"
               "Mcp-Name: " +
@@ -272,7 +274,7 @@ int Load(int argc, char** argv) {
     idle.push_back(conns.size() - 1);
     return true;
   };
-  for (int i = 0; i < std::min(max_conns, 8); ++i) {
+  for (int i = 0; i < std::min(max_conns, 32); ++i) {
     if (!open_conn()) {
       std::fprintf(stderr, "load: cannot connect\n");
       return 1;

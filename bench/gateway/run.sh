@@ -61,6 +61,7 @@ tools:
     route: [bench-sink]
     timeout: 3600
     progress: true
+    task_support: optional
     parameters:
       x: {type: integer}
 YAML
@@ -95,7 +96,7 @@ for rep in $(seq "$REPS"); do
     if [ "$errs" = 0 ] && awk -v p="$p99" 'BEGIN{exit !(p < 50)}'; then best=$got; else break; fi
   done
   b=$(echo "$base" | field rate)
-  echo "rest tools/call max rate with p99<50ms: ${best}/s; baseline ${b}/s; ratio $(awk -v a="$best" -v b="$b" 'BEGIN{printf "%.2f", b>0?a/b:0}') (target >= 0.6)"
+  echo "rest tools/call max rate with p99<50ms: ${best}/s; baseline ${b}/s; ratio $(awk -v a="$best" -v b="$b" 'BEGIN{printf "%.2f", (b > 0) ? a / b : 0}') (target >= 0.6)"
 done
 
 for rep in $(seq "$REPS"); do
