@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Benchmarks, side by side with their baselines in one run (`make bench`): data plane, then
-# `asya render` of 1,000 actors (bench/render), the operator on 1,000 actors (bench/operator).
+# `asya render` of 1,000 actors (bench/render), the operator on 1,000 actors (bench/operator),
+# the gateway on PostgreSQL (bench/gateway).
 # Not part of `make test`. Prints one line per benchmark:
 #   runtime-roundtrip kept-conn: asya 19876/s, baseline 21345/s, ratio 0.93
 # Environment: BUILD_DIR (default build/release), REPS (default 5), N (round trips per run).
@@ -99,3 +100,7 @@ BUILD_DIR=$BUILD_DIR bash "$ROOT/bench/render/run.sh" || echo "render: failed (s
 
 # f. asya-operator: 1,000 actors to steady state on the fake API server; resync makes no writes.
 BUILD_DIR=$BUILD_DIR bash "$ROOT/bench/operator/run.sh" || echo "operator: failed (see above)"
+
+# g. asya-gateway on PostgreSQL: tools/call rate and latency vs a bare store+publish loop; 2,000
+# idle SSE streams (bench/gateway/run.sh starts its own PostgreSQL).
+BUILD_DIR=$BUILD_DIR bash "$ROOT/bench/gateway/run.sh" || echo "gateway: failed (see above)"
