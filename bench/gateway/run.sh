@@ -19,7 +19,7 @@ RATE=${RATE:-500}
 SECS=${SECS:-5}
 REPS=${REPS:-2}
 BASE_THREADS=${BASE_THREADS:-4}
-RATES=${RATES:-"250 500 750 1000 1250 1500 2000 2500 3000"}
+RATES=${RATES:-"150 200 250 300 350 400 500 600 750 1000 1250 1500 2000"}
 SSE_ENVELOPES=${SSE_ENVELOPES:-200}
 SSE_PER=${SSE_PER:-10}
 PY=${PY:-python3}
@@ -88,15 +88,18 @@ for rep in $(seq "$REPS"); do
   echo "baseline store+publish: ${BASE_THREADS} threads $(echo "$base" | field rate)/s, 1 thread $(echo "$base1" | field rate)/s"
   echo "rest tools/call @${RATE}/s: $(load "$RATE" "$SECS" 256)"
   echo "mcp  tools/call @${RATE}/s: $(load "$RATE" "$SECS" 256 mcp)"
-  best=0
-  for r in $RATES; do
+  best=0 fails=0
+  for r in $RATES; do  # rising rates; stop after two steps in a row miss p99 < 50 ms
     out=$(load "$r" "$SECS" 256)
     p99=$(echo "$out" | field p99_ms); got=$(echo "$out" | field rate); errs=$(echo "$out" | field err)
     echo "  step $r/s: $out"
-    if [ "$errs" = 0 ] && awk -v p="$p99" 'BEGIN{exit !(p < 50)}'; then best=$got; else break; fi
+    if [ "$errs" = 0 ] && awk -v p="$p99" 'BEGIN{exit !(p < 50)}'; then best=$got fails=0
+    else fails=$((fails + 1)); [ "$fails" -ge 2 ] && break; fi
   done
+  sat=$(load 3000 "$SECS" 256 | field rate)  # far above capacity: the saturated throughput
   b=$(echo "$base" | field rate)
-  echo "rest tools/call max rate with p99<50ms: ${best}/s; baseline ${b}/s; ratio $(awk -v a="$best" -v b="$b" 'BEGIN{printf "%.2f", (b > 0) ? a / b : 0}') (target >= 0.6)"
+  ratio() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.2f", (b > 0) ? a / b : 0}'; }
+  echo "rest tools/call max rate with p99<50ms: ${best}/s; saturated ${sat}/s; baseline ${b}/s; ratio $(ratio "$best" "$b") (p99<50ms), $(ratio "$sat" "$b") (saturated) (target >= 0.6)"
 done
 
 for rep in $(seq "$REPS"); do
