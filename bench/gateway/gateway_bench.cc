@@ -14,14 +14,6 @@
 //       GET /envelopes/{id}/stream on each, reports the gateway's extra RSS with all streams
 //       open, then POSTs /final for every envelope and reports how long until every stream saw
 //       its final event (and closed).
-#include <arpa/inet.h>
-#include <fcntl.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <sys/epoll.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -33,6 +25,14 @@
 #include <string>
 #include <thread>
 #include <vector>
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "asya/base/clock.h"
 #include "asya/store/store.h"
@@ -219,16 +219,15 @@ std::string Post(const std::string& path, const std::string& body, const std::st
 
 std::string CallRequest(const std::string& tool, bool mcp, long n) {
   if (!mcp) {
-    return Post("/tools/call", "{\"name\":\"" + tool + "\",\"arguments\":{\"x\":" +
-                                   std::to_string(n) + "}}");
+    return Post("/tools/call",
+                "{\"name\":\"" + tool + "\",\"arguments\":{\"x\":" + std::to_string(n) + "}}");
   }
-  std::string body =
-      "{\"jsonrpc\":\"2.0\",\"id\":" + std::to_string(n) +
-      ",\"method\":\"tools/call\",\"params\":{\"name\":\"" + tool + "\",\"arguments\":{\"x\":" +
-      std::to_string(n) +
-      "},\"_meta\":{\"io.modelcontextprotocol/protocolVersion\":\"2026-07-28\"," +
-      "\"io.modelcontextprotocol/clientCapabilities\":{\"extensions\":{"
-      "\"io.modelcontextprotocol/tasks\":{}}}}}}";
+  std::string body = "{\"jsonrpc\":\"2.0\",\"id\":" + std::to_string(n) +
+                     ",\"method\":\"tools/call\",\"params\":{\"name\":\"" + tool +
+                     "\",\"arguments\":{\"x\":" + std::to_string(n) +
+                     "},\"_meta\":{\"io.modelcontextprotocol/protocolVersion\":\"2026-07-28\"," +
+                     "\"io.modelcontextprotocol/clientCapabilities\":{\"extensions\":{"
+                     "\"io.modelcontextprotocol/tasks\":{}}}}}}";
   return Post("/mcp", body,
               "Accept: application/json, text/event-stream\r\nMcp-Method: tools/call\r\n"
               "Mcp-Name: " +
@@ -325,8 +324,8 @@ int Load(int argc, char** argv) {
     int timeout = 10;
     if (scheduled < total) {
       auto wait = due_of(scheduled) - SteadyClock::now();
-      timeout = std::max(0, static_cast<int>(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                                 wait).count()));
+      timeout = std::max(
+          0, static_cast<int>(std::chrono::duration_cast<std::chrono::milliseconds>(wait).count()));
       timeout = std::min(timeout, 10);
     }
     int n = epoll_wait(ep, evs, 256, timeout);
@@ -489,11 +488,12 @@ int Sse(int argc, char** argv) {
       std::count_if(streams.begin(), streams.end(), [](const Stream& s) { return s.done; }));
   std::this_thread::sleep_for(std::chrono::seconds(1));
   long rss1 = RssKb(gw_pid);
-  std::printf("sse-open streams=%zu ready=%zu closed_early=%zu open_s=%.2f rss_before_mb=%.1f "
-              "rss_open_mb=%.1f extra_rss_mb=%.1f per_stream_kb=%.1f\n",
-              total, ready, early, std::chrono::duration<double>(SteadyClock::now() - t_open).count(),
-              rss0 / 1024.0, rss1 / 1024.0, (rss1 - rss0) / 1024.0,
-              total ? static_cast<double>(rss1 - rss0) / static_cast<double>(total) : 0.0);
+  std::printf(
+      "sse-open streams=%zu ready=%zu closed_early=%zu open_s=%.2f rss_before_mb=%.1f "
+      "rss_open_mb=%.1f extra_rss_mb=%.1f per_stream_kb=%.1f\n",
+      total, ready, early, std::chrono::duration<double>(SteadyClock::now() - t_open).count(),
+      rss0 / 1024.0, rss1 / 1024.0, (rss1 - rss0) / 1024.0,
+      total ? static_cast<double>(rss1 - rss0) / static_cast<double>(total) : 0.0);
   // Finals on a second thread (over one keep-alive connection) while this thread watches.
   const std::string auth = token.empty() ? "" : "Authorization: Bearer " + token + "\r\n";
   Tp t0 = SteadyClock::now();
@@ -502,11 +502,11 @@ int Sse(int argc, char** argv) {
   std::thread poster([&] {
     for (const auto& id : ids) {
       std::string body;
-      int st = Roundtrip(ctl,
-                         Post("/envelopes/" + id + "/final",
-                              "{\"id\":\"" + id + "\",\"status\":\"succeeded\",\"result\":{\"ok\":1}}",
-                              auth),
-                         &body);
+      int st = Roundtrip(
+          ctl,
+          Post("/envelopes/" + id + "/final",
+               "{\"id\":\"" + id + "\",\"status\":\"succeeded\",\"result\":{\"ok\":1}}", auth),
+          &body);
       if (st != 200) {
         if (final_errors++ < 3) {
           std::fprintf(stderr, "sse: final %s -> %d %.200s\n", id.c_str(), st, body.c_str());
@@ -535,10 +535,11 @@ int Sse(int argc, char** argv) {
       lat.push_back(Ms(s.at - t0));
     }
   }
-  std::printf("sse-final streams=%zu reached=%zu final_errors=%d posts_ms=%.1f p50_ms=%.1f "
-              "all_ms=%.1f\n",
-              total, done, final_errors.load(), Ms(t_posted - t0), Percentile(lat, 0.5),
-              Percentile(lat, 1.0));
+  std::printf(
+      "sse-final streams=%zu reached=%zu final_errors=%d posts_ms=%.1f p50_ms=%.1f "
+      "all_ms=%.1f\n",
+      total, done, final_errors.load(), Ms(t_posted - t0), Percentile(lat, 0.5),
+      Percentile(lat, 1.0));
   for (auto& s : streams) {
     close(s.fd);
   }
