@@ -7,7 +7,7 @@
 include(GNUInstallDirs)
 include(CMakePackageConfigHelpers)
 
-install(TARGETS asya asya-sidecar asya-crew asya-operator
+install(TARGETS asya asya-sidecar asya-crew asya-gateway asya-operator
         RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
 # `asya up` looks for the Python runtime next to its own binary.
 install(PROGRAMS ${PROJECT_SOURCE_DIR}/src/runtime/python/asya_runtime.py

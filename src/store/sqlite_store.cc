@@ -200,8 +200,9 @@ class SqliteStore final : public Store {
       ASYA_RETURN_IF_ERROR(
           EndTx(r.has_value() ? asya::Status() : asya::Status(Unexpected(r.error()))));
       update = std::move(*r);
+      // Pushed under mu_, so the feed sees updates in commit (= seq) order.
+      feed_.Push(std::move(update));
     }
-    feed_.Push(std::move(update));
     return Ok();
   }
 
@@ -370,9 +371,9 @@ class SqliteStore final : public Store {
         return Ok();
       };
       ASYA_RETURN_IF_ERROR(EndTx(body()));
-    }
-    if (t.update) {
-      feed_.Push(*t.update);
+      if (t.update) {
+        feed_.Push(*t.update);  // under mu_: the feed sees updates in seq order
+      }
     }
     return t;
   }

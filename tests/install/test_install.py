@@ -35,7 +35,7 @@ class InstallTest(unittest.TestCase):
                    "500ms", timeout=300)
 
     def test_install_layout(self):
-        for rel in ("bin/asya", "bin/asya-sidecar", "bin/asya-crew", "bin/asya_runtime.py",
+        for rel in ("bin/asya", "bin/asya-sidecar", "bin/asya-crew", "bin/asya-gateway", "bin/asya_runtime.py",
                     "include/asya/runtime/serve.h", "include/asya/base/result.h",
                     "include/asya/protocol/runtime_client.h", "lib/libasya_runtime.a",
                     "lib/cmake/asya/asyaConfig.cmake", "lib/cmake/asya/asyaConfigVersion.cmake",

@@ -484,6 +484,36 @@ TEST_P(StoreTest, FeedDeliversEveryAppliedUpdateInOrder) {
   EXPECT_TRUE(SameJson(got[3].result_json, R"({"ok":true})"));
 }
 
+// Reports from many threads: the feed delivers one envelope's updates in seq order (an SSE stream
+// skips anything at or below the last id it sent, so an out-of-order delivery would lose events).
+TEST_P(StoreTest, FeedKeepsSeqOrderUnderConcurrentWriters) {
+  FeedLog log;
+  ASSERT_OK(store_->StartFeed(log.Callback()));
+  ASSERT_OK(store_->Create(Make("order", {"a", "b", "c", "d"})));
+  constexpr int kThreads = 8;
+  constexpr int kEach = 25;
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kThreads; ++i) {
+    threads.emplace_back([&, i] {
+      for (int j = 0; j < kEach; ++j) {
+        ProgressReport r;
+        r.current_actor_idx = (i + j) % 4;
+        r.state = "received";
+        r.message = std::to_string(i) + "/" + std::to_string(j);
+        EXPECT_OK(store_->ReportProgress("order", r));
+      }
+    });
+  }
+  for (auto& t : threads) {
+    t.join();
+  }
+  std::vector<Update> got = log.Wait(1 + kThreads * kEach);
+  ASSERT_EQ(got.size(), 1u + kThreads * kEach);
+  for (std::size_t i = 1; i < got.size(); ++i) {
+    EXPECT_LT(got[i - 1].seq, got[i].seq) << "feed position " << i;
+  }
+}
+
 TEST_P(StoreTest, FeedStartsOnce) {
   ASSERT_OK(store_->StartFeed([](const Update&) {}));
   auto again = store_->StartFeed([](const Update&) {});
