@@ -28,6 +28,7 @@
 #include "asya/gateway/tools_config.h"
 #include "asya/local/autoscaler.h"
 #include "asya/local/status.h"
+#include "local/spawn.h"
 
 namespace asya::local {
 namespace fs = std::filesystem;
@@ -98,40 +99,6 @@ std::vector<Chunk> SplitDocuments(const std::string& text) {
 // The document padded with blank lines so that parser errors carry the file's line numbers.
 std::string Padded(const ToolsDocument& d) {
   return std::string(static_cast<size_t>(std::max(0, d.first_line - 1)), '\n') + d.text;
-}
-
-void ExecChild(const LaunchSpec& spec, int out_fd, pid_t parent) {
-  // Only async-signal-safe calls from here on.
-  ::setpgid(0, 0);
-  ::prctl(PR_SET_PDEATHSIG, SIGTERM);
-  if (::getppid() != parent) {
-    ::_exit(127);
-  }
-  sigset_t none;
-  sigemptyset(&none);
-  ::sigprocmask(SIG_SETMASK, &none, nullptr);
-  ::signal(SIGPIPE, SIG_DFL);
-  int devnull = ::open("/dev/null", O_RDONLY);
-  if (devnull >= 0) {
-    ::dup2(devnull, 0);
-  }
-  ::dup2(out_fd, 1);
-  ::dup2(out_fd, 2);
-  (void)!::chdir(spec.cwd.c_str());
-  std::vector<char*> argv;
-  for (const auto& a : spec.argv) {
-    argv.push_back(const_cast<char*>(a.c_str()));
-  }
-  argv.push_back(nullptr);
-  std::vector<char*> envp;
-  for (const auto& e : spec.env) {
-    envp.push_back(const_cast<char*>(e.c_str()));
-  }
-  envp.push_back(nullptr);
-  ::execvpe(argv[0], argv.data(), envp.data());
-  const char msg[] = "asya up: cannot execute the gateway\n";
-  (void)!::write(2, msg, sizeof(msg) - 1);
-  ::_exit(127);
 }
 
 std::string DescribeExit(int wstatus) {
@@ -386,6 +353,7 @@ void GatewayProcess::SetTools(const std::string& tools_dir, const std::string& f
 
 void GatewayProcess::Start(int64_t now_ms) {
   LaunchSpec spec = GatewayLaunchSpec(launch_);
+  const internal::ExecArgs exec = internal::MakeExecArgs(spec.argv, spec.env);
   int fds[2];
   if (::pipe2(fds, O_CLOEXEC) != 0) {
     Emit(std::string("asya: pipe: ") + std::strerror(errno));
@@ -402,7 +370,7 @@ void GatewayProcess::Start(int64_t now_ms) {
     return;
   }
   if (pid == 0) {
-    ExecChild(spec, fds[1], parent);
+    internal::ExecChild(exec, spec.cwd.c_str(), fds[1], parent);
   }
   ::setpgid(pid, pid);
   ::close(fds[1]);

@@ -33,6 +33,7 @@
 #include "asya/local/launch.h"
 #include "asya/local/status.h"
 #include "asya/transport/transport.h"
+#include "local/spawn.h"
 
 namespace asya::local {
 namespace fs = std::filesystem;
@@ -364,19 +365,7 @@ void SupervisorImpl::AddActor(actor::ActorSpec spec) {
 bool SupervisorImpl::Spawn(Actor& a, Replica& r, Proc& p, bool runtime) {
   LaunchSpec launch = runtime ? RuntimeLaunchSpec(a.spec, launch_, r.socket_dir)
                               : SidecarLaunchSpec(a.spec, launch_, r.socket_dir);
-  auto& argv = launch.argv;
-  auto& env = launch.env;
-  const std::string& cwd = launch.cwd;
-  std::vector<char*> cargv;
-  for (auto& s : argv) {
-    cargv.push_back(s.data());
-  }
-  cargv.push_back(nullptr);
-  std::vector<char*> cenv;
-  for (auto& s : env) {
-    cenv.push_back(s.data());
-  }
-  cenv.push_back(nullptr);
+  const internal::ExecArgs exec = internal::MakeExecArgs(launch.argv, std::move(launch.env));
 
   int fds[2];
   if (::pipe2(fds, O_CLOEXEC) != 0) {
@@ -392,33 +381,7 @@ bool SupervisorImpl::Spawn(Actor& a, Replica& r, Proc& p, bool runtime) {
     return false;
   }
   if (pid == 0) {
-    // Child: only async-signal-safe calls from here on.
-    ::setpgid(0, 0);
-    ::prctl(PR_SET_PDEATHSIG, SIGTERM);
-    if (::getppid() != parent) {
-      ::_exit(127);
-    }
-    sigset_t none;
-    sigemptyset(&none);
-    ::sigprocmask(SIG_SETMASK, &none, nullptr);
-    ::signal(SIGPIPE, SIG_DFL);
-    int devnull = ::open("/dev/null", O_RDONLY);
-    if (devnull >= 0) {
-      ::dup2(devnull, 0);
-    }
-    ::dup2(fds[1], 1);
-    ::dup2(fds[1], 2);
-    if (::chdir(cwd.c_str()) != 0) {
-      const char msg[] = "asya up: cannot change to the manifest directory\n";
-      (void)!::write(2, msg, sizeof(msg) - 1);
-      ::_exit(127);
-    }
-    ::execvpe(cargv[0], cargv.data(), cenv.data());
-    const char msg[] = "asya up: cannot execute ";
-    (void)!::write(2, msg, sizeof(msg) - 1);
-    (void)!::write(2, cargv[0], std::strlen(cargv[0]));
-    (void)!::write(2, "\n", 1);
-    ::_exit(127);
+    internal::ExecChild(exec, launch.cwd.c_str(), fds[1], parent);
   }
   ::setpgid(pid, pid);
   ::close(fds[1]);
@@ -434,7 +397,7 @@ bool SupervisorImpl::Spawn(Actor& a, Replica& r, Proc& p, bool runtime) {
   p.kill_at = 0;
   by_pid_[pid] = {&a, &p};
   std::string cmd;
-  for (const auto& s : argv) {
+  for (const auto& s : exec.argv_strings) {
     cmd += (cmd.empty() ? "" : " ") + s;
   }
   EmitLine(&a, a.spec.name + "/" + std::to_string(r.index),
