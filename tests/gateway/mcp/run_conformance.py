@@ -10,7 +10,6 @@ Targets:
   --mesh BIN_DIR    start an `asya up` mesh of the fixture actors (fixtures/actors.yaml, handlers
                     fixtures/mcp_fixtures.py; SQLite queues) and asya-gateway on it with
                     fixtures/tools.yaml (BIN_DIR holds asya, asya-gateway, asya-sidecar, ...)
-  --stub PATH       start tests' mcp_stub_server (McpHandler over in-process fixture pipelines)
   --url URL         an MCP endpoint already serving the fixture tools
 Tools: build/mcp-tools (override with ASYA_MCP_TOOLS), installed by tools/install-deps.sh.
 Exit status: 0 when every pass matched its baseline; 1 otherwise; 2 for a setup error.
@@ -186,22 +185,12 @@ class Mesh:
                 os.killpg(self.up.pid, signal.SIGKILL)
 
 
-def start_stub(path):
-    proc = subprocess.Popen([path, "0"], stdout=subprocess.PIPE, text=True)
-    line = proc.stdout.readline().split()
-    if len(line) != 2 or line[0] != "listening":
-        proc.kill()
-        raise RuntimeError("mcp_stub_server did not start: %r" % line)
-    return proc, "http://localhost:%s/mcp" % line[1]
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     target = parser.add_mutually_exclusive_group(required=True)
     target.add_argument("--mesh", metavar="BIN_DIR",
                         help="start a fixture mesh and asya-gateway from this bin directory")
-    target.add_argument("--stub", help="path of mcp_stub_server to start")
     target.add_argument("--url", help="MCP endpoint URL already serving the fixtures")
     parser.add_argument("--only", action="append", default=[],
                         help="run only these passes (a revision, 'tasks' or 'clients'); repeatable")
@@ -216,12 +205,10 @@ def main():
     expected = load_expected()
     out_dir = opts.out or tempfile.mkdtemp(prefix="mcp-conformance-")
     os.makedirs(out_dir, exist_ok=True)
-    stub = mesh = None
+    mesh = None
     ok = True
     try:
-        if opts.stub:
-            stub, url = start_stub(opts.stub)
-        elif opts.mesh:
+        if opts.mesh:
             mesh = Mesh(opts.mesh)
             url = mesh.start()
             print("mesh in %s, gateway %s" % (mesh.dir, url), flush=True)
@@ -244,9 +231,6 @@ def main():
         print("setup failed: %s" % e, file=sys.stderr)
         return 2
     finally:
-        if stub:
-            stub.kill()
-            stub.wait()
         if mesh:
             mesh.stop()
     print("results in %s" % out_dir)
