@@ -684,7 +684,7 @@ Error HttpFailure(const std::string& what, const http::Response& r) {
   if (r.status == 401 || r.status == 403) {
     return Error{ErrorCode::kPermissionDenied,
                  what + ": the gateway refused the request (HTTP " + std::to_string(r.status) +
-                     "); set ASYA_GATEWAY_TOKEN or --token" + (body.empty() ? "" : ": " + body)};
+                     "); set ASYA_GATEWAY_CLIENT_TOKEN or --token" + (body.empty() ? "" : ": " + body)};
   }
   if (r.status == 404) {
     return Error{ErrorCode::kNotFound,

@@ -13,7 +13,7 @@
 //
 // The gateway: --url, else ASYA_GATEWAY_URL, else the URL `asya up` wrote to
 // <state dir>/gateway.url (--state-dir, ASYA_STATE_DIR, default .asya). Bearer token: --token,
-// else ASYA_GATEWAY_TOKEN. list/show/call speak MCP over streamable HTTP (POST /mcp); status and
+// else ASYA_GATEWAY_CLIENT_TOKEN. list/show/call speak MCP over streamable HTTP (POST /mcp); status and
 // stream the REST endpoints.
 // Exit codes (DESIGN §4 precise 12): 0 succeeded; 1 failed (the envelope failed, a tool error, an
 // unknown tool or envelope, the gateway refused or is unreachable); 2 usage or invalid arguments;
@@ -100,7 +100,7 @@ Result<std::string> ResolveUrl(const Common& c) {
 
 Result<std::unique_ptr<Client>> Connect(const Common& c) {
   ASYA_ASSIGN_OR_RETURN(std::string url, ResolveUrl(c));
-  std::string token = c.token.empty() ? env::GetOr("ASYA_GATEWAY_TOKEN", "") : c.token;
+  std::string token = c.token.empty() ? env::GetOr(env_name::kGatewayClientToken, "") : c.token;
   return std::make_unique<Client>(gateway::ClientOptions{.url = url, .token = token});
 }
 
@@ -154,7 +154,7 @@ class ProgressView {
 
 void AddCommon(CLI::App& app, Common& c, bool timeout) {
   app.add_option("--url", c.url, "gateway URL (ASYA_GATEWAY_URL; default: the local mesh's)");
-  app.add_option("--token", c.token, "bearer token (ASYA_GATEWAY_TOKEN)");
+  app.add_option("--token", c.token, "client bearer token (ASYA_GATEWAY_CLIENT_TOKEN)");
   app.add_option("--state-dir", c.state_dir, "state dir of `asya up` (ASYA_STATE_DIR, .asya)");
   if (timeout) {
     app.add_option("--timeout", c.timeout_s, "seconds to wait for the final result (300)")

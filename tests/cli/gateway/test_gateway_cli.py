@@ -18,7 +18,7 @@ BUILD_DIR = os.environ.get(
     os.path.join(os.path.dirname(__file__), "..", "..", "..", "build", "release"))
 ASYA = os.path.abspath(os.path.join(BUILD_DIR, "bin", "asya"))
 
-_SCRUB = ("ASYA_GATEWAY_URL", "ASYA_GATEWAY_TOKEN", "ASYA_STATE_DIR")
+_SCRUB = ("ASYA_GATEWAY_URL", "ASYA_GATEWAY_CLIENT_TOKEN", "ASYA_GATEWAY_TOKEN", "ASYA_STATE_DIR")
 
 
 class GatewayCli(unittest.TestCase):
@@ -206,15 +206,19 @@ class GatewayCliWithToken(GatewayCli):
 
     def setUp(self):
         super().setUp()
-        self.env["ASYA_GATEWAY_TOKEN"] = self.token
+        self.env["ASYA_GATEWAY_CLIENT_TOKEN"] = self.token
 
     def test_missing_or_wrong_token(self):
         env = dict(self.env)
-        del env["ASYA_GATEWAY_TOKEN"]
+        del env["ASYA_GATEWAY_CLIENT_TOKEN"]
         r = self.run_cli("list", env=env)
         self.assertEqual(r.returncode, 1)
         self.assertIn("HTTP 401", r.stderr)
-        self.assertIn("ASYA_GATEWAY_TOKEN", r.stderr)
+        self.assertIn("ASYA_GATEWAY_CLIENT_TOKEN", r.stderr)
+        # The callback token's variable (the sidecars') is not the client's: it is not sent.
+        r = self.run_cli("list", env=dict(env, ASYA_GATEWAY_TOKEN=self.token))
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("HTTP 401", r.stderr)
         self.assertEqual(self.run_cli("list", "--token", "wrong", env=env).returncode, 1)
         self.ok("list", "--token", self.token, env=env)
         self.assertEqual(self.run_cli("status", "x", env=env).returncode, 1)

@@ -19,6 +19,9 @@ inline constexpr char kQueueAutoCreate[] = "ASYA_QUEUE_AUTO_CREATE";
 inline constexpr char kSidecarConcurrency[] = "ASYA_SIDECAR_CONCURRENCY";
 inline constexpr char kGatewayUrl[] = "ASYA_GATEWAY_URL";
 inline constexpr char kGatewayToken[] = "ASYA_GATEWAY_TOKEN";  // also read by asya-gateway
+// The client token `asya list|show|call|status|stream` send (one of the gateway's
+// ASYA_GATEWAY_TOKENS); distinct from the callback token above.
+inline constexpr char kGatewayClientToken[] = "ASYA_GATEWAY_CLIENT_TOKEN";
 
 // ---- Read by the sidecar and the runtimes alike ----
 inline constexpr char kSocketDir[] = "ASYA_SOCKET_DIR";
