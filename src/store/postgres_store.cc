@@ -122,6 +122,18 @@ CREATE TRIGGER asya_envelope_updates_notify AFTER INSERT ON envelope_updates
 CREATE INDEX IF NOT EXISTS idx_envelope_updates_envelope_seq ON envelope_updates(envelope_id, id);
 )sql";
 
+// Migration 3: MCP sessions shared by every replica.
+constexpr const char* kMigration3 = R"sql(
+CREATE TABLE IF NOT EXISTS mcp_sessions (
+  id TEXT PRIMARY KEY,
+  protocol_version TEXT NOT NULL,
+  client_capabilities JSONB,
+  created_at TIMESTAMPTZ NOT NULL,
+  last_seen_at TIMESTAMPTZ NOT NULL
+);
+CREATE INDEX IF NOT EXISTS idx_mcp_sessions_last_seen_at ON mcp_sessions(last_seen_at);
+)sql";
+
 struct Migration {
   int version;
   const char* name;
@@ -130,6 +142,7 @@ struct Migration {
 constexpr Migration kMigrations[] = {
     {1, "original gateway tables (sqitch 001-004)", kMigration1},
     {2, "asya additions: tool, route_metadata, headers, cancelled, feed trigger", kMigration2},
+    {3, "mcp sessions", kMigration3},
 };
 
 #define ASYA_TS(n) "('epoch'::timestamptz + $" #n "::bigint * interval '1 microsecond')"
@@ -796,6 +809,81 @@ class PostgresStore final : public Store {
     return listener_.Start(std::move(on_update));
   }
 
+  Result<void> CreateSession(const McpSession& session) override {
+    ASYA_RETURN_IF_ERROR(ValidateNewSession(session));
+    Params p;
+    p.Add(session.id)
+        .Add(session.protocol_version)
+        .AddOrNull(session.client_capabilities_json)
+        .Int(ToMicros(clock_.WallNow()));
+    return Once([&](PGconn* c) -> Result<void> {
+      ASYA_ASSIGN_OR_RETURN(
+          auto r,
+          Run(c, "create session",
+              "INSERT INTO mcp_sessions (id, protocol_version, "
+              "client_capabilities, created_at, last_seen_at) VALUES "
+              "($1, $2, $3::jsonb, " ASYA_TS(4) ", " ASYA_TS(4) ") "
+                                                                "ON CONFLICT (id) DO NOTHING",
+              p));
+      if (r.Affected() == 0) {
+        return MakeError(ErrorCode::kAlreadyExists, "session '" + session.id + "' already exists");
+      }
+      return Ok();
+    });
+  }
+
+  Result<McpSession> GetSession(std::string_view id) override {
+    return InRead([&](PGconn* c) -> Result<McpSession> {
+      ASYA_ASSIGN_OR_RETURN(
+          auto r, Run(c, "get session",
+                      "SELECT id, protocol_version, client_capabilities::text, " ASYA_MICROS(
+                          "created_at") ", " ASYA_MICROS("last_seen_at") " FROM mcp_sessions "
+                                                                         "WHERE id = $1",
+                      Params().Add(std::string(id))));
+      if (r.Rows() == 0) {
+        return MakeError(ErrorCode::kNotFound, "session '" + std::string(id) + "' not found");
+      }
+      McpSession s;
+      s.id = r.Text(0, 0);
+      s.protocol_version = r.Text(0, 1);
+      s.client_capabilities_json = r.Text(0, 2);
+      s.created_at = FromMicros(r.Int(0, 3));
+      s.last_seen_at = FromMicros(r.Int(0, 4));
+      return s;
+    });
+  }
+
+  Result<void> TouchSession(std::string_view id) override {
+    return InRead([&](PGconn* c) -> Result<void> {
+      ASYA_ASSIGN_OR_RETURN(
+          auto r, Run(c, "touch session",
+                      "UPDATE mcp_sessions SET last_seen_at = " ASYA_TS(2) " WHERE id = $1",
+                      Params().Add(std::string(id)).Int(ToMicros(clock_.WallNow()))));
+      if (r.Affected() == 0) {
+        return MakeError(ErrorCode::kNotFound, "session '" + std::string(id) + "' not found");
+      }
+      return Ok();
+    });
+  }
+
+  Result<bool> DeleteSession(std::string_view id) override {
+    return InRead([&](PGconn* c) -> Result<bool> {
+      ASYA_ASSIGN_OR_RETURN(auto r,
+                            Run(c, "delete session", "DELETE FROM mcp_sessions WHERE id = $1",
+                                Params().Add(std::string(id))));
+      return r.Affected() > 0;
+    });
+  }
+
+  Result<std::int64_t> PurgeSessionsIdleBefore(TimePoint cutoff) override {
+    return InRead([&](PGconn* c) -> Result<std::int64_t> {
+      ASYA_ASSIGN_OR_RETURN(auto r, Run(c, "purge sessions",
+                                        "DELETE FROM mcp_sessions WHERE last_seen_at < " ASYA_TS(1),
+                                        Params().Int(ToMicros(cutoff))));
+      return r.Affected();
+    });
+  }
+
   Result<std::vector<Envelope>> List(const ListQuery& query) override {
     ASYA_RETURN_IF_ERROR(ValidateListQuery(query));
     std::string sql = std::string(kEnvelopeSelect) +
@@ -854,8 +942,17 @@ class PostgresStore final : public Store {
     }
   }
 
-  // Runs a read-only `fn(conn)`; retried once on a fresh connection when the pooled one was
-  // broken.
+  // Runs one statement that must not be repeated (not retried on a broken connection).
+  template <class Fn>
+  auto Once(Fn fn) -> decltype(fn(static_cast<PGconn*>(nullptr))) {
+    ASYA_ASSIGN_OR_RETURN(PGconn * c, pool_.Acquire());
+    auto out = fn(c);
+    pool_.Release(c);
+    return out;
+  }
+
+  // Runs a read-only (or idempotent single-statement) `fn(conn)`; retried once on a fresh
+  // connection when the pooled one was broken.
   template <class Fn>
   auto InRead(Fn fn) -> decltype(fn(static_cast<PGconn*>(nullptr))) {
     for (int attempt = 0;; ++attempt) {

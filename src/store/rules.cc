@@ -69,6 +69,19 @@ double RawProgressPercent(int current_actor_idx, std::string_view state, std::si
   return RoundCents(pct);
 }
 
+asya::Status ValidateNewSession(const McpSession& session) {
+  if (session.id.empty()) {
+    return MakeError(ErrorCode::kInvalidArgument, "session id is empty");
+  }
+  if (session.protocol_version.empty()) {
+    return MakeError(ErrorCode::kInvalidArgument, "session protocol version is empty");
+  }
+  if (!IsJsonOrEmpty(session.client_capabilities_json)) {
+    return MakeError(ErrorCode::kInvalidArgument, "session client capabilities are not valid JSON");
+  }
+  return Ok();
+}
+
 asya::Status ValidateNewEnvelope(const Envelope& envelope) {
   if (envelope.id.empty()) {
     return MakeError(ErrorCode::kInvalidArgument, "envelope id is empty");

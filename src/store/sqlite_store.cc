@@ -67,6 +67,18 @@ CREATE TABLE IF NOT EXISTS envelope_updates (
 CREATE INDEX IF NOT EXISTS idx_envelope_updates_envelope_id ON envelope_updates(envelope_id, id);
 )sql";
 
+// Migration 2: MCP sessions shared by every gateway on this database.
+constexpr const char* kSchemaV2 = R"sql(
+CREATE TABLE IF NOT EXISTS mcp_sessions (
+  id TEXT PRIMARY KEY,
+  protocol_version TEXT NOT NULL,
+  client_capabilities TEXT,
+  created_at INTEGER NOT NULL,
+  last_seen_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS idx_mcp_sessions_last_seen_at ON mcp_sessions(last_seen_at);
+)sql";
+
 constexpr const char* kEnvelopeColumns =
     "id, parent_id, status, route_actors, route_current, route_metadata, payload, result, error, "
     "message, tool, timeout_sec, deadline, progress_percent, current_actor_idx, "
@@ -171,6 +183,12 @@ class SqliteStore final : public Store {
         ASYA_RETURN_IF_ERROR(Exec(kSchemaV1));
         ASYA_ASSIGN_OR_RETURN(auto ins, Prepare("INSERT INTO asya_store_migrations(version, name, "
                                                 "applied_at) VALUES (1, 'base schema', ?1)"));
+        ASYA_RETURN_IF_ERROR(ins->Int(1, ToMicros(clock_.WallNow())).Run());
+      }
+      if (version < 2) {
+        ASYA_RETURN_IF_ERROR(Exec(kSchemaV2));
+        ASYA_ASSIGN_OR_RETURN(auto ins, Prepare("INSERT INTO asya_store_migrations(version, name, "
+                                                "applied_at) VALUES (2, 'mcp sessions', ?1)"));
         ASYA_RETURN_IF_ERROR(ins->Int(1, ToMicros(clock_.WallNow())).Run());
       }
       return Ok();
@@ -289,6 +307,69 @@ class SqliteStore final : public Store {
 
   Result<void> StartFeed(std::function<void(const Update&)> on_update) override {
     return feed_.Start(std::move(on_update));
+  }
+
+  Result<void> CreateSession(const McpSession& session) override {
+    ASYA_RETURN_IF_ERROR(ValidateNewSession(session));
+    const std::int64_t now = ToMicros(clock_.WallNow());
+    std::lock_guard<std::mutex> lock(mu_);
+    ASYA_ASSIGN_OR_RETURN(auto q,
+                          Prepare("INSERT INTO mcp_sessions (id, protocol_version, "
+                                  "client_capabilities, created_at, last_seen_at) "
+                                  "VALUES (?1, ?2, ?3, ?4, ?4) ON CONFLICT(id) DO NOTHING"));
+    ASYA_RETURN_IF_ERROR(q->Text(1, session.id)
+                             .Text(2, session.protocol_version)
+                             .TextOrNull(3, session.client_capabilities_json)
+                             .Int(4, now)
+                             .Run());
+    if (sqlite3_changes64(db_) == 0) {
+      return MakeError(ErrorCode::kAlreadyExists, "session '" + session.id + "' already exists");
+    }
+    return Ok();
+  }
+
+  Result<McpSession> GetSession(std::string_view id) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    ASYA_ASSIGN_OR_RETURN(auto q, Prepare("SELECT id, protocol_version, client_capabilities, "
+                                          "created_at, last_seen_at FROM mcp_sessions "
+                                          "WHERE id = ?1"));
+    q->Text(1, id);
+    ASYA_ASSIGN_OR_RETURN(bool found, q->Step());
+    if (!found) {
+      return MakeError(ErrorCode::kNotFound, "session '" + std::string(id) + "' not found");
+    }
+    McpSession s;
+    s.id = q->ColText(0);
+    s.protocol_version = q->ColText(1);
+    s.client_capabilities_json = q->ColText(2);
+    s.created_at = FromMicros(q->ColInt(3));
+    s.last_seen_at = FromMicros(q->ColInt(4));
+    return s;
+  }
+
+  Result<void> TouchSession(std::string_view id) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    ASYA_ASSIGN_OR_RETURN(auto q,
+                          Prepare("UPDATE mcp_sessions SET last_seen_at = ?2 WHERE id = ?1"));
+    ASYA_RETURN_IF_ERROR(q->Text(1, id).Int(2, ToMicros(clock_.WallNow())).Run());
+    if (sqlite3_changes64(db_) == 0) {
+      return MakeError(ErrorCode::kNotFound, "session '" + std::string(id) + "' not found");
+    }
+    return Ok();
+  }
+
+  Result<bool> DeleteSession(std::string_view id) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    ASYA_ASSIGN_OR_RETURN(auto q, Prepare("DELETE FROM mcp_sessions WHERE id = ?1"));
+    ASYA_RETURN_IF_ERROR(q->Text(1, id).Run());
+    return sqlite3_changes64(db_) > 0;
+  }
+
+  Result<std::int64_t> PurgeSessionsIdleBefore(TimePoint cutoff) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    ASYA_ASSIGN_OR_RETURN(auto q, Prepare("DELETE FROM mcp_sessions WHERE last_seen_at < ?1"));
+    ASYA_RETURN_IF_ERROR(q->Int(1, ToMicros(cutoff)).Run());
+    return static_cast<std::int64_t>(sqlite3_changes64(db_));
   }
 
   Result<std::vector<Envelope>> List(const ListQuery& query) override {

@@ -147,6 +147,28 @@ Result<std::vector<Envelope>> Store::List(const ListQuery& /*query*/) {
   return MakeError(ErrorCode::kUnimplemented, "this store cannot list envelopes");
 }
 
+namespace {
+Error NoSessions() {
+  return Error{ErrorCode::kUnimplemented, "this store cannot keep MCP sessions"};
+}
+}  // namespace
+
+Result<void> Store::CreateSession(const McpSession& /*session*/) {
+  return tl::unexpected(NoSessions());
+}
+Result<McpSession> Store::GetSession(std::string_view /*id*/) {
+  return tl::unexpected(NoSessions());
+}
+Result<void> Store::TouchSession(std::string_view /*id*/) {
+  return tl::unexpected(NoSessions());
+}
+Result<bool> Store::DeleteSession(std::string_view /*id*/) {
+  return tl::unexpected(NoSessions());
+}
+Result<std::int64_t> Store::PurgeSessionsIdleBefore(TimePoint /*cutoff*/) {
+  return tl::unexpected(NoSessions());
+}
+
 Result<std::unique_ptr<Store>> Open(std::string_view url, Clock& clock) {
   return Open(url, clock, OpenOptions{});
 }

@@ -659,6 +659,74 @@ TEST_P(StoreTest, OneConnectionServesManyThreads) {
   EXPECT_EQ(applied.load(), 8);
 }
 
+TEST_P(StoreTest, McpSessionsAreSharedByReplicasAndEndOnce) {
+  McpSession s;
+  s.id = "mcp-session-1";
+  s.protocol_version = "2025-06-18";
+  s.client_capabilities_json = R"({"sampling":{}})";
+  ASSERT_OK(store_->CreateSession(s));
+  EXPECT_EQ(store_->CreateSession(s).error().code, ErrorCode::kAlreadyExists);
+
+  auto replica = OpenAnother();  // another gateway on the same database sees the session
+  ASSERT_NE(replica, nullptr);
+  ASSIGN_OR_FAIL(McpSession got, replica->GetSession("mcp-session-1"));
+  EXPECT_EQ(got.protocol_version, "2025-06-18");
+  EXPECT_EQ(nlohmann::json::parse(got.client_capabilities_json),
+            nlohmann::json::parse(s.client_capabilities_json));
+  EXPECT_EQ(got.created_at, clock_.WallNow());
+  EXPECT_EQ(got.last_seen_at, clock_.WallNow());
+
+  clock_.Advance(seconds(30));
+  ASSERT_OK(replica->TouchSession("mcp-session-1"));
+  ASSIGN_OR_FAIL(got, store_->GetSession("mcp-session-1"));
+  EXPECT_EQ(got.last_seen_at, clock_.WallNow());
+  EXPECT_EQ(got.created_at, clock_.WallNow() - seconds(30));
+
+  ASSIGN_OR_FAIL(bool ended, replica->DeleteSession("mcp-session-1"));
+  EXPECT_TRUE(ended);
+  ASSIGN_OR_FAIL(ended, store_->DeleteSession("mcp-session-1"));
+  EXPECT_FALSE(ended);
+  EXPECT_EQ(store_->GetSession("mcp-session-1").error().code, ErrorCode::kNotFound);
+  EXPECT_EQ(store_->TouchSession("mcp-session-1").error().code, ErrorCode::kNotFound);
+}
+
+TEST_P(StoreTest, McpSessionsWithoutCapabilitiesAndBadOnes) {
+  McpSession bare;
+  bare.id = "bare";
+  bare.protocol_version = "2024-11-05";
+  ASSERT_OK(store_->CreateSession(bare));
+  ASSIGN_OR_FAIL(McpSession got, store_->GetSession("bare"));
+  EXPECT_EQ(got.client_capabilities_json, "");
+
+  McpSession bad = bare;
+  bad.id = "";
+  EXPECT_EQ(store_->CreateSession(bad).error().code, ErrorCode::kInvalidArgument);
+  bad = bare;
+  bad.id = "v";
+  bad.protocol_version = "";
+  EXPECT_EQ(store_->CreateSession(bad).error().code, ErrorCode::kInvalidArgument);
+  bad = bare;
+  bad.id = "j";
+  bad.client_capabilities_json = "{not json";
+  EXPECT_EQ(store_->CreateSession(bad).error().code, ErrorCode::kInvalidArgument);
+  EXPECT_EQ(store_->GetSession("j").error().code, ErrorCode::kNotFound);
+}
+
+TEST_P(StoreTest, IdleMcpSessionsArePurged) {
+  McpSession s;
+  s.protocol_version = "2025-03-26";
+  s.id = "old";
+  ASSERT_OK(store_->CreateSession(s));
+  clock_.Advance(std::chrono::hours(2));
+  s.id = "recent";
+  ASSERT_OK(store_->CreateSession(s));
+  ASSIGN_OR_FAIL(std::int64_t purged,
+                 store_->PurgeSessionsIdleBefore(clock_.WallNow() - std::chrono::hours(1)));
+  EXPECT_EQ(purged, 1);
+  EXPECT_EQ(store_->GetSession("old").error().code, ErrorCode::kNotFound);
+  ASSERT_OK(store_->GetSession("recent"));
+}
+
 INSTANTIATE_TEST_SUITE_P(Backends, StoreTest,
                          ::testing::Values(Backend::kSqlite, Backend::kPostgres), BackendName);
 

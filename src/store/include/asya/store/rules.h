@@ -38,6 +38,8 @@ struct Plan {
 
 // kInvalidArgument for an empty id, a final status, or a JSON field that is not valid JSON.
 asya::Status ValidateNewEnvelope(const Envelope& envelope);
+// kInvalidArgument for an empty id or protocol version, or capabilities that are not JSON.
+asya::Status ValidateNewSession(const McpSession& session);
 // The envelope as stored by Create (timestamps `now`, total_actors defaulted to the route's
 // length) and its first Update.
 Plan PlanCreate(const Envelope& envelope, TimePoint now);

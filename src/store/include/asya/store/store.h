@@ -107,9 +107,19 @@ struct ListQuery {
   std::string before_id;         // cursor: only envelopes older than this one; empty: none
 };
 
+// A session of the session-based MCP revisions (2024-11-05 to 2025-11-25). Kept in the store so
+// that any gateway replica serves a session another replica opened.
+struct McpSession {
+  std::string id;
+  std::string protocol_version;
+  std::string client_capabilities_json;  // JSON object or empty
+  TimePoint created_at{};                // set by CreateSession
+  TimePoint last_seen_at{};              // set by CreateSession and TouchSession
+};
+
 struct Transition {
-  bool applied = false;  // false: the envelope was already final; nothing changed
-  Envelope envelope;     // the state after the call
+  bool applied = false;          // false: the envelope was already final; nothing changed
+  Envelope envelope;             // the state after the call
   std::optional<Update> update;  // the appended history row when applied
 };
 
@@ -145,6 +155,19 @@ class Store {
   // when before_id names no envelope; kInvalidArgument for a limit outside 1..1000. The default
   // (for fakes) answers kUnimplemented; both backends implement it.
   virtual Result<std::vector<Envelope>> List(const ListQuery& query);
+
+  // MCP sessions (the defaults, for fakes, answer kUnimplemented; both backends implement them).
+  // kAlreadyExists when the id is taken; kInvalidArgument for an empty id or version. Stamps
+  // created_at and last_seen_at with the store's clock.
+  virtual Result<void> CreateSession(const McpSession& session);
+  // kNotFound for an unknown, ended or purged id.
+  virtual Result<McpSession> GetSession(std::string_view id);
+  // last_seen_at = now; kNotFound when the session is gone.
+  virtual Result<void> TouchSession(std::string_view id);
+  // Ends a session; false when there was none.
+  virtual Result<bool> DeleteSession(std::string_view id);
+  // Deletes the sessions last seen before `cutoff`; returns how many.
+  virtual Result<std::int64_t> PurgeSessionsIdleBefore(TimePoint cutoff);
 };
 
 // Opens (and creates or migrates the schema of) the store at `url`:
@@ -157,7 +180,6 @@ struct OpenOptions {
   int max_connections = 10;  // PostgreSQL: connections in the pool (the feed adds one); >= 1
 };
 // Open() with options; kInvalidArgument for max_connections < 1.
-Result<std::unique_ptr<Store>> Open(std::string_view url, Clock& clock,
-                                    const OpenOptions& options);
+Result<std::unique_ptr<Store>> Open(std::string_view url, Clock& clock, const OpenOptions& options);
 
 }  // namespace asya::store
