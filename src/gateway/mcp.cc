@@ -8,11 +8,13 @@
 #include <deque>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <random>
 #include <thread>
 #include <unordered_map>
 #include <utility>
 
+#include "asya/base/log.h"
 #include "asya/base/strings.h"
 #include "gateway/mcp_wire.h"
 
@@ -243,11 +245,21 @@ struct Context {
   const Request* request = nullptr;  // valid during the synchronous part of Dispatch only
 };
 
-struct Session {
-  std::string version;
-  Json client_capabilities = Json::object();
-  std::vector<std::shared_ptr<EventStream>> streams;  // GET notification streams (open)
+// A legacy session as the store keeps it, or why it cannot be used: 404 for an unknown or ended
+// session, 503 when the store cannot be asked.
+struct SessionLookup {
+  std::optional<store::McpSession> session;
+  int status = 0;
+  std::string error;
 };
+
+Json CapabilitiesOf(const store::McpSession& session) {
+  if (session.client_capabilities_json.empty()) {
+    return Json::object();
+  }
+  Json caps = Json::parse(session.client_capabilities_json, nullptr, /*allow_exceptions=*/false);
+  return caps.is_object() ? caps : Json::object();
+}
 
 }  // namespace
 
@@ -286,6 +298,27 @@ class McpHandler::Impl : public std::enable_shared_from_this<McpHandler::Impl> {
     timer_thread_ = std::thread([this] { TimerLoop(); });
   }
 
+  // While this replica holds notification streams, checks their sessions every
+  // session_check_interval and closes the streams of sessions ended elsewhere (another replica's
+  // DELETE, expiry). Called with streams_mu_ held.
+  void ArmStreamCheckLocked() {
+    if (stream_check_armed_ || options_.session_check_interval.count() <= 0) {
+      return;
+    }
+    stream_check_armed_ = true;
+    std::weak_ptr<Impl> weak_self = weak_from_this();
+    AddTimer(options_.session_check_interval, [weak_self] {
+      if (auto self = weak_self.lock()) {
+        self->CloseStreamsOfEndedSessions();
+        std::lock_guard<std::mutex> lock(self->streams_mu_);
+        self->stream_check_armed_ = false;
+        if (!self->streams_.empty()) {
+          self->ArmStreamCheckLocked();
+        }
+      }
+    });
+  }
+
   ~Impl() { Stop(); }
 
   void Stop() {
@@ -319,10 +352,6 @@ class McpHandler::Impl : public std::enable_shared_from_this<McpHandler::Impl> {
   }
 
   void Handle(Request request, Responder responder);
-  std::size_t SessionCount() const {
-    std::lock_guard<std::mutex> lock(sessions_mu_);
-    return sessions_.size();
-  }
 
  private:
   // ---- HTTP level ----
@@ -371,19 +400,19 @@ class McpHandler::Impl : public std::enable_shared_from_this<McpHandler::Impl> {
   void Post(std::function<void()> fn);
   void TimerLoop();
 
-  std::shared_ptr<Session> FindSession(const std::string& id) const {
-    std::lock_guard<std::mutex> lock(sessions_mu_);
-    const auto it = sessions_.find(id);
-    return it == sessions_.end() ? nullptr : it->second;
-  }
+  // ---- legacy sessions (in the store; notification streams are this replica's own) ----
+  SessionLookup LookupSession(const std::string& id);
+  void CloseStreams(const std::string& session_id);
+  void CloseStreamsOfEndedSessions();
 
   Service& service_;
   Clock& clock_;
   const McpOptions options_;
 
-  mutable std::mutex sessions_mu_;
-  std::unordered_map<std::string, std::shared_ptr<Session>> sessions_;
-  std::deque<std::string> session_order_;
+  std::mutex streams_mu_;
+  // GET notification streams open on this replica, by session id.
+  std::unordered_map<std::string, std::vector<std::shared_ptr<EventStream>>> streams_;
+  bool stream_check_armed_ = false;
 
   std::mutex calls_mu_;
   std::unordered_map<std::uint64_t, std::shared_ptr<SyncCall>> calls_;
@@ -704,10 +733,12 @@ void McpHandler::Impl::ServeLegacy(const Request& request, const Json& message,
                                           "(send initialize first)"));
     return;
   }
-  const auto session = FindSession(session_id);
-  if (!session) {
-    reply->Finish(404, mcp::ErrorResponse(id, mcp::kSessionNotFound,
-                                          "Session not found: initialize a new session"));
+  const SessionLookup found = LookupSession(session_id);
+  if (!found.session) {
+    reply->Finish(
+        found.status,
+        mcp::ErrorResponse(id, found.status == 404 ? mcp::kSessionNotFound : mcp::kInternalError,
+                           found.error));
     return;
   }
   if (!IsRequest(message)) {
@@ -715,8 +746,8 @@ void McpHandler::Impl::ServeLegacy(const Request& request, const Json& message,
     return;
   }
   Context ctx;
-  ctx.version = session->version;
-  ctx.client_capabilities = session->client_capabilities;
+  ctx.version = found.session->protocol_version;
+  ctx.client_capabilities = CapabilitiesOf(*found.session);
   ctx.request = &request;
   Dispatch(ctx, message, reply->AsSink());
 }
@@ -729,15 +760,26 @@ void McpHandler::Impl::ServeBatch(const Request& request, const Json& batch,
     return;
   }
   const std::string session_id = HeaderValue(request, kSessionHeader);
-  const auto session = session_id.empty() ? nullptr : FindSession(session_id);
-  if (!session || !mcp::AllowsBatch(session->version)) {
-    const int status = !session_id.empty() && !session ? 404 : 400;
-    reply->Finish(status, mcp::ErrorResponse(
-                              nullptr, mcp::kInvalidRequest,
-                              session ? "Invalid Request: protocol version " + session->version +
-                                            " does not accept JSON-RPC batches"
-                                      : "Invalid Request: JSON-RPC batches need a session "
-                                        "of protocol version 2024-11-05 or 2025-03-26"));
+  SessionLookup found;
+  if (!session_id.empty()) {
+    found = LookupSession(session_id);
+    if (!found.session) {
+      reply->Finish(found.status,
+                    mcp::ErrorResponse(
+                        nullptr, found.status == 404 ? mcp::kSessionNotFound : mcp::kInternalError,
+                        found.error));
+      return;
+    }
+  }
+  const auto& session = found.session;
+  if (!session || !mcp::AllowsBatch(session->protocol_version)) {
+    reply->Finish(400,
+                  mcp::ErrorResponse(nullptr, mcp::kInvalidRequest,
+                                     session ? "Invalid Request: protocol version " +
+                                                   session->protocol_version +
+                                                   " does not accept JSON-RPC batches"
+                                             : "Invalid Request: JSON-RPC batches need a session "
+                                               "of protocol version 2024-11-05 or 2025-03-26"));
     return;
   }
   std::vector<const Json*> requests;
@@ -759,8 +801,8 @@ void McpHandler::Impl::ServeBatch(const Request& request, const Json& batch,
     collector->SlotSink(collector).finish(200, std::move(error));
   }
   Context ctx;
-  ctx.version = session->version;
-  ctx.client_capabilities = session->client_capabilities;
+  ctx.version = session->protocol_version;
+  ctx.client_capabilities = CapabilitiesOf(*session);
   ctx.request = &request;
   for (const Json* message : requests) {
     const Sink sink = collector->SlotSink(collector);
@@ -788,9 +830,10 @@ void McpHandler::Impl::HandleGet(const Request& request, const Responder& respon
     responder.Reply(std::move(r));
     return;
   }
-  const auto session = FindSession(session_id);
-  if (!session) {
-    ReplyError(responder, 404, nullptr, mcp::kSessionNotFound, "Session not found");
+  const SessionLookup found = LookupSession(session_id);
+  if (!found.session) {
+    ReplyError(responder, found.status, nullptr,
+               found.status == 404 ? mcp::kSessionNotFound : mcp::kInternalError, found.error);
     return;
   }
   const std::string accept = Lower(request.Header("Accept"));
@@ -806,12 +849,13 @@ void McpHandler::Impl::HandleGet(const Request& request, const Responder& respon
   headers["X-Accel-Buffering"] = "no";
   headers[std::string(kSessionHeader)] = session_id;
   auto stream = responder.OpenStream(200, std::move(headers));
-  std::lock_guard<std::mutex> lock(sessions_mu_);
-  auto& streams = session->streams;
+  std::lock_guard<std::mutex> lock(streams_mu_);
+  auto& streams = streams_[session_id];
   streams.erase(std::remove_if(streams.begin(), streams.end(),
                                [](const std::shared_ptr<EventStream>& s) { return s->Closed(); }),
                 streams.end());
   streams.push_back(stream);
+  ArmStreamCheckLocked();
 }
 
 void McpHandler::Impl::HandleDelete(const Request& request, const Responder& responder) {
@@ -829,28 +873,17 @@ void McpHandler::Impl::HandleDelete(const Request& request, const Responder& res
                "Bad Request: the Mcp-Session-Id header is required");
     return;
   }
-  std::shared_ptr<Session> session;
-  {
-    std::lock_guard<std::mutex> lock(sessions_mu_);
-    const auto it = sessions_.find(session_id);
-    if (it != sessions_.end()) {
-      session = it->second;
-      sessions_.erase(it);
-      session_order_.erase(std::remove(session_order_.begin(), session_order_.end(), session_id),
-                           session_order_.end());
-    }
-  }
-  if (!session) {
-    ReplyError(responder, 404, nullptr, mcp::kSessionNotFound, "Session not found");
+  const auto ended = service_.EndSession(session_id);
+  if (!ended) {
+    log::Warn("MCP session store failed", {{"error", ended.error().message}});
+    ReplyError(responder, 503, nullptr, mcp::kInternalError,
+               "Service Unavailable: the session store cannot be reached");
     return;
   }
-  std::vector<std::shared_ptr<EventStream>> streams;
-  {
-    std::lock_guard<std::mutex> lock(sessions_mu_);
-    streams.swap(session->streams);
-  }
-  for (const auto& stream : streams) {
-    stream->Close();
+  CloseStreams(session_id);
+  if (!*ended) {
+    ReplyError(responder, 404, nullptr, mcp::kSessionNotFound, "Session not found");
+    return;
   }
   Response r;
   r.status = 200;
@@ -975,23 +1008,21 @@ void McpHandler::Impl::Initialize(const Json& message, const std::shared_ptr<Rep
                                           "Invalid params: protocolVersion is required"));
     return;
   }
-  auto session = std::make_shared<Session>();
-  session->version = mcp::NegotiateLegacyVersion(requested->get<std::string>());
+  store::McpSession session;
+  session.id = NewSessionId();
+  session.protocol_version = mcp::NegotiateLegacyVersion(requested->get<std::string>());
   if (params.contains("capabilities") && params["capabilities"].is_object()) {
-    session->client_capabilities = params["capabilities"];
+    session.client_capabilities_json = params["capabilities"].dump();
   }
-  const std::string session_id = NewSessionId();
-  {
-    std::lock_guard<std::mutex> lock(sessions_mu_);
-    sessions_[session_id] = session;
-    session_order_.push_back(session_id);
-    while (sessions_.size() > std::max<std::size_t>(1, options_.max_sessions) &&
-           !session_order_.empty()) {
-      sessions_.erase(session_order_.front());
-      session_order_.pop_front();
-    }
+  if (auto opened = service_.OpenSession(session); !opened) {
+    log::Warn("MCP session store failed", {{"error", opened.error().message}});
+    reply->Finish(503, mcp::ErrorResponse(id, mcp::kInternalError,
+                                          "Service Unavailable: the session store cannot be "
+                                          "reached"));
+    return;
   }
-  Json result = {{"protocolVersion", session->version}};
+  const std::string& session_id = session.id;
+  Json result = {{"protocolVersion", session.protocol_version}};
   result["capabilities"] = Capabilities(false);
   result["serverInfo"] = {{"name", options_.server_name}, {"version", options_.server_version}};
   if (!options_.instructions.empty()) {
@@ -1644,6 +1675,63 @@ void McpHandler::Impl::TimerLoop() {
   }
 }
 
+// ================================ legacy sessions ================================
+
+SessionLookup McpHandler::Impl::LookupSession(const std::string& id) {
+  SessionLookup out;
+  auto found = service_.FindSession(id);
+  if (found) {
+    out.session = std::move(*found);
+  } else if (found.error().code == ErrorCode::kNotFound) {
+    out.status = 404;
+    out.error = "Session not found: initialize a new session";
+  } else {
+    log::Warn("MCP session store failed", {{"error", found.error().message}});
+    out.status = 503;
+    out.error = "Service Unavailable: the session store cannot be reached";
+  }
+  return out;
+}
+
+void McpHandler::Impl::CloseStreams(const std::string& session_id) {
+  std::vector<std::shared_ptr<EventStream>> streams;
+  {
+    std::lock_guard<std::mutex> lock(streams_mu_);
+    if (auto node = streams_.extract(session_id); !node.empty()) {
+      streams = std::move(node.mapped());
+    }
+  }
+  for (const auto& stream : streams) {
+    stream->Close();
+  }
+}
+
+void McpHandler::Impl::CloseStreamsOfEndedSessions() {
+  std::vector<std::string> ids;
+  {
+    std::lock_guard<std::mutex> lock(streams_mu_);
+    for (auto it = streams_.begin(); it != streams_.end();) {
+      auto& streams = it->second;
+      streams.erase(
+          std::remove_if(streams.begin(), streams.end(),
+                         [](const std::shared_ptr<EventStream>& s) { return s->Closed(); }),
+          streams.end());
+      if (streams.empty()) {
+        it = streams_.erase(it);
+      } else {
+        ids.push_back(it->first);
+        ++it;
+      }
+    }
+  }
+  for (const std::string& id : ids) {
+    auto found = service_.FindSession(id);
+    if (!found && found.error().code == ErrorCode::kNotFound) {
+      CloseStreams(id);
+    }
+  }
+}
+
 // ================================ public ================================
 
 McpHandler::McpHandler(Service& service, Clock& clock, McpOptions options)
@@ -1661,10 +1749,6 @@ Handler McpHandler::AsHandler() {
   return [this](Request request, Responder responder) {
     Handle(std::move(request), std::move(responder));
   };
-}
-
-std::size_t McpHandler::SessionCount() const {
-  return impl_->SessionCount();
 }
 
 }  // namespace asya::gateway

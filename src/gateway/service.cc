@@ -205,7 +205,8 @@ struct GatewayService::Impl {
       if (auto n = self->SweepDeadlines(); !n) {
         log::Warn("deadline sweep failed", {{"error", n.error().message}});
       }
-      if (options.retention.count() > 0 && clock.Now() >= next_purge) {
+      if ((options.retention.count() > 0 || options.session_idle_timeout.count() > 0) &&
+          clock.Now() >= next_purge) {
         next_purge = clock.Now() + options.purge_interval;
         if (auto n = self->PurgeOnce(); !n) {
           log::Warn("retention purge failed", {{"error", n.error().message}});
@@ -436,10 +437,45 @@ Result<int> GatewayService::SweepDeadlines() {
 
 Result<std::int64_t> GatewayService::PurgeOnce() {
   auto& i = *impl_;
+  const store::TimePoint now = i.clock.WallNow();
+  if (i.options.session_idle_timeout.count() > 0) {
+    auto sessions = i.store.PurgeSessionsIdleBefore(now - i.options.session_idle_timeout);
+    if (!sessions) {
+      return Unexpected(sessions.error());
+    }
+    if (*sessions > 0) {
+      log::Info("purged idle MCP sessions", {{"count", static_cast<long long>(*sessions)}});
+    }
+  }
   if (i.options.retention.count() <= 0) {
     return 0;
   }
-  return i.store.PurgeFinishedBefore(i.clock.WallNow() - i.options.retention);
+  return i.store.PurgeFinishedBefore(now - i.options.retention);
+}
+
+Result<void> GatewayService::OpenSession(const store::McpSession& session) {
+  return impl_->store.CreateSession(session);
+}
+
+Result<store::McpSession> GatewayService::FindSession(std::string_view id) {
+  auto& i = *impl_;
+  ASYA_ASSIGN_OR_RETURN(store::McpSession session, i.store.GetSession(id));
+  const store::TimePoint now = i.clock.WallNow();
+  if (i.options.session_idle_timeout.count() > 0 &&
+      session.last_seen_at + i.options.session_idle_timeout <= now) {
+    return MakeError(ErrorCode::kNotFound, "session expired");  // the purge has not run yet
+  }
+  if (session.last_seen_at + i.options.session_touch_interval <= now) {
+    if (auto touched = i.store.TouchSession(id); !touched) {
+      return Unexpected(touched.error());  // kNotFound when ended meanwhile
+    }
+    session.last_seen_at = now;
+  }
+  return session;
+}
+
+Result<bool> GatewayService::EndSession(std::string_view id) {
+  return impl_->store.DeleteSession(id);
 }
 
 }  // namespace asya::gateway

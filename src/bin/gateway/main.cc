@@ -57,6 +57,7 @@ struct Config {
   std::string tools_path;
   std::string database_url = "sqlite://asya-gateway.db";
   std::chrono::seconds retention{std::chrono::hours(24)};
+  std::chrono::seconds session_idle_timeout{std::chrono::hours(24)};
   asya::transport::TransportSettings transport;
   asya::log::Level log_level = asya::log::Level::kInfo;
   asya::log::Format log_format = asya::log::Format::kText;
@@ -145,6 +146,9 @@ asya::Result<Config> LoadConfig() {
   ASYA_ASSIGN_OR_RETURN(asya::Millis retention,
                         env::Duration("ASYA_GATEWAY_RETENTION", asya::Millis(86'400'000)));
   c.retention = std::chrono::duration_cast<std::chrono::seconds>(retention);
+  ASYA_ASSIGN_OR_RETURN(asya::Millis session_idle,
+                        env::Duration("ASYA_MCP_SESSION_IDLE_TIMEOUT", asya::Millis(86'400'000)));
+  c.session_idle_timeout = std::chrono::duration_cast<std::chrono::seconds>(session_idle);
 
   asya::env::TransportEnvOptions topts;
   topts.default_kind = env::Get("ASYA_SQS_ENDPOINT")   ? "sqs"
@@ -223,6 +227,7 @@ int main() {
   asya::gateway::ServiceOptions so;
   so.tools = tools;
   so.retention = c.retention;
+  so.session_idle_timeout = c.session_idle_timeout;
   asya::gateway::GatewayService service(so, **store, **transport, asya::SystemClock());
   if (auto st = service.Start(); !st) {
     asya::log::Error("gateway service failed to start", {{"error", st.error().message}});

@@ -2,6 +2,7 @@
 // recording Responder with fake SSE streams, and request builders for each protocol era.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <map>
@@ -129,7 +130,40 @@ class FakeService final : public Service {
     return std::make_unique<Sub>(this, key);
   }
 
+  Result<void> OpenSession(const store::McpSession& session) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!sessions_.emplace(session.id, session).second) {
+      return tl::unexpected(Error{ErrorCode::kAlreadyExists, "session exists"});
+    }
+    return {};
+  }
+
+  Result<store::McpSession> FindSession(std::string_view id) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (sessions_unavailable) {
+      return tl::unexpected(Error{ErrorCode::kUnavailable, "store down"});
+    }
+    const auto it = sessions_.find(std::string(id));
+    if (it == sessions_.end()) {
+      return tl::unexpected(Error{ErrorCode::kNotFound, "session not found"});
+    }
+    return it->second;
+  }
+
+  Result<bool> EndSession(std::string_view id) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    return sessions_.erase(std::string(id)) > 0;
+  }
+
   // ---- test controls ----
+  // FindSession answers kUnavailable (a store that cannot be reached).
+  std::atomic<bool> sessions_unavailable{false};
+
+  std::size_t SessionCount() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return sessions_.size();
+  }
+
   void Progress(const std::string& id, double pct, const std::string& message) {
     {
       std::lock_guard<std::mutex> lock(mu_);
@@ -215,6 +249,7 @@ class FakeService final : public Service {
   std::int64_t seq_ = 0;
   std::map<std::string, store::Envelope> envelopes_;
   std::map<std::string, std::vector<store::Update>> history_;
+  std::map<std::string, store::McpSession> sessions_;
   std::map<int, std::pair<std::string, std::function<void(const store::Update&)>>> subs_;
 };
 

@@ -96,7 +96,7 @@ TEST_F(McpHandlerTest, InitializeEchoesEverySessionRevisionAndIssuesAVisibleAsci
     for (char c : session)
       EXPECT_TRUE(c >= 0x21 && c <= 0x7e);
   }
-  EXPECT_EQ(h->SessionCount(), 4u);
+  EXPECT_EQ(service.SessionCount(), 4u);
 }
 
 TEST_F(McpHandlerTest, InitializeWithAnUnknownVersionGetsTheNewestSessionRevision) {
@@ -129,6 +129,47 @@ TEST_F(McpHandlerTest, SessionIsRequiredValidatedAndEndedByDelete) {
   Request no_header;
   no_header.method = "DELETE";
   EXPECT_EQ(Send(*h, no_header)->Status(), 400);
+}
+
+TEST_F(McpHandlerTest, AnyReplicaServesASessionAndEndingItClosesStreamsEverywhere) {
+  McpOptions options;
+  options.session_check_interval = std::chrono::milliseconds(20);
+  auto a = Make(options);
+  auto b = Make(options);  // another gateway replica over the same (shared) session store
+  const std::string session = Initialize(*a, "2025-03-26");
+  auto ping = Send(*b, LegacyPost(session, Rpc(3, "ping")));
+  EXPECT_EQ(ping->Status(), 200);
+  auto tools = Send(*b, LegacyPost(session, Rpc(4, "tools/list")));
+  EXPECT_EQ(tools->Status(), 200);
+  EXPECT_EQ(tools->Body()["result"]["tools"].size(), service.tools.size());
+
+  Request get;
+  get.method = "GET";
+  get.headers["Accept"] = "text/event-stream";
+  get.headers["Mcp-Session-Id"] = session;
+  auto stream = Send(*a, get);
+  ASSERT_EQ(stream->Status(), 200);
+  EXPECT_FALSE(stream->Done());
+
+  Request del;
+  del.method = "DELETE";
+  del.headers["Mcp-Session-Id"] = session;
+  EXPECT_EQ(Send(*b, del)->Status(), 200);
+  EXPECT_EQ(Send(*a, LegacyPost(session, Rpc(5, "ping")))->Status(), 404);
+  EXPECT_TRUE(stream->Wait()) << "replica a closes its stream of a session b ended";
+}
+
+TEST_F(McpHandlerTest, ASessionStoreThatCannotBeReachedIs503NotAnUnknownSession) {
+  auto h = Make();
+  const std::string session = Initialize(*h, "2025-06-18");
+  service.sessions_unavailable = true;
+  auto ping = Send(*h, LegacyPost(session, Rpc(9, "ping")));
+  EXPECT_EQ(ping->Status(), 503);
+  EXPECT_EQ(ping->Body()["error"]["code"], -32603);
+  EXPECT_NE(ping->Body()["error"]["message"].get<std::string>().find("session store"),
+            std::string::npos);
+  service.sessions_unavailable = false;
+  EXPECT_EQ(Send(*h, LegacyPost(session, Rpc(10, "ping")))->Status(), 200);
 }
 
 TEST_F(McpHandlerTest, GetOpensTheSessionStreamAndDeleteClosesIt) {

@@ -12,6 +12,7 @@
 // Finish). Background loops: deadlines (Store::ExpiredBefore → failed "envelope timed out"; they
 // survive restarts since the deadline is stored) and retention (Store::PurgeFinishedBefore).
 // Fan-out children (POST /envelopes) are recorded, never published: the sidecar already did.
+// MCP sessions live in the store too (any replica serves them) and expire when idle.
 #pragma once
 
 #include <chrono>
@@ -54,6 +55,10 @@ struct ServiceOptions {
   // Finished envelopes are purged this long after their last update (0 = kept forever).
   std::chrono::seconds retention{std::chrono::hours(24)};
   std::chrono::milliseconds purge_interval{std::chrono::minutes(10)};
+  // MCP sessions unused for this long are purged (0 = kept until the client ends them). Use is
+  // recorded at most once per `session_touch_interval`, so a busy session costs no writes.
+  std::chrono::seconds session_idle_timeout{std::chrono::hours(24)};
+  std::chrono::seconds session_touch_interval{std::chrono::minutes(1)};
 };
 
 class GatewayService final : public Service, public Callbacks {
@@ -80,6 +85,10 @@ class GatewayService final : public Service, public Callbacks {
   std::unique_ptr<Subscription> Subscribe(
       std::string_view id, std::function<void(const store::Update&)> on_update) override;
 
+  Result<void> OpenSession(const store::McpSession& session) override;
+  Result<store::McpSession> FindSession(std::string_view id) override;
+  Result<bool> EndSession(std::string_view id) override;
+
   // Callbacks
   Result<store::Transition> ReportProgress(std::string_view id,
                                            const store::ProgressReport& report) override;
@@ -88,7 +97,8 @@ class GatewayService final : public Service, public Callbacks {
   Result<bool> RecordChild(std::string_view id, std::string_view parent_id,
                            const std::vector<std::string>& actors, int current) override;
 
-  // One pass of each background loop (tests drive them with a ManualClock).
+  // One pass of each background loop (tests drive them with a ManualClock). PurgeOnce purges
+  // finished envelopes past the retention (returns how many) and idle MCP sessions.
   Result<int> SweepDeadlines();
   Result<std::int64_t> PurgeOnce();
 

@@ -20,8 +20,9 @@
 // timeout and McpOptions::max_sync_wait) and answers a CallToolResult; when the client sent a
 // progress token and accepts `text/event-stream`, the answer is an SSE stream that carries
 // `notifications/progress` from the envelope's updates before the result. The handler never
-// blocks the calling (I/O) thread. Sessions live in this process's memory; the modern revision
-// needs none, so any replica serves any modern request.
+// blocks the calling (I/O) thread. Legacy sessions live in the store (Service::OpenSession), so
+// any replica serves any request of either era; only a session's GET notification stream belongs
+// to the replica that holds its connection.
 #pragma once
 
 #include <chrono>
@@ -56,8 +57,9 @@ struct McpOptions {
   // list, or whose Origin names another host, get 403. The gateway sets {"localhost",
   // "127.0.0.1", "[::1]", "::1"} when it is bound to loopback.
   std::vector<std::string> allowed_hosts;
-  // Legacy sessions kept at most (the oldest are dropped beyond this).
-  std::size_t max_sessions = 10'000;
+  // How often notification streams (GET) of this replica are checked against the store, so a
+  // stream whose session was ended on another replica, or expired, is closed. 0: never.
+  std::chrono::milliseconds session_check_interval{std::chrono::seconds(30)};
 };
 
 class McpHandler {
@@ -71,9 +73,6 @@ class McpHandler {
   void Handle(Request request, Responder responder);
   // A Handler bound to this object (which must outlive the server's use of it).
   Handler AsHandler();
-
-  // Live legacy sessions (for tests and /health details).
-  [[nodiscard]] std::size_t SessionCount() const;
 
   class Impl;
 

@@ -76,6 +76,14 @@ class Service {
   // the last seq it has), which avoids both gaps and duplicates when done after subscribing.
   virtual std::unique_ptr<Subscription> Subscribe(
       std::string_view id, std::function<void(const store::Update&)> on_update) = 0;
+
+  // Sessions of the session-based MCP revisions, shared by every replica (they live in the
+  // store). OpenSession: kAlreadyExists for a taken id. FindSession: kNotFound for an unknown,
+  // ended or expired session; it counts as use of the session (idle sessions expire).
+  virtual Result<void> OpenSession(const store::McpSession& session) = 0;
+  virtual Result<store::McpSession> FindSession(std::string_view id) = 0;
+  // false when there was no such session.
+  virtual Result<bool> EndSession(std::string_view id) = 0;
 };
 
 }  // namespace asya::gateway
