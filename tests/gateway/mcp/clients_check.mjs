@@ -3,12 +3,27 @@
 //   @modelcontextprotocol/sdk 1.x: the session revisions 2024-11-05 .. 2025-11-25 (the version the
 //     client asks for in `initialize` is set per run; the SDK accepts any it supports);
 //   @modelcontextprotocol/client 2.x: 2026-07-28 (stateless, server/discover first).
-// Usage: node clients_check.mjs <url>     Exit status 0 when every revision worked.
+// Usage: node clients_check.mjs <url> [<url> ...]     Exit status 0 when every revision worked.
+// With several URLs (gateway replicas sharing one store), each HTTP request of a client goes to
+// the next URL in turn, so one session's initialize, calls and DELETE land on different replicas.
 import { Client as Client1 } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport as Transport1 } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { Client as Client2, StreamableHTTPClientTransport as Transport2 } from '@modelcontextprotocol/client';
 
-const url = new URL(process.argv[2]);
+const urls = process.argv.slice(2).map((u) => new URL(u));
+const url = urls[0];
+let turn = 0;
+// fetch, with the request sent to the next replica in turn, and the bearer token of
+// ASYA_MCP_TOKEN when set.
+const token = process.env.ASYA_MCP_TOKEN;
+const rotate = (input, init) => {
+  if (token) {
+    const headers = new Headers(init?.headers);
+    headers.set('Authorization', `Bearer ${token}`);
+    init = { ...init, headers };
+  }
+  return fetch(urls.length > 1 ? urls[turn++ % urls.length] : input, init);
+};
 let failed = 0;
 
 function check(revision, what, ok, detail) {
@@ -35,7 +50,7 @@ for (const revision of ['2024-11-05', '2025-03-26', '2025-06-18', '2025-11-25'])
       if (body.method === 'initialize') body.params.protocolVersion = revision;
       init = { ...init, body: JSON.stringify(body) };
     }
-    return fetch(input, init);
+    return rotate(input, init);
   };
   const client = new Client1({ name: 'asya-clients-check', version: '1.0.0' });
   const transport = new Transport1(url, { fetch: fetchAs });
@@ -54,7 +69,7 @@ for (const revision of ['2024-11-05', '2025-03-26', '2025-06-18', '2025-11-25'])
   const revision = '2026-07-28';
   const client = new Client2({ name: 'asya-clients-check', version: '2.0.0' },
                              { versionNegotiation: { mode: { pin: revision } } });
-  const transport = new Transport2(url);
+  const transport = new Transport2(url, { fetch: rotate });
   try {
     await client.connect(transport);
     const negotiated = client.getNegotiatedProtocolVersion?.() ?? transport.protocolVersion;
