@@ -11,6 +11,10 @@ Targets:
                     fixtures/mcp_fixtures.py; SQLite queues) and asya-gateway on it with
                     fixtures/tools.yaml (BIN_DIR holds asya, asya-gateway, asya-sidecar, ...)
   --url URL         an MCP endpoint already serving the fixture tools
+  --postgres-replicas  with --mesh: two asya-gateway replicas on one throw-away PostgreSQL; the
+                    sidecars report to the first, the suite talks to the second (which learns of
+                    progress and results through the store's LISTEN/NOTIFY feed), and the official
+                    clients send each HTTP request to the other replica in turn
 Tools: build/mcp-tools (override with ASYA_MCP_TOOLS), installed by tools/install-deps.sh.
 Exit status: 0 when every pass matched its baseline; 1 otherwise; 2 for a setup error.
 """
@@ -28,6 +32,9 @@ import time
 import urllib.request
 
 import yaml
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "e2e"))
+from postgres import Postgres  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SOURCE_DIR = os.environ.get("ASYA_SOURCE_DIR", os.path.abspath(os.path.join(HERE, "..", "..", "..")))
@@ -86,20 +93,22 @@ def run_pass(url, name, args, baseline, out_dir, timeout):
     return proc.returncode == 0
 
 
-def run_clients(url, timeout):
+def run_clients(urls, timeout):
     """The official TypeScript clients (sdk 1.x per session revision, client 2.x for 2026-07-28)."""
     print("=== clients: clients_check.mjs", flush=True)
     # ESM resolves packages next to the script: run a copy inside the tools directory.
-    script = os.path.join(TOOLS, "clients_check.mjs")
+    script = os.path.join(TOOLS, "clients_check-%d.mjs" % os.getpid())  # runs may overlap
     with open(os.path.join(HERE, "clients_check.mjs"), encoding="utf-8") as src, \
             open(script, "w", encoding="utf-8") as dst:
         dst.write(src.read())
     try:
-        proc = subprocess.run([NODE, script, url], cwd=TOOLS, stdout=subprocess.PIPE,
+        proc = subprocess.run([NODE, script] + urls, cwd=TOOLS, stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
         print("    TIMEOUT after %ds" % timeout)
         return False
+    finally:
+        os.unlink(script)
     for line in proc.stdout.splitlines():
         print("    " + line)
     print("    -> %s" % ("ok" if proc.returncode == 0 else "FAILED (exit %d)" % proc.returncode),
@@ -110,18 +119,19 @@ def run_clients(url, timeout):
 class Mesh:
     """`asya up` on the fixture actors plus asya-gateway serving fixtures/tools.yaml."""
 
-    def __init__(self, bin_dir):
+    def __init__(self, bin_dir, replicas=False):
         self.bin = bin_dir
+        self.replicas = replicas
+        self.pg = None
+        self.gateways = []
         self.dir = tempfile.mkdtemp(prefix="asya-mcp-mesh-", dir="/tmp")
         self.code = os.path.join(self.dir, "code")
         self.state = os.path.join(self.dir, "state")
         os.makedirs(self.code)
         for name in ("actors.yaml", "mcp_fixtures.py"):
             shutil.copy(os.path.join(HERE, "fixtures", name), self.code)
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
-        self.up = self.gateway = None
+        self.port = free_port()
+        self.up = None
 
     def start(self):
         env = dict(os.environ, ASYA_GATEWAY_URL="http://127.0.0.1:%d" % self.port)
@@ -131,17 +141,25 @@ class Mesh:
              "--restart-backoff", "1s"],
             env=env, stdout=self.up_log, stderr=subprocess.STDOUT, start_new_session=True)
         self.wait(self.settled, 180, "every fixture actor ready")
-        genv = dict(os.environ,
-                    ASYA_GATEWAY_ADDR="127.0.0.1", ASYA_GATEWAY_PORT=str(self.port),
-                    ASYA_CONFIG_PATH=os.path.join(HERE, "fixtures", "tools.yaml"),
-                    ASYA_DATABASE_URL="sqlite://" + os.path.join(self.state, "gateway.db"),
-                    ASYA_TRANSPORT="sqlite", ASYA_SQLITE_PATH=os.path.join(self.state, "queues.db"),
-                    ASYA_GATEWAY_RETENTION="1h")
-        self.gw_log = open(os.path.join(self.dir, "gateway.out"), "ab")
-        self.gateway = subprocess.Popen([os.path.join(self.bin, "asya-gateway")], env=genv,
-                                        stdout=self.gw_log, stderr=subprocess.STDOUT)
-        self.wait(self.healthy, 30, "asya-gateway /health")
-        return "http://localhost:%d/mcp" % self.port
+        database = "sqlite://" + os.path.join(self.state, "gateway.db")
+        ports = [self.port]
+        if self.replicas:
+            self.pg = Postgres().start()
+            database = self.pg.create_database("gw")
+            ports.append(free_port())
+        for port in ports:
+            genv = dict(os.environ,
+                        ASYA_GATEWAY_ADDR="127.0.0.1", ASYA_GATEWAY_PORT=str(port),
+                        ASYA_CONFIG_PATH=os.path.join(HERE, "fixtures", "tools.yaml"),
+                        ASYA_DATABASE_URL=database, ASYA_TRANSPORT="sqlite",
+                        ASYA_SQLITE_PATH=os.path.join(self.state, "queues.db"),
+                        ASYA_GATEWAY_RETENTION="1h")
+            log = open(os.path.join(self.dir, "gateway-%d.out" % port), "ab")
+            self.gateways.append(subprocess.Popen([os.path.join(self.bin, "asya-gateway")],
+                                                  env=genv, stdout=log, stderr=subprocess.STDOUT))
+            self.wait(lambda: self.healthy(port), 30, "asya-gateway /health on port %d" % port)
+        # The suite talks to the last replica; the sidecars report to the first.
+        return ["http://localhost:%d/mcp" % port for port in reversed(ports)]
 
     def settled(self):
         try:
@@ -151,9 +169,9 @@ class Mesh:
             return False
         return bool(actors) and all(a["ready"] == a["desired"] == a["total"] for a in actors)
 
-    def healthy(self):
+    def healthy(self, port):
         try:
-            with urllib.request.urlopen("http://127.0.0.1:%d/health" % self.port, timeout=2) as r:
+            with urllib.request.urlopen("http://127.0.0.1:%d/health" % port, timeout=2) as r:
                 return r.status == 200
         except OSError:
             return False
@@ -163,7 +181,7 @@ class Mesh:
         while time.time() < deadline:
             if predicate():
                 return
-            for proc in (self.up, self.gateway):
+            for proc in [self.up] + self.gateways:
                 if proc is not None and proc.poll() is not None:
                     raise RuntimeError("%s exited while waiting for %s (logs in %s)"
                                        % (proc.args[0], what, self.dir))
@@ -171,18 +189,27 @@ class Mesh:
         raise RuntimeError("timed out waiting for %s (logs in %s)" % (what, self.dir))
 
     def stop(self):
-        if self.gateway is not None and self.gateway.poll() is None:
-            self.gateway.send_signal(signal.SIGTERM)
-            try:
-                self.gateway.wait(15)
-            except subprocess.TimeoutExpired:
-                self.gateway.kill()
+        for gateway in self.gateways:
+            if gateway.poll() is None:
+                gateway.send_signal(signal.SIGTERM)
+                try:
+                    gateway.wait(15)
+                except subprocess.TimeoutExpired:
+                    gateway.kill()
         if self.up is not None and self.up.poll() is None:
             os.killpg(self.up.pid, signal.SIGTERM)  # the supervisor and the actors it started
             try:
                 self.up.wait(30)
             except subprocess.TimeoutExpired:
                 os.killpg(self.up.pid, signal.SIGKILL)
+        if self.pg is not None:
+            self.pg.stop()
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def main():
@@ -192,6 +219,8 @@ def main():
     target.add_argument("--mesh", metavar="BIN_DIR",
                         help="start a fixture mesh and asya-gateway from this bin directory")
     target.add_argument("--url", help="MCP endpoint URL already serving the fixtures")
+    parser.add_argument("--postgres-replicas", action="store_true",
+                        help="with --mesh: two gateway replicas on one PostgreSQL (see above)")
     parser.add_argument("--only", action="append", default=[],
                         help="run only these passes (a revision, 'tasks' or 'clients'); repeatable")
     parser.add_argument("--timeout", type=int, default=600, help="seconds per pass")
@@ -209,11 +238,12 @@ def main():
     ok = True
     try:
         if opts.mesh:
-            mesh = Mesh(opts.mesh)
-            url = mesh.start()
-            print("mesh in %s, gateway %s" % (mesh.dir, url), flush=True)
+            mesh = Mesh(opts.mesh, replicas=opts.postgres_replicas)
+            urls = mesh.start()
+            print("mesh in %s, gateways %s" % (mesh.dir, " ".join(urls)), flush=True)
         else:
-            url = opts.url
+            urls = [opts.url]
+        url = urls[0]
         for revision in REVISIONS:
             if opts.only and revision not in opts.only:
                 continue
@@ -226,7 +256,7 @@ def main():
                 ok &= run_pass(url, scenario, ["--scenario", scenario], baseline, out_dir,
                                opts.timeout)
         if not opts.only or "clients" in opts.only:
-            ok &= run_clients(url, opts.timeout)
+            ok &= run_clients(urls, opts.timeout)
     except RuntimeError as e:
         print("setup failed: %s" % e, file=sys.stderr)
         return 2
