@@ -555,10 +555,7 @@ class _Worker(object):
                 if park and not rt.stopping:
                     rt.park(conn)
                 else:
-                    try:
-                        conn.close()
-                    except OSError:
-                        pass
+                    rt.close_connection(conn)
 
     def _send_error_and_log(self, conn, code, exc, what):
         logger.warning("%s: %s", code, what)
@@ -716,6 +713,7 @@ class Runtime(object):
         self.poller = None
         self.parked = {}
         self._parked_lock = threading.Lock()
+        self._in_poller = set()  # fds of connections registered in the poller (armed or not)
         self._loop_lock = threading.Lock()
         self.debug = logger.isEnabledFor(logging.DEBUG)
         if cfg.concurrency:
@@ -906,8 +904,31 @@ class Runtime(object):
         self.listener.setblocking(False)
         self._stop_r, self._stop_w = os.pipe()
         self.poller = select.epoll()
-        self.poller.register(self.listener.fileno(), _ONESHOT_IN)
+        # One worker: the listener stays armed (level-triggered), so taking a connection costs no
+        # re-arming system call. Several workers: EPOLLONESHOT, so exactly one of them takes it.
+        self._listener_oneshot = self.concurrency > 1
+        self.poller.register(self.listener.fileno(),
+                             _ONESHOT_IN if self._listener_oneshot else select.EPOLLIN)
         self.poller.register(self._stop_r, select.EPOLLIN)  # level-triggered: wakes every worker
+        # The listener's own accept: returns (fd, address) without the socket.accept() wrapper's
+        # per-call conversions of family and type.
+        self._accept_fd = getattr(self.listener, "_accept", None)
+
+    def _accept(self):
+        """Accepts one connection (None when there is none); the socket is blocking."""
+        accept_fd = self._accept_fd
+        if accept_fd is None:
+            conn, _ = self.listener.accept()
+        else:
+            fd, _ = accept_fd()
+            try:
+                conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM, 0, fd)
+            except BaseException:
+                os.close(fd)
+                raise
+        if conn.gettimeout() is not None:  # only when socket.setdefaulttimeout() was called
+            conn.setblocking(True)
+        return conn
 
     def next_connection(self):
         """Blocks until a new connection is accepted or a parked one has data; None to re-check."""
@@ -919,7 +940,7 @@ class Runtime(object):
         for fd, _ in events:
             if fd == lfd:
                 try:
-                    conn, _ = self.listener.accept()
+                    conn = self._accept()
                 except (BlockingIOError, InterruptedError):
                     conn = None
                 except OSError as exc:
@@ -927,32 +948,50 @@ class Runtime(object):
                         logger.error("accept() failed: %s", exc)
                         time.sleep(0.1)
                     conn = None
-                if not self.stopping:
+                if self._listener_oneshot and not self.stopping:
                     self.poller.modify(lfd, _ONESHOT_IN)
-                if conn is not None:
-                    conn.setblocking(True)
                 return conn
             if fd == self._stop_r:
                 return None
             with self._parked_lock:
                 conn = self.parked.pop(fd, None)
             if conn is not None:
-                try:
-                    self.poller.unregister(fd)
-                except OSError:
-                    pass
+                # The fd stays registered but disarmed (EPOLLONESHOT fired): park() re-arms it
+                # with one EPOLL_CTL_MOD, and close() drops it from the epoll set.
                 return conn
         return None
 
     def park(self, conn):
+        fd = conn.fileno()
         with self._parked_lock:
-            self.parked[conn.fileno()] = conn
+            self.parked[fd] = conn
+        registered = fd in self._in_poller
         try:
-            self.poller.register(conn.fileno(), _ONESHOT_IN)
+            try:
+                if registered:
+                    self.poller.modify(fd, _ONESHOT_IN)
+                else:
+                    self.poller.register(fd, _ONESHOT_IN)
+            except FileNotFoundError:  # not in the set after all (fd number reused)
+                self.poller.register(fd, _ONESHOT_IN)
+            except FileExistsError:  # already in the set
+                self.poller.modify(fd, _ONESHOT_IN)
+            self._in_poller.add(fd)
         except OSError:
             with self._parked_lock:
-                self.parked.pop(conn.fileno(), None)
+                self.parked.pop(fd, None)
+            self.close_connection(conn)
+
+    def close_connection(self, conn):
+        """Closes a served or parked connection (closing also removes it from the epoll set)."""
+        try:
+            self._in_poller.discard(conn.fileno())
+        except OSError:
+            pass
+        try:
             conn.close()
+        except OSError:
+            pass
 
     def _write_ready_file(self):
         path = self.cfg.ready_path
