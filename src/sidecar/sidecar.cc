@@ -49,6 +49,7 @@ struct InFlight {
   transport::Message msg;
   std::atomic<int> state{kQueued};
   bool counted_active = true;  // still holds a runtime slot
+  bool large = false;          // body >= kDropPayloadBytes (counted in held_large)
   MonoTime received_at;
   MonoTime last_extended;
 };
@@ -79,6 +80,7 @@ struct Sidecar::Impl : std::enable_shared_from_this<Sidecar::Impl> {
   std::list<InFlightPtr> inflight;  // every held message (heartbeat, drain)
   int active = 0;                   // messages before/in their runtime call
   int held = 0;                     // messages not yet acked/nacked
+  int held_large = 0;               // of which bodies >= kDropPayloadBytes
   int busy_workers = 0;
   bool workers_exit = false;
   bool receiving = false;  // one worker at a time receives (leader/follower)
@@ -274,6 +276,9 @@ struct Sidecar::Impl : std::enable_shared_from_this<Sidecar::Impl> {
       --active;
     }
     --held;
+    if (m->large) {
+      --held_large;
+    }
     if (metrics != nullptr) {
       metrics->ActiveAdd(-1);
     }
@@ -465,10 +470,15 @@ struct Sidecar::Impl : std::enable_shared_from_this<Sidecar::Impl> {
 
   // ---- threads ----
 
+  // Under mu: how many messages may be held: 2 x concurrency (one publishing while the next is
+  // in the runtime), but only concurrency while a large message is held, so large messages are
+  // not prefetched (peak memory stays a small multiple of concurrency x message size).
+  int HeldLimit() const { return held_large > 0 ? s.concurrency : 2 * s.concurrency; }
+
   // Under mu: a worker may start a receive (no receive running, a runtime slot free, fewer than
-  // 2 x concurrency messages held).
+  // HeldLimit() messages held).
   bool CanReceive() const {
-    return !stopping && !receiving && active < s.concurrency && held < 2 * s.concurrency;
+    return !stopping && !receiving && active < s.concurrency && held < HeldLimit();
   }
 
   void Handle(const InFlightPtr& m) {
@@ -515,6 +525,8 @@ struct Sidecar::Impl : std::enable_shared_from_this<Sidecar::Impl> {
       metrics->Received(msg.body.size());
       metrics->ActiveAdd(1);
     }
+    m->large = msg.body.size() >= kDropPayloadBytes;
+    held_large += m->large ? 1 : 0;
     m->msg = std::move(msg);
     m->received_at = now;
     m->last_extended = now;
@@ -542,7 +554,7 @@ struct Sidecar::Impl : std::enable_shared_from_this<Sidecar::Impl> {
         receiving = true;
         ++busy_workers;
         const auto want =
-            static_cast<size_t>(std::min({s.concurrency - active, 2 * s.concurrency - held, 10}));
+            static_cast<size_t>(std::min({s.concurrency - active, HeldLimit() - held, 10}));
         lock.unlock();
         auto batch = ReceiveBatch(want);
         const auto now = clock.Now();

@@ -57,6 +57,11 @@ class FakeTransport : public transport::Transport {
     return m;
   }
 
+  // Called at the start of every Publish, outside the fake's lock (so Receive can run meanwhile);
+  // set before the sidecar runs.
+  void SetPublishGate(std::function<void(std::string_view queue)> gate) {
+    publish_gate_ = std::move(gate);
+  }
   void SetPublishHook(PublishHook hook) {
     std::lock_guard<std::mutex> lock(mu_);
     fail_publish_ = std::move(hook);
@@ -142,6 +147,9 @@ class FakeTransport : public transport::Transport {
   }
   Status Publish(std::string_view queue, std::string_view body,
                  const transport::PublishOptions& o) override {
+    if (publish_gate_) {
+      publish_gate_(queue);
+    }
     std::lock_guard<std::mutex> lock(mu_);
     if (fail_publish_) {
       if (auto err = fail_publish_(queue)) {
@@ -223,6 +231,7 @@ class FakeTransport : public transport::Transport {
   std::vector<Published> published_;
   std::vector<Settled> settled_;
   PublishHook fail_publish_;
+  std::function<void(std::string_view)> publish_gate_;
   std::atomic<int> receive_failures_{0};
   int extensions_ = 0;
   bool interrupted_ = false;

@@ -1,6 +1,7 @@
 // The threaded loop (Sidecar::Run) with fakes: workers and concurrency, the visibility heartbeat,
 // receive errors, the readiness gate at startup and the shutdown drain. Waits are event-driven
 // (the fakes signal what happened); the rules of single messages are in sidecar_rules_test.cc.
+#include <atomic>
 #include <chrono>
 #include <future>
 #include <memory>
@@ -63,6 +64,61 @@ TEST_F(SidecarRun, RoutesEveryMessageAndAcksEachOnce) {
   EXPECT_EQ(metrics_.Count("processed", "success"), 10);
   EXPECT_EQ(metrics_.Count("received"), 10);
   EXPECT_EQ(metrics_.Active(), 0);
+}
+
+// Large messages (>= 1 MiB) are not prefetched: while one is held, the sidecar holds at most
+// `concurrency` messages, so the next one is received only after the first is settled.
+TEST_F(SidecarRun, LargeMessagesAreNotPrefetched) {
+  settings_.concurrency = 1;
+  const std::string big(1u << 20, 'x');
+  transport_.Enqueue("asya-a", Env("big1", {"a", "b"}, big).dump());
+  transport_.Enqueue("asya-a", Env("big2", {"a", "b"}, big).dump());
+  std::atomic<int> publishes{0};
+  std::atomic<size_t> waiting_during_first_publish{0};
+  transport_.SetPublishGate([&](std::string_view) {
+    if (++publishes != 1) {
+      return;
+    }
+    // With prefetch a second worker would take big2 now; give it the chance (bounded: a slow
+    // machine can only make this test pass, never fail, with the behaviour under test).
+    for (int i = 0; i < 50 && transport_.Ready("asya-a") > 0; ++i) {
+      std::this_thread::sleep_for(milliseconds(10));
+    }
+    waiting_during_first_publish = transport_.Ready("asya-a");
+  });
+  Sidecar sidecar(settings_, transport_, runtime_, nullptr);
+  std::thread run([&] { sidecar.Run(); });
+  ASSERT_TRUE(transport_.WaitSettled(2));
+  sidecar.Shutdown();
+  run.join();
+  EXPECT_EQ(waiting_during_first_publish.load(), 1u);  // big2 was still in the queue
+  EXPECT_EQ(transport_.To("asya-b").size(), 2u);
+  EXPECT_EQ(transport_.Acks(), 2);
+}
+
+// Small messages still are: one publishing while the next is received and in the runtime.
+TEST_F(SidecarRun, SmallMessagesArePrefetched) {
+  settings_.concurrency = 1;
+  transport_.Enqueue("asya-a", Env("s1", {"a", "b"}, 1).dump());
+  transport_.Enqueue("asya-a", Env("s2", {"a", "b"}, 2).dump());
+  std::atomic<int> publishes{0};
+  std::atomic<size_t> waiting_during_first_publish{0};
+  transport_.SetPublishGate([&](std::string_view) {
+    if (++publishes != 1) {
+      return;
+    }
+    for (int i = 0; i < 3000 && transport_.Ready("asya-a") > 0; ++i) {  // until s2 is taken
+      std::this_thread::sleep_for(milliseconds(10));
+    }
+    waiting_during_first_publish = transport_.Ready("asya-a");
+  });
+  Sidecar sidecar(settings_, transport_, runtime_, nullptr);
+  std::thread run([&] { sidecar.Run(); });
+  ASSERT_TRUE(transport_.WaitSettled(2));
+  sidecar.Shutdown();
+  run.join();
+  EXPECT_EQ(waiting_during_first_publish.load(), 0u);  // s2 was taken during s1's publish
+  EXPECT_EQ(transport_.Acks(), 2);
 }
 
 TEST_F(SidecarRun, HeartbeatKeepsLongMessagesInvisible) {
