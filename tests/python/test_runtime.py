@@ -192,7 +192,8 @@ class PayloadModeTest(_SharedRuntime):
 
     def test_non_finite_and_unserialisable_outputs(self):
         for op, needle in (("nan", "not JSON compliant"), ("inf", "not JSON compliant"),
-                           ("set", "not JSON serializable")):
+                           ("set", "not JSON serializable"),
+                           ("circular", "Circular reference detected")):
             with self.subTest(op=op):
                 raw = self.rt.call_raw(envelope({"op": op}))
                 self.assertIsNotNone(raw)
@@ -202,6 +203,10 @@ class PayloadModeTest(_SharedRuntime):
                 self.assertEqual(code, "processing_error")
                 self.assertIn(needle, details["message"])
                 self.assertIn("h_payload.dispatch", details["message"])
+        # A failed encoding leaves nothing behind: the same worker encodes the next answer.
+        for _ in range(3):
+            self.assertEqual(self.rt.call(envelope({"list": [1, 2, {"k": [3]}]}))[0]["payload"],
+                             {"list": [1, 2, {"k": [3]}]})
 
     def test_headers_echoed_single_and_fan_out(self):  # item 46
         headers = {"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
@@ -782,6 +787,21 @@ class HelpersTest(unittest.TestCase):
     def test_accessors_outside_a_handler(self):
         self.assertEqual(asya_runtime.current_headers(), {})
         self.assertEqual(asya_runtime.current_attempt(), 1)
+
+    def test_worker_encoder_matches_the_shared_one_and_recovers_from_errors(self):
+        to_utf8 = asya_runtime._make_utf8_encoder()
+        for obj in ([{"payload": {"t": "caf\u00e9 \u2603", "n": [1, -2.5, None, True]}, "route": {}}],
+                    "plain", 3, ["\ud800"], [{"e": "\"\\\n\t"}]):
+            with self.subTest(obj=obj):
+                self.assertEqual(to_utf8(obj), asya_runtime._to_utf8(obj))
+        inner = [1, 2]
+        inner.append({"back": inner})
+        with self.assertRaisesRegex(ValueError, "Circular reference"):
+            to_utf8([inner])
+        with self.assertRaises(TypeError):
+            to_utf8([inner[:2], {1, 2}])
+        inner.pop()  # the same objects, no longer circular: nothing stale remains marked
+        self.assertEqual(to_utf8([inner, {"l": inner}]), b'[[1,2],{"l":[1,2]}]')
 
     def test_exit_codes(self):
         self.assertEqual((asya_runtime.EXIT_OK, asya_runtime.EXIT_CONFIG_ERROR,

@@ -35,6 +35,10 @@ def dispatch(payload):
         return {"x": float("-inf")}
     if op == "set":
         return {"s": {1, 2, 3}}
+    if op == "circular":
+        inner = [1, 2]
+        inner.append({"back": inner})
+        return {"list": inner}
     if op == "headers":
         time.sleep(payload.get("s", 0))
         return {"headers": asya_runtime.current_headers(), "attempt": asya_runtime.current_attempt()}
