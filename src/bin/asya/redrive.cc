@@ -241,6 +241,7 @@ int Redrive(transport::Transport& t, const RedriveOptions& o) {
 
   struct sigaction sa {};
   sa.sa_handler = OnStopSignal;
+  sa.sa_flags = SA_RESTART;
   sigemptyset(&sa.sa_mask);
   struct sigaction old_int {};
   struct sigaction old_term {};
