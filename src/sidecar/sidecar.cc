@@ -679,6 +679,10 @@ struct Sidecar::Impl : std::enable_shared_from_this<Sidecar::Impl> {
       sleep_cv.wait(lock, [&] { return stopping.load(); });
     }
     Drain();
+    // A receive that Shutdown() interrupted may still run at the broker (an SQS long poll): wait
+    // for it to end and for whatever it took to be visible again, so no message stays hidden
+    // behind a stopped sidecar. Bounded by one receive's wait (the poll started before stopping).
+    transport.Quiesce(s.receive_wait + Millis(5000));
     heartbeat.join();
     // Join workers that finished; a worker stuck in a runtime call past the grace period is
     // detached (its message was nacked) and the caller exits without running destructors.

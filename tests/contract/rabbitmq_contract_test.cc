@@ -259,6 +259,31 @@ TEST_F(RabbitMqTest, PrefetchedMessagesNobodyReceivedAreNotCounted) {
   }
 }
 
+// A stopping sidecar (Interrupt(), then a drain of up to its grace period with the connection
+// still open) must not sit on messages it prefetched and will never process: they go back to
+// the queue at Interrupt(), uncounted, while the message it is still working on stays its own.
+TEST_F(RabbitMqTest, InterruptGivesBackPrefetchedMessagesWhileTheConnectionStaysOpen) {
+  std::string q = NewQueue();
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_OK(t_->Publish(q, "m" + std::to_string(i)));
+  }
+  auto consumer = MakeRabbitMqTransport(Settings(*broker_));  // prefetch 10: takes all 3
+  ASSERT_OK(consumer);
+  auto held = ReceiveN(**consumer, q, 1);
+  ASSERT_EQ(held.size(), 1u);
+  (*consumer)->Interrupt();
+  auto rest = ReceiveN(*t_, q, 2);  // the consumer's connection is still open
+  ASSERT_EQ(rest.size(), 2u) << "prefetched messages were held by an interrupted consumer";
+  for (const auto& m : rest) {
+    EXPECT_NE(m.body, held[0].body);
+    EXPECT_EQ(m.delivery_count, 1) << m.body;
+    ASSERT_OK(t_->Ack(m));
+  }
+  ASSERT_OK((*consumer)->Ack(held[0]));  // in-flight work still settles after Interrupt()
+  auto none = ReceiveN(*t_, q, 1, Millis(500));
+  EXPECT_TRUE(none.empty());
+}
+
 TEST_F(RabbitMqTest, ClassicQueueFallbackCountsRedeliveriesAndNeverLoops) {
   // An existing classic queue (e.g. made by an older deployment): CreateQueue keeps it.
   std::string q = NewQueue({.create_dlq = false, .attributes = {{"x-queue-type", "classic"}}});

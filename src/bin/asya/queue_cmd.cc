@@ -1,4 +1,4 @@
-// `asya queue list|depth|publish|get|purge`: inspect and feed queues on any transport.
+// `asya queue list|depth|publish|get|purge|redrive`: inspect and feed queues on any transport.
 //
 // Transport: --transport, else ASYA_TRANSPORT, else sqlite (unlike the sidecar, whose default is
 // rabbitmq). The sqlite file: --sqlite-path, else ASYA_SQLITE_PATH, else $ASYA_STATE_DIR/queues.db,
@@ -7,11 +7,14 @@
 // nothing within --wait.
 // `publish Q BODY` sends BODY's bytes unvalidated ('-' = stdin); a missing Q is created first, with
 // its Q-dlq unless Q itself ends in -dlq. `get` writes exactly the body's bytes to stdout, plus a
-// newline only when stdout is a terminal, then acks (or with --no-ack nacks it back at once).
+// newline only when stdout is a terminal, then acks (or with --no-ack nacks it back at once);
+// `get -o json` prints {"id","body","delivery_count","headers"} instead. `redrive ACTOR` moves
+// asya-ACTOR-dlq back to asya-ACTOR (redrive.h); a missing DLQ or queue exits 2.
 #include <cstdio>
 #include <iostream>
 #include <iterator>
 #include <string>
+#include <vector>
 
 #include <unistd.h>
 
@@ -19,11 +22,15 @@
 #include <nlohmann/json.hpp>
 
 #include "asya/base/duration.h"
+#include "asya/base/env_names.h"
 #include "asya/base/exit_codes.h"
 #include "asya/base/log.h"
+#include "asya/base/state_dir.h"
 #include "asya/base/transport_kinds.h"
 #include "asya/transport/factory.h"
 #include "bin/asya/commands.h"
+#include "bin/asya/redrive.h"
+#include "bin/common/env.h"
 #include "bin/common/transport_env.h"
 
 namespace asya::cli {
@@ -49,6 +56,11 @@ struct Flags {
   std::string body;
   std::string wait = "0";
   bool no_ack = false;
+  std::vector<std::string> headers;  // publish --header K=V
+  std::string actor;                 // redrive
+  int64_t limit = 0;                 // redrive --limit (0 = all)
+  std::string visibility = "60s";    // redrive --visibility
+  std::string journal;               // redrive --journal
 };
 
 Result<transport::TransportPtr> Connect(const Flags& f) {
@@ -127,7 +139,16 @@ int Publish(transport::Transport& t, const Flags& f) {
       return Fail(s.error());
     }
   }
-  if (auto s = t.Publish(f.queue, body); !s) {
+  transport::PublishOptions po;
+  for (const auto& h : f.headers) {
+    auto eq = h.find('=');
+    if (eq == std::string::npos || eq == 0) {
+      std::fprintf(stderr, "asya queue publish: --header '%s': expected NAME=VALUE\n", h.c_str());
+      return kExitUsage;
+    }
+    po.headers[h.substr(0, eq)] = h.substr(eq + 1);
+  }
+  if (auto s = t.Publish(f.queue, body, po); !s) {
     return Fail(s.error());
   }
   return 0;
@@ -152,10 +173,23 @@ int Get(transport::Transport& t, const Flags& f) {
                  FormatGoDuration(*wait).c_str());
     return kExitEmpty;
   }
+  // Stop consuming before settling: the ack frees a prefetch slot, and a message the broker
+  // pushed into it now would go back counted as a delivery when this process exits (RabbitMQ).
+  t.Interrupt();
   const transport::Message& m = got->front();
-  bool written = std::fwrite(m.body.data(), 1, m.body.size(), stdout) == m.body.size();
-  if (written && ::isatty(STDOUT_FILENO) == 1) {
-    written = std::fputc('\n', stdout) != EOF;
+  bool written = false;
+  if (f.output == "json") {
+    nlohmann::ordered_json j{{"id", m.id},
+                             {"body", m.body},
+                             {"delivery_count", m.delivery_count},
+                             {"headers", m.headers}};
+    std::string text = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+    written = std::fwrite(text.data(), 1, text.size(), stdout) == text.size();
+  } else {
+    written = std::fwrite(m.body.data(), 1, m.body.size(), stdout) == m.body.size();
+    if (written && ::isatty(STDOUT_FILENO) == 1) {
+      written = std::fputc('\n', stdout) != EOF;
+    }
   }
   written = std::fflush(stdout) == 0 && written;
   if (!written || f.no_ack) {
@@ -176,6 +210,34 @@ int Purge(transport::Transport& t, const Flags& f) {
     return Fail(s.error());
   }
   return 0;
+}
+
+int RunRedrive(transport::Transport& t, const Flags& f) {
+  RedriveOptions o;
+  o.actor = f.actor;
+  if (f.limit > 0) {
+    o.limit = f.limit;
+  }
+  auto visibility = ParseDuration(f.visibility);
+  if (!visibility || visibility->count() <= 0) {
+    std::fprintf(stderr, "asya queue redrive: --visibility '%s': expected a positive duration\n",
+                 f.visibility.c_str());
+    return kExitUsage;
+  }
+  o.visibility = *visibility;
+  o.json_output = f.output == "json";
+  o.journal_path = f.journal;
+  if (o.journal_path.empty()) {
+    o.journal_path = env::GetOr(env_name::kStateDir, state_dir::kDefault) + "/redrive/" +
+                     std::string(t.Name()) + "-" + transport::DlqName(f.actor) + ".log";
+  }
+  auto hook = env::Int("ASYA_TEST_REDRIVE_EXIT_AFTER_PUBLISH", 0, 0, 1'000'000);
+  if (!hook) {
+    std::fprintf(stderr, "asya queue redrive: %s\n", hook.error().message.c_str());
+    return kExitUsage;
+  }
+  o.exit_after_publish = *hook;
+  return Redrive(t, o);
 }
 
 }  // namespace
@@ -212,8 +274,28 @@ int RunQueue(int argc, char** argv) {
   get->add_option("queue", f.queue, "queue name")->required();
   get->add_option("--wait", f.wait, "seconds (or 300ms, 5s, ...) to wait; 0 = one try");
   get->add_flag("--no-ack", f.no_ack, "put the message back instead of acking it");
+  get->add_option("-o,--output", f.output,
+                  "text (the body's bytes) | json ({id, body, delivery_count, headers})")
+      ->check(CLI::IsMember({"text", "json"}));
+  publish->add_option("--header", f.headers,
+                      "transport header NAME=VALUE (repeatable), e.g. x-asya-dlq-reason=...");
   auto* purge = app.add_subcommand("purge", "delete every message of a queue");
   purge->add_option("queue", f.queue, "queue name")->required();
+  auto* redrive = app.add_subcommand(
+      "redrive",
+      "move dead letters from asya-ACTOR-dlq back to asya-ACTOR (fresh delivery count, reason "
+      "kept in x-asya-dlq-reason); prints the count moved; safe to interrupt and run again");
+  redrive->add_option("actor", f.actor, "actor name (not the queue name), e.g. echo")->required();
+  redrive->add_option("--limit", f.limit, "move at most N messages (default: all)")
+      ->check(CLI::PositiveNumber);
+  redrive->add_option("--visibility", f.visibility,
+                      "how long a message being moved stays hidden (SQLite, SQS); an interrupted "
+                      "run's message is visible again after it (default 60s)");
+  redrive->add_option(
+      "--journal", f.journal,
+      "RabbitMQ/SQS: file recording published ids so a re-run never publishes "
+      "twice (default: $ASYA_STATE_DIR, else .asya, /redrive/<transport>-<dlq>.log)");
+  redrive->add_option("-o,--output", f.output, "text|json")->check(CLI::IsMember({"text", "json"}));
   const std::string codes = std::string(exit_code::kHelpTable) + "\n\nExamples:\n";
   app.footer(codes +
              "  asya queue list --sqlite-path .asya/queues.db\n"
@@ -225,6 +307,9 @@ int RunQueue(int argc, char** argv) {
                   "[\"echo\"],\"current\":0},\"payload\":{}}'");
   get->footer(codes + "  asya queue get asya-error-end --wait 5s --no-ack");
   purge->footer(codes + "  asya queue purge asya-echo-dlq");
+  redrive->footer(codes +
+                  " A missing dead-letter queue or queue exits 2, a broker error 1 (with the "
+                  "count moved so far).\n  asya queue redrive echo --limit 10");
 
   try {
     app.parse(argc, argv);
@@ -252,6 +337,9 @@ int RunQueue(int argc, char** argv) {
   }
   if (get->parsed()) {
     return Get(tr, f);
+  }
+  if (redrive->parsed()) {
+    return RunRedrive(tr, f);
   }
   return Purge(tr, f);
 }

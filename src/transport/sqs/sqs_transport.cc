@@ -138,6 +138,9 @@ class GroupCommitter {
   std::map<std::string, KeyState> states_;  // nodes are stable; never erased
 };
 
+// How much longer than its WaitTimeSeconds a long poll may take to come back (network, server).
+constexpr Millis kQuiesceSlack{5000};
+
 class SqsTransport final : public Transport {
  public:
   SqsTransport(SqsSettings settings, aws::CredentialProviderPtr credentials)
@@ -154,6 +157,9 @@ class SqsTransport final : public Transport {
   }
 
   ~SqsTransport() override {
+    // A poll still running at the server would take a message and hide it for the whole
+    // visibility timeout if we cut its connection: let it end first (bounded by one long poll).
+    Quiesce(Millis(settings_.wait_time_seconds * 1000LL) + kQuiesceSlack);
     {
       std::lock_guard lock(poll_mu_);
       stopping_ = true;
@@ -254,6 +260,24 @@ class SqsTransport final : public Transport {
     poll_done_cv_.notify_all();
     std::lock_guard lock(sleep_mu_);
     sleep_cv_.notify_all();
+  }
+
+  // Waits until no ReceiveMessage is running (each ends within its WaitTimeSeconds) and the
+  // messages of abandoned polls were made visible again. Polls not yet sent are never sent.
+  void Quiesce(Millis max_wait) override {
+    std::unique_lock lock(poll_mu_);
+    if (polls_running_ == 0) {
+      return;
+    }
+    log::Info("waiting for SQS long polls in flight to end",
+              {{"polls", static_cast<long long>(polls_running_)},
+               {"max_wait_ms", static_cast<long long>(max_wait.count())}});
+    if (!poll_done_cv_.wait_for(lock, max_wait, [&] { return polls_running_ == 0; })) {
+      log::Warn(
+          "SQS long polls still running; a message they take stays hidden until its "
+          "visibility timeout",
+          {{"polls", static_cast<long long>(polls_running_)}});
+    }
   }
 
   Status CreateQueue(std::string_view queue, const QueueOptions& options) override {
@@ -537,11 +561,13 @@ class SqsTransport final : public Transport {
       if (job->abandoned) {
         continue;
       }
+      ++polls_running_;
       lock.unlock();
       auto result = Call("ReceiveMessage", job->params, job->queue, &shutdown_, job->timeout, 1);
       lock.lock();
       if (!job->abandoned) {
         job->result = std::move(result);
+        --polls_running_;
         poll_done_cv_.notify_all();
         continue;
       }
@@ -556,6 +582,8 @@ class SqsTransport final : public Transport {
         }
       }
       lock.lock();
+      --polls_running_;
+      poll_done_cv_.notify_all();
     }
   }
 
@@ -678,6 +706,7 @@ class SqsTransport final : public Transport {
   std::deque<std::shared_ptr<PollJob>> poll_jobs_;
   std::vector<std::thread> pollers_;
   size_t idle_pollers_ = 0;
+  size_t polls_running_ = 0;  // ReceiveMessage calls being sent or awaited (Quiesce)
   bool stopping_ = false;
   std::mutex sleep_mu_;
   std::condition_variable sleep_cv_;

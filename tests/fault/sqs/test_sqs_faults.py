@@ -2,12 +2,16 @@
 
 - a handler running 3x the visibility timeout is delivered once (the sidecar's heartbeat);
 - a result larger than the SQS limit becomes an error envelope at error-end (nothing lost);
-- an unreachable endpoint gives a clear log line, and once it is back the message is processed.
+- an unreachable endpoint gives a clear log line, and once it is back the message is processed;
+- a sidecar restarted (SIGTERM) while its long poll is in flight strands nothing: messages
+  published during the stop are processed by the restarted sidecar, long before the visibility
+  timeout (issue 12 item 6).
 Uses the component-test harness (tests/component/harness.py) with ASYA_TEST_TRANSPORT=sqs.
 """
 import json
 import os
 import shutil
+import signal
 import socket
 import sys
 import tempfile
@@ -175,6 +179,41 @@ class SqsFaultTests(unittest.TestCase):
             self.assert_settled(actor)
         finally:
             proxy.down()
+
+    # Issue 12 item 6. SIGTERM reaches the sidecar while its long poll waits at moto; moto keeps
+    # running that poll even when the client is gone and hands it the next message, which then
+    # stays hidden for the visibility timeout (here 600 s). The stopping sidecar must let the
+    # poll end and make what it took visible again, so the restarted sidecar gets every message
+    # now. Load before and during the stop; the bound below is far under the visibility timeout.
+    def test_restart_during_a_long_poll_strands_no_message(self):
+        m = self.mesh
+        wait_s = 10
+        actor = m.actor("restart", "component_handlers.dispatch",
+                        sidecar_env={"ASYA_SQS_WAIT_TIME_SECONDS": str(wait_s),
+                                     "ASYA_VISIBILITY_TIMEOUT": "600s",
+                                     "ASYA_SIDECAR_CONCURRENCY": "2",
+                                     "ASYA_LOG_LEVEL": "INFO"})
+        first = ["before-%d" % i for i in range(10)]
+        for i in first:
+            m.publish(actor.queue, harness.envelope(i, [actor.name], 0, {"i": i}))
+        got = [r["id"] for r in m.collect(m.q(m.happy_end), len(first), timeout=60)]
+        self.assertEqual(sorted(got), sorted(first))
+        # The queue is empty: the sidecar's next poll is waiting at moto. Stop it and publish
+        # while it stops (a poll in flight has up to wait_s seconds left).
+        actor.sidecar.send_signal(signal.SIGTERM)
+        during = ["during-%d" % i for i in range(6)]
+        for i in during:
+            m.publish(actor.queue, harness.envelope(i, [actor.name], 0, {"i": i}))
+        # One signal only: a second one makes the sidecar exit at once.
+        self.assertEqual(actor.sidecar.wait(wait_s + 30), 0, actor.sidecar_output())
+        after = ["after-%d" % i for i in range(4)]
+        for i in after:
+            m.publish(actor.queue, harness.envelope(i, [actor.name], 0, {"i": i}))
+        actor.start_sidecar()
+        # Every message, at once: a stranded one would come back only after 600 s.
+        results = m.collect(m.q(m.happy_end), len(during) + len(after), timeout=90)
+        self.assertEqual(sorted(r["id"] for r in results), sorted(during + after))
+        self.assert_settled(actor)
 
 
 if __name__ == "__main__":

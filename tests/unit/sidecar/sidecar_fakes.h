@@ -181,6 +181,20 @@ class FakeTransport : public transport::Transport {
     interrupted_ = true;
     cv_.notify_all();
   }
+  void Quiesce(Millis max_wait) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    quiesced_after_interrupt_ = interrupted_;
+    quiesce_wait_ = max_wait;
+  }
+  // Whether Quiesce() was called after Interrupt(), and with which bound (zero: never called).
+  bool QuiescedAfterInterrupt() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return quiesced_after_interrupt_;
+  }
+  Millis QuiesceWait() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return quiesce_wait_;
+  }
   Status CreateQueue(std::string_view q, const transport::QueueOptions&) override {
     std::lock_guard<std::mutex> lock(mu_);
     queues_[std::string(q)];
@@ -235,6 +249,8 @@ class FakeTransport : public transport::Transport {
   std::atomic<int> receive_failures_{0};
   int extensions_ = 0;
   bool interrupted_ = false;
+  bool quiesced_after_interrupt_ = false;
+  Millis quiesce_wait_{0};
   int next_receipt_ = 0;
 };
 

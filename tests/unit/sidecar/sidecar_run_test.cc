@@ -64,6 +64,10 @@ TEST_F(SidecarRun, RoutesEveryMessageAndAcksEachOnce) {
   EXPECT_EQ(metrics_.Count("processed", "success"), 10);
   EXPECT_EQ(metrics_.Count("received"), 10);
   EXPECT_EQ(metrics_.Active(), 0);
+  // Before returning, Run() waited for receives still running at the broker (an SQS long poll),
+  // bounded by one receive's wait.
+  EXPECT_TRUE(transport_.QuiescedAfterInterrupt());
+  EXPECT_GE(transport_.QuiesceWait(), settings_.receive_wait);
 }
 
 // Large messages (>= 1 MiB) are not prefetched: while one is held, the sidecar holds at most
@@ -167,6 +171,7 @@ TEST_F(SidecarRun, ShutdownRequeuesWhatDidNotFinishInTheGracePeriod) {
   sidecar->Shutdown();
   run.join();
   EXPECT_FALSE(sidecar->Drained());
+  EXPECT_TRUE(transport_.QuiescedAfterInterrupt());  // also when the process will _Exit()
   EXPECT_EQ(transport_.Requeues(), 1);  // requeued, not nacked, dead-lettered or error-ended
   EXPECT_EQ(transport_.Settles().size(), 1u);
   // Destroyed while the detached worker is still in its runtime call: the worker keeps the

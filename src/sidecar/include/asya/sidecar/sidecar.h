@@ -11,7 +11,9 @@
 // arrives alone is processed by the thread that received it. A slot is freed when a message's
 // runtime call is over, so the publish/ack of one message overlaps the receive and runtime call
 // of the next. Lifecycle: Run() waits for the runtime, consumes until Shutdown(), drains in-flight
-// messages for up to `shutdown_timeout`, nacks the rest (no delay, never error-end) and returns.
+// messages for up to `shutdown_timeout`, nacks the rest (no delay, never error-end), waits for
+// receives still running at the broker to end (Transport::Quiesce: an SQS long poll in flight
+// would otherwise hide the next message for its visibility timeout) and returns.
 #pragma once
 
 #include <chrono>

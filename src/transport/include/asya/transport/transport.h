@@ -14,6 +14,7 @@
 // - Every method is thread-safe; Receive() may block in one thread while others Publish()/Ack().
 // - Interrupt() makes blocked and future Receive() calls return promptly (empty) until
 //   the transport is destroyed; Publish/Ack/Nack keep working so in-flight work can finish.
+//   Quiesce() then waits until no receive is still running at the broker (SQS long polls).
 #pragma once
 
 #include <chrono>
@@ -109,6 +110,12 @@ class Transport {
   // transports without visibility timeouts.
   virtual Status ExtendVisibility(const Message& message, Millis visibility) = 0;
   virtual void Interrupt() = 0;
+  // After Interrupt(): waits up to `max_wait` until every receive that Interrupt() cut short is
+  // over at the broker too, and whatever such a receive still took is visible again. A process
+  // calls it before it exits (the sidecar does, after its drain), so a stopping consumer never
+  // leaves a message hidden behind it. Nothing to wait for on SQLite and RabbitMQ (their
+  // receives end with the caller); SQS long polls keep running at the server (sqs/README.md).
+  virtual void Quiesce(Millis max_wait) { (void)max_wait; }
 
   // ---- Queue administration ----
   virtual Status CreateQueue(std::string_view queue, const QueueOptions& options = {}) = 0;
