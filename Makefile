@@ -35,7 +35,7 @@ bench: build
 	@bash bench/run.sh
 
 fuzz: deps
-	@cmake --preset fuzz >/dev/null && cmake --build build/fuzz -j $(JOBS)
+	@cmake --preset fuzz >/dev/null && cmake --build --preset fuzz -j $(JOBS)
 	@bash fuzz/run.sh
 
 format:
