@@ -28,6 +28,14 @@ test: build
 test-asan:
 	@$(MAKE) test PRESET=asan
 
+.PHONY: test-tsan ci
+test-tsan:
+	@$(MAKE) test PRESET=tsan
+
+# What CI runs (release tests, then the ASan+UBSan and TSan stages), with the time of each stage.
+ci:
+	@bash .ci/run
+
 demo: build
 	@bash tools/demo.sh
 
@@ -35,7 +43,7 @@ bench: build
 	@bash bench/run.sh
 
 fuzz: deps
-	@cmake --preset fuzz >/dev/null && cmake --build build/fuzz -j $(JOBS)
+	@cmake --preset fuzz >/dev/null && cmake --build --preset fuzz -j $(JOBS)
 	@bash fuzz/run.sh
 
 format:

@@ -75,9 +75,21 @@ if(CMAKE_CXX_FLAGS MATCHES "-fsanitize=")
 endif()
 
 # asya_add_test(NAME <name> [WORKING_DIRECTORY <dir>] TIMEOUT <s> LABELS ... ENVIRONMENT ...
-#               COMMAND ...) -> add_test + properties, through the sanitizer wrapper when needed.
+#               [NEEDS <target>...] COMMAND ...) -> add_test + properties, through the sanitizer
+# wrapper when needed. NEEDS names the targets the test runs; without it the test needs every
+# program (target asya-programs: src/bin and the tests' helper programs), which is what the
+# Python suites start. Per label, target tests-<label> builds what the tests of that label need
+# (asya_write_test_targets), so a sanitizer build compiles only the suites it runs.
 function(asya_add_test)
-  cmake_parse_arguments(A "" "NAME;WORKING_DIRECTORY;TIMEOUT" "LABELS;ENVIRONMENT;COMMAND" ${ARGN})
+  cmake_parse_arguments(A "" "NAME;WORKING_DIRECTORY;TIMEOUT" "LABELS;ENVIRONMENT;COMMAND;NEEDS"
+                        ${ARGN})
+  if(NOT A_NEEDS)
+    set(A_NEEDS asya-programs)
+  endif()
+  foreach(label IN LISTS A_LABELS)
+    set_property(GLOBAL APPEND PROPERTY ASYA_LABELS ${label})
+    set_property(GLOBAL APPEND PROPERTY ASYA_TEST_NEEDS_${label} ${A_NEEDS})
+  endforeach()
   set(cmd ${A_COMMAND})
   if(ASYA_SANITIZE)
     set(cmd ${Python3_EXECUTABLE} ${PROJECT_SOURCE_DIR}/tools/sanitizer_run.py
@@ -104,8 +116,9 @@ function(asya_test)
   if(NOT A_TIMEOUT)
     set(A_TIMEOUT 300)
   endif()
+  set_property(GLOBAL APPEND PROPERTY ASYA_TEST_EXECUTABLES ${A_NAME})
   asya_add_test(NAME ${A_NAME} COMMAND $<TARGET_FILE:${A_NAME}> LABELS ${A_LABELS}
-    TIMEOUT ${A_TIMEOUT}
+    TIMEOUT ${A_TIMEOUT} NEEDS ${A_NAME}
     ENVIRONMENT "ASYA_BUILD_DIR=${CMAKE_BINARY_DIR}" "ASYA_SOURCE_DIR=${PROJECT_SOURCE_DIR}")
 endfunction()
 
@@ -121,4 +134,38 @@ function(asya_py_test)
     WORKING_DIRECTORY ${PROJECT_SOURCE_DIR} LABELS ${A_LABELS} TIMEOUT ${A_TIMEOUT}
     ENVIRONMENT "ASYA_BUILD_DIR=${CMAKE_BINARY_DIR}" "ASYA_SOURCE_DIR=${PROJECT_SOURCE_DIR}"
                 "PYTHONDONTWRITEBYTECODE=1")
+endfunction()
+
+# Called once, at the end of the top-level CMakeLists.txt. Target asya-programs: every executable
+# under src/bin, plus the helper programs under tests/ (asya-component-queue, rmq_fault_tool:
+# executables that are not gtest suites). Targets tests-<label> (tests-unit, tests-contract,
+# tests-component, ...): what the tests of that label need (their NEEDS).
+function(asya_write_test_targets)
+  get_property(test_exes GLOBAL PROPERTY ASYA_TEST_EXECUTABLES)
+  set(programs "")
+  set(dirs ${PROJECT_SOURCE_DIR}/src/bin ${PROJECT_SOURCE_DIR}/tests)
+  while(dirs)
+    list(POP_FRONT dirs dir)
+    get_property(subdirs DIRECTORY ${dir} PROPERTY SUBDIRECTORIES)
+    list(APPEND dirs ${subdirs})
+    get_property(targets DIRECTORY ${dir} PROPERTY BUILDSYSTEM_TARGETS)
+    foreach(t IN LISTS targets)
+      get_target_property(type ${t} TYPE)
+      if(type STREQUAL "EXECUTABLE" AND NOT t IN_LIST test_exes)
+        list(APPEND programs ${t})
+      endif()
+    endforeach()
+  endwhile()
+  add_custom_target(asya-programs)
+  if(programs)
+    add_dependencies(asya-programs ${programs})
+  endif()
+  get_property(labels GLOBAL PROPERTY ASYA_LABELS)
+  list(REMOVE_DUPLICATES labels)
+  foreach(label IN LISTS labels)
+    get_property(needs GLOBAL PROPERTY ASYA_TEST_NEEDS_${label})
+    list(REMOVE_DUPLICATES needs)
+    add_custom_target(tests-${label})
+    add_dependencies(tests-${label} ${needs})
+  endforeach()
 endfunction()

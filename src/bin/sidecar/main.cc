@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -152,8 +153,17 @@ Result<Config> LoadConfig() {
   return c;
 }
 
-std::atomic<asya::sidecar::Sidecar*> g_sidecar{nullptr};
+// The sidecar the signal thread stops. The mutex keeps main() from destroying the sidecar while
+// the signal thread is inside Shutdown() (TSan found the Impl's condition variables destroyed
+// under a notify_all when SIGTERM arrived as Run() returned).
+std::mutex g_sidecar_mu;
+asya::sidecar::Sidecar* g_sidecar = nullptr;  // guarded by g_sidecar_mu
 std::atomic<bool> g_stop_requested{false};
+
+void SetSidecar(asya::sidecar::Sidecar* sidecar) {
+  std::lock_guard<std::mutex> lock(g_sidecar_mu);
+  g_sidecar = sidecar;
+}
 
 // Signals are blocked in every thread; this thread turns SIGTERM/SIGINT into Shutdown().
 void SignalThread(sigset_t set) {
@@ -168,8 +178,9 @@ void SignalThread(sigset_t set) {
       std::_Exit(1);
     }
     asya::log::Info("signal received; shutting down", {{"signal", sig}});
-    if (auto* s = g_sidecar.load()) {
-      s->Shutdown();
+    std::lock_guard<std::mutex> lock(g_sidecar_mu);
+    if (g_sidecar != nullptr) {
+      g_sidecar->Shutdown();
     }
   }
 }
@@ -270,12 +281,12 @@ int main() {
       {.socket_path = c.sidecar.socket_path, .max_frame_bytes = c.max_message_bytes});
   asya::sidecar::Sidecar sidecar(c.sidecar, **transport, runtime, metrics.get(), gateway.get(),
                                  asya::SystemClock());
-  g_sidecar = &sidecar;
+  SetSidecar(&sidecar);
   if (g_stop_requested) {
     sidecar.Shutdown();
   }
   int code = sidecar.Run();
-  g_sidecar = nullptr;
+  SetSidecar(nullptr);  // from here on the signal thread no longer touches the sidecar
   if (gateway) {
     gateway->Stop(Millis(5000));
   }

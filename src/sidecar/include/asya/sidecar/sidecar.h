@@ -67,7 +67,8 @@ class Sidecar {
   // deterministically; do not call it while Run() is running.
   void ProcessOne(transport::Message message);
 
-  // Requests a graceful shutdown. Thread-safe and idempotent (call it from a signal thread).
+  // Requests a graceful shutdown. Thread-safe and idempotent (call it from a signal thread); the
+  // caller keeps this Sidecar alive until the call has returned (Run() may return before then).
   void Shutdown();
 
   // False when Run() returned while some worker was still stuck in a runtime call past the
