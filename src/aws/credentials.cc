@@ -57,6 +57,60 @@ std::string XmlTag(std::string_view xml, std::string_view tag) {
 
 }  // namespace
 
+Result<Credentials> ParseAssumeRoleResponse(long status, std::string_view body,
+                                            std::string_view role_arn) {
+  if (status != 200) {
+    std::string code = XmlTag(body, "Code");
+    std::string message = XmlTag(body, "Message");
+    return MakeError(ErrorCode::kPermissionDenied,
+                     "STS AssumeRoleWithWebIdentity for " + std::string(role_arn) +
+                         " failed (HTTP " + std::to_string(status) +
+                         (code.empty() ? "" : " " + code) +
+                         (message.empty() ? "" : ": " + message) + ")");
+  }
+  Credentials out;
+  out.source = "web-identity";
+  out.access_key_id = XmlTag(body, "AccessKeyId");
+  out.secret_access_key = XmlTag(body, "SecretAccessKey");
+  out.session_token = XmlTag(body, "SessionToken");
+  if (out.access_key_id.empty() || out.secret_access_key.empty()) {
+    return MakeError(ErrorCode::kInternal,
+                     "STS AssumeRoleWithWebIdentity answered without credentials");
+  }
+  std::string expiration = XmlTag(body, "Expiration");
+  if (!expiration.empty()) {
+    ASYA_ASSIGN_OR_RETURN(out.expiration, ParseIso8601(expiration));
+  }
+  return out;
+}
+
+Result<Credentials> ParseContainerCredentials(long status, std::string_view body,
+                                              std::string_view url) {
+  if (status != 200) {
+    return MakeError(ErrorCode::kPermissionDenied,
+                     "container credentials endpoint " + std::string(url) + " answered HTTP " +
+                         std::to_string(status) + ": " + std::string(body.substr(0, 200)));
+  }
+  nlohmann::json doc = nlohmann::json::parse(body, nullptr, false);
+  if (!doc.is_object() || !doc.contains("AccessKeyId") || !doc.contains("SecretAccessKey") ||
+      !doc["AccessKeyId"].is_string() || !doc["SecretAccessKey"].is_string()) {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     "container credentials endpoint " + std::string(url) +
+                         " did not return a JSON object with AccessKeyId and SecretAccessKey");
+  }
+  Credentials out;
+  out.source = "container";
+  out.access_key_id = doc["AccessKeyId"].get<std::string>();
+  out.secret_access_key = doc["SecretAccessKey"].get<std::string>();
+  if (doc.contains("Token") && doc["Token"].is_string()) {
+    out.session_token = doc["Token"].get<std::string>();
+  }
+  if (doc.contains("Expiration") && doc["Expiration"].is_string()) {
+    ASYA_ASSIGN_OR_RETURN(out.expiration, ParseIso8601(doc["Expiration"].get<std::string>()));
+  }
+  return out;
+}
+
 Result<Credentials> ParseSharedCredentials(std::string_view text, std::string_view profile,
                                            std::string_view file_name) {
   Credentials out;
@@ -223,28 +277,7 @@ Result<Credentials> CredentialProvider::FromWebIdentity() {
                              {"RoleSessionName", session},
                              {"WebIdentityToken", token}});
   ASYA_ASSIGN_OR_RETURN(HttpResponse response, Perform(request));
-  if (response.status != 200) {
-    std::string code = XmlTag(response.body, "Code");
-    std::string message = XmlTag(response.body, "Message");
-    return MakeError(ErrorCode::kPermissionDenied,
-                     "STS AssumeRoleWithWebIdentity for " + sources_.role_arn + " failed (HTTP " +
-                         std::to_string(response.status) + (code.empty() ? "" : " " + code) +
-                         (message.empty() ? "" : ": " + message) + ")");
-  }
-  Credentials out;
-  out.source = "web-identity";
-  out.access_key_id = XmlTag(response.body, "AccessKeyId");
-  out.secret_access_key = XmlTag(response.body, "SecretAccessKey");
-  out.session_token = XmlTag(response.body, "SessionToken");
-  if (out.access_key_id.empty() || out.secret_access_key.empty()) {
-    return MakeError(ErrorCode::kInternal,
-                     "STS AssumeRoleWithWebIdentity answered without credentials");
-  }
-  std::string expiration = XmlTag(response.body, "Expiration");
-  if (!expiration.empty()) {
-    ASYA_ASSIGN_OR_RETURN(out.expiration, ParseIso8601(expiration));
-  }
-  return out;
+  return ParseAssumeRoleResponse(response.status, response.body, sources_.role_arn);
 }
 
 Result<Credentials> CredentialProvider::FromContainer() {
@@ -263,29 +296,7 @@ Result<Credentials> CredentialProvider::FromContainer() {
     request.headers.emplace_back("Authorization", auth);
   }
   ASYA_ASSIGN_OR_RETURN(HttpResponse response, Perform(request));
-  if (response.status != 200) {
-    return MakeError(ErrorCode::kPermissionDenied,
-                     "container credentials endpoint " + request.url + " answered HTTP " +
-                         std::to_string(response.status) + ": " + response.body.substr(0, 200));
-  }
-  nlohmann::json doc = nlohmann::json::parse(response.body, nullptr, false);
-  if (!doc.is_object() || !doc.contains("AccessKeyId") || !doc.contains("SecretAccessKey") ||
-      !doc["AccessKeyId"].is_string() || !doc["SecretAccessKey"].is_string()) {
-    return MakeError(ErrorCode::kInvalidArgument,
-                     "container credentials endpoint " + request.url +
-                         " did not return a JSON object with AccessKeyId and SecretAccessKey");
-  }
-  Credentials out;
-  out.source = "container";
-  out.access_key_id = doc["AccessKeyId"].get<std::string>();
-  out.secret_access_key = doc["SecretAccessKey"].get<std::string>();
-  if (doc.contains("Token") && doc["Token"].is_string()) {
-    out.session_token = doc["Token"].get<std::string>();
-  }
-  if (doc.contains("Expiration") && doc["Expiration"].is_string()) {
-    ASYA_ASSIGN_OR_RETURN(out.expiration, ParseIso8601(doc["Expiration"].get<std::string>()));
-  }
-  return out;
+  return ParseContainerCredentials(response.status, response.body, request.url);
 }
 
 }  // namespace asya::aws

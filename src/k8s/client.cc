@@ -8,6 +8,7 @@
 
 #include <sys/stat.h>
 
+#include "asya/base/log.h"
 #include "asya/base/time_format.h"
 #include "asya/http/url.h"
 
@@ -61,13 +62,28 @@ bool IsNotFound(const Error& e) {
 
 namespace {
 
-Error StatusError(long code, const std::string& body, const std::string& what) {
-  std::string message = body;
+std::string Query(const std::vector<std::pair<std::string, std::string>>& q) {
+  std::string out;
+  for (const auto& [k, v] : q) {
+    out += out.empty() ? "?" : "&";
+    out += k + "=" + http::PercentEncode(v);
+  }
+  return out;
+}
+
+}  // namespace
+
+Error StatusError(long code, std::string_view body, std::string_view what) {
+  std::string message(body);
   std::string reason;
   auto parsed = json::parse(body, nullptr, false);
   if (parsed.is_object()) {
-    message = parsed.value("message", body);
-    reason = parsed.value("reason", "");
+    if (auto it = parsed.find("message"); it != parsed.end() && it->is_string()) {
+      message = it->get<std::string>();
+    }
+    if (auto it = parsed.find("reason"); it != parsed.end() && it->is_string()) {
+      reason = it->get<std::string>();
+    }
   }
   ErrorCode ec = ErrorCode::kInternal;
   if (code == 404) {
@@ -83,19 +99,72 @@ Error StatusError(long code, const std::string& body, const std::string& what) {
   } else if (code == 429 || code >= 500) {
     ec = ErrorCode::kUnavailable;
   }
-  return Error{ec, what + ": HTTP " + std::to_string(code) + ": " + message};
+  return Error{ec, std::string(what) + ": HTTP " + std::to_string(code) + ": " + message};
 }
 
-std::string Query(const std::vector<std::pair<std::string, std::string>>& q) {
-  std::string out;
-  for (const auto& [k, v] : q) {
-    out += out.empty() ? "?" : "&";
-    out += k + "=" + http::PercentEncode(v);
+std::string MalformedObject(const json& object) {
+  if (!object.is_object()) {
+    return "object is not a JSON object";
   }
+  auto meta = object.find("metadata");
+  if (meta == object.end() || !meta->is_object()) {
+    return "metadata is not an object";
+  }
+  for (const char* key : {"name", "namespace", "resourceVersion", "uid", "deletionTimestamp"}) {
+    if (auto it = meta->find(key); it != meta->end() && !it->is_string()) {
+      return std::string("metadata.") + key + " is not a string";
+    }
+  }
+  if (auto it = meta->find("generation"); it != meta->end() && !it->is_number_integer()) {
+    return "metadata.generation is not an integer";
+  }
+  for (const char* key : {"labels", "annotations"}) {
+    if (auto it = meta->find(key); it != meta->end() && !it->is_object()) {
+      return std::string("metadata.") + key + " is not an object";
+    }
+  }
+  return "";
+}
+
+WatchEvent ParseWatchLine(std::string_view line) {
+  WatchEvent out;
+  if (line.empty()) {
+    return out;
+  }
+  auto ev = json::parse(line, nullptr, false);
+  if (!ev.is_object()) {
+    out.message = "watch event is not a JSON object";
+    return out;
+  }
+  auto type = ev.find("type");
+  auto object = ev.find("object");
+  if (type == ev.end() || !type->is_string() || object == ev.end()) {
+    out.message = "watch event without a type string and an object";
+    return out;
+  }
+  out.type = type->get<std::string>();
+  if (out.type == "ERROR") {
+    out.kind = WatchEvent::Kind::kError;
+    out.message = "watch error";
+    if (object->is_object()) {
+      if (auto code = object->find("code"); code != object->end() && code->is_number_integer()) {
+        out.gone = code->get<int64_t>() == 410;
+      }
+      if (auto msg = object->find("message"); msg != object->end() && msg->is_string()) {
+        out.message = msg->get<std::string>();
+      }
+    }
+    return out;
+  }
+  if (std::string why = MalformedObject(*object); !why.empty()) {
+    out.message = "malformed " + out.type + " event: " + why;
+    return out;
+  }
+  out.kind = WatchEvent::Kind::kObject;
+  out.resource_version = (*object)["metadata"].value("resourceVersion", "");
+  out.object = std::move(*object);
   return out;
 }
-
-}  // namespace
 
 Client::Client(Config config, Clock* clock)
     : config_(std::move(config)), clock_(clock != nullptr ? clock : &SystemClock()) {
@@ -262,26 +331,24 @@ Result<std::string> Client::Watch(const Resource& r, std::string_view ns,
   auto resp = watch_http_->Stream(
       req,
       [&](std::string_view line) {
-        if (line.empty()) {
-          return true;
+        WatchEvent ev = ParseWatchLine(line);
+        switch (ev.kind) {
+          case WatchEvent::Kind::kSkip:
+            if (!ev.message.empty()) {
+              log::Warn("k8s: watch " + r.plural + ": skipped a line: " + ev.message);
+            }
+            return true;
+          case WatchEvent::Kind::kError:
+            gone = gone || ev.gone;
+            gone_message = ev.message;
+            return false;
+          case WatchEvent::Kind::kObject:
+            break;
         }
-        auto ev = json::parse(line, nullptr, false);
-        if (!ev.is_object() || !ev.contains("object")) {
-          return true;
+        if (!ev.resource_version.empty()) {
+          rv = ev.resource_version;
         }
-        std::string type = ev.value("type", "");
-        const json& obj = ev["object"];
-        if (type == "ERROR") {
-          if (obj.value("code", 0) == 410) {
-            gone = true;
-          }
-          gone_message = obj.value("message", "watch error");
-          return false;
-        }
-        if (obj.contains("metadata") && obj["metadata"].contains("resourceVersion")) {
-          rv = obj["metadata"]["resourceVersion"].get<std::string>();
-        }
-        return handler(type, obj);
+        return handler(ev.type, ev.object);
       },
       cancel);
   if (!resp) {

@@ -668,9 +668,13 @@ void Controller::WatchLoop(const k8s::Resource& r, const std::string& label_sele
         workloads_.erase(r.kind + "/" + ns_name);
         return;
       }
-      json t = {
-          {"spec", {{"replicas", obj.contains("spec") ? obj["spec"].value("replicas", 0) : 0}}},
-          {"status", obj.value("status", json::object())}};
+      // Fields of the wrong type count as absent (never an exception on the watch thread).
+      const json* spec = obj.contains("spec") && obj["spec"].is_object() ? &obj["spec"] : nullptr;
+      const bool has_replicas =
+          spec != nullptr && spec->contains("replicas") && (*spec)["replicas"].is_number_integer();
+      json t = {{"spec", {{"replicas", has_replicas ? (*spec)["replicas"].get<int64_t>() : 0}}},
+                {"status", obj.contains("status") && obj["status"].is_object() ? obj["status"]
+                                                                               : json::object()}};
       t["status"].erase("conditions");
       workloads_[r.kind + "/" + ns_name] = std::move(t);
     } else if (is_pod) {
@@ -686,7 +690,7 @@ void Controller::WatchLoop(const k8s::Resource& r, const std::string& label_sele
       json t = {{"metadata", {{"name", m.value("name", "")}}}, {"status", json::object()}};
       if (m.contains("deletionTimestamp"))
         t["metadata"]["deletionTimestamp"] = m["deletionTimestamp"];
-      if (obj.contains("status")) {
+      if (obj.contains("status") && obj["status"].is_object()) {
         for (const char* k :
              {"phase", "conditions", "containerStatuses", "initContainerStatuses"}) {
           if (obj["status"].contains(k))
@@ -729,6 +733,9 @@ void Controller::WatchLoop(const k8s::Resource& r, const std::string& label_sele
     k8s::ListOptions lo;
     lo.label_selector = label_selector;
     auto list = client_.List(r, ns, lo);
+    if (list && !list->is_object()) {
+      list = MakeError(ErrorCode::kInternal, "the list response is not a JSON object");
+    }
     if (!list) {
       log::Warn("operator: list " + r.plural + ": " + list.error().message);
       clock_->SleepFor(std::chrono::seconds(1));
@@ -745,12 +752,22 @@ void Controller::WatchLoop(const k8s::Resource& r, const std::string& label_sele
         }
       }
     }
-    for (const auto& item : (*list)["items"])
+    const json& items = (*list)["items"];
+    for (const auto& item : items.is_array() ? items : json::array()) {
+      if (std::string why = k8s::MalformedObject(item); !why.empty()) {
+        log::Warn("operator: list " + r.plural + ": skipped an item: " + why);
+        continue;
+      }
       enqueue("ADDED", item);
+    }
     if (synced != nullptr)
       *synced = true;
     k8s::WatchOptions wo;
-    wo.resource_version = (*list)["metadata"].value("resourceVersion", "");
+    const json& list_meta = (*list)["metadata"];
+    wo.resource_version = list_meta.is_object() && list_meta.contains("resourceVersion") &&
+                                  list_meta["resourceVersion"].is_string()
+                              ? list_meta["resourceVersion"].get<std::string>()
+                              : "";
     wo.label_selector = label_selector;
     wo.timeout_seconds = 300;
     while (!stopping_) {

@@ -57,6 +57,17 @@ struct CredentialSources {
 Result<Credentials> ParseSharedCredentials(std::string_view text, std::string_view profile,
                                            std::string_view file_name);
 
+// The credentials in an STS AssumeRoleWithWebIdentity answer (HTTP `status`, XML `body`).
+// Errors: kPermissionDenied for a non-200 answer (with STS's Code and Message, naming
+// `role_arn`), kInternal when the keys are missing, kInvalidArgument for a bad Expiration.
+Result<Credentials> ParseAssumeRoleResponse(long status, std::string_view body,
+                                            std::string_view role_arn);
+
+// The credentials a container credentials endpoint answered (HTTP `status`, JSON `body`):
+// AccessKeyId and SecretAccessKey strings, optional Token and Expiration. Errors name `url`.
+Result<Credentials> ParseContainerCredentials(long status, std::string_view body,
+                                              std::string_view url);
+
 class CredentialProvider {
  public:
   explicit CredentialProvider(CredentialSources sources);

@@ -85,7 +85,34 @@ struct WatchOptions {
   bool bookmarks = true;
 };
 
-// One watch event: type ADDED/MODIFIED/DELETED/BOOKMARK, the object.
+// The shape every reader of a listed or watched object relies on: a JSON object whose `metadata`
+// is an object, with name, namespace, resourceVersion, uid and deletionTimestamp strings,
+// generation an integer, labels and annotations objects, when present. The API server always
+// sends this; a proxy or a broken server may not. "" when well formed, else what is wrong.
+std::string MalformedObject(const nlohmann::json& object);
+
+// One line of a watch response (newline-delimited JSON events {"type", "object"}), decoded.
+struct WatchEvent {
+  enum class Kind {
+    kSkip,    // nothing to deliver: an empty line, or a malformed event (`message` says why)
+    kObject,  // `type` and a well-formed `object` (MalformedObject is "")
+    kError,   // an ERROR event: `message`, `gone` for a 410 Status
+  };
+  Kind kind = Kind::kSkip;
+  std::string type;              // ADDED, MODIFIED, DELETED, BOOKMARK
+  nlohmann::json object;         // kObject
+  std::string resource_version;  // kObject: metadata.resourceVersion, "" when absent
+  bool gone = false;             // kError
+  std::string message;
+};
+WatchEvent ParseWatchLine(std::string_view line);
+
+// The error of a non-2xx API response (codes as at the top of this file): "<what>: HTTP <code>:
+// <message>", the message taken from a Status body's `message` string, else the body itself.
+Error StatusError(long code, std::string_view body, std::string_view what);
+
+// One watch event: type ADDED/MODIFIED/DELETED/BOOKMARK, the object (well formed, see
+// MalformedObject).
 using WatchHandler = std::function<bool(const std::string& type, const nlohmann::json& object)>;
 
 class Client {
