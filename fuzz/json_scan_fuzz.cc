@@ -115,21 +115,20 @@ void CheckInt(std::string_view token) {
     FUZZ_CHECK(!json::ParseInt(token).has_value());
     return;
   }
-  // Reference: digits accumulated with overflow checks.
-  bool negative = token[0] == '-';
-  __int128 value = 0;
+  // Reference: digits accumulated as an unsigned magnitude with overflow checks.
+  const bool negative = token[0] == '-';
+  const uint64_t limit = negative ? (uint64_t{1} << 63) : (uint64_t{1} << 63) - 1;
+  uint64_t value = 0;
   bool fits = true;
   for (size_t i = negative ? 1 : 0; i < token.size() && fits; ++i) {
-    value = value * 10 + (token[i] - '0');
-    fits = value <= (__int128{1} << 63);
-  }
-  if (!negative) {
-    fits = fits && value < (__int128{1} << 63);
+    const auto digit = static_cast<uint64_t>(token[i] - '0');
+    fits = value <= (limit - digit) / 10;
+    value = value * 10 + digit;
   }
   auto got = json::ParseInt(token);
   FUZZ_CHECK(got.has_value() == fits);
   if (fits) {
-    FUZZ_CHECK(*got == static_cast<int64_t>(negative ? -value : value));
+    FUZZ_CHECK(*got == (negative ? static_cast<int64_t>(0 - value) : static_cast<int64_t>(value)));
   }
 }
 

@@ -1,4 +1,6 @@
-// Fuzzes what the sidecar does with a runtime's response frame: envelope::ParseRuntimeResponse
+// Fuzzes what the sidecar does with a queue message and with a runtime's response frame. The
+// input is read both ways: as a message body (envelope::Parse, then the router's first Decide,
+// which validates route, hops and deadline before any runtime call), and as a response frame: envelope::ParseRuntimeResponse
 // (with the sidecar's options) followed by router::Decide, as sidecar.cc CallRuntime/Settle do,
 // for a few incoming envelopes (a middle actor, the last actor of a route, a retried message)
 // under a policy with retries, and router::AfterPublishFailure for a permanent publish error.
@@ -61,6 +63,24 @@ void CheckDecision(const Decision& d) {
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string_view in(reinterpret_cast<const char*>(data), size);
   static const Policy policy = MakePolicy();
+
+  // The input as a consumed queue message: the router's first decision.
+  {
+    auto env = asya::envelope::Parse(in, {.max_bytes = policy.max_message_bytes});
+    Input input;
+    input.body = in;
+    input.envelope = env ? &*env : nullptr;
+    const std::string error = env ? "" : env.error().message;
+    input.parse_error = error;
+    input.delivery_count = static_cast<int64_t>(size % 8);
+    input.now = std::chrono::system_clock::time_point(std::chrono::seconds(1'700'000'000));
+    const Decision first = asya::router::Decide(policy, input);
+    if (first.action != Action::kCallRuntime) {
+      CheckDecision(first);
+    } else {
+      FUZZ_CHECK(env.has_value() && first.publishes.empty());
+    }
+  }
 
   RuntimeOutcome outcome;
   auto items = asya::envelope::ParseRuntimeResponse(in, {.max_bytes = SIZE_MAX});

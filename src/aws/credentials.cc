@@ -30,11 +30,20 @@ Result<std::string> ReadFile(const std::string& path, std::string_view what) {
 }
 
 // "2026-11-28T12:00:00Z", "2026-11-28T12:00:00.123Z", "2026-11-28T12:00:00+00:00".
+// Times outside 1970..2200 are refused: system_clock counts nanoseconds in 64 bits (about
+// 1677..2262), so converting a year-9999 expiration would overflow (found by
+// fuzz/aws_response_fuzz).
 Result<Clock::time_point> ParseIso8601(std::string_view text) {
   auto time = ParseRfc3339(text);
   if (!time) {
     return MakeError(ErrorCode::kInvalidArgument,
                      "expiration '" + std::string(text) + "' is not an ISO 8601 time");
+  }
+  using std::chrono::sys_days;
+  using std::chrono::year;
+  if (*time < sys_days(year(1970) / 1 / 1) || *time >= sys_days(year(2201) / 1 / 1)) {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     "expiration '" + std::string(text) + "' is out of range (1970..2200)");
   }
   return std::chrono::time_point_cast<Clock::duration>(*time);
 }

@@ -106,6 +106,48 @@ TEST(SharedCredentialsFile, MalformedInputGivesClearErrors) {
             "profile 'default' in f lacks aws_access_key_id or aws_secret_access_key");
 }
 
+TEST(CredentialAnswers, StsAndContainerBodies) {
+  auto sts = ParseAssumeRoleResponse(
+      200,
+      "<AssumeRoleWithWebIdentityResponse><AssumeRoleWithWebIdentityResult><Credentials>"
+      "<AccessKeyId>ASIA1</AccessKeyId><SecretAccessKey>s</SecretAccessKey>"
+      "<SessionToken>t</SessionToken><Expiration>2026-11-28T12:00:00Z</Expiration>"
+      "</Credentials></AssumeRoleWithWebIdentityResult></AssumeRoleWithWebIdentityResponse>",
+      "arn:r");
+  ASSERT_TRUE(sts) << sts.error().ToString();
+  EXPECT_EQ(sts->access_key_id, "ASIA1");
+  EXPECT_EQ(sts->session_token, "t");
+  auto denied = ParseAssumeRoleResponse(
+      400, "<Error><Code>InvalidIdentityToken</Code><Message>bad aud</Message></Error>", "arn:r");
+  ASSERT_FALSE(denied);
+  EXPECT_EQ(denied.error().message,
+            "STS AssumeRoleWithWebIdentity for arn:r failed (HTTP 400 InvalidIdentityToken: bad "
+            "aud)");
+  auto container = ParseContainerCredentials(
+      200, R"({"AccessKeyId":"A","SecretAccessKey":"S","Token":"T"})", "http://c");
+  ASSERT_TRUE(container) << container.error().ToString();
+  EXPECT_EQ(container->session_token, "T");
+  EXPECT_FALSE(ParseContainerCredentials(200, R"({"AccessKeyId":"A","SecretAccessKey":1})", "u"));
+}
+
+// Found by fuzz/aws_response_fuzz: a year-9999 expiration overflowed system_clock (UB).
+TEST(CredentialAnswers, FarAwayExpirationIsAClearError) {
+  for (const char* when : {"9999-12-31T23:59:59Z", "0001-01-01T00:00:00Z"}) {
+    auto c = ParseContainerCredentials(
+        200,
+        std::string(R"({"AccessKeyId":"A","SecretAccessKey":"S","Expiration":")") + when + ""}",
+        "http://c");
+    ASSERT_FALSE(c) << when;
+    EXPECT_NE(c.error().message.find("out of range"), std::string::npos) << c.error().message;
+    auto s = ParseAssumeRoleResponse(
+        200,
+        std::string("<AccessKeyId>A</AccessKeyId><SecretAccessKey>S</SecretAccessKey><Expiration>") +
+            when + "</Expiration>",
+        "arn:r");
+    ASSERT_FALSE(s) << when;
+  }
+}
+
 TEST(CredentialProvider, StaticKeysWin) {
   CredentialSources sources;
   sources.access_key_id = "AK";
