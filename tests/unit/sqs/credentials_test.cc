@@ -135,7 +135,7 @@ TEST(CredentialAnswers, FarAwayExpirationIsAClearError) {
   for (const char* when : {"9999-12-31T23:59:59Z", "0001-01-01T00:00:00Z"}) {
     auto c = ParseContainerCredentials(
         200,
-        std::string(R"({"AccessKeyId":"A","SecretAccessKey":"S","Expiration":")") + when + ""}",
+        std::string(R"({"AccessKeyId":"A","SecretAccessKey":"S","Expiration":")") + when + "\"}",
         "http://c");
     ASSERT_FALSE(c) << when;
     EXPECT_NE(c.error().message.find("out of range"), std::string::npos) << c.error().message;
