@@ -12,7 +12,7 @@ seconds="${1:-${FUZZ_SECONDS:-60}}"
 build="$(realpath -m "${FUZZ_BUILD:-$root/build/fuzz}")"
 all_targets="envelope_parse_fuzz frame_decode_fuzz runtime_processor_fuzz json_scan_fuzz duration_fuzz
   runtime_response_fuzz manifest_fuzz tools_config_fuzz k8s_watch_fuzz aws_response_fuzz amqp_fuzz
-  gateway_http_fuzz"
+  gateway_http_fuzz render_fuzz"
 targets="${FUZZ_TARGETS:-$all_targets}"
 jobs="${FUZZ_JOBS:-1}"
 status=0
