@@ -12,6 +12,8 @@
 #include <nlohmann/json.hpp>
 #include <yaml-cpp/yaml.h>
 
+#include "asya/base/json_text.h"
+
 namespace asya::gateway {
 namespace {
 
@@ -280,6 +282,15 @@ struct RawConfig {
 };
 
 Status ParseDocument(std::string_view yaml, const std::string& src, RawConfig& cfg) {
+  // YAML text is Unicode; yaml-cpp passes other bytes through into strings that could not be
+  // written as JSON later (found by fuzz/tools_config_fuzz: nlohmann's dump() threw).
+  if (auto bad = FindInvalidUtf8(yaml)) {
+    const auto line = std::count(yaml.begin(), yaml.begin() + static_cast<long>(bad->offset), '\n');
+    return MakeError(ErrorCode::kInvalidArgument,
+                     src + ":" + std::to_string(line + 1) + ": invalid UTF-8 at byte " +
+                         std::to_string(bad->offset) + " (" +
+                         std::string(Utf8ProblemText(bad->problem)) + ")");
+  }
   YAML::Node root;
   try {
     root = YAML::Load(std::string(yaml));

@@ -71,6 +71,15 @@ TEST(ToolsConfig, ParsesToolsWithEffectiveOptionsAndSchema) {
   EXPECT_EQ(z.task_support, "optional");
 }
 
+// Found by fuzz/tools_config_fuzz: invalid UTF-8 in a YAML string made the schema's JSON dump
+// throw (the gateway would terminate at start).
+TEST(ToolsConfig, InvalidUtf8IsAnErrorNamingTheLine) {
+  auto r = ParseToolsConfig("tools:\n- name: s\n  route: [a]\n  description: caf\xE9\n", "u.yaml");
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, ErrorCode::kInvalidArgument);
+  EXPECT_EQ(r.error().message, "u.yaml:4: invalid UTF-8 at byte 48 (invalid continuation byte)");
+}
+
 TEST(ToolsConfig, BuiltInOptionsWithoutDefaults) {
   auto tools = ParseToolsConfig("tools: [{name: t, route: [a]}]", "x.yaml");
   ASSERT_TRUE(tools.has_value()) << tools.error().message;
