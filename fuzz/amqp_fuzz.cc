@@ -12,15 +12,16 @@
 // - CountDelivery never gives a count below 1; CopyHeaders drops broker headers and sets
 //   x-asya-deliveries exactly as asked.
 // - ParseReceipt(FormatReceipt(a, b)) == {a, b}; message ids of our prefix give their number.
-#include <amqp.h>
-#include <amqp_framing.h>
-
 #include <cstdint>
 #include <cstring>
 #include <map>
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include <amqp.h>
+
+#include <amqp_framing.h>
 
 #include "asya/transport/rabbitmq.h"
 #include "fuzz_check.h"

@@ -8,9 +8,6 @@
 // - Nothing crashes, throws or answers twice.
 // - Every synchronous answer has a status in 100..599; an answer that says it is JSON parses as
 //   JSON; a JSON-RPC answer from /mcp carries "jsonrpc":"2.0" and a result or an error.
-#include <boost/beast/core/flat_buffer.hpp>
-#include <boost/beast/http.hpp>
-
 #include <atomic>
 #include <cstdint>
 #include <cstdio>
@@ -19,6 +16,8 @@
 #include <string>
 #include <string_view>
 
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/http.hpp>
 #include <nlohmann/json.hpp>
 
 #include "asya/base/clock.h"
@@ -75,9 +74,7 @@ class AcceptingTransport final : public transport::Transport {
   Status CreateQueue(std::string_view, const transport::QueueOptions&) override { return {}; }
   Status DeleteQueue(std::string_view) override { return {}; }
   Result<bool> QueueExists(std::string_view) override { return true; }
-  Result<transport::QueueDepth> Depth(std::string_view) override {
-    return transport::QueueDepth{};
-  }
+  Result<transport::QueueDepth> Depth(std::string_view) override { return transport::QueueDepth{}; }
   Result<std::vector<std::string>> ListQueues() override { return std::vector<std::string>{}; }
   Status Purge(std::string_view) override { return {}; }
 };

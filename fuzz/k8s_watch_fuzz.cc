@@ -20,8 +20,8 @@
 
 namespace {
 
-using nlohmann::json;
 using asya::k8s::WatchEvent;
+using nlohmann::json;
 
 // The reads controller.cc does on every watched object (keys, caches, signatures).
 void ReadLikeTheOperator(const json& obj) {

@@ -16,9 +16,8 @@
 #include <string_view>
 #include <vector>
 
-#include <yaml-cpp/yaml.h>
-
 #include <nlohmann/json.hpp>
+#include <yaml-cpp/yaml.h>
 
 #include "actor/yaml_load.h"
 #include "asya/actor/manifest.h"

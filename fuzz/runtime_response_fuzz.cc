@@ -1,9 +1,10 @@
 // Fuzzes what the sidecar does with a queue message and with a runtime's response frame. The
 // input is read both ways: as a message body (envelope::Parse, then the router's first Decide,
-// which validates route, hops and deadline before any runtime call), and as a response frame: envelope::ParseRuntimeResponse
-// (with the sidecar's options) followed by router::Decide, as sidecar.cc CallRuntime/Settle do,
-// for a few incoming envelopes (a middle actor, the last actor of a route, a retried message)
-// under a policy with retries, and router::AfterPublishFailure for a permanent publish error.
+// which validates route, hops and deadline before any runtime call), and as a response frame:
+// envelope::ParseRuntimeResponse (with the sidecar's options) followed by router::Decide, as
+// sidecar.cc CallRuntime/Settle do, for a few incoming envelopes (a middle actor, the last actor of
+// a route, a retried message) under a policy with retries, and router::AfterPublishFailure for a
+// permanent publish error.
 //
 // Invariants:
 // - Parsing never crashes; a rejected response becomes a RuntimeCallError-style outcome.

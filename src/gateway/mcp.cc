@@ -140,7 +140,7 @@ class Reply : public std::enable_shared_from_this<Reply> {
     r.status = status;
     r.headers = headers_;
     r.headers["Content-Type"] = "application/json";
-    r.body = response.dump();
+    r.body = mcp::Dump(response);
     responder_.Reply(std::move(r));
   }
 
@@ -450,9 +450,9 @@ void McpHandler::Impl::Handle(Request request, Responder responder) {
     r.status = 405;
     r.headers["Allow"] = "GET, POST, DELETE";
     r.headers["Content-Type"] = "application/json";
-    r.body = mcp::ErrorResponse(nullptr, mcp::kInvalidRequest,
-                                "method " + request.method + " is not allowed on the MCP endpoint")
-                 .dump();
+    r.body = mcp::Dump(
+        mcp::ErrorResponse(nullptr, mcp::kInvalidRequest,
+                           "method " + request.method + " is not allowed on the MCP endpoint"));
     responder.Reply(std::move(r));
   }
 }
@@ -487,7 +487,7 @@ bool McpHandler::Impl::CheckOrigin(const Request& request, const Responder& resp
   r.headers["Content-Type"] = "application/json";
   Json error = {{"jsonrpc", "2.0"}};
   error["error"] = mcp::ErrorObject(mcp::kInvalidRequest, "Forbidden: " + reason);
-  r.body = error.dump();
+  r.body = mcp::Dump(error);
   responder.Reply(std::move(r));
   return false;
 }
@@ -499,7 +499,7 @@ void ReplyError(const Responder& responder, int status, const Json& id, int code
   Response r;
   r.status = status;
   r.headers["Content-Type"] = "application/json";
-  r.body = mcp::ErrorResponse(id, code, text, std::move(data)).dump();
+  r.body = mcp::Dump(mcp::ErrorResponse(id, code, text, std::move(data)));
   responder.Reply(std::move(r));
 }
 
@@ -823,10 +823,10 @@ void McpHandler::Impl::HandleGet(const Request& request, const Responder& respon
     r.status = 405;
     r.headers["Allow"] = "POST";
     r.headers["Content-Type"] = "application/json";
-    r.body = mcp::ErrorResponse(nullptr, mcp::kInvalidRequest,
-                                "Method Not Allowed: a notification stream needs a session "
-                                "(protocol versions 2025-03-26 to 2025-11-25)")
-                 .dump();
+    r.body =
+        mcp::Dump(mcp::ErrorResponse(nullptr, mcp::kInvalidRequest,
+                                     "Method Not Allowed: a notification stream needs a session "
+                                     "(protocol versions 2025-03-26 to 2025-11-25)"));
     responder.Reply(std::move(r));
     return;
   }
@@ -1141,7 +1141,7 @@ void McpHandler::Impl::ToolsCall(const Context& ctx, const Json& message, const 
                {{"extensions", {{std::string(mcp::kTasksExtension), Json::object()}}}}}});
     return;
   }
-  Result<store::Envelope> envelope = service_.CallTool(tool.name, arguments.dump());
+  Result<store::Envelope> envelope = service_.CallTool(tool.name, mcp::Dump(arguments));
   if (!envelope) {
     const Error& error = envelope.error();
     if (error.code == ErrorCode::kInvalidArgument) {
@@ -1268,7 +1268,7 @@ void McpHandler::Impl::ResourcesRead(const Context& ctx, const Json& message, co
     Json result = Json::parse(envelope->result_json, nullptr, false);
     state["result"] = result.is_discarded() ? Json(envelope->result_json) : result;
   }
-  Json content = {{"uri", text}, {"mimeType", "application/json"}, {"text", state.dump()}};
+  Json content = {{"uri", text}, {"mimeType", "application/json"}, {"text", mcp::Dump(state)}};
   sink.finish(200, mcp::ResultResponse(
                        id, CachingHints(ctx, Complete(ctx, {{"contents", Json::array({content})}}),
                                         "private")));

@@ -40,6 +40,10 @@ std::string NegotiateLegacyVersion(std::string_view requested) {
   return LegacyVersions().front();
 }
 
+std::string Dump(const Json& value) {
+  return value.dump(-1, ' ', false, Json::error_handler_t::replace);
+}
+
 Json ErrorObject(int code, std::string_view message, Json data) {
   Json error = {{"code", code}, {"message", std::string(message)}};
   if (!data.is_null()) {
@@ -206,7 +210,7 @@ std::optional<std::string> HeaderForm(const Json& value) {
     return value.get<bool>() ? "true" : "false";
   }
   if (value.is_number_integer()) {
-    return value.dump();
+    return Dump(value);
   }
   if (value.is_number_float()) {
     const double d = value.get<double>();
@@ -320,7 +324,7 @@ Json CallToolResultOf(const store::Envelope& envelope) {
     }
     return result;
   }
-  const std::string text = value.is_string() ? value.get<std::string>() : value.dump();
+  const std::string text = value.is_string() ? value.get<std::string>() : Dump(value);
   result["content"] = Json::array({{{"type", "text"}, {"text", text}}});
   if (value.is_object()) {
     result["structuredContent"] = std::move(value);
@@ -394,7 +398,7 @@ Json TaskOf(const store::Envelope& envelope, const TaskTiming& timing, bool deta
 }
 
 std::string SseFrame(const Json& message) {
-  return "event: message\ndata: " + message.dump() + "\n\n";
+  return "event: message\ndata: " + Dump(message) + "\n\n";
 }
 
 }  // namespace asya::gateway::mcp

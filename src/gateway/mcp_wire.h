@@ -48,6 +48,11 @@ bool AllowsBatch(std::string_view version);
 // newest legacy revision.
 std::string NegotiateLegacyVersion(std::string_view requested);
 
+// Compact JSON text of `value`. Strings with invalid UTF-8 (header values a client sent, echoed
+// in an error) are written with U+FFFD instead of throwing (found by fuzz/gateway_http_fuzz:
+// nlohmann's dump() threw type_error 316 and took the gateway down). Every answer uses this.
+std::string Dump(const Json& value);
+
 Json ErrorObject(int code, std::string_view message, Json data = nullptr);
 Json ErrorResponse(const Json& id, int code, std::string_view message, Json data = nullptr);
 Json ResultResponse(const Json& id, Json result);

@@ -28,6 +28,15 @@ TEST(McpWire, HeaderValuesDecodeBase64SentinelsStrictly) {
   EXPECT_EQ(DecodeHeaderValue("SGVsbG8="), "SGVsbG8=");     // no sentinel: literal
 }
 
+// Found by fuzz/gateway_http_fuzz: a header value with invalid UTF-8 echoed in an error made
+// nlohmann's dump() throw and the gateway terminate.
+TEST(McpWire, DumpNeverThrowsOnInvalidUtf8) {
+  Json error = ErrorResponse("7", kHeaderMismatch, "Mcp-Method header 'tools/call\xFB' differs");
+  EXPECT_EQ(Dump(error),
+            "{\"jsonrpc\":\"2.0\",\"id\":\"7\",\"error\":{\"code\":-32020,\"message\":"
+            "\"Mcp-Method header 'tools/call\xEF\xBF\xBD' differs\"}}");
+}
+
 TEST(McpWire, HeaderFormOfPrimitives) {
   EXPECT_EQ(HeaderForm(Json("x")), "x");
   EXPECT_EQ(HeaderForm(Json(42)), "42");

@@ -51,9 +51,9 @@ TEST(WatchLine, MalformedEventsAreSkippedWithAReason) {
     EXPECT_EQ(ev.kind, WatchEvent::Kind::kSkip) << line;
     EXPECT_FALSE(ev.message.empty()) << line;
   }
-  EXPECT_EQ(ParseWatchLine(R"({"type":"ADDED","object":{"metadata":{"resourceVersion":12}}})")
-                .message,
-            "malformed ADDED event: metadata.resourceVersion is not a string");
+  EXPECT_EQ(
+      ParseWatchLine(R"({"type":"ADDED","object":{"metadata":{"resourceVersion":12}}})").message,
+      "malformed ADDED event: metadata.resourceVersion is not a string");
 }
 
 TEST(StatusError, MessageFromAStatusBodyOrTheBodyItself) {
