@@ -156,7 +156,7 @@ struct World {
     FUZZ_CHECK(service->Start().has_value());
     McpOptions mo;
     mo.allowed_hosts = {"localhost", "127.0.0.1", "[::1]", "::1"};
-    mo.max_sessions = 64;
+    mo.session_check_interval = std::chrono::milliseconds(0);
     mcp = std::make_unique<McpHandler>(*service, clock, mo);
     GuardOptions g;
     g.loopback = true;

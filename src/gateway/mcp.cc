@@ -1012,7 +1012,7 @@ void McpHandler::Impl::Initialize(const Json& message, const std::shared_ptr<Rep
   session.id = NewSessionId();
   session.protocol_version = mcp::NegotiateLegacyVersion(requested->get<std::string>());
   if (params.contains("capabilities") && params["capabilities"].is_object()) {
-    session.client_capabilities_json = params["capabilities"].dump();
+    session.client_capabilities_json = mcp::Dump(params["capabilities"]);
   }
   if (auto opened = service_.OpenSession(session); !opened) {
     log::Warn("MCP session store failed", {{"error", opened.error().message}});
