@@ -1,0 +1,61 @@
+"""`asya check`: it must see a deliberate loss, and a short fault schedule must lose nothing."""
+
+import os
+import re
+import subprocess
+import unittest
+
+SOURCE_DIR = os.environ.get(
+    "ASYA_SOURCE_DIR", os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+)
+BUILD_DIR = os.environ.get("ASYA_BUILD_DIR", os.path.join(SOURCE_DIR, "build", "release"))
+ASYA = os.path.join(BUILD_DIR, "bin", "asya")
+RESULT = re.compile(r"^lost=(\d+) duplicated=(\d+) unexpected=(\d+)$")
+
+
+def check(*args, timeout=240):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ASYA_")}
+    r = subprocess.run([ASYA, "check", *args], capture_output=True, text=True, timeout=timeout,
+                       env=env)
+    return r
+
+
+def result_line(r):
+    lines = r.stdout.strip().splitlines()
+    m = RESULT.match(lines[-1]) if lines else None
+    if m is None:
+        raise AssertionError("no result line at the end:\n%s\n%s" % (r.stdout[-4000:], r.stderr))
+    return tuple(int(x) for x in m.groups())
+
+
+class CheckTest(unittest.TestCase):
+    def test_deliberate_drop_is_lost(self):
+        r = check("--envelopes", "60", "--rate", "10", "--faults", "drop", "--seed", "5",
+                  "--fault-interval", "0.5")
+        self.assertEqual(result_line(r)[0], 1, r.stdout[-3000:])
+        self.assertEqual(r.returncode, 1, r.stdout[-3000:])
+        self.assertRegex(r.stdout, r"fault #1 drop \(test only\): deleted chk5n\d{8}(-1)? from")
+        self.assertRegex(r.stdout, r"lost \(first 1\): chk5n\d{8}")
+
+    def test_short_kill_schedule_loses_nothing(self):
+        r = check("--envelopes", "200", "--rate", "25", "--duration", "8", "--fault-interval", "1",
+                  "--faults", "kill-sidecar,kill-runtime,stop-runtime", "--seed", "3")
+        lost, _dup, unexpected = result_line(r)
+        self.assertEqual((lost, unexpected), (0, 0), r.stdout[-5000:])
+        self.assertEqual(r.returncode, 0, r.stdout[-3000:])
+        faults = re.findall(r"fault #\d+ (kill-sidecar|kill-runtime|stop-runtime)", r.stdout)
+        self.assertGreaterEqual(len(faults), 3, r.stdout[-3000:])
+        self.assertIn("progress: published", r.stdout)
+        self.assertRegex(r.stdout, r"summary: 200 envelopes, 400 expected outputs, 400 arrived")
+
+    def test_unknown_fault_is_a_usage_error(self):
+        r = check("--envelopes", "5", "--faults", "kill-sidecar,meteor")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("unknown fault 'meteor'", r.stderr)
+        r = check("--envelopes", "5", "--faults", "broker-kill")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("needs --transport rabbitmq", r.stderr)
+
+
+if __name__ == "__main__":
+    unittest.main()
