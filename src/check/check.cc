@@ -714,9 +714,6 @@ Result<Outcome> Runner::Run() {
       internal::kSplit, internal::kFlaky, internal::kSink);
   std::map<std::string, ProcStat> stats_start;
   std::map<std::string, ProcStat> stats_end;
-  if (o_.process_stats) {
-    PrintStats("start", stats_start);
-  }
 
   const auto run_start = SystemClock().Now();
   publisher_ = std::thread([this] { Publisher(); });
@@ -727,6 +724,7 @@ Result<Outcome> Runner::Run() {
   CrewScanner happy(state_ + "/results");
   CrewScanner errors(state_ + "/errors");
   int64_t arrivals = 0;
+  int64_t arrivals_at_last_fault = -1;
   int64_t last_arrivals = -1;
   double last_change = 0;
   double last_progress = 0;
@@ -739,8 +737,12 @@ Result<Outcome> Runner::Run() {
     const double now = std::chrono::duration<double>(SystemClock().Now() - run_start).count();
     const bool all_published = published_ == o_.envelopes;
     const bool faults_on = fault_phase_end < 0;
-    if (faults_on && !schedule.empty() && now >= next.at_s) {
+    // A fault waits until at least one output arrived since the previous one, so faults never
+    // starve the pipeline (a restarted Python runtime takes seconds on a loaded machine).
+    if (faults_on && !schedule.empty() && now >= next.at_s &&
+        (arrivals > arrivals_at_last_fault || next.kind == FaultKind::kDrop)) {
       Inject(next);
+      arrivals_at_last_fault = arrivals;
       next = schedule.Next();
     }
     ContinueStopped(false);
@@ -762,6 +764,10 @@ Result<Outcome> Runner::Run() {
           static_cast<long long>(published_.load()), static_cast<long long>(o_.envelopes),
           static_cast<long long>(arrivals), static_cast<long long>(expected), rate,
           static_cast<long long>(faults_));
+    }
+    // Process sizes after a warm-up (a tenth of the envelopes published), and at the end.
+    if (o_.process_stats && stats_start.empty() && published_ * 10 >= o_.envelopes) {
+      PrintStats("start", stats_start);
     }
     // Every expected output arrived somewhere: done.
     if (all_published && static_cast<int64_t>(seen.size()) >= expected) {
