@@ -7,6 +7,7 @@
 #include <cstdarg>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <map>
 #include <memory>
@@ -16,7 +17,10 @@
 #include <unordered_set>
 
 #include <dirent.h>
+#include <fcntl.h>
 #include <signal.h>
+#include <sys/mount.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <nlohmann/json.hpp>
@@ -49,6 +53,7 @@ constexpr FaultNameEntry kFaultNames[] = {
     {FaultKind::kKillRuntime, "kill-runtime", true},
     {FaultKind::kStopRuntime, "stop-runtime", true},
     {FaultKind::kKillAll, "kill-all", true},
+    {FaultKind::kDiskFull, "disk-full", true},
     {FaultKind::kBrokerKill, "broker-kill", true},
     {FaultKind::kBrokerRestart, "broker-restart", true},
     {FaultKind::kDrop, "drop", false},
@@ -108,6 +113,9 @@ Status CheckFaultsFit(const std::vector<FaultKind>& faults, std::string_view tra
         transport != "rabbitmq") {
       return MakeError(ErrorCode::kInvalidArgument,
                        "fault " + std::string(FaultName(f)) + " needs --transport rabbitmq");
+    }
+    if (f == FaultKind::kDiskFull && transport != "sqlite") {
+      return MakeError(ErrorCode::kInvalidArgument, "fault disk-full needs --transport sqlite");
     }
   }
   return {};
@@ -269,6 +277,8 @@ class Runner {
   std::vector<std::pair<int, double>> stopped_;  // pid, SIGCONT at (seconds since t0)
   bool cleaned_ = false;
   bool made_work_ = false;
+  bool mounted_ = false;
+  double disk_free_at_ = -1;  // seconds since t0 when the filler goes (disk-full)
 };
 
 void Runner::Log(const char* fmt, ...) {
@@ -302,6 +312,17 @@ Status Runner::Prepare() {
   std::error_code ec;
   fs::remove_all(state_, ec);
   fs::create_directories(work_ + "/pipeline", ec);
+  if (std::find(o_.faults.begin(), o_.faults.end(), FaultKind::kDiskFull) != o_.faults.end()) {
+    fs::create_directories(state_, ec);
+    const std::string opts = "size=" + std::to_string(o_.tmpfs_mb) + "m,mode=0755";
+    if (::mount("tmpfs", state_.c_str(), "tmpfs", 0, opts.c_str()) != 0) {
+      return MakeError(ErrorCode::kPermissionDenied, "disk-full: cannot mount a tmpfs on " +
+                                                         state_ + ": " + std::strerror(errno) +
+                                                         " (needs root)");
+    }
+    mounted_ = true;
+    Log("state dir %s is a %d MB tmpfs (disk-full)", state_.c_str(), o_.tmpfs_mb);
+  }
   if (ec) {
     return MakeError(ErrorCode::kUnavailable, "cannot create " + work_ + ": " + ec.message());
   }
@@ -312,6 +333,10 @@ Status Runner::Prepare() {
   prefix_ = "chk" + std::to_string(o_.seed) + "n";
   settings_ = o_.transport;
   mesh_env_ = o_.base_env;
+  // Messages held by a SIGKILLed sidecar come back after the visibility timeout; the default is
+  // 2 x the runtime timeout, 10 min for the crew. 10 s keeps a run short (heartbeats every 3.3 s
+  // keep long calls invisible; the pipeline's runtime timeout is 3 s).
+  internal::SetEnv(mesh_env_, "ASYA_VISIBILITY_TIMEOUT", "10s");
   if (settings_.kind == "sqlite") {
     settings_.sqlite.path = state_ + "/queues.db";
   }
@@ -519,6 +544,32 @@ void Runner::Inject(const FaultEvent& e) {
           name.c_str(), targets.size(), pids.c_str());
       return;
     }
+    case FaultKind::kDiskFull: {
+      if (disk_free_at_ >= 0) {
+        return;
+      }
+      // One big file, then small ones until ENOSPC: not a byte left for SQLite or the crew.
+      const std::string filler = state_ + "/filler";
+      int fd = ::open(filler.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+      if (fd < 0) {
+        Log("fault %s: cannot create %s: %s", name.c_str(), filler.c_str(), std::strerror(errno));
+        return;
+      }
+      struct statvfs vfs {};
+      if (::fstatvfs(fd, &vfs) == 0) {
+        (void)::posix_fallocate(fd, 0, static_cast<off_t>(vfs.f_bavail * vfs.f_frsize));
+      }
+      static const std::string kChunk(4096, 'x');
+      while (::write(fd, kChunk.data(), kChunk.size()) > 0) {
+      }
+      ::close(fd);
+      const double hold = 4.0;
+      disk_free_at_ = SecondsSince(t0_) + hold;
+      ++faults_;
+      Log("fault #%lld %s: filled the state dir's tmpfs for %.0f s",
+          static_cast<long long>(faults_), name.c_str(), hold);
+      return;
+    }
     case FaultKind::kBrokerKill:
     case FaultKind::kBrokerRestart: {
       if (!broker_) {
@@ -587,6 +638,11 @@ void Runner::Inject(const FaultEvent& e) {
 
 void Runner::ContinueStopped(bool all) {
   const double now = SecondsSince(t0_);
+  if (disk_free_at_ >= 0 && (all || now >= disk_free_at_)) {
+    ::unlink((state_ + "/filler").c_str());
+    disk_free_at_ = -1;
+    Log("fault: the state dir has space again");
+  }
   for (auto it = stopped_.begin(); it != stopped_.end();) {
     if (all || now >= it->second) {
       ::kill(it->first, SIGCONT);
@@ -685,6 +741,10 @@ void Runner::Cleanup() {
   }
   if (moto_) {
     moto_->Kill();
+  }
+  if (mounted_) {
+    ::umount2(state_.c_str(), MNT_DETACH);
+    mounted_ = false;
   }
   if (made_work_ && !o_.keep) {
     std::error_code ec;
@@ -789,7 +849,8 @@ Result<Outcome> Runner::Run() {
     }
     // Settled: everything published, no fault under way, nothing new for quiet_s, queues empty.
     const bool may_settle = all_published && (o_.duration_s <= 0 || duration_over) &&
-                            stopped_.empty() && now - last_change >= o_.quiet_s;
+                            stopped_.empty() && disk_free_at_ < 0 &&
+                            now - last_change >= o_.quiet_s;
     if (may_settle && QueuedTotal() == 0) {
       // The queues are empty: whatever the crew wrote is on disk now. Look once more before
       // calling it settled (the last scan may predate the last writes).

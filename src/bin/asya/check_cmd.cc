@@ -38,9 +38,10 @@ int RunCheck(int argc, char** argv) {
   app.add_option("--transport", transport,
                  "sqlite (default), rabbitmq (own broker unless ASYA_RABBITMQ_URL is set) or sqs "
                  "(moto_server unless an SQS endpoint is set)");
-  app.add_option("--faults", faults,
-                 "comma-separated: kill-sidecar, kill-runtime, stop-runtime, kill-all, "
-                 "broker-kill, broker-restart (rabbitmq); default none");
+  app.add_option(
+      "--faults", faults,
+      "comma-separated: kill-sidecar, kill-runtime, stop-runtime, kill-all, disk-full (sqlite), "
+      "broker-kill, broker-restart (rabbitmq); default none");
   app.add_option("--duration", o.duration_s,
                  "seconds of fault injection (default: while envelopes are in flight)");
   app.add_option("--seed", o.seed, "fault schedule seed (default 1)");

@@ -28,16 +28,18 @@ enum class FaultKind {
   kKillRuntime,    // SIGKILL of a random runtime (crew included)
   kStopRuntime,    // SIGSTOP of a random pipeline runtime for its timeout + 1 s, then SIGCONT
   kKillAll,        // SIGKILL of every sidecar and runtime at once (sqlite: WAL recovery)
+  kDiskFull,       // sqlite: the state dir is a small tmpfs; fill it for 4 s, then free it
   kBrokerKill,     // RabbitMQ: kill -9 of the broker, started again on the same data
   kBrokerRestart,  // RabbitMQ: graceful stop (SIGTERM), started again
   kDrop,           // test only: deletes one message from a queue; the checker must see lost=1
 };
 
-// "kill-sidecar,kill-runtime,stop-runtime,kill-all,broker-kill,broker-restart" (and the
+// "kill-sidecar,kill-runtime,stop-runtime,kill-all,disk-full,broker-kill,broker-restart" (and the
 // test-only "drop"); "" or "none" = no faults. Unknown names: kInvalidArgument listing the known.
 Result<std::vector<FaultKind>> ParseFaults(std::string_view list);
 std::string_view FaultName(FaultKind kind);
-// The faults a transport supports (broker faults need rabbitmq); kInvalidArgument otherwise.
+// The faults a transport supports (broker faults need rabbitmq, disk-full sqlite);
+// kInvalidArgument otherwise.
 Status CheckFaultsFit(const std::vector<FaultKind>& faults, std::string_view transport);
 
 struct Options {
@@ -61,6 +63,7 @@ struct Options {
   transport::TransportSettings transport;
   bool start_broker = false;
   std::string rabbitmq_server = "/usr/lib/rabbitmq/bin/rabbitmq-server";
+  int tmpfs_mb = 64;  // size of the state dir's tmpfs with the disk-full fault (needs root)
 
   std::string asya_bin;               // the `asya` program (runs `asya up`)
   std::vector<std::string> base_env;  // environment of `asya up` (the caller's environ)
