@@ -1,5 +1,6 @@
 #include "asya/check/schedule.h"
 
+#include <algorithm>
 #include <utility>
 
 namespace asya::check {
@@ -13,7 +14,12 @@ FaultEvent Schedule::Next() {
   FaultEvent e;
   e.at_s = t_;
   if (!kinds_.empty()) {
-    e.kind = kinds_[rng_() % kinds_.size()];
+    if (deck_.empty()) {  // a new round: every kind once, in a random order
+      deck_ = kinds_;
+      std::shuffle(deck_.begin(), deck_.end(), rng_);
+    }
+    e.kind = deck_.back();
+    deck_.pop_back();
   }
   e.pick = rng_();
   return e;

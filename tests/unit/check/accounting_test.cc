@@ -2,6 +2,8 @@
 // crew file names, fault names and the seeded schedule.
 #include "asya/check/accounting.h"
 
+#include <algorithm>
+
 #include <gtest/gtest.h>
 
 #include "asya/check/check.h"
@@ -132,6 +134,20 @@ TEST(CheckSchedule, SameSeedSameSchedule) {
     differs = differs || x.pick != z.pick;
   }
   EXPECT_TRUE(differs);
+}
+
+TEST(CheckSchedule, EveryKindOncePerRound) {
+  std::vector<FaultKind> kinds = {FaultKind::kKillSidecar, FaultKind::kKillRuntime,
+                                  FaultKind::kStopRuntime, FaultKind::kKillAll};
+  Schedule s(kinds, 11, 1.0);
+  for (int round = 0; round < 20; ++round) {
+    std::vector<FaultKind> got;
+    for (size_t i = 0; i < kinds.size(); ++i) {
+      got.push_back(s.Next().kind);
+    }
+    std::sort(got.begin(), got.end());
+    EXPECT_EQ(got, kinds) << "round " << round;
+  }
 }
 
 }  // namespace

@@ -19,7 +19,8 @@ struct FaultEvent {
 
 class Schedule {
  public:
-  // `kinds` empty: Next() is never due. Gaps are uniform in [0.5, 1.5] x interval_s.
+  // `kinds` empty: Next() is never due. Gaps are uniform in [0.5, 1.5] x interval_s. Kinds come
+  // in rounds: each round is every kind once, shuffled (so a short run still sees every kind).
   Schedule(std::vector<FaultKind> kinds, uint64_t seed, double interval_s);
   bool empty() const { return kinds_.empty(); }
   // The next event (times increase).
@@ -27,6 +28,7 @@ class Schedule {
 
  private:
   std::vector<FaultKind> kinds_;
+  std::vector<FaultKind> deck_;
   std::mt19937_64 rng_;
   double interval_s_;
   double t_ = 0;
