@@ -2,7 +2,9 @@
 
 import os
 import re
+import shutil
 import subprocess
+import tempfile
 import unittest
 
 SOURCE_DIR = os.environ.get(
@@ -28,6 +30,15 @@ def result_line(r):
     return tuple(int(x) for x in m.groups())
 
 
+def warnings_of(path, limit=60):
+    try:
+        with open(path, errors="replace") as f:
+            lines = [l for l in f if "level=warn" in l or "level=error" in l or "asya:" in l]
+    except FileNotFoundError:
+        return "(no log)"
+    return "".join(lines[-limit:])
+
+
 class CheckTest(unittest.TestCase):
     def test_deliberate_drop_is_lost(self):
         r = check("--envelopes", "60", "--rate", "10", "--faults", "drop", "--seed", "5",
@@ -41,10 +52,14 @@ class CheckTest(unittest.TestCase):
         kinds = ["kill-sidecar", "kill-runtime", "stop-runtime", "kill-all"]
         if os.geteuid() == 0:  # disk-full mounts a tmpfs
             kinds.append("disk-full")
+        work = tempfile.mkdtemp(prefix="asya-check-test-", dir="/tmp")
         r = check("--envelopes", "200", "--rate", "20", "--duration", "12", "--fault-interval", "1",
-                  "--faults", ",".join(kinds), "--seed", "3")
+                  "--faults", ",".join(kinds), "--seed", "3", "--work-dir", work)
         lost, _dup, unexpected = result_line(r)
-        self.assertEqual((lost, unexpected), (0, 0), r.stdout[-5000:])
+        self.assertEqual((lost, unexpected), (0, 0),
+                         r.stdout[-5000:] + "\n--- %s/up.log (warnings) ---\n" % work
+                         + warnings_of(os.path.join(work, "up.log")))
+        shutil.rmtree(work, ignore_errors=True)
         self.assertEqual(r.returncode, 0, r.stdout[-3000:])
         faults = re.findall(r"fault #\d+ ([a-z-]+)", r.stdout)
         self.assertGreaterEqual(len(set(faults)), 3, r.stdout[-3000:])
