@@ -26,6 +26,7 @@ RUNS = [
     ("sqlite", "kill-sidecar,kill-runtime", []),
     ("sqlite", "stop-runtime", []),
     ("sqlite", "kill-all", ["--fault-interval", "10"]),
+    ("sqlite", "disk-full", ["--fault-interval", "10"]),
     ("rabbitmq", "kill-sidecar,kill-runtime", []),
     ("rabbitmq", "stop-runtime", []),
     ("rabbitmq", "broker-kill", ["--fault-interval", "60"]),
