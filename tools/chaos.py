@@ -25,12 +25,12 @@ HEADER = "| fault | transport | envelopes |"
 RUNS = [
     ("sqlite", "kill-sidecar,kill-runtime", []),
     ("sqlite", "stop-runtime", []),
-    ("sqlite", "kill-all", ["--fault-interval", "10"]),
-    ("sqlite", "disk-full", ["--fault-interval", "10"]),
+    ("sqlite", "kill-all", ["--fault-interval", "15"]),
+    ("sqlite", "disk-full", ["--fault-interval", "5"]),
     ("rabbitmq", "kill-sidecar,kill-runtime", []),
     ("rabbitmq", "stop-runtime", []),
-    ("rabbitmq", "broker-kill", ["--fault-interval", "60"]),
-    ("rabbitmq", "broker-restart", ["--fault-interval", "60"]),
+    ("rabbitmq", "broker-kill", ["--fault-interval", "30"]),
+    ("rabbitmq", "broker-restart", ["--fault-interval", "30"]),
     ("sqs", "kill-sidecar,kill-runtime", ["--fault-interval", "4"]),
 ]
 

@@ -247,6 +247,7 @@ class Runner {
   Status WaitReady();
   void Publisher();
   std::vector<Target> Targets();
+  bool MeshReady();  // every actor has all its replicas ready (status.json)
   void Inject(const FaultEvent& e);
   void ContinueStopped(bool all);
   int64_t QueuedTotal();
@@ -394,6 +395,10 @@ Status Runner::StartMesh() {
 Status Runner::WaitReady() {
   const auto until = SystemClock().Now() + std::chrono::seconds(180);
   while (true) {
+    if (o_.interrupted != nullptr && o_.interrupted->load()) {
+      Log("interrupted: accounting what arrived so far");
+      break;
+    }
     if (!mesh_->Running()) {
       return MakeError(ErrorCode::kUnavailable,
                        "asya up exited at start; " + work_ + "/up.log ends:\n" + mesh_->LogTail());
@@ -455,6 +460,23 @@ void Runner::Publisher() {
     }
     published_ = i + 1;
   }
+}
+
+bool Runner::MeshReady() {
+  auto text = local::ReadFile(local::StatusPath(state_));
+  if (!text) {
+    return false;
+  }
+  auto st = local::DecodeMeshStatus(*text);
+  if (!st) {
+    return false;
+  }
+  for (const auto& a : st->actors) {
+    if (a.desired == 0 || a.ready < a.desired) {
+      return false;
+    }
+  }
+  return true;
 }
 
 std::vector<Target> Runner::Targets() {
@@ -534,6 +556,10 @@ void Runner::Inject(const FaultEvent& e) {
       return;
     }
     case FaultKind::kKillAll: {
+      if (targets.empty()) {
+        Log("fault %s: no process running, skipped", name.c_str());
+        return;
+      }
       std::string pids;
       for (const auto& t : targets) {
         ::kill(t.pid, SIGKILL);
@@ -797,10 +823,11 @@ Result<Outcome> Runner::Run() {
     const double now = std::chrono::duration<double>(SystemClock().Now() - run_start).count();
     const bool all_published = published_ == o_.envelopes;
     const bool faults_on = fault_phase_end < 0;
-    // A fault waits until at least one output arrived since the previous one, so faults never
-    // starve the pipeline (a restarted Python runtime takes seconds on a loaded machine).
+    // A fault waits until the mesh is ready again and at least one output arrived since the
+    // previous one, so faults never starve the pipeline (a restarted Python runtime takes seconds
+    // on a loaded machine; faults hit a working mesh, like a Jepsen nemesis between healing).
     if (faults_on && !schedule.empty() && now >= next.at_s &&
-        (arrivals > arrivals_at_last_fault || next.kind == FaultKind::kDrop)) {
+        (next.kind == FaultKind::kDrop || (arrivals > arrivals_at_last_fault && MeshReady()))) {
       Inject(next);
       arrivals_at_last_fault = arrivals;
       next = schedule.Next();
@@ -874,6 +901,10 @@ Result<Outcome> Runner::Run() {
     }
     if (o_.duration_s <= 0 && now > o_.timeout_s * 4) {
       timed_out = true;
+      break;
+    }
+    if (o_.interrupted != nullptr && o_.interrupted->load()) {
+      Log("interrupted: accounting what arrived so far");
       break;
     }
     if (!mesh_->Running()) {

@@ -6,10 +6,12 @@
 // AWS_ENDPOINT_URL) starts moto_server.
 // Exit codes: 0 nothing lost and nothing unexpected, 1 lost or unexpected outputs (or the check
 // could not run), 2 usage.
+#include <atomic>
 #include <cstdio>
 #include <filesystem>
 #include <string>
 
+#include <signal.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -23,6 +25,16 @@
 extern char** environ;
 
 namespace asya::cli {
+
+namespace {
+
+std::atomic<bool> g_interrupted{false};
+
+void OnSignal(int /*signum*/) {
+  g_interrupted = true;
+}
+
+}  // namespace
 
 int RunCheck(int argc, char** argv) {
   CLI::App app{
@@ -108,6 +120,13 @@ int RunCheck(int argc, char** argv) {
   for (char** e = environ; *e != nullptr; ++e) {
     o.base_env.emplace_back(*e);
   }
+  // Ctrl-C / SIGTERM: the check stops, accounts, and cleans up (mesh, broker, tmpfs).
+  struct sigaction sa {};
+  sa.sa_handler = OnSignal;
+  sigemptyset(&sa.sa_mask);
+  ::sigaction(SIGINT, &sa, nullptr);
+  ::sigaction(SIGTERM, &sa, nullptr);
+  o.interrupted = &g_interrupted;
   auto outcome = check::Run(o);
   if (!outcome) {
     std::fprintf(stderr, "asya check: %s\n", outcome.error().message.c_str());

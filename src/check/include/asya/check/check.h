@@ -12,6 +12,7 @@
 // kills or stalls a process mid-message must never send an envelope to error-end.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <cstdio>
 #include <string>
@@ -68,6 +69,9 @@ struct Options {
   std::string asya_bin;               // the `asya` program (runs `asya up`)
   std::vector<std::string> base_env;  // environment of `asya up` (the caller's environ)
   std::FILE* out = stdout;            // fault log, progress, summary, result line
+  // Set by the program's SIGINT/SIGTERM handler: the run stops injecting, accounts what arrived
+  // so far, cleans up (mesh, broker, tmpfs) and returns.
+  const std::atomic<bool>* interrupted = nullptr;
 };
 
 struct Outcome {
