@@ -64,7 +64,8 @@ int RunCheck(int argc, char** argv) {
   app.add_option("--quiet", o.quiet_s,
                  "settled after this many seconds with empty queues and no new output (6)");
   app.add_option("--timeout", o.timeout_s, "give up this long after the fault phase (600)");
-  app.add_option("--work-dir", work_dir, "keep state here (default: a temp dir, removed)");
+  app.add_option("--work-dir", work_dir,
+                 "keep state here (default: a temp dir in /dev/shm or /tmp, removed)");
   app.add_flag("--keep", o.keep, "keep the temp work dir");
   app.add_flag("--stats", o.process_stats,
                "RSS and open fds of every process at start and end (soak)");
