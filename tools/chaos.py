@@ -93,6 +93,10 @@ def main():
         text = "".join(out)
         s = SUMMARY.search(text)
         r = RESULT.search(text)
+        if "interrupted: accounting" in text:
+            print("interrupted: no row (see %s)" % log_path)
+            failed += 1
+            continue
         if s is None or r is None:
             print("check did not run to the end (exit %d); see %s" % (proc.returncode, log_path))
             failed += 1

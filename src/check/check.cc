@@ -320,14 +320,17 @@ Status Runner::Prepare() {
   fs::create_directories(work_ + "/pipeline", ec);
   if (std::find(o_.faults.begin(), o_.faults.end(), FaultKind::kDiskFull) != o_.faults.end()) {
     fs::create_directories(state_, ec);
-    const std::string opts = "size=" + std::to_string(o_.tmpfs_mb) + "m,mode=0755";
+    // Room for the run itself (the crew's files take a page each, plus the queue file): the
+    // fault fills what is left; a tmpfs the run outgrows would be a permanent disk full.
+    const int64_t mb = std::max<int64_t>(o_.tmpfs_mb, 64 + o_.envelopes * 2 * 16 / 1024);
+    const std::string opts = "size=" + std::to_string(mb) + "m,mode=0755";
     if (::mount("tmpfs", state_.c_str(), "tmpfs", 0, opts.c_str()) != 0) {
       return MakeError(ErrorCode::kPermissionDenied, "disk-full: cannot mount a tmpfs on " +
                                                          state_ + ": " + std::strerror(errno) +
                                                          " (needs root)");
     }
     mounted_ = true;
-    Log("state dir %s is a %d MB tmpfs (disk-full)", state_.c_str(), o_.tmpfs_mb);
+    Log("state dir %s is a %lld MB tmpfs (disk-full)", state_.c_str(), static_cast<long long>(mb));
   }
   if (ec) {
     return MakeError(ErrorCode::kUnavailable, "cannot create " + work_ + ": " + ec.message());

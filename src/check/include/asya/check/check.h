@@ -64,7 +64,7 @@ struct Options {
   transport::TransportSettings transport;
   bool start_broker = false;
   std::string rabbitmq_server = "/usr/lib/rabbitmq/bin/rabbitmq-server";
-  int tmpfs_mb = 64;  // size of the state dir's tmpfs with the disk-full fault (needs root)
+  int tmpfs_mb = 64;  // at least this big: the state dir's tmpfs with disk-full (needs root)
 
   std::string asya_bin;               // the `asya` program (runs `asya up`)
   std::vector<std::string> base_env;  // environment of `asya up` (the caller's environ)
