@@ -279,7 +279,8 @@ class Runner {
   bool cleaned_ = false;
   bool made_work_ = false;
   bool mounted_ = false;
-  double disk_free_at_ = -1;  // seconds since t0 when the filler goes (disk-full)
+  double disk_free_at_ = -1;   // seconds since t0 when the filler goes (disk-full)
+  double last_fault_end_ = 0;  // seconds since t0 when the last fault's effect ended
 };
 
 void Runner::Log(const char* fmt, ...) {
@@ -626,6 +627,9 @@ void Runner::Inject(const FaultEvent& e) {
       }
       Log("fault #%lld %s: rabbitmq-server back, pid %d", static_cast<long long>(faults_),
           name.c_str(), broker_->pid());
+      // Right after a restart the management API reports empty queues and the sidecars are
+      // still reconnecting (5 s back-off): nothing may count as settled for a while.
+      last_fault_end_ = SecondsSince(t0_) + 10;
       return;
     }
     case FaultKind::kDrop: {
@@ -885,7 +889,8 @@ Result<Outcome> Runner::Run() {
     // Settled: everything published, no fault under way, nothing new for quiet_s, queues empty.
     const bool may_settle = all_published && (o_.duration_s <= 0 || duration_over) &&
                             stopped_.empty() && disk_free_at_ < 0 &&
-                            now - last_change >= o_.quiet_s;
+                            now - last_change >= o_.quiet_s &&
+                            SecondsSince(t0_) - last_fault_end_ >= o_.quiet_s;
     if (may_settle && QueuedTotal() == 0) {
       // The queues are empty: whatever the crew wrote is on disk now. Look once more before
       // calling it settled (the last scan may predate the last writes).
