@@ -3,7 +3,7 @@ PRESET ?= release
 BUILD := build/$(PRESET)
 JOBS ?= $(shell nproc)
 
-.PHONY: all deps configure build install test test-asan demo bench fuzz format tidy clean
+.PHONY: all deps configure build install test test-asan demo bench fuzz format tidy clean chaos soak
 
 all: build
 
@@ -45,6 +45,13 @@ bench: build
 fuzz: deps
 	@cmake --preset fuzz >/dev/null && cmake --build --preset fuzz -j $(JOBS)
 	@bash fuzz/run.sh
+
+# Long no-loss checker runs (asya check) and the 30-minute soak; each writes docs/reliability.md.
+chaos: build
+	@python3 tools/chaos.py $(CHAOS_ARGS)
+
+soak: build
+	@python3 tools/soak.py $(SOAK_ARGS)
 
 format:
 	@git ls-files '*.cc' '*.h' | xargs clang-format -i

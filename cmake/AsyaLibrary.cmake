@@ -9,7 +9,7 @@ set(ASYA_WARNINGS -Wall -Wextra -Wpedantic -Wshadow -Wformat=2 -Wimplicit-fallth
 set(ASYA_LAYERS
   base http aws envelope protocol runtime
   transport transport_sqlite transport_rabbitmq transport_sqs transport_all
-  router sidecar crew store gateway actor k8s operator local)
+  router sidecar crew store gateway actor k8s operator local check)
 
 # asya_library(NAME <name> [SRCS ...] DEPS ... PRIVATE_DEPS ...) -> target asya_<name>, alias
 # asya::<name>. Without SRCS the library is header-only (an INTERFACE target). Its public headers

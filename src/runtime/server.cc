@@ -166,13 +166,15 @@ struct Server::Impl {
   std::unique_ptr<std::atomic<int64_t>[]> deadlines;  // per worker: handler deadline (ns), 0 = idle
   std::unique_ptr<std::atomic<int64_t>[]> started;
   std::thread watchdog;
+  std::thread ready_retry;  // only while the ready file could not be written (e.g. disk full)
   std::mutex wd_mu;
   std::condition_variable wd_cv;
   std::mutex conns_mu;
   std::unordered_map<Conn*, std::unique_ptr<Conn>> conns;
 
   Status Bind();
-  void WriteReadyFile();
+  bool WriteReadyFile(bool log_failure = true);
+  void RetryReadyFile();
   void RemoveFiles();
   void WorkerLoop(size_t index);
   void AcceptOne(size_t index, std::string& resp);
@@ -233,13 +235,28 @@ Status Server::Impl::Bind() {
   return Ok();
 }
 
-void Server::Impl::WriteReadyFile() {
+bool Server::Impl::WriteReadyFile(bool log_failure) {
   if (auto written = WriteFileAtomic(ready_path, "ready"); !written) {
-    log::Error("failed to create the ready file",
-               {{"path", ready_path}, {"error", written.error().message}});
-    return;
+    if (log_failure) {
+      log::Error("failed to create the ready file; retrying every second",
+                 {{"path", ready_path}, {"error", written.error().message}});
+    }
+    return false;
   }
   log::Info("runtime ready", {{"socket", socket_path}, {"ready_file", ready_path}});
+  return true;
+}
+
+// A runtime without its ready file is never used (the sidecar, and `asya up` before starting
+// it, wait for the file): a failed write (a full disk) is retried until it succeeds or we stop.
+void Server::Impl::RetryReadyFile() {
+  std::unique_lock<std::mutex> lock(wd_mu);
+  while (!stopping.load(std::memory_order_acquire)) {
+    wd_cv.wait_for(lock, std::chrono::seconds(1));
+    if (stopping.load(std::memory_order_acquire) || WriteReadyFile(false)) {
+      return;
+    }
+  }
 }
 
 void Server::Impl::RemoveFiles() {
@@ -548,7 +565,10 @@ Result<std::unique_ptr<Server>> Server::Start(Handler handler, ServeOptions opti
        {"concurrency", o.concurrency},
        {"timeout", FormatGoDuration(o.handler_timeout)},
        {"max_message_bytes", static_cast<unsigned long>(o.max_message_bytes)}});
-  impl->WriteReadyFile();
+  if (!impl->WriteReadyFile()) {
+    Impl* raw = impl.get();
+    impl->ready_retry = std::thread([raw] { raw->RetryReadyFile(); });
+  }
   return std::unique_ptr<Server>(new Server(std::move(impl)));
 }
 
@@ -574,6 +594,10 @@ void Server::Stop() {
   }
   if (s.watchdog.joinable()) {
     s.watchdog.join();
+  }
+  if (s.ready_retry.joinable()) {
+    s.ready_retry.join();
+    ::unlink(s.ready_path.c_str());  // in case it was written just before we stopped
   }
   {
     std::lock_guard<std::mutex> conns_lock(s.conns_mu);

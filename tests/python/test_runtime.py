@@ -598,6 +598,25 @@ class SocketSetupTest(unittest.TestCase):  # item 41
             self.assertEqual(rt.call(envelope(9))[0]["payload"], 9)
 
 
+    def test_ready_file_is_retried_until_it_can_be_written(self):
+        # A full disk at start: the runtime keeps serving and writes the file once it can (a
+        # runtime without it is never used: `asya up` stayed unready for good).
+        def block(rt):
+            os.makedirs(os.path.join(rt.ready_path, "x"))  # the rename fails, like ENOSPC
+        with RuntimeProcess("h_payload.noop", wait=False, pre_create=block) as rt:
+            deadline = time.time() + 15
+            while not os.path.exists(rt.socket_path) and time.time() < deadline:
+                time.sleep(0.05)
+            self.assertTrue(os.path.isdir(rt.ready_path))
+            os.rmdir(os.path.join(rt.ready_path, "x"))
+            os.rmdir(rt.ready_path)
+            deadline = time.time() + 15
+            while not os.path.isfile(rt.ready_path) and time.time() < deadline:
+                time.sleep(0.05)
+            self.assertTrue(os.path.isfile(rt.ready_path))
+            self.assertEqual(rt.call(envelope(9))[0]["payload"], 9)
+
+
 # =============================================================================================
 # Concurrency, async, limits, timeouts, shutdown
 

@@ -10,6 +10,8 @@ int RunLocal(int argc, char** argv);
 int RunRender(int argc, char** argv);
 // `asya completion bash`; argv[0] == "completion".
 int RunCompletion(int argc, char** argv);
+// `asya check ...` (the no-loss checker); argv[0] == "check".
+int RunCheck(int argc, char** argv);
 // `asya list|show|call|status|stream ...` (the gateway client); argv[0] is the command.
 int RunGateway(int argc, char** argv);
 

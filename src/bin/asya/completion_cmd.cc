@@ -41,7 +41,7 @@ _asya() {
     esac
   done
   if ((COMP_CWORD == 1)); then
-    COMPREPLY=($(compgen -W "up down get describe logs send queue list show call status stream render completion help" -- "$cur"))
+    COMPREPLY=($(compgen -W "up down get describe logs send queue list show call status stream check render completion help" -- "$cur"))
     return
   fi
   case $prev in

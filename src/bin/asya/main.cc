@@ -27,6 +27,10 @@ void Usage(std::FILE* to) {
       "  call TOOL [JSON | --name value ...]     run a tool; progress on stderr, result on stdout\n"
       "  status ID | stream ID                   an envelope's state / its live updates\n"
       "\n"
+      "reliability:\n"
+      "  check --envelopes N [--transport T] [--faults LIST] [--duration S] [--seed S]\n"
+      "                                          no-loss checker under injected faults\n"
+      "\n"
       "kubernetes (offline):\n"
       "  render PATH... [-n NS] [--operator-config FILE] [-o yaml|json]   objects the operator "
       "applies\n"
@@ -62,6 +66,9 @@ int main(int argc, char** argv) {
   }
   if (cmd == "list" || cmd == "show" || cmd == "call" || cmd == "status" || cmd == "stream") {
     return asya::cli::RunGateway(argc - 1, argv + 1);
+  }
+  if (cmd == "check") {
+    return asya::cli::RunCheck(argc - 1, argv + 1);
   }
   if (cmd == "render") {
     return asya::cli::RunRender(argc - 1, argv + 1);

@@ -1032,7 +1032,9 @@ class Runtime(object):
         except OSError:
             pass
 
-    def _write_ready_file(self):
+    def _write_ready_file(self, log_failure=True):
+        """Writes the ready file; False when that failed (the serve loop retries every second:
+        a runtime without its ready file is never used, e.g. after a full disk)."""
         path = self.cfg.ready_path
         tmp = path + ".tmp"
         try:
@@ -1040,8 +1042,12 @@ class Runtime(object):
                 f.write("ready")
             os.replace(tmp, path)
             logger.info("Runtime ready: %s", path)
+            return True
         except OSError as exc:
-            logger.error("Failed to create ready file %s: %s", path, exc)
+            if log_failure:
+                logger.error("Failed to create ready file %s: %s (retrying every second)", path,
+                             exc)
+            return False
 
     def _remove_files(self):
         for path in (self.cfg.ready_path, self.cfg.socket_path):
@@ -1108,10 +1114,10 @@ class Runtime(object):
             w.thread.start()
         if cfg.timeout > 0:
             threading.Thread(target=self._watchdog, name="asya-watchdog", daemon=True).start()
-        self._write_ready_file()
+        ready = self._write_ready_file()
 
         # The main thread only waits for SIGTERM/SIGINT (the handler sets self.stopping and the
-        # wakeup fd makes select() return at once).
+        # wakeup fd makes select() return at once), and retries a ready file that failed.
         while not self.stopping:
             try:
                 readable, _, _ = select.select([self._wake_r], [], [], 1.0)
@@ -1119,6 +1125,8 @@ class Runtime(object):
                     os.read(self._wake_r, 512)
             except InterruptedError:
                 pass
+            if not ready and not self.stopping:
+                ready = self._write_ready_file(log_failure=False)
         return self.shutdown()
 
     def shutdown(self):

@@ -101,6 +101,31 @@ TEST(ServerTest, ReadyFileSocketModeAndStaleSocket) {
   server->Stop();  // idempotent
 }
 
+// A ready file that cannot be written (a full disk at start) is retried until it can: a runtime
+// without it is never used, so giving up once left `asya up`'s replica unready for good.
+TEST(ServerTest, ReadyFileIsRetriedUntilItCanBeWritten) {
+  TempDir dir;
+  const std::string ready = dir.path() + "/runtime-ready";
+  // A non-empty directory in its place makes the rename fail, like ENOSPC would.
+  ASSERT_EQ(::mkdir(ready.c_str(), 0700), 0);
+  ASSERT_EQ(::mkdir((ready + "/x").c_str(), 0700), 0);
+  auto server = MustStart(Echo, Opts(dir));
+  ASSERT_TRUE(server);
+  struct stat st {};
+  ASSERT_EQ(::stat(ready.c_str(), &st), 0);
+  EXPECT_TRUE(S_ISDIR(st.st_mode));
+  ASSERT_EQ(::rmdir((ready + "/x").c_str()), 0);
+  ASSERT_EQ(::rmdir(ready.c_str()), 0);
+  bool written = false;
+  for (int i = 0; i < 600 && !written; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    written = ::stat(ready.c_str(), &st) == 0 && S_ISREG(st.st_mode);
+  }
+  EXPECT_TRUE(written);
+  server->Stop();
+  EXPECT_FALSE(FileExists(ready));
+}
+
 TEST(ServerTest, EchoWithNewConnectionPerMessage) {
   TempDir dir;
   auto server = MustStart(Echo, Opts(dir));
