@@ -43,7 +43,8 @@ class Up:
             with open(os.path.join(code, name), "w") as f:
                 f.write(text)
         self.log = open(os.path.join(self.dir, "up.log"), "wb")
-        self.proc = subprocess.Popen([ASYA, "up", code, "--state-dir", self.state],
+        extra = ["--no-gateway"] if os.environ.get("BENCH_NO_GATEWAY") else []
+        self.proc = subprocess.Popen([ASYA, "up", code, "--state-dir", self.state] + extra,
                                      stdout=self.log, stderr=subprocess.STDOUT,
                                      start_new_session=True)
         self.wait(lambda: self.settled(), 60)
