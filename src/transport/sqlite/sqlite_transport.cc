@@ -154,6 +154,9 @@ class SqliteTransport final : public Transport {
   Status Ack(const Message& message) override;
   std::optional<SettleFailure> PublishAndAck(const Message& message,
                                              std::span<const Outgoing> outgoing) override;
+  std::optional<SettleFailure> PublishAckAndReceive(const Message& message,
+                                                    std::span<const Outgoing> outgoing,
+                                                    SettleReceive& also) override;
   Status Nack(const Message& message, Millis delay) override;
   Status Requeue(const Message& message) override;
   Status ExtendVisibility(const Message& message, Millis visibility) override;
@@ -174,6 +177,9 @@ class SqliteTransport final : public Transport {
   };
 
   Result<Attempt> TryReceive(std::string_view queue, size_t max, Millis visibility);
+  // Inside the caller's write transaction: claims up to `max` visible messages of `queue`.
+  Result<std::vector<Message>> ClaimLocked(std::string_view queue, size_t max, Millis visibility,
+                                           int64_t now);
   Result<bool> QueueExistsLocked(std::string_view queue);
   // Inserts one message (creating its queue) inside the caller's write transaction.
   Status InsertLocked(std::string_view queue, std::string_view body, const std::string& headers,
@@ -186,11 +192,15 @@ class SqliteTransport final : public Transport {
                                       std::string_view op);
   std::string NewToken();
 
+  // PublishAndAck, with a receive in the same transaction when `also` is set.
+  std::optional<SettleFailure> Settle1(const Message& message, std::span<const Outgoing> outgoing,
+                                       SettleReceive* also);
   // One PublishAndAck call waiting to be committed (group commit: see PublishAndAck).
   struct Settle {
     const std::span<const Outgoing> outgoing;
     std::vector<std::string> headers;  // encoded transport headers per outgoing message
     Receipt receipt;
+    SettleReceive* also = nullptr;  // a receive in the same transaction (PublishAckAndReceive)
     std::optional<SettleFailure> result;
     bool done = false;
   };
@@ -224,6 +234,51 @@ Result<bool> SqliteTransport::QueueExistsLocked(std::string_view queue) {
   ASYA_ASSIGN_OR_RETURN(auto q, db_.Prepare("SELECT 1 FROM queues WHERE name = ?1"));
   q.BindText(1, queue);
   return q.Step();
+}
+
+Result<std::vector<Message>> SqliteTransport::ClaimLocked(std::string_view queue, size_t max,
+                                                          Millis visibility, int64_t now) {
+  std::vector<Message> messages;
+  int64_t visibility_ms = visibility.count();
+  if (visibility_ms <= 0) {
+    ASYA_ASSIGN_OR_RETURN(auto vq, db_.Prepare("SELECT visibility_ms FROM queues WHERE name = ?1"));
+    vq.BindText(1, queue);
+    ASYA_ASSIGN_OR_RETURN(bool row, vq.Step());
+    visibility_ms = row && vq.Int(0) > 0 ? vq.Int(0) : settings_.default_visibility.count();
+  }
+  std::vector<Receipt> claims;
+  {
+    ASYA_ASSIGN_OR_RETURN(auto select,
+                          db_.Prepare("SELECT id, body, headers, delivery_count FROM messages "
+                                      "WHERE queue = ?1 AND visible_at <= ?2 "
+                                      "ORDER BY visible_at, id LIMIT ?3"));
+    select.BindText(1, queue).Bind(2, now).Bind(3, static_cast<int64_t>(max));
+    for (;;) {
+      ASYA_ASSIGN_OR_RETURN(bool row, select.Step());
+      if (!row) {
+        break;
+      }
+      Message m;
+      int64_t id = select.Int(0);
+      m.queue = std::string(queue);
+      m.id = std::to_string(id);
+      m.body = select.Blob(1);
+      m.headers = DecodeHeaders(select.Text(2), id);
+      m.delivery_count = select.Int(3) + 1;
+      m.redelivered = m.delivery_count > 1;
+      claims.push_back(Receipt{id, NewToken()});
+      m.receipt = m.id + ":" + claims.back().token;
+      messages.push_back(std::move(m));
+    }
+  }
+  ASYA_ASSIGN_OR_RETURN(auto update,
+                        db_.Prepare("UPDATE messages SET visible_at = ?2, receipt = ?3, "
+                                    "delivery_count = delivery_count + 1 WHERE id = ?1"));
+  for (const Receipt& claim : claims) {
+    ASYA_RETURN_IF_ERROR(
+        update.Bind(1, claim.id).Bind(2, now + visibility_ms).BindText(3, claim.token).Run());
+  }
+  return messages;
 }
 
 Result<SqliteTransport::Attempt> SqliteTransport::TryReceive(std::string_view queue, size_t max,
@@ -261,46 +316,7 @@ Result<SqliteTransport::Attempt> SqliteTransport::TryReceive(std::string_view qu
   }
 
   ASYA_ASSIGN_OR_RETURN(auto txn, Transaction::Begin(db_, /*write=*/true));
-  now = NowMs();
-  int64_t visibility_ms = visibility.count();
-  if (visibility_ms <= 0) {
-    ASYA_ASSIGN_OR_RETURN(auto vq, db_.Prepare("SELECT visibility_ms FROM queues WHERE name = ?1"));
-    vq.BindText(1, queue);
-    ASYA_ASSIGN_OR_RETURN(bool row, vq.Step());
-    visibility_ms = row && vq.Int(0) > 0 ? vq.Int(0) : settings_.default_visibility.count();
-  }
-  std::vector<Receipt> claims;
-  {
-    ASYA_ASSIGN_OR_RETURN(auto select,
-                          db_.Prepare("SELECT id, body, headers, delivery_count FROM messages "
-                                      "WHERE queue = ?1 AND visible_at <= ?2 "
-                                      "ORDER BY visible_at, id LIMIT ?3"));
-    select.BindText(1, queue).Bind(2, now).Bind(3, static_cast<int64_t>(max));
-    for (;;) {
-      ASYA_ASSIGN_OR_RETURN(bool row, select.Step());
-      if (!row) {
-        break;
-      }
-      Message m;
-      int64_t id = select.Int(0);
-      m.queue = std::string(queue);
-      m.id = std::to_string(id);
-      m.body = select.Blob(1);
-      m.headers = DecodeHeaders(select.Text(2), id);
-      m.delivery_count = select.Int(3) + 1;
-      m.redelivered = m.delivery_count > 1;
-      claims.push_back(Receipt{id, NewToken()});
-      m.receipt = m.id + ":" + claims.back().token;
-      out.messages.push_back(std::move(m));
-    }
-  }
-  ASYA_ASSIGN_OR_RETURN(auto update,
-                        db_.Prepare("UPDATE messages SET visible_at = ?2, receipt = ?3, "
-                                    "delivery_count = delivery_count + 1 WHERE id = ?1"));
-  for (const Receipt& claim : claims) {
-    ASYA_RETURN_IF_ERROR(
-        update.Bind(1, claim.id).Bind(2, now + visibility_ms).BindText(3, claim.token).Run());
-  }
+  ASYA_ASSIGN_OR_RETURN(out.messages, ClaimLocked(queue, max, visibility, NowMs()));
   ASYA_RETURN_IF_ERROR(txn.Commit());
   // Empty after a look that saw a message: another consumer took it (look again at once). Empty
   // without a look: the queue may simply be empty now; the next attempt looks read-only.
@@ -404,13 +420,29 @@ Status SqliteTransport::Publish(std::string_view queue, std::string_view body,
 // commits at once, as a plain transaction would.
 std::optional<SettleFailure> SqliteTransport::PublishAndAck(const Message& message,
                                                             std::span<const Outgoing> outgoing) {
+  return Settle1(message, outgoing, nullptr);
+}
+
+std::optional<SettleFailure> SqliteTransport::PublishAckAndReceive(
+    const Message& message, std::span<const Outgoing> outgoing, SettleReceive& also) {
+  also.received.clear();
+  if (!ValidateQueueName(also.queue) || also.max_messages == 0 || also.max_messages > kMaxBatch) {
+    return Settle1(message, outgoing, nullptr);  // the caller's own Receive reports the error
+  }
+  return Settle1(message, outgoing, &also);
+}
+
+std::optional<SettleFailure> SqliteTransport::Settle1(const Message& message,
+                                                      std::span<const Outgoing> outgoing,
+                                                      SettleReceive* also) {
   auto receipt = ParseReceipt(message);
   if (!receipt) {
     return SettleFailure{.in_ack = true, .error = receipt.error()};
   }
   Settle settle{.outgoing = outgoing,
                 .headers = std::vector<std::string>(outgoing.size()),
-                .receipt = *receipt};
+                .receipt = *receipt,
+                .also = also};
   for (size_t i = 0; i < outgoing.size(); ++i) {
     auto encoded = PreparePublish(outgoing[i].queue, outgoing[i].options);
     if (!encoded) {
@@ -482,9 +514,31 @@ void SqliteTransport::CommitSettles(const std::vector<Settle*>& batch) {
       (void)db_.Exec("RELEASE settle");
     }
   }
+  // Receives folded into these settles: claimed last, in the same transaction. A claim that
+  // fails leaves that caller with nothing received (it receives on its own later); it does not
+  // fail the settles.
+  for (Settle* settle : batch) {
+    if (settle->also == nullptr || settle->result) {
+      continue;
+    }
+    if (auto st = db_.Exec("SAVEPOINT claim"); !st) {
+      continue;
+    }
+    auto claimed =
+        ClaimLocked(settle->also->queue, settle->also->max_messages, settle->also->visibility, now);
+    if (claimed) {
+      settle->also->received = std::move(*claimed);
+    } else {
+      (void)db_.Exec("ROLLBACK TO claim");
+    }
+    (void)db_.Exec("RELEASE claim");
+  }
   if (auto st = txn->Commit(); !st) {
     for (Settle* settle : batch) {
       settle->result = SettleFailure{.error = st.error()};  // nothing was committed
+      if (settle->also != nullptr) {
+        settle->also->received.clear();
+      }
     }
   }
 }
