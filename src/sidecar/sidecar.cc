@@ -303,7 +303,7 @@ struct Sidecar::Impl : std::enable_shared_from_this<Sidecar::Impl> {
       m->counted_active = false;
       --active;
       if (CanReceive()) {
-        if (take_receive && workers_started) {
+        if (take_receive && workers_started && s.fold_receive_into_settle) {
           receiving = true;
           return static_cast<size_t>(
               std::min({s.concurrency - active, HeldLimit() - held, kMaxReceiveBatch}));
