@@ -3,7 +3,7 @@
 // memory. The runtime (asya-echo-runtime) must already listen on --socket-dir.
 //
 //   asya-bench-sqlite-hop --dir D --socket-dir S --sidecar BIN [--n N] [--concurrency C]
-//                         [--reps R] [--big-mb M] [--big-n K]
+//                         [--reps R] [--big-mb M] [--big-n K] [--rate-only 1]
 // Prints one line per measurement:
 //   pair <asya rate> <baseline rate>     (one per rep, interleaved; bench/pairs.py summarises)
 //   sqlite-hop latency c=8: hop p50 .. p99 .., runtime call p50 .. p99 .., sidecar-added p50 ..
@@ -45,6 +45,7 @@ struct Args {
   int reps = 3;
   long big_mb = 10;
   long big_n = 12;
+  bool rate_only = false;  // --rate-only 1: the throughput pairs only (no latency, no memory)
 };
 
 double Secs(Clock::time_point a, Clock::time_point b) {
@@ -387,6 +388,8 @@ int main(int argc, char** argv) {
       a.big_mb = std::atol(v.c_str());
     } else if (k == "--big-n") {
       a.big_n = std::atol(v.c_str());
+    } else if (k == "--rate-only") {
+      a.rate_only = v == "1";
     } else {
       Die("unknown option " + k);
     }
@@ -408,6 +411,9 @@ int main(int argc, char** argv) {
   }
   for (size_t r = 0; r < asya_rates.size(); ++r) {  // bench/pairs.py summarises these
     std::printf("pair %.0f %.0f\n", asya_rates[r], base_rates[r]);
+  }
+  if (a.rate_only) {
+    return 0;
   }
   Latency(t, a);
   Memory(t, a, 1);

@@ -3,6 +3,12 @@
 //                                                consume -> publish -> wait confirm -> ack
 //   asya-bench-rmq raw-pipeline URL N PREFETCH   baseline: prefetch P, consume -> publish -> ack,
 //                                                no confirm wait (the upper bound of a hop)
+//   asya-bench-rmq raw-window   URL N PREFETCH   baseline with the sidecar's guarantees: prefetch
+//   P,
+//                                                consume -> publish at once (a window of up to P
+//                                                unconfirmed publishes) -> ack each input only
+//                                                after its output's confirm (acks batched as
+//                                                basic.ack multiple over the confirmed run)
 //   asya-bench-rmq preload URL QUEUE N ROUTE     N envelopes into QUEUE (transport, 16 threads)
 //   asya-bench-rmq create URL QUEUE              declares QUEUE (+ DLQ) as the transport does
 //   asya-bench-rmq wait URL QUEUE N              polls QUEUE's depth; rate between the first
@@ -129,6 +135,77 @@ uint32_t Count(Raw& r, const char* q) {
   auto* ok = amqp_queue_declare(r.c, 2, B(q), 1, 0, 0, 0, amqp_empty_table);
   Check(r.c, "queue.declare passive");
   return ok->message_count;
+}
+
+// Confirms, pipelined: every delivery is published at once; an input is acked only when the
+// broker has confirmed its output (the sidecar's "ack after the next publish is durable").
+int RawWindow(const std::string& url, long n, int prefetch) {
+  Raw r = Open(url);
+  for (long i = 0; i < n; ++i) {
+    PublishRaw(r, "bench.in");
+  }
+  while (Count(r, "bench.in") < static_cast<uint32_t>(n)) {
+  }
+  r.published = 0;
+  amqp_confirm_select(r.c, 2);
+  Check(r.c, "confirm.select");
+  amqp_basic_qos(r.c, 1, 0, static_cast<uint16_t>(prefetch), 0);
+  Check(r.c, "basic.qos");
+  amqp_basic_consume(r.c, 1, B("bench.in"), amqp_empty_bytes, 0, 0, 0, amqp_empty_table);
+  Check(r.c, "basic.consume");
+  // (publish sequence number, input delivery tag), in publish order. Quorum queue confirms
+  // arrive in order; `multiple` confirms everything up to the tag.
+  std::deque<std::pair<uint64_t, uint64_t>> waiting;
+  long acked = 0;
+  auto t0 = Clock::now();
+  while (acked < n) {
+    amqp_maybe_release_buffers(r.c);
+    amqp_frame_t f;
+    if (amqp_simple_wait_frame(r.c, &f) != AMQP_STATUS_OK || f.frame_type != AMQP_FRAME_METHOD) {
+      Die("wait frame");
+    }
+    if (f.payload.method.id == AMQP_BASIC_DELIVER_METHOD) {
+      uint64_t tag = static_cast<amqp_basic_deliver_t*>(f.payload.method.decoded)->delivery_tag;
+      amqp_message_t m;
+      if (amqp_read_message(r.c, f.channel, &m, 0).reply_type != AMQP_RESPONSE_NORMAL) {
+        Die("read message");
+      }
+      if (m.body.len < 10) {
+        Die("short body");
+      }
+      amqp_destroy_message(&m);
+      PublishRaw(r, "bench.out");
+      waiting.emplace_back(r.published, tag);
+    } else if (f.payload.method.id == AMQP_BASIC_ACK_METHOD) {
+      auto* ack = static_cast<amqp_basic_ack_t*>(f.payload.method.decoded);
+      uint64_t last_input = 0;
+      long settled = 0;
+      while (!waiting.empty() && (ack->multiple ? waiting.front().first <= ack->delivery_tag
+                                                : waiting.front().first == ack->delivery_tag)) {
+        last_input = waiting.front().second;
+        waiting.pop_front();
+        ++settled;
+      }
+      if (settled == 0) {
+        Die("confirm out of order");
+      }
+      // Inputs are delivered and published in order, so the confirmed ones are the oldest.
+      if (amqp_basic_ack(r.c, 1, last_input, settled > 1 ? 1 : 0) != AMQP_STATUS_OK) {
+        Die("ack");
+      }
+      acked += settled;
+    } else {
+      Die("unexpected method (a nack from the broker?)");
+    }
+  }
+  while (Count(r, "bench.out") < static_cast<uint32_t>(n)) {
+  }
+  double s = std::chrono::duration<double>(Clock::now() - t0).count();
+  std::printf("raw-window prefetch=%d confirms=1 n=%ld secs=%.3f rate=%.0f\n", prefetch, n, s,
+              n / s);
+  amqp_connection_close(r.c, AMQP_REPLY_SUCCESS);
+  amqp_destroy_connection(r.c);
+  return 0;
 }
 
 int RawLoop(const std::string& url, long n, int prefetch, bool confirms) {
@@ -259,6 +336,9 @@ int main(int argc, char** argv) {
   }
   if (cmd == "raw-pipeline" && argc == 5) {
     return RawLoop(argv[2], std::atol(argv[3]), std::atoi(argv[4]), false);
+  }
+  if (cmd == "raw-window" && argc == 5) {
+    return RawWindow(argv[2], std::atol(argv[3]), std::atoi(argv[4]));
   }
   if (cmd == "preload" && argc == 6) {
     return Preload(argv[2], argv[3], std::atol(argv[4]), argv[5]);

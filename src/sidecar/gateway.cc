@@ -5,7 +5,9 @@
 #include <condition_variable>
 #include <deque>
 #include <mutex>
+#include <string_view>
 #include <thread>
+#include <unordered_set>
 #include <utility>
 
 #include "asya/base/log.h"
@@ -24,6 +26,15 @@ struct Pending {
   Clock::time_point not_before;
 };
 
+// "/envelopes/<id>" of a progress path "/envelopes/<id>/progress"; empty for other paths.
+std::string_view EnvelopeOf(std::string_view path) {
+  constexpr std::string_view kSuffix = "/progress";
+  if (path.size() <= kSuffix.size() || path.substr(path.size() - kSuffix.size()) != kSuffix) {
+    return {};
+  }
+  return path.substr(0, path.size() - kSuffix.size());
+}
+
 }  // namespace
 
 struct GatewayReporter::Impl {
@@ -37,6 +48,29 @@ struct GatewayReporter::Impl {
   std::atomic<size_t> delivered{0};
   std::atomic<size_t> dropped{0};
   std::thread worker;
+  // Envelopes whose progress the gateway answered 404 (it did not create them, e.g. `asya send`
+  // on a mesh that runs a gateway): their later progress posts are dropped without a request.
+  // Bounded: the oldest entries are forgotten first. Guarded by mu.
+  static constexpr size_t kUnknownCapacity = 4096;
+  std::unordered_set<std::string> unknown;
+  std::deque<std::string> unknown_order;
+
+  // Under mu.
+  bool Unknown(std::string_view path) const {
+    std::string_view envelope = EnvelopeOf(path);
+    return !envelope.empty() && unknown.count(std::string(envelope)) > 0;
+  }
+  void RememberUnknown(std::string_view path) {
+    std::string envelope(EnvelopeOf(path));
+    if (envelope.empty() || !unknown.insert(envelope).second) {
+      return;
+    }
+    unknown_order.push_back(std::move(envelope));
+    if (unknown_order.size() > kUnknownCapacity) {
+      unknown.erase(unknown_order.front());
+      unknown_order.pop_front();
+    }
+  }
 
   // Returns the HTTP status, or 0 on a transport error.
   long Request(const std::string& path, const std::string* body) {
@@ -60,6 +94,11 @@ struct GatewayReporter::Impl {
       }
       Pending p = std::move(queue.front());
       queue.pop_front();
+      if (p.kind == PostKind::kProgress && Unknown(p.path)) {
+        ++dropped;  // queued before the gateway said it does not know the envelope
+        cv.notify_all();
+        continue;
+      }
       auto now = Clock::now();
       if (p.not_before > now) {
         // Not due yet: put it back behind the others and wait a little.
@@ -83,6 +122,9 @@ struct GatewayReporter::Impl {
         // mesh that runs a gateway, or purged): progress is dropped at once; a final status gets
         // the few tries of a progress post (a fan-out child's record may still be on its way).
         max = p.kind == PostKind::kFinal ? std::min(max, o.max_attempts) : 1;
+        if (p.kind == PostKind::kProgress) {
+          RememberUnknown(p.path);
+        }
       }
       if (p.attempts >= max) {
         ++dropped;
@@ -128,7 +170,7 @@ bool GatewayReporter::Healthy() {
 
 void GatewayReporter::Post(PostKind kind, std::string path, std::string body) {
   std::lock_guard<std::mutex> lock(impl_->mu);
-  if (!impl_->accepting) {
+  if (!impl_->accepting || (kind == PostKind::kProgress && impl_->Unknown(path))) {
     ++impl_->dropped;
     return;
   }

@@ -83,7 +83,9 @@ struct Sidecar::Impl : std::enable_shared_from_this<Sidecar::Impl> {
   int held_large = 0;               // of which bodies >= kDropPayloadBytes
   int busy_workers = 0;
   bool workers_exit = false;
-  bool receiving = false;  // one worker at a time receives (leader/follower)
+  bool receiving = false;        // one worker at a time receives (leader/follower)
+  bool workers_started = false;  // Run() started the workers (ProcessOne() alone has none)
+  static constexpr int kMaxReceiveBatch = 10;
   int receive_failures = 0;
 
   // Runtime readiness gate.
@@ -290,15 +292,47 @@ struct Sidecar::Impl : std::enable_shared_from_this<Sidecar::Impl> {
     }
   }
 
-  // Frees the runtime slot of a message (its runtime call is over).
-  void FreeSlot(const InFlightPtr& m) {
+  // Frees the runtime slot of a message (its runtime call is over). With `take_receive` (the
+  // caller is about to settle the message), a receive that may start now is not handed to an idle
+  // worker: the caller takes the receive role and folds the receive into its settle
+  // (Transport::PublishAckAndReceive); returns how many messages it may receive (0: it did not
+  // take the role).
+  size_t FreeSlot(const InFlightPtr& m, bool take_receive = false) {
     std::lock_guard<std::mutex> lock(mu);
     if (m->counted_active) {
       m->counted_active = false;
       --active;
       if (CanReceive()) {
+        if (take_receive && workers_started && s.fold_receive_into_settle) {
+          receiving = true;
+          return static_cast<size_t>(
+              std::min({s.concurrency - active, HeldLimit() - held, kMaxReceiveBatch}));
+        }
         work_cv.notify_one();
       }
+    }
+    return 0;
+  }
+
+  // Ends a receive folded into a settle: holds what it received and queues it for the workers
+  // (the caller, back in its loop, takes the first itself).
+  void EndFoldedReceive(std::vector<transport::Message> batch) {
+    std::lock_guard<std::mutex> lock(mu);
+    receiving = false;
+    const auto now = clock.Now();
+    for (auto& msg : batch) {
+      work.push_back(Admit(std::move(msg), now));
+    }
+    if (stopping) {
+      cv.notify_all();  // the drain waits for the receive to be over
+    }
+    // One of the queued messages is the caller's; wake a worker for each other one, or for a
+    // receive that may start now.
+    for (size_t i = 1; i < work.size(); ++i) {
+      work_cv.notify_one();
+    }
+    if (work.empty() && CanReceive()) {
+      work_cv.notify_one();
     }
   }
 
@@ -326,7 +360,8 @@ struct Sidecar::Impl : std::enable_shared_from_this<Sidecar::Impl> {
   // nullopt when all of it happened, or the failure (see transport::SettleFailure).
   std::optional<transport::SettleFailure> PublishAndAck(const InFlightPtr& m,
                                                         const router::Decision& d,
-                                                        std::string_view id) {
+                                                        std::string_view id,
+                                                        transport::SettleReceive* also = nullptr) {
     std::vector<transport::Outgoing> outgoing;
     outgoing.reserve(d.publishes.size());
     for (const auto& p : d.publishes) {
@@ -335,7 +370,8 @@ struct Sidecar::Impl : std::enable_shared_from_this<Sidecar::Impl> {
                           .options = {.delay = p.delay, .headers = p.transport_headers}});
     }
     const auto t0 = clock.Now();
-    auto failure = transport.PublishAndAck(m->msg, outgoing);
+    auto failure = also != nullptr ? transport.PublishAckAndReceive(m->msg, outgoing, *also)
+                                   : transport.PublishAndAck(m->msg, outgoing);
     const size_t published = failure ? failure->published : d.publishes.size();
     if (metrics != nullptr) {
       const double took = Seconds(clock.Now() - t0);
@@ -363,14 +399,21 @@ struct Sidecar::Impl : std::enable_shared_from_this<Sidecar::Impl> {
     if (!m->state.compare_exchange_strong(expected, kSettling)) {
       return;  // nacked by the shutdown drain meanwhile
     }
-    FreeSlot(m);
+    const size_t fold = FreeSlot(m, /*take_receive=*/d.action != router::Action::kNack);
     const envelope::Envelope* env = input.envelope();
     const std::string_view id = env != nullptr ? std::string_view(env->id) : std::string_view();
     const router::Decision* done = &d;
     router::Decision fallback;
     std::optional<transport::SettleFailure> failed;
     if (d.action != router::Action::kNack) {
-      failed = PublishAndAck(m, d, id);
+      if (fold > 0) {
+        transport::SettleReceive also{
+            .queue = queue, .max_messages = fold, .visibility = s.visibility, .received = {}};
+        failed = PublishAndAck(m, d, id, &also);
+        EndFoldedReceive(std::move(also.received));
+      } else {
+        failed = PublishAndAck(m, d, id);
+      }
     }
     if (failed && !failed->in_ack) {
       router::Input in;
@@ -553,8 +596,8 @@ struct Sidecar::Impl : std::enable_shared_from_this<Sidecar::Impl> {
       } else {
         receiving = true;
         ++busy_workers;
-        const auto want =
-            static_cast<size_t>(std::min({s.concurrency - active, HeldLimit() - held, 10}));
+        const auto want = static_cast<size_t>(
+            std::min({s.concurrency - active, HeldLimit() - held, kMaxReceiveBatch}));
         lock.unlock();
         auto batch = ReceiveBatch(want);
         const auto now = clock.Now();
@@ -666,6 +709,10 @@ struct Sidecar::Impl : std::enable_shared_from_this<Sidecar::Impl> {
       return stopping && exit_code == 0 ? 0 : 1;
     }
     const int n_workers = 2 * s.concurrency;
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      workers_started = true;
+    }
     workers.reserve(static_cast<size_t>(n_workers));
     for (int i = 0; i < n_workers; ++i) {
       // Each worker owns a reference: a worker detached below may still be in its runtime call

@@ -616,6 +616,64 @@ TEST_P(TransportContract, PublishAndAckWithAStaleReceiptPublishesNothing) {
   EXPECT_EQ(d.ready, 1);
 }
 
+// PublishAckAndReceive settles like PublishAndAck; what it receives (transports that cannot fold
+// a receive into the settle receive nothing) are ordinary held messages of the queue: each
+// exactly once, and ackable.
+TEST_P(TransportContract, PublishAckAndReceiveSettlesAndHoldsWhatItReceived) {
+  std::string in = NewQueue();
+  std::string out = NewQueue();
+  for (const char* body : {"a", "b", "c"}) {
+    ASSERT_OK(transport().Publish(in, body));
+  }
+  auto got = ReceiveN(transport(), in, 1, Millis(10'000), Millis(60'000));
+  ASSERT_EQ(got.size(), 1u);
+  const Outgoing outgoing[] = {{.queue = out, .body = "result"}};
+  SettleReceive also{.queue = in, .max_messages = 2, .visibility = Millis(60'000)};
+  auto failure = transport().PublishAckAndReceive(got[0], outgoing, also);
+  ASSERT_FALSE(failure.has_value()) << failure->error.ToString();
+  if (caps().atomic_settle) {
+    EXPECT_EQ(also.received.size(), 2u) << "the receive was not folded into the settle";
+  }
+  std::vector<std::string> bodies{got[0].body};
+  for (const auto& m : also.received) {
+    bodies.push_back(m.body);
+    ASSERT_OK(transport().Ack(m));
+  }
+  auto rest = ReceiveN(transport(), in, 3 - bodies.size());
+  for (const auto& m : rest) {
+    bodies.push_back(m.body);
+    ASSERT_OK(transport().Ack(m));
+  }
+  std::sort(bodies.begin(), bodies.end());
+  EXPECT_EQ(bodies, (std::vector<std::string>{"a", "b", "c"}));
+  auto outs = ReceiveN(transport(), out, 1);
+  ASSERT_EQ(outs.size(), 1u);
+  EXPECT_EQ(outs[0].body, "result");
+  ASSERT_OK(transport().Ack(outs[0]));
+  auto again = transport().Receive(in, Opts(1, Millis(200)));
+  ASSERT_OK(again);
+  EXPECT_TRUE(again->empty()) << "a message came back: the settle or a folded receive was lost";
+}
+
+// A settle that fails receives nothing: no message is held by a caller that does not know it.
+TEST_P(TransportContract, PublishAckAndReceiveWithAFailedSettleReceivesNothing) {
+  std::string in = NewQueue();
+  ASSERT_OK(transport().Publish(in, "input"));
+  ASSERT_OK(transport().Publish(in, "next"));
+  auto got = ReceiveN(transport(), in, 1, Millis(10'000), Millis(60'000));
+  ASSERT_EQ(got.size(), 1u);
+  const Outgoing outgoing[] = {{.queue = "", .body = "no queue"}};
+  SettleReceive also{.queue = in, .max_messages = 1, .visibility = Millis(60'000)};
+  auto failure = transport().PublishAckAndReceive(got[0], outgoing, also);
+  ASSERT_TRUE(failure.has_value());
+  EXPECT_TRUE(also.received.empty());
+  ASSERT_OK(transport().Ack(got[0]));
+  auto next = ReceiveN(transport(), in, 1);
+  ASSERT_EQ(next.size(), 1u) << "the message a failed settle might have received is not there";
+  EXPECT_EQ(next[0].body, got[0].body == "input" ? "next" : "input");
+  ASSERT_OK(transport().Ack(next[0]));
+}
+
 TEST_P(TransportContract, RequeueReturnsTheMessageAtOnce) {
   std::string q = NewQueue();
   ASSERT_OK(transport().Publish(q, "given back"));

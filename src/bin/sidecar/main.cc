@@ -23,6 +23,7 @@
 #include "asya/base/log.h"
 #include "asya/base/runtime_files.h"
 #include "asya/base/strings.h"
+#include "asya/base/transport_kinds.h"
 #include "asya/protocol/runtime_client.h"
 #include "asya/sidecar/gateway.h"
 #include "asya/sidecar/http_server.h"
@@ -140,6 +141,8 @@ Result<Config> LoadConfig() {
   if (!env::Get("ASYA_RABBITMQ_PREFETCH")) {
     c.transport.rabbitmq.prefetch = std::min(65535, 2 * s.concurrency);
   }
+  // SQLite settles and receives in one transaction (src/transport/sqlite/README.md).
+  s.fold_receive_into_settle = c.transport.kind == asya::transport_kind::kSqlite;
   ASYA_ASSIGN_OR_RETURN(int64_t wait_s, env::Int("ASYA_SQS_WAIT_TIME_SECONDS", 20, 0, 20));
   s.receive_wait = Millis((wait_s == 0 ? 20 : wait_s) * 1000);
   ASYA_ASSIGN_OR_RETURN(c.queue_auto_create, env::Bool(name::kQueueAutoCreate, false));

@@ -154,6 +154,9 @@ class SqliteTransport final : public Transport {
   Status Ack(const Message& message) override;
   std::optional<SettleFailure> PublishAndAck(const Message& message,
                                              std::span<const Outgoing> outgoing) override;
+  std::optional<SettleFailure> PublishAckAndReceive(const Message& message,
+                                                    std::span<const Outgoing> outgoing,
+                                                    SettleReceive& also) override;
   Status Nack(const Message& message, Millis delay) override;
   Status Requeue(const Message& message) override;
   Status ExtendVisibility(const Message& message, Millis visibility) override;
@@ -174,6 +177,9 @@ class SqliteTransport final : public Transport {
   };
 
   Result<Attempt> TryReceive(std::string_view queue, size_t max, Millis visibility);
+  // Inside the caller's write transaction: claims up to `max` visible messages of `queue`.
+  Result<std::vector<Message>> ClaimLocked(std::string_view queue, size_t max, Millis visibility,
+                                           int64_t now);
   Result<bool> QueueExistsLocked(std::string_view queue);
   // Inserts one message (creating its queue) inside the caller's write transaction.
   Status InsertLocked(std::string_view queue, std::string_view body, const std::string& headers,
@@ -186,11 +192,15 @@ class SqliteTransport final : public Transport {
                                       std::string_view op);
   std::string NewToken();
 
+  // PublishAndAck, with a receive in the same transaction when `also` is set.
+  std::optional<SettleFailure> Settle1(const Message& message, std::span<const Outgoing> outgoing,
+                                       SettleReceive* also);
   // One PublishAndAck call waiting to be committed (group commit: see PublishAndAck).
   struct Settle {
     const std::span<const Outgoing> outgoing;
     std::vector<std::string> headers;  // encoded transport headers per outgoing message
     Receipt receipt;
+    SettleReceive* also = nullptr;  // a receive in the same transaction (PublishAckAndReceive)
     std::optional<SettleFailure> result;
     bool done = false;
   };
@@ -207,7 +217,8 @@ class SqliteTransport final : public Transport {
   int interrupt_fd_;
   std::atomic<bool> interrupted_{false};
   std::mt19937_64 rng_;
-  std::mutex settle_mu_;  // guards settle_queue_, settling_ and every queued Settle
+  std::string busy_queue_;  // guarded by mu_: the last receive on it claimed a full batch
+  std::mutex settle_mu_;    // guards settle_queue_, settling_ and every queued Settle
   std::condition_variable settle_cv_;
   std::vector<Settle*> settle_queue_;
   bool settling_ = false;
@@ -225,37 +236,9 @@ Result<bool> SqliteTransport::QueueExistsLocked(std::string_view queue) {
   return q.Step();
 }
 
-Result<SqliteTransport::Attempt> SqliteTransport::TryReceive(std::string_view queue, size_t max,
-                                                             Millis visibility) {
-  std::lock_guard lock(mu_);
-  Attempt out;
-  int64_t now = NowMs();
-  {
-    // Read-only first: most wake-ups of an idle or contended queue find nothing, and a read does
-    // not take the database's write lock.
-    ASYA_ASSIGN_OR_RETURN(auto read, Transaction::Begin(db_, /*write=*/false));
-    ASYA_ASSIGN_OR_RETURN(bool exists, QueueExistsLocked(queue));
-    if (!exists) {
-      return MakeError(ErrorCode::kNotFound, "queue '" + std::string(queue) + "' does not exist");
-    }
-    ASYA_ASSIGN_OR_RETURN(auto ready, db_.Prepare("SELECT 1 FROM messages WHERE queue = ?1 AND "
-                                                  "visible_at <= ?2 LIMIT 1"));
-    ready.BindText(1, queue).Bind(2, now);
-    ASYA_ASSIGN_OR_RETURN(bool any, ready.Step());
-    if (!any) {
-      ASYA_ASSIGN_OR_RETURN(auto next, db_.Prepare("SELECT MIN(visible_at) FROM messages "
-                                                   "WHERE queue = ?1 AND visible_at > ?2"));
-      next.BindText(1, queue).Bind(2, now);
-      ASYA_ASSIGN_OR_RETURN(bool row, next.Step());
-      if (row && !next.IsNull(0)) {
-        out.next_visible_ms = next.Int(0);
-      }
-      return out;
-    }
-  }
-
-  ASYA_ASSIGN_OR_RETURN(auto txn, Transaction::Begin(db_, /*write=*/true));
-  now = NowMs();
+Result<std::vector<Message>> SqliteTransport::ClaimLocked(std::string_view queue, size_t max,
+                                                          Millis visibility, int64_t now) {
+  std::vector<Message> messages;
   int64_t visibility_ms = visibility.count();
   if (visibility_ms <= 0) {
     ASYA_ASSIGN_OR_RETURN(auto vq, db_.Prepare("SELECT visibility_ms FROM queues WHERE name = ?1"));
@@ -285,7 +268,7 @@ Result<SqliteTransport::Attempt> SqliteTransport::TryReceive(std::string_view qu
       m.redelivered = m.delivery_count > 1;
       claims.push_back(Receipt{id, NewToken()});
       m.receipt = m.id + ":" + claims.back().token;
-      out.messages.push_back(std::move(m));
+      messages.push_back(std::move(m));
     }
   }
   ASYA_ASSIGN_OR_RETURN(auto update,
@@ -295,8 +278,54 @@ Result<SqliteTransport::Attempt> SqliteTransport::TryReceive(std::string_view qu
     ASYA_RETURN_IF_ERROR(
         update.Bind(1, claim.id).Bind(2, now + visibility_ms).BindText(3, claim.token).Run());
   }
+  return messages;
+}
+
+Result<SqliteTransport::Attempt> SqliteTransport::TryReceive(std::string_view queue, size_t max,
+                                                             Millis visibility) {
+  std::lock_guard lock(mu_);
+  Attempt out;
+  int64_t now = NowMs();
+  // While the last receive on this queue found messages (a busy queue: a burst, a pipeline under
+  // load), go straight to the claiming transaction; the read-only look would find messages too
+  // and only cost a transaction (locks, page-cache revalidation). A claim that finds nothing
+  // clears the hint, and the next attempt looks read-only again.
+  const bool busy = busy_queue_ == queue;
+  if (!busy) {
+    // Read-only first: most wake-ups of an idle or contended queue find nothing, and a read does
+    // not take the database's write lock.
+    ASYA_ASSIGN_OR_RETURN(auto read, Transaction::Begin(db_, /*write=*/false));
+    ASYA_ASSIGN_OR_RETURN(bool exists, QueueExistsLocked(queue));
+    if (!exists) {
+      return MakeError(ErrorCode::kNotFound, "queue '" + std::string(queue) + "' does not exist");
+    }
+    ASYA_ASSIGN_OR_RETURN(auto ready, db_.Prepare("SELECT 1 FROM messages WHERE queue = ?1 AND "
+                                                  "visible_at <= ?2 LIMIT 1"));
+    ready.BindText(1, queue).Bind(2, now);
+    ASYA_ASSIGN_OR_RETURN(bool any, ready.Step());
+    if (!any) {
+      ASYA_ASSIGN_OR_RETURN(auto next, db_.Prepare("SELECT MIN(visible_at) FROM messages "
+                                                   "WHERE queue = ?1 AND visible_at > ?2"));
+      next.BindText(1, queue).Bind(2, now);
+      ASYA_ASSIGN_OR_RETURN(bool row, next.Step());
+      if (row && !next.IsNull(0)) {
+        out.next_visible_ms = next.Int(0);
+      }
+      return out;
+    }
+  }
+
+  ASYA_ASSIGN_OR_RETURN(auto txn, Transaction::Begin(db_, /*write=*/true));
+  ASYA_ASSIGN_OR_RETURN(out.messages, ClaimLocked(queue, max, visibility, NowMs()));
   ASYA_RETURN_IF_ERROR(txn.Commit());
+  // Empty after a look that saw a message: another consumer took it (look again at once). Empty
+  // without a look: the queue may simply be empty now; the next attempt looks read-only.
   out.raced = out.messages.empty();
+  if (out.messages.size() == max) {
+    busy_queue_.assign(queue);
+  } else {
+    busy_queue_.clear();
+  }
   return out;
 }
 
@@ -391,13 +420,29 @@ Status SqliteTransport::Publish(std::string_view queue, std::string_view body,
 // commits at once, as a plain transaction would.
 std::optional<SettleFailure> SqliteTransport::PublishAndAck(const Message& message,
                                                             std::span<const Outgoing> outgoing) {
+  return Settle1(message, outgoing, nullptr);
+}
+
+std::optional<SettleFailure> SqliteTransport::PublishAckAndReceive(
+    const Message& message, std::span<const Outgoing> outgoing, SettleReceive& also) {
+  also.received.clear();
+  if (!ValidateQueueName(also.queue) || also.max_messages == 0 || also.max_messages > kMaxBatch) {
+    return Settle1(message, outgoing, nullptr);  // the caller's own Receive reports the error
+  }
+  return Settle1(message, outgoing, &also);
+}
+
+std::optional<SettleFailure> SqliteTransport::Settle1(const Message& message,
+                                                      std::span<const Outgoing> outgoing,
+                                                      SettleReceive* also) {
   auto receipt = ParseReceipt(message);
   if (!receipt) {
     return SettleFailure{.in_ack = true, .error = receipt.error()};
   }
   Settle settle{.outgoing = outgoing,
                 .headers = std::vector<std::string>(outgoing.size()),
-                .receipt = *receipt};
+                .receipt = *receipt,
+                .also = also};
   for (size_t i = 0; i < outgoing.size(); ++i) {
     auto encoded = PreparePublish(outgoing[i].queue, outgoing[i].options);
     if (!encoded) {
@@ -469,9 +514,31 @@ void SqliteTransport::CommitSettles(const std::vector<Settle*>& batch) {
       (void)db_.Exec("RELEASE settle");
     }
   }
+  // Receives folded into these settles: claimed last, in the same transaction. A claim that
+  // fails leaves that caller with nothing received (it receives on its own later); it does not
+  // fail the settles.
+  for (Settle* settle : batch) {
+    if (settle->also == nullptr || settle->result) {
+      continue;
+    }
+    if (auto st = db_.Exec("SAVEPOINT claim"); !st) {
+      continue;
+    }
+    auto claimed =
+        ClaimLocked(settle->also->queue, settle->also->max_messages, settle->also->visibility, now);
+    if (claimed) {
+      settle->also->received = std::move(*claimed);
+    } else {
+      (void)db_.Exec("ROLLBACK TO claim");
+    }
+    (void)db_.Exec("RELEASE claim");
+  }
   if (auto st = txn->Commit(); !st) {
     for (Settle* settle : batch) {
       settle->result = SettleFailure{.error = st.error()};  // nothing was committed
+      if (settle->also != nullptr) {
+        settle->also->received.clear();
+      }
     }
   }
 }

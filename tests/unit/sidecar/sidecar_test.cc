@@ -12,7 +12,9 @@
 #include <fstream>
 #include <functional>
 #include <mutex>
+#include <optional>
 #include <set>
+#include <span>
 #include <string>
 #include <thread>
 #include <vector>
@@ -166,8 +168,30 @@ class CountingTransport : public transport::Transport {
   Result<std::vector<std::string>> ListQueues() override { return inner_.ListQueues(); }
   Status Purge(std::string_view q) override { return inner_.Purge(q); }
 
- private:
+ protected:
   transport::Transport& inner_;
+};
+
+// Also forwards the one-transaction settles (PublishAndAck, PublishAckAndReceive) and counts the
+// messages received inside a settle.
+class SettlingTransport : public CountingTransport {
+ public:
+  using CountingTransport::CountingTransport;
+  std::atomic<int> settles{0};
+  std::atomic<int> folded{0};
+  std::optional<transport::SettleFailure> PublishAndAck(
+      const transport::Message& m, std::span<const transport::Outgoing> out) override {
+    ++settles;
+    return inner_.PublishAndAck(m, out);
+  }
+  std::optional<transport::SettleFailure> PublishAckAndReceive(
+      const transport::Message& m, std::span<const transport::Outgoing> out,
+      transport::SettleReceive& also) override {
+    ++settles;
+    auto failure = inner_.PublishAckAndReceive(m, out, also);
+    folded += static_cast<int>(also.received.size());
+    return failure;
+  }
 };
 
 class SidecarTest : public ::testing::Test {
@@ -252,6 +276,36 @@ TEST_F(SidecarTest, RoutesEveryMessageAndAcksEachOnce) {
   EXPECT_NE(metrics.Render().find("asya_actor_messages_processed_total{queue=\"a\",status="
                                   "\"success\"} 10\n"),
             std::string::npos);
+}
+
+// SQLite: a worker that settles folds its next receive into the settle. Every message is still
+// processed exactly once and settled, and the folded receives really happened.
+TEST_F(SidecarTest, FoldedReceivesProcessEveryMessageOnce) {
+  FakeRuntime runtime(dir_, Echo);
+  protocol::RuntimeClient client({.socket_path = settings_.socket_path});
+  SettlingTransport settling(*sqlite_);
+  settings_.concurrency = 3;
+  settings_.fold_receive_into_settle = true;
+  for (int i = 0; i < 60; ++i) {
+    Publish("asya-a", Env("m" + std::to_string(i), {"a", "b"}, i));
+  }
+  Sidecar sidecar(settings_, settling, client, nullptr);
+  std::thread run([&] { EXPECT_EQ(sidecar.Run(), 0); });
+  auto out = Take("asya-b", 60);
+  sidecar.Shutdown();
+  run.join();
+  ASSERT_EQ(out.size(), 60u);
+  std::set<std::string> ids;
+  for (const auto& e : out) {
+    ids.insert(e["id"].get<std::string>());
+  }
+  EXPECT_EQ(ids.size(), 60u);
+  EXPECT_TRUE(sidecar.Drained());
+  EXPECT_EQ(settling.settles, 60);
+  EXPECT_GT(settling.folded, 0) << "no receive was folded into a settle";
+  EXPECT_EQ(settling.nacks + settling.requeues, 0);
+  EXPECT_EQ(runtime.calls(), 60);
+  EXPECT_EQ(Depth("asya-a").ready + Depth("asya-a").inflight, 0);
 }
 
 // A result the transport can never accept (kInvalidArgument: here an invalid queue name) is not

@@ -5,7 +5,9 @@
 // the POSTs with libcurl. Progress and fan-out posts get `max_attempts` tries; final-status posts
 // are retried (with backoff) up to `final_max_attempts` and then dropped with an error log.
 // HTTP 404 (an envelope the gateway does not know): progress is dropped at once, a final status
-// after `max_attempts` tries, without an error log.
+// after `max_attempts` tries, without an error log. After a 404 to an envelope's progress, its
+// later progress posts (queued or new) are dropped without a request (the last 4,096 such
+// envelopes are remembered).
 // Success = HTTP 200 for progress (as the original), any 2xx otherwise.
 #pragma once
 

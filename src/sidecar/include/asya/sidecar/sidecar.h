@@ -45,6 +45,10 @@ struct Settings {
   Millis publish_failure_nack_delay{Millis(1'000)};  // requeue delay after a failed publish
   Millis receive_backoff_max{Millis(30'000)};        // receive errors: 1, 2, 4 ... this many
   Millis receive_backoff_initial{Millis(1'000)};
+  // A worker that frees a runtime slot folds its next receive into its settle
+  // (Transport::PublishAckAndReceive). Only for transports that do both in one step (SQLite);
+  // elsewhere a separate receive overlaps the settle (a publisher confirm) instead.
+  bool fold_receive_into_settle = false;
 };
 
 class Sidecar {

@@ -75,6 +75,15 @@ struct QueueOptions {
   std::map<std::string, std::string> attributes;  // transport-specific extras
 };
 
+// A receive folded into a settle (Transport::PublishAckAndReceive): up to `max_messages` ready
+// messages of `queue`, without waiting.
+struct SettleReceive {
+  std::string_view queue;
+  size_t max_messages = 1;
+  Millis visibility{Millis(600'000)};
+  std::vector<Message> received;  // out: empty when nothing was ready (or not supported)
+};
+
 struct QueueDepth {
   int64_t ready = 0;     // visible, waiting to be received
   int64_t inflight = 0;  // received and not yet acked (or delayed, for SQLite)
@@ -100,6 +109,16 @@ class Transport {
   // receipt then publishes nothing: the message's new holder does the work once).
   virtual std::optional<SettleFailure> PublishAndAck(const Message& message,
                                                      std::span<const Outgoing> outgoing);
+  // PublishAndAck(), and where the transport can do it in the same step (SQLite: the same
+  // transaction, so a hop costs one commit instead of two) a receive without waiting into
+  // `also.received`. Nothing is received when the settle fails. The default settles only and
+  // receives nothing: the caller then receives as usual.
+  virtual std::optional<SettleFailure> PublishAckAndReceive(const Message& message,
+                                                            std::span<const Outgoing> outgoing,
+                                                            SettleReceive& also) {
+    (void)also;
+    return PublishAndAck(message, outgoing);
+  }
   // Returns the message to its queue, visible after `delay`; the delivery count is kept.
   virtual Status Nack(const Message& message, Millis delay = Millis(0)) = 0;
   // Gives `message` back unworked (graceful shutdown): visible again at once, and where the
