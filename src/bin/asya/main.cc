@@ -2,6 +2,7 @@
 #include <cstdio>
 #include <string_view>
 
+#include "bin/common/env.h"
 #include "asya/base/exit_codes.h"
 #include "bin/asya/commands.h"
 
@@ -48,6 +49,7 @@ void Usage(std::FILE* to) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  asya::env::RegisterSecretsFromEnvironment();  // no secret in any log line or error
   if (argc < 2) {
     Usage(stderr);
     return asya::exit_code::kUsage;

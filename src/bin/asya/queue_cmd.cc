@@ -25,6 +25,7 @@
 #include "asya/base/env_names.h"
 #include "asya/base/exit_codes.h"
 #include "asya/base/log.h"
+#include "asya/base/redact.h"
 #include "asya/base/state_dir.h"
 #include "asya/base/transport_kinds.h"
 #include "asya/transport/factory.h"
@@ -319,6 +320,7 @@ int RunQueue(int argc, char** argv) {
     app.exit(e);
     return kExitUsage;
   }
+  RegisterUrlSecrets(f.rabbitmq_url);  // a password given on the command line stays out of errors
 
   auto t = Connect(f);
   if (!t) {

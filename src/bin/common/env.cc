@@ -4,6 +4,10 @@
 #include <cctype>
 #include <cstdlib>
 
+#include <unistd.h>
+
+#include "asya/base/redact.h"
+
 namespace asya::env {
 
 std::optional<std::string> Get(const char* name) {
@@ -70,6 +74,17 @@ Result<int64_t> Int(const char* name, int64_t fallback, int64_t min, int64_t max
 Result<Millis> Duration(const char* name, Millis fallback) {
   auto v = Get(name);
   return v ? ParseDurationVar(name, *v) : Result<Millis>(fallback);
+}
+
+void RegisterSecretsFromEnvironment() {
+  for (char** e = environ; e != nullptr && *e != nullptr; ++e) {
+    std::string_view entry(*e);
+    size_t eq = entry.find('=');
+    if (eq == std::string_view::npos) {
+      continue;
+    }
+    RegisterEnvSecret(entry.substr(0, eq), entry.substr(eq + 1));
+  }
 }
 
 }  // namespace asya::env
