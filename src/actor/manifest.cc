@@ -1204,10 +1204,9 @@ Result<std::vector<nlohmann::json>> ParseYamlDocuments(std::string_view text,
 Result<LoadResult> ParseManifests(std::string_view text, const std::string& source,
                                   const std::string& directory, const ParseOptions& options) {
   if (text.size() > kMaxManifestBytes) {
-    return MakeError(ErrorCode::kInvalidArgument,
-                     source + ": " + std::to_string(text.size()) +
-                         " bytes; a manifest file may have at most " +
-                         std::to_string(kMaxManifestBytes) + " bytes");
+    return MakeError(ErrorCode::kInvalidArgument, source + ": " + std::to_string(text.size()) +
+                                                      " bytes; a manifest file may have at most " +
+                                                      std::to_string(kMaxManifestBytes) + " bytes");
   }
   std::vector<YAML::Node> docs;
   try {

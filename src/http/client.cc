@@ -462,8 +462,8 @@ Result<Response> Client::Once(const Request& request, const LineHandler* on_line
     *retryable = options_.retry.on_connection_error && IsConnectionError(result);
     return MakeError(
         IsLocalTlsError(result) ? ErrorCode::kInvalidArgument : ErrorCode::kUnavailable,
-        "cannot reach " + Redact(url) + ": " +
-            curl_easy_strerror(result) + (detail.empty() ? "" : " (" + detail + ")"));
+        "cannot reach " + Redact(url) + ": " + curl_easy_strerror(result) +
+            (detail.empty() ? "" : " (" + detail + ")"));
   }
   if (transfer.streaming && !transfer.stopped && !transfer.partial.empty()) {
     std::string_view last = transfer.partial;

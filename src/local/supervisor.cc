@@ -22,10 +22,10 @@
 #include <nlohmann/json.hpp>
 
 #include "asya/base/crew_layout.h"
-#include "asya/base/redact.h"
 #include "asya/base/duration.h"
 #include "asya/base/env_names.h"
 #include "asya/base/exit_codes.h"
+#include "asya/base/redact.h"
 #include "asya/base/runtime_files.h"
 #include "asya/base/time_format.h"
 #include "asya/local/apply.h"

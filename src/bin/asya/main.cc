@@ -2,9 +2,9 @@
 #include <cstdio>
 #include <string_view>
 
-#include "bin/common/env.h"
 #include "asya/base/exit_codes.h"
 #include "bin/asya/commands.h"
+#include "bin/common/env.h"
 
 namespace {
 
@@ -23,7 +23,8 @@ void Usage(std::FILE* to) {
       "queues (any transport; reads ASYA_TRANSPORT, ASYA_SQLITE_PATH, ASYA_RABBITMQ_*, SQS vars):\n"
       "  queue list|depth|publish|get|purge ...\n"
       "\n"
-      "gateway (--url, ASYA_GATEWAY_URL, default: the local mesh's; --token, ASYA_GATEWAY_CLIENT_TOKEN):\n"
+      "gateway (--url, ASYA_GATEWAY_URL, default: the local mesh's; --token, "
+      "ASYA_GATEWAY_CLIENT_TOKEN):\n"
       "  list | show TOOL                        tools and their parameters\n"
       "  call TOOL [JSON | --name value ...]     run a tool; progress on stderr, result on stdout\n"
       "  status ID | stream ID                   an envelope's state / its live updates\n"

@@ -42,7 +42,7 @@ constexpr int kExitUsage = exit_code::kUsage;
 constexpr int kExitEmpty = exit_code::kNothingArrived;
 
 int Fail(const Error& e) {
-  std::fprintf(stderr, "asya queue: %s\n", e.message.c_str());
+  std::fprintf(stderr, "asya queue: %s\n", RedactSecrets(e.message).c_str());
   return kExitError;
 }
 
@@ -158,7 +158,8 @@ int Publish(transport::Transport& t, const Flags& f) {
 int Get(transport::Transport& t, const Flags& f) {
   auto wait = ParseDuration(f.wait);
   if (!wait) {
-    std::fprintf(stderr, "asya queue get: --wait: %s\n", wait.error().message.c_str());
+    std::fprintf(stderr, "asya queue get: --wait: %s\n",
+                 asya::RedactSecrets(wait.error().message).c_str());
     return kExitUsage;
   }
   transport::ReceiveOptions ro;
@@ -324,7 +325,7 @@ int RunQueue(int argc, char** argv) {
 
   auto t = Connect(f);
   if (!t) {
-    std::fprintf(stderr, "asya queue: %s\n", t.error().message.c_str());
+    std::fprintf(stderr, "asya queue: %s\n", RedactSecrets(t.error().message).c_str());
     return t.error().code == ErrorCode::kInvalidArgument ? kExitUsage : kExitError;
   }
   transport::Transport& tr = **t;

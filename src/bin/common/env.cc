@@ -32,8 +32,9 @@ Result<bool> ParseBool(std::string_view name, std::string_view value) {
   if (t == "false" || t == "0" || t == "no" || t == "off") {
     return false;
   }
-  return MakeError(ErrorCode::kInvalidArgument, std::string(name) + "='" + std::string(value) +
-                                                    "' is not a boolean (true|false|1|0|yes|no|on|off)");
+  return MakeError(ErrorCode::kInvalidArgument,
+                   std::string(name) + "='" + std::string(value) +
+                       "' is not a boolean (true|false|1|0|yes|no|on|off)");
 }
 
 Result<int64_t> ParseInt(std::string_view name, std::string_view value, int64_t min, int64_t max) {

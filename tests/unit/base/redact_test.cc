@@ -1,15 +1,16 @@
 // asya/base/redact.h: credential shapes and registered secrets never reach text for people; the
 // logger applies it to every line.
-#include <fcntl.h>
-#include <unistd.h>
+#include "asya/base/redact.h"
 
 #include <cstdio>
 #include <string>
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <gtest/gtest.h>
 
 #include "asya/base/log.h"
-#include "asya/base/redact.h"
 
 namespace asya {
 namespace {
@@ -40,7 +41,8 @@ TEST(Redact, RegisteredSecretsAndEnvironmentNames) {
   RegisterEnvSecret("AWS_WEB_IDENTITY_TOKEN_FILE", "/var/run/secrets/token-path");  // a location
   RegisterEnvSecret("ASYA_RABBITMQ_URL", "amqp://asya:rmq-pass-9999@h/");
   RegisterEnvSecret("ASYA_HANDLER", "module.Class.method");  // not a secret name
-  EXPECT_EQ(RedactSecrets("key wJalrXUtnFEMI/K7MDENG and wJalrXUtnFEMI%2FK7MDENG"), "key *** and ***");
+  EXPECT_EQ(RedactSecrets("key wJalrXUtnFEMI/K7MDENG and wJalrXUtnFEMI%2FK7MDENG"),
+            "key *** and ***");
   EXPECT_EQ(RedactSecrets("tokens tok-one-1234 tok-two-5678"), "tokens *** ***");
   EXPECT_EQ(RedactSecrets("pw rmq-pass-9999"), "pw ***");
   EXPECT_EQ(RedactSecrets("/var/run/secrets/token-path module.Class.method"),

@@ -177,14 +177,12 @@ TEST(Client, ResponsesAreBounded) {
   EXPECT_EQ(many.error().code, ErrorCode::kResourceExhausted);
   EXPECT_NE(many.error().message.find("1000 headers"), std::string::npos) << many.error().message;
   // A streamed line without end (a watch) is bounded the same way.
-  auto line = small.Stream({.url = server.url("/stream?lines=1")}, [](std::string_view) {
-    return true;
-  });
+  auto line =
+      small.Stream({.url = server.url("/stream?lines=1")}, [](std::string_view) { return true; });
   EXPECT_TRUE(line.has_value());
   Client tiny({.max_response_bytes = 3});
-  auto endless = tiny.Stream({.url = server.url("/stream?lines=1")}, [](std::string_view) {
-    return true;
-  });
+  auto endless =
+      tiny.Stream({.url = server.url("/stream?lines=1")}, [](std::string_view) { return true; });
   ASSERT_FALSE(endless.has_value());
   EXPECT_EQ(endless.error().code, ErrorCode::kResourceExhausted);
 }
