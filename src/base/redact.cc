@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <array>
 #include <cctype>
+#include <cstddef>
 #include <mutex>
 #include <vector>
 
@@ -85,7 +86,12 @@ void RedactKeyValues(std::string& text) {
     while (value_end < text.size() && !IsValueEnd(text[value_end])) {
       ++value_end;
     }
-    if (key_start < pos && value_end > value_start &&
+    const std::string_view value =
+        std::string_view(text).substr(value_start, value_end - value_start);
+    const bool numeric = std::all_of(value.begin(), value.end(), [](char c) {
+      return std::isdigit(static_cast<unsigned char>(c)) != 0;
+    });  // max_tokens=4096 is a setting, not a credential
+    if (key_start < pos && value_end > value_start && !numeric &&
         IsCredentialKey(std::string_view(text).substr(key_start, pos - key_start)) &&
         text.compare(value_start, value_end - value_start, kRedacted) != 0) {
       text.replace(value_start, value_end - value_start, kRedacted);
@@ -105,7 +111,16 @@ void RedactAuthSchemes(std::string& text) {
       while (end < text.size() && !IsValueEnd(text[end])) {
         ++end;
       }
-      if (end > start && text.compare(start, end - start, kRedacted) != 0) {
+      // "Basic" only before base64 of some length ("Basic usage" is English).
+      const bool credential =
+          scheme == "Bearer " ||
+          (end - start >= 8 &&
+           std::all_of(text.begin() + static_cast<std::ptrdiff_t>(start),
+                       text.begin() + static_cast<std::ptrdiff_t>(end), [](char c) {
+                         return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '+' ||
+                                c == '/' || c == '=';
+                       }));
+      if (end > start && credential && text.compare(start, end - start, kRedacted) != 0) {
         text.replace(start, end - start, kRedacted);
       }
       pos = start;

@@ -31,6 +31,7 @@ TEST(Redact, CredentialKeysAndAuthSchemes) {
   EXPECT_EQ(RedactSecrets("Authorization: Bearer abc.def"), "Authorization: Bearer ***");
   EXPECT_EQ(RedactSecrets("Basic dXNlcjpwYXNz, rest"), "Basic ***, rest");
   EXPECT_EQ(RedactSecrets("retries=3 queue=asya-x"), "retries=3 queue=asya-x");
+  EXPECT_EQ(RedactSecrets("max_tokens=4096 Basic usage"), "max_tokens=4096 Basic usage");
 }
 
 TEST(Redact, RegisteredSecretsAndEnvironmentNames) {

@@ -5,8 +5,9 @@
 //   1. Shapes that always carry a credential: the user-info of a URL (`amqp://user:pass@host` ->
 //      `amqp://***@host`), the value of a URL query parameter or `key=value` pair whose name
 //      says it is a credential (password, passwd, pwd, secret, token, signature, sig, apikey,
-//      api_key, x-amz-credential, x-amz-security-token, x-amz-signature; any case), and the word
-//      after `Bearer ` / `Basic `.
+//      api_key, x-amz-credential, x-amz-security-token, x-amz-signature; any case; not when the
+//      value is all digits, as in max_tokens=4096), the word after `Bearer `, and base64 of 8 or
+//      more characters after `Basic `.
 //   2. Values a program registered with RegisterSecret() (programs under src/bin register the
 //      values of the variables that hold secrets: AWS keys, gateway tokens, S3 keys, the
 //      password of every URL they read). Every occurrence is replaced with `***`. Values shorter
