@@ -17,7 +17,7 @@
 namespace asya {
 namespace {
 
-void Run(const std::string& cmd) {
+void Shell(const std::string& cmd) {
   ASSERT_EQ(std::system((cmd + " >/dev/null 2>&1").c_str()), 0) << cmd;
 }
 
@@ -27,12 +27,12 @@ class AwsTls : public ::testing::Test {
     dir_ = new test::TempDir("asya-awstls");
     const std::string d = dir_->path();
     const std::string req = "openssl req -x509 -newkey rsa:2048 -nodes -days 1 ";
-    Run(req + "-subj /CN=asya-test-ca -keyout " + d + "/ca.key -out " + d + "/ca.pem");
-    Run(req + "-subj /CN=another-ca -keyout " + d + "/other.key -out " + d + "/other.pem");
-    Run("openssl req -newkey rsa:2048 -nodes -subj /CN=127.0.0.1 -keyout " + d +
+    Shell(req + "-subj /CN=asya-test-ca -keyout " + d + "/ca.key -out " + d + "/ca.pem");
+    Shell(req + "-subj /CN=another-ca -keyout " + d + "/other.key -out " + d + "/other.pem");
+    Shell("openssl req -newkey rsa:2048 -nodes -subj /CN=127.0.0.1 -keyout " + d +
         "/server.key -out " + d + "/server.csr");
     dir_->Write("san.ext", "subjectAltName=IP:127.0.0.1,DNS:localhost\n");
-    Run("openssl x509 -req -in " + d + "/server.csr -CA " + d + "/ca.pem -CAkey " + d +
+    Shell("openssl x509 -req -in " + d + "/server.csr -CA " + d + "/ca.pem -CAkey " + d +
         "/ca.key -CAcreateserial -days 1 -extfile " + d + "/san.ext -out " + d + "/server.pem");
     moto_ = new test::MotoServer();
     moto_->UseTls(d + "/server.pem", d + "/server.key");
