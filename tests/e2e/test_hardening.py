@@ -8,7 +8,7 @@
   token and fails with it in the message; then sidecars are pointed at RabbitMQ (password in the
   URL) and SQS (AWS keys) endpoints that refuse them, and every byte written is searched.
 
-Cost: about 15 s (one mesh of 3 actors + crew, two short-lived sidecars, one moto_server).
+Cost: about 30 s (15 s of it the RabbitMQ connect budget, in parallel with the rest) (one mesh of 3 actors + crew, two short-lived sidecars, one moto_server).
 """
 
 import json
@@ -19,7 +19,7 @@ import sys
 import unittest
 import urllib.request
 
-from mesh import BUILD_DIR, Mesh, actor_yaml
+from mesh import ASYA, BUILD_DIR, Mesh, actor_yaml
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fault", "sqs"))
 from moto_fixture import Moto  # noqa: E402
@@ -95,16 +95,25 @@ class HardeningTest(unittest.TestCase):
             data = data.encode()
         return ["%s: %s" % (name, s) for s in SECRETS if s.encode() in data]
 
-    def run_sidecar(self, env):
-        """A sidecar whose broker refuses it: it must exit non-zero and say why, without secrets."""
+    def start_sidecar(self, env):
+        """A sidecar whose broker refuses it (or whose queue is missing)."""
         sock_dir = os.path.join(self.mesh.dir, "sc-" + env["ASYA_TRANSPORT"])
         os.makedirs(sock_dir)
         full = dict(os.environ, **ENV_SECRETS, ASYA_ACTOR_NAME="probe", ASYA_SOCKET_DIR=sock_dir,
                     ASYA_QUEUE_RETRY_MAX_ATTEMPTS="2", ASYA_QUEUE_RETRY_BACKOFF="100ms",
                     ASYA_METRICS_ADDR="127.0.0.1:0", **env)
-        r = subprocess.run([SIDECAR], env=full, capture_output=True, timeout=60)
-        self.assertNotEqual(r.returncode, 0, r.stderr)
-        return r.stdout + r.stderr
+        return subprocess.Popen([SIDECAR], env=full, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT)
+
+    @staticmethod
+    def output_of(p, grace=3):
+        """What `p` prints within `grace` seconds, then after SIGTERM."""
+        try:
+            out, _ = p.communicate(timeout=grace)
+        except subprocess.TimeoutExpired:
+            p.terminate()
+            out, _ = p.communicate(timeout=60)
+        return out
 
     def test_private_sockets_loopback_metrics_and_no_secret_anywhere(self):
         m = self.mesh
@@ -146,7 +155,8 @@ class HardeningTest(unittest.TestCase):
             r = m.asya(*args)
             outputs["asya " + " ".join(args)] = r.stdout + r.stderr
         # The gateway, asked with a wrong token and with the right one.
-        url = open(os.path.join(m.state, "gateway.url")).read().strip()
+        with open(os.path.join(m.state, "gateway.url")) as f:
+            url = f.read().strip()
         for token in ("wrong-token-000000", ENV_SECRETS["ASYA_GATEWAY_TOKENS"]):
             req = urllib.request.Request(url + "/tools", headers={"Authorization": "Bearer " + token})
             try:
@@ -167,15 +177,25 @@ class HardeningTest(unittest.TestCase):
                 outputs["s3 " + key] = r.read()
         self.assertEqual(m.stop(), 0)
 
-        # 2. Sidecars whose brokers refuse them: RabbitMQ (password in the URL), SQS (AWS keys).
-        outputs["sidecar rabbitmq"] = self.run_sidecar(
-            {"ASYA_TRANSPORT": "rabbitmq", "ASYA_RABBITMQ_URL": self.rmq_url})
-        outputs["sidecar sqs"] = self.run_sidecar(
-            {"ASYA_TRANSPORT": "sqs", "ASYA_SQS_ENDPOINT": "http://127.0.0.1:%d" % free_port()})
-        r = m.asya("queue", "depth", "asya-x", "--transport", "rabbitmq",
-                   "--rabbitmq-url", self.rmq_url)
-        self.assertNotEqual(r.returncode, 0)
-        outputs["asya queue depth"] = r.stdout + r.stderr
+        # 2. Sidecars whose brokers refuse them: RabbitMQ (password in the URL, nothing listens;
+        # it tries for 15 s whatever happens), SQS on moto (the keys sign real requests; the
+        # queue is missing), and the queue tool with the URL on its command line: all at once.
+        rmq = self.start_sidecar({"ASYA_TRANSPORT": "rabbitmq", "ASYA_RABBITMQ_URL": self.rmq_url})
+        sqs = self.start_sidecar({"ASYA_TRANSPORT": "sqs", "ASYA_SQS_ENDPOINT": self.moto.endpoint})
+        depth = subprocess.Popen([ASYA, "queue", "depth", "asya-x", "--transport",
+                                  "rabbitmq", "--rabbitmq-url", self.rmq_url],
+                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        sqs_env = dict(os.environ, **ENV_SECRETS)
+        sqs_args = ["--transport", "sqs", "--sqs-endpoint", self.moto.endpoint]
+        for args in (["publish", "asya-probe", "{}"], ["depth", "asya-missing"]):
+            r = subprocess.run([ASYA, "queue", *args, *sqs_args], env=sqs_env,
+                               capture_output=True, timeout=60)
+            outputs["asya queue sqs " + args[0]] = r.stdout + r.stderr
+        self.assertNotEqual(r.returncode, 0)  # the missing queue
+        outputs["sidecar sqs"] = self.output_of(sqs)
+        outputs["asya queue depth"] = self.output_of(depth, grace=60)
+        self.assertNotEqual(depth.returncode, 0)
+        outputs["sidecar rabbitmq"] = self.output_of(rmq, grace=60)
 
         leaks = []
         for name, data in outputs.items():
@@ -186,7 +206,8 @@ class HardeningTest(unittest.TestCase):
                     leaks += self.find_leaks(os.path.relpath(path, m.dir), f.read())
         self.assertEqual(leaks, [])
         # The output still says what went wrong.
-        self.assertIn(b"amqp://***@127.0.0.1", outputs["sidecar rabbitmq"])
+        self.assertIn(b"cannot connect to RabbitMQ at 127.0.0.1", outputs["sidecar rabbitmq"])
+        self.assertIn(b"asya-missing", outputs["asya queue sqs depth"])
         self.assertIn(b"calling upstream with token ***", outputs["asya logs leak"].encode())
 
 
