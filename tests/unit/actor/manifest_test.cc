@@ -585,7 +585,7 @@ TEST(Load, OversizedManifestsAreRefusedWithTheirSize) {
   ASSERT_FALSE(p);
   EXPECT_NE(p.error().message.find("stdin: "), std::string::npos) << p.error().message;
   // Deeply nested YAML is refused too (yaml-cpp's depth guard), not a stack overflow.
-  auto deep = ParseManifests(std::string(100000, '['), "deep.yaml", "/v", {});
+  auto deep = ParseManifests(std::string(5000, '['), "deep.yaml", "/v", {});
   ASSERT_FALSE(deep);
   EXPECT_EQ(deep.error().code, ErrorCode::kInvalidArgument);
 }
