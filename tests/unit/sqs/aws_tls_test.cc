@@ -30,10 +30,10 @@ class AwsTls : public ::testing::Test {
     Shell(req + "-subj /CN=asya-test-ca -keyout " + d + "/ca.key -out " + d + "/ca.pem");
     Shell(req + "-subj /CN=another-ca -keyout " + d + "/other.key -out " + d + "/other.pem");
     Shell("openssl req -newkey rsa:2048 -nodes -subj /CN=127.0.0.1 -keyout " + d +
-        "/server.key -out " + d + "/server.csr");
+          "/server.key -out " + d + "/server.csr");
     dir_->Write("san.ext", "subjectAltName=IP:127.0.0.1,DNS:localhost\n");
     Shell("openssl x509 -req -in " + d + "/server.csr -CA " + d + "/ca.pem -CAkey " + d +
-        "/ca.key -CAcreateserial -days 1 -extfile " + d + "/san.ext -out " + d + "/server.pem");
+          "/ca.key -CAcreateserial -days 1 -extfile " + d + "/san.ext -out " + d + "/server.pem");
     moto_ = new test::MotoServer();
     moto_->UseTls(d + "/server.pem", d + "/server.key");
     ASSERT_TRUE(moto_->Start()) << moto_->error();
