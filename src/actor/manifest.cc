@@ -1203,6 +1203,11 @@ Result<std::vector<nlohmann::json>> ParseYamlDocuments(std::string_view text,
 
 Result<LoadResult> ParseManifests(std::string_view text, const std::string& source,
                                   const std::string& directory, const ParseOptions& options) {
+  if (text.size() > kMaxManifestBytes) {
+    return MakeError(ErrorCode::kInvalidArgument, source + ": " + std::to_string(text.size()) +
+                                                      " bytes; a manifest file may have at most " +
+                                                      std::to_string(kMaxManifestBytes) + " bytes");
+  }
   std::vector<YAML::Node> docs;
   try {
     docs = detail::LoadAllDocuments(text);
@@ -1294,6 +1299,13 @@ Result<LoadResult> LoadManifests(const std::vector<std::string>& paths,
   std::string errors;
   std::set<std::string> seen;
   for (const auto& f : files) {
+    std::error_code size_ec;
+    if (auto size = fs::file_size(f, size_ec); !size_ec && size > kMaxManifestBytes) {
+      errors += (errors.empty() ? "" : "\n") + f.string() + ": " + std::to_string(size) +
+                " bytes; a manifest file may have at most " + std::to_string(kMaxManifestBytes) +
+                " bytes";
+      continue;  // not read at all
+    }
     std::ifstream in(f, std::ios::binary);
     if (!in) {
       return MakeError(ErrorCode::kNotFound, f.string() + ": cannot read file");

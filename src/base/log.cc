@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "asya/base/json_text.h"
+#include "asya/base/redact.h"
 #include "asya/base/time_format.h"
 
 namespace asya::log {
@@ -128,12 +129,12 @@ void Write(Level level, std::string_view message, std::initializer_list<Field> f
     line += "\",\"component\":";
     AppendJsonString(line, s.component);
     line += ",\"msg\":";
-    AppendJsonString(line, message);
+    AppendJsonString(line, RedactSecrets(message));
     for (const Field& f : fields) {
       line += ',';
       AppendJsonString(line, f.key);
       line += ':';
-      AppendJsonString(line, f.value);
+      AppendJsonString(line, RedactSecrets(f.value));
     }
     line += "}\n";
   } else {
@@ -142,12 +143,12 @@ void Write(Level level, std::string_view message, std::initializer_list<Field> f
     line += " component=";
     AppendTextValue(line, s.component);
     line += " msg=";
-    AppendTextValue(line, message);
+    AppendTextValue(line, RedactSecrets(message));
     for (const Field& f : fields) {
       line += ' ';
       line += f.key;
       line += '=';
-      AppendTextValue(line, f.value);
+      AppendTextValue(line, RedactSecrets(f.value));
     }
     line += '\n';
   }

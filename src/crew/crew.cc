@@ -201,6 +201,7 @@ S3Sink::S3Sink(S3Options options, aws::CredentialProviderPtr credentials, Clock&
       target_(std::make_unique<Target>()),
       client_(http::ClientOptions{.timeout = options_.timeout,
                                   .connect_timeout = options_.connect_timeout,
+                                  .tls = options_.tls,
                                   .clock = &clock}) {
   if (!options_.endpoint.empty()) {
     auto url = http::ParseUrl(options_.endpoint);  // validated by ValidateS3Options

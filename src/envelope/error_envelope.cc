@@ -1,6 +1,7 @@
 // MakeErrorEnvelope: what error-end receives (reference-dataplane §2.5, DESIGN §4.7).
 #include <simdjson.h>
 
+#include "asya/base/redact.h"
 #include "asya/envelope/envelope.h"
 #include "envelope/json_util.h"
 
@@ -82,7 +83,7 @@ void AppendDetails(std::string& out, const RuntimeErrorInfo& details) {
       out += ',';
     }
     internal::AppendKey(out, key);
-    AppendJsonString(out, value);
+    AppendJsonString(out, RedactSecrets(value));  // asya/base/redact.h: no secret in errors
     comma = true;
   };
   member("message", details.message);
@@ -123,7 +124,7 @@ std::string MakeErrorEnvelope(const ErrorEnvelopeInput& input) {
   }
 
   out += ",\"payload\":{\"error\":";
-  AppendJsonString(out, input.error);
+  AppendJsonString(out, RedactSecrets(input.error));
   if (input.details != nullptr) {
     AppendDetails(out, *input.details);
   }

@@ -9,6 +9,7 @@
 #include <curl/curl.h>
 
 #include "asya/base/log.h"
+#include "asya/base/redact.h"
 
 namespace asya::http {
 namespace {
@@ -28,16 +29,9 @@ bool IEquals(std::string_view a, std::string_view b) {
          });
 }
 
-// The URL without "user:password@" (RabbitMQ's management URL carries credentials), for errors.
+// The URL without its user-info (RabbitMQ's management URL carries credentials), for errors.
 std::string Redact(std::string_view url) {
-  size_t scheme = url.find("://");
-  size_t start = scheme == std::string_view::npos ? 0 : scheme + 3;
-  size_t end = url.find_first_of("/?#", start);
-  size_t at = url.substr(0, end).rfind('@');
-  if (at == std::string_view::npos || at < start) {
-    return std::string(url);
-  }
-  return std::string(url.substr(0, start)) + std::string(url.substr(at + 1));
+  return RedactSecrets(RedactUrl(url));
 }
 
 bool IsAbsolute(std::string_view url) {
@@ -74,6 +68,9 @@ struct Transfer {
   bool decided = false;
   bool stopped = false;  // the handler asked to stop
   bool delivered = false;
+  size_t max_bytes = 0;     // ClientOptions::max_response_bytes
+  bool too_large = false;   // a body or a streamed line passed max_bytes
+  size_t header_count = 0;  // of the final response
 };
 
 bool DeliverLines(Transfer* t, std::string_view data) {
@@ -109,14 +106,26 @@ size_t WriteBody(char* data, size_t size, size_t count, void* user) {
     t->streaming = t->on_line != nullptr && status >= 200 && status < 300;
   }
   if (!t->streaming) {
+    if (t->response->body.size() + n > t->max_bytes) {
+      t->too_large = true;
+      return 0;  // ends the transfer with CURLE_WRITE_ERROR
+    }
     t->response->body.append(data, n);
     return n;
   }
-  return DeliverLines(t, std::string_view(data, n)) ? n : 0;
+  if (!DeliverLines(t, std::string_view(data, n))) {
+    return 0;
+  }
+  if (t->partial.size() > t->max_bytes) {  // one line without end
+    t->too_large = true;
+    return 0;
+  }
+  return n;
 }
 
 size_t WriteHeader(char* data, size_t size, size_t count, void* user) {
-  auto* response = static_cast<Response*>(user);
+  auto* t = static_cast<Transfer*>(user);
+  Response* response = t->response;
   std::string_view line(data, size * count);
   if (line.rfind("HTTP/", 0) == 0) {
     response->headers.clear();  // a new response (e.g. after 100-continue)
@@ -132,6 +141,10 @@ size_t WriteHeader(char* data, size_t size, size_t count, void* user) {
     while (!value.empty() &&
            (value.back() == '\r' || value.back() == '\n' || value.back() == ' ')) {
       value.remove_suffix(1);
+    }
+    if (response->headers.size() >= kMaxResponseHeaders) {
+      t->too_large = true;
+      return 0;
     }
     response->headers.emplace_back(std::string(name), std::string(value));
   }
@@ -323,9 +336,12 @@ Result<Response> Client::Once(const Request& request, const LineHandler* on_line
   std::unique_ptr<Handle> h = Acquire();
   CURL* easy = h->easy;
   curl_easy_reset(easy);
+  char error_buffer[CURL_ERROR_SIZE] = {0};  // curl's detail, e.g. which certificate check failed
+  curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, error_buffer);
 
   Response response;
   Transfer transfer{easy, &response, on_line};
+  transfer.max_bytes = options_.max_response_bytes;
   curl_slist* headers = nullptr;
   for (const auto& [name, value] : options_.default_headers) {
     headers = curl_slist_append(headers, (name + ": " + value).c_str());
@@ -351,7 +367,7 @@ Result<Response> Client::Once(const Request& request, const LineHandler* on_line
   curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, WriteBody);
   curl_easy_setopt(easy, CURLOPT_WRITEDATA, &transfer);
   curl_easy_setopt(easy, CURLOPT_HEADERFUNCTION, WriteHeader);
-  curl_easy_setopt(easy, CURLOPT_HEADERDATA, &response);
+  curl_easy_setopt(easy, CURLOPT_HEADERDATA, &transfer);
 
   const TlsOptions& tls = options_.tls;
   if (!tls.ca_file.empty()) {
@@ -422,6 +438,8 @@ Result<Response> Client::Once(const Request& request, const LineHandler* on_line
   curl_multi_remove_handle(h->multi, easy);
   curl_slist_free_all(headers);
   curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &response.status);
+  curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, nullptr);
+  const std::string detail = error_buffer;
   Release(std::move(h));
 
   *streamed = transfer.delivered;
@@ -434,11 +452,18 @@ Result<Response> Client::Once(const Request& request, const LineHandler* on_line
   if (result == CURLE_WRITE_ERROR && transfer.stopped) {
     result = CURLE_OK;  // the line handler ended the stream
   }
+  if (result == CURLE_WRITE_ERROR && transfer.too_large) {
+    return MakeError(ErrorCode::kResourceExhausted,
+                     "response from " + Redact(url) + " exceeds the limit of " +
+                         std::to_string(options_.max_response_bytes) + " bytes (body or line) or " +
+                         std::to_string(kMaxResponseHeaders) + " headers");
+  }
   if (result != CURLE_OK) {
     *retryable = options_.retry.on_connection_error && IsConnectionError(result);
     return MakeError(
         IsLocalTlsError(result) ? ErrorCode::kInvalidArgument : ErrorCode::kUnavailable,
-        "cannot reach " + Redact(url) + ": " + curl_easy_strerror(result));
+        "cannot reach " + Redact(url) + ": " + curl_easy_strerror(result) +
+            (detail.empty() ? "" : " (" + detail + ")"));
   }
   if (transfer.streaming && !transfer.stopped && !transfer.partial.empty()) {
     std::string_view last = transfer.partial;

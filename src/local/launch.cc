@@ -125,7 +125,16 @@ LaunchSpec SidecarLaunchSpec(const actor::ActorSpec& spec, const MeshLaunchSetti
   for (const auto& e : actor::EffectiveSidecarEnv(spec)) {
     SetEnvValue(env, e.name, e.value);
   }
+  SetEnvValue(env, env_name::kMetricsAddr,
+              LoopbackMetricsAddr(EnvValue(env, env_name::kMetricsAddr)));
   return out;
+}
+
+std::string LoopbackMetricsAddr(std::string_view addr) {
+  const size_t colon = addr.rfind(':');
+  std::string_view port =
+      colon == std::string_view::npos ? std::string_view() : addr.substr(colon + 1);
+  return "127.0.0.1:" + std::string(port.empty() ? "0" : port);
 }
 
 Status CheckRuntimeProgram(const actor::ActorSpec& spec, const MeshLaunchSettings& mesh,

@@ -25,6 +25,7 @@
 #include "asya/base/duration.h"
 #include "asya/base/env_names.h"
 #include "asya/base/exit_codes.h"
+#include "asya/base/redact.h"
 #include "asya/base/runtime_files.h"
 #include "asya/base/time_format.h"
 #include "asya/local/apply.h"
@@ -365,6 +366,11 @@ void SupervisorImpl::AddActor(actor::ActorSpec spec) {
 bool SupervisorImpl::Spawn(Actor& a, Replica& r, Proc& p, bool runtime) {
   LaunchSpec launch = runtime ? RuntimeLaunchSpec(a.spec, launch_, r.socket_dir)
                               : SidecarLaunchSpec(a.spec, launch_, r.socket_dir);
+  for (const auto& e : launch.env) {  // the manifest's secrets stay out of logs and status
+    const size_t eq = e.find('=');
+    RegisterEnvSecret(std::string_view(e).substr(0, eq),
+                      eq == std::string::npos ? "" : std::string_view(e).substr(eq + 1));
+  }
   const internal::ExecArgs exec = internal::MakeExecArgs(launch.argv, std::move(launch.env));
 
   int fds[2];
@@ -433,7 +439,7 @@ void SupervisorImpl::Signal(Proc& p, int sig) {
 
 void SupervisorImpl::EmitLine(Actor* a, const std::string& tag, std::string_view line) {
   std::string out = "[" + tag + "] ";
-  out.append(line);
+  out += RedactSecrets(line);  // every child's output passes here (asya/base/redact.h)
   out += '\n';
   if (s_.echo_logs || a == nullptr) {
     (void)!::write(1, out.data(), out.size());
@@ -480,7 +486,7 @@ void SupervisorImpl::ReadOutput(Proc& p, const std::string& tag, Actor* a, bool 
 
 void SupervisorImpl::Event(Actor& a, const std::string& type, const std::string& reason,
                            const std::string& message) {
-  a.st.events.push_back({WallMs(), type, reason, message});
+  a.st.events.push_back({WallMs(), type, reason, RedactSecrets(message)});
   if (a.st.events.size() > kMaxEvents) {
     a.st.events.erase(a.st.events.begin());
   }
@@ -663,7 +669,10 @@ void SupervisorImpl::Scale(Actor& a, int64_t now) {
     auto r = std::make_unique<Replica>();
     r->index = idx;
     r->socket_dir = ReplicaSocketDir(a.spec.name, idx);
-    ::chmod(r->socket_dir.c_str(), 0700);
+    if (::chmod(r->socket_dir.c_str(), 0700) != 0) {  // DESIGN §4 (6): the directory is the guard
+      Event(a, "Warning", "SocketDir",
+            "cannot make " + r->socket_dir + " private (0700): " + std::strerror(errno));
+    }
     r->created_wall_ms = WallMs();
     a.replicas.push_back(std::move(r));
     ++current;
@@ -765,7 +774,7 @@ void SupervisorImpl::WriteStatus() {
   ms.started_ms = started_wall_ms_;
   ms.updated_ms = WallMs();
   ms.stopping = shutting_down_;
-  ms.last_error = last_error_;
+  ms.last_error = RedactSecrets(last_error_);
   const int64_t now = SteadyMs();
   for (const auto& [name, ap] : actors_) {
     const Actor& a = *ap;

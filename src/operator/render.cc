@@ -125,6 +125,8 @@ json SidecarContainer(const actor::ActorSpec& spec, const OperatorConfig& config
   TransportEnv(t, env);
   env.push_back(EnvValue("ASYA_SOCKET_DIR", kSocketDir));
   env.push_back(EnvValue("ASYA_SHUTDOWN_TIMEOUT", std::to_string(DrainSeconds(spec)) + "s"));
+  // Explicit (DESIGN §4 (13)): all interfaces, the pod's own IP is how Prometheus reaches it.
+  env.push_back(EnvValue("ASYA_METRICS_ADDR", ":8080"));
   for (const auto& e : spec.sidecar_env_json) {
     env.push_back(e);  // last wins: the user's entries override the injected ones
   }

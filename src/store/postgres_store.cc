@@ -20,6 +20,7 @@
 
 #include <libpq-fe.h>
 
+#include "asya/base/redact.h"
 #include "asya/store/rules.h"
 #include "asya/store/store.h"
 #include "store/internal.h"
@@ -165,22 +166,9 @@ constexpr const char* kUpdateSelect =
     "current_actor_idx, result::text, progress_percent::float8, envelope_state, " ASYA_MICROS(
         "\"timestamp\"") " FROM envelope_updates ";
 
-// A URL fit for an error message: the password (if any) replaced by ***.
+// A URL fit for an error message: user-info replaced by *** (asya/base/redact.h).
 std::string Redact(const std::string& url) {
-  auto scheme = url.find("://");
-  if (scheme == std::string::npos) {
-    return url;
-  }
-  auto at = url.find('@', scheme + 3);
-  auto slash = url.find('/', scheme + 3);
-  if (at == std::string::npos || (slash != std::string::npos && slash < at)) {
-    return url;
-  }
-  auto colon = url.find(':', scheme + 3);
-  if (colon == std::string::npos || colon > at) {
-    return url;
-  }
-  return url.substr(0, colon + 1) + "***" + url.substr(at);
+  return RedactSecrets(RedactUrl(url));
 }
 
 std::string Trim(std::string s) {

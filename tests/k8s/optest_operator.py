@@ -432,6 +432,54 @@ class TlsAndToken(unittest.TestCase):
             return a.get("status", {}).get("status") == "Running"
         wait_for(running, what="secure Running over HTTPS")
 
+    def test_a_server_signed_by_another_ca_is_refused(self):
+        """The kubeconfig's CA is not the one that signed the server's certificate: the operator
+        refuses the connection with an error naming the certificate problem and changes
+        nothing. Cost: ~3 s."""
+        import base64
+        import shutil
+        import subprocess
+        import tempfile
+        import time
+        from fakeapi import FakeApiServer
+        from fakeapi_testlib import CRD_PATH
+        from operator_testlib import Operator
+        tmp = tempfile.mkdtemp(prefix="optest-wrongca-")
+        self.addCleanup(shutil.rmtree, tmp, True)
+        paths = {}
+        for name in ("server", "other"):
+            paths[name] = (os.path.join(tmp, name + ".crt"), os.path.join(tmp, name + ".key"))
+            subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days",
+                            "1", "-subj", "/CN=127.0.0.1", "-addext",
+                            "subjectAltName=IP:127.0.0.1", "-keyout", paths[name][1], "-out",
+                            paths[name][0]], check=True, capture_output=True)
+        api = FakeApiServer(crd_files=[CRD_PATH], tls_cert=paths["server"][0],
+                            tls_key=paths["server"][1], token="s3cret").start()
+        self.addCleanup(api.stop)
+        kubeconfig = api.kubeconfig(os.path.join(tmp, "kubeconfig"))
+        with open(paths["server"][0], "rb") as f:
+            right = base64.b64encode(f.read()).decode()
+        with open(paths["other"][0], "rb") as f:
+            wrong = base64.b64encode(f.read()).decode()
+        with open(kubeconfig) as f:
+            text = f.read()
+        self.assertIn(right, text)
+        with open(kubeconfig, "w") as f:
+            f.write(text.replace(right, wrong))
+        config = os.path.join(tmp, "operator.json")
+        with open(config, "w") as f:
+            json.dump({"transports": {"rabbitmq": {"type": "rabbitmq",
+                                                   "config": {"host": "127.0.0.1"}}}}, f)
+        op = Operator(kubeconfig, config, tmp, {"ASYA_DISABLE_QUEUE_MANAGEMENT": "true"})
+        self.addCleanup(op.stop)
+        deadline = time.monotonic() + 60
+        while "certificate" not in op.output() and op.proc.poll() is None:
+            self.assertLess(time.monotonic(), deadline, op.output()[-3000:])
+            time.sleep(0.1)
+        out = op.output()
+        self.assertRegex(out, r"https://127\.0\.0\.1:\d+.*certificate", out[-3000:])
+        self.assertNotIn("s3cret", out)
+
     def test_operator_keeps_working_after_the_token_is_rotated(self):
         """A projected service-account token as kubelet writes it: `token` -> `..data/token`,
         `..data` -> a timestamped directory. Rotation writes a new directory and swaps `..data`

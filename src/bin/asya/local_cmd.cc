@@ -25,12 +25,13 @@
 #include "asya/base/clock.h"
 #include "asya/base/env_names.h"
 #include "asya/base/exit_codes.h"
+#include "asya/base/redact.h"
 #include "asya/base/state_dir.h"
 #include "asya/base/time_format.h"
 #include "asya/base/transport_kinds.h"
 #include "asya/local/apply.h"
-#include "asya/local/launch.h"
 #include "asya/local/gateway.h"
+#include "asya/local/launch.h"
 #include "asya/local/send.h"
 #include "asya/local/status.h"
 #include "asya/local/supervisor.h"
@@ -184,7 +185,7 @@ int ApplyToRunning(const UpArgs& args, const std::vector<actor::ActorSpec>& spec
   auto desired = local::NextDesired(PreviousDesired(args.state_dir), args.paths, args.transport,
                                     /*running=*/true, args.state_dir, args.prune);
   if (!desired) {
-    std::fprintf(stderr, "asya up: %s\n", desired.error().message.c_str());
+    std::fprintf(stderr, "asya up: %s\n", asya::RedactSecrets(desired.error().message).c_str());
     return kExitUsage;
   }
   std::set<std::string> before;
@@ -196,13 +197,13 @@ int ApplyToRunning(const UpArgs& args, const std::vector<actor::ActorSpec>& spec
     }
   }
   if (auto w = local::WriteDesired(args.state_dir, *desired); !w) {
-    std::fprintf(stderr, "asya up: %s\n", w.error().message.c_str());
+    std::fprintf(stderr, "asya up: %s\n", asya::RedactSecrets(w.error().message).c_str());
     return kExitFailed;
   }
   auto st = local::SignalAndWaitApplied(args.state_dir, pid, desired->generation, kApplyTimeout,
                                         SystemClock());
   if (!st) {
-    std::fprintf(stderr, "asya up: %s\n", st.error().message.c_str());
+    std::fprintf(stderr, "asya up: %s\n", asya::RedactSecrets(st.error().message).c_str());
     return kExitFailed;
   }
   if (!st->last_error.empty()) {
@@ -309,7 +310,7 @@ int RunSupervisor(const UpArgs& args, bool echo) {
   s.state_dir = args.state_dir;
   auto transport = TransportFor(args.transport, args.state_dir);
   if (!transport) {
-    std::fprintf(stderr, "asya up: %s\n", transport.error().message.c_str());
+    std::fprintf(stderr, "asya up: %s\n", asya::RedactSecrets(transport.error().message).c_str());
     return kExitUsage;
   }
   s.transport_kind = transport->kind;
@@ -326,14 +327,14 @@ int RunSupervisor(const UpArgs& args, bool echo) {
   if (!args.restart_backoff.empty()) {
     auto d = env::ParseDurationVar("--restart-backoff", args.restart_backoff);
     if (!d) {
-      std::fprintf(stderr, "asya up: %s\n", d.error().message.c_str());
+      std::fprintf(stderr, "asya up: %s\n", asya::RedactSecrets(d.error().message).c_str());
       return kExitUsage;
     }
     s.restart_backoff_base = *d;
   } else if (auto d = env::Duration("ASYA_UP_RESTART_BACKOFF", s.restart_backoff_base); d) {
     s.restart_backoff_base = *d;
   } else {
-    std::fprintf(stderr, "asya up: %s\n", d.error().message.c_str());
+    std::fprintf(stderr, "asya up: %s\n", asya::RedactSecrets(d.error().message).c_str());
     return kExitUsage;
   }
   s.echo_logs = echo;
@@ -342,7 +343,7 @@ int RunSupervisor(const UpArgs& args, bool echo) {
   }
   auto sup = local::Supervisor::Create(std::move(s));
   if (!sup) {
-    std::fprintf(stderr, "asya up: %s\n", sup.error().message.c_str());
+    std::fprintf(stderr, "asya up: %s\n", asya::RedactSecrets(sup.error().message).c_str());
     return kExitFailed;
   }
   return (*sup)->Run();
@@ -364,7 +365,8 @@ int Up(UpArgs args) {
     t = AbsoluteDir(t);
     auto docs = local::CollectToolsDocuments({t});
     if (!docs) {
-      std::fprintf(stderr, "asya up: --tools %s\n", docs.error().message.c_str());
+      std::fprintf(stderr, "asya up: --tools %s\n",
+                   asya::RedactSecrets(docs.error().message).c_str());
       return kExitUsage;
     }
     if (docs->empty()) {
@@ -468,12 +470,12 @@ int Up(UpArgs args) {
   auto next = local::NextDesired(PreviousDesired(args.state_dir), args.paths, args.transport,
                                  /*running=*/false, args.state_dir);
   if (!next) {
-    std::fprintf(stderr, "asya up: %s\n", next.error().message.c_str());
+    std::fprintf(stderr, "asya up: %s\n", asya::RedactSecrets(next.error().message).c_str());
     return kExitUsage;
   }
   const local::DesiredState& desired = *next;
   if (auto w = local::WriteDesired(args.state_dir, desired); !w) {
-    std::fprintf(stderr, "asya up: %s\n", w.error().message.c_str());
+    std::fprintf(stderr, "asya up: %s\n", asya::RedactSecrets(w.error().message).c_str());
     return kExitFailed;
   }
   if (!args.detach) {
@@ -504,7 +506,7 @@ int Up(UpArgs args) {
       args.state_dir, child, desired.generation, kApplyTimeout,
       [child] { return local::SupervisorExited(child, /*is_child=*/true); }, SystemClock());
   if (!st) {
-    std::fprintf(stderr, "asya up: %s\n", st.error().message.c_str());
+    std::fprintf(stderr, "asya up: %s\n", asya::RedactSecrets(st.error().message).c_str());
     return kExitFailed;
   }
   const int ready_rc = ReportReadiness(args.state_dir, {}, args.ready_timeout_s);
@@ -601,7 +603,7 @@ int Get(const std::string& what, const std::vector<std::string>& names, const st
   }
   auto st = RunningStatus(AbsoluteDir(state_dir));
   if (!st) {
-    std::fprintf(stderr, "asya get: %s\n", st.error().message.c_str());
+    std::fprintf(stderr, "asya get: %s\n", asya::RedactSecrets(st.error().message).c_str());
     return kExitFailed;
   }
   std::vector<local::ActorStatus> rows;
@@ -633,7 +635,7 @@ int Describe(const std::string& what, const std::string& name, const std::string
   }
   auto st = RunningStatus(AbsoluteDir(state_dir));
   if (!st) {
-    std::fprintf(stderr, "asya describe: %s\n", st.error().message.c_str());
+    std::fprintf(stderr, "asya describe: %s\n", asya::RedactSecrets(st.error().message).c_str());
     return kExitFailed;
   }
   for (const auto& a : st->actors) {
@@ -802,17 +804,17 @@ int Send(const SendArgs& args) {
   }
   auto actors = local::ParseRoute(args.route);
   if (!actors) {
-    std::fprintf(stderr, "asya send: %s\n", actors.error().message.c_str());
+    std::fprintf(stderr, "asya send: %s\n", asya::RedactSecrets(actors.error().message).c_str());
     return kExitUsage;
   }
   auto text = local::ReadPayloadText(args.payload, args.jsonl, std::cin);
   if (!text) {
-    std::fprintf(stderr, "asya send: %s\n", text.error().message.c_str());
+    std::fprintf(stderr, "asya send: %s\n", asya::RedactSecrets(text.error().message).c_str());
     return kExitUsage;
   }
   auto payloads = local::SplitPayloads(*text, args.jsonl);
   if (!payloads) {
-    std::fprintf(stderr, "asya send: %s\n", payloads.error().message.c_str());
+    std::fprintf(stderr, "asya send: %s\n", asya::RedactSecrets(payloads.error().message).c_str());
     return kExitUsage;
   }
   // Nothing is published (nor a queue file created) unless a mesh runs here or --enqueue says so.
@@ -853,12 +855,12 @@ int Send(const SendArgs& args) {
   const std::string kind = SendTransportKind(args, state_dir);
   auto settings = TransportFor(kind, state_dir);
   if (!settings) {
-    std::fprintf(stderr, "asya send: %s\n", settings.error().message.c_str());
+    std::fprintf(stderr, "asya send: %s\n", asya::RedactSecrets(settings.error().message).c_str());
     return kExitUsage;
   }
   auto transport = transport::MakeTransport(*settings);
   if (!transport) {
-    std::fprintf(stderr, "asya send: %s\n", transport.error().message.c_str());
+    std::fprintf(stderr, "asya send: %s\n", asya::RedactSecrets(transport.error().message).c_str());
     return kExitFailed;
   }
   const std::string since = local::CrewStampFloor(SystemClock().WallNow());
@@ -869,7 +871,7 @@ int Send(const SendArgs& args) {
     std::string body = local::BuildEnvelope(id, *actors, local::NewTraceparent(), p);
     if (auto st = (*transport)->Publish(queue, body); !st) {
       std::fprintf(stderr, "asya send: publish to %s failed after %zu envelope(s): %s\n",
-                   queue.c_str(), ids.size(), st.error().message.c_str());
+                   queue.c_str(), ids.size(), asya::RedactSecrets(st.error().message).c_str());
       return kExitFailed;
     }
     if (!args.wait && !json_out) {

@@ -4,6 +4,7 @@
 
 #include "asya/base/exit_codes.h"
 #include "bin/asya/commands.h"
+#include "bin/common/env.h"
 
 namespace {
 
@@ -52,6 +53,7 @@ void Usage(std::FILE* to) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  asya::env::RegisterSecretsFromEnvironment();  // no secret in any log line or error
   if (argc < 2) {
     Usage(stderr);
     return asya::exit_code::kUsage;

@@ -25,6 +25,7 @@
 #include "asya/base/env_names.h"
 #include "asya/base/exit_codes.h"
 #include "asya/base/log.h"
+#include "asya/base/redact.h"
 #include "asya/base/state_dir.h"
 #include "asya/base/transport_kinds.h"
 #include "asya/transport/factory.h"
@@ -41,7 +42,7 @@ constexpr int kExitUsage = exit_code::kUsage;
 constexpr int kExitEmpty = exit_code::kNothingArrived;
 
 int Fail(const Error& e) {
-  std::fprintf(stderr, "asya queue: %s\n", e.message.c_str());
+  std::fprintf(stderr, "asya queue: %s\n", RedactSecrets(e.message).c_str());
   return kExitError;
 }
 
@@ -157,7 +158,8 @@ int Publish(transport::Transport& t, const Flags& f) {
 int Get(transport::Transport& t, const Flags& f) {
   auto wait = ParseDuration(f.wait);
   if (!wait) {
-    std::fprintf(stderr, "asya queue get: --wait: %s\n", wait.error().message.c_str());
+    std::fprintf(stderr, "asya queue get: --wait: %s\n",
+                 asya::RedactSecrets(wait.error().message).c_str());
     return kExitUsage;
   }
   transport::ReceiveOptions ro;
@@ -319,10 +321,11 @@ int RunQueue(int argc, char** argv) {
     app.exit(e);
     return kExitUsage;
   }
+  RegisterUrlSecrets(f.rabbitmq_url);  // a password given on the command line stays out of errors
 
   auto t = Connect(f);
   if (!t) {
-    std::fprintf(stderr, "asya queue: %s\n", t.error().message.c_str());
+    std::fprintf(stderr, "asya queue: %s\n", RedactSecrets(t.error().message).c_str());
     return t.error().code == ErrorCode::kInvalidArgument ? kExitUsage : kExitError;
   }
   transport::Transport& tr = **t;

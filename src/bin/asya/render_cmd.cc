@@ -14,6 +14,7 @@
 
 #include "asya/actor/manifest.h"
 #include "asya/base/exit_codes.h"
+#include "asya/base/redact.h"
 #include "asya/operator/config.h"
 #include "asya/operator/render.h"
 #include "bin/asya/commands.h"
@@ -97,7 +98,7 @@ int RunRender(int argc, char** argv) {
   if (!config_path.empty()) {
     auto text = ReadText(config_path);
     if (!text) {
-      std::fprintf(stderr, "asya render: %s\n", text.error().message.c_str());
+      std::fprintf(stderr, "asya render: %s\n", asya::RedactSecrets(text.error().message).c_str());
       return kExitUsage;
     }
     auto parsed = op::ParseOperatorConfig(*text, config_path);
@@ -135,7 +136,7 @@ int RunRender(int argc, char** argv) {
   }
   auto script = RuntimeScript();
   if (!script) {
-    std::fprintf(stderr, "asya render: %s\n", script.error().message.c_str());
+    std::fprintf(stderr, "asya render: %s\n", asya::RedactSecrets(script.error().message).c_str());
     return kExitUsage;
   }
   op::RenderOptions ropts;

@@ -4,6 +4,10 @@
 #include <cctype>
 #include <cstdlib>
 
+#include <unistd.h>
+
+#include "asya/base/redact.h"
+
 namespace asya::env {
 
 std::optional<std::string> Get(const char* name) {
@@ -28,8 +32,9 @@ Result<bool> ParseBool(std::string_view name, std::string_view value) {
   if (t == "false" || t == "0" || t == "no" || t == "off") {
     return false;
   }
-  return MakeError(ErrorCode::kInvalidArgument, std::string(name) + "='" + std::string(value) +
-                                                    "' is not a boolean (true|false|1|0|yes|no|on|off)");
+  return MakeError(ErrorCode::kInvalidArgument,
+                   std::string(name) + "='" + std::string(value) +
+                       "' is not a boolean (true|false|1|0|yes|no|on|off)");
 }
 
 Result<int64_t> ParseInt(std::string_view name, std::string_view value, int64_t min, int64_t max) {
@@ -70,6 +75,17 @@ Result<int64_t> Int(const char* name, int64_t fallback, int64_t min, int64_t max
 Result<Millis> Duration(const char* name, Millis fallback) {
   auto v = Get(name);
   return v ? ParseDurationVar(name, *v) : Result<Millis>(fallback);
+}
+
+void RegisterSecretsFromEnvironment() {
+  for (char** e = environ; e != nullptr && *e != nullptr; ++e) {
+    std::string_view entry(*e);
+    size_t eq = entry.find('=');
+    if (eq == std::string_view::npos) {
+      continue;
+    }
+    RegisterEnvSecret(entry.substr(0, eq), entry.substr(eq + 1));
+  }
 }
 
 }  // namespace asya::env

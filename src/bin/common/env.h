@@ -25,4 +25,8 @@ Result<bool> Bool(const char* name, bool fallback);
 Result<int64_t> Int(const char* name, int64_t fallback, int64_t min, int64_t max);
 Result<Millis> Duration(const char* name, Millis fallback);
 
+// Registers every variable of the environment with asya::RegisterEnvSecret (asya/base/redact.h),
+// so no log line or error shows a secret. Every program calls it first thing in main().
+void RegisterSecretsFromEnvironment();
+
 }  // namespace asya::env

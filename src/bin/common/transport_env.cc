@@ -4,6 +4,7 @@
 
 #include <unistd.h>
 
+#include "asya/aws/http.h"
 #include "asya/base/env_names.h"
 #include "asya/base/state_dir.h"
 #include "asya/base/transport_kinds.h"
@@ -124,6 +125,10 @@ Result<transport::TransportSettings> TransportSettingsFromEnv(const TransportEnv
   s.sqs.queue_retry_max_attempts = static_cast<int>(retry_attempts);
   s.sqs.queue_retry_backoff = retry_backoff;
   ASYA_RETURN_IF_ERROR(SqsCredentialsFromEnv(s.sqs));
+  // AWS_CA_BUNDLE (the AWS CLI's and SDKs' name): verify SQS/STS endpoints with this PEM bundle.
+  if (auto bundle = Get("AWS_CA_BUNDLE")) {
+    aws::ConfigureTls({.ca_file = *bundle});
+  }
   return s;
 }
 

@@ -9,6 +9,8 @@
 //                           keys; with ASYA_S3_ENDPOINT each defaults to `minioadmin` (as the
 //                           original); without it both must be set, else the AWS credential chain
 //   AWS_REGION              signing region (us-east-1)
+//   AWS_CA_BUNDLE           PEM bundle to verify an https:// S3 endpoint with (default: the
+//                           system's); verification is always on
 //   ASYA_S3_RESULTS_PREFIX  key prefix of happy-end (happy-asya/)
 //   ASYA_S3_ERRORS_PREFIX   key prefix of error-end (error-asya/)
 //   ASYA_CREW_DIR           store in this directory (with ASYA_S3_BUCKET too: in both, so
@@ -49,6 +51,7 @@ bool IsErrorEnd(const std::string& handler) {
 }  // namespace
 
 int main() {
+  asya::env::RegisterSecretsFromEnvironment();  // no secret in any log line or error
   namespace env = asya::env;
   auto attempts = env::Int("ASYA_CREW_RETRY_ATTEMPTS", 5, 1, 100);
   if (!attempts) {
@@ -71,6 +74,7 @@ int main() {
     s3.bucket = *bucket;
     s3.endpoint = env::GetOr("ASYA_S3_ENDPOINT", "");
     s3.region = env::GetOr("AWS_REGION", "us-east-1");
+    s3.tls.ca_file = env::GetOr("AWS_CA_BUNDLE", "");
     if (auto st = asya::crew::ValidateS3Options(s3); !st) {
       return Fail(st.error().message);
     }

@@ -178,6 +178,7 @@ std::atomic<bool> g_stop{false};
 }  // namespace
 
 int main() {
+  asya::env::RegisterSecretsFromEnvironment();  // no secret in any log line or error
   sigset_t set;
   sigemptyset(&set);
   sigaddset(&set, SIGTERM);

@@ -55,6 +55,7 @@ int Fail(const std::string& message) {
 }  // namespace
 
 int main() {
+  asya::env::RegisterSecretsFromEnvironment();  // no secret in any log line or error
   using namespace asya;
   auto level = log::ParseLevel(env::GetOr("ASYA_LOG_LEVEL", "info"));
   if (!level)

@@ -191,6 +191,7 @@ void SignalThread(sigset_t set) {
 }  // namespace
 
 int main() {
+  asya::env::RegisterSecretsFromEnvironment();  // no secret in any log line or error
   // Buffers of 1 MiB and more (large message bodies) get their own mappings and go back to the
   // OS when freed. Without a fixed threshold glibc raises it dynamically after the first large
   // free (up to 32 MiB) and then keeps large bodies in per-thread arenas for good.

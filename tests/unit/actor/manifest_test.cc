@@ -568,6 +568,28 @@ TEST(Load, DirectoriesFilesAndCrossFileDuplicates) {
   fs::remove_all(dir);
 }
 
+TEST(Load, OversizedManifestsAreRefusedWithTheirSize) {
+  namespace fs = std::filesystem;
+  fs::path file = fs::temp_directory_path() / ("asya-big-" + std::to_string(::getpid()) + ".yaml");
+  std::string text = Actor("big") + "# " + std::string(kMaxManifestBytes, 'x') + "\n";
+  std::ofstream(file) << text;
+  auto r = LoadManifests({file.string()});
+  fs::remove(file);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, ErrorCode::kInvalidArgument);
+  EXPECT_NE(r.error().message.find(std::to_string(text.size()) +
+                                   " bytes; a manifest file may have at most 4194304 bytes"),
+            std::string::npos)
+      << r.error().message;
+  auto p = ParseManifests(text, "stdin", "/v", {});
+  ASSERT_FALSE(p);
+  EXPECT_NE(p.error().message.find("stdin: "), std::string::npos) << p.error().message;
+  // Deeply nested YAML is refused too (yaml-cpp's depth guard), not a stack overflow.
+  auto deep = ParseManifests(std::string(5000, '['), "deep.yaml", "/v", {});
+  ASSERT_FALSE(deep);
+  EXPECT_EQ(deep.error().code, ErrorCode::kInvalidArgument);
+}
+
 TEST(Load, CrewNamesAreIgnoredWithAWarning) {
   namespace fs = std::filesystem;
   fs::path file = fs::temp_directory_path() / ("asya-crew-" + std::to_string(::getpid()) + ".yaml");

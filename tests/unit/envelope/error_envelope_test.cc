@@ -54,6 +54,23 @@ TEST(ErrorEnvelope, DetailsOmitEmptyMembersAndKeepExtras) {
       R"("details":{},"original_payload":null}})");
 }
 
+TEST(ErrorEnvelope, CredentialsInErrorTextsAreMasked) {  // asya/base/redact.h
+  auto original = Parse(R"({"id":"x","route":{"actors":["a"],"current":0},"payload":1})");
+  RuntimeErrorInfo details;
+  details.message = "GET https://bob:pw@api/x?token=t1 failed";
+  details.type = "HTTPError";
+  details.traceback = "Traceback ...\nHTTPError: Bearer abc.def rejected\n";
+  ErrorEnvelopeInput in;
+  in.original = &*original;
+  in.error = "cannot reach amqp://guest:guest@rmq:5672/";
+  in.details = &details;
+  EXPECT_EQ(MakeErrorEnvelope(in),
+            R"({"id":"x","route":{"actors":["a"],"current":0},"payload":{"error":)"
+            R"("cannot reach amqp://***@rmq:5672/","details":{"message":)"
+            R"("GET https://***@api/x?token=*** failed","type":"HTTPError","traceback":)"
+            R"("Traceback ...\nHTTPError: Bearer *** rejected\n"},"original_payload":1}})");
+}
+
 TEST(ErrorEnvelope, UndecodableOriginalKeepsTheBody) {
   ErrorEnvelopeInput in;
   in.original_body = R"({"id":"x","payload":[1,,2]})";

@@ -162,6 +162,31 @@ TEST(Client, ConnectionRefusedIsUnavailableAndHidesCredentials) {
   EXPECT_EQ(r.error().message.find("s3cret"), std::string::npos) << r.error().message;
 }
 
+TEST(Client, ResponsesAreBounded) {
+  const Server& server = Plain();
+  Client small({.max_response_bytes = 64});
+  auto r = small.Get(server.url("/echo?pad=" + std::string(100, 'x')));
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error().code, ErrorCode::kResourceExhausted);
+  EXPECT_NE(r.error().message.find("exceeds the limit of 64 bytes"), std::string::npos)
+      << r.error().message;
+  Client client;
+  EXPECT_TRUE(client.Get(server.url("/headers?n=900")).has_value());
+  auto many = client.Get(server.url("/headers?n=1200"));
+  ASSERT_FALSE(many.has_value());
+  EXPECT_EQ(many.error().code, ErrorCode::kResourceExhausted);
+  EXPECT_NE(many.error().message.find("1000 headers"), std::string::npos) << many.error().message;
+  // A streamed line without end (a watch) is bounded the same way.
+  auto line =
+      small.Stream({.url = server.url("/stream?lines=1")}, [](std::string_view) { return true; });
+  EXPECT_TRUE(line.has_value());
+  Client tiny({.max_response_bytes = 3});
+  auto endless =
+      tiny.Stream({.url = server.url("/stream?lines=1")}, [](std::string_view) { return true; });
+  ASSERT_FALSE(endless.has_value());
+  EXPECT_EQ(endless.error().code, ErrorCode::kResourceExhausted);
+}
+
 TEST(Client, TotalTimeoutEndsTheRequest) {
   const Server& server = Plain();
   Client client({.timeout = milliseconds(300)});

@@ -69,6 +69,8 @@ class Handler(BaseHTTPRequestHandler):
         elif url.path == "/count":
             with LOCK:
                 self._send(200, str(COUNTS.get(q.get("key", ""), 0)))
+        elif url.path == "/headers":  # n response headers
+            self._send(200, "many", [("X-H%d" % i, "v") for i in range(int(q.get("n", "1")))])
         elif url.path == "/peer":
             self._send(200, str(self.client_address[1]))
         elif url.path == "/close":

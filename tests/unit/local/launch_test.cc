@@ -173,6 +173,21 @@ TEST(Launch, SidecarEnvOfTheManifestWins) {
   EXPECT_EQ(count, 1);  // replaced, not added twice
 }
 
+TEST(Launch, SidecarMetricsBindToLoopback) {  // DESIGN §4 (13)
+  EXPECT_EQ(EnvValue(SidecarLaunchSpec(Spec(), Mesh(), "/s").env, "ASYA_METRICS_ADDR"),
+            "127.0.0.1:0");
+  actor::ActorSpec a = Spec();
+  for (const auto& [asked, got] :
+       std::vector<std::pair<std::string, std::string>>{{":9100", "127.0.0.1:9100"},
+                                                        {"0.0.0.0:9100", "127.0.0.1:9100"},
+                                                        {"10.1.2.3:80", "127.0.0.1:80"},
+                                                        {"localhost:", "127.0.0.1:0"},
+                                                        {"9100", "127.0.0.1:0"}}) {
+    a.sidecar_env = {{"ASYA_METRICS_ENABLED", "true"}, {"ASYA_METRICS_ADDR", asked}};
+    EXPECT_EQ(EnvValue(SidecarLaunchSpec(a, Mesh(), "/s").env, "ASYA_METRICS_ADDR"), got) << asked;
+  }
+}
+
 TEST(Launch, Crew) {
   auto crew = CrewActors("/state", "/bin/asya-crew");
   ASSERT_EQ(crew.size(), 2u);

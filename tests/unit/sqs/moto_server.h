@@ -3,6 +3,7 @@
 //   asya::test::MotoServer moto;          // starts `moto_server -H 127.0.0.1 -p <port>`
 //   ASSERT_TRUE(moto.Start()) << moto.error();
 //   settings.endpoint = moto.endpoint();     // http://127.0.0.1:<port>
+//   moto.UseTls(cert, key);                  // before Start(): https://127.0.0.1:<port>
 //
 // The server is a direct child (killed with SIGKILL in the destructor and reaped with waitpid;
 // PR_SET_PDEATHSIG kills it if the test process dies first). Its log goes to a file under /tmp.
@@ -12,6 +13,7 @@
 #include <cstdlib>
 #include <string>
 #include <thread>
+#include <utility>
 
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -30,6 +32,12 @@ class MotoServer {
   MotoServer(const MotoServer&) = delete;
   MotoServer& operator=(const MotoServer&) = delete;
   ~MotoServer() { Stop(); }
+
+  // Serve HTTPS with this PEM certificate and key (call before Start()).
+  void UseTls(std::string cert, std::string key) {
+    tls_cert_ = std::move(cert);
+    tls_key_ = std::move(key);
+  }
 
   // Retries on another port if moto exits at start (a port taken between FreePort() and bind).
   bool Start() {
@@ -63,6 +71,10 @@ class MotoServer {
         ::dup2(null_fd, 0);
       }
       std::string port = std::to_string(port_);
+      if (!tls_cert_.empty()) {
+        ::execlp("moto_server", "moto_server", "-H", "127.0.0.1", "-p", port.c_str(), "-c",
+                 tls_cert_.c_str(), "-k", tls_key_.c_str(), static_cast<char*>(nullptr));
+      }
       ::execlp("moto_server", "moto_server", "-H", "127.0.0.1", "-p", port.c_str(),
                static_cast<char*>(nullptr));
       ::_exit(127);
@@ -99,7 +111,9 @@ class MotoServer {
   }
 
   [[nodiscard]] int port() const { return port_; }
-  [[nodiscard]] std::string endpoint() const { return "http://127.0.0.1:" + std::to_string(port_); }
+  [[nodiscard]] std::string endpoint() const {
+    return (tls_cert_.empty() ? "http://127.0.0.1:" : "https://127.0.0.1:") + std::to_string(port_);
+  }
   [[nodiscard]] const std::string& error() const { return error_; }
 
   // A port that was free a moment ago (bind to 0, read it back, close).
@@ -132,6 +146,7 @@ class MotoServer {
   }
 
   int port_ = 0;
+  std::string tls_cert_, tls_key_;
   pid_t pid_ = -1;
   std::string log_path_;
   std::string error_;

@@ -150,6 +150,10 @@ struct ParseOptions {
   bool skip_crew = true;
 };
 
+// Largest manifest file (or text) accepted: Kubernetes stores objects of at most ~1.5 MiB, and a
+// file holds a handful. Larger input is refused with its size, before it is read or parsed.
+inline constexpr size_t kMaxManifestBytes = 4u << 20;
+
 // Loads files and directories (every *.yaml / *.yml directly inside a directory, sorted by
 // name). Errors: kInvalidArgument with one line per problem ("<file>: actor \"x\": <field>: ...");
 // kNotFound for a missing path.

@@ -19,6 +19,12 @@ using http::FormEncode;
 using http::ParseUrl;
 using http::Url;
 
+// TLS for every later Perform() (SQS, STS, credential endpoints): a CA bundle to verify servers
+// with instead of the system's (AWS_CA_BUNDLE, as the AWS CLI and SDKs name it), client
+// certificates. Verification is always on unless insecure_skip_verify. Call it at start-up;
+// requests already running finish with the client they started on.
+void ConfigureTls(http::TlsOptions tls);
+
 // Performs one request. Transport failures (DNS, refused, timeout) -> kUnavailable naming the
 // URL; a cancelled request -> kCancelled.
 Result<HttpResponse> Perform(const HttpRequest& request, CancelToken* cancel = nullptr);

@@ -15,6 +15,7 @@ inline constexpr char kTransport[] = "ASYA_TRANSPORT";  // a transport_kind:: va
 inline constexpr char kSqlitePath[] = "ASYA_SQLITE_PATH";
 inline constexpr char kIsEndActor[] = "ASYA_IS_END_ACTOR";
 inline constexpr char kMetricsEnabled[] = "ASYA_METRICS_ENABLED";
+inline constexpr char kMetricsAddr[] = "ASYA_METRICS_ADDR";
 inline constexpr char kQueueAutoCreate[] = "ASYA_QUEUE_AUTO_CREATE";
 inline constexpr char kSidecarConcurrency[] = "ASYA_SIDECAR_CONCURRENCY";
 inline constexpr char kGatewayUrl[] = "ASYA_GATEWAY_URL";

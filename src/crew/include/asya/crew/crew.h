@@ -94,6 +94,7 @@ struct S3Options {
   bool create_bucket = true;  // CreateBucket when a PUT answers NoSuchBucket
   http::Millis timeout{30'000};
   http::Millis connect_timeout{5'000};
+  http::TlsOptions tls;  // ca_file: AWS_CA_BUNDLE (verification is always on)
 };
 
 // Checks the options (bucket name, endpoint URL); kInvalidArgument names the problem.

@@ -80,6 +80,9 @@ struct RetryPolicy {
   bool on_429 = true;
 };
 
+// Bounds on what a server sends back (a misbehaving or hostile endpoint cannot exhaust memory).
+inline constexpr size_t kMaxResponseHeaders = 1000;
+
 struct ClientOptions {
   std::string base_url;  // prefix for relative request URLs; trailing '/' removed
   Headers default_headers;
@@ -88,6 +91,9 @@ struct ClientOptions {
   Millis connect_timeout{5'000};
   TlsOptions tls;
   RetryPolicy retry;
+  // Largest response body (or streamed line) accepted; past it the request fails with
+  // kResourceExhausted naming the URL and the limit. Also: at most kMaxResponseHeaders headers.
+  size_t max_response_bytes = 256u << 20;
   Clock* clock = nullptr;  // backoff sleeps; nullptr = SystemClock()
 };
 

@@ -40,9 +40,14 @@ LaunchSpec RuntimeLaunchSpec(const actor::ActorSpec& spec, const MeshLaunchSetti
 // The sidecar: asya-sidecar with ASYA_ACTOR_NAME, ASYA_TRANSPORT (+ ASYA_SQLITE_PATH),
 // ASYA_SOCKET_DIR, ASYA_RUNTIME_TIMEOUT, ASYA_IS_END_ACTOR (crew), ASYA_METRICS_ENABLED=false,
 // ASYA_QUEUE_AUTO_CREATE=true, ASYA_GATEWAY_URL + ASYA_GATEWAY_TOKEN (when the mesh runs a
-// gateway), then spec.sidecar.env (which may override any of them).
+// gateway), then spec.sidecar.env (which may override any of them but the metrics host:
+// ASYA_METRICS_ADDR is always LoopbackMetricsAddr of the manifest's value, DESIGN §4 (13)).
 LaunchSpec SidecarLaunchSpec(const actor::ActorSpec& spec, const MeshLaunchSettings& mesh,
                              const std::string& socket_dir);
+
+// Under `asya up` every server binds to loopback: "127.0.0.1:<port of addr>", port 0 (a free
+// one, so replicas do not clash) when `addr` names none ("" or ":" or "host:").
+std::string LoopbackMetricsAddr(std::string_view addr);
 
 // Checks, before anything starts, that the runtime's program (RuntimeLaunchSpec's argv[0]) can be
 // executed: a path must name an executable regular file, a bare name must be found on `path_env`
