@@ -430,6 +430,7 @@ Status Runner::WaitReady() {
     }
     SystemClock().SleepFor(std::chrono::milliseconds(100));
   }
+  return {};  // interrupted: account for what arrived
 }
 
 void Runner::Publisher() {

@@ -566,7 +566,6 @@ Result<std::unique_ptr<Server>> Server::Start(Handler handler, ServeOptions opti
        {"timeout", FormatGoDuration(o.handler_timeout)},
        {"max_message_bytes", static_cast<unsigned long>(o.max_message_bytes)}});
   if (!impl->WriteReadyFile()) {
-    Impl* raw = impl.get();
     impl->ready_retry = std::thread([raw] { raw->RetryReadyFile(); });
   }
   return std::unique_ptr<Server>(new Server(std::move(impl)));
