@@ -13,13 +13,13 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "asya/base/file.h"
+#include "asya/local/spawn.h"
 #include "asya/local/status.h"
 
 namespace asya::check::internal {
@@ -118,53 +118,20 @@ Service::~Service() {
 }
 
 Status Service::Start() {
-  std::vector<std::string> argv_s = spec_.argv;
-  std::vector<std::string> env_s = spec_.env;
-  std::vector<char*> argv;
-  std::vector<char*> envp;
-  for (auto& a : argv_s) {
-    argv.push_back(a.data());
-  }
-  argv.push_back(nullptr);
-  for (auto& e : env_s) {
-    envp.push_back(e.data());
-  }
-  envp.push_back(nullptr);
+  const local::ExecArgs exec = local::MakeExecArgs(spec_.argv, spec_.env);
   int out = ::open(spec_.log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
   if (out < 0) {
     return MakeError(ErrorCode::kUnavailable,
                      "cannot open " + spec_.log_path + ": " + std::strerror(errno));
   }
   const pid_t parent = ::getpid();
-  const char* cwd = spec_.cwd.empty() ? nullptr : spec_.cwd.c_str();
   pid_t pid = ::fork();
   if (pid < 0) {
     ::close(out);
     return MakeError(ErrorCode::kUnavailable, std::string("fork: ") + std::strerror(errno));
   }
   if (pid == 0) {
-    ::setpgid(0, 0);
-    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (::getppid() != parent) {
-      ::_exit(127);
-    }
-    sigset_t none;
-    sigemptyset(&none);
-    ::sigprocmask(SIG_SETMASK, &none, nullptr);
-    ::signal(SIGPIPE, SIG_DFL);
-    int in = ::open("/dev/null", O_RDONLY);
-    if (in >= 0) {
-      ::dup2(in, 0);
-    }
-    ::dup2(out, 1);
-    ::dup2(out, 2);
-    if (cwd != nullptr && ::chdir(cwd) != 0) {
-      ::_exit(127);
-    }
-    ::execvpe(argv[0], argv.data(), envp.data());
-    static const char kMsg[] = "asya check: cannot execute the program\n";
-    (void)!::write(2, kMsg, sizeof kMsg - 1);
-    ::_exit(127);
+    local::ExecChild(exec, spec_.cwd.c_str(), out, parent);
   }
   ::close(out);
   pid_ = pid;

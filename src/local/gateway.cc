@@ -28,7 +28,7 @@
 #include "asya/gateway/tools_config.h"
 #include "asya/local/autoscaler.h"
 #include "asya/local/status.h"
-#include "local/spawn.h"
+#include "asya/local/spawn.h"
 
 namespace asya::local {
 namespace fs = std::filesystem;
@@ -353,7 +353,7 @@ void GatewayProcess::SetTools(const std::string& tools_dir, const std::string& f
 
 void GatewayProcess::Start(int64_t now_ms) {
   LaunchSpec spec = GatewayLaunchSpec(launch_);
-  const internal::ExecArgs exec = internal::MakeExecArgs(spec.argv, spec.env);
+  const ExecArgs exec = MakeExecArgs(spec.argv, spec.env);
   int fds[2];
   if (::pipe2(fds, O_CLOEXEC) != 0) {
     Emit(std::string("asya: pipe: ") + std::strerror(errno));
@@ -370,7 +370,7 @@ void GatewayProcess::Start(int64_t now_ms) {
     return;
   }
   if (pid == 0) {
-    internal::ExecChild(exec, spec.cwd.c_str(), fds[1], parent);
+    ExecChild(exec, spec.cwd.c_str(), fds[1], parent);
   }
   ::setpgid(pid, pid);
   ::close(fds[1]);

@@ -1,4 +1,4 @@
-#include "local/spawn.h"
+#include "asya/local/spawn.h"
 
 #include <csignal>
 #include <cstring>
@@ -7,7 +7,7 @@
 #include <sys/prctl.h>
 #include <unistd.h>
 
-namespace asya::local::internal {
+namespace asya::local {
 
 ExecArgs MakeExecArgs(std::vector<std::string> argv, std::vector<std::string> env) {
   ExecArgs a;
@@ -46,7 +46,7 @@ void ExecChild(const ExecArgs& args, const char* cwd, int out_fd, pid_t parent) 
   }
   ::dup2(out_fd, 1);
   ::dup2(out_fd, 2);
-  if (::chdir(cwd) != 0) {
+  if (cwd[0] != '\0' && ::chdir(cwd) != 0) {
     WriteErr("asya up: cannot change to the directory ");
     WriteErr(cwd);
     WriteErr("\n");
@@ -59,4 +59,4 @@ void ExecChild(const ExecArgs& args, const char* cwd, int out_fd, pid_t parent) 
   ::_exit(127);
 }
 
-}  // namespace asya::local::internal
+}  // namespace asya::local

@@ -34,7 +34,7 @@
 #include "asya/local/launch.h"
 #include "asya/local/status.h"
 #include "asya/transport/transport.h"
-#include "local/spawn.h"
+#include "asya/local/spawn.h"
 
 namespace asya::local {
 namespace fs = std::filesystem;
@@ -371,7 +371,7 @@ bool SupervisorImpl::Spawn(Actor& a, Replica& r, Proc& p, bool runtime) {
     RegisterEnvSecret(std::string_view(e).substr(0, eq),
                       eq == std::string::npos ? "" : std::string_view(e).substr(eq + 1));
   }
-  const internal::ExecArgs exec = internal::MakeExecArgs(launch.argv, std::move(launch.env));
+  const ExecArgs exec = MakeExecArgs(launch.argv, std::move(launch.env));
 
   int fds[2];
   if (::pipe2(fds, O_CLOEXEC) != 0) {
@@ -387,7 +387,7 @@ bool SupervisorImpl::Spawn(Actor& a, Replica& r, Proc& p, bool runtime) {
     return false;
   }
   if (pid == 0) {
-    internal::ExecChild(exec, launch.cwd.c_str(), fds[1], parent);
+    ExecChild(exec, launch.cwd.c_str(), fds[1], parent);
   }
   ::setpgid(pid, pid);
   ::close(fds[1]);
