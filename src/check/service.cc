@@ -49,7 +49,10 @@ void SetEnv(std::vector<std::string>& env, const std::string& name, const std::s
   env.push_back(key + value);
 }
 
-bool PortAccepts(int port) {
+namespace {
+
+// A TCP socket on 127.0.0.1:`port`: connect (true when something listens) or bind (true when free).
+bool LoopbackProbe(int port, bool connect) {
   int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) {
     return false;
@@ -58,28 +61,21 @@ bool PortAccepts(int port) {
   addr.sin_family = AF_INET;
   addr.sin_port = htons(static_cast<uint16_t>(port));
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bool ok = ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
+  const auto* a = reinterpret_cast<sockaddr*>(&addr);
+  bool ok = (connect ? ::connect(fd, a, sizeof addr) : ::bind(fd, a, sizeof addr)) == 0;
   ::close(fd);
   return ok;
 }
 
-namespace {
-
 bool CanBind(int port) {
-  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) {
-    return false;
-  }
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<uint16_t>(port));
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bool ok = ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
-  ::close(fd);
-  return ok;
+  return LoopbackProbe(port, /*connect=*/false);
 }
 
 }  // namespace
+
+bool PortAccepts(int port) {
+  return LoopbackProbe(port, /*connect=*/true);
+}
 
 int FreePort() {
   int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
