@@ -159,10 +159,17 @@ class NewcomerTest(unittest.TestCase):
                                         env={"ASYA_RUNTIME_TIMEOUT": "1s", "SLEEP": "5"}))
         m.up()
         rep = m.actor("slow")["replicas"][0]
-        for pid in (rep["runtimePid"], rep["sidecarPid"]):
+
+        def environ(pid):
             with open("/proc/%d/environ" % pid, "rb") as f:
-                env = dict(kv.split(b"=", 1) for kv in f.read().split(b"\0") if b"=" in kv)
-            self.assertEqual(env[b"ASYA_RUNTIME_TIMEOUT"], b"1s")
+                return dict(kv.split(b"=", 1) for kv in f.read().split(b"\0") if b"=" in kv)
+
+        for pid in (rep["runtimePid"], rep["sidecarPid"]):
+            # A replica counts as ready once its sidecar is forked; until the child has called
+            # exec, /proc shows the parent's environment, so wait for the exec.
+            m.wait_for(lambda: os.readlink("/proc/%d/exe" % pid) != os.readlink("/proc/%d/exe" % m.proc.pid),
+                       10, "pid %d to exec" % pid)
+            self.assertEqual(environ(pid).get(b"ASYA_RUNTIME_TIMEOUT"), b"1s")
         r = m.asya("send", "slow", '{"n": 1}', "--wait", "--timeout", "60")
         self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
         self.assertIn("Runtime timeout exceeded after 1s", error_text(r.stdout))
