@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Benchmarks, side by side with their baselines in one run (`make bench`): data plane, then
+# Benchmarks, side by side with their baselines in one run (`make bench`): data plane, `asya up`, then
 # `asya render` of 1,000 actors (bench/render), the operator on 1,000 actors (bench/operator),
 # the gateway on PostgreSQL (bench/gateway).
 # Not part of `make test`. Prints one line per benchmark:
@@ -70,7 +70,7 @@ if [ -f "$RUNTIME_PY" ]; then
   PN=$((N / 2))
   for mode in conn persist; do
     name=$([ $mode = conn ] && echo new-conn || echo kept-conn)
-    compare "python-runtime $name" 0.85 \
+    compare "python-runtime $name" 0.95 \
       "$BIN/asya-bench-uds-baseline client $WORK/py/asya-runtime.sock $PN $mode 1024" \
       "$BIN/asya-bench-uds-baseline client $WORK/pyb/py.sock $PN $mode 1024"
   done
@@ -94,6 +94,9 @@ fi
 
 # RabbitMQ hop (bench/rabbitmq/run.sh starts its own broker).
 BUILD_DIR=$BUILD_DIR bash "$ROOT/bench/rabbitmq/run.sh" || echo "rabbitmq-hop: failed (see above)"
+
+# asya up: the 3-actor Python pipeline, wake-up, nap, idle supervisor (bench/local).
+bash "$ROOT/bench/local/run.sh" "$BUILD_DIR" || echo "asya-up: failed (see above)"
 
 # e. asya render of 1,000 actors (in process vs a yaml-cpp round trip; the CLI end to end).
 BUILD_DIR=$BUILD_DIR bash "$ROOT/bench/render/run.sh" || echo "render: failed (see above)"
