@@ -326,6 +326,19 @@ class FinalizerAndGcTest(FakeApiTestCase):
         self.assertEqual(self.c.get(CM + "/leaf").code, 404)
         self.ok(self.c.get(CM + "/free"))
 
+    def test_a_dependent_created_after_its_owner_is_gone_is_collected(self):
+        owner = self.ok(self.c.post(self.actors(), actor("gone")), 201)
+        self.ok(self.c.delete(self.actors() + "/gone"))
+        self.ok(self.c.post(CM, self._owned_cm("late", owner)), 201)
+        self.assertEqual(self.c.get(CM + "/late").code, 404)
+        other = self.ok(self.c.post(self.actors(), actor("here")), 201)
+        both = self._owned_cm("half", owner)
+        both["metadata"]["ownerReferences"] += self._owned_cm("x", other)["metadata"][
+            "ownerReferences"]
+        both["metadata"]["ownerReferences"][1]["controller"] = False
+        self.ok(self.c.post(CM, both), 201)
+        self.ok(self.c.get(CM + "/half"))  # one owner still exists
+
     def test_gc_waits_for_the_owner_finalizer_and_orphan_policy_keeps_dependents(self):
         a = actor("o")
         a["metadata"]["finalizers"] = ["asya.sh/finalizer"]

@@ -389,6 +389,11 @@ class Store:
             self._put(rt, key, obj)
             self._audit("create", rt, ns, md["name"], ctx, False)
             self._emit(rt, ns, "ADDED", obj)
+            refs = md.get("ownerReferences") or []
+            if refs and not any(r.get("uid") in self.by_uid for r in refs):
+                # Like kube's garbage collector: a dependent whose owners are all gone (a
+                # controller that read its owner just before the owner was deleted) is collected.
+                self._delete_obj(rt, key, obj)
             return obj
 
     def _register_crd(self, crd):
