@@ -206,24 +206,37 @@ Status RabbitMqTransport::DeclareQueue(const std::string& queue, const QueueOpti
   return Ok();
 }
 
-Status RabbitMqTransport::DeclareHoldingQueue(const std::string& queue, const std::string& hold,
-                                              int64_t ms) {
+Result<std::string> RabbitMqTransport::DeclareHoldingQueue(const std::string& queue, int64_t ms) {
+  const bool quorum = settings_.quorum_queues && !classic_holding_;
+  std::string hold = quorum ? HoldingQueueName(queue, ms) : ClassicHoldingQueueName(queue, ms);
   if (holding_declared_.count(hold) != 0) {
-    return Ok();
+    return hold;
   }
   ASYA_RETURN_IF_ERROR(PassiveDeclare(queue));  // never make a holding queue for a missing queue
   ASYA_RETURN_IF_ERROR(EnsureAdmin());
-  TableBuilder args = ToTable(HoldingQueueArguments(queue, ms));
+  TableBuilder args =
+      ToTable(quorum ? HoldingQueueArguments(queue, ms) : ClassicHoldingQueueArguments(queue, ms));
   amqp_queue_declare(conn_.state(), kAdminChannel, Bytes(hold), 0, 1, 0, 0, args.Table());
   Status st = conn_.CheckReply(kAdminChannel, "queue.declare '" + hold + "'");
   if (!st) {
     admin_open_ = false;
-    return st;
+    if (quorum && st.error().code == ErrorCode::kFailedPrecondition) {
+      // 406: the broker refuses a quorum queue with a TTL and at-least-once dead-lettering
+      // (RabbitMQ < 3.10). Fall back to the classic holding queues of earlier versions, which
+      // can lose a delayed message when the broker crashes; say so once.
+      log::Warn(
+          "rabbitmq: broker refused a quorum holding queue (needs RabbitMQ >= 3.10); delayed "
+          "messages wait in classic queues, which a broker crash can lose",
+          {{"queue", hold}, {"detail", st.error().message}});
+      classic_holding_ = true;
+      return DeclareHoldingQueue(queue, ms);
+    }
+    return Unexpected(st.error());
   }
   holding_declared_.insert(hold);
   std::lock_guard lock(mu_);
   holding_queues_[queue].insert(hold);
-  return Ok();
+  return hold;
 }
 
 }  // namespace asya::transport::rabbitmq

@@ -2,7 +2,8 @@
 // and persistent, gets the next confirm number and a message id that carries it (rules.h), and
 // its `done` runs once the broker confirmed, returned (unroutable -> kNotFound) or nacked it, or
 // the channel/connection was lost (ConfirmTracker, confirms.h). A delayed publish goes through a
-// holding queue "<queue>-delay-<bucket ms>" whose TTL dead-letters it back into <queue>.
+// holding queue "<queue>-hold-<bucket ms>" whose TTL dead-letters it back into <queue>
+// (at-least-once: a quorum queue; see rules.h).
 #include <ctime>
 
 #include "transport/rabbitmq/rabbitmq_transport.h"
@@ -45,16 +46,15 @@ void RabbitMqTransport::PublishAsync(const std::string& queue, std::string body,
     SendPublish(settings_.exchange, RoutingKey(queue), queue, body, headers, std::move(done));
     return;
   }
-  // RabbitMQ has no per-message delay: park the message in "<queue>-delay-<ms>", a classic queue
-  // whose x-message-ttl dead-letters it back into <queue> through the default exchange.
-  int64_t ms = BucketDelayMs(delay.count());
-  std::string hold = HoldingQueueName(queue, ms);
-  Status st = DeclareHoldingQueue(queue, hold, ms);
-  if (!st) {
-    done(Unexpected(st.error()));
+  // RabbitMQ has no per-message delay: park the message in "<queue>-hold-<ms>", a quorum queue
+  // whose x-message-ttl dead-letters it (at-least-once) back into <queue> through the default
+  // exchange.
+  Result<std::string> hold = DeclareHoldingQueue(queue, BucketDelayMs(delay.count()));
+  if (!hold) {
+    done(Unexpected(hold.error()));
     return;
   }
-  SendPublish("", hold, hold, body, headers, std::move(done));
+  SendPublish("", *hold, *hold, body, headers, std::move(done));
 }
 
 void RabbitMqTransport::SendPublish(const std::string& exchange, const std::string& routing_key,

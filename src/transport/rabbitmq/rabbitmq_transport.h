@@ -178,8 +178,10 @@ class RabbitMqTransport final : public Transport {
   Status EnsureAdmin();
   Result<amqp_queue_declare_ok_t> PassiveDeclare(const std::string& queue);
   Status DeclareQueue(const std::string& queue, const QueueOptions& options);
-  // Declares `hold` (a holding queue of `queue`, see rules.h) once per connection.
-  Status DeclareHoldingQueue(const std::string& queue, const std::string& hold, int64_t ms);
+  // Declares the holding queue of `queue` for `ms` (see rules.h) once per connection and returns
+  // its name: the quorum "<queue>-hold-<ms>", or the classic "<queue>-delay-<ms>" when quorum
+  // queues are off or the broker refused the quorum one (classic_holding_).
+  Result<std::string> DeclareHoldingQueue(const std::string& queue, int64_t ms);
 
   const RabbitMqSettings settings_;
   const RabbitMqEndpoint endpoint_;
@@ -214,6 +216,7 @@ class RabbitMqTransport final : public Transport {
   std::map<amqp_channel_t, Consumer> consumers_;
   amqp_channel_t next_channel_ = kFirstConsumerChannel;
   std::set<std::string> holding_declared_;  // on this connection
+  bool classic_holding_ = false;            // the broker refused a quorum holding queue
   bool draining_ = false;                   // inside DrainFrames: HandOut defers its notify
   std::vector<QueueState*> to_notify_;      // queues that got deliveries during this drain
 };

@@ -63,10 +63,25 @@ int64_t BucketDelayMs(int64_t ms) {
 }
 
 std::string HoldingQueueName(std::string_view queue, int64_t bucket_ms) {
+  return std::string(queue) + "-hold-" + std::to_string(bucket_ms);
+}
+
+std::string ClassicHoldingQueueName(std::string_view queue, int64_t bucket_ms) {
   return std::string(queue) + "-delay-" + std::to_string(bucket_ms);
 }
 
 std::vector<QueueArgument> HoldingQueueArguments(std::string_view queue, int64_t bucket_ms) {
+  return {
+      QueueArgument{"x-queue-type", "quorum", 0, false},
+      QueueArgument{"x-message-ttl", {}, bucket_ms, true},
+      QueueArgument{"x-dead-letter-exchange", "", 0, false},
+      QueueArgument{"x-dead-letter-routing-key", std::string(queue), 0, false},
+      QueueArgument{"x-dead-letter-strategy", "at-least-once", 0, false},
+      QueueArgument{"x-overflow", "reject-publish", 0, false},
+  };
+}
+
+std::vector<QueueArgument> ClassicHoldingQueueArguments(std::string_view queue, int64_t bucket_ms) {
   return {
       QueueArgument{"x-message-ttl", {}, bucket_ms, true},
       QueueArgument{"x-dead-letter-exchange", "", 0, false},

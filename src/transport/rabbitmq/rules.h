@@ -26,7 +26,7 @@ using Headers = std::map<std::string, std::string>;
 inline constexpr char kDeliveriesHeader[] = "x-asya-deliveries";
 // Set by quorum queues on every redelivery (absent on the first delivery).
 inline constexpr char kQuorumCountHeader[] = "x-delivery-count";
-// Leaves room for "-dlq" / "-delay-<ms>" within AMQP's 255-byte short string.
+// Leaves room for "-dlq" / "-hold-<ms>" / "-delay-<ms>" within AMQP's 255-byte short string.
 inline constexpr size_t kMaxQueueName = 200;
 
 // ---- names ----
@@ -44,8 +44,15 @@ std::string RoutingKey(std::string_view queue);
 // jittered backoffs share a bounded set of holding queues; a delay grows by less than a third.
 // Delays up to 10 ms are kept (at least 1 ms).
 int64_t BucketDelayMs(int64_t ms);
-// "<queue>-delay-<ms>": where a message waits `ms` before the broker moves it into `queue`.
+// "<queue>-hold-<ms>": where a message waits `ms` before the broker moves it into `queue`. A
+// quorum queue that dead-letters at-least-once (RabbitMQ >= 3.10): the message leaves it only
+// once `queue` confirmed it, so a broker crash while it moves duplicates it at worst.
 std::string HoldingQueueName(std::string_view queue, int64_t bucket_ms);
+// "<queue>-delay-<ms>": the classic holding queue of earlier versions and of brokers that refuse
+// the quorum one (or settings.quorum_queues = false). Classic queues dead-letter at-most-once: a
+// broker crash while an expired message moves, or a target not yet recovered when the broker
+// starts again, loses it.
+std::string ClassicHoldingQueueName(std::string_view queue, int64_t bucket_ms);
 
 // One queue argument (x-arguments of queue.declare), integer or string.
 struct QueueArgument {
@@ -55,9 +62,13 @@ struct QueueArgument {
   bool is_int = false;
   bool operator==(const QueueArgument&) const = default;
 };
-// Arguments of a holding queue: x-message-ttl = ms, dead-lettered through the default exchange
-// ("") with routing key `queue`, so an expired message lands in `queue` itself.
+// Arguments of a holding queue: a quorum queue with x-message-ttl = ms, dead-lettered through the
+// default exchange ("") with routing key `queue`, so an expired message lands in `queue` itself;
+// x-dead-letter-strategy = at-least-once, which RabbitMQ honours only with
+// x-overflow = reject-publish (no length limit is set, so nothing is ever rejected).
 std::vector<QueueArgument> HoldingQueueArguments(std::string_view queue, int64_t bucket_ms);
+// Arguments of a classic holding queue: the same TTL and dead-letter target, at-most-once.
+std::vector<QueueArgument> ClassicHoldingQueueArguments(std::string_view queue, int64_t bucket_ms);
 // Arguments of a queue we declare: QueueOptions.attributes keys starting with "x-" (all digits,
 // up to 18 of them -> integer, else string; other keys belong to other transports and are
 // skipped), plus x-queue-type=quorum when `quorum` and the attributes name no x-queue-type.

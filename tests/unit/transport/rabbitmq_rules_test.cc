@@ -69,9 +69,23 @@ TEST(RabbitMqRules, DelaysRoundUpToTenStepsPerDecade) {
   }
 }
 
-TEST(RabbitMqRules, HoldingQueueDeadLettersBackIntoItsQueue) {
-  EXPECT_EQ(HoldingQueueName("asya-echo", 1500), "asya-echo-delay-1500");
+TEST(RabbitMqRules, HoldingQueueDeadLettersBackIntoItsQueueAtLeastOnce) {
+  EXPECT_EQ(HoldingQueueName("asya-echo", 1500), "asya-echo-hold-1500");
   EXPECT_EQ(HoldingQueueArguments("asya-echo", 1500),
+            (std::vector<QueueArgument>{{"x-queue-type", "quorum", 0, false},
+                                        {"x-message-ttl", "", 1500, true},
+                                        {"x-dead-letter-exchange", "", 0, false},
+                                        {"x-dead-letter-routing-key", "asya-echo", 0, false},
+                                        {"x-dead-letter-strategy", "at-least-once", 0, false},
+                                        {"x-overflow", "reject-publish", 0, false}}));
+}
+
+TEST(RabbitMqRules, ClassicHoldingQueueKeepsItsOldNameAndArguments) {
+  // The name differs from the quorum one: redeclaring an existing queue with other arguments
+  // fails (406), so brokers that still have the old classic queues keep them untouched.
+  EXPECT_EQ(ClassicHoldingQueueName("asya-echo", 1500), "asya-echo-delay-1500");
+  EXPECT_NE(ClassicHoldingQueueName("asya-echo", 1500), HoldingQueueName("asya-echo", 1500));
+  EXPECT_EQ(ClassicHoldingQueueArguments("asya-echo", 1500),
             (std::vector<QueueArgument>{{"x-message-ttl", "", 1500, true},
                                         {"x-dead-letter-exchange", "", 0, false},
                                         {"x-dead-letter-routing-key", "asya-echo", 0, false}}));
