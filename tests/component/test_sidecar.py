@@ -7,6 +7,7 @@ ends with nothing ready or in flight, and exactly the expected messages reach th
 import http.server
 import json
 import os
+import shutil
 import signal
 import subprocess
 import tempfile
@@ -641,6 +642,46 @@ class ConfigTests(unittest.TestCase):
             self.assertEqual(r.returncode, 1, r.stderr.decode())
         finally:
             os.rmdir(d)
+
+
+class StartupSignalTests(unittest.TestCase):
+    """A sidecar told to stop while it is still connecting to its broker stops at once."""
+
+    def test_sigterm_while_connecting_to_rabbitmq_exits_0_without_waiting_for_the_broker(self):
+        # Nothing listens on the port: the transport keeps retrying for its connect timeout
+        # (15 s), after which the sidecar would exit 1 ("transport failed to start"). SIGTERM
+        # before then must stop it with 0: nothing was received, nothing needs draining.
+        d = tempfile.mkdtemp(prefix="as", dir="/tmp")
+        log_path = os.path.join(d, "sidecar.log")
+        env = {"PATH": os.environ.get("PATH", ""), "ASYA_ACTOR_NAME": "startsig",
+               "ASYA_TRANSPORT": "rabbitmq",
+               "ASYA_RABBITMQ_URL": "amqp://guest:guest@127.0.0.1:%d/" % free_port(),
+               "ASYA_METRICS_ENABLED": "false", "ASYA_SOCKET_DIR": d}
+        env.update({k: v for k, v in os.environ.items() if k.endswith("SAN_OPTIONS")})
+        try:
+            with open(log_path, "wb") as log:
+                p = subprocess.Popen([SIDECAR_BIN], env=env, stdout=log, stderr=subprocess.STDOUT)
+            try:
+                deadline = time.monotonic() + WAIT
+                while time.monotonic() < deadline:
+                    with open(log_path, "rb") as f:
+                        if b"starting" in f.read():
+                            break
+                    self.assertIsNone(p.poll(), "the sidecar exited before it was signalled")
+                    time.sleep(0.05)
+                p.send_signal(signal.SIGTERM)
+                code = p.wait(timeout=WAIT)
+            finally:
+                if p.poll() is None:
+                    p.kill()
+                    p.wait()
+            with open(log_path, "rb") as f:
+                text = f.read().decode(errors="replace")
+            self.assertEqual(code, 0, text)
+            self.assertIn("signal received while starting", text)
+            self.assertNotIn("transport failed to start", text)
+        finally:
+            shutil.rmtree(d, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -161,11 +161,13 @@ Result<Config> LoadConfig() {
 // under a notify_all when SIGTERM arrived as Run() returned).
 std::mutex g_sidecar_mu;
 asya::sidecar::Sidecar* g_sidecar = nullptr;  // guarded by g_sidecar_mu
+bool g_starting = true;  // guarded by g_sidecar_mu: no sidecar made yet, nothing received
 std::atomic<bool> g_stop_requested{false};
 
 void SetSidecar(asya::sidecar::Sidecar* sidecar) {
   std::lock_guard<std::mutex> lock(g_sidecar_mu);
   g_sidecar = sidecar;
+  g_starting = false;
 }
 
 // Signals are blocked in every thread; this thread turns SIGTERM/SIGINT into Shutdown().
@@ -180,8 +182,15 @@ void SignalThread(sigset_t set) {
       std::fflush(nullptr);
       std::_Exit(1);
     }
-    asya::log::Info("signal received; shutting down", {{"signal", sig}});
     std::lock_guard<std::mutex> lock(g_sidecar_mu);
+    if (g_starting) {
+      // Still connecting to the broker (up to its connect timeout, 15 s on RabbitMQ) or creating
+      // the queue: no message was taken yet, so there is nothing to drain; stop at once.
+      asya::log::Info("signal received while starting; exiting", {{"signal", sig}});
+      std::fflush(nullptr);
+      std::_Exit(asya::exit_code::kSidecarStopped);
+    }
+    asya::log::Info("signal received; shutting down", {{"signal", sig}});
     if (g_sidecar != nullptr) {
       g_sidecar->Shutdown();
     }
