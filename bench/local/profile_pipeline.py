@@ -144,7 +144,7 @@ def main():
                         bench_local.ASYA, "send", "a,b,c", "-", "--jsonl", "--state-dir",
                         up.state], input=payloads, text=True, check=True,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        up.wait(lambda: up.count() >= n + 1, 600, step=0.2)
+        up.wait_count(n + 1, 600, step=0.1)
         elapsed = time.time() - t0
         after = {p: proc_counts(p) for p in pids}
         for p in [pstat, precord] + extra:

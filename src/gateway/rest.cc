@@ -1,5 +1,6 @@
 #include "asya/gateway/rest.h"
 
+#include <algorithm>
 #include <mutex>
 #include <optional>
 #include <vector>
@@ -14,6 +15,9 @@ namespace asya::gateway {
 namespace {
 
 using json = nlohmann::ordered_json;
+
+constexpr char kBatchPath[] = "/envelopes/batch";
+constexpr size_t kMaxBatch = 1000;  // reports per batch request
 
 Response Text(int status, std::string body) {
   Response r;
@@ -259,6 +263,10 @@ class Rest {
       resp.Reply(req.method == "POST" ? CreateChild(req) : MethodNotAllowed("POST"));
       return;
     }
+    if (p == kBatchPath && req.method == "POST") {  // GET: the envelope with the id "batch"
+      resp.Reply(Batch(req));
+      return;
+    }
     if (p.rfind("/envelopes/", 0) == 0) {
       Envelopes(std::move(req), std::move(resp));
       return;
@@ -317,6 +325,11 @@ class Rest {
     if (body.is_discarded() || !body.is_object()) {
       return Text(400, "Invalid request body");
     }
+    return CreateChild(body);
+  }
+
+  // Callback routes with a parsed object body (single POSTs and the items of a batch).
+  Response CreateChild(const json& body) {
     auto id = body.find("id");
     if (id == body.end() || !id->is_string() || id->get<std::string>().empty()) {
       return Text(400, "Missing required field: id");
@@ -405,6 +418,73 @@ class Rest {
     }
   }
 
+  // POST /envelopes/batch {"reports":[{"path","body"},...]}: each report handled as the single
+  // POST of its path (POST /envelopes, /envelopes/<id>/progress, /envelopes/<id>/final), in order;
+  // 200 {"statuses":[the HTTP status each single POST would have answered]}.
+  Response Batch(const Request& req) {
+    if (callbacks_ == nullptr) {
+      return Text(404, "Not found");
+    }
+    json body = json::parse(req.body, nullptr, false);
+    auto reports = body.is_object() ? body.find("reports") : body.end();
+    if (body.is_discarded() || !body.is_object() || reports == body.end() || !reports->is_array()) {
+      return Text(400, "Invalid request body: reports must be a list");
+    }
+    if (reports->size() > kMaxBatch) {
+      return Text(400, "Invalid request body: more than " + std::to_string(kMaxBatch) + " reports");
+    }
+    std::string out = "{\"statuses\":[";
+    // Envelopes this batch found unknown: their later progress reports are answered 404 without
+    // a store look-up (the sidecar drops such progress; a final status is always looked up).
+    std::vector<std::string> unknown;
+    for (size_t i = 0; i < reports->size(); ++i) {
+      const json& item = (*reports)[i];
+      int status = 400;
+      auto path = item.is_object() ? item.find("path") : item.end();
+      auto b = item.is_object() ? item.find("body") : item.end();
+      if (path != item.end() && path->is_string() && b != item.end() && b->is_object()) {
+        status = BatchItem(path->get_ref<const std::string&>(), *b, unknown);
+      }
+      if (i > 0) {
+        out += ',';
+      }
+      out += std::to_string(status);
+    }
+    out += "]}";
+    return Json(200, std::move(out));
+  }
+
+  int BatchItem(const std::string& path, const json& body, std::vector<std::string>& unknown) {
+    if (path == "/envelopes") {
+      return CreateChild(body).status;
+    }
+    std::string_view rest(path);
+    if (rest.rfind("/envelopes/", 0) != 0) {
+      return 404;
+    }
+    rest.remove_prefix(std::string_view("/envelopes/").size());
+    const auto slash = rest.find('/');
+    if (slash == std::string_view::npos || slash == 0) {
+      return 404;
+    }
+    const std::string_view action = rest.substr(slash + 1);
+    const std::string id = PercentDecode(rest.substr(0, slash));
+    if (action == "progress") {
+      if (std::find(unknown.begin(), unknown.end(), id) != unknown.end()) {
+        return 404;
+      }
+      const int status = Progress(body, id).status;
+      if (status == 404) {
+        unknown.push_back(id);
+      }
+      return status;
+    }
+    if (action == "final") {
+      return Final(body, id).status;
+    }
+    return 404;
+  }
+
   Response Active(const std::string& id) {
     auto env = service_.Get(id);
     bool active = env && !store::IsFinal(env->status) && env->status != store::Status::kUnknown &&
@@ -420,6 +500,10 @@ class Rest {
     if (body.is_discarded() || !body.is_object()) {
       return Text(400, "Invalid request body");
     }
+    return Progress(body, id);
+  }
+
+  Response Progress(const json& body, const std::string& id) {
     store::ProgressReport r;
     if (auto a = body.find("actors"); a != body.end() && !a->is_null()) {
       if (!a->is_array()) {
@@ -472,6 +556,10 @@ class Rest {
     if (body.is_discarded() || !body.is_object()) {
       return Text(400, "Invalid request body");
     }
+    return Final(body, id);
+  }
+
+  Response Final(const json& body, const std::string& id) {
     auto st = body.find("status");
     if (st == body.end() || !st->is_string() || (*st != "succeeded" && *st != "failed")) {
       return Text(400, "Invalid status: must be succeeded or failed");

@@ -91,7 +91,7 @@ bool IsCallbackRoute(const Request& r) {
   if (r.method != "POST") {
     return false;
   }
-  if (r.path == "/envelopes") {
+  if (r.path == "/envelopes" || r.path == "/envelopes/batch") {  // batch: progress/final/children
     return true;
   }
   if (r.path.rfind("/envelopes/", 0) != 0) {

@@ -5,11 +5,16 @@
 #include <condition_variable>
 #include <deque>
 #include <mutex>
+#include <optional>
 #include <string_view>
 #include <thread>
 #include <unordered_set>
 #include <utility>
+#include <vector>
 
+#include <nlohmann/json.hpp>
+
+#include "asya/base/json_text.h"
 #include "asya/base/log.h"
 #include "asya/http/client.h"
 
@@ -17,6 +22,8 @@ namespace asya::sidecar {
 namespace {
 
 using Clock = std::chrono::steady_clock;
+
+constexpr std::string_view kBatchPath = "/envelopes/batch";
 
 struct Pending {
   PostKind kind;
@@ -47,6 +54,8 @@ struct GatewayReporter::Impl {
   bool stop = false;
   std::atomic<size_t> delivered{0};
   std::atomic<size_t> dropped{0};
+  std::atomic<size_t> requests{0};
+  bool batches = true;  // the gateway may take POST /envelopes/batch (until it refuses one)
   std::thread worker;
   // Envelopes whose progress the gateway answered 404 (it did not create them, e.g. `asya send`
   // on a mesh that runs a gateway): their later progress posts are dropped without a request.
@@ -74,6 +83,7 @@ struct GatewayReporter::Impl {
 
   // Returns the HTTP status, or 0 on a transport error.
   long Request(const std::string& path, const std::string* body) {
+    ++requests;
     http::Request request;
     request.url = o.url + path;
     if (body != nullptr) {
@@ -85,6 +95,87 @@ struct GatewayReporter::Impl {
     return response ? response->status : 0;
   }
 
+  // POST /envelopes/batch: the HTTP status of each post, in order; nullopt when the gateway does
+  // not take batches (then nothing was applied that a single post would not apply again: a
+  // gateway that takes the path answers 200 with every status).
+  std::optional<std::vector<long>> RequestBatch(const std::vector<Pending>& batch) {
+    std::string body = "{\"reports\":[";
+    for (size_t i = 0; i < batch.size(); ++i) {
+      body += i == 0 ? "{\"path\":" : ",{\"path\":";
+      AppendJsonString(body, batch[i].path);
+      body += ",\"body\":";
+      body += batch[i].body;
+      body += '}';
+    }
+    body += "]}";
+    ++requests;
+    http::Request request;
+    request.url = o.url + std::string(kBatchPath);
+    request.method = "POST";
+    request.headers = {{"Content-Type", "application/json"}};
+    request.body = std::move(body);
+    auto response = client->Do(request);
+    const long code = response ? response->status : 0;
+    if (code == 0 || code >= 500 || code == 429) {
+      return std::vector<long>(batch.size(), code);  // down or overloaded: one try each
+    }
+    if (code == 200) {
+      auto answer = nlohmann::json::parse(response->body, nullptr, false);
+      if (answer.is_object()) {
+        auto st = answer.find("statuses");
+        if (st != answer.end() && st->is_array() && st->size() == batch.size()) {
+          std::vector<long> codes;
+          for (const auto& c : *st) {
+            codes.push_back(c.is_number_integer() ? c.get<long>() : 0);
+          }
+          return codes;
+        }
+      }
+    }
+    return std::nullopt;
+  }
+
+  // Under mu: the outcome of one try of `p` (HTTP status `code`, 0 = transport error): counted,
+  // dropped, or queued again for a retry.
+  void Settle(Pending p, long code) {
+    ++p.attempts;
+    const bool final = p.kind == PostKind::kFinal || p.kind == PostKind::kChildFinal;
+    bool ok = p.kind == PostKind::kProgress ? code == 200 : (code >= 200 && code < 300);
+    if (ok) {
+      ++delivered;
+      return;
+    }
+    int max = final ? o.final_max_attempts : o.max_attempts;
+    if (code == 404) {
+      // The gateway does not know this envelope (not started through it, e.g. `asya send` on a
+      // mesh that runs a gateway, or purged): progress is dropped at once, and so is the final
+      // status of an envelope without a parent (recorded before it was published, if ever); a
+      // fan-out child's final status gets the few tries of a progress post (its record may still
+      // be on its way).
+      max = p.kind == PostKind::kChildFinal ? std::min(max, o.max_attempts) : 1;
+      if (p.kind == PostKind::kProgress) {
+        RememberUnknown(p.path);
+      }
+    }
+    if (p.attempts >= max) {
+      ++dropped;
+      if (final && code != 404) {
+        log::Error("gateway final status dropped after retries",
+                   {{"path", p.path}, {"attempts", p.attempts}, {"http_status", code}});
+      } else {
+        log::Debug("gateway post dropped", {{"path", p.path}, {"http_status", code}});
+      }
+      return;
+    }
+    auto delay = o.retry_interval;
+    if (final) {
+      delay = std::min(o.final_max_backoff, std::chrono::milliseconds(o.retry_interval.count()
+                                                                      << std::min(p.attempts, 16)));
+    }
+    p.not_before = Clock::now() + delay;
+    queue.push_back(std::move(p));
+  }
+
   void Loop() {
     std::unique_lock<std::mutex> lock(mu);
     while (true) {
@@ -92,58 +183,66 @@ struct GatewayReporter::Impl {
       if (stop) {
         return;
       }
-      Pending p = std::move(queue.front());
-      queue.pop_front();
-      if (p.kind == PostKind::kProgress && Unknown(p.path)) {
-        ++dropped;  // queued before the gateway said it does not know the envelope
-        cv.notify_all();
-        continue;
+      // Take the due posts from the front (at most one request's worth); posts not due yet go
+      // behind the others.
+      const auto now = Clock::now();
+      const size_t limit = batches ? std::max<size_t>(1, o.max_batch) : 1;
+      std::vector<Pending> batch;
+      size_t bytes = 0;
+      std::vector<Pending> later;
+      Clock::time_point next_due = Clock::time_point::max();
+      while (!queue.empty() && batch.size() < limit) {
+        Pending& p = queue.front();
+        if (p.kind == PostKind::kProgress && Unknown(p.path)) {
+          ++dropped;  // queued before the gateway said it does not know the envelope
+          queue.pop_front();
+          continue;
+        }
+        if (p.not_before > now) {
+          next_due = std::min(next_due, p.not_before);
+          later.push_back(std::move(p));
+          queue.pop_front();
+          continue;
+        }
+        if (!batch.empty() && bytes + p.body.size() > o.max_batch_bytes) {
+          break;
+        }
+        bytes += p.body.size();
+        batch.push_back(std::move(p));
+        queue.pop_front();
       }
-      auto now = Clock::now();
-      if (p.not_before > now) {
-        // Not due yet: put it back behind the others and wait a little.
+      for (auto& p : later) {
         queue.push_back(std::move(p));
-        cv.wait_until(lock, std::min(queue.front().not_before, now + o.retry_interval));
+      }
+      if (batch.empty()) {
+        cv.notify_all();  // Stop() may be waiting for the queue to drain
+        if (!queue.empty()) {
+          cv.wait_until(lock, std::min(next_due, now + o.retry_interval));
+        }
         continue;
       }
       lock.unlock();
-      long code = Request(p.path, &p.body);
-      ++p.attempts;
-      bool ok = p.kind == PostKind::kProgress ? code == 200 : (code >= 200 && code < 300);
+      std::optional<std::vector<long>> codes;
+      if (batch.size() == 1) {
+        codes = std::vector<long>{Request(batch[0].path, &batch[0].body)};
+      } else {
+        codes = RequestBatch(batch);
+      }
       lock.lock();
       cv.notify_all();  // Stop() may be waiting for the queue to drain
-      if (ok) {
-        ++delivered;
-        continue;
-      }
-      int max = p.kind == PostKind::kFinal ? o.final_max_attempts : o.max_attempts;
-      if (code == 404) {
-        // The gateway does not know this envelope (not started through it, e.g. `asya send` on a
-        // mesh that runs a gateway, or purged): progress is dropped at once; a final status gets
-        // the few tries of a progress post (a fan-out child's record may still be on its way).
-        max = p.kind == PostKind::kFinal ? std::min(max, o.max_attempts) : 1;
-        if (p.kind == PostKind::kProgress) {
-          RememberUnknown(p.path);
-        }
-      }
-      if (p.attempts >= max) {
-        ++dropped;
-        if (p.kind == PostKind::kFinal && code != 404) {
-          log::Error("gateway final status dropped after retries",
-                     {{"path", p.path}, {"attempts", p.attempts}, {"http_status", code}});
-        } else {
-          log::Debug("gateway post dropped", {{"path", p.path}, {"http_status", code}});
+      if (!codes) {
+        // The gateway does not take batches: single posts from now on, these first (no try used).
+        log::Info("gateway does not take batched reports; posting them one by one",
+                  {{"url", o.url}});
+        batches = false;
+        for (auto it = batch.rbegin(); it != batch.rend(); ++it) {
+          queue.push_front(std::move(*it));
         }
         continue;
       }
-      auto delay = o.retry_interval;
-      if (p.kind == PostKind::kFinal) {
-        delay = std::min(
-            o.final_max_backoff,
-            std::chrono::milliseconds(o.retry_interval.count() << std::min(p.attempts, 16)));
+      for (size_t i = 0; i < batch.size(); ++i) {
+        Settle(std::move(batch[i]), (*codes)[i]);
       }
-      p.not_before = Clock::now() + delay;
-      queue.push_back(std::move(p));
     }
   }
 };
@@ -175,13 +274,14 @@ void GatewayReporter::Post(PostKind kind, std::string path, std::string body) {
     return;
   }
   if (impl_->queue.size() >= impl_->o.queue_capacity) {
-    if (kind != PostKind::kFinal) {
+    auto is_final = [](PostKind k) { return k == PostKind::kFinal || k == PostKind::kChildFinal; };
+    if (!is_final(kind)) {
       ++impl_->dropped;
       return;
     }
     // Final statuses matter more than progress: evict the oldest non-final post.
     auto it = std::find_if(impl_->queue.begin(), impl_->queue.end(),
-                           [](const Pending& p) { return p.kind != PostKind::kFinal; });
+                           [&](const Pending& p) { return !is_final(p.kind); });
     if (it == impl_->queue.end()) {
       ++impl_->dropped;
       log::Error("gateway queue full of final statuses; dropping one", {{"path", path}});
@@ -214,6 +314,9 @@ size_t GatewayReporter::Delivered() const {
 }
 size_t GatewayReporter::Dropped() const {
   return impl_->dropped;
+}
+size_t GatewayReporter::Requests() const {
+  return impl_->requests;
 }
 
 }  // namespace asya::sidecar

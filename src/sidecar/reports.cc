@@ -23,6 +23,10 @@ void AppendActors(std::string& out, const envelope::Route& route) {
   out += ']';
 }
 
+PostKind FinalKind(const envelope::Envelope& env) {
+  return env.parent_id && !env.parent_id->empty() ? PostKind::kChildFinal : PostKind::kFinal;
+}
+
 std::string Progress(const envelope::Envelope& env, std::string_view status,
                      std::string_view message, std::string_view extra) {
   std::string b = "{\"actors\":";
@@ -131,7 +135,7 @@ void Report::AfterCall(const router::RuntimeOutcome& outcome, const router::Deci
     b += ",\"metadata\":" + outcome.items[0].route.metadata_json;
   }
   b += '}';
-  gateway_->Post(PostKind::kFinal, "/envelopes/" + env->id + "/final", std::move(b));
+  gateway_->Post(FinalKind(*env), "/envelopes/" + env->id + "/final", std::move(b));
 }
 
 void Report::AfterPrecheck(const router::Decision& decision) {
@@ -154,7 +158,7 @@ void Report::AfterPrecheck(const router::Decision& decision) {
     b += ",\"status\":\"failed\",\"timestamp\":\"" + Timestamp() + "\",\"error\":";
     AppendJsonString(b, error);
     b += '}';
-    gateway_->Post(PostKind::kFinal, "/envelopes/" + env->id + "/final", std::move(b));
+    gateway_->Post(FinalKind(*env), "/envelopes/" + env->id + "/final", std::move(b));
     return;
   }
 }

@@ -314,6 +314,61 @@ TEST_F(RestTest, FanOutChildrenAreRecordedNeverPublished) {
   EXPECT_EQ(transport_.All().size(), published);  // W22: never re-published
 }
 
+TEST_F(RestTest, BatchHandlesEachReportAsItsSinglePost) {
+  const std::string id = StartEcho();
+  const std::string other = StartEcho();
+  auto report = [](const std::string& path, json body) {
+    return json({{"path", path}, {"body", std::move(body)}});
+  };
+  auto progress = [](const char* state) {
+    return json({{"actors", {"first", "second"}}, {"current_actor_idx", 0}, {"status", state}});
+  };
+  json reports = json::array();
+  reports.push_back(report("/envelopes/" + id + "/progress", progress("processing")));
+  reports.push_back(report("/envelopes/no-such-id/progress", progress("received")));
+  reports.push_back(report("/envelopes/no-such-id/progress", progress("processing")));
+  reports.push_back(report(
+      "/envelopes",
+      {{"id", id + "-1"}, {"parent_id", id}, {"actors", {"first", "second"}}, {"current", 1}}));
+  reports.push_back(report("/envelopes/" + id + "-1/final", {{"status", "succeeded"}}));
+  reports.push_back(report("/envelopes/" + id + "/final",
+                           {{"status", "succeeded"}, {"result", {{"answer", 42}}}}));
+  reports.push_back(report("/envelopes/" + id + "/progress",  // late: changes nothing
+                           progress("received")));
+  reports.push_back(report("/envelopes/" + other + "/final", {{"status", "done"}}));  // bad status
+  reports.push_back(report("/envelopes/no-such-id/final", {{"status", "succeeded"}}));
+  reports.push_back(report("/envelopes/" + other + "/cancel", json::object()));  // not a callback
+  reports.push_back(json({{"path", "/envelopes/" + other + "/progress"}}));      // no body
+  reports.push_back(json("nope"));
+  auto a = Call(handler_, "POST", "/envelopes/batch", json({{"reports", reports}}).dump());
+  ASSERT_EQ(a->response.status, 200) << a->response.body;
+  EXPECT_EQ(json::parse(a->response.body),
+            json({{"statuses", {200, 404, 404, 201, 200, 200, 200, 400, 404, 404, 400, 400}}}));
+  json env = json::parse(Call(handler_, "GET", "/envelopes/" + id)->response.body);
+  EXPECT_EQ(env["status"], "succeeded");
+  EXPECT_EQ(env["result"], json({{"answer", 42}}));
+  EXPECT_EQ(Status(id + "-1"), "succeeded");
+  EXPECT_EQ(Status(other), "running");  // its bad and foreign reports changed nothing
+  // The history holds the batch's reports as single posts would have left them.
+  auto history = service_->History(id, 0);
+  ASSERT_TRUE(history.has_value());
+  EXPECT_EQ(history->back().status, store::Status::kSucceeded);
+
+  // The whole request: a body that is not a list of reports, or too many of them.
+  for (const char* body : {"", "[]", "{}", R"({"reports":{}})"}) {
+    EXPECT_EQ(Call(handler_, "POST", "/envelopes/batch", body)->response.status, 400) << body;
+  }
+  json many = json::array();
+  for (int i = 0; i < 1001; ++i) {
+    many.push_back(report("/envelopes/no-such-id/final", {{"status", "succeeded"}}));
+  }
+  EXPECT_EQ(
+      Call(handler_, "POST", "/envelopes/batch", json({{"reports", many}}).dump())->response.status,
+      400);
+  // GET is still the envelope with the id "batch".
+  EXPECT_EQ(Call(handler_, "GET", "/envelopes/batch")->response.status, 404);
+}
+
 std::vector<json> Events(const std::vector<std::string>& sent,
                          std::vector<long long>* ids = nullptr) {
   std::vector<json> out;
@@ -480,7 +535,8 @@ TEST_F(GuardTest, CallbackToken) {
   o.callback_token = "sidecar";
   o.loopback = false;
   auto h = Make(o);
-  for (const char* p : {"/envelopes", "/envelopes/x/progress", "/envelopes/x/final"}) {
+  for (const char* p :
+       {"/envelopes", "/envelopes/x/progress", "/envelopes/x/final", "/envelopes/batch"}) {
     EXPECT_EQ(Call(h, "POST", p, "{}")->response.status, 401) << p;
     EXPECT_EQ(Call(h, "POST", p, "{}", {{"Authorization", "Bearer client"}})->response.status, 401)
         << p;

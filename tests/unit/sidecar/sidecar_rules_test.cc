@@ -732,6 +732,18 @@ TEST_F(EndActorRules, HappyEndAcksPublishesNothingAndPostsSucceeded) {
   EXPECT_TRUE(Posts(PostKind::kProgress).empty());
 }
 
+TEST_F(EndActorRules, AFanOutChildsFinalStatusIsPostedAsAChildsFinal) {
+  json in = Env("m1-2", {"a", "b"}, 1, /*current=*/2);
+  in["parent_id"] = "m1";
+  Process(in);
+  ExpectSettled(Kind::kAck);
+  EXPECT_TRUE(Posts(PostKind::kFinal).empty());  // kFinal: envelopes without a parent only
+  auto finals = Posts(PostKind::kChildFinal);
+  ASSERT_EQ(finals.size(), 1u);
+  EXPECT_EQ(finals[0].path, "/envelopes/m1-2/final");
+  EXPECT_EQ(finals[0].body["status"], "succeeded");
+}
+
 TEST_F(EndActorRules, HappyEndWithoutAResultPayloadReportsTheIncomingPayload) {
   runtime_.SetHandler(
       [](std::string_view, MonoTime) { return Respond(json::array({json::object()})); });

@@ -2,7 +2,7 @@
 //
 //   - `/health`: open.
 //   - callback endpoints (POST /envelopes, POST /envelopes/{id}/progress, POST
-//     /envelopes/{id}/final — what sidecars and end actors send): `Authorization: Bearer
+//     /envelopes/{id}/final, POST /envelopes/batch — what sidecars and end actors send): `Authorization: Bearer
 //     <callback_token>` when a callback token is set (ASYA_GATEWAY_TOKEN, the token the sidecar
 //     already sends); open otherwise.
 //   - everything else (tools, status, streams, MCP): `Authorization: Bearer <t>` with t one of

@@ -4,11 +4,22 @@
 // Post() only enqueues (bounded queue, never blocks the message path); one worker thread sends
 // the POSTs with libcurl. Progress and fan-out posts get `max_attempts` tries; final-status posts
 // are retried (with backoff) up to `final_max_attempts` and then dropped with an error log.
-// HTTP 404 (an envelope the gateway does not know): progress is dropped at once, a final status
-// after `max_attempts` tries, without an error log. After a 404 to an envelope's progress, its
+// HTTP 404 (an envelope the gateway does not know): progress is dropped at once, and so is the
+// final status of an envelope without a parent (kFinal: the gateway records such an envelope
+// before it is published, so it will never know it); a fan-out child's final status (kChildFinal)
+// gets `max_attempts` tries, without an error log. After a 404 to an envelope's progress, its
 // later progress posts (queued or new) are dropped without a request (the last 4,096 such
 // envelopes are remembered).
 // Success = HTTP 200 for progress (as the original), any 2xx otherwise.
+//
+// Batches: when several posts are due at once (a busy sidecar), up to `max_batch` of them (and
+// about `max_batch_bytes` of bodies) go in one `POST <url>/envelopes/batch` request
+// ({"reports":[{"path","body"},...]} -> {"statuses":[HTTP status of each, in order]}); the gateway
+// handles each report exactly as the single POST of that path, in order, so every report keeps its
+// own status, tries and 404 rule. A single due post is sent as the single POST, as the original.
+// A gateway that refuses the batch path (any 4xx, or a 200 without one status per report; an
+// older gateway answers 405) gets single POSTs from then on; the refused posts are not counted
+// as tries.
 #pragma once
 
 #include <chrono>
@@ -29,6 +40,8 @@ struct GatewayOptions {
   std::chrono::milliseconds retry_interval{200};
   std::chrono::milliseconds final_max_backoff{10'000};
   std::chrono::milliseconds http_timeout{5'000};
+  size_t max_batch = 64;                // posts per batch request; 1 = never batch
+  size_t max_batch_bytes = 256 * 1024;  // bodies per batch (a larger single post goes alone)
 };
 
 class GatewayReporter final : public GatewaySink {
@@ -50,6 +63,7 @@ class GatewayReporter final : public GatewaySink {
   // Counters for tests and logs.
   [[nodiscard]] size_t Delivered() const;
   [[nodiscard]] size_t Dropped() const;
+  [[nodiscard]] size_t Requests() const;  // HTTP requests sent (a batch counts once)
 
  private:
   struct Impl;

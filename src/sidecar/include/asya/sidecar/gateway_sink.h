@@ -7,7 +7,11 @@
 
 namespace asya::sidecar {
 
-enum class PostKind { kProgress, kFanout, kFinal };
+// kFinal is the final status of an envelope without a parent_id: the gateway records such an
+// envelope before anything publishes it, so a 404 to it is definitive. kChildFinal is the final
+// status of a fan-out child, whose record the parent's sidecar posts asynchronously (it may
+// arrive after the child's final status).
+enum class PostKind { kProgress, kFanout, kFinal, kChildFinal };
 
 class GatewaySink {
  public:
