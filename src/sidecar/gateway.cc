@@ -132,6 +132,8 @@ struct GatewayReporter::Impl {
         }
       }
     }
+    log::Info("gateway does not take batched reports; posting them one by one",
+              {{"url", o.url}, {"http_status", code}, {"answer", response->body.substr(0, 200)}});
     return std::nullopt;
   }
 
@@ -232,8 +234,6 @@ struct GatewayReporter::Impl {
       cv.notify_all();  // Stop() may be waiting for the queue to drain
       if (!codes) {
         // The gateway does not take batches: single posts from now on, these first (no try used).
-        log::Info("gateway does not take batched reports; posting them one by one",
-                  {{"url", o.url}});
         batches = false;
         for (auto it = batch.rbegin(); it != batch.rend(); ++it) {
           queue.push_front(std::move(*it));

@@ -127,7 +127,8 @@ class FakeGateway {
         } else {
           ++batches_;
           std::string statuses;
-          for (const auto& report : nlohmann::json::parse(body)["reports"]) {
+          const auto request = nlohmann::json::parse(body);
+          for (const auto& report : request["reports"]) {
             const std::string p = report["path"];
             paths_.push_back(p);
             statuses += (statuses.empty() ? "" : ",") + std::string(Known(p) ? "200" : "404");
@@ -169,8 +170,8 @@ size_t Count(const std::vector<std::string>& paths, const std::string& path) {
 class GatewayReporterTest : public ::testing::TestWithParam<bool> {};
 
 INSTANTIATE_TEST_SUITE_P(Batches, GatewayReporterTest, ::testing::Values(true, false),
-                         [](const auto& info) {
-                           return info.param ? "GatewayTakesBatches" : "GatewayRefusesBatches";
+                         [](const auto& p) {
+                           return p.param ? "GatewayTakesBatches" : "GatewayRefusesBatches";
                          });
 
 void WaitFor(const GatewayReporter& r, size_t settled) {
