@@ -598,7 +598,8 @@ class Listener {
           Drop();  // the reconnect's catch-up reads these (and the carried ones) again
           return;
         }
-        auto read = rows ? ReadUpdates(*rows) : Result<std::vector<Update>>(Unexpected(rows.error()));
+        auto read =
+            rows ? ReadUpdates(*rows) : Result<std::vector<Update>>(Unexpected(rows.error()));
         if (read) {
           carried.insert(carried.end(), std::make_move_iterator(read->begin()),
                          std::make_move_iterator(read->end()));

@@ -144,7 +144,7 @@ asya::Status ValidateListQuery(const ListQuery& query) {
 }  // namespace internal
 
 std::vector<Result<Transition>> Store::MarkRunningMany(const std::vector<std::string>& ids,
-                                                      std::string_view message) {
+                                                       std::string_view message) {
   std::vector<Result<Transition>> out;
   out.reserve(ids.size());
   for (const auto& id : ids) {
