@@ -10,7 +10,8 @@
 #  2. SSE: SSE_ENVELOPES running envelopes x SSE_PER streams each (2,000 idle streams), the
 #     gateway's extra RSS, then POST /final for every envelope: time until all streams saw it.
 # Environment: BUILD_DIR, RATE (500), SECS (5 per load step), REPS (2), BASE_THREADS (4),
-#   RATES (steps for the max-rate search), SSE_ENVELOPES (200), SSE_PER (10).
+#   RATES (steps for the max-rate search), SSE_ENVELOPES (200), SSE_PER (10), IO_THREADS (unset:
+#   the gateway's default).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 BUILD_DIR=${BUILD_DIR:-$ROOT/build/release}
@@ -67,6 +68,7 @@ tools:
 YAML
 
 GWPORT=$(free_port)
+if [ -n "${IO_THREADS:-}" ]; then export ASYA_GATEWAY_IO_THREADS=$IO_THREADS; fi
 ASYA_DATABASE_URL=$PG/gw ASYA_CONFIG_PATH=$WORK/tools.yaml ASYA_TRANSPORT=sqlite \
   ASYA_SQLITE_PATH=$WORK/gw-queues.db ASYA_GATEWAY_PORT=$GWPORT ASYA_GATEWAY_TOKEN=bench-callback \
   ASYA_LOG_LEVEL=warn setsid "$BIN/asya-gateway" >"$WORK/gateway.log" 2>&1 </dev/null &

@@ -136,7 +136,8 @@ struct GatewayService::Impl {
   std::shared_ptr<Hub> hub = std::make_shared<Hub>();
 
   std::mutex mu;
-  std::condition_variable cv;
+  std::condition_variable cv;      // the background loop (and Stop)
+  std::condition_variable pub_cv;  // the publishers: one is woken per queued envelope
   std::deque<store::Envelope> publishes;
   bool stopping = false;
   bool started = false;
@@ -149,11 +150,31 @@ struct GatewayService::Impl {
               [](const Tool& a, const Tool& b) { return a.name < b.name; });
   }
 
-  void PublishOne(const store::Envelope& e) {
-    auto running = store.MarkRunning(e.id, "Sending envelope to first actor");
-    if (running && store::IsFinal(running->envelope.status)) {
-      return;  // cancelled or timed out before we got to it
+  // Publishes a batch the publisher took from the queue. Each envelope is marked running first
+  // (one statement for the whole batch on PostgreSQL), then published; one that was finished
+  // meanwhile (cancelled, timed out) is not published. A failed publish finishes it as failed.
+  //
+  // Crash safety: an envelope is in the store (committed) before the client gets its id and
+  // before it is published, so a published envelope is never missing from the store. A gateway
+  // that dies after Create or MarkRunning but before the publish leaves a pending/running
+  // envelope that no actor got: its deadline (stored with it) finishes it as timed out on any
+  // replica or after a restart.
+  void PublishBatch(std::vector<store::Envelope>& batch) {
+    std::vector<std::string> ids;
+    ids.reserve(batch.size());
+    for (const auto& e : batch) {
+      ids.push_back(e.id);
     }
+    auto running = store.MarkRunningMany(ids, "Sending envelope to first actor");
+    for (std::size_t k = 0; k < batch.size(); ++k) {
+      if (k < running.size() && running[k] && store::IsFinal(running[k]->envelope.status)) {
+        continue;  // cancelled or timed out before we got to it
+      }
+      PublishOne(batch[k]);
+    }
+  }
+
+  void PublishOne(const store::Envelope& e) {
     Status st;
     if (e.route_actors.empty() || e.route_current < 0 ||
         e.route_current >= static_cast<int>(e.route_actors.size())) {
@@ -177,19 +198,26 @@ struct GatewayService::Impl {
     }
   }
 
+  // Each publisher takes what is queued (up to kPublishBatch) at once: under load one
+  // MarkRunningMany covers many envelopes; alone, a batch is one envelope, as before.
+  static constexpr std::size_t kPublishBatch = 64;
+
   void PublisherLoop() {
+    std::vector<store::Envelope> batch;
     for (;;) {
-      store::Envelope e;
+      batch.clear();
       {
         std::unique_lock lock(mu);
-        cv.wait(lock, [&] { return stopping || !publishes.empty(); });
+        pub_cv.wait(lock, [&] { return stopping || !publishes.empty(); });
         if (publishes.empty()) {
           return;
         }
-        e = std::move(publishes.front());
-        publishes.pop_front();
+        while (!publishes.empty() && batch.size() < kPublishBatch) {
+          batch.push_back(std::move(publishes.front()));
+          publishes.pop_front();
+        }
       }
-      PublishOne(e);
+      PublishBatch(batch);
     }
   }
 
@@ -257,6 +285,7 @@ void GatewayService::Stop() {
     i.stopping = true;
   }
   i.cv.notify_all();
+  i.pub_cv.notify_all();
   for (auto& t : i.publishers) {
     t.join();
   }
@@ -323,7 +352,7 @@ Result<store::Envelope> GatewayService::CallTool(std::string_view name,
     }
   }
   if (queued) {
-    i.cv.notify_all();
+    i.pub_cv.notify_one();
   } else {
     store::FinalReport f;
     f.status = store::Status::kFailed;

@@ -8,6 +8,8 @@
 #include <optional>
 #include <set>
 #include <sstream>
+#include <string>
+#include <unordered_map>
 
 #include <nlohmann/json.hpp>
 #include <yaml-cpp/yaml.h>
@@ -667,10 +669,21 @@ Result<std::vector<Tool>> LoadToolsConfig(const std::string& path) {
 }
 
 Result<std::string> CheckArguments(std::string_view schema_json, std::string_view arguments_json) {
-  json schema = json::parse(schema_json, nullptr, false);
-  if (schema.is_discarded()) {
-    return MakeError(ErrorCode::kInternal, "tool input schema is not JSON");
+  // A tool's schema is the same text on every call: each thread keeps the parsed form of the
+  // schemas it has seen (a few tools; dropped wholesale past a bound).
+  thread_local std::unordered_map<std::string, json> parsed_schemas;
+  auto cached = parsed_schemas.find(std::string(schema_json));
+  if (cached == parsed_schemas.end()) {
+    json parsed = json::parse(schema_json, nullptr, false);
+    if (parsed.is_discarded()) {
+      return MakeError(ErrorCode::kInternal, "tool input schema is not JSON");
+    }
+    if (parsed_schemas.size() >= 256) {
+      parsed_schemas.clear();
+    }
+    cached = parsed_schemas.emplace(std::string(schema_json), std::move(parsed)).first;
   }
+  const json& schema = cached->second;
   json args;
   if (arguments_json.find_first_not_of(" \t\r\n") == std::string_view::npos) {
     args = json::object();

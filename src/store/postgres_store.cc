@@ -4,9 +4,11 @@
 //
 // Transitions lock the envelope row (SELECT ... FOR UPDATE), so concurrent reports for one
 // envelope apply one after the other and a final state is final for every replica.
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <cstdlib>
+#include <map>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -19,6 +21,7 @@
 #include <unistd.h>
 
 #include <libpq-fe.h>
+#include <nlohmann/json.hpp>
 
 #include "asya/base/redact.h"
 #include "asya/store/rules.h"
@@ -135,6 +138,28 @@ CREATE TABLE IF NOT EXISTS mcp_sessions (
 CREATE INDEX IF NOT EXISTS idx_mcp_sessions_last_seen_at ON mcp_sessions(last_seen_at);
 )sql";
 
+// Migration 4: the change feed's NOTIFY carries the update itself, so no listener reads it
+// back: "<seq> <json>" with the row's columns as the feed's SELECT returns them (result as its
+// jsonb text, time in microseconds). A payload that would not fit NOTIFY's limit (8000 bytes;
+// a large result) is the bare "<seq>", which listeners read back as before. A listener that only
+// parses the leading number (an older replica during a rolling upgrade) still works.
+constexpr const char* kMigration4 = R"sql(
+CREATE OR REPLACE FUNCTION asya_notify_envelope_update() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE p text;
+BEGIN
+  p := NEW.id::text || ' ' || json_build_object(
+    'e', NEW.envelope_id, 's', NEW.status, 'm', NEW.message, 'x', NEW.error, 'a', NEW.actor,
+    'as', NEW.actors, 'i', NEW.current_actor_idx, 'r', NEW.result::text,
+    'p', NEW.progress_percent::float8, 'st', NEW.envelope_state,
+    't', (extract(epoch from NEW."timestamp") * 1000000)::bigint)::text;
+  IF octet_length(p) > 7900 THEN
+    p := NEW.id::text;
+  END IF;
+  PERFORM pg_notify('asya_envelope_updates', p);
+  RETURN NULL;
+END $$;
+)sql";
+
 struct Migration {
   int version;
   const char* name;
@@ -144,6 +169,7 @@ constexpr Migration kMigrations[] = {
     {1, "original gateway tables (sqitch 001-004)", kMigration1},
     {2, "asya additions: tool, route_metadata, headers, cancelled, feed trigger", kMigration2},
     {3, "mcp sessions", kMigration3},
+    {4, "feed: NOTIFY payload carries the update", kMigration4},
 };
 
 #define ASYA_TS(n) "('epoch'::timestamptz + $" #n "::bigint * interval '1 microsecond')"
@@ -546,21 +572,96 @@ class Listener {
     conn_ = nullptr;
   }
 
+  // Delivers what arrived: updates carried in their payload as they are, the others (payload
+  // too large for NOTIFY, or written by an older trigger) read back in one SELECT; in seq order.
   void Drain() {
     while (conn_ != nullptr) {
+      std::vector<Update> carried;
       std::string ids;
       while (PGnotify* n = PQnotifies(conn_)) {
-        ids += ids.empty() ? "{" : ",";
-        ids += std::to_string(std::strtoll(n->extra, nullptr, 10));
+        if (auto u = ParsePayload(n->extra)) {
+          carried.push_back(std::move(*u));
+        } else {
+          ids += ids.empty() ? "{" : ",";
+          ids += std::to_string(std::strtoll(n->extra, nullptr, 10));
+        }
         PQfreemem(n);
       }
-      if (ids.empty()) {
+      if (carried.empty() && ids.empty()) {
         return;
       }
-      ids += "}";
-      std::string sql = std::string(kUpdateSelect) + "WHERE id = ANY($1::bigint[]) ORDER BY id";
-      Deliver(Run(conn_, "feed fetch", sql.c_str(), Params().Add(ids)));
+      if (!ids.empty()) {
+        ids += "}";
+        std::string sql = std::string(kUpdateSelect) + "WHERE id = ANY($1::bigint[]) ORDER BY id";
+        auto rows = Run(conn_, "feed fetch", sql.c_str(), Params().Add(ids));
+        if (!rows && Broken(conn_)) {
+          Drop();  // the reconnect's catch-up reads these (and the carried ones) again
+          return;
+        }
+        auto read =
+            rows ? ReadUpdates(*rows) : Result<std::vector<Update>>(Unexpected(rows.error()));
+        if (read) {
+          carried.insert(carried.end(), std::make_move_iterator(read->begin()),
+                         std::make_move_iterator(read->end()));
+        }
+      }
+      std::sort(carried.begin(), carried.end(),
+                [](const Update& a, const Update& b) { return a.seq < b.seq; });
+      for (const Update& u : carried) {
+        last_seq_ = std::max(last_seq_, u.seq);
+        on_update_(u);
+      }
     }
+  }
+
+  // "<seq> <json>" as migration 4's trigger writes it; nullopt for a bare "<seq>" (or anything
+  // else), which is read back from the table.
+  static std::optional<Update> ParsePayload(const char* payload) {
+    char* end = nullptr;
+    const long long seq = std::strtoll(payload, &end, 10);
+    if (end == payload || *end != ' ') {
+      return std::nullopt;
+    }
+    auto j = nlohmann::json::parse(end + 1, nullptr, /*allow_exceptions=*/false);
+    if (!j.is_object()) {
+      return std::nullopt;
+    }
+    auto text = [&](const char* key) -> std::string {
+      auto it = j.find(key);
+      return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
+    };
+    Update u;
+    u.seq = seq;
+    u.envelope_id = text("e");
+    if (u.envelope_id.empty()) {
+      return std::nullopt;
+    }
+    u.status = StatusFromColumn(text("s"));
+    u.message = text("m");
+    u.error = text("x");
+    u.actor = text("a");
+    if (auto it = j.find("as"); it != j.end() && it->is_array()) {
+      for (const auto& a : *it) {
+        if (!a.is_string()) {
+          return std::nullopt;
+        }
+        u.actors.push_back(a.get<std::string>());
+      }
+    }
+    if (auto it = j.find("i"); it != j.end() && it->is_number_integer()) {
+      u.current_actor_idx = it->get<int>();
+    }
+    u.result_json = text("r");
+    if (auto it = j.find("p"); it != j.end() && it->is_number()) {
+      u.progress_percent = it->get<double>();
+    }
+    u.envelope_state = text("st");
+    auto t = j.find("t");
+    if (t == j.end() || !t->is_number_integer()) {
+      return std::nullopt;
+    }
+    u.timestamp = FromMicros(t->get<std::int64_t>());
+    return u;
   }
 
   void CatchUp() {
@@ -711,6 +812,80 @@ class PostgresStore final : public Store {
                        "\"timestamp\") SELECT id, 'running', $2, " ASYA_TS(3) " FROM u "
                        "RETURNING id) "
                        "SELECT " ASYA_ENVELOPE_COLUMNS ", (SELECT id FROM h) FROM u");
+  }
+
+  // The batch form of MarkRunning's statement: the envelopes still pending move, each with its
+  // history row; the others are read back afterwards (final, running or unknown).
+  std::vector<Result<Transition>> MarkRunningMany(const std::vector<std::string>& ids,
+                                                  std::string_view message) override {
+    if (ids.size() <= 1) {
+      return Store::MarkRunningMany(ids, message);
+    }
+    const TimePoint now = clock_.WallNow();
+    Params p;
+    p.Add(ActorsToJson(ids)).AddOrNull(std::string(message)).Int(ToMicros(now));
+    std::vector<Result<Transition>> out;
+    out.reserve(ids.size());
+    auto conn = pool_.Acquire();
+    if (!conn) {
+      for (std::size_t i = 0; i < ids.size(); ++i) {
+        out.push_back(Unexpected(conn.error()));
+      }
+      return out;
+    }
+    PGconn* c = *conn;
+    auto r = Run(c, "transition batch",
+                 "WITH u AS (UPDATE envelopes SET status = 'running', "
+                 "message = COALESCE($2, message), updated_at = " ASYA_TS(3) " "
+                 "WHERE id = ANY(ARRAY(SELECT json_array_elements_text($1::json))) "
+                 "AND status = 'pending' RETURNING *), "
+                 "h AS (INSERT INTO envelope_updates (envelope_id, status, message, "
+                 "\"timestamp\") SELECT id, 'running', $2, " ASYA_TS(3) " FROM u "
+                 "RETURNING id AS seq, envelope_id AS eid) "
+                 "SELECT " ASYA_ENVELOPE_COLUMNS ", h.seq FROM u JOIN h ON h.eid = u.id",
+                 p);
+    pool_.Release(c);
+    if (!r) {
+      for (std::size_t i = 0; i < ids.size(); ++i) {
+        out.push_back(Unexpected(r.error()));
+      }
+      return out;
+    }
+    std::map<std::string, Transition, std::less<>> moved;
+    for (int row = 0; row < r->Rows(); ++row) {
+      auto e = ReadEnvelope(*r, row);
+      if (!e) {
+        continue;  // read back below
+      }
+      Transition t;
+      t.applied = true;
+      Update u;
+      u.seq = r->Int(row, 19);
+      u.envelope_id = e->id;
+      u.status = Status::kRunning;
+      u.message = std::string(message);
+      u.timestamp = now;
+      t.update = std::move(u);
+      t.envelope = std::move(*e);
+      std::string id = t.envelope.id;
+      moved.emplace(std::move(id), std::move(t));
+    }
+    for (const auto& id : ids) {
+      if (auto it = moved.find(id); it != moved.end()) {
+        out.push_back(std::move(it->second));
+        moved.erase(it);
+        continue;
+      }
+      auto e = Get(id);
+      if (!e) {
+        out.push_back(Unexpected(e.error()));
+        continue;
+      }
+      Transition t;
+      t.envelope = std::move(*e);
+      out.push_back(std::move(t));
+    }
+    return out;
   }
 
   Result<Transition> ReportProgress(std::string_view id, const ProgressReport& report) override {

@@ -143,6 +143,16 @@ asya::Status ValidateListQuery(const ListQuery& query) {
 
 }  // namespace internal
 
+std::vector<Result<Transition>> Store::MarkRunningMany(const std::vector<std::string>& ids,
+                                                       std::string_view message) {
+  std::vector<Result<Transition>> out;
+  out.reserve(ids.size());
+  for (const auto& id : ids) {
+    out.push_back(MarkRunning(id, message));
+  }
+  return out;
+}
+
 Result<std::vector<Envelope>> Store::List(const ListQuery& /*query*/) {
   return MakeError(ErrorCode::kUnimplemented, "this store cannot list envelopes");
 }

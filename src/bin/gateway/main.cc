@@ -14,7 +14,7 @@
 //                              (unset: sqlite://asya-gateway.db in the working directory)
 //   ASYA_GATEWAY_RETENTION     how long finished envelopes are kept (24h; 0 = forever)
 //   ASYA_MAX_MESSAGE_BYTES     request body limit (64 MiB, as the sidecar's message limit)
-//   ASYA_GATEWAY_IO_THREADS    I/O threads (2)
+//   ASYA_GATEWAY_IO_THREADS    I/O threads (4; a tool call waits on its store insert there)
 //   ASYA_TRANSPORT + the sidecar's transport variables (unset: sqs when ASYA_SQS_ENDPOINT is set,
 //                              rabbitmq when ASYA_RABBITMQ_URL is set, else sqlite)
 //   ASYA_LOG_LEVEL, ASYA_LOG_FORMAT
@@ -116,7 +116,7 @@ asya::Result<Config> LoadConfig() {
     }
     c.server.address = host.empty() ? "0.0.0.0" : host;
   }
-  ASYA_ASSIGN_OR_RETURN(int64_t threads, env::Int("ASYA_GATEWAY_IO_THREADS", 2, 1, 64));
+  ASYA_ASSIGN_OR_RETURN(int64_t threads, env::Int("ASYA_GATEWAY_IO_THREADS", 4, 1, 64));
   c.server.io_threads = static_cast<int>(threads);
   ASYA_ASSIGN_OR_RETURN(int64_t max_body, env::Int("ASYA_MAX_MESSAGE_BYTES", 64LL << 20, 1024,
                                                    4LL * 1024 * 1024 * 1024 - 1));

@@ -159,6 +159,48 @@ TEST_P(StoreTest, MarkRunningMovesOnlyPending) {
   EXPECT_EQ(history.size(), 2u);
 }
 
+// The batch form: each envelope moves as MarkRunning would move it, results in the order asked.
+TEST_P(StoreTest, MarkRunningManyMovesEachPendingEnvelopeOnce) {
+  for (const char* id : {"b1", "b2", "b3", "b4"}) {
+    ASSERT_OK(store_->Create(Make(id)));
+  }
+  ASSERT_OK(store_->MarkRunning("b2", "earlier"));
+  FinalReport fin;
+  fin.status = Status::kCancelled;
+  ASSERT_OK(store_->Finish("b3", fin));
+  clock_.Advance(seconds(1));
+
+  auto got = store_->MarkRunningMany({"b4", "b2", "nope", "b3", "b1"}, "batch");
+  ASSERT_EQ(got.size(), 5u);
+  for (int k : {0, 4}) {
+    ASSERT_TRUE(got[k].has_value()) << got[k].error().message;
+    EXPECT_TRUE(got[k]->applied);
+    EXPECT_EQ(got[k]->envelope.id, k == 0 ? "b4" : "b1");
+    EXPECT_EQ(got[k]->envelope.status, Status::kRunning);
+    EXPECT_EQ(got[k]->envelope.message, "batch");
+    EXPECT_EQ(got[k]->envelope.updated_at, clock_.WallNow());
+    ASSERT_TRUE(got[k]->update.has_value());
+    EXPECT_EQ(got[k]->update->status, Status::kRunning);
+    EXPECT_EQ(got[k]->update->envelope_id, got[k]->envelope.id);
+    EXPECT_EQ(got[k]->update->timestamp, clock_.WallNow());
+    ASSIGN_OR_FAIL(auto history, store_->History(got[k]->envelope.id, 0));
+    ASSERT_EQ(history.size(), 2u);
+    EXPECT_EQ(history[1].seq, got[k]->update->seq);
+    EXPECT_EQ(history[1].message, "batch");
+  }
+  ASSERT_TRUE(got[1].has_value());
+  EXPECT_FALSE(got[1]->applied);  // already running
+  EXPECT_EQ(got[1]->envelope.message, "earlier");
+  ASSERT_FALSE(got[2].has_value());
+  EXPECT_EQ(got[2].error().code, ErrorCode::kNotFound);
+  ASSERT_TRUE(got[3].has_value());
+  EXPECT_FALSE(got[3]->applied);  // final stays final
+  EXPECT_EQ(got[3]->envelope.status, Status::kCancelled);
+  ASSIGN_OR_FAIL(auto cancelled, store_->History("b3", 0));
+  EXPECT_EQ(cancelled.size(), 2u);
+  EXPECT_TRUE(store_->MarkRunningMany({}, "none").empty());
+}
+
 TEST_P(StoreTest, ProgressFollowsWeightsAndIsMonotonicAndCapped) {
   ASSERT_OK(store_->Create(Make("p", {"a", "b"})));
   auto report = [&](int idx, const char* state) {
@@ -482,6 +524,58 @@ TEST_P(StoreTest, FeedDeliversEveryAppliedUpdateInOrder) {
   }
   EXPECT_EQ(got[2].envelope_state, "received");
   EXPECT_TRUE(SameJson(got[3].result_json, R"({"ok":true})"));
+}
+
+// Every field of an update reaches the feed as History reads it, for small updates and for one
+// too large to ride in a PostgreSQL NOTIFY payload (read back from the table instead).
+TEST_P(StoreTest, FeedDeliversEveryFieldOfSmallAndLargeUpdates) {
+  FeedLog log;
+  ASSERT_OK(store_->StartFeed(log.Callback()));
+  ASSERT_OK(store_->Create(Make("fields", {"a", "b\"q", "c"})));
+  ProgressReport r;
+  r.actors = {"a", "b\"q", "c", "d"};
+  r.current_actor_idx = 1;
+  r.state = "processing";
+  r.message = "step \u00e9\n2";
+  ASSERT_OK(store_->ReportProgress("fields", r));
+  FinalReport fin;
+  fin.status = Status::kFailed;
+  fin.error = "boom";
+  fin.message = "done";
+  fin.result_json = R"({"big":")" + std::string(20000, 'x') + R"(","n":[1,2.5]})";
+  ASSERT_OK(store_->Finish("fields", fin));
+  ASSERT_OK(store_->Create(Make("fields2")));
+  FinalReport small;
+  small.status = Status::kSucceeded;
+  small.result_json = R"({"k": [1, {"z": null}], "s": "\u00e9"})";
+  ASSERT_OK(store_->Finish("fields2", small));
+
+  std::vector<Update> got = log.Wait(5);
+  ASSERT_EQ(got.size(), 5u);
+  ASSIGN_OR_FAIL(auto h1, store_->History("fields", 0));
+  ASSIGN_OR_FAIL(auto h2, store_->History("fields2", 0));
+  std::vector<Update> want = h1;
+  want.insert(want.end(), h2.begin(), h2.end());
+  ASSERT_EQ(want.size(), 5u);
+  for (std::size_t i = 0; i < want.size(); ++i) {
+    SCOPED_TRACE(i);
+    EXPECT_EQ(got[i].seq, want[i].seq);
+    EXPECT_EQ(got[i].envelope_id, want[i].envelope_id);
+    EXPECT_EQ(got[i].status, want[i].status);
+    EXPECT_EQ(got[i].message, want[i].message);
+    EXPECT_EQ(got[i].error, want[i].error);
+    EXPECT_EQ(got[i].actor, want[i].actor);
+    EXPECT_EQ(got[i].actors, want[i].actors);
+    EXPECT_EQ(got[i].current_actor_idx, want[i].current_actor_idx);
+    EXPECT_EQ(got[i].result_json, want[i].result_json);
+    EXPECT_EQ(got[i].progress_percent, want[i].progress_percent);
+    EXPECT_EQ(got[i].envelope_state, want[i].envelope_state);
+    EXPECT_EQ(got[i].timestamp, want[i].timestamp);
+  }
+  EXPECT_EQ(got[1].envelope_state, "processing");
+  EXPECT_EQ(got[1].actors.size(), 4u);
+  EXPECT_GT(got[2].result_json.size(), 20000u);
+  EXPECT_TRUE(SameJson(got[4].result_json, small.result_json));
 }
 
 // Reports from many threads: the feed delivers one envelope's updates in seq order (an SSE stream

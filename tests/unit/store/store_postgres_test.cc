@@ -141,10 +141,10 @@ TEST_P(PostgresStoreTest, MigrationsAreRecordedAndIdempotent) {
   EXPECT_EQ(Query(url_,
                   "SELECT string_agg(version::text, ',' ORDER BY version) FROM "
                   "asya_store_migrations"),
-            "1,2,3");
+            "1,2,3,4");
   auto again = OpenAnother();
   ASSERT_NE(again, nullptr);
-  EXPECT_EQ(Query(url_, "SELECT count(*) FROM asya_store_migrations"), "3");
+  EXPECT_EQ(Query(url_, "SELECT count(*) FROM asya_store_migrations"), "4");
   // The original's trigger name is kept.
   EXPECT_EQ(Query(url_,
                   "SELECT count(*) FROM pg_trigger WHERE tgname = "
@@ -259,7 +259,7 @@ TEST(PostgresAdoptTest, OpensTheOriginalSchemaAndMigratesIt) {
   ASSERT_OK(store->Create(e));
   EXPECT_EQ(Query(url, "SELECT tool FROM envelopes WHERE id = 'new'"), "echo");
   EXPECT_EQ(Query(url, "SELECT route_metadata->>'job_id' FROM envelopes WHERE id = 'new'"), "new");
-  EXPECT_EQ(Query(url, "SELECT count(*) FROM asya_store_migrations"), "3");
+  EXPECT_EQ(Query(url, "SELECT count(*) FROM asya_store_migrations"), "4");
 }
 
 TEST(PostgresAdoptTest, LegacyTitleCaseStatusesAreLowerCased) {

@@ -134,6 +134,13 @@ class Store {
   // pending → running with `message` (no-op on a final or already running envelope, applied
   // tells which).
   virtual Result<Transition> MarkRunning(std::string_view id, std::string_view message) = 0;
+  // MarkRunning for several envelopes at once, one result per id in the order given (kNotFound
+  // for an unknown id). Each envelope moves as MarkRunning would move it, atomically per
+  // envelope; PostgreSQL applies the whole batch in one statement (one transaction and round
+  // trip), which is what lets the gateway's publishers keep up under load. Ids should be
+  // distinct. The default calls MarkRunning once per id.
+  virtual std::vector<Result<Transition>> MarkRunningMany(const std::vector<std::string>& ids,
+                                                          std::string_view message);
   virtual Result<Transition> ReportProgress(std::string_view id, const ProgressReport& report) = 0;
   virtual Result<Transition> Finish(std::string_view id, const FinalReport& report) = 0;
   // History of one envelope, oldest first, only rows with seq > after_seq.
