@@ -2,13 +2,16 @@
 """`make chaos`: long `asya check` runs, one row each in docs/reliability.md.
 
 Usage: tools/chaos.py [--asya BIN] [--only SUBSTR] [--envelopes N] [--moto-envelopes N] [--dry-run]
+                      [--faults LIST [--transport T]] [--check-args "ARGS"]
 
 Each run is `asya check --envelopes N --transport T --faults F --seed S` (the checker starts its
 own broker or moto_server). The row (fault, transport, envelopes, lost, duplicated, unexpected,
 duplicate rate, dead-lettered, faults injected, duration, date, commit) is appended to the
 results table of docs/reliability.md. Runs whose check could not run add no
 row. Defaults: 100,000 envelopes on sqlite and RabbitMQ, 2,000 on moto (CHAOS_ENVELOPES,
-CHAOS_MOTO_ENVELOPES override them).
+CHAOS_MOTO_ENVELOPES override them). --faults runs that one schedule instead of the list below
+(e.g. every process fault at once); --check-args passes more flags to each `asya check` (e.g.
+"--keep --timeout 900" to keep a run's state for a post-mortem).
 """
 import argparse
 import datetime
@@ -70,9 +73,14 @@ def main():
                     default=int(os.environ.get("CHAOS_MOTO_ENVELOPES", "2000")))
     ap.add_argument("--seed", type=int, default=int(os.environ.get("CHAOS_SEED", "1")))
     ap.add_argument("--dry-run", action="store_true", help="print the rows, do not write them")
+    ap.add_argument("--faults", default="", help="run this one schedule instead of the list")
+    ap.add_argument("--transport", default="sqlite", help="the transport of --faults")
+    ap.add_argument("--check-args", default="", help="more flags for every asya check")
     args = ap.parse_args()
     failed = 0
-    for transport, faults, extra in RUNS:
+    runs = [(args.transport, args.faults, [])] if args.faults else RUNS
+    for transport, faults, extra in runs:
+        extra = extra + args.check_args.split()
         if args.only and args.only not in "%s %s" % (transport, faults):
             continue
         n = args.moto_envelopes if transport == "sqs" else args.envelopes
