@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -292,6 +293,19 @@ Status ParseDocument(std::string_view yaml, const std::string& src, RawConfig& c
                      src + ":" + std::to_string(line + 1) + ": invalid UTF-8 at byte " +
                          std::to_string(bad->offset) + " (" +
                          std::string(Utf8ProblemText(bad->problem)) + ")");
+  }
+  // YAML allows no C0 control character but tab and line breaks (nor DEL); yaml-cpp turns a NUL
+  // into the byte 0x85, which is not UTF-8 either (found by fuzz/tools_config_fuzz).
+  for (size_t i = 0; i < yaml.size(); ++i) {
+    const auto c = static_cast<unsigned char>(yaml[i]);
+    if ((c < 0x20 && c != '\t' && c != '\n' && c != '\r') || c == 0x7F) {
+      const auto line = std::count(yaml.begin(), yaml.begin() + static_cast<long>(i), '\n');
+      char code[8];
+      std::snprintf(code, sizeof code, "%02X", c);
+      return MakeError(ErrorCode::kInvalidArgument,
+                       src + ":" + std::to_string(line + 1) + ": control character U+00" + code +
+                           " at byte " + std::to_string(i) + " (YAML does not allow it)");
+    }
   }
   YAML::Node root;
   try {

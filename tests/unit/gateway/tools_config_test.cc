@@ -80,6 +80,15 @@ TEST(ToolsConfig, InvalidUtf8IsAnErrorNamingTheLine) {
   EXPECT_EQ(r.error().message, "u.yaml:4: invalid UTF-8 at byte 48 (invalid continuation byte)");
 }
 
+TEST(ToolsConfig, ControlCharacterIsAnErrorNamingTheLine) {
+  const std::string yaml("tools:\n- name: s\n  route: [a]\n  description: a\0b\n", 49);
+  auto r = ParseToolsConfig(yaml, "c.yaml");
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, ErrorCode::kInvalidArgument);
+  EXPECT_EQ(r.error().message,
+            "c.yaml:4: control character U+0000 at byte 46 (YAML does not allow it)");
+}
+
 TEST(ToolsConfig, BuiltInOptionsWithoutDefaults) {
   auto tools = ParseToolsConfig("tools: [{name: t, route: [a]}]", "x.yaml");
   ASSERT_TRUE(tools.has_value()) << tools.error().message;
