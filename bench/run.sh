@@ -86,7 +86,7 @@ if [ -x "$BIN/asya-bench-sqlite-hop" ] && [ -x "$BIN/asya-sidecar" ]; then
   "$BIN/asya-bench-sqlite-hop" --dir "$WORK/hop" --socket-dir "$WORK/hop/rt" \
     --sidecar "$BIN/asya-sidecar" --n "${HOP_N:-3000}" --concurrency 8 --reps "${HOP_REPS:-5}" \
     2>/dev/null >"$WORK/hop.out"
-  sed -n 's/^pair //p' "$WORK/hop.out" | "$PY" "$ROOT/bench/pairs.py" "sqlite-hop c=8" 0.70
+  sed -n 's/^pair //p' "$WORK/hop.out" | "$PY" "$ROOT/bench/pairs.py" "sqlite-hop c=8" 0.90
   grep -v '^pair ' "$WORK/hop.out"
 else
   echo "sqlite-hop / sidecar-memory: skipped (asya-sidecar or asya-bench-sqlite-hop not built)"

@@ -1,6 +1,7 @@
 #include "asya/envelope/envelope.h"
 
 #include <charconv>
+#include <cstring>
 
 #include "envelope/json_util.h"
 
@@ -78,7 +79,11 @@ Result<Envelope> Parse(std::string_view json, const ParseOptions& options) {
       }
     } else if (key == "payload") {
       env.has_payload = true;
-      env.payload_json.assign(raw);
+      if (options.keep_payload) {
+        env.payload_json.assign(raw);
+      } else {
+        env.payload_json.clear();
+      }
     } else if (key == "deadline") {
       ASYA_ASSIGN_OR_RETURN(env.deadline, internal::RawStringOrNull(raw, "deadline"));
     }
@@ -90,14 +95,10 @@ std::string Serialize(const Envelope& envelope) {
   return SerializeWithPayload(envelope, envelope.payload_json);
 }
 
-std::string SerializeWithPayload(const Envelope& envelope, std::string_view payload_json) {
-  std::string out;
-  size_t headers_size = 0;
-  for (const auto& h : envelope.headers) {
-    headers_size += h.first.size() + h.second.size() + 4;
-  }
-  out.reserve(payload_json.size() + envelope.route.metadata_json.size() + headers_size +
-              envelope.id.size() + 64 + 16 * envelope.route.actors.size());
+namespace {
+
+// What SerializeWithPayload writes before the payload (up to `"payload":`), and after it.
+void AppendHead(std::string& out, const Envelope& envelope) {
   out += "{\"id\":";
   AppendJsonString(out, envelope.id);
   if (envelope.parent_id) {
@@ -122,17 +123,67 @@ std::string SerializeWithPayload(const Envelope& envelope, std::string_view payl
     internal::AppendHeaders(out, envelope.headers);
   }
   out += ",\"payload\":";
-  if (payload_json.empty()) {
-    out += "null";
-  } else {
-    out += payload_json;
-  }
+}
+
+void AppendTail(std::string& out, const Envelope& envelope) {
   if (envelope.deadline) {
     out += ",\"deadline\":";
     AppendJsonString(out, *envelope.deadline);
   }
   out += '}';
+}
+
+size_t HeadReserve(const Envelope& envelope) {
+  size_t headers_size = 0;
+  for (const auto& h : envelope.headers) {
+    headers_size += h.first.size() + h.second.size() + 4;
+  }
+  return envelope.route.metadata_json.size() + headers_size + envelope.id.size() + 64 +
+         16 * envelope.route.actors.size();
+}
+
+}  // namespace
+
+std::string SerializeWithPayload(const Envelope& envelope, std::string_view payload_json) {
+  std::string out;
+  out.reserve(payload_json.size() + HeadReserve(envelope));
+  AppendHead(out, envelope);
+  if (payload_json.empty()) {
+    out += "null";
+  } else {
+    out += payload_json;
+  }
+  AppendTail(out, envelope);
   return out;
+}
+
+std::string SerializeIntoPayload(const Envelope& envelope, std::string&& payload_json) {
+  if (payload_json.empty()) {
+    return SerializeWithPayload(envelope, std::string_view());
+  }
+  std::string head;
+  std::string tail;
+  head.reserve(HeadReserve(envelope));
+  AppendHead(head, envelope);
+  AppendTail(tail, envelope);
+  const size_t n = payload_json.size();
+  const size_t total = head.size() + n + tail.size();
+  if (total > payload_json.capacity()) {
+    return SerializeWithPayload(envelope, std::string_view(payload_json));
+  }
+  payload_json.resize(total);
+  char* p = payload_json.data();
+  std::memmove(p + head.size(), p, n);
+  std::memcpy(p, head.data(), head.size());
+  std::memcpy(p + head.size() + n, tail.data(), tail.size());
+  return std::move(payload_json);
+}
+
+size_t SerializedSize(const Envelope& envelope, std::string_view payload_json) {
+  std::string parts;
+  AppendHead(parts, envelope);
+  AppendTail(parts, envelope);
+  return parts.size() + (payload_json.empty() ? 4 : payload_json.size());
 }
 
 std::optional<std::string> Envelope::GetHeaderString(std::string_view key) const {

@@ -1,4 +1,6 @@
 // ParseRuntimeResponse: the runtime's response frame (reference-dataplane §3.6, §3.7).
+#include <cstring>
+
 #include "asya/envelope/envelope.h"
 #include "envelope/json_util.h"
 
@@ -71,8 +73,10 @@ Status ParseDetails(std::string_view raw, const std::string& prefix, RuntimeErro
   return Ok();
 }
 
+// `taken_payload`: when set, the payload is not copied into the item but its raw span returned
+// here (the caller moves it into place).
 Status ParseItem(std::string_view raw_item, const MemberList& members, size_t index,
-                 RuntimeItem& item) {
+                 RuntimeItem& item, std::string_view* taken_payload = nullptr) {
   json_type t = internal::RawType(raw_item);
   if (t != json_type::object) {
     return MakeError(ErrorCode::kInvalidArgument, "element " + std::to_string(index) +
@@ -87,7 +91,12 @@ Status ParseItem(std::string_view raw_item, const MemberList& members, size_t in
     std::string_view key = JsonStringText(raw_key, scratch);
     if (key == "payload") {
       item.has_payload = true;
-      item.payload_json.assign(raw);
+      if (taken_payload != nullptr) {
+        *taken_payload = raw;
+        item.payload_json.clear();
+      } else {
+        item.payload_json.assign(raw);
+      }
     } else if (key == "route") {
       item.route = Route{};
       item.has_route = internal::RawType(raw) != json_type::null;
@@ -120,8 +129,14 @@ Status ParseItem(std::string_view raw_item, const MemberList& members, size_t in
 
 }  // namespace
 
-Result<std::vector<RuntimeItem>> ParseRuntimeResponse(std::string_view json,
-                                                      const ParseOptions& options) {
+namespace {
+
+constexpr size_t kTakePayloadBytes = 64u << 10;
+
+// Both ParseRuntimeResponse overloads. With `frame` (the buffer `json` views), a single item's
+// large payload is moved to the start of the buffer, which becomes that item's payload_json.
+Result<std::vector<RuntimeItem>> ParseResponse(std::string_view json, const ParseOptions& options,
+                                               std::string* frame) {
   ASYA_RETURN_IF_ERROR(internal::CheckInput(json, options.max_bytes));
   ResponseElements scan;
   ASYA_RETURN_IF_ERROR(internal::ScanJson(json, 2, &scan));
@@ -136,10 +151,31 @@ Result<std::vector<RuntimeItem>> ParseRuntimeResponse(std::string_view json,
                                                       std::string(internal::TypeName(top)) + ")");
   }
   items.resize(scan.elements.size());
+  const bool take = frame != nullptr && items.size() == 1 && json.size() >= kTakePayloadBytes;
+  std::string_view taken;
   for (size_t i = 0; i < items.size(); ++i) {
-    ASYA_RETURN_IF_ERROR(ParseItem(scan.elements[i].first, scan.elements[i].second, i, items[i]));
+    ASYA_RETURN_IF_ERROR(ParseItem(scan.elements[i].first, scan.elements[i].second, i, items[i],
+                                   take ? &taken : nullptr));
+  }
+  if (take && items[0].has_payload) {
+    // Every other member was copied out above; the payload moves down inside the frame.
+    std::memmove(frame->data(), taken.data(), taken.size());
+    frame->resize(taken.size());
+    items[0].payload_json = std::move(*frame);
   }
   return items;
+}
+
+}  // namespace
+
+Result<std::vector<RuntimeItem>> ParseRuntimeResponse(std::string_view json,
+                                                      const ParseOptions& options) {
+  return ParseResponse(json, options, nullptr);
+}
+
+Result<std::vector<RuntimeItem>> ParseRuntimeResponseTaking(std::string&& json,
+                                                            const ParseOptions& options) {
+  return ParseResponse(json, options, &json);
 }
 
 }  // namespace asya::envelope

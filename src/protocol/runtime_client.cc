@@ -14,6 +14,7 @@
 #include <climits>
 #include <cstring>
 #include <fstream>
+#include <functional>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -39,6 +40,11 @@ constexpr size_t kMaxIdleConnections = 64;
 constexpr int kClosedReuseLimit = 3;
 constexpr size_t kInitialBodyChunk = 64u << 10;
 constexpr size_t kFirstBodyRead = 4u << 10;  // body bytes read together with the length prefix
+// Spare capacity of a large response buffer (never touched unless used): room for the sidecar to
+// turn the runtime's payload into an output envelope inside the same buffer
+// (envelope::SerializeIntoPayload) instead of copying it.
+constexpr size_t kLargeFrameBytes = 64u << 10;
+constexpr size_t kLargeFrameSpare = 64u << 10;
 constexpr Clock::duration kTimeoutTick = std::chrono::seconds(1);  // longest single blocking wait
 
 constexpr std::string_view kConnectPrefix = "failed to connect to runtime socket: ";
@@ -243,8 +249,10 @@ Result<size_t> ReadHeader(Socket& sock, unsigned char (&header)[kHeaderBytes], s
 // its queue, so re-sending it cannot run it twice. (A plain EOF means the peer read the request
 // and then went away, e.g. the runtime crashed in the handler: that is not retried.)
 // `extra_bytes` is set when more than one frame's bytes arrived: the connection must not be reused.
+// `header_done` (may be empty) runs once the length prefix is complete.
 Result<std::string> ReadFrame(Socket& sock, size_t max_bytes, Clock::time_point deadline,
-                              bool& unread_by_peer, bool& extra_bytes) {
+                              bool& unread_by_peer, bool& extra_bytes,
+                              const std::function<void()>& header_done) {
   unsigned char header[kHeaderBytes];
   std::string body(kFirstBodyRead, '\0');
   int err = 0;
@@ -262,6 +270,9 @@ Result<std::string> ReadFrame(Socket& sock, size_t max_bytes, Clock::time_point 
     }
     return Fail(ErrorCode::kUnavailable, kReadPrefix, what);
   }
+  if (header_done) {
+    header_done();
+  }
   auto size = DecodeHeader(header, max_bytes);
   if (!size) {
     return Fail(ErrorCode::kResourceExhausted, kReadPrefix, size.error().message);
@@ -271,17 +282,18 @@ Result<std::string> ReadFrame(Socket& sock, size_t max_bytes, Clock::time_point 
     extra_bytes = true;
     have = want;
   }
-  // Grow with the data actually received, not with the declared size. Each step allocates exactly
-  // the new size (std::string::resize would round the last step up to twice the previous
-  // capacity: 16 MiB held for a 10 MiB frame).
+  // One allocation of the declared size, filled as the data arrives: its pages are only touched
+  // (resident) as far as data was received, so a peer that declares a large frame and sends little
+  // costs little. Growing by steps instead held the old and the new buffer at once at every step
+  // (5 + 10 MiB for a 10 MiB frame, next to the request still held by the caller).
+  if (want > body.capacity()) {
+    std::string whole;
+    whole.reserve(want >= kLargeFrameBytes ? want + kLargeFrameSpare : want);
+    whole.append(body.data(), have);
+    body.swap(whole);
+  }
   while (have < want) {
-    size_t target = std::min(want, std::max(kInitialBodyChunk, body.size() * 2));
-    if (target > body.capacity()) {
-      std::string grown;
-      grown.reserve(target);
-      grown.append(body.data(), have);
-      body.swap(grown);
-    }
+    size_t target = std::min(want, std::max(kInitialBodyChunk, have * 2));
     body.resize(target);
     ASYA_ASSIGN_OR_RETURN(size_t n, ReadFull(sock, body.data() + have, target - have, deadline,
                                              "the response body", err));
@@ -374,6 +386,24 @@ std::string RuntimeClient::DeathNote(std::chrono::milliseconds wait) {
 }
 
 Result<std::string> RuntimeClient::Call(std::string_view request, Clock::time_point deadline) {
+  return CallReleasing(request, deadline, {});
+}
+
+Result<std::string> RuntimeClient::CallReleasing(std::string_view request,
+                                                 Clock::time_point deadline,
+                                                 const std::function<void()>& request_done) {
+  bool released = false;
+  const std::function<void()> release = [&] {
+    if (!released && request_done) {
+      released = true;
+      request_done();
+    }
+  };
+  return CallOnce(request, deadline, release);
+}
+
+Result<std::string> RuntimeClient::CallOnce(std::string_view request, Clock::time_point deadline,
+                                            const std::function<void()>& release) {
   const RuntimeClientOptions& options = impl_->options;
   if (request.size() > options.max_frame_bytes || request.size() > UINT32_MAX) {
     return Fail(ErrorCode::kResourceExhausted, kSendPrefix,
@@ -404,7 +434,8 @@ Result<std::string> RuntimeClient::Call(std::string_view request, Clock::time_po
     }
     bool unread_by_peer = false;
     bool extra_bytes = false;
-    auto response = ReadFrame(sock, options.max_frame_bytes, deadline, unread_by_peer, extra_bytes);
+    auto response =
+        ReadFrame(sock, options.max_frame_bytes, deadline, unread_by_peer, extra_bytes, release);
     if (!response) {
       if (reused && unread_by_peer) {
         impl_->NoteClosedReuse();

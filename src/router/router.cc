@@ -363,6 +363,12 @@ Decision AfterRuntime(const Policy& policy, const Input& in) {
     d.log = "empty response: original envelope to happy-end";
     return d;
   }
+  // Large payloads are taken (in.take_payloads) only once every result is known to fit, so a
+  // decision that does not route the results leaves the outcome as it was. Small ones are copied
+  // (cheaper than building the envelope's text twice).
+  constexpr size_t kTakePayloadBytes = 64u << 10;
+  RuntimeOutcome* take = in.take_payloads == &out ? in.take_payloads : nullptr;
+  std::vector<std::pair<size_t, Envelope>> taken;
   d.publishes.reserve(out.items.size());
   for (size_t i = 0; i < out.items.size(); ++i) {
     Envelope next = Forward(env, out.items[i], i);
@@ -381,17 +387,29 @@ Decision AfterRuntime(const Policy& policy, const Input& in) {
       p.type = MessageType::kHappyEnd;
     }
     p.metric_destination = p.queue;
-    p.body = envelope::SerializeWithPayload(next, out.items[i].payload_json);
-    if (p.body.size() > policy.max_message_bytes) {
+    size_t size = 0;
+    if (take != nullptr && out.items[i].payload_json.size() >= kTakePayloadBytes) {
+      size = envelope::SerializedSize(next, out.items[i].payload_json);
+      taken.emplace_back(i, std::move(next));
+    } else {
+      p.body = envelope::SerializeWithPayload(next, out.items[i].payload_json);
+      size = p.body.size();
+    }
+    if (size > policy.max_message_bytes) {
       // Outgoing messages obey the same bound as incoming ones; nothing has been published yet.
       return ErrorEnd(
           policy, in,
           "Result too large: result " + std::to_string(i) + " of " +
-              std::to_string(out.items.size()) + " is " + std::to_string(p.body.size()) +
+              std::to_string(out.items.size()) + " is " + std::to_string(size) +
               " bytes, exceeds ASYA_MAX_MESSAGE_BYTES=" + std::to_string(policy.max_message_bytes),
           FailReason::kRouting, error_type::kResultTooLarge);
     }
     d.publishes.push_back(std::move(p));
+  }
+  for (auto& [i, next] : taken) {
+    d.publishes[i].body =
+        envelope::SerializeIntoPayload(next, std::move(take->items[i].payload_json));
+    take->items[i].payload_json.clear();
   }
   d.processed_status = Processed::kSuccess;
   d.log = "routed " + std::to_string(out.items.size()) + " result(s)";

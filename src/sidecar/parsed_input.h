@@ -1,11 +1,13 @@
 // The envelope of one received message, parsed once on receipt and carried along the message's
 // path (checks, runtime call, gateway reports, publish failure) instead of being parsed again.
 //
-// One exception keeps large messages from being held twice: for a body of at least
-// kDropPayloadBytes, DropPayload() frees the parsed copy of the payload while the runtime is
-// called (the success path builds its outputs from the runtime's results). WithPayload() brings it
-// back by parsing the body again, only on the rare paths that need the original payload (error
-// envelopes, retries, empty responses, end actors' final status).
+// Large messages (a body of at least kDropPayloadBytes) are not held twice: their payload is not
+// copied out of the body at all (the success path builds its outputs from the runtime's results
+// and needs only id, route, headers and deadline of the input). WithPayload() parses the body
+// again, only on the rare paths that need the original payload (error envelopes, retries, empty
+// responses, end actors' final status). Where the transport keeps the body (SQLite), the sidecar
+// even frees the body itself while the runtime works on it (ReleaseBody) and, on those paths,
+// reads it back and Rebind()s.
 #pragma once
 
 #include <cstddef>
@@ -21,21 +23,28 @@ inline constexpr size_t kDropPayloadBytes = 1u << 20;
 
 class ParsedInput {
  public:
-  // `body` must outlive this object.
+  // `body` must outlive this object (or until ReleaseBody()).
   explicit ParsedInput(std::string_view body) : body_(body) {
-    if (auto parsed = envelope::Parse(body_, Options())) {
+    const bool large = body_.size() >= kDropPayloadBytes;
+    envelope::ParseOptions options = Options();
+    options.keep_payload = !large;
+    if (auto parsed = envelope::Parse(body_, options)) {
       env_ = std::move(*parsed);
       ok_ = true;
+      dropped_ = large;
     } else {
       error_ = std::move(parsed.error().message);
     }
   }
 
+  // The body ("" after ReleaseBody(), until Rebind()).
   [[nodiscard]] std::string_view body() const { return body_; }
-  // The parsed envelope (its payload is "" after DropPayload()), or nullptr when parsing failed.
+  // The parsed envelope (its payload is "" while payload_dropped()), or nullptr when parsing
+  // failed.
   [[nodiscard]] const envelope::Envelope* envelope() const { return ok_ ? &env_ : nullptr; }
   [[nodiscard]] std::string_view parse_error() const { return error_; }
   [[nodiscard]] bool payload_dropped() const { return dropped_; }
+  [[nodiscard]] bool body_released() const { return released_; }
 
   // Frees the parsed payload of a large body; returns whether it did.
   bool DropPayload() {
@@ -47,10 +56,22 @@ class ParsedInput {
     return true;
   }
 
-  // The envelope with its payload (parses the body again if DropPayload() freed it). The pointer
-  // is the same as envelope().
+  // The caller is freeing the body this object views (the envelope stays, without payload).
+  void ReleaseBody() {
+    DropPayload();
+    body_ = {};
+    released_ = true;
+  }
+  // The same body again, read back into `body` (which must outlive this object).
+  void Rebind(std::string_view body) {
+    body_ = body;
+    released_ = false;
+  }
+
+  // The envelope with its payload (parses the body again if it was not kept). The pointer is the
+  // same as envelope(). While the body is released the payload stays "".
   const envelope::Envelope* WithPayload() {
-    if (dropped_) {
+    if (dropped_ && !released_) {
       if (auto full = envelope::Parse(body_, Options())) {
         env_ = std::move(*full);
         dropped_ = false;
@@ -70,6 +91,7 @@ class ParsedInput {
   std::string error_;
   bool ok_ = false;
   bool dropped_ = false;
+  bool released_ = false;
 };
 
 }  // namespace asya::sidecar

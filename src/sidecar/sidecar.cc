@@ -4,6 +4,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <deque>
+#include <functional>
 #include <limits>
 #include <list>
 #include <mutex>
@@ -211,7 +212,10 @@ struct Sidecar::Impl : std::enable_shared_from_this<Sidecar::Impl> {
   }
 
   // Calls the runtime; nullopt when the message must be requeued untouched (shutdown).
-  std::optional<router::RuntimeOutcome> CallRuntime(std::string_view body) {
+  // `request_done` (may be empty) runs once `body` will not be sent again (see
+  // protocol::RuntimeCaller::CallReleasing); after that no retry of the call is made.
+  std::optional<router::RuntimeOutcome> CallRuntime(std::string_view body,
+                                                    const std::function<void()>& request_done) {
     using Kind = router::RuntimeOutcome::Kind;
     router::RuntimeOutcome out;
     for (int connect_failures = 0;;) {
@@ -220,14 +224,21 @@ struct Sidecar::Impl : std::enable_shared_from_this<Sidecar::Impl> {
       }
       const uint64_t generation = runtime_generation;
       const auto t0 = clock.Now();
-      auto r = runtime.Call(body, t0 + s.runtime_timeout);
+      bool released = false;
+      auto r = request_done ? runtime.CallReleasing(body, t0 + s.runtime_timeout,
+                                                    [&] {
+                                                      released = true;
+                                                      request_done();
+                                                    })
+                            : runtime.Call(body, t0 + s.runtime_timeout);
       const auto took = clock.Now() - t0;
       if (metrics != nullptr) {
         metrics->RuntimeDuration(Seconds(took));
       }
       if (r) {
-        auto items =
-            envelope::ParseRuntimeResponse(*r, {.max_bytes = std::numeric_limits<size_t>::max()});
+        // The frame is taken: a single large payload becomes that buffer (no copy).
+        auto items = envelope::ParseRuntimeResponseTaking(
+            std::move(*r), {.max_bytes = std::numeric_limits<size_t>::max()});
         if (!items) {
           out.kind = Kind::kCallError;
           out.error = "failed to parse runtime response: " + items.error().message;
@@ -248,7 +259,7 @@ struct Sidecar::Impl : std::enable_shared_from_this<Sidecar::Impl> {
         return std::nullopt;  // the runtime is going away with us: requeue, do not fail
       }
       // The request never reached the runtime: wait for it and try again (no attempt used).
-      if (err.message.rfind("failed to connect", 0) == 0 && ++connect_failures <= 3) {
+      if (err.message.rfind("failed to connect", 0) == 0 && ++connect_failures <= 3 && !released) {
         MarkRuntimeDown(false, generation);
         continue;
       }
@@ -416,6 +427,10 @@ struct Sidecar::Impl : std::enable_shared_from_this<Sidecar::Impl> {
       }
     }
     if (failed && !failed->in_ack) {
+      if (input.body_released() && !RestoreBody(m, input)) {
+        Nack(m, s.publish_failure_nack_delay, "publish failed; message body unreadable");
+        return;
+      }
       router::Input in;
       in.body = input.body();
       in.envelope = input.WithPayload();
@@ -459,12 +474,26 @@ struct Sidecar::Impl : std::enable_shared_from_this<Sidecar::Impl> {
     Release(m);  // acked above (or the ack failed and was logged: the broker redelivers it)
   }
 
+  // Reads back the body a large message freed during its runtime call (the transport keeps it:
+  // KeepsHeldBodies). False (logged) when it cannot: the caller nacks the message.
+  bool RestoreBody(const InFlightPtr& m, ParsedInput& input) {
+    auto body = transport.ReadBody(m->msg);
+    if (!body) {
+      log::Error("cannot read the message body again", {{"error", body.error().message}});
+      return false;
+    }
+    m->msg.body = std::move(*body);
+    input.Rebind(m->msg.body);
+    return true;
+  }
+
   void Process(const InFlightPtr& m) {
     int expected = kQueued;
     if (!m->state.compare_exchange_strong(expected, kRunning)) {
       return;
     }
-    // Parsed once here; this view travels with the message until it is settled.
+    // Parsed once here; this view travels with the message until it is settled. A large
+    // payload is not copied out of the body (ParsedInput).
     ParsedInput input(m->msg.body);
     router::Input in;
     in.body = input.body();
@@ -474,6 +503,10 @@ struct Sidecar::Impl : std::enable_shared_from_this<Sidecar::Impl> {
     in.now = clock.WallNow();
     in.jitter = Jitter();
     router::Decision d = router::Decide(s.policy, in);
+    if (d.action != router::Action::kCallRuntime && input.payload_dropped()) {
+      in.envelope = input.WithPayload();  // the outcome may carry the original payload
+      d = router::Decide(s.policy, in);
+    }
     Report reporter(gateway, s.policy, input, clock);
     if (d.action != router::Action::kCallRuntime) {
       reporter.AfterPrecheck(d);
@@ -481,11 +514,22 @@ struct Sidecar::Impl : std::enable_shared_from_this<Sidecar::Impl> {
       // A large payload is not kept twice (body + parsed copy) through the runtime call: the
       // success path builds its outputs from the runtime's results and needs only id, route,
       // headers and deadline of the input. Outcomes that carry the original payload decide
-      // again with it restored (rare, and only for large messages).
+      // again with it restored (rare, and only for large messages). Where the transport keeps
+      // the body, the body itself is freed as soon as the runtime has it (read back on those
+      // rare paths), so the message and the runtime's answer are not held at the same time.
       input.DropPayload();
+      const bool release_body = m->large && !s.policy.is_end_actor && transport.KeepsHeldBodies();
+      std::function<void()> release;
+      if (release_body) {
+        release = [&] {
+          input.ReleaseBody();
+          std::string().swap(m->msg.body);
+        };
+      }
       reporter.BeforeCall();
       const auto t0 = clock.Now();
-      auto outcome = CallRuntime(input.body());
+      auto outcome = CallRuntime(input.body(), release);
+      in.body = input.body();
       if (!outcome) {
         expected = kRunning;
         if (m->state.compare_exchange_strong(expected, kSettling)) {
@@ -494,14 +538,25 @@ struct Sidecar::Impl : std::enable_shared_from_this<Sidecar::Impl> {
         return;
       }
       in.outcome = &*outcome;
+      in.take_payloads = &*outcome;  // a routed result's payload moves into its output
       d = router::Decide(s.policy, in);
-      if (input.payload_dropped() && d.processed_status != router::Processed::kSuccess &&
+      if ((input.payload_dropped() || input.body_released()) &&
+          d.processed_status != router::Processed::kSuccess &&
           d.processed_status != router::Processed::kEndConsumed) {
+        if (input.body_released() && !RestoreBody(m, input)) {
+          expected = kRunning;
+          if (m->state.compare_exchange_strong(expected, kSettling)) {
+            Nack(m, s.publish_failure_nack_delay, "message body unreadable after the call");
+          }
+          return;
+        }
+        in.body = input.body();
         in.envelope = input.WithPayload();
         d = router::Decide(s.policy, in);
       }
       reporter.AfterCall(*outcome, d, clock.Now() - t0);
       in.outcome = nullptr;
+      in.take_payloads = nullptr;
       outcome.reset();  // the runtime's answer is freed before publishing
     }
     input.DropPayload();  // so is the payload copy of a large input

@@ -200,6 +200,60 @@ Result<Query> Database::Prepare(const char* sql) {
   return Query(it->second, db_);
 }
 
+int64_t Database::LastInsertRowid() const {
+  return sqlite3_last_insert_rowid(db_);
+}
+
+namespace {
+
+// Closes a blob handle when it goes away (an open handle would keep the transaction from
+// committing).
+struct BlobHandle {
+  sqlite3_blob* blob = nullptr;
+  ~BlobHandle() {
+    if (blob != nullptr) {
+      sqlite3_blob_close(blob);
+    }
+  }
+};
+
+}  // namespace
+
+Status Database::WriteBlob(const char* table, const char* column, int64_t rowid,
+                           std::string_view data) {
+  BlobHandle h;
+  int rc = sqlite3_blob_open(db_, "main", table, column, rowid, /*flags=*/1, &h.blob);
+  if (rc != SQLITE_OK) {
+    return Unexpected(SqliteError(db_, rc, std::string("open blob for writing in ") + table));
+  }
+  // sqlite3_blob_write takes an int count: write in pieces.
+  constexpr size_t kPiece = 1u << 30;
+  for (size_t off = 0; off < data.size(); off += kPiece) {
+    const size_t n = std::min(kPiece, data.size() - off);
+    rc = sqlite3_blob_write(h.blob, data.data() + off, static_cast<int>(n), static_cast<int>(off));
+    if (rc != SQLITE_OK) {
+      return Unexpected(SqliteError(db_, rc, std::string("write blob in ") + table));
+    }
+  }
+  return Ok();
+}
+
+Result<std::string> Database::ReadBlob(const char* table, const char* column, int64_t rowid) {
+  BlobHandle h;
+  int rc = sqlite3_blob_open(db_, "main", table, column, rowid, /*flags=*/0, &h.blob);
+  if (rc != SQLITE_OK) {
+    return Unexpected(SqliteError(db_, rc, std::string("open blob for reading in ") + table));
+  }
+  std::string out(static_cast<size_t>(sqlite3_blob_bytes(h.blob)), '\0');
+  if (!out.empty()) {
+    rc = sqlite3_blob_read(h.blob, out.data(), static_cast<int>(out.size()), 0);
+    if (rc != SQLITE_OK) {
+      return Unexpected(SqliteError(db_, rc, std::string("read blob in ") + table));
+    }
+  }
+  return out;
+}
+
 Result<Transaction> Transaction::Begin(Database& db, bool write) {
   ASYA_RETURN_IF_ERROR(db.Exec(write ? "BEGIN IMMEDIATE" : "BEGIN"));
   return Transaction(&db);

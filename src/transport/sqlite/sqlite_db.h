@@ -63,6 +63,13 @@ class Database {
   Status Exec(const char* sql);
   // Prepares `sql` once per connection and reuses it afterwards.
   Result<Query> Prepare(const char* sql);
+  // The rowid of the last INSERT on this connection.
+  [[nodiscard]] int64_t LastInsertRowid() const;
+  // Incremental blob I/O on `table`.`column` of row `rowid` (the row must exist; a write must fit
+  // the blob's size, e.g. a zeroblob(n) inserted before): the bytes move between `data` and the
+  // database pages without SQLite building the whole value in memory.
+  Status WriteBlob(const char* table, const char* column, int64_t rowid, std::string_view data);
+  Result<std::string> ReadBlob(const char* table, const char* column, int64_t rowid);
   [[nodiscard]] const std::string& path() const { return path_; }
 
  private:

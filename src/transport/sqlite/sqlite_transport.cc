@@ -29,17 +29,25 @@ namespace {
 using sqlite::Database;
 using sqlite::Transaction;
 
-constexpr int kSchemaVersion = 1;
+constexpr int kSchemaVersion = 2;
 constexpr size_t kMaxQueueName = 200;
 constexpr size_t kMaxBatch = 1000;
+// Bodies of at least this size live in `message_bodies`, apart from the message's row: a claim,
+// nack or visibility extension then rewrites a small row instead of the whole body (SQLite builds
+// every updated record in memory), and the body is written and read with incremental blob I/O
+// (no whole-body copy inside SQLite). Smaller bodies stay in the row (one b-tree, fewer writes).
+constexpr size_t kExternalBodyBytes = 64u << 10;
 
+// Version 2. `queue_messages` is version 1's `messages` (renamed by the migration, so a process
+// still running version-1 code fails loudly instead of reading an external body as empty) plus
+// `body_ext`: 1 when the body is in `message_bodies` (then `body` is empty).
 constexpr const char* kSchema = R"sql(
 CREATE TABLE IF NOT EXISTS queues(
   name TEXT PRIMARY KEY,
   created_ms INTEGER NOT NULL,
   visibility_ms INTEGER NOT NULL DEFAULT 0
 ) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS messages(
+CREATE TABLE IF NOT EXISTS queue_messages(
   id INTEGER PRIMARY KEY AUTOINCREMENT,
   queue TEXT NOT NULL,
   body BLOB NOT NULL,
@@ -47,9 +55,23 @@ CREATE TABLE IF NOT EXISTS messages(
   visible_at INTEGER NOT NULL,
   receipt TEXT,
   delivery_count INTEGER NOT NULL DEFAULT 0,
-  enqueued_at INTEGER NOT NULL
+  enqueued_at INTEGER NOT NULL,
+  body_ext INTEGER NOT NULL DEFAULT 0
 );
-CREATE INDEX IF NOT EXISTS messages_by_visibility ON messages(queue, visible_at, id);
+CREATE INDEX IF NOT EXISTS messages_by_visibility ON queue_messages(queue, visible_at, id);
+CREATE TABLE IF NOT EXISTS message_bodies(
+  id INTEGER PRIMARY KEY,
+  body BLOB NOT NULL
+);
+CREATE TRIGGER IF NOT EXISTS message_body_gone AFTER DELETE ON queue_messages
+  WHEN old.body_ext != 0 BEGIN DELETE FROM message_bodies WHERE id = old.id; END;
+)sql";
+
+// Version 1 -> 2: rename (the index, the AUTOINCREMENT sequence and the rows move along) and add
+// the column (no rewrite of the rows: every existing body stays in its row, body_ext = 0).
+constexpr const char* kMigrateV1 = R"sql(
+ALTER TABLE messages RENAME TO queue_messages;
+ALTER TABLE queue_messages ADD COLUMN body_ext INTEGER NOT NULL DEFAULT 0;
 )sql";
 
 int64_t NowMs() {
@@ -161,6 +183,8 @@ class SqliteTransport final : public Transport {
   Status Requeue(const Message& message) override;
   Status ExtendVisibility(const Message& message, Millis visibility) override;
   void Interrupt() override;
+  [[nodiscard]] bool KeepsHeldBodies() const override { return true; }
+  Result<std::string> ReadBody(const Message& message) override;
 
   Status CreateQueue(std::string_view queue, const QueueOptions& options) override;
   Status DeleteQueue(std::string_view queue) override;
@@ -249,8 +273,8 @@ Result<std::vector<Message>> SqliteTransport::ClaimLocked(std::string_view queue
   std::vector<Receipt> claims;
   {
     ASYA_ASSIGN_OR_RETURN(auto select,
-                          db_.Prepare("SELECT id, body, headers, delivery_count FROM messages "
-                                      "WHERE queue = ?1 AND visible_at <= ?2 "
+                          db_.Prepare("SELECT id, body, headers, delivery_count, body_ext "
+                                      "FROM queue_messages WHERE queue = ?1 AND visible_at <= ?2 "
                                       "ORDER BY visible_at, id LIMIT ?3"));
     select.BindText(1, queue).Bind(2, now).Bind(3, static_cast<int64_t>(max));
     for (;;) {
@@ -262,7 +286,11 @@ Result<std::vector<Message>> SqliteTransport::ClaimLocked(std::string_view queue
       int64_t id = select.Int(0);
       m.queue = std::string(queue);
       m.id = std::to_string(id);
-      m.body = select.Blob(1);
+      if (select.Int(4) != 0) {
+        ASYA_ASSIGN_OR_RETURN(m.body, db_.ReadBlob("message_bodies", "body", id));
+      } else {
+        m.body = select.Blob(1);
+      }
       m.headers = DecodeHeaders(select.Text(2), id);
       m.delivery_count = select.Int(3) + 1;
       m.redelivered = m.delivery_count > 1;
@@ -272,7 +300,7 @@ Result<std::vector<Message>> SqliteTransport::ClaimLocked(std::string_view queue
     }
   }
   ASYA_ASSIGN_OR_RETURN(auto update,
-                        db_.Prepare("UPDATE messages SET visible_at = ?2, receipt = ?3, "
+                        db_.Prepare("UPDATE queue_messages SET visible_at = ?2, receipt = ?3, "
                                     "delivery_count = delivery_count + 1 WHERE id = ?1"));
   for (const Receipt& claim : claims) {
     ASYA_RETURN_IF_ERROR(
@@ -299,12 +327,13 @@ Result<SqliteTransport::Attempt> SqliteTransport::TryReceive(std::string_view qu
     if (!exists) {
       return MakeError(ErrorCode::kNotFound, "queue '" + std::string(queue) + "' does not exist");
     }
-    ASYA_ASSIGN_OR_RETURN(auto ready, db_.Prepare("SELECT 1 FROM messages WHERE queue = ?1 AND "
-                                                  "visible_at <= ?2 LIMIT 1"));
+    ASYA_ASSIGN_OR_RETURN(auto ready,
+                          db_.Prepare("SELECT 1 FROM queue_messages WHERE queue = ?1 AND "
+                                      "visible_at <= ?2 LIMIT 1"));
     ready.BindText(1, queue).Bind(2, now);
     ASYA_ASSIGN_OR_RETURN(bool any, ready.Step());
     if (!any) {
-      ASYA_ASSIGN_OR_RETURN(auto next, db_.Prepare("SELECT MIN(visible_at) FROM messages "
+      ASYA_ASSIGN_OR_RETURN(auto next, db_.Prepare("SELECT MIN(visible_at) FROM queue_messages "
                                                    "WHERE queue = ?1 AND visible_at > ?2"));
       next.BindText(1, queue).Bind(2, now);
       ASYA_ASSIGN_OR_RETURN(bool row, next.Step());
@@ -388,17 +417,28 @@ Status SqliteTransport::InsertLocked(std::string_view queue, std::string_view bo
                                                    "VALUES (?1, ?2)"));
     ASYA_RETURN_IF_ERROR(create.BindText(1, queue).Bind(2, now).Run());
   }
+  const bool external = body.size() >= kExternalBodyBytes;
   ASYA_ASSIGN_OR_RETURN(auto insert,
-                        db_.Prepare("INSERT INTO messages(queue, body, headers, visible_at, "
-                                    "enqueued_at) VALUES (?1, ?2, ?3, ?4, ?5)"));
-  insert.BindText(1, queue).BindBlob(2, body);
+                        db_.Prepare("INSERT INTO queue_messages(queue, body, headers, visible_at, "
+                                    "enqueued_at, body_ext) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"));
+  insert.BindText(1, queue).BindBlob(2, external ? std::string_view() : body);
   if (headers.empty()) {
     insert.BindNull(3);
   } else {
     insert.BindText(3, headers);
   }
-  insert.Bind(4, now + std::max<int64_t>(0, delay.count())).Bind(5, now);
-  return insert.Run();
+  insert.Bind(4, now + std::max<int64_t>(0, delay.count())).Bind(5, now).Bind(6, external ? 1 : 0);
+  ASYA_RETURN_IF_ERROR(insert.Run());
+  if (!external) {
+    return Ok();
+  }
+  // The body: a zero-filled blob of its size (SQLite writes the zeros page by page, without a
+  // buffer of that size), then overwritten in place from the caller's buffer.
+  const int64_t id = db_.LastInsertRowid();
+  ASYA_ASSIGN_OR_RETURN(auto put, db_.Prepare("INSERT INTO message_bodies(id, body) "
+                                              "VALUES (?1, zeroblob(?2))"));
+  ASYA_RETURN_IF_ERROR(put.Bind(1, id).Bind(2, static_cast<int64_t>(body.size())).Run());
+  return db_.WriteBlob("message_bodies", "body", id, body);
 }
 
 Status SqliteTransport::Publish(std::string_view queue, std::string_view body,
@@ -550,7 +590,7 @@ std::optional<SettleFailure> SqliteTransport::ApplySettle(const Settle& settle, 
       return SettleFailure{.index = i, .error = st.error()};
     }
   }
-  auto del = db_.Prepare("DELETE FROM messages WHERE id = ?1 AND receipt = ?2 RETURNING id");
+  auto del = db_.Prepare("DELETE FROM queue_messages WHERE id = ?1 AND receipt = ?2 RETURNING id");
   if (!del) {
     return SettleFailure{.error = del.error()};
   }
@@ -570,7 +610,7 @@ std::optional<SettleFailure> SqliteTransport::ApplySettle(const Settle& settle, 
 }
 
 Error SqliteTransport::ReceiptMismatch(const Receipt& r, std::string_view op) {
-  auto q = db_.Prepare("SELECT 1 FROM messages WHERE id = ?1");
+  auto q = db_.Prepare("SELECT 1 FROM queue_messages WHERE id = ?1");
   bool exists = false;
   if (q) {
     q->Bind(1, r.id);
@@ -603,15 +643,16 @@ Result<std::string> SqliteTransport::UpdateByReceipt(const char* sql, const Mess
 }
 
 Status SqliteTransport::Ack(const Message& message) {
-  return UpdateByReceipt("DELETE FROM messages WHERE id = ?1 AND receipt = ?2 RETURNING queue",
-                         message, 0, "ack")
+  return UpdateByReceipt(
+             "DELETE FROM queue_messages WHERE id = ?1 AND receipt = ?2 RETURNING queue", message,
+             0, "ack")
       .transform([](const std::string&) {});
 }
 
 Status SqliteTransport::Nack(const Message& message, Millis delay) {
   ASYA_ASSIGN_OR_RETURN(
       std::string queue,
-      UpdateByReceipt("UPDATE messages SET visible_at = ?3, receipt = NULL "
+      UpdateByReceipt("UPDATE queue_messages SET visible_at = ?3, receipt = NULL "
                       "WHERE id = ?1 AND receipt = ?2 RETURNING queue",
                       message, NowMs() + std::max<int64_t>(0, delay.count()), "nack"));
   wake_.Notify(queue);
@@ -619,21 +660,38 @@ Status SqliteTransport::Nack(const Message& message, Millis delay) {
 }
 
 Status SqliteTransport::Requeue(const Message& message) {
-  ASYA_ASSIGN_OR_RETURN(std::string queue,
-                        UpdateByReceipt("UPDATE messages SET visible_at = ?3, receipt = NULL, "
-                                        "delivery_count = MAX(delivery_count - 1, 0) "
-                                        "WHERE id = ?1 AND receipt = ?2 RETURNING queue",
-                                        message, NowMs(), "requeue"));
+  ASYA_ASSIGN_OR_RETURN(
+      std::string queue,
+      UpdateByReceipt("UPDATE queue_messages SET visible_at = ?3, receipt = NULL, "
+                      "delivery_count = MAX(delivery_count - 1, 0) "
+                      "WHERE id = ?1 AND receipt = ?2 RETURNING queue",
+                      message, NowMs(), "requeue"));
   wake_.Notify(queue);
   return Ok();
 }
 
 Status SqliteTransport::ExtendVisibility(const Message& message, Millis visibility) {
   return UpdateByReceipt(
-             "UPDATE messages SET visible_at = ?3 WHERE id = ?1 AND receipt = ?2 "
+             "UPDATE queue_messages SET visible_at = ?3 WHERE id = ?1 AND receipt = ?2 "
              "RETURNING queue",
              message, NowMs() + std::max<int64_t>(0, visibility.count()), "extend visibility")
       .transform([](const std::string&) {});
+}
+
+Result<std::string> SqliteTransport::ReadBody(const Message& message) {
+  ASYA_ASSIGN_OR_RETURN(Receipt r, ParseReceipt(message));
+  std::lock_guard lock(mu_);
+  ASYA_ASSIGN_OR_RETURN(auto q, db_.Prepare("SELECT body, body_ext FROM queue_messages "
+                                            "WHERE id = ?1 AND receipt = ?2"));
+  q.Bind(1, r.id).BindText(2, r.token);
+  ASYA_ASSIGN_OR_RETURN(bool row, q.Step());
+  if (!row) {
+    return Unexpected(ReceiptMismatch(r, "read body"));
+  }
+  if (q.Int(1) != 0) {
+    return db_.ReadBlob("message_bodies", "body", r.id);
+  }
+  return q.Blob(0);
 }
 
 void SqliteTransport::Interrupt() {
@@ -672,7 +730,7 @@ Status SqliteTransport::DeleteQueue(std::string_view queue) {
     std::lock_guard lock(mu_);
     ASYA_ASSIGN_OR_RETURN(auto txn, Transaction::Begin(db_, /*write=*/true));
     {
-      ASYA_ASSIGN_OR_RETURN(auto del, db_.Prepare("DELETE FROM messages WHERE queue = ?1"));
+      ASYA_ASSIGN_OR_RETURN(auto del, db_.Prepare("DELETE FROM queue_messages WHERE queue = ?1"));
       ASYA_RETURN_IF_ERROR(del.BindText(1, queue).Run());
       ASYA_ASSIGN_OR_RETURN(auto delq, db_.Prepare("DELETE FROM queues WHERE name = ?1"));
       ASYA_RETURN_IF_ERROR(delq.BindText(1, queue).Run());
@@ -699,7 +757,7 @@ Result<QueueDepth> SqliteTransport::Depth(std::string_view queue) {
   }
   ASYA_ASSIGN_OR_RETURN(auto q, db_.Prepare("SELECT COALESCE(SUM(visible_at <= ?2), 0), "
                                             "COALESCE(SUM(visible_at > ?2), 0) "
-                                            "FROM messages WHERE queue = ?1"));
+                                            "FROM queue_messages WHERE queue = ?1"));
   q.BindText(1, queue).Bind(2, NowMs());
   ASYA_ASSIGN_OR_RETURN(bool row, q.Step());
   QueueDepth d;
@@ -732,7 +790,7 @@ Status SqliteTransport::Purge(std::string_view queue) {
     if (!exists) {
       return MakeError(ErrorCode::kNotFound, "queue '" + std::string(queue) + "' does not exist");
     }
-    ASYA_ASSIGN_OR_RETURN(auto del, db_.Prepare("DELETE FROM messages WHERE queue = ?1"));
+    ASYA_ASSIGN_OR_RETURN(auto del, db_.Prepare("DELETE FROM queue_messages WHERE queue = ?1"));
     ASYA_RETURN_IF_ERROR(del.BindText(1, queue).Run());
   }
   return txn.Commit();
@@ -749,16 +807,20 @@ Status InitSchema(Database& db) {
   }
   ASYA_RETURN_IF_ERROR(wal);
   ASYA_ASSIGN_OR_RETURN(auto txn, Transaction::Begin(db, /*write=*/true));
+  int64_t version = 0;
   {
     ASYA_ASSIGN_OR_RETURN(auto v, db.Prepare("PRAGMA user_version"));
     ASYA_ASSIGN_OR_RETURN(bool row, v.Step());
-    int64_t version = row ? v.Int(0) : 0;
+    version = row ? v.Int(0) : 0;
     if (version > kSchemaVersion) {
       return MakeError(ErrorCode::kFailedPrecondition,
                        "sqlite: '" + db.path() + "' has queue schema version " +
                            std::to_string(version) + ", newer than this program's " +
                            std::to_string(kSchemaVersion));
     }
+  }
+  if (version == 1) {
+    ASYA_RETURN_IF_ERROR(db.Exec(kMigrateV1));
   }
   ASYA_RETURN_IF_ERROR(db.Exec(kSchema));
   ASYA_RETURN_IF_ERROR(

@@ -376,4 +376,51 @@ TEST(DecodeJsonString, HandlesEscapesAndRejectsNonStrings) {
 }
 
 }  // namespace
+// SerializeIntoPayload writes the same text as SerializeWithPayload, inside the payload's buffer
+// when it has room, and copies when it has not.
+TEST(Envelope, SerializeIntoPayloadIsSerializeWithPayloadInPlace) {
+  Envelope e;
+  e.id = "id-1";
+  e.parent_id = "p";
+  e.has_route = true;
+  e.route.actors = {"a", "b"};
+  e.route.current = 1;
+  e.route.metadata_json = R"({"m":1})";
+  e.headers = {{"k", "\"v\""}};
+  e.has_headers = true;
+  e.deadline = "2030-01-01T00:00:00Z";
+  const std::string payload = "[" + std::string(70000, '1') + "]";
+  const std::string expected = SerializeWithPayload(e, payload);
+
+  std::string roomy = payload;
+  roomy.reserve(payload.size() + 1024);
+  const char* buffer = roomy.data();
+  std::string out = SerializeIntoPayload(e, std::move(roomy));
+  EXPECT_EQ(out, expected);
+  EXPECT_EQ(out.data(), buffer) << "built in a new buffer although the payload's had room";
+  EXPECT_EQ(SerializedSize(e, payload), expected.size());
+
+  std::string tight = payload;
+  tight.shrink_to_fit();
+  EXPECT_EQ(SerializeIntoPayload(e, std::move(tight)), expected);
+  EXPECT_EQ(SerializeIntoPayload(e, std::string()), SerializeWithPayload(e, ""));
+  EXPECT_EQ(SerializedSize(e, ""), SerializeWithPayload(e, "").size());
+  Envelope bare;
+  EXPECT_EQ(SerializeIntoPayload(bare, std::string("7")), SerializeWithPayload(bare, "7"));
+}
+
+TEST(Envelope, ParseCanLeaveALargePayloadInTheInput) {
+  const std::string text = R"({"id":"x","route":{"actors":["a"],"current":0},"payload":[1,2]})";
+  auto kept = Parse(text);
+  auto left = Parse(text, {.keep_payload = false});
+  ASSERT_TRUE(kept.has_value() && left.has_value());
+  EXPECT_EQ(kept->payload_json, "[1,2]");
+  EXPECT_EQ(left->payload_json, "");
+  EXPECT_TRUE(left->has_payload);
+  EXPECT_EQ(left->id, "x");
+  EXPECT_EQ(left->route.actors, kept->route.actors);
+  // The payload is still checked.
+  EXPECT_FALSE(Parse(R"({"id":"x","payload":[1,,2]})", {.keep_payload = false}).has_value());
+}
+
 }  // namespace asya::envelope

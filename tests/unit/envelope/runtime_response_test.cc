@@ -129,4 +129,49 @@ TEST(RuntimeResponse, OversizeIsResourceExhausted) {
 }
 
 }  // namespace
+// Taking the frame: a single large payload becomes the frame's own buffer (no second buffer of
+// its size), and the other members are read as usual; anything else parses as the plain overload.
+TEST(RuntimeResponse, TakingMovesASingleLargePayloadIntoTheFrameBuffer) {
+  const std::string big(100 << 10, 'p');
+  std::string frame = R"([{"route":{"actors":["x","y"],"current":1},"payload":")" + big +
+                      R"(","headers":{"k":"v"},"id":"i1"}])";
+  frame.reserve(frame.size() + 4096);
+  const char* buffer = frame.data();
+  const size_t capacity = frame.capacity();
+  auto r = ParseRuntimeResponseTaking(std::move(frame));
+  ASSERT_TRUE(r.has_value()) << r.error().message;
+  ASSERT_EQ(r->size(), 1u);
+  const RuntimeItem& item = (*r)[0];
+  EXPECT_EQ(item.payload_json, "\"" + big + "\"");
+  EXPECT_EQ(item.payload_json.data(), buffer) << "the payload was copied, not taken";
+  EXPECT_EQ(item.payload_json.capacity(), capacity);
+  EXPECT_TRUE(item.has_route);
+  EXPECT_EQ(item.route.actors, (std::vector<std::string>{"x", "y"}));
+  EXPECT_EQ(item.route.current, 1);
+  ASSERT_EQ(item.headers.size(), 1u);
+  EXPECT_EQ(item.id, "i1");
+
+  // Two items, a small frame, an item without payload: the same as the plain overload.
+  for (std::string text : {"[{\"payload\":\"" + big + "\"},{\"payload\":2}]",
+                           std::string(R"([{"payload":{"a":1},"id":"s"}])"),
+                           R"([{"route":{"actors":["x"],"current":1},"id":")" + big + "\"}]"}) {
+    auto plain = ParseRuntimeResponse(text);
+    auto taken = ParseRuntimeResponseTaking(std::string(text));
+    ASSERT_TRUE(plain.has_value() && taken.has_value()) << text.substr(0, 80);
+    ASSERT_EQ(plain->size(), taken->size());
+    for (size_t i = 0; i < plain->size(); ++i) {
+      EXPECT_EQ((*plain)[i].payload_json, (*taken)[i].payload_json);
+      EXPECT_EQ((*plain)[i].has_payload, (*taken)[i].has_payload);
+      EXPECT_EQ((*plain)[i].id, (*taken)[i].id);
+    }
+  }
+  // Errors are the same too.
+  std::string bad = "[{\"payload\":\"" + big + "\",\"route\":7}]";
+  auto bad_plain = ParseRuntimeResponse(bad);
+  auto bad_taken = ParseRuntimeResponseTaking(std::string(bad));
+  ASSERT_FALSE(bad_plain.has_value());
+  ASSERT_FALSE(bad_taken.has_value());
+  EXPECT_EQ(bad_plain.error().message, bad_taken.error().message);
+}
+
 }  // namespace asya::envelope

@@ -296,6 +296,55 @@ TEST(RuntimeClient, LargeRequestAndResponse) {
   EXPECT_EQ(*r, big);
 }
 
+// CallReleasing: the request may be freed once the answer starts (here it is, inside the
+// callback), and the callback runs exactly once per answered call.
+TEST(RuntimeClient, CallReleasingLetsTheCallerFreeTheRequestOnceTheAnswerStarts) {
+  TempDir dir;
+  FakeRuntime rt(dir.Socket(), Mode::kEcho);
+  RuntimeClient client(Options(dir));
+  const std::string big(3u << 20, 'b');
+  std::string request = big;
+  int released = 0;
+  auto r = client.CallReleasing(request, Clock::now() + kGenerous, [&] {
+    ++released;
+    std::string().swap(request);
+  });
+  ASSERT_TRUE(r.has_value()) << r.error().message;
+  EXPECT_TRUE(*r == big);
+  EXPECT_EQ(released, 1);
+  EXPECT_TRUE(request.empty());
+}
+
+// A kept connection the runtime closed unread is retried with the same request: the callback has
+// not run yet then. A call that gets no answer never runs it (the caller keeps its request).
+TEST(RuntimeClient, CallReleasingKeepsTheRequestForARetryAndForAFailure) {
+  TempDir dir;
+  {
+    FakeRuntime rt(dir.Socket(), Mode::kCloseOnNextRequest);
+    RuntimeClient client(Options(dir));
+    for (int i = 0; i < 3; ++i) {
+      std::string request = "req" + std::to_string(i);
+      const std::string sent = request;
+      int released = 0;
+      auto r = client.CallReleasing(request, Clock::now() + kGenerous, [&] {
+        ++released;
+        std::string().swap(request);
+      });
+      ASSERT_TRUE(r.has_value()) << i << ": " << r.error().message;
+      EXPECT_EQ(*r, sent);
+      EXPECT_EQ(released, 1);
+    }
+    EXPECT_GE(rt.dropped(), 1);  // at least one call was re-sent after the first attempt
+  }
+  TempDir other;
+  FakeRuntime rt(other.Socket(), Mode::kCloseWithoutResponse);
+  RuntimeClient client(Options(other));
+  int released = 0;
+  auto r = client.CallReleasing("x", Clock::now() + kGenerous, [&] { ++released; });
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(released, 0);
+}
+
 TEST(RuntimeClient, RuntimeThatClosesAfterEachResponse) {
   TempDir dir;
   FakeRuntime rt(dir.Socket(), Mode::kCloseAfterResponse);

@@ -760,6 +760,96 @@ TEST(RouterTable, EveryRow) {
   }
 }
 
+// Input.take_payloads: every row decides exactly as without it; only a decision that routes the
+// results (kSuccess) takes their payloads, any other leaves the outcome as it was.
+TEST(RouterTable, TakingThePayloadsChangesNoDecision) {
+  for (const Row& row : Rows()) {
+    if (!row.outcome) {
+      continue;
+    }
+    SCOPED_TRACE(row.name);
+    Policy policy = BasePolicy();
+    if (row.policy) {
+      row.policy(policy);
+    }
+    Decision plain = RunRow(row, BasePolicy());
+    auto parsed = envelope::Parse(row.body, {.max_bytes = size_t(1) << 40});
+    Input in;
+    in.body = row.body;
+    in.envelope = parsed ? &*parsed : nullptr;
+    std::string parse_error = parsed ? "" : parsed.error().message;
+    in.parse_error = parse_error;
+    in.delivery_count = row.delivery_count;
+    in.now = kNow;
+    in.jitter = 0.5;
+    RuntimeOutcome outcome = MakeOutcome(row);
+    const RuntimeOutcome before = MakeOutcome(row);
+    in.outcome = &outcome;
+    in.take_payloads = &outcome;
+    Decision taken = Decide(policy, in);
+    EXPECT_EQ(taken.action, plain.action);
+    EXPECT_EQ(taken.processed_status, plain.processed_status);
+    EXPECT_EQ(taken.log, plain.log);
+    ASSERT_EQ(taken.publishes.size(), plain.publishes.size());
+    for (size_t i = 0; i < plain.publishes.size(); ++i) {
+      EXPECT_EQ(taken.publishes[i].queue, plain.publishes[i].queue);
+      EXPECT_EQ(taken.publishes[i].body, plain.publishes[i].body);
+    }
+    ASSERT_EQ(outcome.items.size(), before.items.size());
+    for (size_t i = 0; i < outcome.items.size(); ++i) {
+      if (taken.processed_status == Processed::kSuccess &&
+          before.items[i].payload_json.size() >= (64u << 10)) {
+        EXPECT_TRUE(outcome.items[i].payload_json.empty()) << "result " << i << " not taken";
+      } else {
+        EXPECT_EQ(outcome.items[i].payload_json, before.items[i].payload_json)
+            << "a decision that does not route the results changed them";
+      }
+    }
+  }
+}
+
+// A large result payload is moved into its output (the same text as copying it); a result too
+// large to publish leaves the outcome whole for the caller's next decision.
+TEST(Router, TakesALargeResultPayloadOnlyWhenItIsRouted) {
+  const std::string big = "\"" + std::string(100 << 10, 'L') + "\"";
+  const std::string response =
+      R"([{"payload":)" + big + R"(,"route":{"actors":["a","b"],"current":1}},{"payload":2}])";
+  for (size_t limit : {size_t(64) << 20, size_t(50) << 10}) {
+    SCOPED_TRACE(limit);
+    Policy policy = BasePolicy();
+    policy.max_message_bytes = limit;
+    auto parsed = envelope::Parse(kBody);
+    ASSERT_TRUE(parsed.has_value());
+    Input in;
+    in.body = kBody;
+    in.envelope = &*parsed;
+    in.now = kNow;
+    auto items = envelope::ParseRuntimeResponse(response);
+    ASSERT_TRUE(items.has_value());
+    RuntimeOutcome plain_outcome;
+    plain_outcome.items = *items;
+    in.outcome = &plain_outcome;
+    Decision plain = Decide(policy, in);
+    RuntimeOutcome outcome;
+    outcome.items = std::move(*items);
+    in.outcome = &outcome;
+    in.take_payloads = &outcome;
+    Decision taken = Decide(policy, in);
+    EXPECT_EQ(taken.processed_status, plain.processed_status);
+    ASSERT_EQ(taken.publishes.size(), plain.publishes.size());
+    for (size_t i = 0; i < plain.publishes.size(); ++i) {
+      EXPECT_TRUE(taken.publishes[i].body == plain.publishes[i].body) << i;
+    }
+    if (plain.processed_status == Processed::kSuccess) {
+      EXPECT_TRUE(outcome.items[0].payload_json.empty());
+      EXPECT_EQ(outcome.items[1].payload_json, "2");  // small: copied
+    } else {
+      EXPECT_EQ(FailReasonLabel(taken.failed_reason), "routing_error");
+      EXPECT_TRUE(outcome.items[0].payload_json == big);
+    }
+  }
+}
+
 // details.type and details.message of each kind of error envelope (docs/sidecar.md).
 TEST(Router, EveryErrorEnvelopeHasTypeAndMessage) {
   using K = RuntimeOutcome::Kind;

@@ -54,8 +54,15 @@ class FakeTransport : public transport::Transport {
     m.body = std::move(body);
     m.receipt = "r" + std::to_string(++next_receipt_);
     m.delivery_count = delivery_count;
+    Hold(m);
     return m;
   }
+
+  // Like the SQLite transport: keeps the body of every held message (KeepsHeldBodies) and hands
+  // it out again (ReadBody); nack and requeue put the kept body back. Set before use.
+  void KeepBodies(bool keep) { keep_bodies_ = keep; }
+  void FailReadBody(bool fail) { fail_read_body_ = fail; }
+  int BodyReads() const { return body_reads_; }
 
   // Called at the start of every Publish, outside the fake's lock (so Receive can run meanwhile);
   // set before the sidecar runs.
@@ -141,6 +148,7 @@ class FakeTransport : public transport::Transport {
       q.pop_front();
       m.queue = std::string(queue);
       m.receipt = "r" + std::to_string(++next_receipt_);
+      Hold(m);
       out.push_back(std::move(m));
     }
     return out;
@@ -175,6 +183,16 @@ class FakeTransport : public transport::Transport {
     ++extensions_;
     cv_.notify_all();
     return {};
+  }
+  bool KeepsHeldBodies() const override { return keep_bodies_; }
+  Result<std::string> ReadBody(const transport::Message& m) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    ++body_reads_;
+    auto it = held_bodies_.find(m.receipt);
+    if (!keep_bodies_ || fail_read_body_ || it == held_bodies_.end()) {
+      return MakeError(ErrorCode::kFailedPrecondition, "read body: stale receipt " + m.receipt);
+    }
+    return it->second;
   }
   void Interrupt() override {
     std::lock_guard<std::mutex> lock(mu_);
@@ -232,16 +250,30 @@ class FakeTransport : public transport::Transport {
     if (kind != SettleKind::kAck) {
       transport::Message back = m;
       back.delivery_count += kind == SettleKind::kNack ? 1 : 0;
+      if (auto it = held_bodies_.find(m.receipt); keep_bodies_ && it != held_bodies_.end()) {
+        back.body = it->second;  // the holder may have freed its copy
+      }
       queues_[m.queue].push_back(std::move(back));
     }
+    held_bodies_.erase(m.receipt);
     settled_.push_back({m.receipt, kind, delay});
     cv_.notify_all();
     return {};
   }
 
+  void Hold(const transport::Message& m) {  // under mu_
+    if (keep_bodies_) {
+      held_bodies_[m.receipt] = m.body;
+    }
+  }
+
   mutable std::mutex mu_;
   std::condition_variable cv_;
   std::map<std::string, std::deque<transport::Message>, std::less<>> queues_;
+  std::map<std::string, std::string> held_bodies_;  // by receipt, when keep_bodies_
+  std::atomic<bool> keep_bodies_{false};
+  std::atomic<bool> fail_read_body_{false};
+  std::atomic<int> body_reads_{0};
   std::vector<Published> published_;
   std::vector<Settled> settled_;
   PublishHook fail_publish_;
@@ -287,6 +319,21 @@ class FakeRuntime : public protocol::RuntimeCaller {
     }
     return h(request, deadline);
   }
+  // The request is copied before the handler runs, and released (request_done) when the handler
+  // answered, as the real client does once the answer starts: a sidecar that used a released body
+  // afterwards would send or publish garbage here.
+  Result<std::string> CallReleasing(std::string_view request,
+                                    std::chrono::steady_clock::time_point deadline,
+                                    const std::function<void()>& request_done) override {
+    ++releasing_calls;
+    const std::string copy(request);
+    auto response = Call(copy, deadline);
+    if (response) {
+      request_done();
+    }
+    return response;
+  }
+  std::atomic<int> releasing_calls{0};
   void Reset() override { ++resets; }
 
  private:

@@ -701,6 +701,82 @@ TEST_F(SidecarRules, LargeMessageWithPermanentPublishErrorKeepsItsPayload) {
   ExpectSettled(Kind::kAck);
 }
 
+// Where the transport keeps the body (SQLite), a large message's body is freed during the call
+// and read back only on the paths that need the original payload.
+TEST_F(SidecarRules, LargeBodiesAreReadBackOnlyWhenAnOutcomeNeedsThem) {
+  transport_.KeepBodies(true);
+  const std::string big((1u << 20) + 100, 'y');
+  runtime_.SetHandler([](std::string_view req, MonoTime) -> Result<std::string> {
+    json env = json::parse(req);
+    if (env["payload"]["fail"].get<bool>()) {
+      return Respond(ErrorItem("processing_error", "E", "boom"));
+    }
+    return EchoResponse(req);
+  });
+  Process(Env("big-ok", {"a", "b"}, {{"fail", false}, {"s", big}}));
+  EXPECT_EQ(runtime_.releasing_calls, 1);
+  EXPECT_EQ(transport_.BodyReads(), 0) << "the success path needs no body";
+  Process(Env("big-fail", {"a", "b"}, {{"fail", true}, {"s", big}}));
+  EXPECT_EQ(transport_.BodyReads(), 1);
+  auto routed = transport_.To("asya-b");
+  ASSERT_EQ(routed.size(), 1u);
+  EXPECT_EQ(routed[0]["id"], "big-ok");
+  EXPECT_EQ(routed[0]["route"]["current"], 1);
+  EXPECT_EQ(routed[0]["payload"]["s"], big);
+  auto failed = transport_.To("asya-error-end");
+  ASSERT_EQ(failed.size(), 1u);
+  EXPECT_EQ(failed[0]["payload"]["original_payload"]["s"], big);
+  EXPECT_EQ(transport_.Acks(), 2);
+}
+
+TEST_F(SidecarRules, LargeBodyIsReadBackForAPermanentPublishError) {
+  transport_.KeepBodies(true);
+  const std::string big((1u << 20) + 100, 'z');
+  transport_.SetPublishHook([](std::string_view q) -> std::optional<Error> {
+    if (q == "asya-b") {
+      return Error{ErrorCode::kInvalidArgument, "too large"};
+    }
+    return std::nullopt;
+  });
+  Process(Env("big", {"a", "b"}, big));
+  json e = OnlyErrorEnd();
+  EXPECT_EQ(e["payload"]["original_payload"], big);
+  EXPECT_EQ(transport_.BodyReads(), 1);
+  ExpectSettled(Kind::kAck);
+}
+
+// A body that cannot be read back (its receipt went stale, the database is away) publishes
+// nothing: the message is nacked and comes back whole.
+TEST_F(SidecarRules, UnreadableBodyAfterAFailedCallNacks) {
+  transport_.KeepBodies(true);
+  transport_.FailReadBody(true);
+  runtime_.SetHandler([](std::string_view, MonoTime) -> Result<std::string> {
+    return Respond(ErrorItem("processing_error", "E", "boom"));
+  });
+  const std::string big((1u << 20) + 100, 'q');
+  const std::string body = Env("big", {"a", "b"}, big).dump();
+  Process(body);
+  EXPECT_TRUE(transport_.Publishes().empty());
+  ExpectSettled(Kind::kNack);
+  EXPECT_EQ(transport_.Settles().back().delay, settings_.publish_failure_nack_delay);
+  ASSERT_EQ(transport_.Ready("asya-a"), 1u);
+  auto back = transport_.Receive("asya-a", {.max_messages = 1, .wait = milliseconds(0)});
+  ASSERT_TRUE(back.has_value());
+  ASSERT_EQ(back->size(), 1u);
+  EXPECT_TRUE(back->front().body == body) << "the nacked message lost its body";
+}
+
+// A large message that fails its checks before the call (its payload was not parsed out of the
+// body) still carries its payload to error-end.
+TEST_F(SidecarRules, LargeMessageFailingItsChecksKeepsItsPayload) {
+  const std::string big((1u << 20) + 100, 'r');
+  Process(Env("big", {"x", "b"}, big));  // routed to x, received by a
+  json e = OnlyErrorEnd();
+  EXPECT_EQ(e["payload"]["original_payload"], big);
+  EXPECT_EQ(runtime_.calls, 0);
+  ExpectSettled(Kind::kAck);
+}
+
 // ---- end actors ----
 
 class EndActorRules : public SidecarRules {

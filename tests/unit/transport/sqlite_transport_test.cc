@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <set>
 #include <sstream>
 #include <string>
@@ -584,6 +585,236 @@ TEST_F(SqliteTransportTest, ANewerSchemaIsRefused) {
   ASSERT_FALSE(r.has_value());
   EXPECT_EQ(r.error().code, ErrorCode::kFailedPrecondition);
   EXPECT_NE(r.error().message.find("99"), std::string::npos) << r.error().message;
+}
+
+// ---- schema version 2: large bodies apart from their row; version-1 files are migrated ----
+
+// Runs `sql` on the file at `path` through a plain SQLite connection.
+void RawExec(const std::string& path, const std::string& sql) {
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+  char* err = nullptr;
+  int rc = sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &err);
+  std::string what = err != nullptr ? err : "";
+  sqlite3_free(err);
+  sqlite3_close(db);
+  ASSERT_EQ(rc, SQLITE_OK) << what << "\n" << sql;
+}
+
+// The first integer of the first row of `sql`, or -1.
+int64_t RawInt(const std::string& path, const std::string& sql) {
+  sqlite3* db = nullptr;
+  EXPECT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+  sqlite3_stmt* stmt = nullptr;
+  int64_t out = -1;
+  if (sqlite3_prepare_v2(db, sql.c_str(), -1, &stmt, nullptr) == SQLITE_OK &&
+      sqlite3_step(stmt) == SQLITE_ROW) {
+    out = sqlite3_column_int64(stmt, 0);
+  }
+  sqlite3_finalize(stmt);
+  sqlite3_close(db);
+  return out;
+}
+
+std::string Bytes(size_t n, unsigned seed) {
+  std::string s(n, '\0');
+  for (size_t i = 0; i < n; ++i) {
+    s[i] = static_cast<char>((i * 131 + seed * 7 + (i >> 9)) & 0xff);
+  }
+  return s;
+}
+
+// A state directory written by a version-1 program (asya up's queues.db): its messages, large
+// and small, ready, delayed and in flight, are received intact after the migration, and new ids
+// continue after the old ones.
+TEST_F(SqliteTransportTest, AVersionOneFileIsMigratedAndItsMessagesStayReadable) {
+  const std::string big = Bytes(300 << 10, 1);
+  const int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                          std::chrono::system_clock::now().time_since_epoch())
+                          .count();
+  RawExec(settings_.path, R"sql(
+PRAGMA journal_mode = WAL;
+CREATE TABLE queues(name TEXT PRIMARY KEY, created_ms INTEGER NOT NULL,
+  visibility_ms INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID;
+CREATE TABLE messages(id INTEGER PRIMARY KEY AUTOINCREMENT, queue TEXT NOT NULL,
+  body BLOB NOT NULL, headers TEXT, visible_at INTEGER NOT NULL, receipt TEXT,
+  delivery_count INTEGER NOT NULL DEFAULT 0, enqueued_at INTEGER NOT NULL);
+CREATE INDEX messages_by_visibility ON messages(queue, visible_at, id);
+INSERT INTO queues VALUES ('asya-q', 0, 0);
+PRAGMA user_version = 1;)sql");
+  {
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open(settings_.path.c_str(), &db), SQLITE_OK);
+    sqlite3_stmt* ins = nullptr;
+    ASSERT_EQ(sqlite3_prepare_v2(db,
+                                 "INSERT INTO messages(id, queue, body, headers, visible_at, "
+                                 "receipt, delivery_count, enqueued_at) VALUES (?,?,?,?,?,?,?,0)",
+                                 -1, &ins, nullptr),
+              SQLITE_OK);
+    struct Row {
+      int64_t id;
+      std::string body;
+      const char* headers;
+      int64_t visible_at;
+      const char* receipt;
+      int delivery_count;
+    };
+    // 40: small with headers; 41: large, in flight (its visibility ran out); 42: delayed 300 ms.
+    std::vector<Row> rows = {{40, "small", R"({"k":"v"})", now - 10, nullptr, 0},
+                             {41, big, nullptr, now - 5, "0123456789abcdef", 1},
+                             {42, "later", nullptr, now + 300, nullptr, 0}};
+    for (const Row& r : rows) {
+      sqlite3_bind_int64(ins, 1, r.id);
+      sqlite3_bind_text(ins, 2, "asya-q", -1, SQLITE_STATIC);
+      sqlite3_bind_blob(ins, 3, r.body.data(), static_cast<int>(r.body.size()), SQLITE_STATIC);
+      if (r.headers != nullptr) {
+        sqlite3_bind_text(ins, 4, r.headers, -1, SQLITE_STATIC);
+      } else {
+        sqlite3_bind_null(ins, 4);
+      }
+      sqlite3_bind_int64(ins, 5, r.visible_at);
+      if (r.receipt != nullptr) {
+        sqlite3_bind_text(ins, 6, r.receipt, -1, SQLITE_STATIC);
+      } else {
+        sqlite3_bind_null(ins, 6);
+      }
+      sqlite3_bind_int(ins, 7, r.delivery_count);
+      ASSERT_EQ(sqlite3_step(ins), SQLITE_DONE) << sqlite3_errmsg(db);
+      sqlite3_reset(ins);
+      sqlite3_clear_bindings(ins);
+    }
+    sqlite3_finalize(ins);
+    sqlite3_close(db);
+  }
+
+  auto t = Open();
+  ASSERT_NE(t, nullptr);
+  EXPECT_EQ(RawInt(settings_.path, "PRAGMA user_version"), 2);
+  EXPECT_EQ(RawInt(settings_.path, "SELECT count(*) FROM sqlite_master WHERE name = 'messages'"), 0)
+      << "the version-1 table name must be gone, so version-1 code fails instead of misreading";
+  auto depth = t->Depth("asya-q");
+  ASSERT_OK(depth);
+  EXPECT_EQ(depth->ready, 2);
+  EXPECT_EQ(depth->inflight, 1);
+
+  auto got = t->Receive("asya-q", Opts(10, Millis(0)));
+  ASSERT_OK(got);
+  ASSERT_EQ(got->size(), 2u);
+  EXPECT_EQ((*got)[0].id, "40");
+  EXPECT_EQ((*got)[0].body, "small");
+  EXPECT_EQ((*got)[0].headers.at("k"), "v");
+  EXPECT_EQ((*got)[0].delivery_count, 1);
+  EXPECT_EQ((*got)[1].id, "41");
+  EXPECT_TRUE((*got)[1].body == big) << "the large version-1 body changed";
+  EXPECT_EQ((*got)[1].delivery_count, 2);
+  for (const auto& m : *got) {
+    ASSERT_OK(t->Ack(m));
+  }
+  auto later = t->Receive("asya-q", Opts(1, Millis(20'000)));
+  ASSERT_OK(later);
+  ASSERT_EQ(later->size(), 1u);
+  EXPECT_EQ(later->front().body, "later");
+  ASSERT_OK(t->Ack(later->front()));
+
+  // New messages after the migration: ids continue after 42; a large one goes apart.
+  ASSERT_OK(t->Publish("asya-q", big));
+  auto fresh = t->Receive("asya-q", Opts(1, Millis(0)));
+  ASSERT_OK(fresh);
+  ASSERT_EQ(fresh->size(), 1u);
+  EXPECT_GT(std::stoll(fresh->front().id), 42);
+  EXPECT_TRUE(fresh->front().body == big);
+  EXPECT_EQ(RawInt(settings_.path, "SELECT count(*) FROM message_bodies"), 1);
+  ASSERT_OK(t->Ack(fresh->front()));
+  EXPECT_EQ(RawInt(settings_.path, "SELECT count(*) FROM message_bodies"), 0);
+
+  // Opening the migrated file again changes nothing.
+  t.reset();
+  t = Open();
+  ASSERT_NE(t, nullptr);
+  EXPECT_EQ(RawInt(settings_.path, "PRAGMA user_version"), 2);
+}
+
+// A large body lives in message_bodies: a claim, a nack and a visibility extension keep it intact,
+// and every way a message goes away (ack, settle, purge, queue deletion) takes its body along.
+TEST_F(SqliteTransportTest, LargeBodiesLiveApartAndGoWithTheirMessage) {
+  auto t = Open();
+  const std::string a = Bytes(1 << 20, 2), b = Bytes(70 << 10, 3), c = Bytes(64 << 10, 4);
+  const std::string small = Bytes((64 << 10) - 1, 5);
+  ASSERT_OK(t->CreateQueue("asya-q"));
+  for (const std::string* body : {&a, &b, &c, &small}) {
+    ASSERT_OK(t->Publish("asya-q", *body));
+  }
+  EXPECT_EQ(RawInt(settings_.path, "SELECT count(*) FROM message_bodies"), 3)
+      << "bodies of 64 KiB and more are kept apart, smaller ones in the row";
+  EXPECT_EQ(RawInt(settings_.path, "SELECT max(length(body)) FROM queue_messages"),
+            static_cast<int64_t>(small.size()));
+
+  auto first = t->Receive("asya-q", Opts(1, Millis(0)));
+  ASSERT_OK(first);
+  ASSERT_EQ(first->size(), 1u);
+  ASSERT_OK(t->ExtendVisibility(first->front(), Millis(60'000)));
+  ASSERT_OK(t->Nack(first->front()));
+  // The nacked message is visible again since now: it may come before or after the others.
+  auto again = t->Receive("asya-q", Opts(4, Millis(0)));
+  ASSERT_OK(again);
+  ASSERT_EQ(again->size(), 4u);
+  std::map<std::string, Message> by_body_size;
+  for (const Message& m : *again) {
+    by_body_size[std::to_string(m.body.size())] = m;
+  }
+  ASSERT_EQ(by_body_size.size(), 4u);
+  const Message& ma = by_body_size.at(std::to_string(a.size()));
+  EXPECT_EQ(ma.id, first->front().id);
+  EXPECT_TRUE(ma.body == a);
+  EXPECT_EQ(ma.delivery_count, 2);
+  const Message& mb = by_body_size.at(std::to_string(b.size()));
+  EXPECT_TRUE(mb.body == b);
+  EXPECT_TRUE(by_body_size.at(std::to_string(c.size())).body == c);
+  EXPECT_TRUE(by_body_size.at(std::to_string(small.size())).body == small);
+
+  // Settled into another queue: the output's body goes apart, the input's body goes away.
+  const Outgoing out{.queue = "asya-out", .body = a};
+  ASSERT_FALSE(t->PublishAndAck(ma, {&out, 1}).has_value());
+  ASSERT_OK(t->Ack(mb));
+  EXPECT_EQ(RawInt(settings_.path, "SELECT count(*) FROM message_bodies"), 2);  // c, out
+  ASSERT_OK(t->Purge("asya-q"));
+  EXPECT_EQ(RawInt(settings_.path, "SELECT count(*) FROM message_bodies"), 1);
+  auto moved = t->Receive("asya-out", Opts(1, Millis(0)));
+  ASSERT_OK(moved);
+  ASSERT_EQ(moved->size(), 1u);
+  EXPECT_TRUE(moved->front().body == a);
+  ASSERT_OK(t->DeleteQueue("asya-out"));
+  EXPECT_EQ(RawInt(settings_.path, "SELECT count(*) FROM message_bodies"), 0);
+}
+
+// ReadBody gives a held message's body again (in the row or apart), only to its current holder.
+TEST_F(SqliteTransportTest, ReadBodyGivesAHeldBodyAgainToItsHolderOnly) {
+  auto t = Open();
+  EXPECT_TRUE(t->KeepsHeldBodies());
+  const std::string big = Bytes(200 << 10, 6);
+  ASSERT_OK(t->Publish("asya-q", "small"));
+  ASSERT_OK(t->Publish("asya-q", big));
+  auto got = t->Receive("asya-q", Opts(2, Millis(0)));
+  ASSERT_OK(got);
+  ASSERT_EQ(got->size(), 2u);
+  auto small_again = t->ReadBody((*got)[0]);
+  ASSERT_OK(small_again);
+  EXPECT_EQ(*small_again, "small");
+  auto big_again = t->ReadBody((*got)[1]);
+  ASSERT_OK(big_again);
+  EXPECT_TRUE(*big_again == big);
+
+  ASSERT_OK(t->Nack((*got)[1]));
+  auto stale = t->ReadBody((*got)[1]);
+  ASSERT_FALSE(stale.has_value());
+  EXPECT_EQ(stale.error().code, ErrorCode::kFailedPrecondition) << stale.error().ToString();
+  ASSERT_OK(t->Ack((*got)[0]));
+  auto gone = t->ReadBody((*got)[0]);
+  ASSERT_FALSE(gone.has_value());
+  EXPECT_EQ(gone.error().code, ErrorCode::kNotFound) << gone.error().ToString();
+  Message bad = (*got)[0];
+  bad.receipt = "nonsense";
+  EXPECT_EQ(t->ReadBody(bad).error().code, ErrorCode::kInvalidArgument);
 }
 
 }  // namespace

@@ -60,6 +60,9 @@ struct Envelope {
 struct ParseOptions {
   // Reject inputs larger than this many bytes (ASYA_MAX_MESSAGE_BYTES).
   size_t max_bytes = 64u << 20;
+  // Parse: false leaves Envelope.payload_json empty (has_payload still tells whether there was
+  // one; the payload is still checked): a large payload is then not copied out of the input.
+  bool keep_payload = true;
 };
 
 // Parses a queue message. Errors (kInvalidArgument) carry a decoder message suitable for
@@ -81,6 +84,13 @@ std::string Serialize(const Envelope& envelope);
 // The same with `payload_json` written in place of envelope.payload_json (saves copying a large
 // payload into an Envelope just to serialise it; "" is written as null).
 std::string SerializeWithPayload(const Envelope& envelope, std::string_view payload_json);
+// SerializeWithPayload, built inside `payload_json`'s own buffer when its capacity has room for the
+// rest of the envelope (the payload is moved up in place; no second buffer of the payload's size),
+// else as above. A payload taken by ParseRuntimeResponseTaking() keeps its frame's capacity (the
+// frame's other members, plus the spare room protocol::RuntimeClient reserves for large frames).
+std::string SerializeIntoPayload(const Envelope& envelope, std::string&& payload_json);
+// The size SerializeWithPayload(envelope, payload_json) returns, without building it.
+size_t SerializedSize(const Envelope& envelope, std::string_view payload_json);
 
 // Checks RFC 8259 syntax of a complete JSON text (not UTF-8: see simdjson::validate_utf8).
 // kInvalidArgument "invalid JSON at byte N: <what>" on failure. Nesting is limited to 1024.
@@ -113,6 +123,11 @@ struct RuntimeItem {
 // mismatch -> kInvalidArgument ("failed to parse runtime response: ..." is added by the caller).
 Result<std::vector<RuntimeItem>> ParseRuntimeResponse(std::string_view json,
                                                       const ParseOptions& options = {});
+// ParseRuntimeResponse, taking the frame: when it holds one item with a large payload (>= 64 KiB),
+// that payload is moved to the start of the frame's buffer and the buffer becomes the item's
+// payload_json (no copy; the buffer keeps its capacity, room for SerializeWithPayload in place).
+Result<std::vector<RuntimeItem>> ParseRuntimeResponseTaking(std::string&& json,
+                                                            const ParseOptions& options = {});
 
 // ---- Error envelope (reference-dataplane §2.5, DESIGN §4.7) ----
 

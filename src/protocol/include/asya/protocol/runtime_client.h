@@ -8,6 +8,7 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -33,6 +34,20 @@ class RuntimeCaller {
   // Sends `request` and returns the response frame body; errors as RuntimeClient::Call below.
   virtual Result<std::string> Call(std::string_view request,
                                    std::chrono::steady_clock::time_point deadline) = 0;
+  // Call(), and `request_done` runs (at most once, before it returns) as soon as the runtime has
+  // started to answer: `request` will not be read again, so the caller may free its memory while
+  // a large response is still being read. It does not run for a call that failed before any
+  // answer (the caller may then call again with the same request). The default runs it when
+  // Call() returned a response.
+  virtual Result<std::string> CallReleasing(std::string_view request,
+                                            std::chrono::steady_clock::time_point deadline,
+                                            const std::function<void()>& request_done) {
+    auto response = Call(request, deadline);
+    if (response) {
+      request_done();
+    }
+    return response;
+  }
   // Forgets connections to a runtime that went away (timeout, crash, restart).
   virtual void Reset() = 0;
   // After a call failed with the runtime closing the connection: RuntimeDeathNote (below) for
@@ -55,6 +70,11 @@ class RuntimeClient final : public RuntimeCaller {
   // reference-dataplane §2.5 wording.
   Result<std::string> Call(std::string_view request,
                            std::chrono::steady_clock::time_point deadline) override;
+  // Runs `request_done` once the response's length prefix has arrived (no retry can re-send the
+  // request after that).
+  Result<std::string> CallReleasing(std::string_view request,
+                                    std::chrono::steady_clock::time_point deadline,
+                                    const std::function<void()>& request_done) override;
 
   // Drops every idle pooled connection (e.g. after the runtime restarted).
   void Reset() override;
@@ -65,6 +85,11 @@ class RuntimeClient final : public RuntimeCaller {
   std::string DeathNote(std::chrono::milliseconds wait) override;
 
  private:
+  // One call with its retry on a closed pooled connection; `release` as in CallReleasing.
+  Result<std::string> CallOnce(std::string_view request,
+                               std::chrono::steady_clock::time_point deadline,
+                               const std::function<void()>& release);
+
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };

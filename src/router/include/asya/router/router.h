@@ -92,6 +92,11 @@ struct Input {
   std::chrono::system_clock::time_point now;
   const RuntimeOutcome* outcome = nullptr;  // nullptr: the runtime has not been called
   double jitter = 0.5;                      // uniform sample in [0, 1) for the retry delay
+  // Optional, the same object as `outcome`: a decision that routes the runtime's results
+  // (kSuccess) moves each large result payload (>= 64 KiB) into its output body instead of
+  // copying it (held once; see envelope::SerializeIntoPayload), leaving those payloads empty.
+  // Any other decision leaves the outcome untouched, so the caller may decide again with it.
+  RuntimeOutcome* take_payloads = nullptr;
 };
 
 // metrics label `message_type` of messages_sent_total.

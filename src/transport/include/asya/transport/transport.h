@@ -135,6 +135,18 @@ class Transport {
   // leaves a message hidden behind it. Nothing to wait for on SQLite and RabbitMQ (their
   // receives end with the caller); SQS long polls keep running at the server (sqs/README.md).
   virtual void Quiesce(Millis max_wait) { (void)max_wait; }
+  // Whether ReadBody() works: the transport keeps the body of a message its consumer holds and
+  // settles it (Ack, Nack, Requeue, ExtendVisibility, PublishAndAck) by its receipt alone, so
+  // the consumer may free Message.body meanwhile (the sidecar does for large messages while the
+  // runtime works on them). SQLite: yes; RabbitMQ and SQS: no (the default).
+  [[nodiscard]] virtual bool KeepsHeldBodies() const { return false; }
+  // The body of `message`, which this consumer holds (its receipt is current), read again from
+  // the queue. Where KeepsHeldBodies() is false: kUnimplemented.
+  virtual Result<std::string> ReadBody(const Message& message) {
+    (void)message;
+    return MakeError(ErrorCode::kUnimplemented,
+                     std::string(Name()) + " transport cannot read a received body again");
+  }
 
   // ---- Queue administration ----
   virtual Status CreateQueue(std::string_view queue, const QueueOptions& options = {}) = 0;
