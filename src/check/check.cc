@@ -291,8 +291,10 @@ class Runner {
   double net_heal_at_ = -1;  // seconds since t0 when the network fault under way ends
   FaultKind net_kind_{};
   int64_t net_fault_no_ = 0;
-  int64_t arrivals_ = 0;  // outputs seen so far (kept by the main loop)
-  int64_t arrivals_at_net_ = 0;
+  int64_t arrivals_ = 0;           // outputs seen so far (kept by the main loop)
+  int64_t arrivals_at_net_ = -1;   // at the first scan after the fault began
+  int64_t arrivals_at_half_ = -1;  // at the first scan after half of it
+  double net_half_at_ = -1;
   std::vector<std::string> mesh_env_;
   transport::TransportPtr transport_;
   Clock::MonoTime t0_{};
@@ -421,7 +423,7 @@ Status Runner::StartNet() {
   if (delay) {
     auto proxy = internal::DelayProxy::Start(net_->ns_ip(), net_port_);
     if (!proxy) {
-      return proxy.error();
+      return Unexpected(proxy.error());
     }
     proxy_ = std::move(*proxy);
     probe_hello_ = settings_.kind == "rabbitmq" ? std::string("AMQP\0\0\x09\x01", 8)
@@ -793,7 +795,9 @@ void Runner::Inject(const FaultEvent& e) {
       net_kind_ = e.kind;
       net_fault_no_ = faults_;
       net_heal_at_ = SecondsSince(t0_) + hold;
-      arrivals_at_net_ = arrivals_;
+      net_half_at_ = SecondsSince(t0_) + hold / 2;
+      arrivals_at_net_ = -1;
+      arrivals_at_half_ = -1;
       Log("fault #%lld %s: %s", static_cast<long long>(faults_), name.c_str(), what.c_str());
       return;
     }
@@ -846,11 +850,15 @@ void Runner::Heal(bool all) {
   net_heal_at_ = -1;
   const std::string name(FaultName(net_kind_));
   const std::string where = net_->ns_ip() + ":" + std::to_string(net_port_);
-  const int64_t outputs = arrivals_ - arrivals_at_net_;
+  // Outputs that arrived while the fault lasted, and in its second half (a partition's first
+  // moments still see what was already past the broker).
+  const int64_t outputs = arrivals_at_net_ < 0 ? 0 : arrivals_ - arrivals_at_net_;
+  const int64_t late = arrivals_at_half_ < 0 ? 0 : arrivals_ - arrivals_at_half_;
   if (net_kind_ == FaultKind::kDelay) {
     proxy_->SetDelay(std::chrono::milliseconds(0));
-    Log("fault #%lld %s: over, no delay (%lld outputs arrived meanwhile)",
-        static_cast<long long>(net_fault_no_), name.c_str(), static_cast<long long>(outputs));
+    Log("fault #%lld %s: over, no delay (%lld outputs arrived meanwhile, %lld in its second half)",
+        static_cast<long long>(net_fault_no_), name.c_str(), static_cast<long long>(outputs),
+        static_cast<long long>(late));
   } else {
     auto dropped = net_->Heal();
     if (!dropped) {
@@ -858,11 +866,11 @@ void Runner::Heal(bool all) {
           dropped.error().message.c_str());
     }
     const bool reachable = internal::TcpReachable(net_->ns_ip(), net_port_, 3000);
-    Log("fault #%lld %s: healed, %lld packets dropped, %lld outputs arrived meanwhile (host "
-        "probe: %s %s)",
+    Log("fault #%lld %s: healed, %lld packets dropped, %lld outputs arrived meanwhile, %lld in "
+        "its second half (host probe: %s %s)",
         static_cast<long long>(net_fault_no_), name.c_str(),
         static_cast<long long>(dropped ? *dropped : -1), static_cast<long long>(outputs),
-        where.c_str(), reachable ? "reachable" : "STILL UNREACHABLE");
+        static_cast<long long>(late), where.c_str(), reachable ? "reachable" : "STILL UNREACHABLE");
   }
   // The mesh reconnects (back-off up to 5 s) and the management API catches up: nothing may
   // count as settled for a while.
@@ -1062,6 +1070,12 @@ Result<Outcome> Runner::Run() {
       arrivals += happy.ScanNew(seen, &Arrivals::happy);
       arrivals += errors.ScanNew(seen, &Arrivals::error);
       arrivals_ = arrivals;
+      if (net_heal_at_ >= 0 && arrivals_at_net_ < 0) {
+        arrivals_at_net_ = arrivals;
+      }
+      if (net_heal_at_ >= 0 && arrivals_at_half_ < 0 && SecondsSince(t0_) >= net_half_at_) {
+        arrivals_at_half_ = arrivals;
+      }
       if (arrivals != last_arrivals) {
         last_arrivals = arrivals;
         last_change = now;
