@@ -1131,8 +1131,10 @@ Result<Outcome> Runner::Run() {
       last_change = now;
       continue;
     }
+    // (Not while a network fault is under way: the queue depths come from the broker, and asking
+    // a cut-off broker blocks for its request timeouts.)
     if (fault_phase_end < 0 && o_.duration_s <= 0 && now - last_change >= o_.quiet_s &&
-        all_published && QueuedTotal() == 0) {
+        all_published && net_heal_at_ < 0 && QueuedTotal() == 0) {
       fault_phase_end = now;
     }
     if (fault_phase_end >= 0 && now - fault_phase_end > o_.timeout_s) {
