@@ -27,6 +27,8 @@ def links():
     return subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
 
 
+@unittest.skipUnless(os.environ.get("ASYA_CHECK_NET") == "1",
+                     "opt-in (make check-net): ~1 min quiet, several minutes on a loaded machine")
 @unittest.skipUnless(os.geteuid() == 0 and os.path.exists(RABBITMQ) and shutil.which("nft"),
                      "needs root, rabbitmq-server and nft")
 class NetworkFaultsTest(unittest.TestCase):
@@ -48,9 +50,9 @@ class NetworkFaultsTest(unittest.TestCase):
                               r"10\.201\.\d+\.\d+:5672 unreachable\)")
         healed = re.findall(r"fault #\d+ (partition|loss): healed, (\d+) packets dropped, .*"
                             r"\(host probe: \S+ reachable\)", out)
-        self.assertEqual(sorted(k for k, _ in healed), ["loss", "partition"], out[-5000:])
-        for kind, dropped in healed:
-            self.assertGreater(int(dropped), 0, kind)
+        self.assertEqual({k for k, _ in healed}, {"loss", "partition"}, out[-5000:])
+        for kind in ("loss", "partition"):  # (one healed at once at the end may have dropped 0)
+            self.assertGreater(max(int(n) for k, n in healed if k == kind), 0, kind)
         # delay: a fresh connection's answer took at least twice the added delay
         d = re.search(r"fault #\d+ delay: (\d+) ms added each way .*through the proxy: (-?\d+) ms",
                       out)
