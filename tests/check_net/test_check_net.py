@@ -28,7 +28,7 @@ def links():
 
 
 @unittest.skipUnless(os.environ.get("ASYA_CHECK_NET") == "1",
-                     "opt-in (make check-net): ~1 min quiet, several minutes on a loaded machine")
+                     "opt-in (make check-net): 95 s at load 3-6, minutes on a loaded machine")
 @unittest.skipUnless(os.geteuid() == 0 and os.path.exists(RABBITMQ) and shutil.which("nft"),
                      "needs root, rabbitmq-server and nft")
 class NetworkFaultsTest(unittest.TestCase):
