@@ -3,7 +3,7 @@ PRESET ?= release
 BUILD := build/$(PRESET)
 JOBS ?= $(shell nproc)
 
-.PHONY: all deps configure build install test test-asan demo bench fuzz format tidy clean chaos soak
+.PHONY: all deps configure build install test test-asan demo bench fuzz format tidy clean chaos soak check-net
 
 all: build
 
@@ -49,6 +49,11 @@ fuzz: deps
 # Long no-loss checker runs (asya check) and the 30-minute soak; each writes docs/reliability.md.
 chaos: build
 	@python3 tools/chaos.py $(CHAOS_ARGS)
+
+# asya check's network faults end to end on RabbitMQ (root; tests/check_net).
+check-net: build
+	@ASYA_CHECK_NET=1 ctest --test-dir $(BUILD) --output-on-failure -R '^check_net$$'
+
 
 soak: build
 	@python3 tools/soak.py $(SOAK_ARGS)

@@ -35,6 +35,12 @@ RUNS = [
     ("rabbitmq", "broker-kill", ["--fault-interval", "30"]),
     ("rabbitmq", "broker-restart", ["--fault-interval", "30"]),
     ("sqs", "kill-sidecar,kill-runtime", ["--fault-interval", "4"]),
+    # network faults (root): the broker / moto in its own network namespace
+    ("rabbitmq", "partition", ["--fault-interval", "5"]),
+    ("rabbitmq", "partition-long", ["--fault-interval", "10"]),
+    ("rabbitmq", "delay", ["--fault-interval", "5"]),
+    ("rabbitmq", "loss", ["--fault-interval", "5"]),
+    ("sqs", "partition,delay,loss", ["--fault-interval", "5"]),
 ]
 
 SUMMARY = re.compile(r"summary: (\d+) envelopes, (\d+) expected outputs, (\d+) arrived, "

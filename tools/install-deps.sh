@@ -8,6 +8,7 @@ PKGS=(
   libgtest-dev libgmock-dev libbenchmark-dev
   libboost-dev libpq-dev
   rabbitmq-server amqp-tools python3 python3-yaml unzip openssl postgresql
+  iproute2 nftables
 )
 missing=()
 for p in "${PKGS[@]}"; do

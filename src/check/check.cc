@@ -31,7 +31,9 @@
 #include "asya/local/send.h"
 #include "asya/local/status.h"
 #include "asya/local/supervisor.h"
+#include "check/netns.h"
 #include "check/pipeline.h"
+#include "check/proxy.h"
 #include "check/service.h"
 
 namespace asya::check {
@@ -56,10 +58,19 @@ constexpr FaultNameEntry kFaultNames[] = {
     {FaultKind::kDiskFull, "disk-full", true},
     {FaultKind::kBrokerKill, "broker-kill", true},
     {FaultKind::kBrokerRestart, "broker-restart", true},
+    {FaultKind::kPartition, "partition", true},
+    {FaultKind::kPartitionLong, "partition-long", true},
+    {FaultKind::kDelay, "delay", true},
+    {FaultKind::kLoss, "loss", true},
     {FaultKind::kDrop, "drop", false},
 };
 
 }  // namespace
+
+bool IsNetworkFault(FaultKind kind) {
+  return kind == FaultKind::kPartition || kind == FaultKind::kPartitionLong ||
+         kind == FaultKind::kDelay || kind == FaultKind::kLoss;
+}
 
 std::string_view FaultName(FaultKind kind) {
   for (const auto& e : kFaultNames) {
@@ -116,6 +127,11 @@ Status CheckFaultsFit(const std::vector<FaultKind>& faults, std::string_view tra
     }
     if (f == FaultKind::kDiskFull && transport != "sqlite") {
       return MakeError(ErrorCode::kInvalidArgument, "fault disk-full needs --transport sqlite");
+    }
+    if (IsNetworkFault(f) && transport != "rabbitmq" && transport != "sqs") {
+      return MakeError(ErrorCode::kInvalidArgument,
+                       "fault " + std::string(FaultName(f)) +
+                           " needs --transport rabbitmq or sqs (sqlite has no network)");
     }
   }
   return {};
@@ -242,7 +258,9 @@ class Runner {
  private:
   void Log(const char* fmt, ...) __attribute__((format(printf, 2, 3)));
   Status Prepare();
+  Status StartNet();  // network faults: the namespace (and the delay proxy) for the broker
   Status StartBroker();
+  void Heal(bool all);  // ends a network fault when due (or now when `all`)
   Status StartMesh();
   Status WaitReady();
   void Publisher();
@@ -265,6 +283,18 @@ class Runner {
   std::unique_ptr<Service> broker_;
   std::unique_ptr<Service> moto_;
   std::unique_ptr<Service> mesh_;
+  std::unique_ptr<internal::NetLab> net_;
+  std::unique_ptr<internal::DelayProxy> proxy_;
+  std::unique_ptr<Service> epmd_;
+  int net_port_ = 0;         // the broker's (moto's) port inside the namespace
+  std::string probe_hello_;  // sent through the proxy to show the delay (AMQP header / HTTP GET)
+  double net_heal_at_ = -1;  // seconds since t0 when the network fault under way ends
+  FaultKind net_kind_{};
+  int64_t net_fault_no_ = 0;
+  int64_t arrivals_ = 0;           // outputs seen so far (kept by the main loop)
+  int64_t arrivals_at_net_ = -1;   // at the first scan after the fault began
+  int64_t arrivals_at_half_ = -1;  // at the first scan after half of it
+  double net_half_at_ = -1;
   std::vector<std::string> mesh_env_;
   transport::TransportPtr transport_;
   Clock::MonoTime t0_{};
@@ -353,28 +383,106 @@ Status Runner::Prepare() {
   return {};
 }
 
+Status Runner::StartNet() {
+  FaultKind first{};
+  bool any = false;
+  bool delay = false;
+  for (FaultKind f : o_.faults) {
+    if (IsNetworkFault(f)) {
+      first = any ? first : f;
+      any = true;
+      delay = delay || f == FaultKind::kDelay;
+    }
+  }
+  if (!any) {
+    return {};
+  }
+  const std::string name(FaultName(first));
+  if (settings_.kind == "rabbitmq" && !o_.start_broker) {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     "fault " + name +
+                         " needs the broker asya check starts (unset ASYA_RABBITMQ_URL and "
+                         "ASYA_RABBITMQ_HOST)");
+  }
+  if (settings_.kind == "sqs" && !settings_.sqs.endpoint.empty()) {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     "fault " + name +
+                         " needs the moto_server asya check starts (unset "
+                         "ASYA_SQS_ENDPOINT, AWS_ENDPOINT_URL_SQS, AWS_ENDPOINT_URL)");
+  }
+  auto lab = internal::NetLab::Create();
+  if (!lab) {
+    return MakeError(lab.error().code, "fault " + name + ": " + lab.error().message);
+  }
+  net_ = std::move(*lab);
+  net_port_ = settings_.kind == "rabbitmq" ? 5672 : 5000;
+  Log("network namespace for the %s: veth %s %s <-> %s:%d (nftables table inet asya_check "
+      "inside the namespace)",
+      settings_.kind == "rabbitmq" ? "broker" : "moto_server", net_->host_if().c_str(),
+      net_->host_ip().c_str(), net_->ns_ip().c_str(), net_port_);
+  if (delay) {
+    auto proxy = internal::DelayProxy::Start(net_->ns_ip(), net_port_);
+    if (!proxy) {
+      return Unexpected(proxy.error());
+    }
+    proxy_ = std::move(*proxy);
+    probe_hello_ = settings_.kind == "rabbitmq" ? std::string("AMQP\0\0\x09\x01", 8)
+                                                : std::string("GET / HTTP/1.0\r\n\r\n");
+    Log("delay proxy: 127.0.0.1:%d -> %s:%d (the mesh connects through it)", proxy_->port(),
+        net_->ns_ip().c_str(), net_port_);
+  }
+  return {};
+}
+
 Status Runner::StartBroker() {
+  ASYA_RETURN_IF_ERROR(StartNet());
+  // With network faults the broker listens inside its namespace; with `delay` the mesh reaches it
+  // through the proxy (the management API, which only the checker uses, directly).
+  std::string ip = net_ ? net_->ns_ip() : "127.0.0.1";
+  std::string client_host = proxy_ ? "127.0.0.1" : ip;
   if (settings_.kind == "rabbitmq" && o_.start_broker) {
-    int port = internal::FreeRabbitPort();
+    int port = net_ ? net_port_ : internal::FreeRabbitPort();
     if (port == 0) {
       return MakeError(ErrorCode::kUnavailable, "no free port for the broker");
     }
     ASYA_ASSIGN_OR_RETURN(auto spec, internal::RabbitMqSpec(o_.rabbitmq_server, work_ + "/rabbitmq",
-                                                            port, o_.base_env, true));
+                                                            port, o_.base_env, true, ip));
+    if (net_) {
+      // Our own epmd in the namespace (a child that dies with us): the one the broker would
+      // start is a daemon that would keep the namespace alive.
+      internal::ServiceSpec epmd;
+      epmd.name = "epmd";
+      epmd.argv = {"epmd"};
+      epmd.env = o_.base_env;
+      internal::SetEnv(epmd.env, "ERL_EPMD_ADDRESS", "127.0.0.1");
+      epmd.log_path = work_ + "/epmd.log";
+      epmd.netns_fd = net_->fd();
+      epmd_ = std::make_unique<Service>(std::move(epmd));
+      ASYA_RETURN_IF_ERROR(epmd_->Start());
+      SystemClock().SleepFor(std::chrono::milliseconds(300));
+      spec.netns_fd = net_->fd();
+    }
     broker_ = std::make_unique<Service>(std::move(spec));
-    Log("starting rabbitmq-server on 127.0.0.1:%d (%s/rabbitmq)", port, work_.c_str());
+    Log("starting rabbitmq-server on %s:%d (%s/rabbitmq)", ip.c_str(), port, work_.c_str());
     ASYA_RETURN_IF_ERROR(broker_->Start());
-    settings_.rabbitmq.url = "amqp://guest:guest@127.0.0.1:" + std::to_string(port) + "/";
-    settings_.rabbitmq.management_url = "http://guest:guest@127.0.0.1:" + std::to_string(port + 1);
+    const int client_port = proxy_ ? proxy_->port() : port;
+    settings_.rabbitmq.url =
+        "amqp://guest:guest@" + client_host + ":" + std::to_string(client_port) + "/";
+    settings_.rabbitmq.management_url = "http://guest:guest@" + ip + ":" + std::to_string(port + 1);
     internal::SetEnv(mesh_env_, "ASYA_RABBITMQ_URL", settings_.rabbitmq.url);
     internal::SetEnv(mesh_env_, "ASYA_RABBITMQ_MGMT_URL", settings_.rabbitmq.management_url);
   }
   if (settings_.kind == "sqs" && settings_.sqs.endpoint.empty()) {
-    int port = internal::FreePort();
-    moto_ = std::make_unique<Service>(internal::MotoSpec(work_, port, o_.base_env));
-    Log("starting moto_server on 127.0.0.1:%d", port);
+    int port = net_ ? net_port_ : internal::FreePort();
+    auto spec = internal::MotoSpec(work_, port, o_.base_env, ip);
+    if (net_) {
+      spec.netns_fd = net_->fd();
+    }
+    moto_ = std::make_unique<Service>(std::move(spec));
+    Log("starting moto_server on %s:%d", ip.c_str(), port);
     ASYA_RETURN_IF_ERROR(moto_->Start());
-    settings_.sqs.endpoint = "http://127.0.0.1:" + std::to_string(port);
+    settings_.sqs.endpoint =
+        "http://" + client_host + ":" + std::to_string(proxy_ ? proxy_->port() : port);
     if (settings_.sqs.access_key_id.empty()) {
       settings_.sqs.access_key_id = "test";
       settings_.sqs.secret_access_key = "test";
@@ -633,6 +741,66 @@ void Runner::Inject(const FaultEvent& e) {
       last_fault_end_ = SecondsSince(t0_) + 10;
       return;
     }
+    case FaultKind::kPartition:
+    case FaultKind::kPartitionLong:
+    case FaultKind::kDelay:
+    case FaultKind::kLoss: {
+      if (!net_ || net_heal_at_ >= 0) {
+        return;
+      }
+      const std::string where = net_->ns_ip() + ":" + std::to_string(net_port_);
+      // How long each lasts: a short partition stays under the AMQP heartbeat timeout (10 s
+      // heartbeat, dead after 2 missed), a long one outlasts it and the SQS client's 30 s
+      // request timeout.
+      double hold = 8;  // delay, loss
+      std::string what;
+      if (e.kind == FaultKind::kPartition || e.kind == FaultKind::kPartitionLong) {
+        hold = e.kind == FaultKind::kPartition ? 4 : 35;
+        if (auto st = net_->Partition(); !st) {
+          Log("fault %s: %s", name.c_str(), st.error().message.c_str());
+          return;
+        }
+        // From the host side the broker is gone: a connect is not even refused, it times out.
+        const bool reachable = internal::TcpReachable(net_->ns_ip(), net_port_, 1000);
+        char buf[200];
+        std::snprintf(buf, sizeof buf, "broker cut off for %.1fs (host probe: %s %s)", hold,
+                      where.c_str(), reachable ? "STILL REACHABLE" : "unreachable");
+        what = buf;
+      } else if (e.kind == FaultKind::kLoss) {
+        const int percent = 5 + static_cast<int>(e.pick % 26);
+        if (auto st = net_->Loss(percent); !st) {
+          Log("fault %s: %s", name.c_str(), st.error().message.c_str());
+          return;
+        }
+        char buf[200];
+        std::snprintf(buf, sizeof buf, "%d%% of the packets to and from %s dropped for %.1fs",
+                      percent, where.c_str(), hold);
+        what = buf;
+      } else {
+        if (!proxy_) {
+          return;
+        }
+        const int ms = 200 + static_cast<int>(e.pick % 1801);
+        proxy_->SetDelay(std::chrono::milliseconds(ms));
+        // A fresh connection's first answer comes back no sooner than twice the delay.
+        const int64_t rtt = internal::RoundTripMs(proxy_->port(), probe_hello_, 4 * ms + 5000);
+        char buf[200];
+        std::snprintf(buf, sizeof buf,
+                      "%d ms added each way for %.1fs (probe round trip through the proxy: %lld "
+                      "ms)",
+                      ms, hold, static_cast<long long>(rtt));
+        what = buf;
+      }
+      ++faults_;
+      net_kind_ = e.kind;
+      net_fault_no_ = faults_;
+      net_heal_at_ = SecondsSince(t0_) + hold;
+      net_half_at_ = SecondsSince(t0_) + hold / 2;
+      arrivals_at_net_ = -1;
+      arrivals_at_half_ = -1;
+      Log("fault #%lld %s: %s", static_cast<long long>(faults_), name.c_str(), what.c_str());
+      return;
+    }
     case FaultKind::kDrop: {
       if (dropped_) {
         return;
@@ -675,7 +843,42 @@ void Runner::Inject(const FaultEvent& e) {
   }
 }
 
+void Runner::Heal(bool all) {
+  if (net_heal_at_ < 0 || (!all && SecondsSince(t0_) < net_heal_at_)) {
+    return;
+  }
+  net_heal_at_ = -1;
+  const std::string name(FaultName(net_kind_));
+  const std::string where = net_->ns_ip() + ":" + std::to_string(net_port_);
+  // Outputs that arrived while the fault lasted, and in its second half (a partition's first
+  // moments still see what was already past the broker).
+  const int64_t outputs = arrivals_at_net_ < 0 ? 0 : arrivals_ - arrivals_at_net_;
+  const int64_t late = arrivals_at_half_ < 0 ? 0 : arrivals_ - arrivals_at_half_;
+  if (net_kind_ == FaultKind::kDelay) {
+    proxy_->SetDelay(std::chrono::milliseconds(0));
+    Log("fault #%lld %s: over, no delay (%lld outputs arrived meanwhile, %lld in its second half)",
+        static_cast<long long>(net_fault_no_), name.c_str(), static_cast<long long>(outputs),
+        static_cast<long long>(late));
+  } else {
+    auto dropped = net_->Heal();
+    if (!dropped) {
+      Log("fault #%lld %s: cannot heal: %s", static_cast<long long>(net_fault_no_), name.c_str(),
+          dropped.error().message.c_str());
+    }
+    const bool reachable = internal::TcpReachable(net_->ns_ip(), net_port_, 3000);
+    Log("fault #%lld %s: healed, %lld packets dropped, %lld outputs arrived meanwhile, %lld in "
+        "its second half (host probe: %s %s)",
+        static_cast<long long>(net_fault_no_), name.c_str(),
+        static_cast<long long>(dropped ? *dropped : -1), static_cast<long long>(outputs),
+        static_cast<long long>(late), where.c_str(), reachable ? "reachable" : "STILL UNREACHABLE");
+  }
+  // The mesh reconnects (back-off up to 5 s) and the management API catches up: nothing may
+  // count as settled for a while.
+  last_fault_end_ = SecondsSince(t0_) + 10;
+}
+
 void Runner::ContinueStopped(bool all) {
+  Heal(all);
   const double now = SecondsSince(t0_);
   if (disk_free_at_ >= 0 && (all || now >= disk_free_at_)) {
     ::unlink((state_ + "/filler").c_str());
@@ -781,6 +984,14 @@ void Runner::Cleanup() {
   if (moto_) {
     moto_->Kill();
   }
+  if (epmd_) {
+    epmd_->Kill();
+  }
+  proxy_.reset();
+  if (net_) {
+    net_->Destroy();  // kills what runs inside; the veth pair and nftables table go with it
+    net_.reset();
+  }
   if (mounted_) {
     ::umount2(state_.c_str(), MNT_DETACH);
     mounted_ = false;
@@ -797,6 +1008,14 @@ Result<Outcome> Runner::Run() {
     return MakeError(ErrorCode::kInvalidArgument, "--envelopes must be at least 1");
   }
   ASYA_RETURN_IF_ERROR(CheckFaultsFit(o_.faults, o_.transport.kind));
+  for (FaultKind f : o_.faults) {
+    if (IsNetworkFault(f) && ::geteuid() != 0) {
+      return MakeError(ErrorCode::kPermissionDenied,
+                       "fault " + std::string(FaultName(f)) +
+                           " needs root (it runs the broker in a network namespace joined by a "
+                           "veth pair and drops packets with nftables)");
+    }
+  }
   ASYA_RETURN_IF_ERROR(Prepare());
   std::string fault_list;
   for (FaultKind f : o_.faults) {
@@ -839,7 +1058,7 @@ Result<Outcome> Runner::Run() {
     // A fault waits until the mesh is ready again and at least one output arrived since the
     // previous one, so faults never starve the pipeline (a restarted Python runtime takes seconds
     // on a loaded machine; faults hit a working mesh, like a Jepsen nemesis between healing).
-    if (faults_on && !schedule.empty() && now >= next.at_s &&
+    if (faults_on && !schedule.empty() && now >= next.at_s && net_heal_at_ < 0 &&
         (next.kind == FaultKind::kDrop || (arrivals > arrivals_at_last_fault && MeshReady()))) {
       Inject(next);
       arrivals_at_last_fault = arrivals;
@@ -850,6 +1069,13 @@ Result<Outcome> Runner::Run() {
       last_scan = now;
       arrivals += happy.ScanNew(seen, &Arrivals::happy);
       arrivals += errors.ScanNew(seen, &Arrivals::error);
+      arrivals_ = arrivals;
+      if (net_heal_at_ >= 0 && arrivals_at_net_ < 0) {
+        arrivals_at_net_ = arrivals;
+      }
+      if (net_heal_at_ >= 0 && arrivals_at_half_ < 0 && SecondsSince(t0_) >= net_half_at_) {
+        arrivals_at_half_ = arrivals;
+      }
       if (arrivals != last_arrivals) {
         last_arrivals = arrivals;
         last_change = now;
@@ -889,7 +1115,7 @@ Result<Outcome> Runner::Run() {
     }
     // Settled: everything published, no fault under way, nothing new for quiet_s, queues empty.
     const bool may_settle = all_published && (o_.duration_s <= 0 || duration_over) &&
-                            stopped_.empty() && disk_free_at_ < 0 &&
+                            stopped_.empty() && disk_free_at_ < 0 && net_heal_at_ < 0 &&
                             now - last_change >= o_.quiet_s &&
                             SecondsSince(t0_) - last_fault_end_ >= o_.quiet_s;
     if (may_settle && QueuedTotal() == 0) {
@@ -905,8 +1131,10 @@ Result<Outcome> Runner::Run() {
       last_change = now;
       continue;
     }
+    // (Not while a network fault is under way: the queue depths come from the broker, and asking
+    // a cut-off broker blocks for its request timeouts.)
     if (fault_phase_end < 0 && o_.duration_s <= 0 && now - last_change >= o_.quiet_s &&
-        all_published && QueuedTotal() == 0) {
+        all_published && net_heal_at_ < 0 && QueuedTotal() == 0) {
       fault_phase_end = now;
     }
     if (fault_phase_end >= 0 && now - fault_phase_end > o_.timeout_s) {

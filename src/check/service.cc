@@ -12,6 +12,7 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -21,6 +22,7 @@
 #include "asya/base/file.h"
 #include "asya/local/spawn.h"
 #include "asya/local/status.h"
+#include "check/netns.h"
 
 namespace asya::check::internal {
 
@@ -127,6 +129,9 @@ Status Service::Start() {
     return MakeError(ErrorCode::kUnavailable, std::string("fork: ") + std::strerror(errno));
   }
   if (pid == 0) {
+    if (spec_.netns_fd >= 0 && ::setns(spec_.netns_fd, CLONE_NEWNET) != 0) {
+      ::_exit(126);
+    }
     local::ExecChild(exec, spec_.cwd.c_str(), out, parent);
   }
   ::close(out);
@@ -134,7 +139,11 @@ Status Service::Start() {
   ::setpgid(pid, pid);
   if (spec_.port > 0) {
     const double until = Seconds() + spec_.start_timeout_s;
-    while (!PortAccepts(spec_.port)) {
+    auto accepts = [this] {
+      return spec_.host == "127.0.0.1" ? PortAccepts(spec_.port)
+                                       : TcpReachable(spec_.host, spec_.port, 500);
+    };
+    while (!accepts()) {
       if (!Running()) {
         return MakeError(ErrorCode::kUnavailable, spec_.name + " exited at start; " +
                                                       spec_.log_path + " ends:\n" + LogTail());
@@ -143,8 +152,9 @@ Status Service::Start() {
         Kill();
         return MakeError(ErrorCode::kDeadlineExceeded,
                          spec_.name + " did not listen on port " + std::to_string(spec_.port) +
-                             " within " + std::to_string(static_cast<int>(spec_.start_timeout_s)) +
-                             " s; " + spec_.log_path + " ends:\n" + LogTail());
+                             " on " + spec_.host + " within " +
+                             std::to_string(static_cast<int>(spec_.start_timeout_s)) + " s; " +
+                             spec_.log_path + " ends:\n" + LogTail());
       }
       Sleep(0.1);
     }
@@ -209,7 +219,8 @@ std::string Service::LogTail(size_t bytes) const {
 }
 
 Result<ServiceSpec> RabbitMqSpec(const std::string& server, const std::string& dir, int port,
-                                 const std::vector<std::string>& base_env, bool wipe) {
+                                 const std::vector<std::string>& base_env, bool wipe,
+                                 const std::string& ip) {
   std::error_code ec;
   if (wipe) {
     fs::remove_all(dir, ec);
@@ -222,10 +233,13 @@ Result<ServiceSpec> RabbitMqSpec(const std::string& server, const std::string& d
   }
   const int mgmt = port + 1;
   std::string conf;
-  conf += "listeners.tcp.default = 127.0.0.1:" + std::to_string(port) + "\n";
+  conf += "listeners.tcp.default = " + ip + ":" + std::to_string(port) + "\n";
+  if (ip != "127.0.0.1") {
+    conf += "loopback_users.guest = false\n";  // the mesh connects over the veth pair
+  }
   conf += "log.console = true\nlog.console.level = warning\nlog.file = false\n";
   conf += "collect_statistics_interval = 500\n";
-  conf += "management.tcp.ip = 127.0.0.1\nmanagement.tcp.port = " + std::to_string(mgmt) + "\n";
+  conf += "management.tcp.ip = " + ip + "\nmanagement.tcp.port = " + std::to_string(mgmt) + "\n";
   ASYA_RETURN_IF_ERROR(WriteFileAtomic(dir + "/rabbitmq.conf", conf));
   ASYA_RETURN_IF_ERROR(WriteFileAtomic(dir + "/enabled_plugins", "[rabbitmq_management].\n"));
   ASYA_RETURN_IF_ERROR(WriteFileAtomic(dir + "/rabbitmq-env.conf", ""));
@@ -251,14 +265,17 @@ Result<ServiceSpec> RabbitMqSpec(const std::string& server, const std::string& d
   s.cwd = dir;
   s.log_path = dir + "/log/console.log";
   s.port = port;
+  s.host = ip;
   s.start_timeout_s = 90;
   return s;
 }
 
-ServiceSpec MotoSpec(const std::string& dir, int port, const std::vector<std::string>& base_env) {
+ServiceSpec MotoSpec(const std::string& dir, int port, const std::vector<std::string>& base_env,
+                     const std::string& ip) {
   ServiceSpec s;
   s.name = "moto_server";
-  s.argv = {"moto_server", "-H", "127.0.0.1", "-p", std::to_string(port)};
+  s.argv = {"moto_server", "-H", ip, "-p", std::to_string(port)};
+  s.host = ip;
   s.env = base_env;
   s.cwd = dir;
   s.log_path = dir + "/moto.log";

@@ -18,7 +18,9 @@ struct ServiceSpec {
   std::vector<std::string> env;   // complete environment
   std::string cwd;                // "" = inherit
   std::string log_path;           // stdout + stderr (appended)
-  int port = 0;                   // > 0: Start() waits until 127.0.0.1:port accepts
+  int port = 0;                   // > 0: Start() waits until host:port accepts
+  std::string host = "127.0.0.1";
+  int netns_fd = -1;  // >= 0: the child joins this network namespace (setns) before exec
   double start_timeout_s = 60;
 };
 
@@ -57,10 +59,14 @@ int FreeRabbitPort();
 
 // A throw-away broker's spec (the settings of tools/rabbitmq-test-broker.sh): loopback, directory
 // `dir` (mnesia kept across restarts when `wipe` is false), AMQP `port`, management `port + 1`.
+// `ip` other than loopback (the broker in its own network namespace, netns.h): it listens there,
+// and the guest user may log in from other hosts.
 Result<ServiceSpec> RabbitMqSpec(const std::string& server, const std::string& dir, int port,
-                                 const std::vector<std::string>& base_env, bool wipe);
-// moto_server (SQS) on `port`.
-ServiceSpec MotoSpec(const std::string& dir, int port, const std::vector<std::string>& base_env);
+                                 const std::vector<std::string>& base_env, bool wipe,
+                                 const std::string& ip = "127.0.0.1");
+// moto_server (SQS) on ip:`port`.
+ServiceSpec MotoSpec(const std::string& dir, int port, const std::vector<std::string>& base_env,
+                     const std::string& ip = "127.0.0.1");
 
 // `env` with NAME=value set (replaced when present).
 void SetEnv(std::vector<std::string>& env, const std::string& name, const std::string& value);

@@ -74,6 +74,19 @@ class CheckTest(unittest.TestCase):
         r = check("--envelopes", "5", "--faults", "broker-kill")
         self.assertEqual(r.returncode, 2)
         self.assertIn("needs --transport rabbitmq", r.stderr)
+        r = check("--envelopes", "5", "--faults", "kill-runtime,partition")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("fault partition needs --transport rabbitmq or sqs", r.stderr)
+
+    @unittest.skipUnless(os.geteuid() == 0 and shutil.which("setpriv"), "needs root and setpriv")
+    def test_network_fault_without_root_is_a_clear_error(self):
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ASYA_")}
+        r = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", ASYA,
+                            "check", "--transport", "rabbitmq", "--faults", "loss",
+                            "--envelopes", "5"], capture_output=True, text=True, timeout=60,
+                           env=env)
+        self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+        self.assertIn("fault loss needs root", r.stderr)
 
 
 if __name__ == "__main__":

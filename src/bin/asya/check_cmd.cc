@@ -53,7 +53,8 @@ int RunCheck(int argc, char** argv) {
   app.add_option(
       "--faults", faults,
       "comma-separated: kill-sidecar, kill-runtime, stop-runtime, kill-all, disk-full (sqlite), "
-      "broker-kill, broker-restart (rabbitmq); default none");
+      "broker-kill, broker-restart (rabbitmq), partition, partition-long, delay, loss (rabbitmq, "
+      "sqs; root: the broker runs in a network namespace); default none");
   app.add_option("--duration", o.duration_s,
                  "seconds of fault injection (default: while envelopes are in flight)");
   app.add_option("--seed", o.seed, "fault schedule seed (default 1)");

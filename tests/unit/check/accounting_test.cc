@@ -114,6 +114,26 @@ TEST(CheckFaults, ParseNames) {
   EXPECT_TRUE(CheckFaultsFit({FaultKind::kBrokerKill}, "rabbitmq").has_value());
 }
 
+TEST(CheckFaults, NetworkFaults) {
+  auto f = ParseFaults("partition,partition-long,delay,loss");
+  ASSERT_TRUE(f.has_value());
+  ASSERT_EQ(f->size(), 4u);
+  EXPECT_EQ((*f)[0], FaultKind::kPartition);
+  EXPECT_EQ((*f)[1], FaultKind::kPartitionLong);
+  EXPECT_EQ((*f)[2], FaultKind::kDelay);
+  EXPECT_EQ((*f)[3], FaultKind::kLoss);
+  for (FaultKind k : *f) {
+    EXPECT_TRUE(IsNetworkFault(k));
+    EXPECT_TRUE(CheckFaultsFit({k}, "rabbitmq").has_value());
+    EXPECT_TRUE(CheckFaultsFit({k}, "sqs").has_value());
+    auto bad = CheckFaultsFit({k}, "sqlite");
+    ASSERT_FALSE(bad.has_value());
+    EXPECT_NE(bad.error().message.find("needs --transport rabbitmq or sqs"), std::string::npos);
+  }
+  EXPECT_FALSE(IsNetworkFault(FaultKind::kBrokerKill));
+  EXPECT_NE(ParseFaults("x").error().message.find("partition-long"), std::string::npos);
+}
+
 TEST(CheckSchedule, SameSeedSameSchedule) {
   std::vector<FaultKind> kinds = {FaultKind::kKillSidecar, FaultKind::kKillRuntime};
   Schedule a(kinds, 7, 2.0);

@@ -32,14 +32,25 @@ enum class FaultKind {
   kDiskFull,       // sqlite: the state dir is a small tmpfs; fill it for 4 s, then free it
   kBrokerKill,     // RabbitMQ: kill -9 of the broker, started again on the same data
   kBrokerRestart,  // RabbitMQ: graceful stop (SIGTERM), started again
+  // Network faults (rabbitmq, sqs; root): the broker (or moto) runs in its own network namespace
+  // joined to this machine by a veth pair (src/check/netns.h).
+  kPartition,      // every packet to and from the broker dropped for 4 s (connections survive)
+  kPartitionLong,  // the same for 35 s: past the AMQP heartbeat timeout and SQS request timeout
+  kDelay,          // 200 ms - 2 s added each way for 8 s (an in-process TCP proxy holds bytes)
+  kLoss,           // 5 - 30 % of the packets each way dropped for 8 s (nftables numgen)
   kDrop,           // test only: deletes one message from a queue; the checker must see lost=1
 };
 
-// "kill-sidecar,kill-runtime,stop-runtime,kill-all,disk-full,broker-kill,broker-restart" (and the
-// test-only "drop"); "" or "none" = no faults. Unknown names: kInvalidArgument listing the known.
+// True for the network faults (they need the broker in a network namespace, and root).
+bool IsNetworkFault(FaultKind kind);
+
+// "kill-sidecar,kill-runtime,stop-runtime,kill-all,disk-full,broker-kill,broker-restart,partition,
+// partition-long,delay,loss" (and the test-only "drop"); "" or "none" = no faults. Unknown names:
+// kInvalidArgument listing the known.
 Result<std::vector<FaultKind>> ParseFaults(std::string_view list);
 std::string_view FaultName(FaultKind kind);
-// The faults a transport supports (broker faults need rabbitmq, disk-full sqlite);
+// The faults a transport supports (broker faults need rabbitmq, disk-full sqlite, network faults
+// rabbitmq or sqs);
 // kInvalidArgument otherwise.
 Status CheckFaultsFit(const std::vector<FaultKind>& faults, std::string_view transport);
 
