@@ -27,33 +27,8 @@ PY=${PY:-python3}
 for b in asya-gateway asya-bench-gateway; do
   [ -x "$BIN/$b" ] || { echo "gateway: $BIN/$b is missing (build first)"; exit 1; }
 done
-PGBIN=${ASYA_PG_BINDIR:-$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)}
-[ -x "$PGBIN/postgres" ] || { echo "gateway: no PostgreSQL server binaries (tools/install-deps.sh)"; exit 1; }
-
-WORK=$(mktemp -d /tmp/asya-gwbench-XXXXXX)
-chmod 755 "$WORK"
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
-free_port() { "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-
-mkdir -p "$WORK/pg"
-[ "$(id -u)" = 0 ] && chown postgres "$WORK/pg"
-as_pg "$PGBIN/initdb" -D "$WORK/pg/data" -U postgres --auth=trust -E UTF8 >/dev/null
-PGPORT=$(free_port)
-as_pg "$PGBIN/postgres" -D "$WORK/pg/data" -c listen_addresses=127.0.0.1 -c port="$PGPORT" \
-  -c unix_socket_directories="$WORK/pg" -c fsync=off -c synchronous_commit=off \
-  -c full_page_writes=off -c max_connections=200 >"$WORK/pg.log" 2>&1 &
-PIDS+=($!)
-for _ in $(seq 300); do "$PGBIN/pg_isready" -q -h 127.0.0.1 -p "$PGPORT" && break; sleep 0.05; done
-PG=postgresql://postgres@127.0.0.1:$PGPORT
-psql -q -h 127.0.0.1 -p "$PGPORT" -U postgres -c "CREATE DATABASE gw" -c "CREATE DATABASE base" >/dev/null
+source "$ROOT/bench/gateway/pg.sh"
+bench_pg_start gwbench
 
 cat >"$WORK/tools.yaml" <<'YAML'
 tools:
