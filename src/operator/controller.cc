@@ -430,7 +430,11 @@ Status Controller::ReconcileDelete(json actor) {
 
 Status Controller::Reconcile(const std::string& key) {
   ++reconciles_;
-  auto [ns, name] = SplitKey(key);
+  // Plain variables, not a structured binding: lambdas below capture them (clang 14, the fuzz
+  // preset's compiler, cannot capture structured bindings).
+  const auto parts = SplitKey(key);
+  const std::string& ns = parts.first;
+  const std::string& name = parts.second;
   auto got = client_.Get(res::kAsyncActors, ns, name);
   if (!got)
     return k8s::IsNotFound(got.error()) ? Ok() : Status(Unexpected(got.error()));
