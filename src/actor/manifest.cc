@@ -12,6 +12,7 @@
 
 #include "actor/yaml_load.h"
 #include "asya/base/duration.h"
+#include "asya/base/yaml_text.h"
 
 namespace asya::actor {
 namespace fs = std::filesystem;
@@ -1187,6 +1188,9 @@ Result<std::vector<std::string>> SplitCommand(std::string_view text) {
 
 Result<std::vector<nlohmann::json>> ParseYamlDocuments(std::string_view text,
                                                        const std::string& source) {
+  if (auto problem = YamlTextProblem(text)) {  // before yaml-cpp: it passes bad bytes through
+    return MakeError(ErrorCode::kInvalidArgument, source + ":" + *problem);
+  }
   try {
     std::vector<nlohmann::json> out;
     for (const auto& doc : detail::LoadAllDocuments(text)) {
@@ -1207,6 +1211,9 @@ Result<LoadResult> ParseManifests(std::string_view text, const std::string& sour
     return MakeError(ErrorCode::kInvalidArgument, source + ": " + std::to_string(text.size()) +
                                                       " bytes; a manifest file may have at most " +
                                                       std::to_string(kMaxManifestBytes) + " bytes");
+  }
+  if (auto problem = YamlTextProblem(text)) {
+    return MakeError(ErrorCode::kInvalidArgument, source + ":" + *problem);
   }
   std::vector<YAML::Node> docs;
   try {

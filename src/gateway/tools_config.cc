@@ -16,6 +16,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include "asya/base/json_text.h"
+#include "asya/base/yaml_text.h"
 
 namespace asya::gateway {
 namespace {
@@ -285,27 +286,8 @@ struct RawConfig {
 };
 
 Status ParseDocument(std::string_view yaml, const std::string& src, RawConfig& cfg) {
-  // YAML text is Unicode; yaml-cpp passes other bytes through into strings that could not be
-  // written as JSON later (found by fuzz/tools_config_fuzz: nlohmann's dump() threw).
-  if (auto bad = FindInvalidUtf8(yaml)) {
-    const auto line = std::count(yaml.begin(), yaml.begin() + static_cast<long>(bad->offset), '\n');
-    return MakeError(ErrorCode::kInvalidArgument,
-                     src + ":" + std::to_string(line + 1) + ": invalid UTF-8 at byte " +
-                         std::to_string(bad->offset) + " (" +
-                         std::string(Utf8ProblemText(bad->problem)) + ")");
-  }
-  // YAML allows no C0 control character but tab and line breaks (nor DEL); yaml-cpp turns a NUL
-  // into the byte 0x85, which is not UTF-8 either (found by fuzz/tools_config_fuzz).
-  for (size_t i = 0; i < yaml.size(); ++i) {
-    const auto c = static_cast<unsigned char>(yaml[i]);
-    if ((c < 0x20 && c != '\t' && c != '\n' && c != '\r') || c == 0x7F) {
-      const auto line = std::count(yaml.begin(), yaml.begin() + static_cast<long>(i), '\n');
-      char code[8];
-      std::snprintf(code, sizeof code, "%02X", c);
-      return MakeError(ErrorCode::kInvalidArgument,
-                       src + ":" + std::to_string(line + 1) + ": control character U+00" + code +
-                           " at byte " + std::to_string(i) + " (YAML does not allow it)");
-    }
+  if (auto problem = YamlTextProblem(yaml)) {  // before yaml-cpp: it passes bad bytes through
+    return MakeError(ErrorCode::kInvalidArgument, src + ":" + *problem);
   }
   YAML::Node root;
   try {

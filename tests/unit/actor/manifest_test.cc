@@ -878,4 +878,22 @@ TEST(Manifest, RuntimeTimeoutFromEitherContainerReachesTheSidecar) {
   EXPECT_NE(e.find("env[ASYA_RUNTIME_TIMEOUT]"), std::string::npos) << e;
 }
 
+// Found by fuzz/render_fuzz: bytes that are not UTF-8 passed yaml-cpp into the rendered objects,
+// whose YAML did not read back the same and whose JSON needed replacement characters.
+TEST(Manifest, TextThatIsNotUtf8OrHasControlCharactersIsRefusedNamingTheLine) {
+  auto r = ParseManifests(Actor() + "# caf\xE9\n", "m.yaml", "/");
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, ErrorCode::kInvalidArgument);
+  EXPECT_NE(r.error().message.find("m.yaml:"), std::string::npos) << r.error().message;
+  EXPECT_NE(r.error().message.find(": invalid UTF-8 at byte "), std::string::npos)
+      << r.error().message;
+  const std::string nul("a: \0\n", 5);
+  auto d = ParseYamlDocuments(nul, "v.yaml");
+  ASSERT_FALSE(d);
+  EXPECT_EQ(d.error().message,
+            "v.yaml:1: control character U+0000 at byte 3 (YAML does not allow it)");
+  auto ok = ParseYamlDocuments("a: caf\xC3\xA9\n", "v.yaml");
+  ASSERT_TRUE(ok) << ok.error().message;
+}
+
 }  // namespace asya::actor
