@@ -2,9 +2,9 @@
 //
 //   - `/health`: open.
 //   - callback endpoints (POST /envelopes, POST /envelopes/{id}/progress, POST
-//     /envelopes/{id}/final, POST /envelopes/batch — what sidecars and end actors send): `Authorization: Bearer
-//     <callback_token>` when a callback token is set (ASYA_GATEWAY_TOKEN, the token the sidecar
-//     already sends); open otherwise.
+//     /envelopes/{id}/final, POST /envelopes/batch — what sidecars and end actors send):
+//     `Authorization: Bearer <callback_token>` when a callback token is set (ASYA_GATEWAY_TOKEN,
+//     the token the sidecar already sends); open otherwise.
 //   - everything else (tools, status, streams, MCP): `Authorization: Bearer <t>` with t one of
 //     `client_tokens` when any is set; open otherwise (the program then binds to loopback only).
 //   Failures: 401 with `WWW-Authenticate: Bearer realm="asya-gateway"` (plus
