@@ -1,7 +1,8 @@
 # Sourced by bench/gateway/run.sh and profile.sh: a work directory removed at exit with every
 # process in PIDS, and a throw-away PostgreSQL (fsync=off, synchronous_commit=off, as the test
-# fixture) with databases gw and base.
+# fixture) with databases gw and base, and the benchmark's tools config.
 #   bench_pg_start PREFIX [postgres -c options...]  -> WORK, PGPORT, PG (URL), POSTMASTER (pid)
+#   bench_tools_yaml                                -> $WORK/tools.yaml (one tool, no consumer)
 WORK="" PIDS=()
 bench_cleanup() {
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
@@ -31,4 +32,17 @@ bench_pg_start() {
   PG=postgresql://postgres@127.0.0.1:$PGPORT
   POSTMASTER=$(head -1 "$WORK/pg/data/postmaster.pid")  # the last PID may be runuser's
   psql -q -h 127.0.0.1 -p "$PGPORT" -U postgres -c "CREATE DATABASE gw" -c "CREATE DATABASE base" >/dev/null
+}
+bench_tools_yaml() {
+  cat >"$WORK/tools.yaml" <<'YAML'
+tools:
+  - name: bench_echo
+    description: benchmark tool; its queue has no consumer
+    route: [bench-sink]
+    timeout: 3600
+    progress: true
+    task_support: optional
+    parameters:
+      x: {type: integer}
+YAML
 }

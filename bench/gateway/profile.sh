@@ -29,17 +29,7 @@ bench_pg_start gwprof -c shared_preload_libraries=pg_stat_statements \
 sql() { psql -qtA -h 127.0.0.1 -p "$PGPORT" -U postgres -d "${2:-postgres}" -c "$1"; }
 sql "CREATE EXTENSION pg_stat_statements" >/dev/null
 
-cat >"$WORK/tools.yaml" <<'YAML'
-tools:
-  - name: bench_echo
-    description: benchmark tool; its queue has no consumer
-    route: [bench-sink]
-    timeout: 3600
-    progress: true
-    task_support: optional
-    parameters:
-      x: {type: integer}
-YAML
+bench_tools_yaml
 
 GWPORT=$(free_port)
 ASYA_DATABASE_URL=$PG/gw ASYA_CONFIG_PATH=$WORK/tools.yaml ASYA_TRANSPORT=sqlite \

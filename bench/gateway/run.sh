@@ -30,17 +30,7 @@ done
 source "$ROOT/bench/gateway/pg.sh"
 bench_pg_start gwbench
 
-cat >"$WORK/tools.yaml" <<'YAML'
-tools:
-  - name: bench_echo
-    description: benchmark tool; its queue has no consumer
-    route: [bench-sink]
-    timeout: 3600
-    progress: true
-    task_support: optional
-    parameters:
-      x: {type: integer}
-YAML
+bench_tools_yaml
 
 GWPORT=$(free_port)
 if [ -n "${IO_THREADS:-}" ]; then export ASYA_GATEWAY_IO_THREADS=$IO_THREADS; fi
