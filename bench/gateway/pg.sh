@@ -6,6 +6,8 @@
 WORK="" PIDS=()
 bench_cleanup() {
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  # PIDS holds runuser's pid, not the postmaster's; SIGINT is PostgreSQL's fast shutdown.
+  [ -z "${POSTMASTER:-}" ] || kill -INT "$POSTMASTER" 2>/dev/null || true
   wait 2>/dev/null || true
   [ -z "$WORK" ] || rm -rf "$WORK"
 }
