@@ -3,6 +3,8 @@
 # fixture) with databases gw and base, and the benchmark's tools config.
 #   bench_pg_start PREFIX [postgres -c options...]  -> WORK, PGPORT, PG (URL), POSTMASTER (pid)
 #   bench_tools_yaml                                -> $WORK/tools.yaml (one tool, no consumer)
+#   bench_gateway_start PREFIX                      -> GWPORT, GWPID (database gw, sqlite queues;
+#                                                      IO_THREADS sets ASYA_GATEWAY_IO_THREADS)
 WORK="" PIDS=()
 bench_cleanup() {
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
@@ -47,4 +49,15 @@ tools:
     parameters:
       x: {type: integer}
 YAML
+}
+bench_gateway_start() {
+  GWPORT=$(free_port)
+  if [ -n "${IO_THREADS:-}" ]; then export ASYA_GATEWAY_IO_THREADS=$IO_THREADS; fi
+  ASYA_DATABASE_URL=$PG/gw ASYA_CONFIG_PATH=$WORK/tools.yaml ASYA_TRANSPORT=sqlite \
+    ASYA_SQLITE_PATH=$WORK/gw-queues.db ASYA_GATEWAY_PORT=$GWPORT ASYA_GATEWAY_TOKEN=bench-callback \
+    ASYA_LOG_LEVEL=warn setsid "$BIN/asya-gateway" >"$WORK/gateway.log" 2>&1 </dev/null &
+  GWPID=$!
+  PIDS+=($GWPID)
+  for _ in $(seq 300); do curl -sf "http://127.0.0.1:$GWPORT/health" >/dev/null && break; sleep 0.05; done
+  curl -sf "http://127.0.0.1:$GWPORT/health" >/dev/null || { echo "$1: gateway did not start"; cat "$WORK/gateway.log"; exit 1; }
 }

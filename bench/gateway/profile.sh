@@ -31,14 +31,7 @@ sql "CREATE EXTENSION pg_stat_statements" >/dev/null
 
 bench_tools_yaml
 
-GWPORT=$(free_port)
-ASYA_DATABASE_URL=$PG/gw ASYA_CONFIG_PATH=$WORK/tools.yaml ASYA_TRANSPORT=sqlite \
-  ASYA_SQLITE_PATH=$WORK/gw-queues.db ASYA_GATEWAY_PORT=$GWPORT ASYA_GATEWAY_TOKEN=bench-callback \
-  ASYA_LOG_LEVEL=warn setsid "$BIN/asya-gateway" >"$WORK/gateway.log" 2>&1 </dev/null &
-GWPID=$!
-PIDS+=($GWPID)
-for _ in $(seq 300); do curl -sf "http://127.0.0.1:$GWPORT/health" >/dev/null && break; sleep 0.05; done
-curl -sf "http://127.0.0.1:$GWPORT/health" >/dev/null || { echo "profile: gateway did not start"; cat "$WORK/gateway.log"; exit 1; }
+bench_gateway_start profile
 
 TCK=$(getconf CLK_TCK)
 # CPU ticks of every PostgreSQL process: live children + the postmaster with its reaped children.

@@ -32,15 +32,7 @@ bench_pg_start gwbench
 
 bench_tools_yaml
 
-GWPORT=$(free_port)
-if [ -n "${IO_THREADS:-}" ]; then export ASYA_GATEWAY_IO_THREADS=$IO_THREADS; fi
-ASYA_DATABASE_URL=$PG/gw ASYA_CONFIG_PATH=$WORK/tools.yaml ASYA_TRANSPORT=sqlite \
-  ASYA_SQLITE_PATH=$WORK/gw-queues.db ASYA_GATEWAY_PORT=$GWPORT ASYA_GATEWAY_TOKEN=bench-callback \
-  ASYA_LOG_LEVEL=warn setsid "$BIN/asya-gateway" >"$WORK/gateway.log" 2>&1 </dev/null &
-GWPID=$!
-PIDS+=($GWPID)
-for _ in $(seq 300); do curl -sf "http://127.0.0.1:$GWPORT/health" >/dev/null && break; sleep 0.05; done
-curl -sf "http://127.0.0.1:$GWPORT/health" >/dev/null || { echo "gateway: did not start"; cat "$WORK/gateway.log"; exit 1; }
+bench_gateway_start gateway
 
 load() { "$BIN/asya-bench-gateway" load 127.0.0.1 "$GWPORT" bench_echo "$@"; }
 counts() {  # "<pending>|<all>" envelopes of the gateway's database
