@@ -64,6 +64,24 @@ def actor_yaml(name, handler, replicas=1, scaling=None, timeout=10, env=None, si
     )
 
 
+def environ_of(pid, timeout=10):
+    """The environment `asya up` gave process PID, once it has exec'd its own program.
+
+    `asya up` counts a replica as started once it has forked; until the child calls exec,
+    /proc shows the parent's environment, and just after exec the kernel has switched
+    /proc/PID/exe but not yet laid out the new environment (it reads as empty)."""
+    asya = os.path.realpath(ASYA)
+    deadline = time.time() + timeout
+    while True:
+        with open("/proc/%d/environ" % pid, "rb") as f:
+            items = f.read().split(b"\0")
+        if os.path.realpath("/proc/%d/exe" % pid) != asya and any(b"=" in i for i in items):
+            return dict(i.decode(errors="replace").split("=", 1) for i in items if b"=" in i)
+        if time.time() > deadline:
+            raise AssertionError("pid %d did not exec its program within %ss" % (pid, timeout))
+        time.sleep(0.05)
+
+
 def pid_alive(pid):
     """True for a live, non-zombie process."""
     try:

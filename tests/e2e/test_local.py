@@ -12,7 +12,7 @@ import unittest
 import urllib.request
 import xml.etree.ElementTree as ET
 
-from mesh import ASYA, Mesh, actor_yaml, pid_alive
+from mesh import ASYA, Mesh, actor_yaml, environ_of, pid_alive
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fault", "sqs"))
 from moto_fixture import Moto  # noqa: E402
@@ -458,12 +458,10 @@ class LocalMeshTest(unittest.TestCase):
         m.up()
 
         def runtime_env(actor):
-            pid = m.actor(actor)["replicas"][0]["runtimePid"]
-            with open("/proc/%d/environ" % pid, "rb") as f:
-                return dict(kv.split(b"=", 1) for kv in f.read().split(b"\0") if b"=" in kv)
+            return environ_of(m.actor(actor)["replicas"][0]["runtimePid"])
 
-        self.assertEqual(runtime_env("par")[b"ASYA_RUNTIME_CONCURRENCY"], b"4")
-        self.assertEqual(runtime_env("own")[b"ASYA_RUNTIME_CONCURRENCY"], b"2")
+        self.assertEqual(runtime_env("par")["ASYA_RUNTIME_CONCURRENCY"], "4")
+        self.assertEqual(runtime_env("own")["ASYA_RUNTIME_CONCURRENCY"], "2")
         ids = m.send_many("par", [{"n": i} for i in range(20)])
         m.wait_for(lambda: set(ids) <= set(m.stored("results")), 60, "20 results")
         self.assertEqual(m.stop(), 0)

@@ -14,7 +14,7 @@ import unittest
 import urllib.parse
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "e2e"))
-from mesh import ASYA, Mesh, actor_yaml, pid_alive  # noqa: E402
+from mesh import ASYA, Mesh, actor_yaml, environ_of, pid_alive  # noqa: E402
 
 STEPS = '''
 def add_one(p):
@@ -41,12 +41,6 @@ MORE_TOOLS = '''tools:
   parameters:
     n: {type: integer, required: true}
 '''
-
-
-def environ_of(pid):
-    with open("/proc/%d/environ" % pid, "rb") as f:
-        items = f.read().split(b"\0")
-    return dict(i.decode(errors="replace").split("=", 1) for i in items if b"=" in i)
 
 
 class Client:
