@@ -1,6 +1,7 @@
 // MakeErrorEnvelope: what error-end receives (reference-dataplane §2.5, DESIGN §4.7).
 #include <simdjson.h>
 
+#include "asya/base/base64.h"
 #include "asya/base/redact.h"
 #include "asya/envelope/envelope.h"
 #include "envelope/json_util.h"
@@ -9,30 +10,6 @@ namespace asya::envelope {
 namespace {
 
 namespace od = internal::od;
-
-void AppendBase64(std::string& out, std::string_view in) {
-  static constexpr char kAlphabet[] =
-      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  size_t i = 0;
-  auto at = [&](size_t k) { return static_cast<uint32_t>(static_cast<unsigned char>(in[k])); };
-  for (; i + 3 <= in.size(); i += 3) {
-    uint32_t v = (at(i) << 16) | (at(i + 1) << 8) | at(i + 2);
-    out += kAlphabet[(v >> 18) & 63];
-    out += kAlphabet[(v >> 12) & 63];
-    out += kAlphabet[(v >> 6) & 63];
-    out += kAlphabet[v & 63];
-  }
-  if (size_t rest = in.size() - i; rest > 0) {
-    uint32_t v = at(i) << 16;
-    if (rest == 2) {
-      v |= at(i + 1) << 8;
-    }
-    out += kAlphabet[(v >> 18) & 63];
-    out += kAlphabet[(v >> 12) & 63];
-    out += rest == 2 ? kAlphabet[(v >> 6) & 63] : '=';
-    out += '=';
-  }
-}
 
 // Appends the members of `details_json` other than message/type/traceback, each preceded by ','
 // when `need_comma` (updated). Unparseable details are ignored: the known members are kept.

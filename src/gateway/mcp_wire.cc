@@ -6,6 +6,8 @@
 #include <cmath>
 #include <ctime>
 
+#include "asya/base/base64.h"
+
 namespace asya::gateway::mcp {
 
 const std::vector<std::string>& LegacyVersions() {
@@ -64,75 +66,12 @@ Json ResultResponse(const Json& id, Json result) {
   return response;
 }
 
-namespace {
-
-int Base64Value(char c) {
-  if (c >= 'A' && c <= 'Z')
-    return c - 'A';
-  if (c >= 'a' && c <= 'z')
-    return c - 'a' + 26;
-  if (c >= '0' && c <= '9')
-    return c - '0' + 52;
-  if (c == '+')
-    return 62;
-  if (c == '/')
-    return 63;
-  return -1;
-}
-
-// Strict RFC 4648 Base64 (standard alphabet, padded to a multiple of 4).
-std::optional<std::string> DecodeBase64(std::string_view text) {
-  if (text.size() % 4 != 0) {
-    return std::nullopt;
-  }
-  std::string out;
-  out.reserve(text.size() / 4 * 3);
-  for (std::size_t i = 0; i < text.size(); i += 4) {
-    const bool last = i + 4 == text.size();
-    std::array<int, 4> v{};
-    int pad = 0;
-    for (int j = 0; j < 4; ++j) {
-      const char c = text[i + j];
-      if (c == '=') {
-        // Padding only at the end of the last quantum, at most two characters.
-        if (!last || j < 2) {
-          return std::nullopt;
-        }
-        ++pad;
-        v[j] = 0;
-        continue;
-      }
-      if (pad > 0) {
-        return std::nullopt;  // data after padding
-      }
-      v[j] = Base64Value(c);
-      if (v[j] < 0) {
-        return std::nullopt;
-      }
-    }
-    const unsigned bits =
-        (unsigned(v[0]) << 18) | (unsigned(v[1]) << 12) | (unsigned(v[2]) << 6) | unsigned(v[3]);
-    out.push_back(char((bits >> 16) & 0xff));
-    if (pad < 2)
-      out.push_back(char((bits >> 8) & 0xff));
-    if (pad < 1)
-      out.push_back(char(bits & 0xff));
-    // Non-canonical encodings (stray bits in the last character) are invalid too.
-    if ((pad == 1 && (v[2] & 0x3) != 0) || (pad == 2 && (v[1] & 0xf) != 0)) {
-      return std::nullopt;
-    }
-  }
-  return out;
-}
-
-}  // namespace
-
 std::optional<std::string> DecodeHeaderValue(std::string_view raw) {
   constexpr std::string_view kPrefix = "=?base64?";
   constexpr std::string_view kSuffix = "?=";
   if (raw.size() >= kPrefix.size() + kSuffix.size() && raw.substr(0, kPrefix.size()) == kPrefix &&
       raw.substr(raw.size() - kSuffix.size()) == kSuffix) {
-    return DecodeBase64(raw.substr(kPrefix.size(), raw.size() - kPrefix.size() - kSuffix.size()));
+    return Base64Decode(raw.substr(kPrefix.size(), raw.size() - kPrefix.size() - kSuffix.size()));
   }
   return std::string(raw);
 }

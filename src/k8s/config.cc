@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 
 #include "asya/actor/manifest.h"
+#include "asya/base/base64.h"
 #include "asya/k8s/client.h"
 
 namespace asya::k8s {
@@ -60,39 +61,17 @@ std::string Resolve(const std::string& path, const std::string& base_dir) {
   return base_dir + "/" + path;
 }
 
-}  // namespace
-
-std::string Base64Decode(std::string_view text) {
-  auto value = [](char c) -> int {
-    if (c >= 'A' && c <= 'Z')
-      return c - 'A';
-    if (c >= 'a' && c <= 'z')
-      return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-      return c - '0' + 52;
-    if (c == '+' || c == '-')
-      return 62;
-    if (c == '/' || c == '_')
-      return 63;
-    return -1;
-  };
-  std::string out;
-  int bits = 0;
-  unsigned acc = 0;
-  for (char c : text) {
-    int v = value(c);
-    if (v < 0) {
-      continue;  // padding, whitespace
-    }
-    acc = (acc << 6) | static_cast<unsigned>(v);
-    bits += 6;
-    if (bits >= 8) {
-      bits -= 8;
-      out.push_back(static_cast<char>((acc >> bits) & 0xff));
-    }
+// A "*-data" field: Base64 of the PEM text ("" when absent).
+Result<std::string> DataField(const json& object, const char* key, const std::string& where) {
+  auto bytes = Base64Decode(Str(object, key));
+  if (!bytes) {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     where + "." + key + ": not valid Base64 (RFC 4648, standard alphabet)");
   }
-  return out;
+  return *std::move(bytes);
 }
+
+}  // namespace
 
 Result<Config> InClusterConfig(const std::string& host, const std::string& port,
                                const std::string& sa_dir) {
@@ -152,7 +131,8 @@ Result<Config> ParseKubeconfig(std::string_view text, const std::string& source,
   while (!c.server.empty() && c.server.back() == '/') {
     c.server.pop_back();
   }
-  c.tls.ca_data = Base64Decode(Str(*cluster, "certificate-authority-data"));
+  ASYA_ASSIGN_OR_RETURN(c.tls.ca_data, DataField(*cluster, "certificate-authority-data",
+                                                 source + ": clusters[" + cluster_name + "]"));
   c.tls.ca_file = Resolve(Str(*cluster, "certificate-authority"), base_dir);
   auto skip = cluster->find("insecure-skip-tls-verify");
   c.tls.insecure_skip_verify = skip != cluster->end() && skip->is_boolean() && skip->get<bool>();
@@ -169,8 +149,10 @@ Result<Config> ParseKubeconfig(std::string_view text, const std::string& source,
     }
     c.token = Str(*user, "token");
     c.token_file = Resolve(Str(*user, "tokenFile"), base_dir);
-    c.tls.client_cert_data = Base64Decode(Str(*user, "client-certificate-data"));
-    c.tls.client_key_data = Base64Decode(Str(*user, "client-key-data"));
+    const std::string where = source + ": users[" + user_name + "]";
+    ASYA_ASSIGN_OR_RETURN(c.tls.client_cert_data,
+                          DataField(*user, "client-certificate-data", where));
+    ASYA_ASSIGN_OR_RETURN(c.tls.client_key_data, DataField(*user, "client-key-data", where));
     c.tls.client_cert_file = Resolve(Str(*user, "client-certificate"), base_dir);
     c.tls.client_key_file = Resolve(Str(*user, "client-key"), base_dir);
   }

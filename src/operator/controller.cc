@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 
 #include "asya/actor/manifest.h"
+#include "asya/base/base64.h"
 #include "asya/base/log.h"
 #include "asya/base/time_format.h"
 #include "asya/operator/render.h"
@@ -149,7 +150,13 @@ Result<transport::Transport*> Controller::TransportFor(const TransportEntry& ent
         return MakeError(ErrorCode::kNotFound,
                          "secret " + ns + "/" + ref.name + " has no key " + ref.key);
       }
-      return k8s::Base64Decode((*secret)["data"][ref.key].get<std::string>());
+      const auto& data = (*secret)["data"][ref.key];
+      auto value = data.is_string() ? Base64Decode(data.get<std::string>()) : std::nullopt;
+      if (!value) {
+        return MakeError(ErrorCode::kInvalidArgument, "secret " + ns + "/" + ref.name + " key " +
+                                                          ref.key + ": data is not valid Base64");
+      }
+      return *std::move(value);
     };
     if (r.password_secret) {
       ASYA_ASSIGN_OR_RETURN(password, secret_value(*r.password_secret));

@@ -76,6 +76,22 @@ TEST(Kubeconfig, ErrorsNameTheField) {
   EXPECT_EQ(e.error().code, ErrorCode::kInvalidArgument);
 }
 
+TEST(Kubeconfig, DataThatIsNotBase64IsRefusedNamingTheField) {
+  std::string text = kKubeconfig;
+  text.replace(text.find("a2V5"), 4, "a2V5!");
+  auto c = ParseKubeconfig(text, "kc", "prod");
+  ASSERT_FALSE(c);
+  EXPECT_EQ(c.error().code, ErrorCode::kInvalidArgument);
+  EXPECT_EQ(c.error().message,
+            "kc: users[admin].client-key-data: not valid Base64 (RFC 4648, standard alphabet)");
+  text = kKubeconfig;
+  text.replace(text.find("aGVsbG8="), 8, "aGVsbG8");
+  auto d = ParseKubeconfig(text, "kc", "prod");
+  ASSERT_FALSE(d);
+  EXPECT_NE(d.error().message.find("clusters[prod].certificate-authority-data"), std::string::npos)
+      << d.error().message;
+}
+
 TEST(InCluster, ReadsServiceAccountDirectory) {
   char dir[] = "/tmp/asya-k8s-sa-XXXXXX";
   ASSERT_NE(mkdtemp(dir), nullptr);
@@ -101,12 +117,6 @@ TEST(Resource, Paths) {
   EXPECT_EQ(res::kAsyncActors.Path("ns", "echo", "status"),
             "/apis/asya.sh/v1alpha1/namespaces/ns/asyncactors/echo/status");
   EXPECT_EQ(res::kLeases.ApiVersion(), "coordination.k8s.io/v1");
-}
-
-TEST(Base64, Decodes) {
-  EXPECT_EQ(Base64Decode("aGVsbG8gd29ybGQ="), "hello world");
-  EXPECT_EQ(Base64Decode(""), "");
-  EXPECT_EQ(Base64Decode("YQ=="), "a");
 }
 
 }  // namespace

@@ -9,6 +9,8 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "asya/base/base64.h"
+
 namespace asya::aws {
 namespace {
 
@@ -110,27 +112,6 @@ TEST(SigV4, AmzDateIsUtc) {
   EXPECT_EQ(FormatAmzDate(FromEpoch(0)), "19700101T000000Z");
 }
 
-std::string Base64Decode(const std::string& in) {
-  static const std::string kChars =
-      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  std::string out;
-  int val = 0;
-  int bits = -8;
-  for (char c : in) {
-    size_t pos = kChars.find(c);
-    if (pos == std::string::npos) {
-      break;
-    }
-    val = (val << 6) + static_cast<int>(pos);
-    bits += 6;
-    if (bits >= 0) {
-      out.push_back(static_cast<char>((val >> bits) & 0xFF));
-      bits -= 8;
-    }
-  }
-  return out;
-}
-
 TEST(SigV4Differential, MatchesBotocoreOnRandomisedRequests) {
   constexpr int kCount = 500;
   std::string command = std::string(ASYA_PYTHON) + " " + ASYA_SQS_TESTDIR + "/botocore_sign.py " +
@@ -150,7 +131,7 @@ TEST(SigV4Differential, MatchesBotocoreOnRandomisedRequests) {
   int compared = 0;
   while (std::getline(lines, line)) {
     json c = json::parse(line);
-    std::string body = Base64Decode(c["body_b64"].get<std::string>());
+    std::string body = Base64Decode(c["body_b64"].get<std::string>()).value();
     SigningRequest request{c["method"].get<std::string>(), c["path"].get<std::string>(),
                            Pairs(c["query"]), Pairs(c["headers"]), body};
     Credentials credentials{c["access_key_id"].get<std::string>(),

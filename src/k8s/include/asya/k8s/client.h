@@ -46,8 +46,6 @@ Result<Config> ParseKubeconfig(std::string_view text, const std::string& source,
                                const std::string& context = "", const std::string& base_dir = "");
 Result<Config> LoadKubeconfig(const std::string& path, const std::string& context = "");
 
-std::string Base64Decode(std::string_view text);
-
 // A resource: "" group for core. `namespaced` false for cluster-scoped kinds.
 struct Resource {
   std::string group;  // "", "apps", "keda.sh", ...
