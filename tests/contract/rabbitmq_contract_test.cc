@@ -640,10 +640,11 @@ TEST(RabbitMqReconnect, ResumesAfterItsBrokerIsKilledAndRestarted) {
 // starts again, must give every confirmed message back. Classic holding queues dead-letter
 // at-most-once and lost them (issue 12: `asya check --faults broker-kill` lost retried outputs);
 // quorum ones with at-least-once dead-lettering do not. Own broker, like the reconnect case.
-// DISABLED (not in `make test`): it takes 60-160 s on the loaded 2-core machine, and with the
-// quorum holding queues it still lost messages in 3 of 4 runs (all 40 of the 3000 ms bucket twice,
-// 12 of the 1500 ms one once; 137 of 202 with the old classic queues). docs/reliability.md
-// "RabbitMQ broker kills" has the open question. Run it with
+// Until the transport waited for a new quorum holding queue to be saved by the broker
+// (kQuorumRegistrationSettle), this lost the whole last-created bucket in every run: the broker
+// restarted that queue as a new, empty Raft member (rabbitmq/ra#443, RabbitMQ <= 3.13.2).
+// DISABLED (not in `make test`): ~35-45 s with its own broker on the loaded 2-core machine.
+// `make chaos` runs it (tools/chaos.py); by hand:
 //   rabbitmq_contract_test --gtest_also_run_disabled_tests --gtest_filter='RabbitMqHolding.*'
 TEST(RabbitMqHolding, DISABLED_DelayedMessagesSurviveAKillOfTheBroker) {
   RabbitMqBroker::Options options;
@@ -677,11 +678,23 @@ TEST(RabbitMqHolding, DISABLED_DelayedMessagesSurviveAKillOfTheBroker) {
       }
     });
   }
-  auto enough = Clock::now() + std::chrono::seconds(20);
-  for (;;) {  // at least 200 confirmed, so messages of every delay wait in holding queues
-    std::this_thread::sleep_for(Millis(50));
+  // Kill as soon as every delay has a few confirmed messages: the holding queues were created
+  // moments ago (the last one within ~100 ms), which is when a broker that has not yet saved a
+  // new quorum queue's registration loses the whole queue (see DeclareHoldingQueue), and messages
+  // of every delay are still waiting in their holding queue.
+  auto enough = Clock::now() + std::chrono::seconds(60);
+  for (;;) {
+    std::this_thread::sleep_for(Millis(5));
     std::lock_guard lock(mu);
-    if (confirmed.size() >= 200 || Clock::now() > enough) {
+    std::map<int, int> per_delay;
+    for (const std::string& body : confirmed) {
+      ++per_delay[std::stoi(body.substr(body.find('-') + 1)) % static_cast<int>(std::size(delays))];
+    }
+    bool all = per_delay.size() == std::size(delays);
+    for (const auto& [d, n] : per_delay) {
+      all = all && n >= 3;
+    }
+    if (all || Clock::now() > enough) {
       break;
     }
   }
@@ -691,7 +704,7 @@ TEST(RabbitMqHolding, DISABLED_DelayedMessagesSurviveAKillOfTheBroker) {
   for (auto& th : publishers) {
     th.join();  // a publish under way at the kill fails (unconfirmed: not counted) or retries
   }
-  ASSERT_GE(confirmed.size(), 50u) << "too few messages were published before the kill";
+  ASSERT_GE(confirmed.size(), 15u) << "too few messages were published before the kill";
 
   std::set<std::string> missing = confirmed;
   auto deadline = Clock::now() + std::chrono::seconds(30);

@@ -213,6 +213,15 @@ Result<std::string> RabbitMqTransport::DeclareHoldingQueue(const std::string& qu
     return hold;
   }
   ASYA_RETURN_IF_ERROR(PassiveDeclare(queue));  // never make a holding queue for a missing queue
+  // Does the holding queue exist already (declared by this or another process)?
+  bool created_here = false;
+  if (quorum) {
+    auto exists = PassiveDeclare(hold);
+    if (!exists && exists.error().code != ErrorCode::kNotFound) {
+      return Unexpected(exists.error());
+    }
+    created_here = !exists;
+  }
   ASYA_RETURN_IF_ERROR(EnsureAdmin());
   TableBuilder args =
       ToTable(quorum ? HoldingQueueArguments(queue, ms) : ClassicHoldingQueueArguments(queue, ms));
@@ -232,6 +241,14 @@ Result<std::string> RabbitMqTransport::DeclareHoldingQueue(const std::string& qu
       return DeclareHoldingQueue(queue, ms);
     }
     return Unexpected(st.error());
+  }
+  if (created_here) {
+    // RabbitMQ <= 3.13.2 (Ra < 2.10.1) records a new quorum queue's Raft member in a DETS table
+    // that reaches the disk only on its next auto-save (every 500 ms). A broker killed before
+    // that restarts the queue as a new, empty member: everything confirmed into it is gone
+    // (measured: a whole delay bucket lost; rabbitmq/ra#443). So nothing goes into a holding
+    // queue this process just created until the broker has saved it.
+    SleepInterruptibly(kQuorumRegistrationSettle);
   }
   holding_declared_.insert(hold);
   std::lock_guard lock(mu_);
