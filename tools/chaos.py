@@ -11,7 +11,9 @@ results table of docs/reliability.md. Runs whose check could not run add no
 row. Defaults: 100,000 envelopes on sqlite and RabbitMQ, 2,000 on moto (CHAOS_ENVELOPES,
 CHAOS_MOTO_ENVELOPES override them). --faults runs that one schedule instead of the list below
 (e.g. every process fault at once); --check-args passes more flags to each `asya check` (e.g.
-"--keep --timeout 900" to keep a run's state for a post-mortem).
+"--keep --timeout 900" to keep a run's state for a post-mortem). The rabbitmq broker-kill
+schedule first runs the contract test RabbitMqHolding.* (kill -9 right after new holding queues
+were made); its failure fails `make chaos`.
 """
 import argparse
 import datetime
@@ -32,8 +34,8 @@ RUNS = [
     ("sqlite", "disk-full", ["--fault-interval", "5"]),
     ("rabbitmq", "kill-sidecar,kill-runtime", []),
     ("rabbitmq", "stop-runtime", []),
-    ("rabbitmq", "broker-kill", ["--fault-interval", "30"]),
-    ("rabbitmq", "broker-restart", ["--fault-interval", "30"]),
+    ("rabbitmq", "broker-kill", ["--fault-interval", "90"]),
+    ("rabbitmq", "broker-restart", ["--fault-interval", "90"]),
     ("sqs", "kill-sidecar,kill-runtime", ["--fault-interval", "4"]),
     # network faults (root): the broker / moto in its own network namespace
     ("rabbitmq", "partition", ["--fault-interval", "5"]),
@@ -69,6 +71,20 @@ def commit():
     return r.stdout.strip() or "?"
 
 
+def holding_kill_test():
+    """The RabbitMQ broker-kill schedule also runs the contract test that kills the broker right
+    after new quorum holding queues were created (too slow for `make test`). Returns its exit."""
+    binary = os.path.join(ROOT, "build", "release", "tests", "rabbitmq_contract_test")
+    cmd = [binary, "--gtest_also_run_disabled_tests", "--gtest_filter=RabbitMqHolding.*"]
+    print("+ " + " ".join(cmd), flush=True)
+    log_path = "/tmp/asya-chaos-rabbitmq-holding-kill.log"
+    with open(log_path, "w") as log:
+        rc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT).returncode
+    print("RabbitMqHolding broker-kill test: %s (see %s)" % ("passed" if rc == 0 else "FAILED",
+                                                           log_path), flush=True)
+    return rc
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--asya", default=os.path.join(ROOT, "build", "bin", "asya"))
@@ -89,6 +105,8 @@ def main():
         extra = extra + args.check_args.split()
         if args.only and args.only not in "%s %s" % (transport, faults):
             continue
+        if transport == "rabbitmq" and faults == "broker-kill" and holding_kill_test() != 0:
+            failed += 1
         n = args.moto_envelopes if transport == "sqs" else args.envelopes
         cmd = [args.asya, "check", "--envelopes", str(n), "--transport", transport, "--faults",
                faults, "--seed", str(args.seed)] + extra

@@ -54,9 +54,6 @@ inline constexpr amqp_channel_t kFirstConsumerChannel = 3;
 inline constexpr amqp_channel_t kLastConsumerChannel = 2047;  // RabbitMQ's default channel_max
 inline constexpr int kMaxFramesPerDrain = 512;
 inline constexpr Millis kRequeueDelay{500};  // see Nack() and OnDeliver()
-// How long a quorum queue created here is left alone before the first publish into it: a few
-// times the broker's 500 ms auto-save of its Raft member registry (see DeclareHoldingQueue).
-inline constexpr Millis kQuorumRegistrationSettle{1500};
 
 class RabbitMqTransport final : public Transport {
  public:
