@@ -243,11 +243,11 @@ Result<std::string> RabbitMqTransport::DeclareHoldingQueue(const std::string& qu
     return Unexpected(st.error());
   }
   if (created_here && settings_.holding_queue_settle.count() > 0) {
-    // RabbitMQ before 3.13.3 (Ra < 2.10.1, rabbitmq/ra#443) writes a new quorum queue's Raft
-    // member registration to disk only on its next auto-save (every 500 ms). A broker killed
-    // before that restarts the queue as a new, empty member: everything confirmed into it is gone
-    // (measured: the whole last-created delay bucket, docs/reliability.md). So nothing goes into
-    // a holding queue this process just created until the broker has saved it.
+    // RabbitMQ 3.10.8 (Ra 2.2.0; fixed upstream by rabbitmq/ra#443, 2024) writes a new quorum
+    // queue's Raft member registration to disk only on its next auto-save (every 500 ms). A broker
+    // killed before that restarts the queue as a new, empty member: everything confirmed into it is
+    // gone (measured: the whole last-created delay bucket, docs/reliability.md). So nothing goes
+    // into a holding queue this process just created until the broker has saved it.
     SleepInterruptibly(settings_.holding_queue_settle);
   }
   holding_declared_.insert(hold);

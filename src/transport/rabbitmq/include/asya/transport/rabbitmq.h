@@ -39,11 +39,11 @@ struct RabbitMqSettings {
   Millis reconnect_backoff_max{Millis(5'000)};  // ... up to here
   int heartbeat_seconds = 10;                   // AMQP heartbeat (0 = off)
   // How long a quorum holding queue this process has just created is left alone before the first
-  // message goes into it. RabbitMQ before 3.13.3 (Ra < 2.10.1) saves a new quorum queue's Raft
-  // member registration to disk only on its next 500 ms auto-save; killed (kill -9) before that,
-  // the broker restarts the queue as a new, empty member and everything confirmed into it is
-  // lost. 0 turns the wait off (tests that never kill their broker). Costs this once per new
-  // holding queue per broker; the I/O thread waits.
+  // message goes into it. RabbitMQ 3.10.8 (Ra 2.2.0; fixed upstream by rabbitmq/ra#443) saves a new
+  // quorum queue's Raft member registration to disk only on its next 500 ms auto-save; killed (kill
+  // -9) before that, the broker restarts the queue as a new, empty member and everything confirmed
+  // into it is lost. 0 turns the wait off (tests that never kill their broker). Costs this once per
+  // new holding queue per broker; the I/O thread waits.
   Millis holding_queue_settle{Millis(1'500)};
 };
 
