@@ -57,6 +57,12 @@ struct InFlight {
 
 using InFlightPtr = std::shared_ptr<InFlight>;
 
+// The sidecar whose worker loop runs on this thread (nullptr elsewhere). A worker that settles a
+// message goes back to its loop right after, and there takes the next queued message or the
+// receive role itself: it need not wake another worker for that (each wake-up is a context switch,
+// the dearest thing a sidecar does per hop).
+thread_local const void* t_worker_of = nullptr;
+
 }  // namespace
 
 struct Sidecar::Impl : std::enable_shared_from_this<Sidecar::Impl> {
@@ -282,7 +288,7 @@ struct Sidecar::Impl : std::enable_shared_from_this<Sidecar::Impl> {
 
   // Removes a message from the held set (it is about to be acked/nacked).
   void Release(const InFlightPtr& m) {
-    std::lock_guard<std::mutex> lock(mu);
+    std::unique_lock<std::mutex> lock(mu);
     inflight.remove(m);
     if (m->counted_active) {
       m->counted_active = false;
@@ -295,10 +301,14 @@ struct Sidecar::Impl : std::enable_shared_from_this<Sidecar::Impl> {
     if (metrics != nullptr) {
       metrics->ActiveAdd(-1);
     }
-    if (held == 0) {
+    const bool drained_all = held == 0;
+    // A worker returns to its loop next and may receive itself (see t_worker_of).
+    const bool wake_receiver = CanReceive() && t_worker_of != this;
+    lock.unlock();  // the woken thread does not block on mu right away
+    if (drained_all) {
       cv.notify_all();
     }
-    if (CanReceive()) {
+    if (wake_receiver) {
       work_cv.notify_one();
     }
   }
@@ -309,7 +319,7 @@ struct Sidecar::Impl : std::enable_shared_from_this<Sidecar::Impl> {
   // (Transport::PublishAckAndReceive); returns how many messages it may receive (0: it did not
   // take the role).
   size_t FreeSlot(const InFlightPtr& m, bool take_receive = false) {
-    std::lock_guard<std::mutex> lock(mu);
+    std::unique_lock<std::mutex> lock(mu);
     if (m->counted_active) {
       m->counted_active = false;
       --active;
@@ -319,7 +329,8 @@ struct Sidecar::Impl : std::enable_shared_from_this<Sidecar::Impl> {
           return static_cast<size_t>(
               std::min({s.concurrency - active, HeldLimit() - held, kMaxReceiveBatch}));
         }
-        work_cv.notify_one();
+        lock.unlock();
+        work_cv.notify_one();  // receive while this worker publishes
       }
     }
     return 0;
@@ -328,7 +339,7 @@ struct Sidecar::Impl : std::enable_shared_from_this<Sidecar::Impl> {
   // Ends a receive folded into a settle: holds what it received and queues it for the workers
   // (the caller, back in its loop, takes the first itself).
   void EndFoldedReceive(std::vector<transport::Message> batch) {
-    std::lock_guard<std::mutex> lock(mu);
+    std::unique_lock<std::mutex> lock(mu);
     receiving = false;
     const auto now = clock.Now();
     for (auto& msg : batch) {
@@ -337,12 +348,14 @@ struct Sidecar::Impl : std::enable_shared_from_this<Sidecar::Impl> {
     if (stopping) {
       cv.notify_all();  // the drain waits for the receive to be over
     }
-    // One of the queued messages is the caller's; wake a worker for each other one, or for a
-    // receive that may start now.
-    for (size_t i = 1; i < work.size(); ++i) {
-      work_cv.notify_one();
+    // One of the queued messages is the caller's; wake a worker for each other one. A receive
+    // that may start now is the caller's too, back in its loop (t_worker_of).
+    size_t wake = work.empty() ? 0 : work.size() - 1;
+    if (work.empty() && CanReceive() && t_worker_of != this) {
+      wake = 1;
     }
-    if (work.empty() && CanReceive()) {
+    lock.unlock();
+    for (size_t i = 0; i < wake; ++i) {
       work_cv.notify_one();
     }
   }
@@ -638,6 +651,7 @@ struct Sidecar::Impl : std::enable_shared_from_this<Sidecar::Impl> {
   // and queues the rest for the others, so a message received alone is processed by the thread
   // that received it (no cross-thread wake-up on the message path).
   void WorkerLoop() {
+    t_worker_of = this;
     std::unique_lock<std::mutex> lock(mu);
     while (true) {
       work_cv.wait(lock, [&] { return !work.empty() || workers_exit || CanReceive(); });
@@ -670,16 +684,20 @@ struct Sidecar::Impl : std::enable_shared_from_this<Sidecar::Impl> {
           cv.notify_all();  // the drain waits for the receive to be over
         }
       }
-      // Pass the baton: queued work or a possible receive for one more worker.
-      if (!work.empty() || CanReceive()) {
-        if (work.size() > 1) {
-          work_cv.notify_all();
-        } else {
+      // Pass the baton: one worker per queued message, and one for a receive that may start now
+      // (not all of them: the others would wake only to wait again). Notified after unlocking
+      // mu, so a woken worker does not block on it at once.
+      const size_t wake = work.size() + (CanReceive() ? 1 : 0);
+      if (!mine) {
+        for (size_t i = 0; i < wake; ++i) {
           work_cv.notify_one();
         }
       }
       if (mine) {
         lock.unlock();
+        for (size_t i = 0; i < wake; ++i) {
+          work_cv.notify_one();
+        }
         const size_t bytes = mine->msg.body.size();
         Handle(mine);
         mine.reset();
