@@ -55,7 +55,9 @@ struct GatewayReporter::Impl {
   std::atomic<size_t> delivered{0};
   std::atomic<size_t> dropped{0};
   std::atomic<size_t> requests{0};
-  bool batches = true;  // the gateway may take POST /envelopes/batch (until it refuses one)
+  bool batches = true;     // the gateway may take POST /envelopes/batch (until it refuses one)
+  bool busy = false;       // the last request carried several reports: the next one lingers
+  bool lingering = false;  // the worker waits for a fuller batch: Post() wakes it only when full
   std::thread worker;
   // Envelopes whose progress the gateway answered 404 (it did not create them, e.g. `asya send`
   // on a mesh that runs a gateway): their later progress posts are dropped without a request.
@@ -185,10 +187,18 @@ struct GatewayReporter::Impl {
       if (stop) {
         return;
       }
+      const size_t limit = batches ? std::max<size_t>(1, o.max_batch) : 1;
+      if (busy && limit > 1 && o.linger.count() > 0 && queue.size() < limit) {
+        lingering = true;
+        cv.wait_for(lock, o.linger, [&] { return stop || !accepting || queue.size() >= limit; });
+        lingering = false;
+        if (stop) {
+          return;
+        }
+      }
       // Take the due posts from the front (at most one request's worth); posts not due yet go
       // behind the others.
       const auto now = Clock::now();
-      const size_t limit = batches ? std::max<size_t>(1, o.max_batch) : 1;
       std::vector<Pending> batch;
       size_t bytes = 0;
       std::vector<Pending> later;
@@ -231,6 +241,7 @@ struct GatewayReporter::Impl {
         codes = RequestBatch(batch);
       }
       lock.lock();
+      busy = batch.size() > 1;
       cv.notify_all();  // Stop() may be waiting for the queue to drain
       if (!codes) {
         // The gateway does not take batches: single posts from now on, these first (no try used).
@@ -291,13 +302,16 @@ void GatewayReporter::Post(PostKind kind, std::string path, std::string body) {
     ++impl_->dropped;
   }
   impl_->queue.push_back(Pending{kind, std::move(path), std::move(body), 0, Clock::now()});
-  impl_->cv.notify_all();
+  if (!impl_->lingering || impl_->queue.size() >= std::max<size_t>(1, impl_->o.max_batch)) {
+    impl_->cv.notify_all();
+  }
 }
 
 void GatewayReporter::Stop(std::chrono::milliseconds drain) {
   {
     std::unique_lock<std::mutex> lock(impl_->mu);
     impl_->accepting = false;
+    impl_->cv.notify_all();  // a lingering worker sends what it has
     if (drain.count() > 0) {
       impl_->cv.wait_for(lock, drain, [&] { return impl_->queue.empty(); });
     }

@@ -259,5 +259,44 @@ TEST_P(GatewayReporterTest, PostsDueAtOnceGoInOneBatchEachWithItsOwnOutcome) {
   EXPECT_EQ(gw.Requests(), r.Requests());
 }
 
+// After a request with several reports, the reporter waits for a full batch (here the linger is
+// an hour, so nothing but a full batch or Stop() can end it); a reporter whose last request
+// carried one report sends at once.
+TEST(GatewayReporterLingerTest, ABusyReporterWaitsForAFullBatchAnIdleOneSendsAtOnce) {
+  FakeGateway gw(true);
+  GatewayReporter r({.url = gw.url(),
+                     .retry_interval = std::chrono::milliseconds(10),
+                     .max_batch = 5,
+                     .linger = std::chrono::hours(1)});
+  gw.Close();
+  r.Post(PostKind::kProgress, "/envelopes/known-0/progress", R"({"status":"received"})");
+  for (int i = 0; i < 1000 && gw.Arrived() == 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  ASSERT_EQ(gw.Arrived(), 1u);  // idle: no linger
+  for (int i = 1; i <= 6; ++i) {
+    r.Post(PostKind::kProgress, "/envelopes/known-" + std::to_string(i) + "/progress",
+           R"({"status":"received"})");
+  }
+  gw.Open();
+  WaitFor(r, 6);  // the single post, then a full batch of 5; the 6th report lingers
+  EXPECT_EQ(r.Delivered(), 6u);
+  for (int i = 7; i <= 10; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    EXPECT_EQ(r.Delivered(), 6u) << "a lingering report went before its batch was full";
+    r.Post(PostKind::kProgress, "/envelopes/known-" + std::to_string(i) + "/progress",
+           R"({"status":"received"})");
+  }
+  WaitFor(r, 11);  // the 10th report filled the batch
+  EXPECT_EQ(r.Delivered(), 11u);
+  EXPECT_EQ(r.Requests(), 3u);
+  EXPECT_EQ(gw.Batches(), 2u);
+  // Stop() ends a linger: what is left is sent.
+  r.Post(PostKind::kProgress, "/envelopes/known-11/progress", R"({"status":"received"})");
+  r.Stop(std::chrono::milliseconds(10'000));
+  EXPECT_EQ(r.Delivered(), 12u);
+  EXPECT_EQ(Count(gw.Paths(), "/envelopes/known-11/progress"), 1u);
+}
+
 }  // namespace
 }  // namespace asya::sidecar

@@ -20,6 +20,11 @@
 // A gateway that refuses the batch path (any 4xx, or a 200 without one status per report; an
 // older gateway answers 405) gets single POSTs from then on; the refused posts are not counted
 // as tries.
+// Linger: after a request that carried several reports (the sidecar is busy), the next request
+// waits up to `linger` for more reports (or until `max_batch` are due), so a busy sidecar sends
+// fewer, fuller batches (each request is a wake-up and a round trip for both processes). A
+// reporter whose last request carried one report (an idle sidecar) sends at once; a lingering
+// reporter is woken only when a batch is full (or at Stop()).
 #pragma once
 
 #include <chrono>
@@ -42,6 +47,7 @@ struct GatewayOptions {
   std::chrono::milliseconds http_timeout{5'000};
   size_t max_batch = 64;                // posts per batch request; 1 = never batch
   size_t max_batch_bytes = 256 * 1024;  // bodies per batch (a larger single post goes alone)
+  std::chrono::milliseconds linger{5};  // see "Linger" above; 0 = never wait
 };
 
 class GatewayReporter final : public GatewaySink {
