@@ -20,8 +20,10 @@ Exit status: 0 when every pass matched its baseline; 1 otherwise; 2 for a setup 
 """
 
 import argparse
+import glob
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -69,10 +71,43 @@ def write_baseline(entries, directory, name):
     return path
 
 
+def failed_checks(pass_dir, baseline, before=()):
+    """Lines naming each FAILURE/WARNING check of a pass's checks.json files that its baseline
+    does not expect (the suite's own summary does not say which check failed, or why); files
+    in `before` (an earlier run into the same --out) are skipped."""
+    with open(baseline, encoding="utf-8") as f:
+        expected = set((yaml.safe_load(f) or {}).get("server") or [])
+    lines, known = [], 0
+    for path in sorted(set(glob.glob(os.path.join(pass_dir, "*", "checks.json"))) - set(before)):
+        m = re.match(r"(?:server-)?(.+)-\d{4}-\d\d-\d\dT[\d-]+Z$",
+                     os.path.basename(os.path.dirname(path)))
+        scenario = m.group(1) if m else os.path.basename(os.path.dirname(path))
+        try:
+            with open(path, encoding="utf-8") as f:
+                checks = json.load(f)
+        except (OSError, ValueError) as e:
+            lines.append("%s: unreadable checks.json (%s)" % (scenario, e))
+            continue
+        for c in checks if isinstance(checks, list) else []:
+            if c.get("status") not in ("FAILURE", "WARNING"):
+                continue
+            if scenario in expected or "%s:%s" % (scenario, c.get("id")) in expected:
+                known += 1
+                continue
+            details = json.dumps(c.get("details"), separators=(",", ":")) if "details" in c else ""
+            lines.append("%s: %s %s: %s%s" % (
+                scenario, c.get("id"), c.get("status"), (c.get("errorMessage") or "")[:600],
+                " details=" + details[:400] if details else ""))
+    if known:
+        lines.append("(%d expected failure check(s) of the baseline not shown)" % known)
+    return lines
+
+
 def run_pass(url, name, args, baseline, out_dir, timeout):
     cmd = [NODE, SUITE, "server", "--url", url, "--expected-failures", baseline, "-o",
            os.path.join(out_dir, name)] + args
     print("=== %s: %s" % (name, " ".join(args)), flush=True)
+    before = glob.glob(os.path.join(out_dir, name, "*", "checks.json"))
     try:
         proc = subprocess.run(cmd, cwd=TOOLS, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                               text=True, timeout=timeout)
@@ -88,6 +123,9 @@ def run_pass(url, name, args, baseline, out_dir, timeout):
         # Name the unexpected failures' checks, so the log says what broke.
         print("\n".join("    " + l for l in proc.stdout.splitlines()
                         if "FAILURE" in l or "unexpected" in l.lower() or "stale" in l.lower()))
+    if proc.returncode != 0:
+        for line in failed_checks(os.path.join(out_dir, name), baseline, before):
+            print("    check " + line)
     print("    -> %s" % ("ok" if proc.returncode == 0 else "FAILED (exit %d)" % proc.returncode),
           flush=True)
     return proc.returncode == 0
