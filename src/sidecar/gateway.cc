@@ -8,6 +8,7 @@
 #include <optional>
 #include <string_view>
 #include <thread>
+#include <unordered_map>
 #include <unordered_set>
 #include <utility>
 #include <vector>
@@ -55,6 +56,7 @@ struct GatewayReporter::Impl {
   std::atomic<size_t> delivered{0};
   std::atomic<size_t> dropped{0};
   std::atomic<size_t> requests{0};
+  std::atomic<size_t> flush_timeouts{0};
   bool batches = true;     // the gateway may take POST /envelopes/batch (until it refuses one)
   bool busy = false;       // the last request carried several reports: the next one lingers
   bool lingering = false;  // the worker waits for a fuller batch: Post() wakes it only when full
@@ -65,6 +67,14 @@ struct GatewayReporter::Impl {
   static constexpr size_t kUnknownCapacity = 4096;
   std::unordered_set<std::string> unknown;
   std::deque<std::string> unknown_order;
+  // Flush(): progress posts not tried yet, per "/envelopes/<id>"; how many progress posts were
+  // queued and how many had their first try (in queue order); the waiting flushes; and, after a
+  // flush timed out, the count of first tries that means "caught up" again (0: not behind).
+  std::unordered_map<std::string, size_t> untried;
+  uint64_t progress_queued = 0;
+  uint64_t progress_tried = 0;
+  size_t flushing = 0;
+  uint64_t behind_until_tried = 0;
 
   // Under mu.
   bool Unknown(std::string_view path) const {
@@ -80,6 +90,21 @@ struct GatewayReporter::Impl {
     if (unknown_order.size() > kUnknownCapacity) {
       unknown.erase(unknown_order.front());
       unknown_order.pop_front();
+    }
+  }
+
+  // Under mu: a queued progress post had its first try, or left the queue without one.
+  void FirstTryDone(const Pending& p) {
+    if (p.kind != PostKind::kProgress || p.attempts != 0) {
+      return;
+    }
+    ++progress_tried;
+    if (progress_tried >= behind_until_tried) {
+      behind_until_tried = 0;
+    }
+    auto it = untried.find(std::string(EnvelopeOf(p.path)));
+    if (it != untried.end() && --it->second == 0) {
+      untried.erase(it);
     }
   }
 
@@ -142,6 +167,7 @@ struct GatewayReporter::Impl {
   // Under mu: the outcome of one try of `p` (HTTP status `code`, 0 = transport error): counted,
   // dropped, or queued again for a retry.
   void Settle(Pending p, long code) {
+    FirstTryDone(p);
     ++p.attempts;
     const bool final = p.kind == PostKind::kFinal || p.kind == PostKind::kChildFinal;
     bool ok = p.kind == PostKind::kProgress ? code == 200 : (code >= 200 && code < 300);
@@ -190,7 +216,8 @@ struct GatewayReporter::Impl {
       const size_t limit = batches ? std::max<size_t>(1, o.max_batch) : 1;
       if (busy && limit > 1 && o.linger.count() > 0 && queue.size() < limit) {
         lingering = true;
-        cv.wait_for(lock, o.linger, [&] { return stop || !accepting || queue.size() >= limit; });
+        cv.wait_for(lock, o.linger,
+                    [&] { return stop || !accepting || flushing > 0 || queue.size() >= limit; });
         lingering = false;
         if (stop) {
           return;
@@ -207,6 +234,7 @@ struct GatewayReporter::Impl {
         Pending& p = queue.front();
         if (p.kind == PostKind::kProgress && Unknown(p.path)) {
           ++dropped;  // queued before the gateway said it does not know the envelope
+          FirstTryDone(p);
           queue.pop_front();
           continue;
         }
@@ -298,13 +326,36 @@ void GatewayReporter::Post(PostKind kind, std::string path, std::string body) {
       log::Error("gateway queue full of final statuses; dropping one", {{"path", path}});
       return;
     }
+    impl_->FirstTryDone(*it);
     impl_->queue.erase(it);
     ++impl_->dropped;
+  }
+  if (kind == PostKind::kProgress) {
+    ++impl_->progress_queued;
+    ++impl_->untried[std::string(EnvelopeOf(path))];
   }
   impl_->queue.push_back(Pending{kind, std::move(path), std::move(body), 0, Clock::now()});
   if (!impl_->lingering || impl_->queue.size() >= std::max<size_t>(1, impl_->o.max_batch)) {
     impl_->cv.notify_all();
   }
+}
+
+void GatewayReporter::Flush(std::string_view id) {
+  std::unique_lock<std::mutex> lock(impl_->mu);
+  const std::string key = "/envelopes/" + std::string(id);
+  auto done = [&] { return impl_->stop || impl_->untried.count(key) == 0; };
+  if (impl_->behind_until_tried > 0 || done()) {
+    return;
+  }
+  ++impl_->flushing;
+  impl_->cv.notify_all();  // a lingering worker sends now
+  if (!impl_->cv.wait_for(lock, impl_->o.flush_wait, done)) {
+    impl_->behind_until_tried = impl_->progress_queued;  // caught up once all these were tried
+    ++impl_->flush_timeouts;
+    log::Warn("gateway slow to take reports; not waiting for them until it catches up",
+              {{"url", impl_->o.url}, {"waited", impl_->o.flush_wait.count()}});
+  }
+  --impl_->flushing;
 }
 
 void GatewayReporter::Stop(std::chrono::milliseconds drain) {
@@ -331,6 +382,9 @@ size_t GatewayReporter::Dropped() const {
 }
 size_t GatewayReporter::Requests() const {
   return impl_->requests;
+}
+size_t GatewayReporter::FlushTimeouts() const {
+  return impl_->flush_timeouts;
 }
 
 }  // namespace asya::sidecar

@@ -1,5 +1,6 @@
 #include "sidecar/reports.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <ctime>
 #include <string>
@@ -87,6 +88,13 @@ void Report::AfterCall(const router::RuntimeOutcome& outcome, const router::Deci
       AppendActors(b, outcome.items[i].route);
       b += ",\"current\":" + std::to_string(outcome.items[i].route.current) + "}";
       gateway_->Post(PostKind::kFanout, "/envelopes", std::move(b));
+    }
+    // The route ends here: happy-end's final status must not reach the gateway before this
+    // actor's progress (found by the MCP conformance suite on two gateway replicas under load).
+    if (std::any_of(
+            decision.publishes.begin(), decision.publishes.end(),
+            [](const router::Publish& p) { return p.type == router::MessageType::kHappyEnd; })) {
+      gateway_->Flush(env->id);
     }
     return;
   }

@@ -21,7 +21,8 @@ class Report {
 
   // Progress `received` and `processing` (regular actors).
   void BeforeCall();
-  // Progress `completed` + fan-out children (regular actors), final status (end actors).
+  // Progress `completed` + fan-out children (regular actors), final status (end actors). When
+  // the result goes to happy-end, waits (GatewaySink::Flush) until the progress is out.
   void AfterCall(const router::RuntimeOutcome& outcome, const router::Decision& decision,
                  std::chrono::steady_clock::duration runtime_time);
   // The runtime is not called (a check failed first). Final status `failed` when an end actor

@@ -298,5 +298,35 @@ TEST(GatewayReporterLingerTest, ABusyReporterWaitsForAFullBatchAnIdleOneSendsAtO
   EXPECT_EQ(Count(gw.Paths(), "/envelopes/known-11/progress"), 1u);
 }
 
+// Flush(id) (before a result goes to happy-end) returns once the envelope's progress has had its
+// first try, ending a linger; a flush that gives up on a gateway that does not answer makes the
+// next flushes return at once until the reporter has tried what was queued.
+TEST(GatewayReporterFlushTest, FlushSendsTheEnvelopesProgressAndGivesUpOnAStuckGatewayOnce) {
+  FakeGateway gw(true);
+  GatewayReporter r({.url = gw.url(),
+                     .retry_interval = std::chrono::milliseconds(10),
+                     .max_batch = 5,
+                     .linger = std::chrono::hours(1),
+                     .flush_wait = std::chrono::milliseconds(300)});
+  r.Flush("nothing-queued");  // nothing pending: returns at once
+  EXPECT_EQ(r.FlushTimeouts(), 0u);
+  gw.Close();  // the gateway holds its answers
+  r.Post(PostKind::kProgress, "/envelopes/known-a/progress", R"({"status":"received"})");
+  r.Flush("known-a");
+  EXPECT_EQ(r.FlushTimeouts(), 1u);
+  r.Post(PostKind::kProgress, "/envelopes/known-b/progress", R"({"status":"received"})");
+  r.Post(PostKind::kProgress, "/envelopes/known-b/progress", R"({"status":"processing"})");
+  r.Flush("known-b");  // behind: does not wait again
+  EXPECT_EQ(r.FlushTimeouts(), 1u);
+  gw.Open();
+  WaitFor(r, 3);  // a alone, then b's two in one batch: the reporter is busy (it lingers now)
+  ASSERT_EQ(r.Delivered(), 3u);
+  r.Post(PostKind::kProgress, "/envelopes/known-c/progress", R"({"status":"completed"})");
+  r.Flush("known-c");  // caught up: waits, and ends the linger
+  EXPECT_EQ(Count(gw.Paths(), "/envelopes/known-c/progress"), 1u);
+  EXPECT_EQ(r.FlushTimeouts(), 1u);
+  r.Stop(std::chrono::milliseconds(10'000));
+}
+
 }  // namespace
 }  // namespace asya::sidecar

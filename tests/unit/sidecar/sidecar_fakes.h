@@ -410,10 +410,28 @@ class FakeGateway : public GatewaySink {
     std::lock_guard<std::mutex> lock(mu_);
     return posts_;
   }
+  // Flush(id) calls, each with how many posts came before it; `on_flush` runs in each.
+  void Flush(std::string_view id) override {
+    std::function<void()> hook;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      flushes_.emplace_back(std::string(id), posts_.size());
+      hook = on_flush;
+    }
+    if (hook) {
+      hook();
+    }
+  }
+  std::vector<std::pair<std::string, size_t>> Flushes() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return flushes_;
+  }
+  std::function<void()> on_flush;  // set before the sidecar runs
 
  private:
   mutable std::mutex mu_;
   std::vector<Posted> posts_;
+  std::vector<std::pair<std::string, size_t>> flushes_;
 };
 
 }  // namespace asya::sidecar::testing

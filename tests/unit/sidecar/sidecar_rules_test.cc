@@ -117,6 +117,7 @@ TEST_F(SidecarRules, SuccessGoesToTheNextActorAndAcks) {
   EXPECT_EQ(progress[1].body["message"], "Processing in a");
   EXPECT_EQ(progress[2].body["status"], "completed");
   EXPECT_EQ(progress[2].body["current_actor_idx"], 0);
+  EXPECT_TRUE(gateway_.Flushes().empty());  // the route goes on: no wait for the reports
 }
 
 TEST_F(SidecarRules, RuntimeTimeIsMeasuredOnTheClock) {
@@ -132,7 +133,14 @@ TEST_F(SidecarRules, RuntimeTimeIsMeasuredOnTheClock) {
 }
 
 TEST_F(SidecarRules, PastTheEndOfTheRouteGoesToHappyEnd) {
+  size_t published_at_flush = 99;
+  gateway_.on_flush = [&] { published_at_flush = transport_.Publishes().size(); };
   Process(Env("m1", {"a"}, 5));
+  // The progress is flushed (all three reports posted) before the result leaves for happy-end,
+  // so happy-end's final status cannot overtake it at the gateway.
+  using Flush = std::pair<std::string, size_t>;
+  EXPECT_EQ(gateway_.Flushes(), std::vector<Flush>{Flush("m1", 3)});
+  EXPECT_EQ(published_at_flush, 0u);
   auto out = transport_.To("asya-happy-end");
   ASSERT_EQ(out.size(), 1u);
   EXPECT_EQ(out[0]["route"]["current"], 1);

@@ -24,7 +24,12 @@
 // waits up to `linger` for more reports (or until `max_batch` are due), so a busy sidecar sends
 // fewer, fuller batches (each request is a wake-up and a round trip for both processes). A
 // reporter whose last request carried one report (an idle sidecar) sends at once; a lingering
-// reporter is woken only when a batch is full (or at Stop()).
+// reporter is woken only when a batch is full (or at Stop() or Flush()).
+// Flush(id) (before a result goes to happy-end) ends a linger and waits until the envelope's
+// queued progress posts have had their first try, at most `flush_wait`. A flush that times out
+// (a slow or hung gateway) makes later flushes return at once until the reporter has tried
+// everything queued, so a gateway in trouble slows the mesh by one `flush_wait`, not one per
+// message.
 #pragma once
 
 #include <chrono>
@@ -48,6 +53,7 @@ struct GatewayOptions {
   size_t max_batch = 64;                // posts per batch request; 1 = never batch
   size_t max_batch_bytes = 256 * 1024;  // bodies per batch (a larger single post goes alone)
   std::chrono::milliseconds linger{5};  // see "Linger" above; 0 = never wait
+  std::chrono::milliseconds flush_wait{1'000};  // Flush()'s bound
 };
 
 class GatewayReporter final : public GatewaySink {
@@ -62,6 +68,7 @@ class GatewayReporter final : public GatewaySink {
 
   // Enqueues POST <url><path> with a JSON body. Thread-safe; never blocks.
   void Post(PostKind kind, std::string path, std::string body) override;
+  void Flush(std::string_view id) override;
 
   // Stops accepting posts, lets the queue drain for up to `drain`, then stops the worker.
   void Stop(std::chrono::milliseconds drain);
@@ -69,7 +76,8 @@ class GatewayReporter final : public GatewaySink {
   // Counters for tests and logs.
   [[nodiscard]] size_t Delivered() const;
   [[nodiscard]] size_t Dropped() const;
-  [[nodiscard]] size_t Requests() const;  // HTTP requests sent (a batch counts once)
+  [[nodiscard]] size_t Requests() const;       // HTTP requests sent (a batch counts once)
+  [[nodiscard]] size_t FlushTimeouts() const;  // flushes that gave up after `flush_wait`
 
  private:
   struct Impl;

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <string>
+#include <string_view>
 
 namespace asya::sidecar {
 
@@ -19,6 +20,11 @@ class GatewaySink {
   // Hands over POST <gateway><path> with a JSON body. Thread-safe; must not block the message
   // path (the HTTP implementation only enqueues).
   virtual void Post(PostKind kind, std::string path, std::string body) = 0;
+  // Returns once every progress post queued so far for envelope `id` has had its first try
+  // (answered, refused or failed), or after the sink's own bound. The sidecar calls it before a
+  // result leaves for happy-end: happy-end's final status must not overtake this actor's progress
+  // at the gateway, which refuses progress once an envelope is final.
+  virtual void Flush(std::string_view /*id*/) {}
 };
 
 }  // namespace asya::sidecar
