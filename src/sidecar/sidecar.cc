@@ -670,13 +670,15 @@ struct Sidecar::Impl : std::enable_shared_from_this<Sidecar::Impl> {
           cv.notify_all();  // the drain waits for the receive to be over
         }
       }
-      // Pass the baton: queued work or a possible receive for one more worker.
-      if (!work.empty() || CanReceive()) {
-        if (work.size() > 1) {
-          work_cv.notify_all();
-        } else {
+      // Pass the baton: one worker per queued message, or one for a possible receive (not
+      // notify_all: on a small machine every idle worker woken for nothing is two context
+      // switches).
+      if (!work.empty()) {
+        for (size_t i = 0; i < work.size(); ++i) {
           work_cv.notify_one();
         }
+      } else if (CanReceive()) {
+        work_cv.notify_one();
       }
       if (mine) {
         lock.unlock();
