@@ -17,6 +17,7 @@
 // sidecar's) with persistent ~220-byte messages. Every command prints "... rate=<msgs/s>".
 #include <atomic>
 #include <chrono>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -147,6 +148,9 @@ int RawWindow(const std::string& url, long n, int prefetch) {
   while (Count(r, "bench.in") < static_cast<uint32_t>(n)) {
   }
   r.published = 0;
+  if (std::getenv("ASYA_BENCH_STOP") != nullptr) {
+    std::raise(SIGSTOP);  // bench/rabbitmq/profile.sh attaches perf to the consume phase only
+  }
   amqp_confirm_select(r.c, 2);
   Check(r.c, "confirm.select");
   amqp_basic_qos(r.c, 1, 0, static_cast<uint16_t>(prefetch), 0);

@@ -45,13 +45,17 @@ struct Slot {
     std::lock_guard lock(mu);
     return !abandoned;
   }
+  // Notifies after unlocking, so the woken caller does not block again on `mu` (the setter holds
+  // a reference to the slot, so it outlives the notify).
   void Set(Result<T> r) {
-    std::lock_guard lock(mu);
-    if (done) {
-      return;
+    {
+      std::lock_guard lock(mu);
+      if (done) {
+        return;
+      }
+      result = std::move(r);
+      done = true;
     }
-    result = std::move(r);
-    done = true;
     cv.notify_all();
   }
   // Waits up to `timeout` for the result; on timeout marks the slot abandoned and returns
