@@ -3,10 +3,13 @@
 #include <condition_variable>
 #include <cstdio>
 #include <deque>
+#include <future>
 #include <map>
 #include <mutex>
 #include <random>
 #include <thread>
+#include <tuple>
+#include <utility>
 
 #include <nlohmann/json.hpp>
 
@@ -139,9 +142,18 @@ struct GatewayService::Impl {
   std::condition_variable cv;      // the background loop (and Stop)
   std::condition_variable pub_cv;  // the publishers: one is woken per queued envelope
   std::deque<store::Envelope> publishes;
+  // Tool calls waiting for their store insert (group commit): the committer takes everything
+  // queued and writes it with one Store::CreateMany; each caller waits for its own result.
+  struct PendingCreate {
+    store::Envelope envelope;
+    std::promise<std::pair<Status, bool>> done;  // insert result, queued for publishing
+  };
+  std::condition_variable create_cv;
+  std::deque<PendingCreate*> creates;
   bool stopping = false;
   bool started = false;
   std::vector<std::thread> publishers;
+  std::thread committer;
   std::thread loops;
 
   Impl(ServiceOptions o, store::Store& s, transport::Transport& t, Clock& c)
@@ -221,6 +233,65 @@ struct GatewayService::Impl {
     }
   }
 
+  // Queues e for publishing; false when the queue is full or the service stops. Caller holds mu.
+  bool QueuePublishLocked(const store::Envelope& e) {
+    if (stopping || !started || publishes.size() >= options.publish_queue) {
+      return false;
+    }
+    publishes.push_back(e);
+    return true;
+  }
+
+  // Group commit of tool calls: while one CreateMany is in flight, the calls arriving queue up
+  // and go together in the next (up to kCreateBatch). Alone, a batch is one envelope (Create's
+  // single-row statement). A call is answered only after its batch committed; the inserted
+  // envelopes are queued for the publishers before any caller is woken.
+  static constexpr std::size_t kCreateBatch = 64;
+
+  void CommitterLoop() {
+    std::vector<PendingCreate*> batch;
+    std::vector<store::Envelope> envelopes;
+    for (;;) {
+      batch.clear();
+      envelopes.clear();
+      {
+        std::unique_lock lock(mu);
+        create_cv.wait(lock, [&] { return stopping || !creates.empty(); });
+        if (creates.empty()) {
+          return;
+        }
+        while (!creates.empty() && batch.size() < kCreateBatch) {
+          batch.push_back(creates.front());
+          creates.pop_front();
+        }
+      }
+      for (auto* c : batch) {
+        envelopes.push_back(c->envelope);
+      }
+      auto results = store.CreateMany(envelopes);
+      std::vector<bool> queued(batch.size(), false);
+      std::size_t n_queued = 0;
+      {
+        std::lock_guard lock(mu);
+        for (std::size_t k = 0; k < batch.size(); ++k) {
+          if (k < results.size() && results[k] && QueuePublishLocked(batch[k]->envelope)) {
+            queued[k] = true;
+            ++n_queued;
+          }
+        }
+      }
+      for (std::size_t k = 0; k < std::min(n_queued, publishers.size()); ++k) {
+        pub_cv.notify_one();
+      }
+      for (std::size_t k = 0; k < batch.size(); ++k) {
+        Status st = k < results.size()
+                        ? results[k]
+                        : Status(MakeError(ErrorCode::kInternal, "store returned too few results"));
+        batch[k]->done.set_value({std::move(st), queued[k]});
+      }
+    }
+  }
+
   void BackgroundLoop(GatewayService* self) {
     auto next_purge = clock.Now();
     for (;;) {
@@ -269,6 +340,7 @@ Status GatewayService::Start() {
   for (int t = 0; t < std::max(1, i.options.publish_threads); ++t) {
     i.publishers.emplace_back([&i] { i.PublisherLoop(); });
   }
+  i.committer = std::thread([&i] { i.CommitterLoop(); });
   if (i.options.deadline_sweep.count() > 0) {
     i.loops = std::thread([this] { impl_->BackgroundLoop(this); });
   }
@@ -285,6 +357,10 @@ void GatewayService::Stop() {
     i.stopping = true;
   }
   i.cv.notify_all();
+  i.create_cv.notify_all();
+  if (i.committer.joinable()) {
+    i.committer.join();  // answers every queued call first (nothing more is published)
+  }
   i.pub_cv.notify_all();
   for (auto& t : i.publishers) {
     t.join();
@@ -338,22 +414,39 @@ Result<store::Envelope> GatewayService::CallTool(std::string_view name,
   e.created_at = now;
   e.updated_at = now;
   e.message = "Envelope created";
-  if (auto st = i.store.Create(e); !st) {
-    return MakeError(
-        st.error().code == ErrorCode::kInvalidArgument ? ErrorCode::kInternal : st.error().code,
-        "failed to create envelope: " + st.error().message);
-  }
+  // Committed before the caller gets the id (crash safety: docs/gateway.md): through the
+  // committer's group commit while it runs, else directly.
+  Status created;
   bool queued = false;
+  Impl::PendingCreate pending{e, {}};
+  auto result = pending.done.get_future();
+  bool via_committer = false;
   {
     std::lock_guard lock(i.mu);
-    if (!i.stopping && i.started && i.publishes.size() < i.options.publish_queue) {
-      i.publishes.push_back(e);
-      queued = true;
+    if (!i.stopping && i.started) {
+      i.creates.push_back(&pending);
+      via_committer = true;
     }
   }
-  if (queued) {
-    i.pub_cv.notify_one();
+  if (via_committer) {
+    i.create_cv.notify_one();
+    std::tie(created, queued) = result.get();
   } else {
+    created = i.store.Create(e);
+    if (created) {
+      std::lock_guard lock(i.mu);
+      queued = i.QueuePublishLocked(e);
+    }
+    if (queued) {
+      i.pub_cv.notify_one();
+    }
+  }
+  if (!created) {
+    return MakeError(created.error().code == ErrorCode::kInvalidArgument ? ErrorCode::kInternal
+                                                                         : created.error().code,
+                     "failed to create envelope: " + created.error().message);
+  }
+  if (!queued) {
     store::FinalReport f;
     f.status = store::Status::kFailed;
     f.error = std::string(kSendFailedError) + ": gateway is overloaded or stopping";

@@ -730,12 +730,10 @@ class PostgresStore final : public Store {
     });
   }
 
-  Result<void> Create(const Envelope& envelope) override {
-    ASYA_RETURN_IF_ERROR(ValidateNewEnvelope(envelope));
-    Plan plan = PlanCreate(envelope, clock_.WallNow());
+  // Create's 22 parameters, in the order of its statement (CreateMany repeats them per row).
+  static void AddCreateParams(Params& p, const Plan& plan) {
     const Envelope& e = plan.after;
     const Update& u = plan.update;
-    Params p;
     p.Add(e.id)
         .AddOrNull(e.parent_id)
         .Add(std::string(StatusName(e.status)))
@@ -762,6 +760,14 @@ class PostgresStore final : public Store {
         .AddOrNull(u.message)
         .Add(PercentText(u.progress_percent.value_or(0)))
         .Int(ToMicros(u.timestamp));
+  }
+
+  Result<void> Create(const Envelope& envelope) override {
+    ASYA_RETURN_IF_ERROR(ValidateNewEnvelope(envelope));
+    Plan plan = PlanCreate(envelope, clock_.WallNow());
+    const Envelope& e = plan.after;
+    Params p;
+    AddCreateParams(p, plan);
     // One statement (its own transaction, one round trip): the row and its first update.
     ASYA_ASSIGN_OR_RETURN(PGconn * c, pool_.Acquire());
     auto ins = Run(
@@ -785,6 +791,104 @@ class PostgresStore final : public Store {
       return MakeError(ErrorCode::kAlreadyExists, "envelope '" + e.id + "' already exists");
     }
     return Ok();
+  }
+
+  // Create's statement for a batch: the rows as VALUES (every parameter cast, as in Create), the
+  // envelopes inserted in the order given, and the first update of each envelope actually
+  // inserted. One statement: one transaction, one commit, one round trip.
+  std::vector<Result<void>> CreateMany(const std::vector<Envelope>& envelopes) override {
+    if (envelopes.size() <= 1) {
+      return Store::CreateMany(envelopes);
+    }
+    std::vector<Result<void>> out(envelopes.size(), Result<void>{});
+    const TimePoint now = clock_.WallNow();
+    Params p;
+    std::string rows;
+    std::vector<std::size_t> sent;  // indices of the envelopes in the statement
+    std::map<std::string, std::size_t, std::less<>> ids;
+    int n = 0;  // last parameter number used
+    // Appends the next parameter with its cast (a timestamp from microseconds for "ts").
+    auto arg = [&rows, &n](std::string_view cast) {
+      rows += ", ";
+      if (cast == "ts") {
+        rows += "('epoch'::timestamptz + $" + std::to_string(++n) +
+                "::bigint * interval '1 microsecond')";
+      } else if (cast == "actors") {
+        rows += "ARRAY(SELECT a FROM json_array_elements_text($" + std::to_string(++n) +
+                "::json) WITH ORDINALITY AS t(a, n) ORDER BY n)";
+      } else {
+        rows += "$" + std::to_string(++n) + "::" + std::string(cast);
+      }
+    };
+    // The columns of v after ord, in AddCreateParams' order.
+    static constexpr std::string_view kCasts[] = {
+        "text", "text", "text", "actors", "int",     "jsonb",   "jsonb", "jsonb",
+        "text", "text", "text", "int",    "ts",      "numeric", "int",   "text",
+        "int",  "ts",   "ts",   "text",   "numeric", "ts"};
+    for (std::size_t i = 0; i < envelopes.size(); ++i) {
+      if (auto st = ValidateNewEnvelope(envelopes[i]); !st) {
+        out[i] = Unexpected(st.error());
+        continue;
+      }
+      if (!ids.emplace(envelopes[i].id, i).second) {
+        out[i] = MakeError(ErrorCode::kAlreadyExists,
+                           "envelope '" + envelopes[i].id + "' already exists");
+        continue;
+      }
+      Plan plan = PlanCreate(envelopes[i], now);
+      AddCreateParams(p, plan);
+      rows += rows.empty() ? "(" : ", (";
+      rows += std::to_string(sent.size());
+      for (std::string_view cast : kCasts) {
+        arg(cast);
+      }
+      rows += ")";
+      sent.push_back(i);
+    }
+    if (sent.empty()) {
+      return out;
+    }
+    const std::string sql =
+        "WITH v (ord, id, parent_id, status, route_actors, route_current, route_metadata, "
+        "payload, result, error, message, tool, timeout_sec, deadline, progress_percent, "
+        "current_actor_idx, current_actor_name, total_actors, created_at, updated_at, "
+        "u_message, u_percent, u_ts) AS (VALUES " +
+        rows +
+        "), e AS (INSERT INTO envelopes (id, parent_id, status, route_actors, route_current, "
+        "route_metadata, payload, result, error, message, tool, timeout_sec, deadline, "
+        "progress_percent, current_actor_idx, current_actor_name, total_actors, created_at, "
+        "updated_at) SELECT id, parent_id, status, route_actors, route_current, route_metadata, "
+        "payload, result, error, message, tool, timeout_sec, deadline, progress_percent, "
+        "current_actor_idx, current_actor_name, total_actors, created_at, updated_at FROM v "
+        "ORDER BY ord ON CONFLICT (id) DO NOTHING RETURNING id, status) "
+        "INSERT INTO envelope_updates (envelope_id, status, message, progress_percent, "
+        "\"timestamp\") SELECT e.id, e.status, v.u_message, v.u_percent, v.u_ts FROM e "
+        "JOIN v ON v.id = e.id ORDER BY v.ord RETURNING envelope_id";
+    auto conn = pool_.Acquire();
+    if (!conn) {
+      for (std::size_t i : sent) {
+        out[i] = Unexpected(conn.error());
+      }
+      return out;
+    }
+    auto ins = Run(*conn, "create envelopes", sql.c_str(), p);
+    pool_.Release(*conn);
+    if (!ins) {
+      for (std::size_t i : sent) {
+        out[i] = Unexpected(ins.error());
+      }
+      return out;
+    }
+    for (int row = 0; row < ins->Rows(); ++row) {
+      ids.erase(ins->Text(row, 0));
+    }
+    for (std::size_t i : sent) {  // not inserted: the id was taken
+      if (ids.count(envelopes[i].id) > 0) {
+        out[i] = MakeError(ErrorCode::kAlreadyExists,
+                           "envelope '" + envelopes[i].id + "' already exists");
+      }
+    }
+    return out;
   }
 
   Result<Envelope> Get(std::string_view id) override {

@@ -143,6 +143,15 @@ asya::Status ValidateListQuery(const ListQuery& query) {
 
 }  // namespace internal
 
+std::vector<Result<void>> Store::CreateMany(const std::vector<Envelope>& envelopes) {
+  std::vector<Result<void>> out;
+  out.reserve(envelopes.size());
+  for (const auto& e : envelopes) {
+    out.push_back(Create(e));
+  }
+  return out;
+}
+
 std::vector<Result<Transition>> Store::MarkRunningMany(const std::vector<std::string>& ids,
                                                        std::string_view message) {
   std::vector<Result<Transition>> out;

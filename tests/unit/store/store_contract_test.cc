@@ -159,6 +159,64 @@ TEST_P(StoreTest, MarkRunningMovesOnlyPending) {
   EXPECT_EQ(history.size(), 2u);
 }
 
+// The batch form of Create: each envelope stored as Create stores it (fields, first update),
+// results in the order given; a taken id, an id repeated in the batch and an invalid envelope are
+// refused without stopping the others.
+TEST_P(StoreTest, CreateManyStoresEachEnvelopeAsCreateWould) {
+  ASSERT_OK(store_->Create(Make("taken")));
+  Envelope full = Make("m1", {"a", "b", "c"});
+  full.parent_id = "p0";
+  full.route_current = 1;
+  full.route_metadata_json = R"({"job_id":"m1","k":[1,2]})";
+  full.payload_json = R"({"text":"héllo","n":[1,2.5,null]})";
+  full.tool = "echo";
+  full.timeout_seconds = 30;
+  full.deadline = clock_.WallNow() + seconds(30);
+  full.message = "created";
+  Envelope bad = Make("bad");
+  bad.payload_json = "{not json";
+  clock_.Advance(seconds(1));
+  auto got = store_->CreateMany({full, Make("taken"), Make("m2"), bad, Make("m2"), Make("m3")});
+  ASSERT_EQ(got.size(), 6u);
+  for (int k : {0, 2, 5}) {
+    EXPECT_TRUE(got[k].has_value()) << k << ": " << got[k].error().message;
+  }
+  ASSERT_FALSE(got[1].has_value());
+  EXPECT_EQ(got[1].error().code, ErrorCode::kAlreadyExists);
+  ASSERT_FALSE(got[3].has_value());
+  EXPECT_EQ(got[3].error().code, ErrorCode::kInvalidArgument);
+  ASSERT_FALSE(got[4].has_value());
+  EXPECT_EQ(got[4].error().code, ErrorCode::kAlreadyExists);
+  EXPECT_EQ(store_->Get("bad").error().code, ErrorCode::kNotFound);
+
+  ASSIGN_OR_FAIL(Envelope m1, store_->Get("m1"));
+  EXPECT_EQ(m1.parent_id, "p0");
+  EXPECT_EQ(m1.status, Status::kPending);
+  EXPECT_EQ(m1.route_actors, (std::vector<std::string>{"a", "b", "c"}));
+  EXPECT_EQ(m1.route_current, 1);
+  EXPECT_TRUE(SameJson(m1.route_metadata_json, full.route_metadata_json));
+  EXPECT_TRUE(SameJson(m1.payload_json, full.payload_json));
+  EXPECT_EQ(m1.tool, "echo");
+  EXPECT_EQ(m1.timeout_seconds, 30);
+  ASSERT_TRUE(m1.deadline.has_value());
+  EXPECT_EQ(*m1.deadline, *full.deadline);
+  EXPECT_EQ(m1.message, "created");
+  EXPECT_EQ(m1.total_actors, 3);
+  EXPECT_EQ(m1.created_at, clock_.WallNow());
+  for (const char* id : {"m1", "m2", "m3"}) {
+    ASSIGN_OR_FAIL(auto history, store_->History(id, 0));
+    ASSERT_EQ(history.size(), 1u) << id;
+    EXPECT_EQ(history[0].status, Status::kPending);
+    EXPECT_EQ(history[0].timestamp, clock_.WallNow());
+  }
+  ASSIGN_OR_FAIL(auto m1h, store_->History("m1", 0));
+  ASSIGN_OR_FAIL(auto m3h, store_->History("m3", 0));
+  EXPECT_LT(m1h[0].seq, m3h[0].seq);  // history in the order given
+  ASSIGN_OR_FAIL(auto taken, store_->History("taken", 0));
+  EXPECT_EQ(taken.size(), 1u);
+  EXPECT_TRUE(store_->CreateMany({}).empty());
+}
+
 // The batch form: each envelope moves as MarkRunning would move it, results in the order asked.
 TEST_P(StoreTest, MarkRunningManyMovesEachPendingEnvelopeOnce) {
   for (const char* id : {"b1", "b2", "b3", "b4"}) {

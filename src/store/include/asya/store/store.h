@@ -129,6 +129,13 @@ class Store {
 
   // kAlreadyExists when the id is taken. Appends the first Update (status pending).
   virtual Result<void> Create(const Envelope& envelope) = 0;
+  // Create for several envelopes at once, one result per envelope in the order given; each is
+  // created (or refused) as Create would. PostgreSQL writes the whole batch in one statement (one
+  // transaction, commit and round trip: every envelope of the batch is durable when it returns,
+  // or none is when the statement failed), which is how the gateway group-commits tool calls
+  // under load. An id repeated inside the batch is kAlreadyExists after its first occurrence.
+  // The default calls Create once per envelope.
+  virtual std::vector<Result<void>> CreateMany(const std::vector<Envelope>& envelopes);
   // kNotFound for an unknown id.
   virtual Result<Envelope> Get(std::string_view id) = 0;
   // pending → running with `message` (no-op on a final or already running envelope, applied
