@@ -1,6 +1,10 @@
 // Two gateway replicas on one PostgreSQL database (a throw-away server): a call made on one is
 // seen, streamed and finished through the other (LISTEN/NOTIFY carries the live updates), and the
 // deadline sweep of either replica finishes an envelope exactly once.
+#include <set>
+#include <thread>
+#include <vector>
+
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
@@ -62,6 +66,47 @@ class ReplicasTest : public ::testing::Test {
   ManualClock clock_;
   Replica a_, b_;
 };
+
+// Tool calls arriving together are committed together (Store::CreateMany): every caller gets
+// its own envelope, stored (pending, then running) and published exactly once.
+TEST_F(ReplicasTest, ConcurrentCallsAreEachStoredAndPublishedOnce) {
+  constexpr int kCalls = 48;
+  std::vector<std::string> ids(kCalls);
+  std::vector<std::thread> callers;
+  for (int k = 0; k < kCalls; ++k) {
+    callers.emplace_back([&, k] {
+      auto e = a_.service->CallTool("job", R"({"n":)" + std::to_string(k) + "}");
+      if (e) {
+        ids[static_cast<std::size_t>(k)] = e->id;
+      }
+    });
+  }
+  for (auto& t : callers) {
+    t.join();
+  }
+  std::set<std::string> distinct(ids.begin(), ids.end());
+  ASSERT_EQ(distinct.size(), static_cast<std::size_t>(kCalls));
+  ASSERT_EQ(distinct.count(""), 0u);
+  for (int k = 0; k < kCalls; ++k) {
+    auto e = b_.service->Get(ids[static_cast<std::size_t>(k)]);  // committed: the other replica
+    ASSERT_TRUE(e.has_value()) << e.error().message;             // reads it
+    EXPECT_EQ(json::parse(e->payload_json), json({{"n", k}}));
+  }
+  for (int i = 0; i < 6 && !a_.transport.WaitCount(kCalls); ++i) {  // a generous bound
+  }
+  std::multiset<std::string> published;
+  for (const auto& m : a_.transport.All()) {
+    published.insert(json::parse(m.body)["id"].get<std::string>());
+  }
+  EXPECT_EQ(published, std::multiset<std::string>(ids.begin(), ids.end()));
+  for (const auto& id : ids) {
+    auto h = b_.service->History(id, 0);
+    ASSERT_TRUE(h.has_value());
+    ASSERT_EQ(h->size(), 2u);  // pending, running
+    EXPECT_EQ((*h)[0].status, store::Status::kPending);
+    EXPECT_EQ((*h)[1].status, store::Status::kRunning);
+  }
+}
 
 TEST_F(ReplicasTest, CallOnOneStreamAndFinishOnTheOther) {
   const std::string id = CallOn(a_);
