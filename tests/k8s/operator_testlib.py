@@ -109,6 +109,18 @@ class OperatorTestCase(FakeApiTestCase):
         r = self.c.get(ACTORS.format(ns="default") + "/" + name)
         return r.body if r.code == 200 else None
 
+    def update_actor(self, name, change):
+        """Read-modify-write of an AsyncActor's spec, as any client does it: the operator's status
+        writes move the resourceVersion, so a PUT can meet 409 Conflict; then read and try again."""
+        for _ in range(20):
+            a = self.get_actor(name)
+            change(a)
+            r = self.c.put(ACTORS.format(ns="default") + "/" + name, a)
+            if r.code != 409:
+                break
+        self.assertLess(r.code, 300, r)
+        return r.body
+
     def status_of(self, name):
         a = self.get_actor(name) or {}
         return a.get("status", {}).get("status")

@@ -143,9 +143,8 @@ class OperatorScenarios(OperatorTestCase):
         self.start_operator()
         self.create(actor("upd", scaling={"enabled": False}))
         self.wait_status("upd", "Running")
-        a = self.get_actor("upd")
-        a["spec"]["workload"]["template"]["spec"]["containers"][0]["image"] = "handler:2"
-        self.ok(self.c.put(ACTORS.format(ns="default") + "/upd", a))
+        self.update_actor("upd", lambda a: a["spec"]["workload"]["template"]["spec"]["containers"][0]
+                          .update(image="handler:2"))
 
         def image():
             d = self.c.get(DEP + "/upd").body
@@ -287,9 +286,7 @@ class OperatorScenarios(OperatorTestCase):
             self.create(actor(name, scaling={"minReplicas": 1, "maxReplicas": 2}))
             wait_for(lambda: self.status_of(name) == "Running", timeout=120,
                      what=name + " running")
-            a = self.get_actor(name)
-            a["spec"]["scaling"]["maxReplicas"] = 4
-            self.ok(self.c.put(ACTORS.format(ns="default") + "/" + name, a))
+            self.update_actor(name, lambda a: a["spec"]["scaling"].update(maxReplicas=4))
             wait_for(lambda: self.c.get(SO + "/" + name).body["spec"]["maxReplicaCount"] == 4,
                      timeout=120, what=name + " updated")
             self.ok(self.c.delete(ACTORS.format(ns="default") + "/" + name))
