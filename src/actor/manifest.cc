@@ -69,6 +69,13 @@ std::string TypeName(const YAML::Node& n) {
   }
 }
 
+// "<source>:<line>: invalid YAML: <why>" (no line when the error is about a whole document).
+tl::unexpected<Error> InvalidYaml(const std::string& source, const YAML::Exception& e) {
+  return MakeError(ErrorCode::kInvalidArgument,
+                   source + (e.mark.is_null() ? "" : ":" + std::to_string(e.mark.line + 1)) +
+                       ": invalid YAML: " + e.msg);
+}
+
 bool Present(const YAML::Node& n) {
   return n.IsDefined() && !n.IsNull();
 }
@@ -1200,8 +1207,7 @@ Result<std::vector<nlohmann::json>> ParseYamlDocuments(std::string_view text,
     }
     return out;
   } catch (const YAML::Exception& e) {
-    return MakeError(ErrorCode::kInvalidArgument,
-                     source + ":" + std::to_string(e.mark.line + 1) + ": invalid YAML: " + e.msg);
+    return InvalidYaml(source, e);
   }
 }
 
@@ -1219,8 +1225,7 @@ Result<LoadResult> ParseManifests(std::string_view text, const std::string& sour
   try {
     docs = detail::LoadAllDocuments(text);
   } catch (const YAML::Exception& e) {
-    return MakeError(ErrorCode::kInvalidArgument,
-                     source + ":" + std::to_string(e.mark.line + 1) + ": invalid YAML: " + e.msg);
+    return InvalidYaml(source, e);
   }
   LoadResult out;
   std::vector<std::string> errors;

@@ -6,6 +6,8 @@
 
 #include <yaml.h>  // libyaml
 
+#include "asya/base/yaml_text.h"
+
 namespace asya::actor::detail {
 
 std::optional<std::vector<YAML::Node>> FastLoadAll(std::string_view text) {
@@ -122,10 +124,15 @@ std::optional<std::vector<YAML::Node>> FastLoadAll(std::string_view text) {
 }
 
 std::vector<YAML::Node> LoadAllDocuments(std::string_view text) {
-  if (auto docs = FastLoadAll(text)) {
-    return std::move(*docs);
+  auto fast = FastLoadAll(text);
+  std::vector<YAML::Node> docs = fast ? std::move(*fast) : YAML::LoadAll(std::string(text));
+  for (size_t i = 0; i < docs.size(); ++i) {
+    if (auto problem = YamlExpansionProblem(docs[i])) {
+      throw YAML::Exception(YAML::Mark::null_mark(),
+                            "document " + std::to_string(i + 1) + ": " + *problem);
+    }
   }
-  return YAML::LoadAll(std::string(text));
+  return docs;
 }
 
 }  // namespace asya::actor::detail

@@ -20,7 +20,8 @@ namespace asya::actor::detail {
 std::optional<std::vector<YAML::Node>> FastLoadAll(std::string_view text);
 
 // FastLoadAll, else YAML::LoadAll, which then throws YAML::Exception with yaml-cpp's own message
-// and mark: errors read the same as before the fast path existed.
+// and mark: errors read the same as before the fast path existed. A document whose aliases
+// expand past the limits of asya/base/yaml_text.h throws too (with a null mark).
 std::vector<YAML::Node> LoadAllDocuments(std::string_view text);
 
 }  // namespace asya::actor::detail

@@ -296,6 +296,10 @@ Status ParseDocument(std::string_view yaml, const std::string& src, RawConfig& c
     return MakeError(ErrorCode::kInvalidArgument,
                      src + ":" + std::to_string(e.mark.line + 1) + ": invalid YAML: " + e.msg);
   }
+  if (auto problem = YamlExpansionProblem(root)) {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     src + ": invalid YAML: " + *problem);
+  }
   if (root.IsNull()) {
     return {};  // an empty file contributes nothing
   }

@@ -878,6 +878,45 @@ TEST(Manifest, RuntimeTimeoutFromEitherContainerReachesTheSidecar) {
   EXPECT_NE(e.find("env[ASYA_RUNTIME_TIMEOUT]"), std::string::npos) << e;
 }
 
+// A "billion laughs" document: each level's alias list repeats the level below ten times, so a
+// few hundred bytes expand to 10^9 values; and an alias inside its own anchor (a cycle).
+std::string AliasBomb() {
+  std::string y = "l0: &l0 [\"lol\"]\n";
+  for (int i = 1; i <= 9; ++i) {
+    const std::string prev = "*l" + std::to_string(i - 1);
+    y += "l" + std::to_string(i) + ": &l" + std::to_string(i) + " [";
+    for (int k = 0; k < 10; ++k) {
+      y += (k == 0 ? "" : ", ") + prev;
+    }
+    y += "]\n";
+  }
+  return y;
+}
+
+// Found by fuzz/render_fuzz (session 7): nested aliases expanded past 2 GB when the documents were
+// converted to JSON.
+TEST(Manifest, AliasesThatExpandWithoutBoundOrNestInThemselvesAreRefused) {
+  auto r = ParseYamlDocuments(AliasBomb(), "bomb.yaml");
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, ErrorCode::kInvalidArgument);
+  EXPECT_EQ(r.error().message,
+            "bomb.yaml: invalid YAML: document 1: its aliases expand past 16 MiB (each alias "
+            "repeats its anchor's whole value)");
+  auto m = ParseManifests(Actor() + "---\n" + AliasBomb(), "m.yaml", "/");
+  ASSERT_FALSE(m);
+  EXPECT_NE(m.error().message.find("m.yaml: invalid YAML: document 2: its aliases expand past"),
+            std::string::npos)
+      << m.error().message;
+  auto cycle = ParseYamlDocuments("a: &x [1, *x]\n", "cycle.yaml");
+  ASSERT_FALSE(cycle);
+  EXPECT_EQ(cycle.error().message,
+            "cycle.yaml: invalid YAML: document 1: nested more than 200 levels deep (or an alias "
+            "inside its own anchor)");
+  auto fine = ParseYamlDocuments("a: &x {k: 1}\nb: *x\nc: *x\n", "ok.yaml");  // aliases are fine
+  ASSERT_TRUE(fine) << fine.error().message;
+  EXPECT_EQ((*fine)[0]["c"]["k"], 1);
+}
+
 // Found by fuzz/render_fuzz: bytes that are not UTF-8 passed yaml-cpp into the rendered objects,
 // whose YAML did not read back the same and whose JSON needed replacement characters.
 TEST(Manifest, TextThatIsNotUtf8OrHasControlCharactersIsRefusedNamingTheLine) {

@@ -80,6 +80,24 @@ TEST(ToolsConfig, InvalidUtf8IsAnErrorNamingTheLine) {
   EXPECT_EQ(r.error().message, "u.yaml:4: invalid UTF-8 at byte 48 (invalid continuation byte)");
 }
 
+// The renderer's alias bomb (fuzz/render_fuzz) in a tools file: refused, not expanded.
+TEST(ToolsConfig, AliasesThatExpandWithoutBoundAreRefused) {
+  std::string y = "x0: &l0 [\"lol\"]\n";
+  for (int i = 1; i <= 9; ++i) {
+    y += "x" + std::to_string(i) + ": &l" + std::to_string(i) + " [";
+    for (int k = 0; k < 10; ++k) {
+      y += (k == 0 ? "*l" : ", *l") + std::to_string(i - 1);
+    }
+    y += "]\n";
+  }
+  auto r = ParseToolsConfig(y + "tools: []\n", "b.yaml");
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, ErrorCode::kInvalidArgument);
+  EXPECT_EQ(r.error().message,
+            "b.yaml: invalid YAML: its aliases expand past 16 MiB (each alias repeats its "
+            "anchor's whole value)");
+}
+
 TEST(ToolsConfig, ControlCharacterIsAnErrorNamingTheLine) {
   const std::string yaml("tools:\n- name: s\n  route: [a]\n  description: a\0b\n", 49);
   auto r = ParseToolsConfig(yaml, "c.yaml");
