@@ -893,8 +893,8 @@ std::string AliasBomb() {
   return y;
 }
 
-// Found by fuzz/render_fuzz (session 7): nested aliases expanded past 2 GB when the documents were
-// converted to JSON.
+// Looking for the cause of render_fuzz's 2 GB out-of-memory stop (session 7; its input was not
+// saved): nested aliases expand without bound when the documents are converted to JSON.
 TEST(Manifest, AliasesThatExpandWithoutBoundOrNestInThemselvesAreRefused) {
   auto r = ParseYamlDocuments(AliasBomb(), "bomb.yaml");
   ASSERT_FALSE(r);
