@@ -137,11 +137,12 @@ def pct(values, q):
 def bench_pipeline(only_throughput=False):
     conc = os.environ.get("BENCH_CONCURRENCY", "4")
     # The runtime must serve as many connections as the sidecar keeps in flight.
-    files = {n + ".yaml": actor_yaml(n, "h." + n, replicas=2,
+    replicas = int(os.environ.get("BENCH_REPLICAS", "2"))
+    files = {n + ".yaml": actor_yaml(n, "h." + n, replicas=replicas,
                                      env={"ASYA_RUNTIME_CONCURRENCY": conc},
                                      sidecar_env={"ASYA_SIDECAR_CONCURRENCY": conc})
              for n in ("a", "b", "c")}
-    print("asya-up pipeline: 3 actors x 2 replicas, sidecar concurrency %s, sqlite" % conc)
+    print("asya-up pipeline: 3 actors x %d replicas, sidecar concurrency %s, sqlite" % (replicas, conc))
     up = Up(files)
     try:
         # Warm-up, then a burst of N (throughput), then a paced run (latency).

@@ -3,7 +3,8 @@
 
 Usage: profile_pipeline.py [BUILD_DIR] [N]   (root or perf_event_paranoid <= 1; perf on PATH)
 
-Starts the bench/local pipeline mesh (3 Python actors x 2 replicas + happy-end, sqlite), warms it
+Starts the bench/local pipeline mesh (3 Python actors x 2 replicas + happy-end, sqlite;
+BENCH_REPLICAS / BENCH_CONCURRENCY change the bench's 2 replicas / concurrency 4), warms it
 up, then sends N envelopes with one `asya send` and, over every process of the mesh plus that
 `asya send`, counts per envelope:
   - CPU time (utime+stime from /proc) and context switches (voluntary = blocking waits, i.e.
@@ -94,7 +95,8 @@ def main():
     subprocess.run(["perf", "probe", "-q", "-x", SQLITE_LIB, "--add",
                     "sqlite3_exec sql=+0(%si):string"], capture_output=True)
     conc = os.environ.get("BENCH_CONCURRENCY", "4")
-    files = {a + ".yaml": actor_yaml(a, "h." + a, replicas=2,
+    replicas = int(os.environ.get("BENCH_REPLICAS", "2"))  # the bench's choice, not a default
+    files = {a + ".yaml": actor_yaml(a, "h." + a, replicas=replicas,
                                      env={"ASYA_RUNTIME_CONCURRENCY": conc},
                                      sidecar_env={"ASYA_SIDECAR_CONCURRENCY": conc})
              for a in ("a", "b", "c")}
@@ -210,8 +212,8 @@ def main():
                     r["commit"] += 1
                 elif sql.startswith("SAVEPOINT"):
                     r["savepoint"] += 1
-        print("pipeline profile: %d envelopes, 3 actors x 2 replicas, concurrency %s; %.1f s "
-              "(load %s)" % (n, conc, elapsed, open("/proc/loadavg").read().split()[0]))
+        print("pipeline profile: %d envelopes, 3 actors x %d replicas, concurrency %s; %.1f s "
+              "(load %s)" % (n, replicas, conc, elapsed, open("/proc/loadavg").read().split()[0]))
         print("%-22s %5s %9s %8s %8s %8s %8s %8s %8s %8s" % (
             "per envelope", "procs", "cpu us", "wakeups", "preempt", "syscalls", "write tx",
             "read tx", "commits", "savepts"))

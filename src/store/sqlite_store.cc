@@ -3,6 +3,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <unordered_map>
 #include <utility>
 
 #include <sqlite3.h>
@@ -101,13 +102,23 @@ Error SqliteError(sqlite3* db, int rc, const std::string& what) {
   return Error{code, "sqlite store: " + what + ": " + msg};
 }
 
-// A prepared statement; finalized when it goes.
+// A prepared statement. One of the store's cache (`in_use` set) is reset and handed back when it
+// goes; any other is finalized.
 class Stmt {
  public:
-  Stmt(sqlite3* db, sqlite3_stmt* stmt) : db_(db), stmt_(stmt) {}
+  Stmt(sqlite3* db, sqlite3_stmt* stmt, bool* in_use = nullptr)
+      : db_(db), stmt_(stmt), in_use_(in_use) {}
   Stmt(const Stmt&) = delete;
   Stmt& operator=(const Stmt&) = delete;
-  ~Stmt() { sqlite3_finalize(stmt_); }
+  ~Stmt() {
+    if (in_use_ != nullptr) {
+      sqlite3_reset(stmt_);
+      sqlite3_clear_bindings(stmt_);
+      *in_use_ = false;
+    } else {
+      sqlite3_finalize(stmt_);
+    }
+  }
 
   Stmt& Text(int i, std::string_view v) {
     // A default string_view has no data pointer, which SQLite would bind as NULL.
@@ -157,6 +168,7 @@ class Stmt {
  private:
   sqlite3* db_;
   sqlite3_stmt* stmt_;
+  bool* in_use_;
 };
 
 class SqliteStore final : public Store {
@@ -165,6 +177,9 @@ class SqliteStore final : public Store {
       : db_(db), path_(std::move(path)), clock_(clock) {}
   ~SqliteStore() override {
     feed_.Stop();
+    for (auto& [sql, cached] : cache_) {
+      sqlite3_finalize(cached.stmt);
+    }
     sqlite3_close_v2(db_);
   }
 
@@ -411,13 +426,28 @@ class SqliteStore final : public Store {
     return Ok();
   }
 
+  // Under mu_. Statements are compiled once and kept (every call site has one fixed SQL text); a
+  // text whose cached statement is still in use gets a fresh one-off statement.
   Result<std::unique_ptr<Stmt>> Prepare(const std::string& sql) {
+    auto it = cache_.find(sql);
+    if (it != cache_.end() && !it->second.in_use) {
+      it->second.in_use = true;
+      return std::make_unique<Stmt>(db_, it->second.stmt, &it->second.in_use);
+    }
+    const bool keep = it == cache_.end();
     sqlite3_stmt* stmt = nullptr;
-    int rc = sqlite3_prepare_v2(db_, sql.c_str(), -1, &stmt, nullptr);
+    int rc = sqlite3_prepare_v3(db_, sql.c_str(), -1, keep ? SQLITE_PREPARE_PERSISTENT : 0, &stmt,
+                                nullptr);
     if (rc != SQLITE_OK) {
       return Unexpected(SqliteError(db_, rc, "prepare"));
     }
-    return std::make_unique<Stmt>(db_, stmt);
+    if (!keep) {
+      return std::make_unique<Stmt>(db_, stmt);
+    }
+    Cached& cached = cache_[sql];
+    cached.stmt = stmt;
+    cached.in_use = true;
+    return std::make_unique<Stmt>(db_, stmt, &cached.in_use);
   }
 
   // Commits when `body` succeeded, else rolls back and returns its error.
@@ -438,6 +468,11 @@ class SqliteStore final : public Store {
     Transition t;
     {
       std::lock_guard<std::mutex> lock(mu_);
+      // An unknown id needs no write transaction: one read (autocommit) answers kNotFound, the
+      // same answer as the transaction's Load, ordered at that read. Reports for envelopes the
+      // gateway never created (`asya send`'s, in `asya up`) all take this path; a known id
+      // costs this read on top of the transaction (a primary-key look-up).
+      ASYA_RETURN_IF_ERROR(MustExist(id));
       ASYA_RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE"));
       auto body = [&]() -> asya::Status {
         ASYA_ASSIGN_OR_RETURN(Envelope before, Load(id));
@@ -457,6 +492,17 @@ class SqliteStore final : public Store {
       }
     }
     return t;
+  }
+
+  // kNotFound (with Load's message) when no envelope has this id.
+  asya::Status MustExist(std::string_view id) {
+    ASYA_ASSIGN_OR_RETURN(auto q, Prepare("SELECT 1 FROM envelopes WHERE id = ?1"));
+    q->Text(1, id);
+    ASYA_ASSIGN_OR_RETURN(bool row, q->Step());
+    if (!row) {
+      return MakeError(ErrorCode::kNotFound, "envelope '" + std::string(id) + "' not found");
+    }
+    return Ok();
   }
 
   Result<Envelope> Load(std::string_view id) {
@@ -614,8 +660,14 @@ class SqliteStore final : public Store {
     }
   }
 
+  struct Cached {
+    sqlite3_stmt* stmt = nullptr;
+    bool in_use = false;
+  };
+
   std::mutex mu_;
   sqlite3* db_;
+  std::unordered_map<std::string, Cached> cache_;  // SQL text -> its statement (under mu_)
   std::string path_;
   Clock& clock_;
   FeedDispatcher feed_;
