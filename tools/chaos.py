@@ -38,10 +38,9 @@ RUNS = [
     ("rabbitmq", "broker-restart", ["--fault-interval", "90"]),
     ("sqs", "kill-sidecar,kill-runtime", ["--fault-interval", "4"]),
     # network faults (root): the broker / moto in its own network namespace
-    ("rabbitmq", "partition", ["--fault-interval", "5"]),
-    ("rabbitmq", "partition-long", ["--fault-interval", "10"]),
-    ("rabbitmq", "delay", ["--fault-interval", "5"]),
-    ("rabbitmq", "loss", ["--fault-interval", "5"]),
+    # all four in one schedule, ~30 s apart: back-to-back cuts (every 5-10 s) leave the link
+    # down most of the time, and 100,000 envelopes would take many hours
+    ("rabbitmq", "partition,partition-long,delay,loss", ["--fault-interval", "30"]),
     ("sqs", "partition,delay,loss", ["--fault-interval", "5"]),
 ]
 
