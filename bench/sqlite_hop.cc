@@ -79,8 +79,8 @@ void PrintCost(const char* side, const Cost& c) {
     return;
   }
   const double n = static_cast<double>(c.messages);
-  std::printf("cost %s %.1f %.1f %.1f %.2f %.2f\n", side, (c.user_us + c.sys_us) / n,
-              c.user_us / n, c.sys_us / n, c.vcsw / n, c.ivcsw / n);
+  std::printf("cost %s %.1f %.1f %.1f %.2f %.2f\n", side, (c.user_us + c.sys_us) / n, c.user_us / n,
+              c.sys_us / n, c.vcsw / n, c.ivcsw / n);
 }
 
 Cost g_raw_cost, g_sidecar_cost;
