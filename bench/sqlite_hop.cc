@@ -4,10 +4,16 @@
 //
 //   asya-bench-sqlite-hop --dir D --socket-dir S --sidecar BIN [--n N] [--concurrency C]
 //                         [--reps R] [--big-mb M] [--big-n K] [--rate-only 1]
+//                         [--only raw|raw1|raw10|sidecar|prefill]
 // Prints one line per measurement:
 //   pair <asya rate> <baseline rate>     (one per rep, interleaved; bench/pairs.py summarises)
 //   sqlite-hop latency c=8: hop p50 .. p99 .., runtime call p50 .. p99 .., sidecar-added p50 ..
 //   sidecar-memory ...
+//   cost <side> <cpu us/msg> <user us> <sys us> <voluntary switches/msg> <involuntary/msg>
+//     (with --rate-only 1: the raw loop's process, or the sidecar process, per message; the
+//     runtime's share is not included)
+// --only runs one side once (for profiling it from outside: perf stat, strace -c); "prefill"
+// only fills the input queue, to subtract the prefill's share of such a profile.
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -23,6 +29,7 @@
 #include <vector>
 
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -46,7 +53,37 @@ struct Args {
   long big_mb = 10;
   long big_n = 12;
   bool rate_only = false;  // --rate-only 1: the throughput pairs only (no latency, no memory)
+  std::string only;        // --only: one side, once
 };
+
+// CPU and context switches of one side, per message (getrusage / wait4 figures).
+struct Cost {
+  double user_us = 0, sys_us = 0, vcsw = 0, ivcsw = 0;
+  long messages = 0;
+};
+
+double TvUs(const timeval& tv) {
+  return static_cast<double>(tv.tv_sec) * 1e6 + static_cast<double>(tv.tv_usec);
+}
+
+void AddUsage(Cost& c, const rusage& after, const rusage& before, long messages) {
+  c.user_us += TvUs(after.ru_utime) - TvUs(before.ru_utime);
+  c.sys_us += TvUs(after.ru_stime) - TvUs(before.ru_stime);
+  c.vcsw += static_cast<double>(after.ru_nvcsw - before.ru_nvcsw);
+  c.ivcsw += static_cast<double>(after.ru_nivcsw - before.ru_nivcsw);
+  c.messages += messages;
+}
+
+void PrintCost(const char* side, const Cost& c) {
+  if (c.messages == 0) {
+    return;
+  }
+  const double n = static_cast<double>(c.messages);
+  std::printf("cost %s %.1f %.1f %.1f %.2f %.2f\n", side, (c.user_us + c.sys_us) / n, c.user_us / n,
+              c.sys_us / n, c.vcsw / n, c.ivcsw / n);
+}
+
+Cost g_raw_cost, g_sidecar_cost;
 
 double Secs(Clock::time_point a, Clock::time_point b) {
   return std::chrono::duration<double>(b - a).count();
@@ -104,6 +141,8 @@ int64_t Ready(Transport& t, const char* q) {
 double BaselineRate(Transport& t, const Args& a, size_t batch) {
   Prefill(t, a.n, 1024);
   std::atomic<long> done{0};
+  rusage before{};
+  ::getrusage(RUSAGE_SELF, &before);
   auto t0 = Clock::now();
   std::vector<std::thread> pool;
   for (int c = 0; c < a.concurrency; ++c) {
@@ -130,7 +169,13 @@ double BaselineRate(Transport& t, const Args& a, size_t batch) {
   for (auto& th : pool) {
     th.join();
   }
-  return static_cast<double>(a.n) / Secs(t0, Clock::now());
+  const double rate = static_cast<double>(a.n) / Secs(t0, Clock::now());
+  rusage after{};
+  ::getrusage(RUSAGE_SELF, &after);
+  if (batch == 10) {  // the batch the sidecar uses
+    AddUsage(g_raw_cost, after, before, a.n);
+  }
+  return rate;
 }
 
 class Child {
@@ -152,14 +197,21 @@ class Child {
       ::_exit(127);
     }
   }
-  ~Child() {
-    ::kill(pid_, SIGTERM);
-    ::waitpid(pid_, nullptr, 0);
+  ~Child() { Stop(); }
+  // Stops the child (SIGTERM) and returns its resource usage over its whole life.
+  rusage Stop() {
+    if (pid_ > 0) {
+      ::kill(pid_, SIGTERM);
+      ::wait4(pid_, nullptr, 0, &usage_);
+      pid_ = -1;
+    }
+    return usage_;
   }
   [[nodiscard]] pid_t pid() const { return pid_; }
 
  private:
   pid_t pid_;
+  rusage usage_{};
 };
 
 std::map<std::string, std::string> SidecarEnv(const Args& a, int concurrency) {
@@ -195,7 +247,10 @@ double SidecarRate(Transport& t, const Args& a) {
     // two CPUs: look rarely (10 ms is 0.25% of a 4 s run).
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
-  return static_cast<double>(a.n - first) / Secs(t0, Clock::now());
+  const double rate = static_cast<double>(a.n - first) / Secs(t0, Clock::now());
+  // Its whole life (start-up and the idle tail included: small against n messages).
+  AddUsage(g_sidecar_cost, sidecar.Stop(), rusage{}, a.n);
+  return rate;
 }
 
 // Forwards to a real transport and timestamps, per envelope id, when Receive() returned it and
@@ -390,6 +445,8 @@ int main(int argc, char** argv) {
       a.big_n = std::atol(v.c_str());
     } else if (k == "--rate-only") {
       a.rate_only = v == "1";
+    } else if (k == "--only") {
+      a.only = v;
     } else {
       Die("unknown option " + k);
     }
@@ -403,6 +460,20 @@ int main(int argc, char** argv) {
     Die(transport.error().ToString());
   }
   Transport& t = **transport;
+  if (!a.only.empty()) {
+    if (a.only == "prefill") {
+      Prefill(t, a.n, 1024);
+    } else if (a.only == "raw1" || a.only == "raw10" || a.only == "raw") {
+      std::printf("raw %.0f\n", BaselineRate(t, a, a.only == "raw1" ? 1 : 10));
+    } else if (a.only == "sidecar") {
+      std::printf("sidecar %.0f\n", SidecarRate(t, a));
+    } else {
+      Die("--only: raw|raw1|raw10|sidecar|prefill");
+    }
+    PrintCost("raw", g_raw_cost);
+    PrintCost("sidecar", g_sidecar_cost);
+    return 0;
+  }
   std::vector<double> asya_rates, base_rates;
   for (int r = 0; r < a.reps; ++r) {  // interleaved, so drifting machine load hits both
     // The better of one-at-a-time and batched receives (the sidecar batches up to 10).
@@ -413,6 +484,8 @@ int main(int argc, char** argv) {
     std::printf("pair %.0f %.0f\n", asya_rates[r], base_rates[r]);
   }
   if (a.rate_only) {
+    PrintCost("raw", g_raw_cost);
+    PrintCost("sidecar", g_sidecar_cost);
     return 0;
   }
   Latency(t, a);

@@ -205,6 +205,12 @@ int main() {
   // OS when freed. Without a fixed threshold glibc raises it dynamically after the first large
   // free (up to 32 MiB) and then keeps large bodies in per-thread arenas for good.
   mallopt(M_MMAP_THRESHOLD, 1 << 20);
+  // A fixed mmap threshold also fixes the trim threshold at glibc's 128 KiB default: SQLite's
+  // per-transaction buffers (its page-cache bulk, ~87 KB, and a 64 KB b-tree balance buffer) then
+  // sat at the top of a worker's arena and every free gave them back with madvise(), whose TLB
+  // shoot-down (an IPI to every CPU) cost the sqlite hop ~25 % of the sidecar's CPU. Small
+  // buffers stay; after a large message the worker still calls malloc_trim(0).
+  mallopt(M_TRIM_THRESHOLD, 8 << 20);
   sigset_t set;
   sigemptyset(&set);
   sigaddset(&set, SIGTERM);

@@ -204,6 +204,10 @@ int64_t Database::LastInsertRowid() const {
   return sqlite3_last_insert_rowid(db_);
 }
 
+int64_t Database::Changes() const {
+  return sqlite3_changes64(db_);
+}
+
 namespace {
 
 // Closes a blob handle when it goes away (an open handle would keep the transaction from

@@ -65,6 +65,8 @@ class Database {
   Result<Query> Prepare(const char* sql);
   // The rowid of the last INSERT on this connection.
   [[nodiscard]] int64_t LastInsertRowid() const;
+  // Rows changed by the last finished INSERT, UPDATE or DELETE on this connection.
+  [[nodiscard]] int64_t Changes() const;
   // Incremental blob I/O on `table`.`column` of row `rowid` (the row must exist; a write must fit
   // the blob's size, e.g. a zeroblob(n) inserted before): the bytes move between `data` and the
   // database pages without SQLite building the whole value in memory.

@@ -10,6 +10,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 namespace asya::transport::sqlite {
@@ -111,25 +112,59 @@ Result<Waiter> WakeDir::Register(std::string_view queue) const {
 
 int WakeDir::Notify(std::string_view queue) const {
   std::string qdir = dir_ + "/" + std::string(queue);
-  DIR* d = ::opendir(qdir.c_str());
-  if (d == nullptr) {
+  // Taken before the stat: a change after it gets a time >= this (file times never run behind
+  // the coarse clock), so a directory time older than this one cannot come back unchanged.
+  timespec before{};
+  ::clock_gettime(CLOCK_REALTIME_COARSE, &before);
+  struct stat st {};
+  if (::stat(qdir.c_str(), &st) != 0) {
     return 0;  // nobody has ever waited on this queue
   }
+  std::vector<std::string> fifos;
+  bool cached = false;
+  {
+    std::lock_guard lock(mu_);
+    auto it = scans_.find(queue);
+    if (it != scans_.end() && it->second.inode == st.st_ino &&
+        it->second.mtime.tv_sec == st.st_mtim.tv_sec &&
+        it->second.mtime.tv_nsec == st.st_mtim.tv_nsec) {
+      fifos = it->second.fifos;
+      cached = true;
+    }
+  }
+  if (!cached) {
+    DIR* d = ::opendir(qdir.c_str());
+    if (d == nullptr) {
+      return 0;
+    }
+    while (const dirent* entry = ::readdir(d)) {
+      if (entry->d_name[0] == '.') {
+        continue;  // ".", "..", and FIFOs still being set up
+      }
+      if (entry->d_type != DT_FIFO && entry->d_type != DT_UNKNOWN) {
+        continue;
+      }
+      fifos.emplace_back(entry->d_name);
+    }
+    ::closedir(d);
+    const bool settled = st.st_mtim.tv_sec < before.tv_sec || (st.st_mtim.tv_sec == before.tv_sec &&
+                                                               st.st_mtim.tv_nsec < before.tv_nsec);
+    std::lock_guard lock(mu_);
+    if (settled) {
+      scans_[std::string(queue)] = Scan{st.st_mtim, st.st_ino, fifos};
+    } else {
+      scans_.erase(std::string(queue));
+    }
+  }
   int woken = 0;
-  while (const dirent* entry = ::readdir(d)) {
-    if (entry->d_name[0] == '.') {
-      continue;  // ".", "..", and FIFOs still being set up
-    }
-    if (entry->d_type != DT_FIFO && entry->d_type != DT_UNKNOWN) {
-      continue;
-    }
-    std::string path = qdir + "/" + entry->d_name;
+  for (const std::string& name : fifos) {
+    std::string path = qdir + "/" + name;
     int fd = ::open(path.c_str(), O_WRONLY | O_NONBLOCK | O_CLOEXEC);
     if (fd < 0) {
       if (errno == ENXIO) {
         ::unlink(path.c_str());  // no reader: its process died without cleaning up
       }
-      continue;
+      continue;  // ENOENT: unregistered meanwhile (the directory's time moved on)
     }
     // EAGAIN (pipe full) is fine: the waiter has unread wake-ups already.
     if (WriteWakeByte(fd)) {
@@ -137,7 +172,6 @@ int WakeDir::Notify(std::string_view queue) const {
     }
     ::close(fd);
   }
-  ::closedir(d);
   return woken;
 }
 

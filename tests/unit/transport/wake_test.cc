@@ -65,6 +65,39 @@ TEST_F(WakeDirTest, EveryWaiterOfTheQueueIsWoken) {
   EXPECT_TRUE(Readable(b->fd()));
 }
 
+// Notify remembers a queue's FIFOs until the directory's time changes: waiters that come and go
+// between two notifies (another process's, here another WakeDir) are still seen, whether the
+// earlier scan was remembered (the pause lets the clock move past the directory's time) or not.
+TEST_F(WakeDirTest, WaitersThatComeAndGoBetweenNotifiesAreSeen) {
+  WakeDir publisher(dir_ + "/w");
+  WakeDir receivers(dir_ + "/w");
+  auto first = receivers.Register("asya-q");
+  ASSERT_TRUE(first.has_value());
+  // Odd rounds pause after each change, so the next scan is remembered and the notify after it
+  // (no change in between) uses it.
+  const auto pause = [](int i) {
+    if (i % 2 == 1) {
+      ::usleep(20'000);
+    }
+  };
+  for (int i = 0; i < 20; ++i) {
+    EXPECT_EQ(publisher.Notify("asya-q"), 1) << "round " << i;
+    first->Drain();
+    {
+      auto second = receivers.Register("asya-q");
+      ASSERT_TRUE(second.has_value());
+      pause(i);
+      EXPECT_EQ(publisher.Notify("asya-q"), 2) << "round " << i;
+      EXPECT_EQ(publisher.Notify("asya-q"), 2) << "round " << i;
+      EXPECT_TRUE(Readable(second->fd())) << "round " << i;
+      first->Drain();
+    }  // unregisters
+    pause(i);
+    EXPECT_EQ(publisher.Notify("asya-q"), 1) << "round " << i;
+    first->Drain();
+  }
+}
+
 TEST_F(WakeDirTest, UnregisteringRemovesTheFifo) {
   WakeDir w(dir_ + "/w");
   {
