@@ -126,7 +126,7 @@ std::optional<std::vector<YAML::Node>> FastLoadAll(std::string_view text) {
 std::vector<YAML::Node> LoadAllDocuments(std::string_view text) {
   auto fast = FastLoadAll(text);
   std::vector<YAML::Node> docs = fast ? std::move(*fast) : YAML::LoadAll(std::string(text));
-  YamlExpansionBudget budget;  // one for the whole text: documents could each bring their own
+  YamlExpansionBudget budget(text.size());  // one for the whole text, not one per document
   for (size_t i = 0; i < docs.size(); ++i) {
     if (auto problem = YamlExpansionProblem(docs[i], budget)) {
       throw YAML::Exception(

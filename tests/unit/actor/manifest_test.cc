@@ -8,6 +8,8 @@
 
 #include <gtest/gtest.h>
 
+#include "asya/base/yaml_text.h"
+
 namespace asya::actor {
 namespace {
 
@@ -960,6 +962,10 @@ TEST(Manifest, AliasesThatExpandPastTheValueCountOrAcrossDocumentsAreRefused) {
             "twice.yaml: invalid YAML: document 2: its aliases expand past 262144 values (each "
             "alias repeats its anchor's whole value) (the limit is for all documents of a file "
             "together)");
+  // A text without aliases holds fewer values than bytes: its limit grows with its size, so only
+  // aliases are refused (a 4 MiB file of literal values stays readable).
+  EXPECT_EQ(asya::YamlExpansionBudget(300000).values_limit, 300000u);
+  EXPECT_EQ(asya::YamlExpansionBudget(1000).values_limit, asya::kYamlMaxExpandedValues);
   auto m = ParseManifests(Actor() + "---\n" + NullBomb(10, 5), "m.yaml", "/");
   ASSERT_FALSE(m);
   EXPECT_NE(m.error().message.find("m.yaml: invalid YAML: document 2: its aliases expand past "

@@ -28,9 +28,16 @@ inline constexpr std::size_t kYamlMaxExpandedValues =
     1u << 18;  // 262,144 (a manifest or values file has hundreds)
 inline constexpr int kYamlMaxDepth = 200;
 
-// What is left of the limits above; one budget is charged by every document of a text.
+// What is left of the limits above; one budget is charged by every document of a text. A text
+// without aliases has fewer values than bytes, so a text of `text_size` bytes may hold
+// max(kYamlMaxExpandedValues, text_size) values: only aliases are ever refused.
 struct YamlExpansionBudget {
+  YamlExpansionBudget() = default;
+  explicit YamlExpansionBudget(std::size_t text_size)
+      : values_limit(text_size > kYamlMaxExpandedValues ? text_size : kYamlMaxExpandedValues),
+        values(values_limit) {}
   std::size_t bytes = kYamlMaxExpandedBytes;
+  std::size_t values_limit = kYamlMaxExpandedValues;
   std::size_t values = kYamlMaxExpandedValues;
 };
 
@@ -79,7 +86,7 @@ std::optional<std::string> YamlExpansionProblem(const Node& node, YamlExpansionB
            " levels deep (or an alias inside its own anchor)";
   }
   if (too_many) {
-    return "its aliases expand past " + std::to_string(kYamlMaxExpandedValues) +
+    return "its aliases expand past " + std::to_string(budget.values_limit) +
            " values (each alias repeats its anchor's whole value)";
   }
   return "its aliases expand past " + std::to_string(kYamlMaxExpandedBytes >> 20) +
