@@ -10,6 +10,8 @@
 #include <cstdio>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -40,6 +42,18 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   const std::string yaml = asya::op::ToYamlStream(*objects);
   auto back = asya::actor::ParseYamlDocuments(yaml, "rendered");
+  if (!back &&
+      back.error().message.find("for all documents of a file together") != std::string::npos) {
+    // Many actors render more values than one file may hold (the limit of
+    // asya/base/yaml_text.h, for all documents together); each object must still read back.
+    std::vector<nlohmann::json> each;
+    for (const auto& object : *objects) {
+      auto one = asya::actor::ParseYamlDocuments(asya::op::ToYamlStream({object}), "rendered");
+      FUZZ_CHECK(one.has_value() && one->size() == 1);
+      each.push_back(std::move(one->front()));
+    }
+    back = std::move(each);
+  }
   if (!back) {
     std::fprintf(stderr, "rendered YAML does not read back: %s\n%s\n", back.error().message.c_str(),
                  yaml.c_str());

@@ -924,6 +924,9 @@ void ApplyShorthand(const YAML::Node& merged, YAML::Node& workload) {
       env.push_back(h);
     }
     c["env"] = env;
+    // Only the first: a second asya-runtime container is refused anyway, and repeating the
+    // copies for each of (aliased) thousands of them would multiply their memory.
+    break;
   }
 }
 
@@ -983,7 +986,8 @@ YAML::Node RenderValuesActor(const YAML::Node& root, const YAML::Node& item,
 }
 
 void ParseValues(const YAML::Node& root, const std::string& source, const std::string& directory,
-                 const ParseOptions& options, LoadResult& out, std::vector<std::string>& errors) {
+                 const ParseOptions& options, size_t text_size, LoadResult& out,
+                 std::vector<std::string>& errors) {
   Reporter file_rep(source, &errors, &out.warnings);
   const YAML::Node listed = Child(root, "actors");
   const bool single = !(listed.IsDefined() && listed.IsSequence() && listed.size() > 0);
@@ -1013,7 +1017,18 @@ void ParseValues(const YAML::Node& root, const std::string& source, const std::s
     errors.push_back(source + ": values file declares no actors (set `actors:` or `name:`)");
     return;
   }
+  // Each actor is rendered from a copy of `default` merged with its item, so `default` is copied
+  // once per actor: with aliases, a `default` of 10^5 values and 10^4 actors (or one actor listed
+  // by alias 10^4 times) would be 10^9 copied values. The copies share one budget for the file.
+  YamlExpansionBudget copies(text_size);
   for (auto& [where, item] : items) {
+    if (YamlExpansionProblem(defaults, copies) || YamlExpansionProblem(item, copies)) {
+      errors.push_back(where + ": each actor is merged with a copy of `default`, and the actors " +
+                       "so far expand past " + std::to_string(copies.values_limit) + " values or " +
+                       std::to_string(kYamlMaxExpandedBytes >> 20) +
+                       " MiB (the limit of one file)");
+      break;
+    }
     ActorSpec a;
     a.source = source;
     a.directory = directory;
@@ -1245,7 +1260,7 @@ Result<LoadResult> ParseManifests(std::string_view text, const std::string& sour
         continue;  // the gateway's tools (asya up serves them); not an actor
       }
       if (IsValuesDocument(doc)) {
-        ParseValues(doc, where, directory, options, out, errors);
+        ParseValues(doc, where, directory, options, text.size(), out, errors);
         continue;
       }
       if (!doc["kind"].IsScalar() || doc["kind"].Scalar() != kKind) {

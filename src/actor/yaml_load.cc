@@ -126,10 +126,13 @@ std::optional<std::vector<YAML::Node>> FastLoadAll(std::string_view text) {
 std::vector<YAML::Node> LoadAllDocuments(std::string_view text) {
   auto fast = FastLoadAll(text);
   std::vector<YAML::Node> docs = fast ? std::move(*fast) : YAML::LoadAll(std::string(text));
+  YamlExpansionBudget budget(text.size());  // one for the whole text, not one per document
   for (size_t i = 0; i < docs.size(); ++i) {
-    if (auto problem = YamlExpansionProblem(docs[i])) {
-      throw YAML::Exception(YAML::Mark::null_mark(),
-                            "document " + std::to_string(i + 1) + ": " + *problem);
+    if (auto problem = YamlExpansionProblem(docs[i], budget)) {
+      throw YAML::Exception(
+          YAML::Mark::null_mark(),
+          "document " + std::to_string(i + 1) + ": " + *problem +
+              (i > 0 ? " (the limit is for all documents of a file together)" : ""));
     }
   }
   return docs;

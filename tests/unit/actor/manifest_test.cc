@@ -8,6 +8,8 @@
 
 #include <gtest/gtest.h>
 
+#include "asya/base/yaml_text.h"
+
 namespace asya::actor {
 namespace {
 
@@ -900,7 +902,14 @@ TEST(Manifest, AliasesThatExpandWithoutBoundOrNestInThemselvesAreRefused) {
   ASSERT_FALSE(r);
   EXPECT_EQ(r.error().code, ErrorCode::kInvalidArgument);
   EXPECT_EQ(r.error().message,
-            "bomb.yaml: invalid YAML: document 1: its aliases expand past 16 MiB (each alias "
+            "bomb.yaml: invalid YAML: document 1: its aliases expand past 262144 values (each "
+            "alias repeats its anchor's whole value)");
+  std::string long_leaves = AliasBomb();  // 200-byte leaves: the byte limit comes first
+  long_leaves.replace(long_leaves.find("lol"), 3, std::string(200, 'o'));
+  auto bytes = ParseYamlDocuments(long_leaves, "long.yaml");
+  ASSERT_FALSE(bytes);
+  EXPECT_EQ(bytes.error().message,
+            "long.yaml: invalid YAML: document 1: its aliases expand past 16 MiB (each alias "
             "repeats its anchor's whole value)");
   auto m = ParseManifests(Actor() + "---\n" + AliasBomb(), "m.yaml", "/");
   ASSERT_FALSE(m);
@@ -915,6 +924,74 @@ TEST(Manifest, AliasesThatExpandWithoutBoundOrNestInThemselvesAreRefused) {
   auto fine = ParseYamlDocuments("a: &x {k: 1}\nb: *x\nc: *x\n", "ok.yaml");  // aliases are fine
   ASSERT_TRUE(fine) << fine.error().message;
   EXPECT_EQ((*fine)[0]["c"]["k"], 1);
+}
+
+// Nested aliases whose leaves are `levels` levels of ten copies of a list of `leaf_count` nulls:
+// leaf_count * 10^levels values of no bytes (the byte limit does not see them).
+std::string NullBomb(int leaf_count, int levels, const std::string& prefix = "") {
+  std::string y = prefix + "l0: &l0 [";
+  for (int k = 0; k < leaf_count; ++k) {
+    y += k == 0 ? "~" : ", ~";
+  }
+  y += "]\n";
+  for (int i = 1; i <= levels; ++i) {
+    y += prefix + "l" + std::to_string(i) + ": &l" + std::to_string(i) + " [";
+    for (int k = 0; k < 10; ++k) {
+      y += (k == 0 ? "*l" : ", *l") + std::to_string(i - 1);
+    }
+    y += "]\n";
+  }
+  return y;
+}
+
+// render_fuzz's out-of-memory stop (sessions 7-8): aliases of lists of nulls passed the 16 MiB
+// limit (a null counts one byte) while each value costs ~0.5 KB once converted, rendered and read
+// back; and each document of a file had a budget of its own.
+TEST(Manifest, AliasesThatExpandPastTheValueCountOrAcrossDocumentsAreRefused) {
+  auto r = ParseYamlDocuments(NullBomb(10, 5), "nulls.yaml");  // 10^6 nulls, ~1.1 MB counted
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, ErrorCode::kInvalidArgument);
+  EXPECT_EQ(r.error().message,
+            "nulls.yaml: invalid YAML: document 1: its aliases expand past 262144 values (each "
+            "alias repeats its anchor's whole value)");
+  const std::string half = NullBomb(15, 4);  // 150,000 nulls: fine alone, not twice in one file
+  ASSERT_TRUE(ParseYamlDocuments(half, "half.yaml"));
+  auto twice = ParseYamlDocuments(half + "---\n" + half, "twice.yaml");
+  ASSERT_FALSE(twice);
+  EXPECT_EQ(twice.error().message,
+            "twice.yaml: invalid YAML: document 2: its aliases expand past 262144 values (each "
+            "alias repeats its anchor's whole value) (the limit is for all documents of a file "
+            "together)");
+  // A text without aliases holds fewer values than bytes: its limit grows with its size, so only
+  // aliases are refused (a 4 MiB file of literal values stays readable).
+  EXPECT_EQ(asya::YamlExpansionBudget(300000).values_limit, 300000u);
+  EXPECT_EQ(asya::YamlExpansionBudget(1000).values_limit, asya::kYamlMaxExpandedValues);
+  auto m = ParseManifests(Actor() + "---\n" + NullBomb(10, 5), "m.yaml", "/");
+  ASSERT_FALSE(m);
+  EXPECT_NE(m.error().message.find("m.yaml: invalid YAML: document 2: its aliases expand past "
+                                   "262144 values"),
+            std::string::npos)
+      << m.error().message;
+}
+
+// A values file copies `default` into each actor: a `default` of 20,000 values (by aliases) and
+// 20 actors listed by alias would be 400,000 copied values.
+TEST(Values, ActorsEachCopyingALargeDefaultAreRefused) {
+  std::string text = "default:\n  workload:\n    extra:\n" + NullBomb(20, 3, "      ") +
+                     "actors:\n  - &a {name: a}\n";
+  for (int i = 1; i < 20; ++i) {
+    text += "  - *a\n";
+  }
+  auto r = ParseManifests(text, "values.yaml", "/v");
+  ASSERT_FALSE(r);
+  EXPECT_NE(
+      r.error().message.find(
+          ": each actor is merged with a copy of `default`, and the actors so far expand past "
+          "262144 values or 16 MiB (the limit of one file)"),
+      std::string::npos)
+      << r.error().message;
+  EXPECT_NE(r.error().message.find("values.yaml: actors[1"), std::string::npos)
+      << r.error().message;
 }
 
 // Found by fuzz/render_fuzz: bytes that are not UTF-8 passed yaml-cpp into the rendered objects,

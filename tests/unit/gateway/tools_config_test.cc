@@ -94,8 +94,8 @@ TEST(ToolsConfig, AliasesThatExpandWithoutBoundAreRefused) {
   ASSERT_FALSE(r);
   EXPECT_EQ(r.error().code, ErrorCode::kInvalidArgument);
   EXPECT_EQ(r.error().message,
-            "b.yaml: invalid YAML: its aliases expand past 16 MiB (each alias repeats its "
-            "anchor's whole value)");
+            "b.yaml: invalid YAML: its aliases expand past 262144 values (each alias repeats "
+            "its anchor's whole value)");
 }
 
 TEST(ToolsConfig, ControlCharacterIsAnErrorNamingTheLine) {
