@@ -27,6 +27,13 @@ std::optional<std::string> YamlTextProblem(std::string_view text) {
       return LineOf(text, i) + ": control character U+00" + code + " at byte " + std::to_string(i) +
              " (YAML does not allow it)";
     }
+    // A CR alone is a line break in YAML, but the two loaders disagree on it inside quoted
+    // scalars (libyaml folds it like LF, yaml-cpp keeps the byte; found by manifest_fuzz), so
+    // one file could mean two things. CRLF is fine.
+    if (c == '\r' && (i + 1 == text.size() || text[i + 1] != '\n')) {
+      return LineOf(text, i) + ": carriage return without a line feed at byte " +
+             std::to_string(i) + " (use LF or CRLF line endings)";
+    }
   }
   return std::nullopt;
 }

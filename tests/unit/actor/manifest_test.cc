@@ -1012,4 +1012,19 @@ TEST(Manifest, TextThatIsNotUtf8OrHasControlCharactersIsRefusedNamingTheLine) {
   ASSERT_TRUE(ok) << ok.error().message;
 }
 
+// Found by fuzz/manifest_fuzz: a CR alone inside a quoted string is folded to a space by libyaml
+// and kept by yaml-cpp, so the two loaders read one file two ways. CRLF line endings stay fine.
+TEST(Manifest, ACarriageReturnWithoutALineFeedIsRefusedNamingTheLine) {
+  auto d = ParseYamlDocuments("a: 1\nb: \"x\ry\"\n", "v.yaml");
+  ASSERT_FALSE(d);
+  EXPECT_EQ(d.error().code, ErrorCode::kInvalidArgument);
+  EXPECT_EQ(d.error().message,
+            "v.yaml:2: carriage return without a line feed at byte 10 (use LF or CRLF line "
+            "endings)");
+  auto last = ParseYamlDocuments("a: 1\r", "v.yaml");
+  ASSERT_FALSE(last);
+  auto crlf = ParseYamlDocuments("a: 1\r\nb: \"x y\"\r\n", "v.yaml");
+  ASSERT_TRUE(crlf) << crlf.error().message;
+}
+
 }  // namespace asya::actor

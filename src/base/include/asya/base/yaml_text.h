@@ -11,8 +11,9 @@
 
 namespace asya {
 
-// nullopt for acceptable text; else "<line>: invalid UTF-8 at byte N (why)" or
-// "<line>: control character U+00XX at byte N (YAML does not allow it)", line counted from 1.
+// nullopt for acceptable text; else "<line>: invalid UTF-8 at byte N (why)",
+// "<line>: control character U+00XX at byte N (YAML does not allow it)" or "<line>: carriage
+// return without a line feed at byte N (use LF or CRLF line endings)", line counted from 1.
 std::optional<std::string> YamlTextProblem(std::string_view text);
 
 // What the YAML documents of one text may expand to, all documents together. An alias repeats
