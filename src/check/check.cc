@@ -900,8 +900,8 @@ int64_t Runner::QueuedTotal() {
   int64_t total = 0;
   for (const auto& actor : internal::AllActors()) {
     auto d = transport_->Depth(transport::QueueName(actor));
-    if (!d) {
-      return -1;  // unknown (broker down): not settled
+    if (!d || !d->exact) {
+      return -1;  // unknown (broker down, or a queue still recovering): not settled
     }
     total += d->ready + std::max<int64_t>(d->inflight, 0);
   }
@@ -1183,9 +1183,10 @@ Result<Outcome> Runner::Run() {
   // What is left in the queues (messages that never reached an end are lost; say where they are).
   for (const auto& actor : internal::AllActors()) {
     if (auto d = transport_->Depth(transport::QueueName(actor));
-        d && (d->ready > 0 || d->inflight > 0)) {
-      Log("left in asya-%s: ready %lld, in flight %lld", actor.c_str(),
-          static_cast<long long>(d->ready), static_cast<long long>(d->inflight));
+        d && (d->ready > 0 || d->inflight > 0 || !d->exact)) {
+      Log("left in asya-%s: ready %lld, in flight %lld%s", actor.c_str(),
+          static_cast<long long>(d->ready), static_cast<long long>(d->inflight),
+          d->exact ? "" : " (not exact: the broker reports no running state for it)");
     }
   }
   stop_publisher_ = true;

@@ -32,9 +32,9 @@
 #include "asya/local/autoscaler.h"
 #include "asya/local/gateway.h"
 #include "asya/local/launch.h"
+#include "asya/local/spawn.h"
 #include "asya/local/status.h"
 #include "asya/transport/transport.h"
-#include "asya/local/spawn.h"
 
 namespace asya::local {
 namespace fs = std::filesystem;
@@ -696,7 +696,7 @@ void SupervisorImpl::TickActor(Actor& a, int64_t now) {
   if (now >= a.next_depth_at) {  // also while draining: `asya down` shows what is in flight
     auto d = transport_->Depth(transport::QueueName(a.spec.name));
     a.st.transport_ready = d.has_value();
-    if (d) {
+    if (d && d->exact) {  // a recovering queue's 0 is not "empty": keep the last known depth
       a.st.queued = d->ready;
       a.st.processing = d->inflight;
     }

@@ -12,6 +12,7 @@
 #include "asya/base/base64.h"
 #include "asya/base/log.h"
 #include "asya/base/time_format.h"
+#include "asya/http/url.h"
 #include "asya/operator/render.h"
 #include "asya/operator/status.h"
 
@@ -162,14 +163,14 @@ Result<transport::Transport*> Controller::TransportFor(const TransportEntry& ent
       ASYA_ASSIGN_OR_RETURN(password, secret_value(*r.password_secret));
     }
     if (r.username_secret) {
-      if (auto u = secret_value(*r.username_secret))
-        user = *u;
+      ASYA_ASSIGN_OR_RETURN(user, secret_value(*r.username_secret));
     }
-    std::string vhost = r.vhost == "/" ? "%2F" : r.vhost;
-    s.rabbitmq.url = "amqp://" + user + ":" + password + "@" + r.host + ":" +
-                     std::to_string(r.port) + "/" + vhost;
+    // User info and vhost are percent-encoded: a password may hold ':', '@', '/' or '%'.
+    const std::string userinfo = http::PercentEncode(user) + ":" + http::PercentEncode(password);
+    s.rabbitmq.url = "amqp://" + userinfo + "@" + r.host + ":" + std::to_string(r.port) + "/" +
+                     http::PercentEncode(r.vhost);
     s.rabbitmq.management_url =
-        "http://" + user + ":" + password + "@" + r.host + ":" + std::to_string(r.management_port);
+        "http://" + userinfo + "@" + r.host + ":" + std::to_string(r.management_port);
     if (!r.exchange.empty())
       s.rabbitmq.exchange = r.exchange;
     s.rabbitmq.connect_timeout = std::chrono::milliseconds(5000);

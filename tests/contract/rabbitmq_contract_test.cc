@@ -738,5 +738,53 @@ TEST(RabbitMqHolding, DISABLED_DelayedMessagesSurviveAKillOfTheBroker) {
   t.reset();  // before the broker goes away
 }
 
+// After a kill -9 a quorum queue replays its log before it serves; meanwhile a passive declare
+// counts 0 messages (measured: 12 s for 100,000 messages). `asya check` took that 0 for "empty"
+// and reported 54,417 outputs of a 100,000-envelope broker-kill run as lost while they waited in
+// a recovering queue. Depth() must not call such a queue exactly empty: every exact answer counts
+// every message. DISABLED (not in `make test`): own broker with the management plugin, a kill and
+// a restart, ~30 s on the loaded 2-core machine; `make chaos` runs it with RabbitMqHolding.
+TEST(RabbitMqRecovery, DISABLED_DepthIsNotExactWhileAQueueRecovers) {
+  RabbitMqBroker::Options options;
+  options.tls = false;
+  auto broker = RabbitMqBroker::Start(options);
+  ASSERT_OK(broker);
+  const std::string q = "asya-recovering";
+  constexpr int kMessages = 20'000;
+  {
+    auto made = MakeRabbitMqTransport(Settings(**broker));
+    ASSERT_OK(made);
+    ASSERT_OK((*made)->CreateQueue(q, {.create_dlq = false}));
+    std::vector<std::thread> publishers;
+    for (int p = 0; p < 8; ++p) {
+      publishers.emplace_back([&, p] {
+        for (int i = p; i < kMessages; i += 8) {
+          ASSERT_OK((*made)->Publish(q, std::string(200, 'x')));
+        }
+      });
+    }
+    for (auto& th : publishers) {
+      th.join();
+    }
+  }
+  (*broker)->Stop(/*clean=*/false);  // kill -9
+  ASSERT_OK((*broker)->Restart());
+  auto made = MakeRabbitMqTransport(Settings(**broker));
+  ASSERT_OK(made);
+  int inexact = 0;
+  auto deadline = Clock::now() + std::chrono::seconds(120);
+  for (;;) {
+    auto d = (*made)->Depth(q);
+    if (d && d->exact) {
+      EXPECT_EQ(d->ready, kMessages) << "an exact depth right after the restart";
+      break;
+    }
+    inexact += d ? 1 : 0;
+    ASSERT_LT(Clock::now(), deadline) << "the queue never reported an exact depth";
+    std::this_thread::sleep_for(Millis(100));
+  }
+  std::printf("[          ] %d inexact answers before the first exact one\n", inexact);
+}
+
 }  // namespace
 }  // namespace asya::transport

@@ -54,6 +54,15 @@ def rabbit_get(path):
         return json.loads(r.read())
 
 
+def rabbit_put(path, body):
+    req = urllib.request.Request(
+        "http://127.0.0.1:%d%s" % (BROKER.mgmt_port, path), data=json.dumps(body).encode(),
+        method="PUT", headers={"Authorization": "Basic " + base64.b64encode(b"guest:guest").decode(),
+                               "Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=10) as r:
+        return r.status
+
+
 def rabbit_queue_exists(name):
     req = urllib.request.Request(
         "http://127.0.0.1:%d/api/queues/%%2F/%s" % (BROKER.mgmt_port, name),
@@ -259,6 +268,46 @@ class OperatorScenarios(OperatorTestCase):
         self.assertIn("spec.workload.template.spec.serviceAccountName", c["message"])
         self.wait_event("bad", lambda e: e["reason"] == "ValidationError")
         self.assertEqual(self.c.get(DEP + "/bad").code, 404)
+
+    def test_rabbitmq_credentials_from_secrets(self):
+        # A broker user whose name and password need percent-encoding in amqp:// and http:// URLs.
+        user, password = "asya op", "p@ss:w/rd%41"
+        rabbit_put("/api/users/asya%20op", {"password": password, "tags": "management"})
+        rabbit_put("/api/permissions/%2F/asya%20op",
+                   {"configure": ".*", "write": ".*", "read": ".*"})
+        b64 = lambda t: base64.b64encode(t.encode()).decode()
+        self.ok(self.c.post("/api/v1/namespaces/default/secrets", {
+            "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "rabbit-creds"},
+            "data": {"user": b64(user), "pass": b64(password), "junk": "not base64!"}}), 201)
+        base = rabbit_registry()["rabbitmq"]["config"]
+
+        def entry(user_key):
+            return {"type": "rabbitmq", "config": dict(
+                base, usernameSecretRef={"name": "rabbit-creds", "key": user_key},
+                passwordSecretRef={"name": "rabbit-creds", "key": "pass"})}
+        self.transports = dict(rabbit_registry(), secret=entry("user"),
+                               nouser=entry("missing"), baduser=entry("junk"))
+        with open(self.config_path, "w") as f:
+            json.dump({"transports": self.transports}, f)
+        self.start_operator()
+        self.create(actor("sec", transport="secret", scaling={"enabled": False}))
+        a = self.wait_status("sec", "Running")
+        self.assertEqual(self.cond(a, "TransportReady")["status"], "True")
+        self.assertTrue(rabbit_queue_exists("asya-sec"))
+        # the operator's connection is that user's, not guest's (the broker's connection list
+        # lags its statistics interval)
+        wait_for(lambda: user in [c.get("user") for c in rabbit_get("/api/connections")],
+                 what="a broker connection as %r" % user)
+        # a username Secret key that is missing or not Base64 is an error, not a silent fallback
+        for name, key, text in (("nouser", "missing", "has no key missing"),
+                                ("baduser", "junk", "key junk: data is not valid Base64")):
+            self.create(actor(name, scaling={"enabled": False}, transport=name))
+            a = self.wait_status(name, "TransportError")
+            c = self.cond(a, "TransportReady")
+            self.assertEqual((c["status"], c["reason"]), ("False", "QueueError"))
+            self.assertIn("secret default/rabbit-creds", c["message"])
+            self.assertIn(text, c["message"])
+            self.assertFalse(rabbit_queue_exists("asya-" + name))
 
     def test_relist_after_410_and_status_conflict_retry(self):
         op = self.start_operator()

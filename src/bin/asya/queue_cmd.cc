@@ -117,6 +117,12 @@ int Depth(transport::Transport& t, const Flags& f) {
   } else {
     std::cout << "ready=" << d->ready << " inflight=" << d->inflight << "\n";
   }
+  if (!d->exact) {
+    std::fprintf(stderr,
+                 "asya queue depth: not exact: the broker reports no running state for %s yet "
+                 "(a queue recovering after a restart counts 0 until it has replayed its log)\n",
+                 f.queue.c_str());
+  }
   return 0;
 }
 

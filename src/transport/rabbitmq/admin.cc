@@ -103,6 +103,7 @@ Result<QueueDepth> RabbitMqTransport::Depth(std::string_view queue_view) {
     auto stats = management_->QueueStats(queue);
     if (stats) {
       depth.inflight = stats->unacked;
+      depth.exact = stats->running;
     } else {
       log::Warn("rabbitmq: management API unavailable for inflight count",
                 {{"error", stats.error().message}});

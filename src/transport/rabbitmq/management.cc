@@ -56,6 +56,9 @@ Result<ManagementQueueStats> ManagementClient::QueueStats(const std::string& que
   if (auto it = doc.find("messages_unacknowledged"); it != doc.end() && it->is_number_integer()) {
     stats.unacked = it->get<int64_t>();
   }
+  if (auto it = doc.find("state"); it != doc.end() && it->is_string()) {
+    stats.running = it->get<std::string>() == "running";
+  }
   return stats;
 }
 

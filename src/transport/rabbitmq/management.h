@@ -13,6 +13,9 @@ namespace asya::transport::rabbitmq {
 struct ManagementQueueStats {
   int64_t ready = 0;
   int64_t unacked = 0;
+  // The broker reports the queue's state as "running". After a broker restart a quorum queue
+  // replays its log before it reports any state (and until then a passive declare counts 0).
+  bool running = false;
 };
 
 class ManagementClient {

@@ -87,6 +87,12 @@ struct SettleReceive {
 struct QueueDepth {
   int64_t ready = 0;     // visible, waiting to be received
   int64_t inflight = 0;  // received and not yet acked (or delayed, for SQLite)
+  // False when the broker does not vouch for the counts. RabbitMQ with the management API: the
+  // queue reports no "running" state yet — a quorum queue that replays its log after a broker
+  // restart answers a passive declare with 0 messages for many seconds (measured: 12 s for
+  // 100,000 messages; docs/reliability.md), and a new queue has no statistics for up to 5 s.
+  // A 0 that is not exact must not be read as "empty".
+  bool exact = true;
 };
 
 class Transport {
