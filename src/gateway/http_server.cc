@@ -491,7 +491,11 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
       }
       head += k + ": " + v + "\r\n";
     }
-    head += chunked_ ? "Transfer-Encoding: chunked\r\n" : "Connection: close\r\n";
+    // The connection closes when the stream ends (Linger), so say so even when chunked: a client
+    // that took the connection for reusable sent its next request into our FIN ("fetch failed"
+    // in the MCP conformance suite's next check, under load).
+    head +=
+        chunked_ ? "Transfer-Encoding: chunked\r\nConnection: close\r\n" : "Connection: close\r\n";
     head += "\r\n";
     {
       std::lock_guard lock(qmu_);

@@ -214,6 +214,8 @@ TEST_F(ServerTest, StreamSendsChunksAndEnds) {
   SendAll(fd, "GET /s HTTP/1.1\r\nHost: h\r\n\r\n");
   std::string out = ReadToEof(fd);
   EXPECT_NE(out.find("Transfer-Encoding: chunked"), std::string::npos) << out;
+  // The server closes after the stream: the client must not keep the connection for reuse.
+  EXPECT_NE(out.find("Connection: close\r\n"), std::string::npos) << out;
   EXPECT_NE(out.find("text/event-stream"), std::string::npos) << out;
   EXPECT_NE(out.find("data: one\n\n"), std::string::npos) << out;
   EXPECT_NE(out.find("data: two\n\n"), std::string::npos) << out;
