@@ -11,7 +11,8 @@
 //     `write_timeout` drops the connection;
 //   - the handler runs on an I/O thread and must not block; it answers through the Responder at
 //     once or later from any thread (http.h);
-//   - EventStream: chunked response, a per-stream byte queue capped at `stream_queue_bytes`
+//   - EventStream: chunked response with `Connection: close` (the connection ends with the
+//     stream), a per-stream byte queue capped at `stream_queue_bytes`
 //     (a client that stops reading is disconnected, never buffered without bound), a comment
 //     line every `stream_keepalive` on text/event-stream responses, OnClose on disconnect;
 //   - Stop(): no new connections, idle connections closed, open streams ended, requests in flight
