@@ -9,8 +9,41 @@
 #include "asya/base/yaml_text.h"
 
 namespace asya::actor::detail {
+namespace {
+
+// libyaml ends an anchor or alias name at the first character outside [0-9A-Za-z_-] and accepts
+// the name when one of ?:%@` follows it; yaml-cpp (YAML 1.2) takes those characters into the name
+// ("&limits:" is the anchor "limits:" for yaml-cpp, the anchor "limits" on an empty key for
+// libyaml). True when the text has such a spot anywhere (quoted text and comments included: a
+// false alarm only costs yaml-cpp's slower loader).
+bool HasAmbiguousAnchorName(std::string_view text) {
+  auto name_char = [](char c) {
+    return (c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+           c == '_' || c == '-';
+  };
+  for (size_t i = 0; i < text.size(); ++i) {
+    if (text[i] != '&' && text[i] != '*') {
+      continue;
+    }
+    size_t end = i + 1;
+    while (end < text.size() && name_char(text[end])) {
+      ++end;
+    }
+    if (end > i + 1 && end < text.size() &&
+        std::string_view("?:%@`").find(text[end]) != std::string_view::npos) {
+      return true;
+    }
+    i = end - 1;
+  }
+  return false;
+}
+
+}  // namespace
 
 std::optional<std::vector<YAML::Node>> FastLoadAll(std::string_view text) {
+  if (HasAmbiguousAnchorName(text)) {
+    return std::nullopt;
+  }
   yaml_parser_t parser;
   if (yaml_parser_initialize(&parser) == 0) {
     return std::nullopt;

@@ -16,7 +16,8 @@
 
 namespace asya::actor::detail {
 
-// The documents of `text`, or nullopt when libyaml refuses it (a syntax error, an unknown alias).
+// The documents of `text`, or nullopt when libyaml refuses it (a syntax error, an unknown alias)
+// or would read it differently from yaml-cpp (an anchor or alias name followed by one of ?:%@`).
 std::optional<std::vector<YAML::Node>> FastLoadAll(std::string_view text);
 
 // FastLoadAll, else YAML::LoadAll, which then throws YAML::Exception with yaml-cpp's own message

@@ -143,6 +143,28 @@ TEST(YamlLoad, ErrorsAreYamlCppsOwn) {
   }
 }
 
+// libyaml ends an anchor name before ':' (an anchored empty key), yaml-cpp takes the ':' into the
+// name (the anchor "limits:" on the map below it); found by manifest_fuzz. yaml-cpp's reading wins.
+TEST(YamlLoad, AnAnchorOrAliasNameBeforeAColonIsReadAsYamlCppReadsIt) {
+  for (const std::string text : {"resources:\n  &limits:\n    cpu: \"1\"\n",
+                                 "a: &x 1\nb: {*x: 2}\n", "a: &x? 1\n", "a: &x@ 1\n"}) {
+    SCOPED_TRACE(text);
+    EXPECT_FALSE(FastLoadAll(text).has_value());
+    std::vector<YAML::Node> want;
+    try {
+      want = YAML::LoadAll(text);
+    } catch (const YAML::Exception&) {
+      EXPECT_THROW(LoadAllDocuments(text), YAML::Exception);
+      continue;
+    }
+    EXPECT_EQ(DumpAll(LoadAllDocuments(text)), DumpAll(want));
+  }
+  const auto docs = LoadAllDocuments("resources:\n  &limits:\n    cpu: \"1\"\n");
+  EXPECT_EQ(docs[0]["resources"]["cpu"].as<std::string>(), "1");
+  // Names that end at a blank or a flow indicator read the same in both: the fast path stays.
+  EXPECT_TRUE(FastLoadAll("a: &x 1\nb: [*x, *x]\nc: {k: *x}\n").has_value());
+}
+
 TEST(YamlLoad, WhereLibyamlIsStricterYamlCppDecides) {
   const std::string text = "- a\nb: c\n";  // yaml-cpp reads a one-item list
   ASSERT_FALSE(FastLoadAll(text).has_value());
