@@ -87,7 +87,12 @@ if [ -x "$BIN/asya-bench-sqlite-hop" ] && [ -x "$BIN/asya-sidecar" ]; then
     --sidecar "$BIN/asya-sidecar" --n "${HOP_N:-3000}" --concurrency 8 --reps "${HOP_REPS:-5}" \
     2>/dev/null >"$WORK/hop.out"
   sed -n 's/^pair //p' "$WORK/hop.out" | "$PY" "$ROOT/bench/pairs.py" "sqlite-hop c=8" 0.90
-  grep -v '^pair ' "$WORK/hop.out"
+  # Comparisons (no target): raw+runtime = the raw loop with a blocking runtime call per message.
+  sed -n 's/^pair-rt //p' "$WORK/hop.out" | cut -d' ' -f1,2 | "$PY" "$ROOT/bench/pairs.py" \
+    "sqlite-hop c=8 sidecar / raw+runtime (raw loop + a runtime call per message)" -
+  sed -n 's/^pair-rt //p' "$WORK/hop.out" | cut -d' ' -f2,3 | "$PY" "$ROOT/bench/pairs.py" \
+    "sqlite-hop c=8 raw+runtime / raw (the runtime call's own cost)" -
+  grep -v '^pair \|^pair-rt ' "$WORK/hop.out"
 else
   echo "sqlite-hop / sidecar-memory: skipped (asya-sidecar or asya-bench-sqlite-hop not built)"
 fi

@@ -4,14 +4,16 @@
 //
 //   asya-bench-sqlite-hop --dir D --socket-dir S --sidecar BIN [--n N] [--concurrency C]
 //                         [--reps R] [--big-mb M] [--big-n K] [--rate-only 1]
-//                         [--only raw|raw1|raw10|sidecar|prefill]
+//                         [--only raw|raw1|raw10|rawrt|sidecar|prefill]
 // Prints one line per measurement:
 //   pair <asya rate> <baseline rate>     (one per rep, interleaved; bench/pairs.py summarises)
+//   pair-rt <asya rate> <raw+runtime rate> <baseline rate>   (same reps; raw+runtime is the raw
+//     loop with a blocking runtime call per message on each thread: a comparison, not a target)
 //   sqlite-hop latency c=8: hop p50 .. p99 .., runtime call p50 .. p99 .., sidecar-added p50 ..
 //   sidecar-memory ...
 //   cost <side> <cpu us/msg> <user us> <sys us> <voluntary switches/msg> <involuntary/msg>
-//     (with --rate-only 1: the raw loop's process, or the sidecar process, per message; the
-//     runtime's share is not included)
+//     (with --rate-only 1: the raw loop's process (raw, raw+runtime), or the sidecar process, per
+//     message; the runtime's share is not included)
 // --only runs one side once (for profiling it from outside: perf stat, strace -c); "prefill"
 // only fills the input queue, to subtract the prefill's share of such a profile.
 #include <algorithm>
@@ -83,7 +85,7 @@ void PrintCost(const char* side, const Cost& c) {
               c.sys_us / n, c.vcsw / n, c.ivcsw / n);
 }
 
-Cost g_raw_cost, g_sidecar_cost;
+Cost g_raw_cost, g_raw_rt_cost, g_sidecar_cost;
 
 double Secs(Clock::time_point a, Clock::time_point b) {
   return std::chrono::duration<double>(b - a).count();
@@ -138,7 +140,11 @@ int64_t Ready(Transport& t, const char* q) {
 
 // The same transport work as one hop, without sidecar and runtime: C threads each
 // receive -> publish+ack (PublishAndAck, as the sidecar settles) until the input queue is empty.
-double BaselineRate(Transport& t, const Args& a, size_t batch) {
+// With `runtime` ("raw+runtime", the least a sidecar that calls a separate runtime process must
+// do): each thread calls the runtime between receive and publish (blocking, on a kept
+// connection, as the sidecar's workers do) and publishes its answer (the one output envelope).
+double BaselineRate(Transport& t, const Args& a, size_t batch,
+                    asya::protocol::RuntimeClient* runtime = nullptr) {
   Prefill(t, a.n, 1024);
   std::atomic<long> done{0};
   rusage before{};
@@ -156,8 +162,19 @@ double BaselineRate(Transport& t, const Args& a, size_t batch) {
           Die("receive: " + msgs.error().ToString());
         }
         for (const auto& m : *msgs) {
+          std::string answer;
+          std::string_view body = m.body;
+          if (runtime != nullptr) {
+            auto r = runtime->Call(m.body, Clock::now() + std::chrono::seconds(30));
+            if (!r || r->size() < 3 || r->front() != '[' || r->back() != ']' ||
+                r->find("\"error\"") != std::string::npos) {
+              Die("runtime call: " + (r ? r->substr(0, 200) : r.error().ToString()));
+            }
+            answer = std::move(*r);
+            body = std::string_view(answer).substr(1, answer.size() - 2);  // [output] -> output
+          }
           // The sidecar's settle step: publish the result and ack the input (one transaction).
-          const asya::transport::Outgoing out{.queue = "asya-sink", .body = m.body};
+          const asya::transport::Outgoing out{.queue = "asya-sink", .body = body};
           if (t.PublishAndAck(m, {&out, 1})) {
             Die("publish/ack");
           }
@@ -173,7 +190,7 @@ double BaselineRate(Transport& t, const Args& a, size_t batch) {
   rusage after{};
   ::getrusage(RUSAGE_SELF, &after);
   if (batch == 10) {  // the batch the sidecar uses
-    AddUsage(g_raw_cost, after, before, a.n);
+    AddUsage(runtime != nullptr ? g_raw_rt_cost : g_raw_cost, after, before, a.n);
   }
   return rate;
 }
@@ -460,31 +477,40 @@ int main(int argc, char** argv) {
     Die(transport.error().ToString());
   }
   Transport& t = **transport;
+  asya::protocol::RuntimeClient runtime({.socket_path = a.socket_dir + "/asya-runtime.sock"});
   if (!a.only.empty()) {
     if (a.only == "prefill") {
       Prefill(t, a.n, 1024);
     } else if (a.only == "raw1" || a.only == "raw10" || a.only == "raw") {
       std::printf("raw %.0f\n", BaselineRate(t, a, a.only == "raw1" ? 1 : 10));
+    } else if (a.only == "rawrt") {
+      std::printf("raw+runtime %.0f\n", BaselineRate(t, a, 10, &runtime));
     } else if (a.only == "sidecar") {
       std::printf("sidecar %.0f\n", SidecarRate(t, a));
     } else {
-      Die("--only: raw|raw1|raw10|sidecar|prefill");
+      Die("--only: raw|raw1|raw10|rawrt|sidecar|prefill");
     }
     PrintCost("raw", g_raw_cost);
+    PrintCost("raw+runtime", g_raw_rt_cost);
     PrintCost("sidecar", g_sidecar_cost);
     return 0;
   }
-  std::vector<double> asya_rates, base_rates;
+  std::vector<double> asya_rates, base_rates, raw_rt_rates;
   for (int r = 0; r < a.reps; ++r) {  // interleaved, so drifting machine load hits both
     // The better of one-at-a-time and batched receives (the sidecar batches up to 10).
     base_rates.push_back(std::max(BaselineRate(t, a, 1), BaselineRate(t, a, 10)));
+    raw_rt_rates.push_back(BaselineRate(t, a, 10, &runtime));  // a comparison, not the target
     asya_rates.push_back(SidecarRate(t, a));
   }
   for (size_t r = 0; r < asya_rates.size(); ++r) {  // bench/pairs.py summarises these
     std::printf("pair %.0f %.0f\n", asya_rates[r], base_rates[r]);
   }
+  for (size_t r = 0; r < asya_rates.size(); ++r) {
+    std::printf("pair-rt %.0f %.0f %.0f\n", asya_rates[r], raw_rt_rates[r], base_rates[r]);
+  }
   if (a.rate_only) {
     PrintCost("raw", g_raw_cost);
+    PrintCost("raw+runtime", g_raw_rt_cost);
     PrintCost("sidecar", g_sidecar_cost);
     return 0;
   }

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Per-message profile of the RabbitMQ hop at concurrency C (default 32) against the confirmed
-# raw-window loop (bench/rabbitmq/rmq_bench.cc), on one throw-away broker. Not part of `make test`
+# raw-window loop and raw-window-rt (the same plus a runtime call per message over C connections;
+# bench/rabbitmq/rmq_bench.cc), on one throw-away broker. Not part of `make test`
 # or `make bench`; needs root for `perf` (and the uprobes on librabbitmq's amqp_basic_ack /
 # amqp_basic_publish, added once with `perf probe`).
 #
@@ -61,6 +62,22 @@ PERFS=(); start_perf "$WORK/raw.perf" "$RAW"; start_perf "$WORK/rawbeam.perf" "$
 sleep 0.3; kill -CONT "$RAW"; wait "$RAW"; kill -INT "${PERFS[1]}"; wait "${PERFS[@]}" 2>/dev/null || true
 echo "raw-window prefetch $((2 * C)): $(cat "$WORK/raw.out")"
 per_msg "  raw loop" "$WORK/raw.perf"; per_msg "  broker (raw)" "$WORK/rawbeam.perf"
+
+# 1b. raw-window-rt (raw-window plus a runtime call per message, C connections, one thread), with
+# its own asya-echo-runtime started as the sidecar's below.
+rdir="$WORK/rawrt"; mkdir -p "$rdir"; chmod 700 "$rdir"
+ASYA_SOCKET_DIR=$rdir ASYA_LOG_LEVEL=warn setsid "$BIN/asya-echo-runtime" >"$rdir/rt.log" 2>&1 </dev/null &
+RRT=$!; PIDS+=("$RRT")
+while [ ! -S "$rdir/asya-runtime.sock" ]; do sleep 0.05; done
+ASYA_BENCH_STOP=1 "$BIN/asya-bench-rmq" raw-window-rt "$URL" "$N" $((2 * C)) "$rdir/asya-runtime.sock" "$C" >"$WORK/rawrt.out" &
+RAWRT=$!
+until [ "$(awk '{print $3}' /proc/$RAWRT/stat 2>/dev/null)" = T ]; do sleep 0.05; done
+PERFS=(); start_perf "$WORK/rawrt.perf" "$RAWRT"; start_perf "$WORK/rawrtbeam.perf" "$BEAM"; start_perf "$WORK/rawrtrt.perf" "$RRT"
+sleep 0.3; kill -CONT "$RAWRT"; wait "$RAWRT"; kill -INT "${PERFS[1]}" "${PERFS[2]}"; wait "${PERFS[@]}" 2>/dev/null || true
+kill "$RRT" 2>/dev/null || true
+echo "raw-window-rt prefetch $((2 * C)) conns $C: $(cat "$WORK/rawrt.out")"
+per_msg "  raw+runtime loop" "$WORK/rawrt.perf"; per_msg "  runtime (raw+rt)" "$WORK/rawrtrt.perf"
+per_msg "  broker (raw+rt)" "$WORK/rawrtbeam.perf"
 
 # 2. sidecar at concurrency C, started stopped, input preloaded.
 dir="$WORK/sc"; mkdir -p "$dir"; chmod 700 "$dir"

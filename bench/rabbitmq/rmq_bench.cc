@@ -9,13 +9,23 @@
 //                                                unconfirmed publishes) -> ack each input only
 //                                                after its output's confirm (acks batched as
 //                                                basic.ack multiple over the confirmed run)
+//   asya-bench-rmq raw-window-rt URL N PREFETCH SOCKET [CONNS]
+//                                                raw-window plus a runtime call per message: each
+//                                                delivery's body goes to the runtime at SOCKET
+//                                                over one of CONNS kept Unix-socket connections
+//                                                (default PREFETCH/2), its answer is published;
+//                                                one thread, event-driven (poll on the AMQP socket
+//                                                and the runtime sockets): the least a sidecar
+//                                                that calls a separate runtime process must do
 //   asya-bench-rmq preload URL QUEUE N ROUTE     N envelopes into QUEUE (transport, 16 threads)
 //   asya-bench-rmq create URL QUEUE              declares QUEUE (+ DLQ) as the transport does
 //   asya-bench-rmq wait URL QUEUE N              polls QUEUE's depth; rate between the first
 //                                                message and the N-th (excludes start-up)
 // Raw loops use librabbitmq directly on quorum queues bench.in/bench.out (same queue type as the
 // sidecar's) with persistent ~220-byte messages. Every command prints "... rate=<msgs/s>".
+#include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <csignal>
 #include <cstdio>
@@ -23,13 +33,20 @@
 #include <cstring>
 #include <deque>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
 #include <amqp.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
 
 #include <amqp_tcp_socket.h>
 
+#include "asya/protocol/frame.h"
 #include "asya/transport/rabbitmq.h"
 
 namespace {
@@ -99,12 +116,12 @@ Raw Open(const std::string& url) {
   return r;
 }
 
-void PublishRaw(Raw& r, const char* queue) {
+void PublishRaw(Raw& r, const char* queue, std::string_view text = kBody) {
   amqp_basic_properties_t p{};
   p._flags = AMQP_BASIC_CONTENT_TYPE_FLAG | AMQP_BASIC_DELIVERY_MODE_FLAG;
   p.content_type = B("application/json");
   p.delivery_mode = AMQP_DELIVERY_PERSISTENT;
-  amqp_bytes_t body{sizeof(kBody) - 1, const_cast<char*>(kBody)};
+  amqp_bytes_t body{text.size(), const_cast<char*>(text.data())};
   if (amqp_basic_publish(r.c, 2, amqp_empty_bytes, B(queue), 0, 0, &p, body) != AMQP_STATUS_OK) {
     Die("publish");
   }
@@ -207,6 +224,222 @@ int RawWindow(const std::string& url, long n, int prefetch) {
   double s = std::chrono::duration<double>(Clock::now() - t0).count();
   std::printf("raw-window prefetch=%d confirms=1 n=%ld secs=%.3f rate=%.0f\n", prefetch, n, s,
               n / s);
+  amqp_connection_close(r.c, AMQP_REPLY_SUCCESS);
+  amqp_destroy_connection(r.c);
+  return 0;
+}
+
+// One kept connection to the runtime, non-blocking; at most one request on it at a time (as the
+// sidecar uses its connections).
+struct RtConn {
+  int fd = -1;
+  bool busy = false;
+  uint64_t tag = 0;  // the delivery whose body is at the runtime
+  std::string out;   // frame bytes not yet written
+  size_t out_off = 0;
+  asya::protocol::FrameDecoder in;
+};
+
+int ConnectRuntime(const std::string& path) {
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  if (path.size() >= sizeof(addr.sun_path)) {
+    Die("socket path too long");
+  }
+  std::memcpy(addr.sun_path, path.data(), path.size());
+  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0 || ::connect(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0) {
+    Die("connect " + path + ": " + std::strerror(errno));
+  }
+  ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK);
+  return fd;
+}
+
+// Writes what is left of c.out; false when the socket is full (wait for POLLOUT).
+bool Flush(RtConn& c) {
+  while (c.out_off < c.out.size()) {
+    ssize_t w = ::send(c.fd, c.out.data() + c.out_off, c.out.size() - c.out_off, MSG_NOSIGNAL);
+    if (w < 0) {
+      if (errno == EINTR) {
+        continue;
+      }
+      if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        return false;
+      }
+      Die(std::string("runtime send: ") + std::strerror(errno));
+    }
+    c.out_off += static_cast<size_t>(w);
+  }
+  return true;
+}
+
+// raw-window with a runtime call between consume and publish, on one thread: poll() waits on the
+// AMQP socket and the runtime connections; nothing is handed to another thread. The runtime's
+// answer (a JSON array of outputs) is published with its brackets stripped: one output envelope.
+// Answers may come back out of delivery order, so an input is acked (basic.ack multiple over the
+// contiguous confirmed run) only when it and every earlier delivery have a confirmed output.
+int RawWindowRt(const std::string& url, long n, int prefetch, const std::string& socket,
+                int conns) {
+  Raw r = Open(url);
+  std::vector<RtConn> rt(static_cast<size_t>(conns));
+  for (auto& c : rt) {
+    c.fd = ConnectRuntime(socket);
+  }
+  for (long i = 0; i < n; ++i) {
+    PublishRaw(r, "bench.in");
+  }
+  while (Count(r, "bench.in") < static_cast<uint32_t>(n)) {
+  }
+  r.published = 0;
+  if (std::getenv("ASYA_BENCH_STOP") != nullptr) {
+    std::raise(SIGSTOP);  // bench/rabbitmq/profile.sh attaches perf to the consume phase only
+  }
+  amqp_confirm_select(r.c, 2);
+  Check(r.c, "confirm.select");
+  amqp_basic_qos(r.c, 1, 0, static_cast<uint16_t>(prefetch), 0);
+  Check(r.c, "basic.qos");
+  amqp_basic_consume(r.c, 1, B("bench.in"), amqp_empty_bytes, 0, 0, 0, amqp_empty_table);
+  Check(r.c, "basic.consume");
+  const int amqp_fd = amqp_get_sockfd(r.c);
+  std::deque<std::pair<uint64_t, std::string>> queued;  // deliveries waiting for a free connection
+  std::deque<std::pair<uint64_t, uint64_t>> waiting;    // (publish seq, input tag), publish order
+  std::vector<char> confirmed(static_cast<size_t>(n) + 2, 0);  // by input delivery tag
+  uint64_t acked_upto = 0;
+  long acked = 0;
+  std::vector<pollfd> fds;
+  std::vector<RtConn*> fd_conn;
+  std::string frame_body;
+  char buf[65536];
+  auto t0 = Clock::now();
+  while (acked < n) {
+    // 1. Hand queued deliveries to free connections.
+    for (auto& c : rt) {
+      if (queued.empty()) {
+        break;
+      }
+      if (c.busy) {
+        continue;
+      }
+      auto frame = asya::protocol::EncodeFrame(queued.front().second);
+      if (!frame) {
+        Die(frame.error().message);
+      }
+      c.busy = true;
+      c.tag = queued.front().first;
+      c.out = std::move(*frame);
+      c.out_off = 0;
+      queued.pop_front();
+      Flush(c);
+    }
+    // 2. Wait: frames already buffered by librabbitmq make the wait a poll with no timeout.
+    const bool amqp_buffered = amqp_frames_enqueued(r.c) || amqp_data_in_buffer(r.c);
+    fds.clear();
+    fd_conn.clear();
+    fds.push_back({amqp_fd, POLLIN, 0});
+    fd_conn.push_back(nullptr);
+    for (auto& c : rt) {
+      if (c.busy) {
+        fds.push_back(
+            {c.fd, static_cast<short>(POLLIN | (c.out_off < c.out.size() ? POLLOUT : 0)), 0});
+        fd_conn.push_back(&c);
+      }
+    }
+    if (::poll(fds.data(), fds.size(), amqp_buffered ? 0 : -1) < 0 && errno != EINTR) {
+      Die(std::string("poll: ") + std::strerror(errno));
+    }
+    // 3. Runtime answers: publish each at once.
+    for (size_t i = 1; i < fds.size(); ++i) {
+      RtConn& c = *fd_conn[i];
+      if ((fds[i].revents & POLLOUT) != 0) {
+        Flush(c);
+      }
+      if ((fds[i].revents & (POLLIN | POLLHUP | POLLERR)) == 0) {
+        continue;
+      }
+      ssize_t got = ::recv(c.fd, buf, sizeof buf, 0);
+      if (got < 0 && (errno == EAGAIN || errno == EINTR)) {
+        continue;
+      }
+      if (got <= 0) {
+        Die("runtime closed the connection");
+      }
+      if (auto st = c.in.Feed({buf, static_cast<size_t>(got)}); !st) {
+        Die(st.error().message);
+      }
+      if (!c.in.Next(frame_body)) {
+        continue;
+      }
+      std::string_view answer = frame_body;
+      if (answer.size() < 3 || answer.front() != '[' || answer.back() != ']' ||
+          answer.find("\"error\"") != std::string_view::npos) {
+        Die("unexpected runtime answer: " + frame_body.substr(0, 200));
+      }
+      PublishRaw(r, "bench.out", answer.substr(1, answer.size() - 2));
+      waiting.emplace_back(r.published, c.tag);
+      c.busy = false;
+    }
+    // 4. AMQP: every frame that can be read without blocking.
+    if ((fds[0].revents & (POLLIN | POLLHUP | POLLERR)) == 0 && !amqp_buffered) {
+      continue;
+    }
+    while (true) {
+      amqp_frame_t f;
+      timeval zero{0, 0};
+      int st = amqp_simple_wait_frame_noblock(r.c, &f, &zero);
+      if (st == AMQP_STATUS_TIMEOUT) {
+        break;
+      }
+      if (st != AMQP_STATUS_OK || f.frame_type != AMQP_FRAME_METHOD) {
+        Die("wait frame");
+      }
+      if (f.payload.method.id == AMQP_BASIC_DELIVER_METHOD) {
+        uint64_t tag = static_cast<amqp_basic_deliver_t*>(f.payload.method.decoded)->delivery_tag;
+        amqp_message_t m;
+        if (amqp_read_message(r.c, f.channel, &m, 0).reply_type != AMQP_RESPONSE_NORMAL) {
+          Die("read message");
+        }
+        if (m.body.len < 10 || tag > static_cast<uint64_t>(n)) {
+          Die("short body or unexpected tag");
+        }
+        queued.emplace_back(tag, std::string(static_cast<const char*>(m.body.bytes), m.body.len));
+        amqp_destroy_message(&m);
+      } else if (f.payload.method.id == AMQP_BASIC_ACK_METHOD) {
+        auto* ack = static_cast<amqp_basic_ack_t*>(f.payload.method.decoded);
+        long settled = 0;
+        while (!waiting.empty() && (ack->multiple ? waiting.front().first <= ack->delivery_tag
+                                                  : waiting.front().first == ack->delivery_tag)) {
+          confirmed[waiting.front().second] = 1;
+          waiting.pop_front();
+          ++settled;
+        }
+        if (settled == 0) {
+          Die("confirm out of order");
+        }
+        uint64_t upto = acked_upto;
+        while (upto + 1 <= static_cast<uint64_t>(n) && confirmed[upto + 1] != 0) {
+          ++upto;
+        }
+        if (upto > acked_upto) {
+          if (amqp_basic_ack(r.c, 1, upto, upto - acked_upto > 1 ? 1 : 0) != AMQP_STATUS_OK) {
+            Die("ack");
+          }
+          acked += static_cast<long>(upto - acked_upto);
+          acked_upto = upto;
+        }
+      } else {
+        Die("unexpected method (a nack from the broker?)");
+      }
+    }
+    amqp_maybe_release_buffers(r.c);
+  }
+  while (Count(r, "bench.out") < static_cast<uint32_t>(n)) {
+  }
+  double s = std::chrono::duration<double>(Clock::now() - t0).count();
+  std::printf("raw-window-rt prefetch=%d conns=%d confirms=1 n=%ld secs=%.3f rate=%.0f\n", prefetch,
+              conns, n, s, n / s);
+  for (auto& c : rt) {
+    ::close(c.fd);
+  }
   amqp_connection_close(r.c, AMQP_REPLY_SUCCESS);
   amqp_destroy_connection(r.c);
   return 0;
@@ -343,6 +576,11 @@ int main(int argc, char** argv) {
   }
   if (cmd == "raw-window" && argc == 5) {
     return RawWindow(argv[2], std::atol(argv[3]), std::atoi(argv[4]));
+  }
+  if (cmd == "raw-window-rt" && (argc == 6 || argc == 7)) {
+    const int prefetch = std::atoi(argv[4]);
+    return RawWindowRt(argv[2], std::atol(argv[3]), prefetch, argv[5],
+                       argc == 7 ? std::atoi(argv[6]) : std::max(1, prefetch / 2));
   }
   if (cmd == "preload" && argc == 6) {
     return Preload(argv[2], argv[3], std::atol(argv[4]), argv[5]);

@@ -5,6 +5,8 @@
 #   sidecar concurrency 32 vs raw loop with the same guarantees: prefetch 64 (the sidecar's
 #     2 x concurrency), every input published at once, acked only after its output's confirm
 #     (target); and vs raw loop, prefetch 32, no confirm wait (the ceiling); and vs the sidecar at 1
+#   comparisons (no target): sidecar 32 vs raw-window-rt (raw-window plus a runtime call per
+#     message, one event-driven thread), and raw-window-rt vs raw-window
 # Environment: BUILD_DIR (default build/release), REPS (3), N1 (2000), N32 (20000).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -70,14 +72,30 @@ pairs() {
 }
 median_first() { cut -d' ' -f1 | sort -n | awk '{a[NR]=$1} END{print (NR%2)? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 
-# triples -> REPS lines "SIDECAR_RATE CONFIRMED_WINDOW_RATE NO_CONFIRM_RATE" at concurrency 32.
+# raw_window_rt N -> the raw-window loop with a runtime call per message (asya-echo-runtime,
+# started as sidecar_hop starts it; 32 kept connections, one event-driven thread).
+raw_window_rt() {
+  local n=$1 dir="$WORK/rt$RANDOM$RANDOM"
+  mkdir -p "$dir"; chmod 700 "$dir"
+  ASYA_SOCKET_DIR=$dir ASYA_LOG_LEVEL=warn setsid "$BIN/asya-echo-runtime" >"$dir/rt.log" 2>&1 </dev/null &
+  local rt=$!
+  PIDS+=("$rt")
+  for _ in $(seq 500); do [ -S "$dir/asya-runtime.sock" ] && break; sleep 0.01; done
+  "$BIN/asya-bench-rmq" raw-window-rt "$URL" "$n" 64 "$dir/asya-runtime.sock" 32 2>"$dir/err" | rate
+  kill "$rt" 2>/dev/null || true
+  wait "$rt" 2>/dev/null || true
+}
+
+# triples -> REPS lines "SIDECAR_RATE CONFIRMED_WINDOW_RATE NO_CONFIRM_RATE RAW_WINDOW_RT_RATE"
+# at concurrency 32 (the fourth is a comparison, not a target).
 triples() {
   for _ in $(seq "$REPS"); do
-    local win ceil sc
+    local win ceil sc wrt
     win=$("$BIN/asya-bench-rmq" raw-window "$URL" "$N32" 64 | rate)
     ceil=$("$BIN/asya-bench-rmq" raw-pipeline "$URL" "$N32" 32 | rate)
+    wrt=$(raw_window_rt "$N32")
     sc=$(sidecar_hop 32 "$N32")
-    echo "$sc $win $ceil"
+    echo "$sc $win $ceil $wrt"
   done
 }
 
@@ -89,6 +107,11 @@ echo "$p32" | cut -d' ' -f1,2 | python3 "$ROOT/bench/pairs.py" \
   "rabbitmq hop concurrency=32 (raw loop: prefetch 64, ack after confirm, pipelined)" 0.80
 echo "$p32" | cut -d' ' -f1,3 | python3 "$ROOT/bench/pairs.py" \
   "rabbitmq hop concurrency=32 (ceiling: raw loop, prefetch 32, no confirm wait)" 0.50
+# Comparisons (no target): raw+runtime = raw-window plus a runtime call per message, one thread.
+echo "$p32" | cut -d' ' -f1,4 | python3 "$ROOT/bench/pairs.py" \
+  "rabbitmq hop concurrency=32 sidecar / raw+runtime (raw-window + a runtime call per message)" -
+echo "$p32" | awk '{print $4, $2}' | python3 "$ROOT/bench/pairs.py" \
+  "rabbitmq hop concurrency=32 raw+runtime / raw-window (the runtime call's own cost)" -
 sc1=$(echo "$p1" | median_first)
 sc32=$(echo "$p32" | median_first)
 echo "rabbitmq hop concurrency=32 vs 1: $(ratio "$sc32" "$sc1")x (medians; target >= 5)"
