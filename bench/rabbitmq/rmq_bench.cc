@@ -38,15 +38,11 @@
 #include <vector>
 
 #include <amqp.h>
-#include <fcntl.h>
 #include <poll.h>
-#include <sys/socket.h>
-#include <sys/un.h>
-#include <unistd.h>
 
 #include <amqp_tcp_socket.h>
 
-#include "asya/protocol/frame.h"
+#include "../runtime_conns.h"
 #include "asya/transport/rabbitmq.h"
 
 namespace {
@@ -229,50 +225,6 @@ int RawWindow(const std::string& url, long n, int prefetch) {
   return 0;
 }
 
-// One kept connection to the runtime, non-blocking; at most one request on it at a time (as the
-// sidecar uses its connections).
-struct RtConn {
-  int fd = -1;
-  bool busy = false;
-  uint64_t tag = 0;  // the delivery whose body is at the runtime
-  std::string out;   // frame bytes not yet written
-  size_t out_off = 0;
-  asya::protocol::FrameDecoder in;
-};
-
-int ConnectRuntime(const std::string& path) {
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  if (path.size() >= sizeof(addr.sun_path)) {
-    Die("socket path too long");
-  }
-  std::memcpy(addr.sun_path, path.data(), path.size());
-  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0 || ::connect(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0) {
-    Die("connect " + path + ": " + std::strerror(errno));
-  }
-  ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK);
-  return fd;
-}
-
-// Writes what is left of c.out; false when the socket is full (wait for POLLOUT).
-bool Flush(RtConn& c) {
-  while (c.out_off < c.out.size()) {
-    ssize_t w = ::send(c.fd, c.out.data() + c.out_off, c.out.size() - c.out_off, MSG_NOSIGNAL);
-    if (w < 0) {
-      if (errno == EINTR) {
-        continue;
-      }
-      if (errno == EAGAIN || errno == EWOULDBLOCK) {
-        return false;
-      }
-      Die(std::string("runtime send: ") + std::strerror(errno));
-    }
-    c.out_off += static_cast<size_t>(w);
-  }
-  return true;
-}
-
 // raw-window with a runtime call between consume and publish, on one thread: poll() waits on the
 // AMQP socket and the runtime connections; nothing is handed to another thread. The runtime's
 // answer (a JSON array of outputs) is published with its brackets stripped: one output envelope.
@@ -281,9 +233,12 @@ bool Flush(RtConn& c) {
 int RawWindowRt(const std::string& url, long n, int prefetch, const std::string& socket,
                 int conns) {
   Raw r = Open(url);
-  std::vector<RtConn> rt(static_cast<size_t>(conns));
+  std::vector<bench::RtConn> rt(static_cast<size_t>(conns));
   for (auto& c : rt) {
-    c.fd = ConnectRuntime(socket);
+    c.fd = bench::ConnectRuntime(socket);
+    if (c.fd < 0) {
+      Die("connect " + socket + ": " + std::strerror(errno));
+    }
   }
   for (long i = 0; i < n; ++i) {
     PublishRaw(r, "bench.in");
@@ -307,9 +262,8 @@ int RawWindowRt(const std::string& url, long n, int prefetch, const std::string&
   uint64_t acked_upto = 0;
   long acked = 0;
   std::vector<pollfd> fds;
-  std::vector<RtConn*> fd_conn;
+  std::vector<bench::RtConn*> fd_conn;
   std::string frame_body;
-  char buf[65536];
   auto t0 = Clock::now();
   while (acked < n) {
     // 1. Hand queued deliveries to free connections.
@@ -320,16 +274,10 @@ int RawWindowRt(const std::string& url, long n, int prefetch, const std::string&
       if (c.busy) {
         continue;
       }
-      auto frame = asya::protocol::EncodeFrame(queued.front().second);
-      if (!frame) {
-        Die(frame.error().message);
+      if (!bench::StartCall(c, queued.front().first, queued.front().second)) {
+        Die("runtime send");
       }
-      c.busy = true;
-      c.tag = queued.front().first;
-      c.out = std::move(*frame);
-      c.out_off = 0;
       queued.pop_front();
-      Flush(c);
     }
     // 2. Wait: frames already buffered by librabbitmq make the wait a poll with no timeout.
     const bool amqp_buffered = amqp_frames_enqueued(r.c) || amqp_data_in_buffer(r.c);
@@ -349,34 +297,26 @@ int RawWindowRt(const std::string& url, long n, int prefetch, const std::string&
     }
     // 3. Runtime answers: publish each at once.
     for (size_t i = 1; i < fds.size(); ++i) {
-      RtConn& c = *fd_conn[i];
-      if ((fds[i].revents & POLLOUT) != 0) {
-        Flush(c);
+      bench::RtConn& c = *fd_conn[i];
+      if ((fds[i].revents & POLLOUT) != 0 && bench::Flush(c) < 0) {
+        Die("runtime send");
       }
       if ((fds[i].revents & (POLLIN | POLLHUP | POLLERR)) == 0) {
         continue;
       }
-      ssize_t got = ::recv(c.fd, buf, sizeof buf, 0);
-      if (got < 0 && (errno == EAGAIN || errno == EINTR)) {
+      const int got = bench::ReadAnswer(c, frame_body);
+      if (got < 0) {
+        Die("runtime connection failed or closed");
+      }
+      if (got == 0) {
         continue;
       }
-      if (got <= 0) {
-        Die("runtime closed the connection");
-      }
-      if (auto st = c.in.Feed({buf, static_cast<size_t>(got)}); !st) {
-        Die(st.error().message);
-      }
-      if (!c.in.Next(frame_body)) {
-        continue;
-      }
-      std::string_view answer = frame_body;
-      if (answer.size() < 3 || answer.front() != '[' || answer.back() != ']' ||
-          answer.find("\"error\"") != std::string_view::npos) {
+      std::string_view output = bench::OneOutput(frame_body);
+      if (output.empty()) {
         Die("unexpected runtime answer: " + frame_body.substr(0, 200));
       }
-      PublishRaw(r, "bench.out", answer.substr(1, answer.size() - 2));
-      waiting.emplace_back(r.published, c.tag);
-      c.busy = false;
+      PublishRaw(r, "bench.out", output);
+      waiting.emplace_back(r.published, c.id);
     }
     // 4. AMQP: every frame that can be read without blocking.
     if ((fds[0].revents & (POLLIN | POLLHUP | POLLERR)) == 0 && !amqp_buffered) {
