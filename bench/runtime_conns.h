@@ -1,5 +1,5 @@
 // Non-blocking runtime connections for the "raw loop + runtime call" baselines
-// (bench/rabbitmq/rmq_bench.cc raw-window-rt, bench/sqlite_hop.cc rawrt-batch): one request at a
+// (bench/rabbitmq/rmq_bench.cc raw-window-rt, bench/sqlite_hop.cc --only rawrtb): one request at a
 // time per kept Unix-socket connection, frames through asya/protocol/frame.h, driven by the
 // caller's poll().
 #pragma once
@@ -9,6 +9,7 @@
 #include <cstring>
 #include <string>
 #include <string_view>
+#include <utility>
 
 #include <fcntl.h>
 #include <sys/socket.h>
