@@ -69,6 +69,9 @@ void CheckLoaders(std::string_view text) {
     return;  // refused before either loader sees it (ParseManifests, ParseYamlDocuments)
   }
   auto fast = asya::actor::detail::FastLoadAll(text);
+  if (!fast) {
+    return;  // nothing to compare (and yaml-cpp 0.7's LoadAll never returns on some such texts)
+  }
   std::vector<YAML::Node> slow;
   bool slow_ok = true;
   try {
@@ -76,7 +79,7 @@ void CheckLoaders(std::string_view text) {
   } catch (const YAML::Exception&) {
     slow_ok = false;
   }
-  if (fast && slow_ok) {
+  if (slow_ok) {
     FUZZ_CHECK(fast->size() == slow.size());
     for (size_t i = 0; i < slow.size(); ++i) {
       FUZZ_CHECK(SameNode((*fast)[i], slow[i], 0));

@@ -1,10 +1,13 @@
 #include "actor/yaml_load.h"
 
 #include <algorithm>
+#include <sstream>
 #include <string>
 #include <utility>
 
 #include <yaml.h>  // libyaml
+
+#include <yaml-cpp/eventhandler.h>
 
 #include "asya/base/yaml_text.h"
 
@@ -18,8 +21,8 @@ namespace {
 // false alarm only costs yaml-cpp's slower loader).
 bool HasAmbiguousAnchorName(std::string_view text) {
   auto name_char = [](char c) {
-    return (c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
-           c == '_' || c == '-';
+    return (c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || c == '_' ||
+           c == '-';
   };
   for (size_t i = 0; i < text.size(); ++i) {
     if (text[i] != '&' && text[i] != '*') {
@@ -36,6 +39,45 @@ bool HasAmbiguousAnchorName(std::string_view text) {
     i = end - 1;
   }
   return false;
+}
+
+// Remembers where the last document started; ignores everything else.
+class DocumentStart : public YAML::EventHandler {
+ public:
+  YAML::Mark mark = YAML::Mark::null_mark();
+  void OnDocumentStart(const YAML::Mark& m) override { mark = m; }
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnAlias(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                const std::string&) override {}
+  void OnSequenceStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                       YAML::EmitterStyle::value) override {}
+  void OnSequenceEnd() override {}
+  void OnMapStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                  YAML::EmitterStyle::value) override {}
+  void OnMapEnd() override {}
+};
+
+// YAML::LoadAll, except that a text on which yaml-cpp 0.7 never returns is refused. A document
+// that starts with a token no node can start with (a ',' at the top level: ",1", "&a ,") makes
+// its parser report an empty document without consuming the token, again and again, and LoadAll
+// keeps every one until memory runs out (yaml-cpp issue 1040; Debian 12 ships 0.7). A walk over
+// the documents with the event parser first sees a document start where the last one started.
+std::vector<YAML::Node> YamlCppLoadAll(std::string_view text) {
+  {
+    std::istringstream in{std::string(text)};
+    YAML::Parser parser(in);
+    DocumentStart start;
+    std::optional<YAML::Mark> last;
+    while (parser.HandleNextDocument(start)) {  // yaml-cpp's own errors propagate as they are
+      if (last && start.mark.pos == last->pos) {
+        throw YAML::ParserException(start.mark, "unexpected token where a document starts");
+      }
+      last = start.mark;
+    }
+  }
+  return YAML::LoadAll(std::string(text));
 }
 
 }  // namespace
@@ -103,6 +145,18 @@ std::optional<std::vector<YAML::Node>> FastLoadAll(std::string_view text) {
         const auto& sc = ev.data.scalar;
         const std::string value(reinterpret_cast<const char*>(sc.value), sc.length);
         const bool plain = sc.style == YAML_PLAIN_SCALAR_STYLE;
+        if (stack.empty() && plain &&
+            (((sc.tag != nullptr || sc.anchor != nullptr) &&
+              ev.end_mark.line != ev.start_mark.line) ||
+             (sc.tag != nullptr && value.empty()))) {
+          // A document that is one plain scalar with a tag or anchor, where yaml-cpp reads
+          // something else than libyaml, so yaml-cpp decides: continued on lines indented no
+          // deeper than its first, yaml-cpp ends the scalar there and starts another document
+          // ("!t a\nb" is "a", then "b"); a tag on nothing at the end of the text is a null node
+          // without the tag for yaml-cpp ("!t"), an empty tagged string for libyaml.
+          ok = false;
+          break;
+        }
         YAML::Node n;
         if (plain && sc.tag == nullptr &&
             (value.empty() || value == "~" || value == "null" || value == "Null" ||
@@ -158,7 +212,7 @@ std::optional<std::vector<YAML::Node>> FastLoadAll(std::string_view text) {
 
 std::vector<YAML::Node> LoadAllDocuments(std::string_view text) {
   auto fast = FastLoadAll(text);
-  std::vector<YAML::Node> docs = fast ? std::move(*fast) : YAML::LoadAll(std::string(text));
+  std::vector<YAML::Node> docs = fast ? std::move(*fast) : YamlCppLoadAll(text);
   YamlExpansionBudget budget(text.size());  // one for the whole text, not one per document
   for (size_t i = 0; i < docs.size(); ++i) {
     if (auto problem = YamlExpansionProblem(docs[i], budget)) {

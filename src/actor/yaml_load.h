@@ -17,10 +17,12 @@
 namespace asya::actor::detail {
 
 // The documents of `text`, or nullopt when libyaml refuses it (a syntax error, an unknown alias)
-// or would read it differently from yaml-cpp (an anchor or alias name followed by one of ?:%@`).
+// or would read it differently from yaml-cpp (an anchor or alias name followed by one of ?:%@`; a
+// document that is a tagged or anchored plain scalar over several lines, or a tag on nothing).
 std::optional<std::vector<YAML::Node>> FastLoadAll(std::string_view text);
 
-// FastLoadAll, else YAML::LoadAll, which then throws YAML::Exception with yaml-cpp's own message
+// FastLoadAll, else YAML::LoadAll (guarded: a text on which yaml-cpp 0.7 would never return is
+// refused), which then throws YAML::Exception with yaml-cpp's own message
 // and mark: errors read the same as before the fast path existed. A document whose aliases
 // expand past the limits of asya/base/yaml_text.h throws too (with a null mark).
 std::vector<YAML::Node> LoadAllDocuments(std::string_view text);

@@ -1027,4 +1027,14 @@ TEST(Manifest, ACarriageReturnWithoutALineFeedIsRefusedNamingTheLine) {
   ASSERT_TRUE(crlf) << crlf.error().message;
 }
 
+// A manifest that yaml-cpp 0.7 alone would load for ever (and out of memory) gets an error.
+TEST(Manifest, AFileStartingWithACommaIsAnErrorNotAHang) {
+  EXPECT_NE(ErrorOf(",11").find("m.yaml"), std::string::npos);
+  EXPECT_NE(ErrorOf(",11").find("unexpected token where a document starts"), std::string::npos)
+      << ErrorOf(",11");
+  auto d = ParseYamlDocuments("a: 1\n---\n, b\n", "v.yaml");
+  ASSERT_FALSE(d);
+  EXPECT_NE(d.error().message.find("v.yaml"), std::string::npos) << d.error().message;
+}
+
 }  // namespace asya::actor

@@ -165,6 +165,49 @@ TEST(YamlLoad, AnAnchorOrAliasNameBeforeAColonIsReadAsYamlCppReadsIt) {
   EXPECT_TRUE(FastLoadAll("a: &x 1\nb: [*x, *x]\nc: {k: *x}\n").has_value());
 }
 
+// A document that is one tagged or anchored plain scalar continued on a line indented no deeper:
+// libyaml reads one scalar, yaml-cpp a scalar and then a second document (found by manifest_fuzz).
+TEST(YamlLoad, ATaggedRootScalarOverSeveralLinesIsReadAsYamlCppReadsIt) {
+  for (const std::string text : {"!t a\nb\n", "&x a\nb\n", "  !t a\n  b\n"}) {
+    SCOPED_TRACE(text);
+    EXPECT_FALSE(FastLoadAll(text).has_value());
+    EXPECT_EQ(DumpAll(LoadAllDocuments(text)), DumpAll(YAML::LoadAll(text)));
+    EXPECT_EQ(LoadAllDocuments(text).size(), 2U);
+  }
+  ExpectSameAsYamlCpp("!t a\n b\n");  // continued deeper: one scalar in both, the fast path stays
+  ExpectSameAsYamlCpp("k: !t a\n  b\n");  // not at the root: the fast path stays
+}
+
+// A document that is only a tag: an empty tagged string for libyaml, a null node without the tag
+// for yaml-cpp at the end of the text (found by manifest_fuzz: the one-byte input "!").
+TEST(YamlLoad, ADocumentThatIsOnlyATagIsReadAsYamlCppReadsIt) {
+  for (const std::string text : {"!", "!!str", "!t\n", "--- !t\n# c\n"}) {
+    SCOPED_TRACE(text);
+    EXPECT_FALSE(FastLoadAll(text).has_value());
+    EXPECT_EQ(DumpAll(LoadAllDocuments(text)), DumpAll(YAML::LoadAll(text)));
+    EXPECT_TRUE(LoadAllDocuments(text)[0].IsNull());
+  }
+  ExpectSameAsYamlCpp("a: !t\nb: 1\n");  // not at the root: "" with the tag in both
+}
+
+// yaml-cpp 0.7's LoadAll loops for ever, keeping an empty document per turn, on a document that
+// starts with ',' (found by manifest_fuzz: ",11" took 2 GB in seconds). Refused with a mark.
+TEST(YamlLoad, ADocumentStartingWithACommaIsRefusedInsteadOfLoopingForEver) {
+  for (const std::string text : {",11", ",", "&a ,", "!t ,", "a: 1\n---\n,\n"}) {
+    SCOPED_TRACE(text);
+    EXPECT_FALSE(FastLoadAll(text).has_value());
+    try {
+      LoadAllDocuments(text);
+      ADD_FAILURE() << "accepted";
+    } catch (const YAML::Exception& e) {
+      EXPECT_NE(std::string(e.what()).find("unexpected token where a document starts"),
+                std::string::npos)
+          << e.what();
+      EXPECT_NE(std::string(e.what()).find("line "), std::string::npos) << e.what();
+    }
+  }
+}
+
 TEST(YamlLoad, WhereLibyamlIsStricterYamlCppDecides) {
   const std::string text = "- a\nb: c\n";  // yaml-cpp reads a one-item list
   ASSERT_FALSE(FastLoadAll(text).has_value());
