@@ -48,36 +48,44 @@ TEST(GroupCommitTest, ALoneCallerCommitsAtOnceWithoutSleeping) {
 
 // While caller 0 commits, callers 1, 2 and 3 queue. The next commit takes all three, run by the
 // oldest (1); each of them is woken exactly once: 1 to commit, 2 and 3 when that commit is over.
-// (Waking every sleeper after each commit, as before, woke 2 and 3 twice: five wake-ups.)
+// Waking every sleeper after each commit, as before, also woke 2 and 3 while 1 committed (they
+// found nothing to do and slept again): five wake-ups.
 TEST(GroupCommitTest, CallersQueuedDuringACommitAreCommittedNextAndEachIsWokenOnce) {
   GroupCommit g;
   Log log;
-  std::mutex gate;
-  std::unique_lock hold(gate);  // caller 0's commit waits for it
+  std::mutex gate0;
+  std::mutex gate1;
+  std::unique_lock hold0(gate0);  // caller 0's commit waits for it
+  std::unique_lock hold1(gate1);  // and caller 1's for this one
   int ids[4] = {0, 1, 2, 3};
-  std::atomic<bool> committing{false};
-  std::vector<std::thread> threads;
-  threads.emplace_back([&] {
+  std::atomic<int> committing{-1};  // the caller whose commit runs
+  const auto join = [&](int i) {
     GroupCommit::Entry e;
-    e.item = &ids[0];
-    g.Join(e, [&](Entries entries) {
-      committing = true;
-      std::lock_guard wait_for_gate(gate);
+    e.item = &ids[i];
+    g.Join(e, [&, i](Entries entries) {
+      committing = i;
+      std::lock_guard wait_for_gate(i == 0 ? gate0 : gate1);
       log.Add(entries);
     });
-  });
-  while (!committing) {
+  };
+  std::vector<std::thread> threads;
+  threads.emplace_back(join, 0);
+  while (committing != 0) {
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
   for (int i = 1; i <= 3; ++i) {
-    threads.emplace_back([&, i] {
-      GroupCommit::Entry e;
-      e.item = &ids[i];
-      g.Join(e, [&](Entries entries) { log.Add(entries); });
-    });
+    threads.emplace_back(join, i);
     WaitUntilQueued(g, static_cast<size_t>(i));
   }
-  hold.unlock();
+  hold0.unlock();
+  while (committing != 1) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  // Caller 1 commits. Give a caller woken by mistake time to wake (a correct GroupCommit passes
+  // however long this takes; a wrong one fails the more surely the longer).
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_EQ(g.wakeups(), 1u) << "only the next committer may wake while it commits";
+  hold1.unlock();
   for (auto& t : threads) {
     t.join();
   }
