@@ -5,14 +5,20 @@
 // until it is handed the next commit (it was queued after that commit had started). Every waiting
 // caller is woken exactly once: the ones a commit finished, and the oldest one queued meanwhile
 // (the next committer); the rest sleep on. A lone caller commits at once, without waiting.
+//
+// A sleeping caller waits on a semaphore of its own thread, posted after the committer has let go
+// of the queue's mutex: the woken thread neither finds that mutex still held (and sleeps again on
+// it) nor needs it to learn that its entry is done.
 #pragma once
 
-#include <condition_variable>
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <mutex>
 #include <span>
 #include <vector>
+
+#include <semaphore.h>
 
 namespace asya::transport::sqlite {
 
@@ -24,9 +30,9 @@ class GroupCommit {
 
    private:
     friend class GroupCommit;
-    bool done = false;           // guarded by mu_: a commit that included it is over
-    bool commit = false;         // guarded by mu_: this caller runs the next commit
-    std::condition_variable cv;  // signalled once: when done or commit is set
+    bool done = false;      // a commit that included it is over (set under mu_, read after wake)
+    bool commit = false;    // this caller runs the next commit (likewise)
+    sem_t* wake = nullptr;  // the caller's thread's semaphore: posted once, when either is set
   };
   using CommitFn = std::function<void(std::span<Entry* const>)>;
 
@@ -41,9 +47,9 @@ class GroupCommit {
 
  private:
   mutable std::mutex mu_;
-  std::vector<Entry*> queue_;  // entries not taken by a commit yet, oldest first
-  bool committing_ = false;    // a caller is committing, or has been handed the next commit
-  uint64_t wakeups_ = 0;
+  std::vector<Entry*> queue_;  // guarded by mu_: entries not taken by a commit yet, oldest first
+  bool committing_ = false;    // guarded by mu_: a caller commits, or was handed the next commit
+  std::atomic<uint64_t> wakeups_{0};
 };
 
 }  // namespace asya::transport::sqlite
