@@ -11,7 +11,9 @@ up, then sends N envelopes with one `asya send` and, over every process of the m
     wake-ups; involuntary = preemptions), per kind of process;
   - system calls (perf stat, raw_syscalls:sys_enter), per kind of process;
   - SQLite transactions: BEGIN IMMEDIATE (write) / BEGIN (read) / COMMIT / SAVEPOINT, counted
-    with a uprobe on libsqlite3's sqlite3_exec (autocommit statements are not counted).
+    with uprobes on libsqlite3's sqlite3_exec (the store) and on the sqlite transport's
+    Database::Run in bin/asya and bin/asya-sidecar (its cached BEGIN/COMMIT/SAVEPOINT
+    statements); autocommit statements are not counted.
 Prints one table. Timing-free: the figures are counts, so a loaded machine changes them little
 (except batch sizes, which grow when processes fall behind).
 """
@@ -29,6 +31,28 @@ from bench_local import Up, actor_yaml  # noqa: E402
 
 SQLITE_LIB = "/lib/x86_64-linux-gnu/libsqlite3.so.0"
 PROBE = "probe_libsqlite3:sqlite3_exec"
+# The sqlite transport runs BEGIN/COMMIT/SAVEPOINT as cached statements through
+# asya::transport::sqlite::Database::Run(const char*), which returns a Status through a hidden
+# pointer: the SQL text is its third register argument (%dx).
+RUN_SYMBOL = "_ZN4asya9transport6sqlite8Database3RunEPKc"
+RUN_GROUP = "asya_sqlite"
+
+
+def add_probes(build):
+    """Adds the uprobes; returns the perf -e arguments that record them."""
+    subprocess.run(["perf", "probe", "-q", "-x", SQLITE_LIB, "--add",
+                    "sqlite3_exec sql=+0(%si):string"], capture_output=True)
+    events = ["-e", PROBE]
+    for exe in ("asya", "asya-sidecar"):
+        event = "%s:%s" % (RUN_GROUP, exe.replace("-", "_"))
+        subprocess.run(["perf", "probe", "-q", "-d", event], capture_output=True)
+        added = subprocess.run(["perf", "probe", "-q", "--no-demangle", "-x",
+                                os.path.join(build, "bin", exe), "--add",
+                                "%s=%s sql=+0(%%dx):string" % (event, RUN_SYMBOL)],
+                               capture_output=True)
+        if added.returncode == 0:
+            events += ["-e", event]
+    return events
 
 
 def session_pids(sid):
@@ -92,8 +116,7 @@ def main():
         HERE, "..", "..", "build", "release"))
     n = int(sys.argv[2]) if len(sys.argv) > 2 else 3000
     bench_local.ASYA = os.path.join(build, "bin", "asya")
-    subprocess.run(["perf", "probe", "-q", "-x", SQLITE_LIB, "--add",
-                    "sqlite3_exec sql=+0(%si):string"], capture_output=True)
+    probe_events = add_probes(build)
     conc = os.environ.get("BENCH_CONCURRENCY", "4")
     replicas = int(os.environ.get("BENCH_REPLICAS", "2"))  # the bench's choice, not a default
     files = {a + ".yaml": actor_yaml(a, "h." + a, replicas=replicas,
@@ -115,8 +138,8 @@ def main():
         pstat = subprocess.Popen(["perf", "stat", "--per-thread", "-x", ",", "-o", stat_out,
                                   "-e", "raw_syscalls:sys_enter", "-p", pidlist],
                                  start_new_session=True)
-        precord = subprocess.Popen(["perf", "record", "-q", "-e", PROBE, "-o", probe_out,
-                                    "-p", pidlist], start_new_session=True,
+        precord = subprocess.Popen(["perf", "record", "-q"] + probe_events +
+                                   ["-o", probe_out, "-p", pidlist], start_new_session=True,
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         extra = []
         if os.environ.get("PERF_RECORD"):  # CPU profile of the mesh: perf report -i FILE
@@ -140,7 +163,7 @@ def main():
         send_stat = os.path.join(tmp, "perf-send.txt")
         send_probe = os.path.join(tmp, "perf-send-probe.data")
         t0 = time.time()
-        subprocess.run(["perf", "record", "-q", "-e", PROBE, "-o", send_probe, "--",
+        subprocess.run(["perf", "record", "-q"] + probe_events + ["-o", send_probe, "--",
                         "perf", "stat", "-x", ",", "-o", send_stat, "-e",
                         "raw_syscalls:sys_enter,context-switches,task-clock", "--",
                         bench_local.ASYA, "send", "a,b,c", "-", "--jsonl", "--state-dir",

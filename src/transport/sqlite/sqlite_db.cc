@@ -187,6 +187,22 @@ Status Database::Exec(const char* sql) {
   return Ok();
 }
 
+Status Database::Run(const char* sql) {
+  auto q = Prepare(sql);
+  if (!q) {
+    return Unexpected(std::move(q).error());
+  }
+  if (auto st = q->Run(); !st) {
+    std::string detail = st.error().message;  // "sqlite: step: <what SQLite said>"
+    if (size_t at = detail.find(": ", detail.find(": ") + 1); at != std::string::npos) {
+      detail.erase(0, at + 2);
+    }
+    return MakeError(st.error().code,
+                     "sqlite: '" + std::string(sql) + "' on '" + path_ + "': " + detail);
+  }
+  return Ok();
+}
+
 Result<Query> Database::Prepare(const char* sql) {
   auto it = statements_.find(std::string_view(sql));
   if (it == statements_.end()) {
@@ -259,21 +275,21 @@ Result<std::string> Database::ReadBlob(const char* table, const char* column, in
 }
 
 Result<Transaction> Transaction::Begin(Database& db, bool write) {
-  ASYA_RETURN_IF_ERROR(db.Exec(write ? "BEGIN IMMEDIATE" : "BEGIN"));
+  ASYA_RETURN_IF_ERROR(db.Run(write ? "BEGIN IMMEDIATE" : "BEGIN"));
   return Transaction(&db);
 }
 
 Transaction::~Transaction() {
   if (db_ != nullptr) {
-    (void)db_->Exec("ROLLBACK");
+    (void)db_->Run("ROLLBACK");
   }
 }
 
 Status Transaction::Commit() {
   Database* db = std::exchange(db_, nullptr);
-  Status s = db->Exec("COMMIT");
+  Status s = db->Run("COMMIT");
   if (!s) {
-    (void)db->Exec("ROLLBACK");
+    (void)db->Run("ROLLBACK");
   }
   return s;
 }

@@ -60,7 +60,11 @@ class Database {
   // Opens (creating if needed) the file at `path` in read-write mode.
   static Result<Database> Open(const std::string& path, int busy_timeout_ms);
 
+  // Parses and runs `sql` (one or more statements) every time: for schema set-up and pragmas.
   Status Exec(const char* sql);
+  // Runs one statement that returns no rows (BEGIN, COMMIT, SAVEPOINT, ...) from the statement
+  // cache: parsed once per connection, not on every call as Exec does.
+  Status Run(const char* sql);
   // Prepares `sql` once per connection and reuses it afterwards.
   Result<Query> Prepare(const char* sql);
   // The rowid of the last INSERT on this connection.

@@ -4,7 +4,6 @@
 #include <cctype>
 #include <cerrno>
 #include <chrono>
-#include <condition_variable>
 #include <cstring>
 #include <filesystem>
 #include <mutex>
@@ -20,6 +19,7 @@
 #include "asya/base/log.h"
 #include "asya/base/time_format.h"
 #include "asya/transport/sqlite.h"
+#include "transport/sqlite/group_commit.h"
 #include "transport/sqlite/sqlite_db.h"
 #include "transport/sqlite/wake.h"
 
@@ -226,11 +226,17 @@ class SqliteTransport final : public Transport {
     Receipt receipt;
     SettleReceive* also = nullptr;  // a receive in the same transaction (PublishAckAndReceive)
     std::optional<SettleFailure> result;
-    bool done = false;
+    sqlite::GroupCommit::Entry entry;  // its place in group_'s line
   };
-  // Commits `batch` in one write transaction, each settle inside its own savepoint so a failed
-  // one (stale receipt, bad insert) rolls back alone. Sets every `result`.
+  // Commits `batch` in one write transaction and sets every `result`. Tries the whole batch
+  // without savepoints first; if a settle or a folded claim fails there, rolls that transaction
+  // back and commits again with each settle (and claim) in its own savepoint, so a failed one
+  // (stale receipt, bad insert) rolls back alone.
   void CommitSettles(const std::vector<Settle*>& batch);
+  // One attempt of CommitSettles with mu_ held. Without `savepoints` it gives up (returns false,
+  // nothing committed, every claim cleared) when any settle or claim fails, unless the batch is a
+  // single settle whose own failure is the answer anyway; otherwise returns true.
+  bool CommitSettlesLocked(const std::vector<Settle*>& batch, bool savepoints);
   // Runs one settle inside the open transaction; nullopt on success.
   std::optional<SettleFailure> ApplySettle(const Settle& settle, int64_t now);
 
@@ -241,11 +247,8 @@ class SqliteTransport final : public Transport {
   int interrupt_fd_;
   std::atomic<bool> interrupted_{false};
   std::mt19937_64 rng_;
-  std::string busy_queue_;  // guarded by mu_: the last receive on it claimed a full batch
-  std::mutex settle_mu_;    // guards settle_queue_, settling_ and every queued Settle
-  std::condition_variable settle_cv_;
-  std::vector<Settle*> settle_queue_;
-  bool settling_ = false;
+  std::string busy_queue_;     // guarded by mu_: the last receive on it claimed a full batch
+  sqlite::GroupCommit group_;  // concurrent settles, committed together
 };
 
 std::string SqliteTransport::NewToken() {
@@ -454,10 +457,11 @@ Status SqliteTransport::Publish(std::string_view queue, std::string_view body,
   return Ok();
 }
 
-// Group commit: a caller queues its settle; if no commit is running it becomes the committer and
-// commits everything queued so far in one transaction, else it waits for a committer to take it.
-// Under concurrency (a sidecar's workers) one commit then settles several messages; alone, a call
-// commits at once, as a plain transaction would.
+// Group commit (group_commit.h): a caller queues its settle; if no commit is running it becomes
+// the committer and commits everything queued so far in one transaction, else it sleeps until a
+// commit took it (or it is handed the next commit). Under concurrency (a sidecar's workers) one
+// commit then settles several messages; alone, a call commits at once, as a plain transaction
+// would.
 std::optional<SettleFailure> SqliteTransport::PublishAndAck(const Message& message,
                                                             std::span<const Outgoing> outgoing) {
   return Settle1(message, outgoing, nullptr);
@@ -490,27 +494,15 @@ std::optional<SettleFailure> SqliteTransport::Settle1(const Message& message,
     }
     settle.headers[i] = std::move(*encoded);
   }
-  {
-    std::unique_lock lock(settle_mu_);
-    settle_queue_.push_back(&settle);
-    while (!settle.done) {
-      if (settling_) {
-        settle_cv_.wait(lock);
-        continue;
-      }
-      settling_ = true;
-      std::vector<Settle*> batch;
-      batch.swap(settle_queue_);
-      lock.unlock();
-      CommitSettles(batch);
-      lock.lock();
-      settling_ = false;
-      for (Settle* done : batch) {
-        done->done = true;
-      }
-      settle_cv_.notify_all();
+  settle.entry.item = &settle;
+  group_.Join(settle.entry, [this](std::span<sqlite::GroupCommit::Entry* const> entries) {
+    std::vector<Settle*> batch;
+    batch.reserve(entries.size());
+    for (sqlite::GroupCommit::Entry* e : entries) {
+      batch.push_back(static_cast<Settle*>(e->item));
     }
-  }
+    CommitSettles(batch);
+  });
   if (settle.result) {
     return settle.result;
   }
@@ -528,30 +520,54 @@ std::optional<SettleFailure> SqliteTransport::Settle1(const Message& message,
 
 void SqliteTransport::CommitSettles(const std::vector<Settle*>& batch) {
   std::lock_guard lock(mu_);
+  // Savepoints cost two statements each and make SQLite copy every page the batch changes again
+  // into its sub-journal. Settles and claims rarely fail (a stale receipt, a full disk), so the
+  // batch goes without them first, and only a failure pays for a second, careful transaction.
+  if (!CommitSettlesLocked(batch, /*savepoints=*/false)) {
+    (void)CommitSettlesLocked(batch, /*savepoints=*/true);
+  }
+}
+
+bool SqliteTransport::CommitSettlesLocked(const std::vector<Settle*>& batch, bool savepoints) {
   auto txn = Transaction::Begin(db_, /*write=*/true);
   if (!txn) {
     for (Settle* settle : batch) {
       settle->result = SettleFailure{.error = txn.error()};
     }
-    return;
+    return true;
   }
   const int64_t now = NowMs();
-  if (batch.size() == 1) {  // alone: the transaction itself is the savepoint
+  const auto clear_claims = [&] {
+    for (Settle* s : batch) {
+      if (s->also != nullptr) {
+        s->also->received.clear();
+      }
+    }
+  };
+  if (batch.size() == 1) {  // alone: the transaction itself is the settle's savepoint
     batch[0]->result = ApplySettle(*batch[0], now);
     if (batch[0]->result) {
-      return;  // rolled back by ~Transaction
+      return true;  // rolled back by ~Transaction
     }
   } else {
     for (Settle* settle : batch) {
-      if (auto st = db_.Exec("SAVEPOINT settle"); !st) {
+      if (!savepoints) {
+        settle->result = ApplySettle(*settle, now);
+        if (settle->result) {
+          settle->result.reset();
+          return false;  // rolled back by ~Transaction: again, with savepoints
+        }
+        continue;
+      }
+      if (auto st = db_.Run("SAVEPOINT settle"); !st) {
         settle->result = SettleFailure{.error = st.error()};
         continue;
       }
       settle->result = ApplySettle(*settle, now);
       if (settle->result) {
-        (void)db_.Exec("ROLLBACK TO settle");
+        (void)db_.Run("ROLLBACK TO settle");
       }
-      (void)db_.Exec("RELEASE settle");
+      (void)db_.Run("RELEASE settle");
     }
   }
   // Receives folded into these settles: claimed last, in the same transaction. A claim that
@@ -561,7 +577,17 @@ void SqliteTransport::CommitSettles(const std::vector<Settle*>& batch) {
     if (settle->also == nullptr || settle->result) {
       continue;
     }
-    if (auto st = db_.Exec("SAVEPOINT claim"); !st) {
+    if (!savepoints) {
+      auto claimed = ClaimLocked(settle->also->queue, settle->also->max_messages,
+                                 settle->also->visibility, now);
+      if (!claimed) {
+        clear_claims();
+        return false;  // rolled back by ~Transaction: again, with savepoints
+      }
+      settle->also->received = std::move(*claimed);
+      continue;
+    }
+    if (auto st = db_.Run("SAVEPOINT claim"); !st) {
       continue;
     }
     auto claimed =
@@ -569,18 +595,17 @@ void SqliteTransport::CommitSettles(const std::vector<Settle*>& batch) {
     if (claimed) {
       settle->also->received = std::move(*claimed);
     } else {
-      (void)db_.Exec("ROLLBACK TO claim");
+      (void)db_.Run("ROLLBACK TO claim");
     }
-    (void)db_.Exec("RELEASE claim");
+    (void)db_.Run("RELEASE claim");
   }
   if (auto st = txn->Commit(); !st) {
     for (Settle* settle : batch) {
       settle->result = SettleFailure{.error = st.error()};  // nothing was committed
-      if (settle->also != nullptr) {
-        settle->also->received.clear();
-      }
     }
+    clear_claims();
   }
+  return true;
 }
 
 std::optional<SettleFailure> SqliteTransport::ApplySettle(const Settle& settle, int64_t now) {

@@ -227,6 +227,80 @@ TEST_F(SqliteTransportTest, ConcurrentSettlesCommitTogetherAndFailAlone) {
   EXPECT_EQ(bodies.size(), static_cast<size_t>(kThreads * kPerThread));
 }
 
+// Concurrent settles with folded receives, some of them failing (stale receipts): a commit that
+// holds a failing settle is redone with savepoints, so the failed settle publishes and receives
+// nothing while the others in its commit settle and receive; every message comes out once.
+TEST_F(SqliteTransportTest, ConcurrentSettlesWithFoldedReceivesFailAloneAndLoseNothing) {
+  auto t = Open(settings_);
+  constexpr int kThreads = 8;
+  constexpr int kMessages = 800;
+  for (int i = 0; i < kMessages; ++i) {
+    ASSERT_OK(t->Publish("asya-in", "m" + std::to_string(i)));
+  }
+  std::atomic<int> settled{0};
+  std::atomic<int> bad{0};  // a failed settle that received something, or a settle that failed
+  std::vector<std::thread> threads;
+  for (int th = 0; th < kThreads; ++th) {
+    threads.emplace_back([&, th] {
+      Message bogus;
+      bogus.receipt = std::to_string(2'000'000 + th) + ":feedface";
+      std::vector<Message> held;
+      for (int round = 0;; ++round) {
+        if (held.empty()) {
+          auto got = t->Receive("asya-in", Opts(1, Millis(0)));
+          if (!got || got->empty()) {
+            return;
+          }
+          held = std::move(*got);
+        }
+        const Message m = held.front();
+        held.erase(held.begin());
+        const Outgoing out[] = {{.queue = "asya-out", .body = m.body}};
+        SettleReceive also{.queue = "asya-in", .max_messages = 1, .received = {}};
+        if (t->PublishAckAndReceive(m, out, also)) {
+          ++bad;
+        } else {
+          ++settled;
+        }
+        held.insert(held.end(), also.received.begin(), also.received.end());
+        if (round % 2 == 0) {
+          const Outgoing lost[] = {{.queue = "asya-out", .body = "must not appear"}};
+          SettleReceive none{.queue = "asya-in", .max_messages = 1, .received = {}};
+          auto failure = t->PublishAckAndReceive(bogus, lost, none);
+          if (!failure || !failure->in_ack || !none.received.empty()) {
+            ++bad;
+          }
+        }
+      }
+    });
+  }
+  for (auto& th : threads) {
+    th.join();
+  }
+  EXPECT_EQ(bad.load(), 0);
+  EXPECT_EQ(settled.load(), kMessages);
+  auto in = t->Depth("asya-in");
+  ASSERT_OK(in);
+  EXPECT_EQ(in->ready + in->inflight, 0);
+  std::set<std::string> bodies;
+  int out_count = 0;
+  while (true) {
+    auto got = t->Receive("asya-out", Opts(100, Millis(0)));
+    ASSERT_OK(got);
+    if (got->empty()) {
+      break;
+    }
+    for (const auto& m : *got) {
+      EXPECT_NE(m.body, "must not appear");
+      bodies.insert(m.body);
+      ++out_count;
+      ASSERT_OK(t->Ack(m));
+    }
+  }
+  EXPECT_EQ(out_count, kMessages);
+  EXPECT_EQ(bodies.size(), static_cast<size_t>(kMessages));
+}
+
 TEST_F(SqliteTransportTest, MaxMessagesOutOfRangeIsInvalidArgument) {
   auto t = Open();
   ASSERT_OK(t->CreateQueue("asya-q"));
