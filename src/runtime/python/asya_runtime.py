@@ -129,7 +129,21 @@ def _reject_constant(name):
     raise ValueError("Invalid JSON constant %s (NaN and Infinity are not JSON)" % name)
 
 
-_decode_json = json.JSONDecoder(parse_constant=_reject_constant).decode
+_JSON_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+_decode_json = _JSON_DECODER.decode
+_scan_json = _JSON_DECODER.scan_once
+
+
+def _decode_request(text):
+    """``_decode_json(text)`` (same result, same errors) without its two whitespace regex matches
+    when the text is one JSON value with nothing around it, as a sidecar sends it."""
+    try:
+        obj, end = _scan_json(text, 0)
+    except Exception:
+        return _decode_json(text)  # raises the decoder's own error
+    if end != len(text):
+        return _decode_json(text)  # surrounding whitespace, or extra data (an error)
+    return obj
 _JSON_ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
 _encode_json = _JSON_ENCODER.encode
 _encode_json_ascii = json.JSONEncoder(ensure_ascii=True, allow_nan=False, separators=(",", ":")).encode
@@ -470,13 +484,20 @@ def _rebuild(e):
     return out
 
 
-def validate_input(e):
-    """Validate a decoded request; returns the rebuilt envelope. Raises ValueError."""
+def check_input(e):
+    """Validate a decoded request (validate_input without rebuilding it). Raises ValueError."""
     if type(e) is not dict:
         if type(e) is list:
             raise ValueError("Missing required field 'payload' in envelope")
         raise ValueError("Envelope must be a JSON object, got %s" % _json_type(e))
     _validate_route_and_fields(e)
+    if "id" in e and type(e["id"]) is not str:
+        raise ValueError("Field 'id' must be a string")
+
+
+def validate_input(e):
+    """Validate a decoded request; returns the rebuilt envelope. Raises ValueError."""
+    check_input(e)
     return _rebuild(e)
 
 
@@ -835,9 +856,12 @@ class Runtime(object):
         try:
             if not body:
                 raise ValueError("Empty request frame (length 0): expected a JSON envelope")
-            env = _decode_json(str(body, "utf-8"))
+            env = _decode_request(str(body, "utf-8"))
             if cfg.validate:
-                env = validate_input(env)
+                if envelope_mode:
+                    env = validate_input(env)
+                else:  # the handler gets the payload: the rebuilt envelope is never looked at
+                    check_input(env)
             elif type(env) is not dict and not envelope_mode:
                 raise ValueError("Envelope must be a JSON object, got %s" % _json_type(env))
             if envelope_mode:
@@ -913,6 +937,11 @@ class Runtime(object):
                     return self.error_response(ERR_PROCESSING, exc)
             else:
                 out = list(items)
+        elif len(items) == 1:
+            if has_headers:
+                out = [{"payload": items[0], "route": out_route, "headers": headers}]
+            else:
+                out = [{"payload": items[0], "route": out_route}]
         elif has_headers:
             out = [{"payload": p, "route": out_route, "headers": headers} for p in items]
         else:
