@@ -144,6 +144,8 @@ def _decode_request(text):
     if end != len(text):
         return _decode_json(text)  # surrounding whitespace, or extra data (an error)
     return obj
+
+
 _JSON_ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
 _encode_json = _JSON_ENCODER.encode
 _encode_json_ascii = json.JSONEncoder(ensure_ascii=True, allow_nan=False, separators=(",", ":")).encode
