@@ -771,6 +771,18 @@ class ShutdownTest(unittest.TestCase):
             s.close()
             self.assertCleanExit(rt)
 
+    def test_sigterm_with_an_idle_persistent_connection_and_one_worker(self):
+        # The only worker waits for the kept connection's next request and for new connections
+        # at once; SIGTERM must end that wait, close the connection and exit.
+        with RuntimeProcess("h_payload.noop") as rt:
+            c = rt.connect()
+            self.assertEqual(rt.call(envelope(1), sock=c)[0]["payload"], 1)
+            time.sleep(0.1)
+            rt.signal(signal.SIGTERM)
+            self.assertCleanExit(rt, 2.0)
+            self.assertIsNone(recv_frame(c))
+            c.close()
+
     def test_sigterm_with_idle_persistent_connections(self):
         with RuntimeProcess("h_payload.noop", ASYA_RUNTIME_CONCURRENCY="2") as rt:
             conns = [rt.connect() for _ in range(2)]

@@ -129,7 +129,23 @@ def _reject_constant(name):
     raise ValueError("Invalid JSON constant %s (NaN and Infinity are not JSON)" % name)
 
 
-_decode_json = json.JSONDecoder(parse_constant=_reject_constant).decode
+_JSON_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+_decode_json = _JSON_DECODER.decode
+_scan_json = _JSON_DECODER.scan_once
+
+
+def _decode_request(text):
+    """``_decode_json(text)`` (same result, same errors) without its two whitespace regex matches
+    when the text is one JSON value with nothing around it, as a sidecar sends it."""
+    try:
+        obj, end = _scan_json(text, 0)
+    except Exception:
+        return _decode_json(text)  # raises the decoder's own error
+    if end != len(text):
+        return _decode_json(text)  # surrounding whitespace, or extra data (an error)
+    return obj
+
+
 _JSON_ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
 _encode_json = _JSON_ENCODER.encode
 _encode_json_ascii = json.JSONEncoder(ensure_ascii=True, allow_nan=False, separators=(",", ":")).encode
@@ -470,13 +486,20 @@ def _rebuild(e):
     return out
 
 
-def validate_input(e):
-    """Validate a decoded request; returns the rebuilt envelope. Raises ValueError."""
+def check_input(e):
+    """Validate a decoded request (validate_input without rebuilding it). Raises ValueError."""
     if type(e) is not dict:
         if type(e) is list:
             raise ValueError("Missing required field 'payload' in envelope")
         raise ValueError("Envelope must be a JSON object, got %s" % _json_type(e))
     _validate_route_and_fields(e)
+    if "id" in e and type(e["id"]) is not str:
+        raise ValueError("Field 'id' must be a string")
+
+
+def validate_input(e):
+    """Validate a decoded request; returns the rebuilt envelope. Raises ValueError."""
+    check_input(e)
     return _rebuild(e)
 
 
@@ -562,7 +585,7 @@ class _Worker(object):
     """One serving thread: accepts a connection and serves its frames until EOF."""
 
     __slots__ = ("rt", "thread", "buf", "mv", "conn", "idle", "deadline", "started", "index",
-                 "to_utf8")
+                 "to_utf8", "waiter")
 
     def __init__(self, rt, index):
         self.rt = rt
@@ -574,6 +597,12 @@ class _Worker(object):
         self.deadline = 0.0   # monotonic deadline of the running handler, 0 = none running
         self.started = 0.0
         self.to_utf8 = _make_utf8_encoder()  # this worker's own: not shared between threads
+        # The only worker waits for an idle connection's next request together with the epoll
+        # set (see _wait_idle); with several workers an idle connection is parked at once.
+        self.waiter = None
+        if rt._solo:
+            self.waiter = select.poll()
+            self.waiter.register(rt.poller.fileno(), select.POLLIN)
         self.thread = threading.Thread(target=self.run, name="asya-worker-%d" % index, daemon=True)
 
     def run(self):
@@ -614,6 +643,7 @@ class _Worker(object):
         process = rt.process
         recv_into = conn.recv_into
         sendall = conn.sendall
+        waiter = self.waiter
         have = 0  # bytes of buf holding data received but not yet consumed
         while True:
             self.idle = True
@@ -678,17 +708,47 @@ class _Worker(object):
                                ERR_CONNECTION, exc)
                 return False
             if have == 0:
-                # An idle kept-open connection must not hold this worker: if the next request
-                # is not already here, hand the connection to the poller (Runtime.park).
-                try:
-                    n = recv_into(mv, 0, _MSG_DONTWAIT)
-                except (BlockingIOError, InterruptedError):
-                    return True
-                except OSError:
-                    return False
+                # An idle kept-open connection must not hold this worker. The only worker waits
+                # for its next request (or EOF) and for the epoll set in one poll(), and parks it
+                # when something else comes first; with several workers, it is parked at once
+                # unless the next request is already here (Runtime.park).
+                if waiter is not None:
+                    if not self._wait_idle(conn):
+                        return True
+                    try:
+                        n = recv_into(mv)  # readable: the next request, EOF or an error
+                    except OSError:
+                        return False
+                else:
+                    try:
+                        n = recv_into(mv, 0, _MSG_DONTWAIT)
+                    except (BlockingIOError, InterruptedError):
+                        return True
+                    except OSError:
+                        return False
                 if not n:
                     return False
                 have = n
+
+    def _wait_idle(self, conn):
+        """The only worker, `conn` idle: waits in one poll() for `conn` and the epoll set (the
+        listener, parked connections, the shutdown pipe). True when `conn` is readable; False
+        when something else is, and `conn` should be parked. Costs one system call where parking
+        at once costs two (EPOLL_CTL_ADD/MOD, then epoll_wait)."""
+        fd = conn.fileno()
+        waiter = self.waiter
+        self.idle = True  # shutdown() may SHUT_RD it, which wakes this poll()
+        waiter.register(fd, select.POLLIN)
+        try:
+            events = waiter.poll()
+        except OSError:
+            return False
+        finally:
+            waiter.unregister(fd)
+        for efd, _ in events:
+            if efd == fd:
+                return True
+        return False
 
     def _read_rest(self, conn, length, total, have, cap):
         """Slow path: the frame was not received in full by the first read(s)."""
@@ -761,6 +821,7 @@ class Runtime(object):
             self.concurrency = DEFAULT_ASYNC_CONCURRENCY if is_async else 1
         self._signals = 0
         self._wake_r = self._wake_w = None
+        self._solo = False  # one worker: set by _setup_poller
 
     # ---- per message --------------------------------------------------------------------
 
@@ -797,9 +858,12 @@ class Runtime(object):
         try:
             if not body:
                 raise ValueError("Empty request frame (length 0): expected a JSON envelope")
-            env = _decode_json(str(body, "utf-8"))
+            env = _decode_request(str(body, "utf-8"))
             if cfg.validate:
-                env = validate_input(env)
+                if envelope_mode:
+                    env = validate_input(env)
+                else:  # the handler gets the payload: the rebuilt envelope is never looked at
+                    check_input(env)
             elif type(env) is not dict and not envelope_mode:
                 raise ValueError("Envelope must be a JSON object, got %s" % _json_type(env))
             if envelope_mode:
@@ -875,6 +939,11 @@ class Runtime(object):
                     return self.error_response(ERR_PROCESSING, exc)
             else:
                 out = list(items)
+        elif len(items) == 1:
+            if has_headers:
+                out = [{"payload": items[0], "route": out_route, "headers": headers}]
+            else:
+                out = [{"payload": items[0], "route": out_route}]
         elif has_headers:
             out = [{"payload": p, "route": out_route, "headers": headers} for p in items]
         else:
@@ -940,7 +1009,12 @@ class Runtime(object):
                     oct(cfg.socket_mode) if cfg.socket_mode is not None else "unchanged")
 
     def _setup_poller(self):
-        self.listener.setblocking(False)
+        # One worker (the default for sync handlers) is the only thread that accepts, so the
+        # listener can block: with no idle kept-open connection to watch, that worker waits in
+        # accept() itself (shutdown() wakes it by shutting the listener down). Several workers
+        # share the listener through the epoll set, so it must not block.
+        self._solo = self.concurrency == 1
+        self.listener.setblocking(self._solo)
         self._stop_r, self._stop_w = os.pipe()
         self.poller = select.epoll()
         # One worker: the listener stays armed (level-triggered), so taking a connection costs no
@@ -971,6 +1045,17 @@ class Runtime(object):
 
     def next_connection(self):
         """Blocks until a new connection is accepted or a parked one has data; None to re-check."""
+        if self._solo and not self.parked:
+            # Nothing parked: accept() is the only thing to wait for (no epoll_wait first).
+            try:
+                return self._accept()
+            except InterruptedError:
+                return None
+            except OSError as exc:  # EINVAL once shutdown() has shut the listener down
+                if not self.stopping:
+                    logger.error("accept() failed: %s", exc)
+                    time.sleep(0.1)
+                return None
         try:
             events = self.poller.poll(1.0, 1)
         except InterruptedError:
