@@ -174,7 +174,8 @@ TEST(YamlLoad, ATaggedRootScalarOverSeveralLinesIsReadAsYamlCppReadsIt) {
     EXPECT_EQ(DumpAll(LoadAllDocuments(text)), DumpAll(YAML::LoadAll(text)));
     EXPECT_EQ(LoadAllDocuments(text).size(), 2U);
   }
-  ExpectSameAsYamlCpp("!t a\n b\n");  // continued deeper: one scalar in both, the fast path stays
+  // Continued deeper: one scalar in both readings (yaml-cpp reads it too: the rule is by shape).
+  EXPECT_EQ(DumpAll(LoadAllDocuments("!t a\n b\n")), DumpAll(YAML::LoadAll("!t a\n b\n")));
   ExpectSameAsYamlCpp("k: !t a\n  b\n");  // not at the root: the fast path stays
 }
 
