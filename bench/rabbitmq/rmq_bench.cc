@@ -151,10 +151,9 @@ uint32_t Count(Raw& r, const char* q) {
   return ok->message_count;
 }
 
-// Confirms, pipelined: every delivery is published at once; an input is acked only when the
-// broker has confirmed its output (the sidecar's "ack after the next publish is durable").
-int RawWindow(const std::string& url, long n, int prefetch) {
-  Raw r = Open(url);
+// The window loops' start: n inputs preloaded into bench.in, then (after an optional stop for
+// bench/rabbitmq/profile.sh) publisher confirms on channel 2 and a consumer with `prefetch`.
+void PreloadAndConsumeConfirmed(Raw& r, long n, int prefetch) {
   for (long i = 0; i < n; ++i) {
     PublishRaw(r, "bench.in");
   }
@@ -170,6 +169,13 @@ int RawWindow(const std::string& url, long n, int prefetch) {
   Check(r.c, "basic.qos");
   amqp_basic_consume(r.c, 1, B("bench.in"), amqp_empty_bytes, 0, 0, 0, amqp_empty_table);
   Check(r.c, "basic.consume");
+}
+
+// Confirms, pipelined: every delivery is published at once; an input is acked only when the
+// broker has confirmed its output (the sidecar's "ack after the next publish is durable").
+int RawWindow(const std::string& url, long n, int prefetch) {
+  Raw r = Open(url);
+  PreloadAndConsumeConfirmed(r, n, prefetch);
   // (publish sequence number, input delivery tag), in publish order. Quorum queue confirms
   // arrive in order; `multiple` confirms everything up to the tag.
   std::deque<std::pair<uint64_t, uint64_t>> waiting;
@@ -240,21 +246,7 @@ int RawWindowRt(const std::string& url, long n, int prefetch, const std::string&
       Die("connect " + socket + ": " + std::strerror(errno));
     }
   }
-  for (long i = 0; i < n; ++i) {
-    PublishRaw(r, "bench.in");
-  }
-  while (Count(r, "bench.in") < static_cast<uint32_t>(n)) {
-  }
-  r.published = 0;
-  if (std::getenv("ASYA_BENCH_STOP") != nullptr) {
-    std::raise(SIGSTOP);  // bench/rabbitmq/profile.sh attaches perf to the consume phase only
-  }
-  amqp_confirm_select(r.c, 2);
-  Check(r.c, "confirm.select");
-  amqp_basic_qos(r.c, 1, 0, static_cast<uint16_t>(prefetch), 0);
-  Check(r.c, "basic.qos");
-  amqp_basic_consume(r.c, 1, B("bench.in"), amqp_empty_bytes, 0, 0, 0, amqp_empty_table);
-  Check(r.c, "basic.consume");
+  PreloadAndConsumeConfirmed(r, n, prefetch);
   const int amqp_fd = amqp_get_sockfd(r.c);
   std::deque<std::pair<uint64_t, std::string>> queued;  // deliveries waiting for a free connection
   std::deque<std::pair<uint64_t, uint64_t>> waiting;    // (publish seq, input tag), publish order
