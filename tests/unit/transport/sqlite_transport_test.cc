@@ -1,5 +1,6 @@
 // sqlite transport behaviour beyond the shared contract suite: validation, durability,
 // cross-process wake-ups and crash recovery, configuration errors.
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -36,6 +37,22 @@ ReceiveOptions Opts(size_t max, Millis wait, Millis visibility = Millis(60'000))
   o.wait = wait;
   o.visibility = visibility;
   return o;
+}
+
+// Receives and acks everything in `queue`; the bodies in the order received.
+std::vector<std::string> DrainAndAck(Transport& t, const std::string& queue) {
+  std::vector<std::string> bodies;
+  while (true) {
+    auto got = t.Receive(queue, Opts(100, Millis(0)));
+    EXPECT_TRUE(got.has_value());
+    if (!got || got->empty()) {
+      return bodies;
+    }
+    for (const auto& m : *got) {
+      bodies.push_back(m.body);
+      EXPECT_TRUE(t.Ack(m).has_value());
+    }
+  }
 }
 
 class SqliteTransportTest : public ::testing::Test {
@@ -211,20 +228,10 @@ TEST_F(SqliteTransportTest, ConcurrentSettlesCommitTogetherAndFailAlone) {
   auto in = t->Depth("asya-in");
   ASSERT_OK(in);
   EXPECT_EQ(in->ready + in->inflight, 0);
-  std::set<std::string> bodies;
-  while (true) {
-    auto got = t->Receive("asya-out", Opts(100, Millis(0)));
-    ASSERT_OK(got);
-    if (got->empty()) {
-      break;
-    }
-    for (const auto& m : *got) {
-      EXPECT_NE(m.body, "must not appear");
-      bodies.insert(m.body);
-      ASSERT_OK(t->Ack(m));
-    }
-  }
-  EXPECT_EQ(bodies.size(), static_cast<size_t>(kThreads * kPerThread));
+  const auto out = DrainAndAck(*t, "asya-out");
+  EXPECT_EQ(std::count(out.begin(), out.end(), "must not appear"), 0);
+  EXPECT_EQ(std::set<std::string>(out.begin(), out.end()).size(),
+            static_cast<size_t>(kThreads * kPerThread));
 }
 
 // Concurrent settles with folded receives, some of them failing (stale receipts): a commit that
@@ -282,23 +289,10 @@ TEST_F(SqliteTransportTest, ConcurrentSettlesWithFoldedReceivesFailAloneAndLoseN
   auto in = t->Depth("asya-in");
   ASSERT_OK(in);
   EXPECT_EQ(in->ready + in->inflight, 0);
-  std::set<std::string> bodies;
-  int out_count = 0;
-  while (true) {
-    auto got = t->Receive("asya-out", Opts(100, Millis(0)));
-    ASSERT_OK(got);
-    if (got->empty()) {
-      break;
-    }
-    for (const auto& m : *got) {
-      EXPECT_NE(m.body, "must not appear");
-      bodies.insert(m.body);
-      ++out_count;
-      ASSERT_OK(t->Ack(m));
-    }
-  }
-  EXPECT_EQ(out_count, kMessages);
-  EXPECT_EQ(bodies.size(), static_cast<size_t>(kMessages));
+  const auto out = DrainAndAck(*t, "asya-out");
+  EXPECT_EQ(std::count(out.begin(), out.end(), "must not appear"), 0);
+  EXPECT_EQ(out.size(), static_cast<size_t>(kMessages));
+  EXPECT_EQ(std::set<std::string>(out.begin(), out.end()).size(), static_cast<size_t>(kMessages));
 }
 
 TEST_F(SqliteTransportTest, MaxMessagesOutOfRangeIsInvalidArgument) {
