@@ -58,9 +58,9 @@ struct InFlight {
 using InFlightPtr = std::shared_ptr<InFlight>;
 
 // The sidecar whose worker loop runs on this thread (nullptr elsewhere). A worker that settles a
-// message goes back to its loop right after, and there takes the next queued message or the
-// receive role itself: it need not wake another worker for that (each wake-up is a context switch,
-// the dearest thing a sidecar does per hop).
+// message goes back to its loop right after, and there takes the next queued message or starts
+// the plain receive itself: it need not wake another worker for that (each wake-up is a context
+// switch, the dearest thing a sidecar does per hop).
 thread_local const void* t_worker_of = nullptr;
 
 }  // namespace
@@ -80,7 +80,7 @@ struct Sidecar::Impl : std::enable_shared_from_this<Sidecar::Impl> {
 
   // Slots and the work queue.
   std::mutex mu;
-  std::condition_variable cv;       // held/busy counts reached zero, receiving over (drain)
+  std::condition_variable cv;       // held/busy counts reached zero, receives over (drain)
   std::condition_variable work_cv;  // workers: work queued, a receive may start, exit
   std::condition_variable hb_cv;    // wakes the heartbeat at exit
   std::deque<InFlightPtr> work;
@@ -90,7 +90,13 @@ struct Sidecar::Impl : std::enable_shared_from_this<Sidecar::Impl> {
   int held_large = 0;               // of which bodies >= kDropPayloadBytes
   int busy_workers = 0;
   bool workers_exit = false;
-  bool receiving = false;        // one worker at a time receives (leader/follower)
+  // Receives in progress reserve the messages they may take: `reserved` counts them, so
+  // active + reserved <= concurrency and held + reserved <= HeldLimit() when each one starts (see
+  // Room()). Receives folded into settles may overlap each other and the plain receive; plain
+  // (blocking) receives are one at a time (leader/follower).
+  int reserved = 0;
+  int receives = 0;              // receives in progress, folded or plain (the drain waits for 0)
+  bool plain_receiving = false;  // a worker is in a plain receive (ReceiveBatch)
   bool workers_started = false;  // Run() started the workers (ProcessOne() alone has none)
   static constexpr int kMaxReceiveBatch = 10;
   int receive_failures = 0;
@@ -315,20 +321,18 @@ struct Sidecar::Impl : std::enable_shared_from_this<Sidecar::Impl> {
 
   // Frees the runtime slot of a message (its runtime call is over). With `take_receive` (the
   // caller is about to settle the message), a receive that may start now is not handed to an idle
-  // worker: the caller takes the receive role and folds the receive into its settle
-  // (Transport::PublishAckAndReceive); returns how many messages it may receive (0: it did not
-  // take the role).
+  // worker: the caller folds it into its settle (Transport::PublishAckAndReceive), also while
+  // other receives are in progress (each reserves what it may take); returns how many messages it
+  // may receive (0: it folds none). Such a receive ends with EndFoldedReceive(returned count, ..).
   size_t FreeSlot(const InFlightPtr& m, bool take_receive = false) {
     std::unique_lock<std::mutex> lock(mu);
     if (m->counted_active) {
       m->counted_active = false;
       --active;
+      if (take_receive && workers_started && s.fold_receive_into_settle && CanFold()) {
+        return ReserveReceive();
+      }
       if (CanReceive()) {
-        if (take_receive && workers_started && s.fold_receive_into_settle) {
-          receiving = true;
-          return static_cast<size_t>(
-              std::min({s.concurrency - active, HeldLimit() - held, kMaxReceiveBatch}));
-        }
         lock.unlock();
         work_cv.notify_one();  // receive while this worker publishes
       }
@@ -336,22 +340,22 @@ struct Sidecar::Impl : std::enable_shared_from_this<Sidecar::Impl> {
     return 0;
   }
 
-  // Ends a receive folded into a settle: holds what it received and queues it for the workers
-  // (the caller, back in its loop, takes the first itself).
-  void EndFoldedReceive(std::vector<transport::Message> batch) {
+  // Ends a receive folded into a settle that reserved `reserved_for_it` messages: holds what it
+  // received and queues it for the workers (the caller, back in its loop, takes one itself).
+  void EndFoldedReceive(size_t reserved_for_it, std::vector<transport::Message> batch) {
     std::unique_lock<std::mutex> lock(mu);
-    receiving = false;
-    const auto now = clock.Now();
-    for (auto& msg : batch) {
-      work.push_back(Admit(std::move(msg), now));
+    const size_t received = batch.size();
+    for (auto& m : EndReceive(reserved_for_it, std::move(batch))) {
+      work.push_back(std::move(m));
     }
-    if (stopping) {
-      cv.notify_all();  // the drain waits for the receive to be over
-    }
-    // One of the queued messages is the caller's; wake a worker for each other one. A receive
-    // that may start now is the caller's too, back in its loop (t_worker_of).
-    size_t wake = work.empty() ? 0 : work.size() - 1;
-    if (work.empty() && CanReceive() && t_worker_of != this) {
+    // One of the messages queued now is for the caller; wake a worker for each other one (what
+    // other receives queued had wake-ups of their own). A receive that may start now is the
+    // caller's too, back in its loop (t_worker_of).
+    const bool caller_is_worker = t_worker_of == this;
+    size_t wake = received;
+    if (wake > 0 && caller_is_worker) {
+      --wake;
+    } else if (wake == 0 && CanReceive() && !caller_is_worker) {
       wake = 1;
     }
     lock.unlock();
@@ -434,7 +438,7 @@ struct Sidecar::Impl : std::enable_shared_from_this<Sidecar::Impl> {
         transport::SettleReceive also{
             .queue = queue, .max_messages = fold, .visibility = s.visibility, .received = {}};
         failed = PublishAndAck(m, d, id, &also);
-        EndFoldedReceive(std::move(also.received));
+        EndFoldedReceive(fold, std::move(also.received));
       } else {
         failed = PublishAndAck(m, d, id);
       }
@@ -586,10 +590,41 @@ struct Sidecar::Impl : std::enable_shared_from_this<Sidecar::Impl> {
   // not prefetched (peak memory stays a small multiple of concurrency x message size).
   int HeldLimit() const { return held_large > 0 ? s.concurrency : 2 * s.concurrency; }
 
-  // Under mu: a worker may start a receive (no receive running, a runtime slot free, fewer than
-  // HeldLimit() messages held).
-  bool CanReceive() const {
-    return !stopping && !receiving && active < s.concurrency && held < HeldLimit();
+  // Under mu: how many more messages receives may take now: runtime slots and held messages
+  // (up to HeldLimit()) that neither held messages nor receives in progress have taken.
+  int Room() const { return std::min(s.concurrency - active, HeldLimit() - held) - reserved; }
+
+  // Under mu: a receive may be folded into a settle (there is room; see FreeSlot).
+  bool CanFold() const { return !stopping && Room() > 0; }
+
+  // Under mu: a worker may start a plain receive (none is running and there is room).
+  bool CanReceive() const { return !stopping && !plain_receiving && Room() > 0; }
+
+  // Under mu: starts a receive (CanFold() or CanReceive() said there is room); returns how many
+  // messages it may take, reserved until EndReceive.
+  size_t ReserveReceive() {
+    const int want = std::min(Room(), kMaxReceiveBatch);
+    reserved += want;
+    ++receives;
+    return static_cast<size_t>(want);
+  }
+
+  // Under mu: ends a receive that reserved `reserved_for_it` messages; holds what it received
+  // (returned in order, for the caller to process or queue).
+  std::vector<InFlightPtr> EndReceive(size_t reserved_for_it,
+                                      std::vector<transport::Message> batch) {
+    reserved -= static_cast<int>(reserved_for_it);
+    --receives;
+    std::vector<InFlightPtr> out;
+    out.reserve(batch.size());
+    const auto now = clock.Now();
+    for (auto& msg : batch) {
+      out.push_back(Admit(std::move(msg), now));
+    }
+    if (stopping) {
+      cv.notify_all();  // the drain waits for receives to be over
+    }
+    return out;
   }
 
   void Handle(const InFlightPtr& m) {
@@ -603,8 +638,8 @@ struct Sidecar::Impl : std::enable_shared_from_this<Sidecar::Impl> {
     }
   }
 
-  // Called without mu by the worker holding the receive role. Returns the received messages
-  // (empty after a timeout, an error or an interrupt).
+  // Called without mu by the worker in the plain receive (one at a time). Returns the received
+  // messages (empty after a timeout, an error or an interrupt).
   std::vector<transport::Message> ReceiveBatch(size_t want) {
     transport::ReceiveOptions opts;
     opts.max_messages = want;
@@ -613,7 +648,7 @@ struct Sidecar::Impl : std::enable_shared_from_this<Sidecar::Impl> {
     const auto t0 = clock.Now();
     auto r = transport.Receive(queue, opts);
     if (!r) {
-      int failures = ++receive_failures;  // only the receive-role holder touches it
+      int failures = ++receive_failures;  // only the plain receive touches it
       Millis delay = std::min(s.receive_backoff_max, Millis(s.receive_backoff_initial.count()
                                                             << std::min(failures - 1, 20)));
       log::Warn(
@@ -647,7 +682,7 @@ struct Sidecar::Impl : std::enable_shared_from_this<Sidecar::Impl> {
     return m;
   }
 
-  // Leader/follower: an idle worker takes the receive role, keeps the first message it receives
+  // Leader/follower: an idle worker takes the plain receive, keeps the first message it receives
   // and queues the rest for the others, so a message received alone is processed by the thread
   // that received it (no cross-thread wake-up on the message path).
   void WorkerLoop() {
@@ -663,25 +698,19 @@ struct Sidecar::Impl : std::enable_shared_from_this<Sidecar::Impl> {
       } else if (workers_exit) {
         return;
       } else {
-        receiving = true;
+        plain_receiving = true;
         ++busy_workers;
-        const auto want = static_cast<size_t>(
-            std::min({s.concurrency - active, HeldLimit() - held, kMaxReceiveBatch}));
+        const size_t want = ReserveReceive();
         lock.unlock();
         auto batch = ReceiveBatch(want);
-        const auto now = clock.Now();
         lock.lock();
-        receiving = false;
-        for (auto& msg : batch) {
-          auto m = Admit(std::move(msg), now);
+        plain_receiving = false;
+        for (auto& m : EndReceive(want, std::move(batch))) {
           if (!mine) {
             mine = std::move(m);
           } else {
             work.push_back(std::move(m));
           }
-        }
-        if (stopping) {
-          cv.notify_all();  // the drain waits for the receive to be over
         }
       }
       // Pass the baton: one worker per queued message, and one for a receive that may start now
@@ -748,7 +777,9 @@ struct Sidecar::Impl : std::enable_shared_from_this<Sidecar::Impl> {
   void Drain() {
     const auto deadline = clock.Now() + s.shutdown_timeout;
     std::unique_lock<std::mutex> lock(mu);
-    cv.wait(lock, [&] { return !receiving; });  // Interrupt() ended it; its messages are held
+    // Interrupt() ended a plain receive, a folded one ends with its settle; their messages are
+    // held.
+    cv.wait(lock, [&] { return receives == 0; });
     if (held > 0) {
       log::Info("draining in-flight messages",
                 {{"held", held}, {"grace", FormatGoDuration(s.shutdown_timeout)}});

@@ -4,6 +4,7 @@
 // ManualClock) and the tests of the threaded loop (Sidecar::Run).
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -11,6 +12,9 @@
 #include <functional>
 #include <map>
 #include <mutex>
+#include <optional>
+#include <set>
+#include <span>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -74,6 +78,24 @@ class FakeTransport : public transport::Transport {
     fail_publish_ = std::move(hook);
   }
   void FailReceives(int n) { receive_failures_ = n; }
+  // Like the SQLite transport: PublishAckAndReceive receives (without waiting) in the same step
+  // as the settle. Off by default (the Transport default: it settles only). Set before use.
+  void FoldReceives(bool fold) { fold_receives_ = fold; }
+  // Called with every batch handed out (by Receive or by a folded receive), outside the fake's
+  // lock; set before the sidecar runs.
+  void SetReceiveHook(std::function<void(const std::vector<transport::Message>&)> hook) {
+    receive_hook_ = std::move(hook);
+  }
+  // The max_messages of every PublishAckAndReceive call, in call order.
+  std::vector<size_t> FoldRequests() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return fold_requests_;
+  }
+  // The most messages ever held at once (handed out by a receive and not yet settled).
+  int MaxHeld() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return max_held_;
+  }
 
   std::vector<Published> Publishes() const {
     std::lock_guard<std::mutex> lock(mu_);
@@ -139,19 +161,38 @@ class FakeTransport : public transport::Transport {
       --receive_failures_;
       return MakeError(ErrorCode::kUnavailable, "injected receive failure");
     }
-    std::unique_lock<std::mutex> lock(mu_);
-    auto& q = queues_[std::string(queue)];
-    cv_.wait_for(lock, o.wait, [&] { return interrupted_ || !q.empty(); });
     std::vector<transport::Message> out;
-    while (!interrupted_ && !q.empty() && out.size() < o.max_messages) {
-      transport::Message m = std::move(q.front());
-      q.pop_front();
-      m.queue = std::string(queue);
-      m.receipt = "r" + std::to_string(++next_receipt_);
-      Hold(m);
-      out.push_back(std::move(m));
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      auto& q = queues_[std::string(queue)];
+      cv_.wait_for(lock, o.wait, [&] { return interrupted_ || !q.empty(); });
+      out = TakeLocked(queue, o.max_messages);
+    }
+    if (receive_hook_ && !out.empty()) {
+      receive_hook_(out);
     }
     return out;
+  }
+  std::optional<transport::SettleFailure> PublishAckAndReceive(
+      const transport::Message& m, std::span<const transport::Outgoing> out,
+      transport::SettleReceive& also) override {
+    also.received.clear();
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      fold_requests_.push_back(also.max_messages);
+    }
+    auto failure = PublishAndAck(m, out);
+    if (failure || !fold_receives_) {
+      return failure;
+    }
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      also.received = TakeLocked(also.queue, also.max_messages);
+    }
+    if (receive_hook_ && !also.received.empty()) {
+      receive_hook_(also.received);
+    }
+    return std::nullopt;
   }
   Status Publish(std::string_view queue, std::string_view body,
                  const transport::PublishOptions& o) override {
@@ -256,9 +297,27 @@ class FakeTransport : public transport::Transport {
       queues_[m.queue].push_back(std::move(back));
     }
     held_bodies_.erase(m.receipt);
+    held_ -= static_cast<int>(held_receipts_.erase(m.receipt));
     settled_.push_back({m.receipt, kind, delay});
     cv_.notify_all();
     return {};
+  }
+
+  // Under mu_: takes up to `max` ready messages of `queue` (none after Interrupt()).
+  std::vector<transport::Message> TakeLocked(std::string_view queue, size_t max) {
+    auto& q = queues_[std::string(queue)];
+    std::vector<transport::Message> out;
+    while (!interrupted_ && !q.empty() && out.size() < max) {
+      transport::Message m = std::move(q.front());
+      q.pop_front();
+      m.queue = std::string(queue);
+      m.receipt = "r" + std::to_string(++next_receipt_);
+      Hold(m);
+      held_receipts_.insert(m.receipt);
+      max_held_ = std::max(max_held_, ++held_);
+      out.push_back(std::move(m));
+    }
+    return out;
   }
 
   void Hold(const transport::Message& m) {  // under mu_
@@ -279,6 +338,12 @@ class FakeTransport : public transport::Transport {
   PublishHook fail_publish_;
   std::function<void(std::string_view)> publish_gate_;
   std::atomic<int> receive_failures_{0};
+  std::atomic<bool> fold_receives_{false};
+  std::function<void(const std::vector<transport::Message>&)> receive_hook_;
+  std::vector<size_t> fold_requests_;
+  std::set<std::string> held_receipts_;  // handed out by Receive/a folded receive, not settled
+  int held_ = 0;
+  int max_held_ = 0;
   int extensions_ = 0;
   bool interrupted_ = false;
   bool quiesced_after_interrupt_ = false;

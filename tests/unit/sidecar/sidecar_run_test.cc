@@ -1,13 +1,17 @@
 // The threaded loop (Sidecar::Run) with fakes: workers and concurrency, the visibility heartbeat,
 // receive errors, the readiness gate at startup and the shutdown drain. Waits are event-driven
 // (the fakes signal what happened); the rules of single messages are in sidecar_rules_test.cc.
+#include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <future>
 #include <memory>
+#include <mutex>
 #include <set>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include <gtest/gtest.h>
 
@@ -123,6 +127,107 @@ TEST_F(SidecarRun, SmallMessagesArePrefetched) {
   run.join();
   EXPECT_EQ(waiting_during_first_publish.load(), 0u);  // s2 was taken during s1's publish
   EXPECT_EQ(transport_.Acks(), 2);
+}
+
+// Transports that fold a receive into a settle (SQLite): settles that overlap each fold one, each
+// taking the runtime slot it freed. (With a single receive role the second settle could not fold
+// while the first one's receive was in progress, and received apart.)
+TEST_F(SidecarRun, OverlappingSettlesEachFoldAReceive) {
+  settings_.concurrency = 2;
+  settings_.fold_receive_into_settle = true;
+  transport_.FoldReceives(true);
+  for (int i = 0; i < 4; ++i) {
+    transport_.Enqueue("asya-a", Env("m" + std::to_string(i), {"a", "b"}, i).dump());
+  }
+  std::mutex mu;
+  std::condition_variable cv;
+  int calls = 0;
+  int publishes = 0;
+  std::vector<size_t> folds_when_both_settle;
+  // The first two runtime calls (m0 and m1, received together) end together, and the first of
+  // their settles waits in its publish until the second one publishes too (bounded waits: past
+  // them the test fails, it never passes by timing).
+  runtime_.SetHandler([&](std::string_view req, MonoTime) -> Result<std::string> {
+    std::unique_lock<std::mutex> lock(mu);
+    if (++calls <= 2) {
+      cv.notify_all();
+      cv.wait_for(lock, std::chrono::seconds(10), [&] { return calls >= 2; });
+    }
+    return EchoResponse(req);
+  });
+  transport_.SetPublishGate([&](std::string_view) {
+    std::unique_lock<std::mutex> lock(mu);
+    if (++publishes == 2) {
+      folds_when_both_settle = transport_.FoldRequests();
+      cv.notify_all();
+    } else if (publishes == 1) {
+      cv.wait_for(lock, std::chrono::seconds(10), [&] { return publishes >= 2; });
+    }
+  });
+  Sidecar sidecar(settings_, transport_, runtime_, &metrics_);
+  std::thread run([&] { EXPECT_EQ(sidecar.Run(), 0); });
+  ASSERT_TRUE(transport_.WaitSettled(4));
+  sidecar.Shutdown();
+  run.join();
+  // Both settles in progress were folds, each receiving up to the one slot it freed.
+  EXPECT_EQ(folds_when_both_settle, (std::vector<size_t>{1, 1}));
+  EXPECT_EQ(transport_.To("asya-b").size(), 4u);
+  EXPECT_EQ(transport_.Acks(), 4);
+  EXPECT_EQ(transport_.Settles().size(), 4u);
+  EXPECT_EQ(metrics_.Count("received"), 4);
+  EXPECT_EQ(metrics_.Active(), 0);
+  EXPECT_TRUE(sidecar.Drained());
+}
+
+// Folded receives that overlap each other and the plain receive never take more than the limits
+// allow: at most `concurrency` messages received and not yet through the runtime, at most
+// 2 x concurrency held (received, not yet settled).
+TEST_F(SidecarRun, OverlappingFoldedReceivesKeepTheLimits) {
+  settings_.concurrency = 3;
+  settings_.fold_receive_into_settle = true;
+  transport_.FoldReceives(true);
+  constexpr int kMessages = 300;
+  for (int i = 0; i < kMessages; ++i) {
+    transport_.Enqueue("asya-a", Env(std::to_string(i), {"a", "b"}, i).dump());
+  }
+  std::mutex mu;
+  std::set<std::string> before_runtime;  // received, runtime call not over
+  size_t max_before_runtime = 0;
+  transport_.SetReceiveHook([&](const std::vector<transport::Message>& batch) {
+    std::lock_guard<std::mutex> lock(mu);
+    for (const auto& m : batch) {
+      before_runtime.insert(json::parse(m.body)["id"].get<std::string>());
+    }
+    max_before_runtime = std::max(max_before_runtime, before_runtime.size());
+  });
+  std::atomic<int> n{0};
+  runtime_.SetHandler([&](std::string_view req, MonoTime) -> Result<std::string> {
+    // Uneven calls, so settles (and their folded receives) overlap in many ways.
+    std::this_thread::sleep_for(std::chrono::microseconds(200 * (n++ % 7)));
+    std::string id = json::parse(req)["id"].get<std::string>();
+    std::lock_guard<std::mutex> lock(mu);
+    before_runtime.erase(id);  // before the sidecar frees the slot: the count errs low, never high
+    return EchoResponse(req);
+  });
+  transport_.SetPublishGate(
+      [&](std::string_view) { std::this_thread::sleep_for(std::chrono::microseconds(300)); });
+  Sidecar sidecar(settings_, transport_, runtime_, &metrics_);
+  std::thread run([&] { EXPECT_EQ(sidecar.Run(), 0); });
+  ASSERT_TRUE(transport_.WaitSettled(kMessages));
+  sidecar.Shutdown();
+  run.join();
+  EXPECT_LE(max_before_runtime, 3u);
+  EXPECT_LE(transport_.MaxHeld(), 6);
+  EXPECT_FALSE(transport_.FoldRequests().empty());
+  for (size_t want : transport_.FoldRequests()) {
+    EXPECT_GE(want, 1u);
+    EXPECT_LE(want, 3u);
+  }
+  EXPECT_EQ(transport_.To("asya-b").size(), static_cast<size_t>(kMessages));
+  EXPECT_EQ(transport_.Acks(), kMessages);
+  EXPECT_EQ(metrics_.Count("received"), kMessages);
+  EXPECT_EQ(metrics_.Active(), 0);
+  EXPECT_TRUE(sidecar.Drained());
 }
 
 TEST_F(SidecarRun, HeartbeatKeepsLongMessagesInvisible) {
