@@ -92,8 +92,8 @@ struct Sidecar::Impl : std::enable_shared_from_this<Sidecar::Impl> {
   bool workers_exit = false;
   // Receives in progress reserve the messages they may take: `reserved` counts them, so
   // active + reserved <= concurrency and held + reserved <= HeldLimit() when each one starts (see
-  // Room()). Receives folded into settles may overlap each other and the plain receive; plain
-  // (blocking) receives are one at a time (leader/follower).
+  // Room()). Plain (blocking) receives are one at a time (leader/follower); receives folded into
+  // settles may overlap each other, so settles that overlap each fold one (see FreeSlot).
   int reserved = 0;
   int receives = 0;              // receives in progress, folded or plain (the drain waits for 0)
   bool plain_receiving = false;  // a worker is in a plain receive (ReceiveBatch)
@@ -322,17 +322,19 @@ struct Sidecar::Impl : std::enable_shared_from_this<Sidecar::Impl> {
   // Frees the runtime slot of a message (its runtime call is over). With `take_receive` (the
   // caller is about to settle the message), a receive that may start now is not handed to an idle
   // worker: the caller folds it into its settle (Transport::PublishAckAndReceive), also while
-  // other receives are in progress (each reserves what it may take); returns how many messages it
-  // may receive (0: it folds none). Such a receive ends with EndFoldedReceive(returned count, ..).
+  // other folded receives are in progress (each reserves what it may take); returns how many
+  // messages it may receive (0: it folds none). Such a receive ends with EndFoldedReceive(returned
+  // count, ..). Not while the plain receive is in progress: that one waits for the queue (so a
+  // fold would mostly add an empty claim to the settle) and takes the next message itself.
   size_t FreeSlot(const InFlightPtr& m, bool take_receive = false) {
     std::unique_lock<std::mutex> lock(mu);
     if (m->counted_active) {
       m->counted_active = false;
       --active;
-      if (take_receive && workers_started && s.fold_receive_into_settle && CanFold()) {
-        return ReserveReceive();
-      }
       if (CanReceive()) {
+        if (take_receive && workers_started && s.fold_receive_into_settle) {
+          return ReserveReceive();
+        }
         lock.unlock();
         work_cv.notify_one();  // receive while this worker publishes
       }
@@ -594,14 +596,12 @@ struct Sidecar::Impl : std::enable_shared_from_this<Sidecar::Impl> {
   // (up to HeldLimit()) that neither held messages nor receives in progress have taken.
   int Room() const { return std::min(s.concurrency - active, HeldLimit() - held) - reserved; }
 
-  // Under mu: a receive may be folded into a settle (there is room; see FreeSlot).
-  bool CanFold() const { return !stopping && Room() > 0; }
-
-  // Under mu: a worker may start a plain receive (none is running and there is room).
+  // Under mu: a receive may start (a plain one, or one folded into a settle: FreeSlot): no plain
+  // receive is running and there is room. Folded receives in progress do not stop it.
   bool CanReceive() const { return !stopping && !plain_receiving && Room() > 0; }
 
-  // Under mu: starts a receive (CanFold() or CanReceive() said there is room); returns how many
-  // messages it may take, reserved until EndReceive.
+  // Under mu: starts a receive (CanReceive() said there is room); returns how many messages it may
+  // take, reserved until EndReceive.
   size_t ReserveReceive() {
     const int want = std::min(Room(), kMaxReceiveBatch);
     reserved += want;
