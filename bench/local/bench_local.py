@@ -35,7 +35,8 @@ class Up:
     def __init__(self, files):
         # BENCH_TMPDIR: where the state directory goes (the crew makes two directories per
         # envelope there; see docs/benchmarks.md on ext4 without a journal).
-        self.dir = tempfile.mkdtemp(prefix="asya-bench-", dir=os.environ.get("BENCH_TMPDIR", "/tmp"))
+        base = os.environ.get("BENCH_TMPDIR", "/tmp")
+        self.dir = tempfile.mkdtemp(prefix="asya-bench-", dir=base)
         self.state = os.path.join(self.dir, "state")
         code = os.path.join(self.dir, "code")
         os.makedirs(code)
