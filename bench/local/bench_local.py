@@ -33,7 +33,10 @@ def c(p):
 
 class Up:
     def __init__(self, files):
-        self.dir = tempfile.mkdtemp(prefix="asya-bench-", dir="/tmp")
+        # BENCH_TMPDIR: where the state directory goes (the crew makes two directories per
+        # envelope there; see docs/benchmarks.md on ext4 without a journal).
+        base = os.environ.get("BENCH_TMPDIR", "/tmp")
+        self.dir = tempfile.mkdtemp(prefix="asya-bench-", dir=base)
         self.state = os.path.join(self.dir, "state")
         code = os.path.join(self.dir, "code")
         os.makedirs(code)
@@ -134,14 +137,25 @@ def pct(values, q):
     return values[min(len(values) - 1, int(q * len(values)))]
 
 
-def bench_pipeline(only_throughput=False):
+def pipeline_files():
+    """The pipeline's three manifests: (concurrency, replicas, {file: text}).
+
+    BENCH_REPLICAS (default 2) and BENCH_CONCURRENCY (default 4; the runtime must serve as many
+    connections as the sidecar keeps in flight, so it gets the same) are the bench's choices;
+    BENCH_CONCURRENCY=default sets neither variable, so `asya up` decides."""
     conc = os.environ.get("BENCH_CONCURRENCY", "4")
-    # The runtime must serve as many connections as the sidecar keeps in flight.
     replicas = int(os.environ.get("BENCH_REPLICAS", "2"))
-    files = {n + ".yaml": actor_yaml(n, "h." + n, replicas=replicas,
-                                     env={"ASYA_RUNTIME_CONCURRENCY": conc},
-                                     sidecar_env={"ASYA_SIDECAR_CONCURRENCY": conc})
+    env, sidecar_env = {}, {}
+    if conc != "default":
+        env, sidecar_env = {"ASYA_RUNTIME_CONCURRENCY": conc}, {"ASYA_SIDECAR_CONCURRENCY": conc}
+    files = {n + ".yaml": actor_yaml(n, "h." + n, replicas=replicas, env=env,
+                                     sidecar_env=sidecar_env)
              for n in ("a", "b", "c")}
+    return conc, replicas, files
+
+
+def bench_pipeline(only_throughput=False):
+    conc, replicas, files = pipeline_files()
     print("asya-up pipeline: 3 actors x %d replicas, sidecar concurrency %s, sqlite" % (replicas, conc))
     up = Up(files)
     try:

@@ -4,7 +4,8 @@
 Usage: profile_pipeline.py [BUILD_DIR] [N]   (root or perf_event_paranoid <= 1; perf on PATH)
 
 Starts the bench/local pipeline mesh (3 Python actors x 2 replicas + happy-end, sqlite;
-BENCH_REPLICAS / BENCH_CONCURRENCY change the bench's 2 replicas / concurrency 4), warms it
+BENCH_REPLICAS / BENCH_CONCURRENCY change the bench's 2 replicas / concurrency 4;
+BENCH_CONCURRENCY=default leaves the concurrency to `asya up`), warms it
 up, then sends N envelopes with one `asya send` and, over every process of the mesh plus that
 `asya send`, counts per envelope:
   - CPU time (utime+stime from /proc) and context switches (voluntary = blocking waits, i.e.
@@ -27,7 +28,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import bench_local  # noqa: E402
-from bench_local import Up, actor_yaml  # noqa: E402
+from bench_local import Up  # noqa: E402
 
 SQLITE_LIB = "/lib/x86_64-linux-gnu/libsqlite3.so.0"
 PROBE = "probe_libsqlite3:sqlite3_exec"
@@ -117,12 +118,7 @@ def main():
     n = int(sys.argv[2]) if len(sys.argv) > 2 else 3000
     bench_local.ASYA = os.path.join(build, "bin", "asya")
     probe_events = add_probes(build)
-    conc = os.environ.get("BENCH_CONCURRENCY", "4")
-    replicas = int(os.environ.get("BENCH_REPLICAS", "2"))  # the bench's choice, not a default
-    files = {a + ".yaml": actor_yaml(a, "h." + a, replicas=replicas,
-                                     env={"ASYA_RUNTIME_CONCURRENCY": conc},
-                                     sidecar_env={"ASYA_SIDECAR_CONCURRENCY": conc})
-             for a in ("a", "b", "c")}
+    conc, replicas, files = bench_local.pipeline_files()  # BENCH_REPLICAS, BENCH_CONCURRENCY
     up = Up(files)
     tmp = up.dir
     try:
