@@ -482,8 +482,10 @@ struct Sidecar::Impl : std::enable_shared_from_this<Sidecar::Impl> {
       work_cv.notify_one();
       return;
     }
-    Finish(ps->m, ps->d, ps->input, IdOf(ps->input), failed);
+    // Recorded first: Finish() releases the message, after which the drain may end and the
+    // process tear down the metrics while this (transport) thread is still here.
     RecordProcessed(ps->m);
+    Finish(ps->m, ps->d, ps->input, IdOf(ps->input), failed);
   }
 
   void RecordProcessed(const InFlightPtr& m) {
@@ -891,8 +893,10 @@ struct Sidecar::Impl : std::enable_shared_from_this<Sidecar::Impl> {
     }
     // A worker that waits for its publish confirm cannot take the next message meanwhile: 2 x
     // concurrency of them keep `concurrency` runtime calls going. Where the transport settles
-    // without a worker (SettlesAsync) a worker is free again when its runtime call is answered.
-    const int n_workers = transport.SettlesAsync() ? s.concurrency : 2 * s.concurrency;
+    // without a worker (SettlesAsync) a worker is free again when its runtime call is answered:
+    // `concurrency` in runtime calls, and one more so that a fallback after a failed publish
+    // (tasks) never waits behind a receive or the runtime.
+    const int n_workers = transport.SettlesAsync() ? s.concurrency + 1 : 2 * s.concurrency;
     {
       std::lock_guard<std::mutex> lock(mu);
       workers_started = true;
