@@ -133,6 +133,11 @@ Status RabbitMqTransport::RunConnected() {
          (giving_back_ > 0 || now < quiet_until)) {
     bool more = false;
     ASYA_RETURN_IF_ERROR(DrainFrames(&more));
+    if (!io_acks_.empty()) {  // async settles confirmed while shutting down
+      std::vector<PendingAck> acks;
+      acks.swap(io_acks_);
+      SendAcks(std::move(acks));
+    }
     if (!more) {
       pollfd pfd{conn_.fd(), POLLIN, 0};
       poll(&pfd, 1, 20);
