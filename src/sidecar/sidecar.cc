@@ -84,10 +84,11 @@ struct Sidecar::Impl : std::enable_shared_from_this<Sidecar::Impl> {
   std::condition_variable work_cv;  // workers: work queued, a receive may start, exit
   std::condition_variable hb_cv;    // wakes the heartbeat at exit
   std::deque<InFlightPtr> work;
-  std::list<InFlightPtr> inflight;  // every held message (heartbeat, drain)
-  int active = 0;                   // messages before/in their runtime call
-  int held = 0;                     // messages not yet acked/nacked
-  int held_large = 0;               // of which bodies >= kDropPayloadBytes
+  std::deque<std::function<void()>> tasks;  // fallbacks of failed async settles (may block)
+  std::list<InFlightPtr> inflight;          // every held message (heartbeat, drain)
+  int active = 0;                           // messages before/in their runtime call
+  int held = 0;                             // messages not yet acked/nacked
+  int held_large = 0;                       // of which bodies >= kDropPayloadBytes
   int busy_workers = 0;
   bool workers_exit = false;
   // Receives in progress reserve the messages they may take: `reserved` counts them, so
@@ -326,7 +327,9 @@ struct Sidecar::Impl : std::enable_shared_from_this<Sidecar::Impl> {
   // messages it may receive (0: it folds none). Such a receive ends with EndFoldedReceive(returned
   // count, ..). Not while the plain receive is in progress: that one waits for the queue (so a
   // fold would mostly add an empty claim to the settle) and takes the next message itself.
-  size_t FreeSlot(const InFlightPtr& m, bool take_receive = false) {
+  // With `back_to_loop` (the caller's settle goes on without it) nobody is woken: the caller
+  // receives itself, back in its loop.
+  size_t FreeSlot(const InFlightPtr& m, bool take_receive = false, bool back_to_loop = false) {
     std::unique_lock<std::mutex> lock(mu);
     if (m->counted_active) {
       m->counted_active = false;
@@ -334,6 +337,9 @@ struct Sidecar::Impl : std::enable_shared_from_this<Sidecar::Impl> {
       if (CanReceive()) {
         if (take_receive && workers_started && s.fold_receive_into_settle) {
           return ReserveReceive();
+        }
+        if (back_to_loop && t_worker_of == this) {
+          return 0;
         }
         lock.unlock();
         work_cv.notify_one();  // receive while this worker publishes
@@ -402,12 +408,18 @@ struct Sidecar::Impl : std::enable_shared_from_this<Sidecar::Impl> {
     const auto t0 = clock.Now();
     auto failure = also != nullptr ? transport.PublishAckAndReceive(m->msg, outgoing, *also)
                                    : transport.PublishAndAck(m->msg, outgoing);
+    RecordSettle(d, id, failure, clock.Now() - t0);
+    return failure;
+  }
+
+  // Metrics of what a settle published, and its failure in the log.
+  void RecordSettle(const router::Decision& d, std::string_view id,
+                    const std::optional<transport::SettleFailure>& failure, Clock::Duration took) {
     const size_t published = failure ? failure->published : d.publishes.size();
     if (metrics != nullptr) {
-      const double took = Seconds(clock.Now() - t0);
       for (size_t i = 0; i < published; ++i) {
         const auto& p = d.publishes[i];
-        metrics->SendDuration(p.metric_destination, took);
+        metrics->SendDuration(p.metric_destination, Seconds(took));
         metrics->Sent(p.metric_destination, router::MessageTypeName(p.type), p.body.size());
       }
     }
@@ -418,22 +430,96 @@ struct Sidecar::Impl : std::enable_shared_from_this<Sidecar::Impl> {
     } else if (failure) {
       log::Error("ack failed", {{"id", std::string(id)}, {"error", failure->error.message}});
     }
-    return failure;
+  }
+
+  // A settle that goes on without a worker (Transport::SettlesAsync): what its completion, and
+  // a fallback after a failed publish, need. Held until the transport calls back.
+  struct PendingSettle {
+    InFlightPtr m;
+    router::Decision d;
+    ParsedInput input;
+    std::vector<transport::Outgoing> outgoing;  // views into d
+    MonoTime t0;
+    std::thread::id caller;  // the worker that started it
+  };
+
+  [[nodiscard]] static std::string_view IdOf(const ParsedInput& input) {
+    const envelope::Envelope* env = input.envelope();
+    return env != nullptr ? std::string_view(env->id) : std::string_view();
+  }
+
+  // Starts publishing `d` and acking the message; the worker goes back to its loop at once.
+  // SettleDone() finishes on the transport's thread (success) or hands a failed publish to a
+  // worker (the fallback may block). The message stays held (drain waits) until then.
+  void StartAsyncSettle(const InFlightPtr& m, router::Decision d, ParsedInput input) {
+    auto ps = std::make_shared<PendingSettle>(PendingSettle{.m = m,
+                                                            .d = std::move(d),
+                                                            .input = std::move(input),
+                                                            .outgoing = {},
+                                                            .t0 = clock.Now(),
+                                                            .caller = std::this_thread::get_id()});
+    ps->outgoing.reserve(ps->d.publishes.size());
+    for (const auto& p : ps->d.publishes) {
+      ps->outgoing.push_back({.queue = p.queue,
+                              .body = p.body,
+                              .options = {.delay = p.delay, .headers = p.transport_headers}});
+    }
+    transport.PublishAndAckAsync(
+        m->msg, ps->outgoing,
+        [self = shared_from_this(), ps](std::optional<transport::SettleFailure> failed) {
+          self->SettleDone(ps, std::move(failed));
+        });
+  }
+
+  // The transport's answer to StartAsyncSettle. Must not block unless it runs on the worker that
+  // started the settle (the transport answered at once).
+  void SettleDone(const std::shared_ptr<PendingSettle>& ps,
+                  std::optional<transport::SettleFailure> failed) {
+    RecordSettle(ps->d, IdOf(ps->input), failed, clock.Now() - ps->t0);
+    if (failed && !failed->in_ack && std::this_thread::get_id() != ps->caller) {
+      // The fallback (error-end publish or nack) waits for the broker: a worker runs it.
+      {
+        std::lock_guard<std::mutex> lock(mu);
+        tasks.push_back([self = shared_from_this(), ps, failed = std::move(failed)] {
+          self->Finish(ps->m, ps->d, ps->input, IdOf(ps->input), failed);
+          self->RecordProcessed(ps->m);
+        });
+      }
+      work_cv.notify_one();
+      return;
+    }
+    // Recorded first: Finish() releases the message, after which the drain may end and the
+    // process tear down the metrics while this (transport) thread is still here.
+    RecordProcessed(ps->m);
+    Finish(ps->m, ps->d, ps->input, IdOf(ps->input), failed);
+  }
+
+  void RecordProcessed(const InFlightPtr& m) {
+    if (metrics != nullptr) {
+      metrics->ProcessingDuration(Seconds(clock.Now() - m->received_at));
+    }
   }
 
   // Publishes and acks (or nacks) as `d` says. `input` is the message's parsed view; a failed
   // publish decides again from it (router::AfterPublishFailure), without parsing the body again
   // unless its payload was dropped (large bodies).
-  void Execute(const InFlightPtr& m, const router::Decision& d, ParsedInput& input) {
+  // Returns false when the settle goes on asynchronously (StartAsyncSettle: `d` and `input` were
+  // moved there and the completion records the processing time).
+  bool Execute(const InFlightPtr& m, router::Decision& d, ParsedInput& input) {
     int expected = kRunning;
     if (!m->state.compare_exchange_strong(expected, kSettling)) {
-      return;  // nacked by the shutdown drain meanwhile
+      return true;  // nacked by the shutdown drain meanwhile
     }
-    const size_t fold = FreeSlot(m, /*take_receive=*/d.action != router::Action::kNack);
-    const envelope::Envelope* env = input.envelope();
-    const std::string_view id = env != nullptr ? std::string_view(env->id) : std::string_view();
-    const router::Decision* done = &d;
-    router::Decision fallback;
+    // Only workers settle asynchronously (ProcessOne() has none to run a fallback on).
+    const bool async =
+        d.action != router::Action::kNack && workers_started && transport.SettlesAsync();
+    const size_t fold = FreeSlot(m, /*take_receive=*/!async && d.action != router::Action::kNack,
+                                 /*back_to_loop=*/async);
+    if (async) {
+      StartAsyncSettle(m, std::move(d), std::move(input));
+      return false;
+    }
+    const std::string_view id = IdOf(input);
     std::optional<transport::SettleFailure> failed;
     if (d.action != router::Action::kNack) {
       if (fold > 0) {
@@ -445,6 +531,17 @@ struct Sidecar::Impl : std::enable_shared_from_this<Sidecar::Impl> {
         failed = PublishAndAck(m, d, id);
       }
     }
+    Finish(m, d, input, id, failed);
+    return true;
+  }
+
+  // The rest of a settle once its publish and ack are over (`failed`: what went wrong): the
+  // fallback after a failed publish (router::AfterPublishFailure: error-end publish or nack),
+  // metrics, the nack of a kNack decision, Release. Blocks only on a publish failure or kNack.
+  void Finish(const InFlightPtr& m, const router::Decision& d, ParsedInput& input,
+              std::string_view id, const std::optional<transport::SettleFailure>& failed) {
+    const router::Decision* done = &d;
+    router::Decision fallback;
     if (failed && !failed->in_ack) {
       if (input.body_released() && !RestoreBody(m, input)) {
         Nack(m, s.publish_failure_nack_delay, "publish failed; message body unreadable");
@@ -579,9 +676,8 @@ struct Sidecar::Impl : std::enable_shared_from_this<Sidecar::Impl> {
       outcome.reset();  // the runtime's answer is freed before publishing
     }
     input.DropPayload();  // so is the payload copy of a large input
-    Execute(m, d, input);
-    if (metrics != nullptr) {
-      metrics->ProcessingDuration(Seconds(clock.Now() - m->received_at));
+    if (Execute(m, d, input)) {
+      RecordProcessed(m);
     }
   }
 
@@ -689,7 +785,21 @@ struct Sidecar::Impl : std::enable_shared_from_this<Sidecar::Impl> {
     t_worker_of = this;
     std::unique_lock<std::mutex> lock(mu);
     while (true) {
-      work_cv.wait(lock, [&] { return !work.empty() || workers_exit || CanReceive(); });
+      work_cv.wait(lock,
+                   [&] { return !tasks.empty() || !work.empty() || workers_exit || CanReceive(); });
+      if (!tasks.empty()) {
+        auto task = std::move(tasks.front());
+        tasks.pop_front();
+        ++busy_workers;
+        lock.unlock();
+        task();
+        task = nullptr;
+        lock.lock();
+        if (--busy_workers == 0) {
+          cv.notify_all();
+        }
+        continue;
+      }
       InFlightPtr mine;
       if (!work.empty()) {
         mine = std::move(work.front());
@@ -812,7 +922,12 @@ struct Sidecar::Impl : std::enable_shared_from_this<Sidecar::Impl> {
     if (!WaitForRuntimeAtStartup()) {
       return stopping && exit_code == 0 ? 0 : 1;
     }
-    const int n_workers = 2 * s.concurrency;
+    // A worker that waits for its publish confirm cannot take the next message meanwhile: 2 x
+    // concurrency of them keep `concurrency` runtime calls going. Where the transport settles
+    // without a worker (SettlesAsync) a worker is free again when its runtime call is answered:
+    // `concurrency` in runtime calls, and one more so that a fallback after a failed publish
+    // (tasks) never waits behind a receive or the runtime.
+    const int n_workers = transport.SettlesAsync() ? s.concurrency + 1 : 2 * s.concurrency;
     {
       std::lock_guard<std::mutex> lock(mu);
       workers_started = true;

@@ -2,10 +2,12 @@
 // this test binary starts itself (tests/support/rabbitmq_fixture.h; one broker per process).
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdlib>
 #include <iterator>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
@@ -238,6 +240,119 @@ TEST_F(RabbitMqTest, BatchedAcksNeverSettleAHeldDelivery) {
   ASSERT_EQ(back.size(), 1u);
   EXPECT_EQ(back[0].body, "m3");
   EXPECT_EQ(back[0].delivery_count, 2);
+  ASSERT_OK(t_->Ack(back[0]));
+}
+
+// Results of PublishAndAckAsync calls, collected from the I/O thread.
+class SettleResults {
+ public:
+  Transport::SettleDone Done(size_t i) {
+    return [this, i](std::optional<SettleFailure> f) {
+      std::lock_guard lock(mu_);
+      results_[i] = std::move(f);
+      cv_.notify_all();
+    };
+  }
+  bool Wait(size_t n) {
+    std::unique_lock lock(mu_);
+    return cv_.wait_for(lock, std::chrono::seconds(30), [&] { return results_.size() >= n; });
+  }
+  std::map<size_t, std::optional<SettleFailure>> Take() {
+    std::lock_guard lock(mu_);
+    return results_;
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::map<size_t, std::optional<SettleFailure>> results_;
+};
+
+// The asynchronous settle: every output is confirmed before its input is acked, acks of many
+// settles go out together, and a delivery still held is never acked with them.
+TEST_F(RabbitMqTest, AsyncSettlePublishesEveryOutputThenAcksTheInput) {
+  ASSERT_TRUE(t_->SettlesAsync());
+  std::string in = NewQueue();
+  std::string out = NewQueue();
+  for (int i = 0; i < 8; ++i) {
+    ASSERT_OK(t_->Publish(in, "m" + std::to_string(i)));
+  }
+  {
+    auto consumer = MakeRabbitMqTransport(Settings(*broker_));  // prefetch 10: takes all 8
+    ASSERT_OK(consumer);
+    auto got = ReceiveN(**consumer, in, 8);
+    ASSERT_EQ(got.size(), 8u);
+    SettleResults results;
+    std::vector<std::string> bodies;  // the outputs' bodies outlive the settles
+    bodies.reserve(16);
+    for (size_t i = 0; i < 8; ++i) {
+      bodies.push_back(got[i].body + "a");
+      bodies.push_back(got[i].body + "b");
+    }
+    for (size_t i = 0; i < 8; ++i) {
+      if (i == 4) {
+        continue;  // still "in a handler" when the others settle
+      }
+      std::vector<Outgoing> outgoing{{.queue = out, .body = bodies[2 * i], .options = {}},
+                                     {.queue = out, .body = bodies[2 * i + 1], .options = {}}};
+      (*consumer)->PublishAndAckAsync(got[i], outgoing, results.Done(i));
+    }
+    ASSERT_TRUE(results.Wait(7));
+    for (const auto& [i, failure] : results.Take()) {
+      EXPECT_FALSE(failure.has_value()) << i << ": " << failure->error.ToString();
+    }
+    // Settled once: acking again is refused without touching the broker.
+    auto again = (*consumer)->Ack(got[0]);
+    ASSERT_FALSE(again.has_value());
+    EXPECT_EQ(again.error().code, ErrorCode::kFailedPrecondition);
+    EXPECT_EQ(got[4].body, "m4");
+  }  // goes away holding m4: the broker redelivers m4 and only m4
+  auto back = ReceiveN(*t_, in, 2, Millis(3000));
+  ASSERT_EQ(back.size(), 1u);
+  EXPECT_EQ(back[0].body, "m4");
+  ASSERT_OK(t_->Ack(back[0]));
+  std::multiset<std::string> seen;
+  for (;;) {  // acked as they come (prefetch 10 < 14)
+    auto outputs = ReceiveN(*t_, out, 1, Millis(2000));
+    if (outputs.empty()) {
+      break;
+    }
+    seen.insert(outputs[0].body);
+    ASSERT_OK(t_->Ack(outputs[0]));
+  }
+  EXPECT_EQ(seen.size(), 14u);
+  EXPECT_EQ(seen.count("m3a") + seen.count("m3b"), 2u);
+  EXPECT_EQ(seen.count("m4a") + seen.count("m4b"), 0u);
+}
+
+// A failed output (unroutable: mandatory) ends the async settle with its index; the outputs
+// after it are not published and the input is not acked, so the caller can still nack it.
+TEST_F(RabbitMqTest, AsyncSettleWithAnUnroutableOutputFailsAndAcksNothing) {
+  std::string in = NewQueue();
+  std::string out = NewQueue();
+  ASSERT_OK(t_->Publish(in, "input"));
+  auto got = ReceiveN(*t_, in, 1);
+  ASSERT_EQ(got.size(), 1u);
+  std::vector<Outgoing> outgoing{{.queue = out, .body = "first", .options = {}},
+                                 {.queue = "asya-nobody-listens-here", .body = "x", .options = {}},
+                                 {.queue = out, .body = "third", .options = {}}};
+  SettleResults results;
+  t_->PublishAndAckAsync(got[0], outgoing, results.Done(0));
+  ASSERT_TRUE(results.Wait(1));
+  auto failure = results.Take()[0];
+  ASSERT_TRUE(failure.has_value());
+  EXPECT_FALSE(failure->in_ack);
+  EXPECT_EQ(failure->index, 1u);
+  EXPECT_EQ(failure->published, 1u);
+  EXPECT_EQ(failure->error.code, ErrorCode::kNotFound) << failure->error.ToString();
+  ASSERT_OK(t_->Nack(got[0], Millis(0)));  // the receipt is still ours
+  auto outputs = ReceiveN(*t_, out, 2, Millis(2000));
+  ASSERT_EQ(outputs.size(), 1u);
+  EXPECT_EQ(outputs[0].body, "first");
+  ASSERT_OK(t_->Ack(outputs[0]));
+  auto back = ReceiveN(*t_, in, 1, Millis(5000));
+  ASSERT_EQ(back.size(), 1u);
+  EXPECT_EQ(back[0].body, "input");
   ASSERT_OK(t_->Ack(back[0]));
 }
 

@@ -104,7 +104,9 @@ Status RabbitMqTransport::RunConnected() {
     if (more) {
       continue;
     }
-    if (!commands_.Idle()) {
+    // Acks queued while dispatching frames (confirms of PublishAndAckAsync) are written by the
+    // next RunCommands, before the loop sleeps.
+    if (!io_acks_.empty() || !commands_.Idle()) {
       continue;
     }
     pollfd fds[2] = {{conn_.fd(), POLLIN, 0}, {commands_.wake_fd(), POLLIN, 0}};
@@ -131,6 +133,11 @@ Status RabbitMqTransport::RunConnected() {
          (giving_back_ > 0 || now < quiet_until)) {
     bool more = false;
     ASYA_RETURN_IF_ERROR(DrainFrames(&more));
+    if (!io_acks_.empty()) {  // async settles confirmed while shutting down
+      std::vector<PendingAck> acks;
+      acks.swap(io_acks_);
+      SendAcks(std::move(acks));
+    }
     if (!more) {
       pollfd pfd{conn_.fd(), POLLIN, 0};
       poll(&pfd, 1, 20);
@@ -143,6 +150,10 @@ void RabbitMqTransport::RunCommands() {
   std::deque<Command> batch;
   std::vector<PendingAck> acks;
   commands_.Take(&batch, &acks);
+  if (!io_acks_.empty()) {
+    acks.insert(acks.end(), io_acks_.begin(), io_acks_.end());
+    io_acks_.clear();
+  }
   // Cork the socket while writing a batch, so the frames of many publishes and acks leave in a
   // few segments instead of one each (TCP_NODELAY is on); uncorking flushes at once.
   const bool cork = batch.size() + acks.size() > 1 && conn_.fd() >= 0;
@@ -179,6 +190,7 @@ void RabbitMqTransport::TearDown(const Error& reason) {
               {{"broker", where_}, {"error", reason.message}});
   }
   consumers_.clear();
+  io_acks_.clear();  // their channel is gone: the broker redelivers those messages
   {
     std::lock_guard lock(mu_);
     connected_ = false;

@@ -39,7 +39,7 @@ Status RabbitMqTransport::EnsurePublishChannel() {
   return Ok();
 }
 
-void RabbitMqTransport::PublishAsync(const std::string& queue, std::string body,
+void RabbitMqTransport::PublishAsync(const std::string& queue, std::string_view body,
                                      std::map<std::string, std::string> headers, Millis delay,
                                      std::function<void(Status)> done) {
   if (delay.count() <= 0) {
@@ -58,7 +58,7 @@ void RabbitMqTransport::PublishAsync(const std::string& queue, std::string body,
 }
 
 void RabbitMqTransport::SendPublish(const std::string& exchange, const std::string& routing_key,
-                                    const std::string& queue, const std::string& body,
+                                    const std::string& queue, std::string_view body,
                                     const std::map<std::string, std::string>& headers,
                                     std::function<void(Status)> done) {
   Status st = EnsurePublishChannel();
@@ -76,6 +76,39 @@ void RabbitMqTransport::SendPublish(const std::string& exchange, const std::stri
     return;
   }
   confirms_.Add(seq, std::move(done));
+}
+
+void RabbitMqTransport::ContinueSettle(const std::shared_ptr<AsyncSettle>& op) {
+  if (op->next < op->outgoing.size()) {
+    const size_t i = op->next;
+    const Outgoing& o = op->outgoing[i];
+    PublishAsync(
+        std::string(o.queue), o.body, o.options.headers, o.options.delay, [this, op, i](Status s) {
+          if (!s) {
+            op->done(
+                SettleFailure{.in_ack = false, .index = i, .published = i, .error = s.error()});
+            return;
+          }
+          op->next = i + 1;
+          ContinueSettle(op);
+        });
+    return;
+  }
+  // Every output is confirmed: settle the receipt (so nobody else acks or nacks it) and queue
+  // its ack with the others of this pass (io_acks_, written before the loop sleeps; runs of them
+  // go out as one basic.ack(multiple), see SendAcks).
+  Message input;
+  input.queue = op->queue;
+  input.receipt = op->receipt;
+  Receipt receipt;
+  Result<amqp_channel_t> channel = Settle(input, &receipt);
+  if (!channel) {
+    op->done(SettleFailure{
+        .in_ack = true, .index = 0, .published = op->outgoing.size(), .error = channel.error()});
+    return;
+  }
+  io_acks_.push_back(PendingAck{*channel, receipt.incarnation, receipt.tag});
+  op->done(std::nullopt);
 }
 
 }  // namespace asya::transport::rabbitmq

@@ -175,6 +175,38 @@ Status RabbitMqTransport::Ack(const Message& message) {
   return Ok();
 }
 
+void RabbitMqTransport::PublishAndAckAsync(const Message& message,
+                                           std::span<const Outgoing> outgoing, SettleDone done) {
+  for (size_t i = 0; i < outgoing.size(); ++i) {
+    if (Status st = ValidateQueueName(outgoing[i].queue); !st) {
+      done(SettleFailure{.in_ack = false, .index = i, .published = i, .error = st.error()});
+      return;
+    }
+  }
+  auto op = std::make_shared<AsyncSettle>();
+  op->queue = message.queue;
+  op->receipt = message.receipt;
+  op->outgoing.assign(outgoing.begin(), outgoing.end());
+  op->done = std::move(done);
+  // Nobody waits on a slot here: a command that could not run within operation_timeout (no
+  // connection) fails like a Publish() that gave up, and the caller falls back (nack/error-end).
+  const auto deadline = SteadyClock::now() + settings_.operation_timeout;
+  std::string what =
+      "publish to '" + std::string(outgoing.empty() ? std::string_view() : outgoing[0].queue) + "'";
+  commands_.Submit(
+      Command{[this, op, deadline, what = std::move(what)] {
+                if (SteadyClock::now() > deadline) {
+                  op->done(SettleFailure{
+                      .in_ack = false, .index = 0, .published = 0, .error = GaveUp(what).value()});
+                  return;
+                }
+                ContinueSettle(op);
+              },
+              [op](const Error& e) {
+                op->done(SettleFailure{.in_ack = false, .index = 0, .published = 0, .error = e});
+              }});
+}
+
 Status RabbitMqTransport::Nack(const Message& message, Millis delay) {
   Receipt receipt;
   ASYA_ASSIGN_OR_RETURN(amqp_channel_t channel, Settle(message, &receipt));

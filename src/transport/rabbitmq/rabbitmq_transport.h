@@ -29,6 +29,7 @@
 #include <mutex>
 #include <optional>
 #include <set>
+#include <span>
 #include <string>
 #include <thread>
 #include <unordered_map>
@@ -70,6 +71,12 @@ class RabbitMqTransport final : public Transport {
   Status Publish(std::string_view queue, std::string_view body,
                  const PublishOptions& options) override;
   Status Ack(const Message& message) override;
+  // Publishes `outgoing` one after the other from the I/O thread (each after the previous one's
+  // confirm) and, once the last is confirmed, queues the ack of `message` for the next batch of
+  // acks and runs `done` there (publisher.cc).
+  void PublishAndAckAsync(const Message& message, std::span<const Outgoing> outgoing,
+                          SettleDone done) override;
+  bool SettlesAsync() const override { return true; }
   Status Nack(const Message& message, Millis delay) override;
   Status ExtendVisibility(const Message& /*message*/, Millis /*visibility*/) override {
     return Ok();  // RabbitMQ has no visibility timeout (see README: consumer_timeout)
@@ -127,6 +134,15 @@ class RabbitMqTransport final : public Transport {
     return Wait(slot, what);
   }
 
+  // One PublishAndAckAsync() in progress (I/O thread only once submitted).
+  struct AsyncSettle {
+    std::string queue;    // of the input (for errors)
+    std::string receipt;  // of the input
+    std::vector<Outgoing> outgoing;
+    size_t next = 0;  // the output to publish next
+    SettleDone done;
+  };
+
   // -- I/O thread: connection and dispatch (io_loop.cc) --
   void IoMain();
   Status Connect();
@@ -165,11 +181,15 @@ class RabbitMqTransport final : public Transport {
   // -- publisher (publisher.cc) --
   Status EnsurePublishChannel();
   // Publishes and calls done(status) on the I/O thread once the broker confirmed (or failed).
-  void PublishAsync(const std::string& queue, std::string body, Headers headers, Millis delay,
+  // `body` is written before this returns (it need not outlive the call).
+  void PublishAsync(const std::string& queue, std::string_view body, Headers headers, Millis delay,
                     std::function<void(Status)> done);
   void SendPublish(const std::string& exchange, const std::string& routing_key,
-                   const std::string& queue, const std::string& body, const Headers& headers,
+                   const std::string& queue, std::string_view body, const Headers& headers,
                    std::function<void(Status)> done);
+  // PublishAndAckAsync on the I/O thread: publishes op->outgoing[op->next], or when all are
+  // confirmed settles the input's receipt and queues its ack (io_acks_), then runs op->done.
+  void ContinueSettle(const std::shared_ptr<AsyncSettle>& op);
   Status OnReturn(amqp_channel_t channel, const amqp_basic_return_t& ret);
   void OnConfirm(uint64_t tag, bool multiple, bool ok) { confirms_.Resolve(tag, multiple, ok); }
   void FailPending(const Error& error) { confirms_.FailAll(error); }
@@ -219,6 +239,9 @@ class RabbitMqTransport final : public Transport {
   bool classic_holding_ = false;            // the broker refused a quorum holding queue
   bool draining_ = false;                   // inside DrainFrames: HandOut defers its notify
   std::vector<QueueState*> to_notify_;      // queues that got deliveries during this drain
+  // Acks the I/O thread queued itself (PublishAndAckAsync after the last confirm); written with
+  // the next batch of commands, before the loop sleeps again.
+  std::vector<PendingAck> io_acks_;
 };
 
 }  // namespace asya::transport::rabbitmq

@@ -97,6 +97,41 @@ class FakeTransport : public transport::Transport {
     return max_held_;
   }
 
+  // Like RabbitMQ (SettlesAsync): PublishAndAckAsync only records the settle; the test ends it
+  // with FinishSettle(), on a thread of its own as the transport's I/O thread would. Set before
+  // the sidecar runs.
+  void SettleAsynchronously(bool on) { settle_async_ = on; }
+  size_t PendingSettles() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return pending_settles_.size();
+  }
+  // Waits (real time, bounded) until `n` async settles are pending.
+  bool WaitPendingSettles(size_t n, std::chrono::seconds limit = std::chrono::seconds(30)) {
+    std::unique_lock<std::mutex> lock(mu_);
+    return cv_.wait_for(lock, limit, [&] { return pending_settles_.size() >= n; });
+  }
+  // Ends the oldest pending async settle and calls its `done` on this thread: publishes and acks
+  // as PublishAndAck does, or with `failure` publishes nothing and reports outgoing[0] as not
+  // published with that error. False when none is pending.
+  bool FinishSettle(std::optional<Error> failure = std::nullopt) {
+    PendingSettle p;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (pending_settles_.empty()) {
+        return false;
+      }
+      p = std::move(pending_settles_.front());
+      pending_settles_.pop_front();
+    }
+    if (failure) {
+      p.done(transport::SettleFailure{
+          .in_ack = false, .index = 0, .published = 0, .error = std::move(*failure)});
+    } else {
+      p.done(PublishAndAck(p.message, p.outgoing));
+    }
+    return true;
+  }
+
   std::vector<Published> Publishes() const {
     std::lock_guard<std::mutex> lock(mu_);
     return published_;
@@ -213,6 +248,18 @@ class FakeTransport : public transport::Transport {
     return {};
   }
   Status Ack(const transport::Message& m) override { return Settle(m, SettleKind::kAck, {}); }
+  void PublishAndAckAsync(const transport::Message& m,
+                          std::span<const transport::Outgoing> outgoing, SettleDone done) override {
+    if (!settle_async_) {
+      done(PublishAndAck(m, outgoing));
+      return;
+    }
+    std::lock_guard<std::mutex> lock(mu_);
+    pending_settles_.push_back(
+        {m, std::vector<transport::Outgoing>(outgoing.begin(), outgoing.end()), std::move(done)});
+    cv_.notify_all();
+  }
+  bool SettlesAsync() const override { return settle_async_; }
   Status Nack(const transport::Message& m, Millis delay) override {
     return Settle(m, SettleKind::kNack, delay);
   }
@@ -326,9 +373,17 @@ class FakeTransport : public transport::Transport {
     }
   }
 
+  struct PendingSettle {
+    transport::Message message;
+    std::vector<transport::Outgoing> outgoing;  // views the sidecar keeps valid until `done`
+    SettleDone done;
+  };
+
   mutable std::mutex mu_;
   std::condition_variable cv_;
   std::map<std::string, std::deque<transport::Message>, std::less<>> queues_;
+  std::deque<PendingSettle> pending_settles_;
+  std::atomic<bool> settle_async_{false};
   std::map<std::string, std::string> held_bodies_;  // by receipt, when keep_bodies_
   std::atomic<bool> keep_bodies_{false};
   std::atomic<bool> fail_read_body_{false};

@@ -289,6 +289,106 @@ TEST_F(SidecarRun, ShutdownRequeuesWhatDidNotFinishInTheGracePeriod) {
   EXPECT_TRUE(transport_.Publishes().empty());
 }
 
+// Where the transport settles asynchronously (RabbitMQ), the worker does not wait for the
+// confirm: the message stays held until the transport answers, and is released then.
+TEST_F(SidecarRun, AsyncSettleReleasesTheMessageWhenTheTransportAnswers) {
+  transport_.SettleAsynchronously(true);
+  transport_.Enqueue("asya-a", Env("m", {"a", "b"}, 1).dump());
+  Sidecar sidecar(settings_, transport_, runtime_, &metrics_);
+  std::thread run([&] { EXPECT_EQ(sidecar.Run(), 0); });
+  ASSERT_TRUE(transport_.WaitPendingSettles(1));
+  EXPECT_EQ(transport_.Acks(), 0);
+  EXPECT_EQ(metrics_.Active(), 1);  // still held
+  std::thread io([&] { EXPECT_TRUE(transport_.FinishSettle()); });
+  io.join();
+  EXPECT_EQ(metrics_.Active(), 0);  // released by the answer itself
+  EXPECT_EQ(metrics_.Count("processed", "success"), 1);
+  sidecar.Shutdown();
+  run.join();
+  EXPECT_TRUE(sidecar.Drained());
+  EXPECT_EQ(transport_.To("asya-b").size(), 1u);
+  EXPECT_EQ(transport_.Acks(), 1);
+  EXPECT_EQ(transport_.Settles().size(), 1u);
+}
+
+// A publish the broker did not confirm comes back to a worker, which runs the fallback once: a
+// transient error nacks the message (nothing was published, nothing acked).
+TEST_F(SidecarRun, AsyncSettleFailureNacksOnceOnAWorker) {
+  transport_.SettleAsynchronously(true);
+  transport_.Enqueue("asya-a", Env("m", {"a", "b"}, 1).dump());
+  Sidecar sidecar(settings_, transport_, runtime_, &metrics_);
+  std::thread run([&] { EXPECT_EQ(sidecar.Run(), 0); });
+  ASSERT_TRUE(transport_.WaitPendingSettles(1));
+  std::thread io([&] {
+    EXPECT_TRUE(transport_.FinishSettle(Error{ErrorCode::kUnavailable, "not confirmed"}));
+  });
+  io.join();
+  ASSERT_TRUE(transport_.WaitSettled(1));
+  EXPECT_EQ(transport_.Nacks(), 1);
+  EXPECT_EQ(transport_.Acks(), 0);
+  EXPECT_TRUE(transport_.Publishes().empty());
+  // The nacked message comes back (the fake requeues it) and settles normally this time.
+  ASSERT_TRUE(transport_.WaitPendingSettles(1));
+  std::thread io2([&] { EXPECT_TRUE(transport_.FinishSettle()); });
+  io2.join();
+  sidecar.Shutdown();
+  run.join();
+  EXPECT_TRUE(sidecar.Drained());
+  EXPECT_EQ(transport_.Nacks(), 1);
+  EXPECT_EQ(transport_.Acks(), 1);
+  EXPECT_EQ(transport_.Settles().size(), 2u);
+  EXPECT_EQ(transport_.To("asya-b").size(), 1u);
+  EXPECT_EQ(transport_.PendingSettles(), 0u);
+  EXPECT_EQ(metrics_.Active(), 0);
+}
+
+// A permanent publish error (kInvalidArgument) error-ends the message once, from a worker (the
+// error-end publish waits for the broker), and acks it.
+TEST_F(SidecarRun, AsyncSettlePermanentFailureErrorEndsOnce) {
+  transport_.SettleAsynchronously(true);
+  transport_.Enqueue("asya-a", Env("m", {"a", "b"}, 1).dump());
+  Sidecar sidecar(settings_, transport_, runtime_, &metrics_);
+  std::thread run([&] { EXPECT_EQ(sidecar.Run(), 0); });
+  ASSERT_TRUE(transport_.WaitPendingSettles(1));
+  std::thread io([&] {
+    EXPECT_TRUE(transport_.FinishSettle(Error{ErrorCode::kInvalidArgument, "bad queue"}));
+  });
+  io.join();
+  ASSERT_TRUE(transport_.WaitSettled(1));
+  sidecar.Shutdown();
+  run.join();
+  EXPECT_TRUE(sidecar.Drained());
+  EXPECT_EQ(transport_.To("asya-error-end").size(), 1u);
+  EXPECT_TRUE(transport_.To("asya-b").empty());
+  EXPECT_EQ(transport_.Acks(), 1);
+  EXPECT_EQ(transport_.Settles().size(), 1u);
+  EXPECT_EQ(metrics_.Active(), 0);
+}
+
+// The shutdown drain waits for settles still in the transport (the message is held until its
+// ack is queued), and does not requeue them.
+TEST_F(SidecarRun, DrainWaitsForPendingAsyncSettles) {
+  transport_.SettleAsynchronously(true);
+  transport_.Enqueue("asya-a", Env("m", {"a", "b"}, 1).dump());
+  Sidecar sidecar(settings_, transport_, runtime_, &metrics_);
+  std::atomic<bool> returned{false};
+  std::thread run([&] {
+    EXPECT_EQ(sidecar.Run(), 0);
+    returned = true;
+  });
+  ASSERT_TRUE(transport_.WaitPendingSettles(1));
+  sidecar.Shutdown();
+  std::this_thread::sleep_for(milliseconds(200));  // room for a wrong early return
+  EXPECT_FALSE(returned.load());
+  EXPECT_TRUE(transport_.FinishSettle());
+  run.join();
+  EXPECT_TRUE(sidecar.Drained());
+  EXPECT_EQ(transport_.Acks(), 1);
+  EXPECT_EQ(transport_.Requeues(), 0);
+  EXPECT_EQ(transport_.Settles().size(), 1u);
+  EXPECT_EQ(transport_.To("asya-b").size(), 1u);
+}
+
 TEST_F(SidecarRun, RuntimeNeverReadyExitsOne) {
   ManualClock clock;
   runtime_.ready = false;

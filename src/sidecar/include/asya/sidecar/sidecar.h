@@ -5,12 +5,17 @@
 // and a ManualClock. Configured by a plain Settings struct (only src/bin/sidecar reads the
 // environment).
 //
-// Threads: 2 x concurrency workers and one visibility heartbeat. Workers take turns receiving
+// Threads: 2 x concurrency workers (concurrency + 1 where the transport settles asynchronously,
+// Transport::SettlesAsync: RabbitMQ) and one visibility heartbeat. Workers take turns receiving
 // (leader/follower): an idle worker asks the transport for up to the free slots (at most 10 at a
 // time), keeps the first message for itself and queues the rest for the others, so a message that
 // arrives alone is processed by the thread that received it. A slot is freed when a message's
 // runtime call is over, so the publish/ack of one message overlaps the receive and runtime call
-// of the next. Lifecycle: Run() waits for the runtime, consumes until Shutdown(), drains in-flight
+// of the next. Where the transport settles asynchronously the worker does not wait for the
+// publisher confirm at all: it starts Transport::PublishAndAckAsync and takes the next message;
+// the transport's thread finishes the message when the ack is queued (metrics, release), and a
+// failed publish comes back to a worker for the fallback (error-end or nack), which may block.
+// Lifecycle: Run() waits for the runtime, consumes until Shutdown(), drains in-flight
 // messages for up to `shutdown_timeout`, nacks the rest (no delay, never error-end), waits for
 // receives still running at the broker to end (Transport::Quiesce: an SQS long poll in flight
 // would otherwise hide the next message for its visibility timeout) and returns.

@@ -19,6 +19,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -125,6 +126,22 @@ class Transport {
     (void)also;
     return PublishAndAck(message, outgoing);
   }
+  // What PublishAndAckAsync() ends with: nullopt on success, else the failure.
+  using SettleDone = std::function<void(std::optional<SettleFailure>)>;
+  // PublishAndAck() without waiting: `done` runs exactly once with what PublishAndAck() would
+  // have returned. It may run on the calling thread before this returns or later on a thread of
+  // the transport, where it must not block (and must not call the transport and wait). The
+  // caller keeps `message` (its receipt) and the queues and bodies `outgoing` points to valid
+  // until `done` has run. Same guarantees as PublishAndAck(): the ack only after every publish is
+  // confirmed; on a publish failure nothing is acked and outgoing[index..] were not published.
+  // The default calls PublishAndAck() and then `done`.
+  virtual void PublishAndAckAsync(const Message& message, std::span<const Outgoing> outgoing,
+                                  SettleDone done) {
+    done(PublishAndAck(message, outgoing));
+  }
+  // Whether PublishAndAckAsync() returns before the broker confirmed (RabbitMQ: yes; the
+  // default: no, it is PublishAndAck()).
+  [[nodiscard]] virtual bool SettlesAsync() const { return false; }
   // Returns the message to its queue, visible after `delay`; the delivery count is kept.
   virtual Status Nack(const Message& message, Millis delay = Millis(0)) = 0;
   // Gives `message` back unworked (graceful shutdown): visible again at once, and where the
