@@ -8,6 +8,7 @@
 #include <future>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
@@ -37,6 +38,13 @@ class SidecarRun : public ::testing::Test {
     settings_.socket_path = "/fake/asya-runtime.sock";
     settings_.receive_wait = milliseconds(20'000);  // Interrupt() ends it at shutdown
     settings_.shutdown_timeout = milliseconds(5'000);
+  }
+
+  // Ends the oldest pending async settle (FakeTransport::FinishSettle) on a thread of its own, as
+  // the transport's I/O thread would.
+  void FinishSettleOnIoThread(std::optional<Error> failure = std::nullopt) {
+    std::thread io([&] { EXPECT_TRUE(transport_.FinishSettle(std::move(failure))); });
+    io.join();
   }
 
   FakeTransport transport_;
@@ -299,8 +307,7 @@ TEST_F(SidecarRun, AsyncSettleReleasesTheMessageWhenTheTransportAnswers) {
   ASSERT_TRUE(transport_.WaitPendingSettles(1));
   EXPECT_EQ(transport_.Acks(), 0);
   EXPECT_EQ(metrics_.Active(), 1);  // still held
-  std::thread io([&] { EXPECT_TRUE(transport_.FinishSettle()); });
-  io.join();
+  FinishSettleOnIoThread();
   EXPECT_EQ(metrics_.Active(), 0);  // released by the answer itself
   EXPECT_EQ(metrics_.Count("processed", "success"), 1);
   sidecar.Shutdown();
@@ -319,18 +326,14 @@ TEST_F(SidecarRun, AsyncSettleFailureNacksOnceOnAWorker) {
   Sidecar sidecar(settings_, transport_, runtime_, &metrics_);
   std::thread run([&] { EXPECT_EQ(sidecar.Run(), 0); });
   ASSERT_TRUE(transport_.WaitPendingSettles(1));
-  std::thread io([&] {
-    EXPECT_TRUE(transport_.FinishSettle(Error{ErrorCode::kUnavailable, "not confirmed"}));
-  });
-  io.join();
+  FinishSettleOnIoThread(Error{ErrorCode::kUnavailable, "not confirmed"});
   ASSERT_TRUE(transport_.WaitSettled(1));
   EXPECT_EQ(transport_.Nacks(), 1);
   EXPECT_EQ(transport_.Acks(), 0);
   EXPECT_TRUE(transport_.Publishes().empty());
   // The nacked message comes back (the fake requeues it) and settles normally this time.
   ASSERT_TRUE(transport_.WaitPendingSettles(1));
-  std::thread io2([&] { EXPECT_TRUE(transport_.FinishSettle()); });
-  io2.join();
+  FinishSettleOnIoThread();
   sidecar.Shutdown();
   run.join();
   EXPECT_TRUE(sidecar.Drained());
@@ -350,10 +353,7 @@ TEST_F(SidecarRun, AsyncSettlePermanentFailureErrorEndsOnce) {
   Sidecar sidecar(settings_, transport_, runtime_, &metrics_);
   std::thread run([&] { EXPECT_EQ(sidecar.Run(), 0); });
   ASSERT_TRUE(transport_.WaitPendingSettles(1));
-  std::thread io([&] {
-    EXPECT_TRUE(transport_.FinishSettle(Error{ErrorCode::kInvalidArgument, "bad queue"}));
-  });
-  io.join();
+  FinishSettleOnIoThread(Error{ErrorCode::kInvalidArgument, "bad queue"});
   ASSERT_TRUE(transport_.WaitSettled(1));
   sidecar.Shutdown();
   run.join();
