@@ -48,6 +48,22 @@ class RuntimeCaller {
     }
     return response;
   }
+  // What CallAsync() ends with: the response frame body, or the error Call() would have returned.
+  using CallDone = std::function<void(Result<std::string>)>;
+  // Whether CallAsync() returns before the runtime has answered (RuntimeClient: yes; the default:
+  // no, it is Call()).
+  [[nodiscard]] virtual bool CallsAsync() const { return false; }
+  // Call() without waiting for the answer: `done` runs exactly once with what Call() would have
+  // returned (same errors, same retry of a reused connection the runtime had closed). It runs on
+  // the calling thread before CallAsync() returns when the call fails before the request was
+  // sent (or always, in the default), else later on a thread of the caller implementation that
+  // serves every call's answer: there it must not block for long. The caller keeps `request`
+  // valid until `done` has run. There is no release callback: a caller that wants to free a large
+  // request early uses CallReleasing().
+  virtual void CallAsync(std::string_view request, std::chrono::steady_clock::time_point deadline,
+                         CallDone done) {
+    done(Call(request, deadline));
+  }
   // Forgets connections to a runtime that went away (timeout, crash, restart).
   virtual void Reset() = 0;
   // After a call failed with the runtime closing the connection: RuntimeDeathNote (below) for
