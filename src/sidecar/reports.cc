@@ -63,6 +63,15 @@ void Report::BeforeCall() {
                  Progress(*env, "processing", "Processing in " + policy_.actor, ""));
 }
 
+bool Report::AfterCallWaits(const router::Decision& decision) const {
+  const envelope::Envelope* env = input_.envelope();
+  return gateway_ != nullptr && env != nullptr && !env->id.empty() && !policy_.is_end_actor &&
+         decision.processed_status != router::Processed::kNone &&
+         std::any_of(decision.publishes.begin(), decision.publishes.end(), [](const auto& p) {
+           return p.type == router::MessageType::kHappyEnd;
+         });
+}
+
 void Report::AfterCall(const router::RuntimeOutcome& outcome, const router::Decision& decision,
                        std::chrono::steady_clock::duration runtime_time) {
   const envelope::Envelope* env = input_.envelope();
@@ -91,9 +100,7 @@ void Report::AfterCall(const router::RuntimeOutcome& outcome, const router::Deci
     }
     // The route ends here: happy-end's final status must not reach the gateway before this
     // actor's progress (found by the MCP conformance suite on two gateway replicas under load).
-    if (std::any_of(
-            decision.publishes.begin(), decision.publishes.end(),
-            [](const router::Publish& p) { return p.type == router::MessageType::kHappyEnd; })) {
+    if (AfterCallWaits(decision)) {
       gateway_->Flush(env->id);
     }
     return;

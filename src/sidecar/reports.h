@@ -25,6 +25,8 @@ class Report {
   // the result goes to happy-end, waits (GatewaySink::Flush) until the progress is out.
   void AfterCall(const router::RuntimeOutcome& outcome, const router::Decision& decision,
                  std::chrono::steady_clock::duration runtime_time);
+  // Whether AfterCall() with `decision` waits for the gateway (GatewaySink::Flush).
+  [[nodiscard]] bool AfterCallWaits(const router::Decision& decision) const;
   // The runtime is not called (a check failed first). Final status `failed` when an end actor
   // (happy-end or error-end) dead-letters the message, so the task does not stay "running" at
   // the gateway after the end actor gave up on it.

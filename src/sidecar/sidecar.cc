@@ -99,6 +99,9 @@ struct Sidecar::Impl : std::enable_shared_from_this<Sidecar::Impl> {
   int receives = 0;              // receives in progress, folded or plain (the drain waits for 0)
   bool plain_receiving = false;  // a worker is in a plain receive (ReceiveBatch)
   bool workers_started = false;  // Run() started the workers (ProcessOne() alone has none)
+  // Runtime calls may go the asynchronous way (CallsAsync); set by Run() before any worker starts.
+  bool async_calls_enabled = false;
+  int calls_in_progress = 0;  // asynchronous calls not over yet (StartAsyncCall to EndCall)
   static constexpr int kMaxReceiveBatch = 10;
   int receive_failures = 0;
 
@@ -227,11 +230,11 @@ struct Sidecar::Impl : std::enable_shared_from_this<Sidecar::Impl> {
   // Calls the runtime; nullopt when the message must be requeued untouched (shutdown).
   // `request_done` (may be empty) runs once `body` will not be sent again (see
   // protocol::RuntimeCaller::CallReleasing); after that no retry of the call is made.
+  // `connect_failures`: attempts that already failed to reach the runtime (an asynchronous call's).
   std::optional<router::RuntimeOutcome> CallRuntime(std::string_view body,
-                                                    const std::function<void()>& request_done) {
-    using Kind = router::RuntimeOutcome::Kind;
-    router::RuntimeOutcome out;
-    for (int connect_failures = 0;;) {
+                                                    const std::function<void()>& request_done,
+                                                    int connect_failures = 0) {
+    while (true) {
       if (!EnsureRuntimeReady()) {
         return std::nullopt;
       }
@@ -244,51 +247,69 @@ struct Sidecar::Impl : std::enable_shared_from_this<Sidecar::Impl> {
                                                       request_done();
                                                     })
                             : runtime.Call(body, t0 + s.runtime_timeout);
-      const auto took = clock.Now() - t0;
-      if (metrics != nullptr) {
-        metrics->RuntimeDuration(Seconds(took));
-      }
-      if (r) {
-        // The frame is taken: a single large payload becomes that buffer (no copy).
-        auto items = envelope::ParseRuntimeResponseTaking(
-            std::move(*r), {.max_bytes = std::numeric_limits<size_t>::max()});
-        if (!items) {
-          out.kind = Kind::kCallError;
-          out.error = "failed to parse runtime response: " + items.error().message;
-        } else {
-          out.items = std::move(*items);
-        }
+      bool again = false;
+      auto out = OutcomeOf(std::move(r), clock.Now() - t0, generation,
+                           /*may_retry=*/!released && ++connect_failures <= 3, again);
+      if (!again) {
         return out;
       }
-      const Error& err = r.error();
-      // A runtime that enforces the same timeout exits (EOF here) at about the same moment our
-      // deadline fires; a call that lasted the whole timeout is a timeout either way.
-      if (err.code == ErrorCode::kDeadlineExceeded || took >= s.runtime_timeout) {
-        MarkRuntimeDown(true, generation);
-        out.kind = Kind::kTimeout;
-        return out;
-      }
-      if (stopping) {
-        return std::nullopt;  // the runtime is going away with us: requeue, do not fail
-      }
-      // The request never reached the runtime: wait for it and try again (no attempt used).
-      if (err.message.rfind("failed to connect", 0) == 0 && ++connect_failures <= 3 && !released) {
-        MarkRuntimeDown(false, generation);
-        continue;
-      }
-      out.kind = Kind::kCallError;
-      out.error = err.message;
-      if (err.code == ErrorCode::kUnavailable) {
-        // Say that the runtime died (and how, when its supervisor wrote it down), not only what
-        // the socket saw.
-        if (std::string note = runtime.DeathNote(Millis(500)); !note.empty()) {
-          out.error += " (" + note + ")";
-        }
-        MarkRuntimeDown(false,
-                        generation);  // died mid-message: the next message waits for the restart
+    }
+  }
+
+  // What a runtime call's result `r` (after `took`, started in runtime `generation`) means for
+  // the message: a parsed response, a call error or a timeout; nullopt when it must be requeued
+  // untouched (shutdown). `again` is set instead when the request never reached the runtime and
+  // `may_retry`: the caller calls again (no attempt used). May block (the readiness gate, the
+  // death note) unless `r` holds a response.
+  std::optional<router::RuntimeOutcome> OutcomeOf(Result<std::string> r, Clock::Duration took,
+                                                  uint64_t generation, bool may_retry,
+                                                  bool& again) {
+    using Kind = router::RuntimeOutcome::Kind;
+    router::RuntimeOutcome out;
+    if (metrics != nullptr) {
+      metrics->RuntimeDuration(Seconds(took));
+    }
+    if (r) {
+      // The frame is taken: a single large payload becomes that buffer (no copy).
+      auto items = envelope::ParseRuntimeResponseTaking(
+          std::move(*r), {.max_bytes = std::numeric_limits<size_t>::max()});
+      if (!items) {
+        out.kind = Kind::kCallError;
+        out.error = "failed to parse runtime response: " + items.error().message;
+      } else {
+        out.items = std::move(*items);
       }
       return out;
     }
+    const Error& err = r.error();
+    // A runtime that enforces the same timeout exits (EOF here) at about the same moment our
+    // deadline fires; a call that lasted the whole timeout is a timeout either way.
+    if (err.code == ErrorCode::kDeadlineExceeded || took >= s.runtime_timeout) {
+      MarkRuntimeDown(true, generation);
+      out.kind = Kind::kTimeout;
+      return out;
+    }
+    if (stopping) {
+      return std::nullopt;  // the runtime is going away with us: requeue, do not fail
+    }
+    // The request never reached the runtime: wait for it and try again (no attempt used).
+    if (err.message.rfind("failed to connect", 0) == 0 && may_retry) {
+      MarkRuntimeDown(false, generation);
+      again = true;
+      return std::nullopt;
+    }
+    out.kind = Kind::kCallError;
+    out.error = err.message;
+    if (err.code == ErrorCode::kUnavailable) {
+      // Say that the runtime died (and how, when its supervisor wrote it down), not only what
+      // the socket saw.
+      if (std::string note = runtime.DeathNote(Millis(500)); !note.empty()) {
+        out.error += " (" + note + ")";
+      }
+      MarkRuntimeDown(false,
+                      generation);  // died mid-message: the next message waits for the restart
+    }
+    return out;
   }
 
   // ---- settling ----
@@ -478,14 +499,10 @@ struct Sidecar::Impl : std::enable_shared_from_this<Sidecar::Impl> {
     RecordSettle(ps->d, IdOf(ps->input), failed, clock.Now() - ps->t0);
     if (failed && !failed->in_ack && std::this_thread::get_id() != ps->caller) {
       // The fallback (error-end publish or nack) waits for the broker: a worker runs it.
-      {
-        std::lock_guard<std::mutex> lock(mu);
-        tasks.push_back([self = shared_from_this(), ps, failed = std::move(failed)] {
-          self->Finish(ps->m, ps->d, ps->input, IdOf(ps->input), failed);
-          self->RecordProcessed(ps->m);
-        });
-      }
-      work_cv.notify_one();
+      RunOnWorker([self = shared_from_this(), ps, failed = std::move(failed)] {
+        self->Finish(ps->m, ps->d, ps->input, IdOf(ps->input), failed);
+        self->RecordProcessed(ps->m);
+      });
       return;
     }
     // Recorded first: Finish() releases the message, after which the drain may end and the
@@ -603,19 +620,77 @@ struct Sidecar::Impl : std::enable_shared_from_this<Sidecar::Impl> {
     return true;
   }
 
+  // One message from its start to its settle: the parsed input (parsed once; this view travels
+  // with the message until it is settled, and a large payload is not copied out of the body:
+  // ParsedInput), the router's input and the gateway reports. On the asynchronous path it waits
+  // on the heap for the runtime's answer.
+  struct Work {
+    Work(InFlightPtr msg, GatewaySink* g, const router::Policy& p, Clock& c)
+        : m(std::move(msg)), input(m->msg.body), reporter(g, p, input, c) {}
+    InFlightPtr m;
+    ParsedInput input;
+    router::Input in;
+    Report reporter;
+    MonoTime t0;              // the runtime call's start
+    uint64_t generation = 0;  // the runtime's when the call started
+  };
+  using WorkPtr = std::shared_ptr<Work>;
+
+  // Whether `m`'s runtime call goes the asynchronous way (StartAsyncCall): the runtime client and
+  // the transport both answer later, so no thread waits for either. Large messages keep a worker
+  // (their body is freed during the call: CallReleasing), so does ProcessOne() (no workers).
+  [[nodiscard]] bool CallsAsync(const InFlight& m) const {
+    return async_calls_enabled && !m.large;
+  }
+
   void Process(const InFlightPtr& m) {
     int expected = kQueued;
     if (!m->state.compare_exchange_strong(expected, kRunning)) {
       return;
     }
-    // Parsed once here; this view travels with the message until it is settled. A large
-    // payload is not copied out of the body (ParsedInput).
-    ParsedInput input(m->msg.body);
-    router::Input in;
+    if (CallsAsync(*m)) {
+      auto w = std::make_shared<Work>(m, gateway, s.policy, clock);
+      if (Precheck(*w)) {
+        StartAsyncCall(w);
+      }
+      return;
+    }
+    Work w(m, gateway, s.policy, clock);
+    if (!Precheck(w)) {
+      return;
+    }
+    // Where the transport keeps the body, a large message's body is freed as soon as the runtime
+    // has it (read back on the rare paths that need it), so the message and the runtime's answer
+    // are not held at the same time.
+    const bool release_body = m->large && !s.policy.is_end_actor && transport.KeepsHeldBodies();
+    std::function<void()> release;
+    if (release_body) {
+      release = [&] {
+        w.input.ReleaseBody();
+        std::string().swap(m->msg.body);
+      };
+    }
+    w.reporter.BeforeCall();
+    w.t0 = clock.Now();
+    auto outcome = CallRuntime(w.input.body(), release);
+    if (!outcome) {
+      RequeueUnworked(m);
+      return;
+    }
+    if (auto d = DecideAfterCall(w, *outcome)) {
+      FinishAfterCall(w, *outcome, *d);
+    }
+  }
+
+  // Decides what to do before calling the runtime. Returns true when the runtime is to be called;
+  // else settles the message (a check failed first) and returns false.
+  bool Precheck(Work& w) {
+    ParsedInput& input = w.input;
+    router::Input& in = w.in;
     in.body = input.body();
     in.envelope = input.envelope();
     in.parse_error = input.parse_error();
-    in.delivery_count = m->msg.delivery_count;
+    in.delivery_count = w.m->msg.delivery_count;
     in.now = clock.WallNow();
     in.jitter = Jitter();
     router::Decision d = router::Decide(s.policy, in);
@@ -623,62 +698,146 @@ struct Sidecar::Impl : std::enable_shared_from_this<Sidecar::Impl> {
       in.envelope = input.WithPayload();  // the outcome may carry the original payload
       d = router::Decide(s.policy, in);
     }
-    Report reporter(gateway, s.policy, input, clock);
     if (d.action != router::Action::kCallRuntime) {
-      reporter.AfterPrecheck(d);
-    } else {
-      // A large payload is not kept twice (body + parsed copy) through the runtime call: the
-      // success path builds its outputs from the runtime's results and needs only id, route,
-      // headers and deadline of the input. Outcomes that carry the original payload decide
-      // again with it restored (rare, and only for large messages). Where the transport keeps
-      // the body, the body itself is freed as soon as the runtime has it (read back on those
-      // rare paths), so the message and the runtime's answer are not held at the same time.
-      input.DropPayload();
-      const bool release_body = m->large && !s.policy.is_end_actor && transport.KeepsHeldBodies();
-      std::function<void()> release;
-      if (release_body) {
-        release = [&] {
-          input.ReleaseBody();
-          std::string().swap(m->msg.body);
-        };
+      w.reporter.AfterPrecheck(d);
+      Settle(w, d);
+      return false;
+    }
+    // A large payload is not kept twice (body + parsed copy) through the runtime call: the
+    // success path builds its outputs from the runtime's results and needs only id, route,
+    // headers and deadline of the input. Outcomes that carry the original payload decide again
+    // with it restored (rare, and only for large messages).
+    input.DropPayload();
+    return true;
+  }
+
+  // Decides from the runtime's answer; nullopt when the message was settled instead (its body
+  // could not be read back). A routed result's payload moves from `outcome` into its output.
+  std::optional<router::Decision> DecideAfterCall(Work& w, router::RuntimeOutcome& outcome) {
+    ParsedInput& input = w.input;
+    router::Input& in = w.in;
+    in.body = input.body();
+    in.outcome = &outcome;
+    in.take_payloads = &outcome;
+    router::Decision d = router::Decide(s.policy, in);
+    if ((input.payload_dropped() || input.body_released()) &&
+        d.processed_status != router::Processed::kSuccess &&
+        d.processed_status != router::Processed::kEndConsumed) {
+      if (input.body_released() && !RestoreBody(w.m, input)) {
+        int expected = kRunning;
+        if (w.m->state.compare_exchange_strong(expected, kSettling)) {
+          Nack(w.m, s.publish_failure_nack_delay, "message body unreadable after the call");
+        }
+        return std::nullopt;
       }
-      reporter.BeforeCall();
-      const auto t0 = clock.Now();
-      auto outcome = CallRuntime(input.body(), release);
       in.body = input.body();
-      if (!outcome) {
-        expected = kRunning;
-        if (m->state.compare_exchange_strong(expected, kSettling)) {
-          Requeue(m, "shutdown");
-        }
-        return;
-      }
-      in.outcome = &*outcome;
-      in.take_payloads = &*outcome;  // a routed result's payload moves into its output
+      in.envelope = input.WithPayload();
       d = router::Decide(s.policy, in);
-      if ((input.payload_dropped() || input.body_released()) &&
-          d.processed_status != router::Processed::kSuccess &&
-          d.processed_status != router::Processed::kEndConsumed) {
-        if (input.body_released() && !RestoreBody(m, input)) {
-          expected = kRunning;
-          if (m->state.compare_exchange_strong(expected, kSettling)) {
-            Nack(m, s.publish_failure_nack_delay, "message body unreadable after the call");
-          }
-          return;
+    }
+    in.outcome = nullptr;
+    in.take_payloads = nullptr;
+    return d;
+  }
+
+  // Reports the call and settles as `d` says. `outcome` is freed before publishing.
+  void FinishAfterCall(Work& w, router::RuntimeOutcome& outcome, router::Decision& d) {
+    w.reporter.AfterCall(outcome, d, clock.Now() - w.t0);
+    outcome = router::RuntimeOutcome();  // the runtime's answer
+    Settle(w, d);
+  }
+
+  void Settle(Work& w, router::Decision& d) {
+    w.input.DropPayload();  // the payload copy of a large input is freed before publishing
+    if (Execute(w.m, d, w.input)) {
+      RecordProcessed(w.m);
+    }
+  }
+
+  // A message whose runtime call did not happen because of shutdown goes back untouched.
+  void RequeueUnworked(const InFlightPtr& m) {
+    int expected = kRunning;
+    if (m->state.compare_exchange_strong(expected, kSettling)) {
+      Requeue(m, "shutdown");
+    }
+  }
+
+  // ---- the asynchronous path: no thread waits for the runtime ----
+
+  // Sends `w`'s request; AsyncCallDone() goes on when the answer arrives.
+  void StartAsyncCall(const WorkPtr& w) {
+    if (!EnsureRuntimeReady()) {
+      RequeueUnworked(w->m);
+      return;
+    }
+    w->generation = runtime_generation;
+    w->reporter.BeforeCall();
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      ++calls_in_progress;
+    }
+    w->t0 = clock.Now();
+    runtime.CallAsync(w->input.body(), w->t0 + s.runtime_timeout,
+                      [self = shared_from_this(), w](Result<std::string> r) {
+                        self->AsyncCallDone(w, std::move(r));
+                      });
+  }
+
+  // The runtime's answer to StartAsyncCall, on the runtime client's thread (or the caller's when
+  // the call failed at once). Nothing here blocks on the success path: the decision, the reports
+  // and the (asynchronous) settle. What may block (a failed call: the readiness gate and the
+  // death note; a report that waits for the gateway) goes on on a worker.
+  void AsyncCallDone(const WorkPtr& w, Result<std::string> r) {
+    const auto took = clock.Now() - w->t0;
+    if (!r) {
+      RunOnWorker([self = shared_from_this(), w, took, r = std::move(r)]() mutable {
+        bool again = false;
+        auto outcome = self->OutcomeOf(std::move(r), took, w->generation, /*may_retry=*/true, again);
+        if (again) {
+          outcome = self->CallRuntime(w->input.body(), {}, /*connect_failures=*/1);
         }
-        in.body = input.body();
-        in.envelope = input.WithPayload();
-        d = router::Decide(s.policy, in);
-      }
-      reporter.AfterCall(*outcome, d, clock.Now() - t0);
-      in.outcome = nullptr;
-      in.take_payloads = nullptr;
-      outcome.reset();  // the runtime's answer is freed before publishing
+        if (!outcome) {
+          self->RequeueUnworked(w->m);
+        } else if (auto d = self->DecideAfterCall(*w, *outcome)) {
+          self->FinishAfterCall(*w, *outcome, *d);
+        }
+        self->EndCall();
+      });
+      return;
     }
-    input.DropPayload();  // so is the payload copy of a large input
-    if (Execute(m, d, input)) {
-      RecordProcessed(m);
+    bool unused = false;
+    auto outcome = OutcomeOf(std::move(r), took, w->generation, false, unused);
+    auto d = DecideAfterCall(*w, *outcome);
+    if (d && w->reporter.AfterCallWaits(*d)) {
+      RunOnWorker([self = shared_from_this(), w, outcome = std::move(*outcome),
+                   d = std::move(*d)]() mutable {
+        self->FinishAfterCall(*w, outcome, d);
+        self->EndCall();
+      });
+      return;
     }
+    if (d) {
+      FinishAfterCall(*w, *outcome, *d);
+    }
+    EndCall();
+  }
+
+  // An asynchronous call and everything after it is over.
+  void EndCall() {
+    std::unique_lock<std::mutex> lock(mu);
+    if (--calls_in_progress == 0) {
+      lock.unlock();
+      cv.notify_all();
+    }
+  }
+
+  // Queues `task` for a worker (what may block must not run on a transport's or the runtime
+  // client's thread).
+  void RunOnWorker(std::function<void()> task) {
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      tasks.push_back(std::move(task));
+    }
+    work_cv.notify_one();
   }
 
   // ---- threads ----
@@ -800,9 +959,12 @@ struct Sidecar::Impl : std::enable_shared_from_this<Sidecar::Impl> {
         }
         continue;
       }
-      InFlightPtr mine;
+      // What this worker processes itself: one message, or on the asynchronous path every
+      // message it received that does not need a worker of its own (starting a call does not
+      // wait), so the batch is not handed around.
+      std::vector<InFlightPtr> mine;
       if (!work.empty()) {
-        mine = std::move(work.front());
+        mine.push_back(std::move(work.front()));
         work.pop_front();
         ++busy_workers;
       } else if (workers_exit) {
@@ -816,37 +978,34 @@ struct Sidecar::Impl : std::enable_shared_from_this<Sidecar::Impl> {
         lock.lock();
         plain_receiving = false;
         for (auto& m : EndReceive(want, std::move(batch))) {
-          if (!mine) {
-            mine = std::move(m);
+          if (mine.empty() || (CallsAsync(*m) && CallsAsync(*mine.front()))) {
+            mine.push_back(std::move(m));
           } else {
             work.push_back(std::move(m));
           }
         }
       }
       // Pass the baton: one worker per queued message, and one for a receive that may start now
-      // (not all of them: the others would wake only to wait again). Notified after unlocking
-      // mu, so a woken worker does not block on it at once.
-      const size_t wake = work.size() + (CanReceive() ? 1 : 0);
-      if (!mine) {
-        for (size_t i = 0; i < wake; ++i) {
-          work_cv.notify_one();
-        }
+      // (not all of them: the others would wake only to wait again), unless this worker is back
+      // to receive as soon as it has started its asynchronous calls. Notified after unlocking mu,
+      // so a woken worker does not block on it at once.
+      const bool back_soon = !mine.empty() && CallsAsync(*mine.front());
+      const size_t wake = work.size() + (CanReceive() && !back_soon ? 1 : 0);
+      lock.unlock();
+      for (size_t i = 0; i < wake; ++i) {
+        work_cv.notify_one();
       }
-      if (mine) {
-        lock.unlock();
-        for (size_t i = 0; i < wake; ++i) {
-          work_cv.notify_one();
-        }
-        const size_t bytes = mine->msg.body.size();
-        Handle(mine);
-        mine.reset();
+      for (auto& m : mine) {
+        const size_t bytes = m->msg.body.size();
+        Handle(m);
+        m.reset();
         if (bytes >= kTrimAfterBytes) {
           // Give the pages of a large message's smaller buffers (frame growth steps, sqlite's
           // copies) back to the OS; the large buffers themselves are mmapped (see main.cc).
           malloc_trim(0);
         }
-        lock.lock();
       }
+      lock.lock();
       if (--busy_workers == 0) {
         cv.notify_all();
       }
@@ -927,10 +1086,13 @@ struct Sidecar::Impl : std::enable_shared_from_this<Sidecar::Impl> {
     // without a worker (SettlesAsync) a worker is free again when its runtime call is answered:
     // `concurrency` in runtime calls, and one more so that a fallback after a failed publish
     // (tasks) never waits behind a receive or the runtime.
+    // With asynchronous runtime calls too, the workers are mostly idle: one receives and starts
+    // the calls; the others run what may block (large messages, failed calls, fallbacks).
     const int n_workers = transport.SettlesAsync() ? s.concurrency + 1 : 2 * s.concurrency;
     {
       std::lock_guard<std::mutex> lock(mu);
       workers_started = true;
+      async_calls_enabled = s.async_runtime_calls && runtime.CallsAsync() && transport.SettlesAsync();
     }
     workers.reserve(static_cast<size_t>(n_workers));
     for (int i = 0; i < n_workers; ++i) {
@@ -954,8 +1116,9 @@ struct Sidecar::Impl : std::enable_shared_from_this<Sidecar::Impl> {
     // detached (its message was nacked) and the caller exits without running destructors.
     {
       std::unique_lock<std::mutex> lock(mu);
-      clock.WaitFor(lock, cv, Millis(100), [&] { return busy_workers == 0; });
-      drained = busy_workers == 0;
+      clock.WaitFor(lock, cv, Millis(100),
+                    [&] { return busy_workers == 0 && calls_in_progress == 0; });
+      drained = busy_workers == 0 && calls_in_progress == 0;
     }
     for (auto& w : workers) {
       if (drained) {

@@ -54,6 +54,11 @@ struct Settings {
   // (Transport::PublishAckAndReceive). Only for transports that do both in one step (SQLite);
   // elsewhere a separate receive overlaps the settle (a publisher confirm) instead.
   bool fold_receive_into_settle = false;
+  // Where both the runtime client and the transport answer later (RuntimeCaller::CallsAsync,
+  // Transport::SettlesAsync: RabbitMQ), no thread waits for a message's runtime call or settle:
+  // the worker that receives starts the calls, and the runtime client's thread decides and
+  // starts the settles as the answers arrive. Messages of 1 MiB and more keep a worker each.
+  bool async_runtime_calls = true;
 };
 
 class Sidecar {
