@@ -67,9 +67,8 @@ bool Report::AfterCallWaits(const router::Decision& decision) const {
   const envelope::Envelope* env = input_.envelope();
   return gateway_ != nullptr && env != nullptr && !env->id.empty() && !policy_.is_end_actor &&
          decision.processed_status != router::Processed::kNone &&
-         std::any_of(decision.publishes.begin(), decision.publishes.end(), [](const auto& p) {
-           return p.type == router::MessageType::kHappyEnd;
-         });
+         std::any_of(decision.publishes.begin(), decision.publishes.end(),
+                     [](const auto& p) { return p.type == router::MessageType::kHappyEnd; });
 }
 
 void Report::AfterCall(const router::RuntimeOutcome& outcome, const router::Decision& decision,

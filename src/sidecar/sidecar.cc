@@ -639,9 +639,7 @@ struct Sidecar::Impl : std::enable_shared_from_this<Sidecar::Impl> {
   // Whether `m`'s runtime call goes the asynchronous way (StartAsyncCall): the runtime client and
   // the transport both answer later, so no thread waits for either. Large messages keep a worker
   // (their body is freed during the call: CallReleasing), so does ProcessOne() (no workers).
-  [[nodiscard]] bool CallsAsync(const InFlight& m) const {
-    return async_calls_enabled && !m.large;
-  }
+  [[nodiscard]] bool CallsAsync(const InFlight& m) const { return async_calls_enabled && !m.large; }
 
   void Process(const InFlightPtr& m) {
     int expected = kQueued;
@@ -791,7 +789,8 @@ struct Sidecar::Impl : std::enable_shared_from_this<Sidecar::Impl> {
     if (!r) {
       RunOnWorker([self = shared_from_this(), w, took, r = std::move(r)]() mutable {
         bool again = false;
-        auto outcome = self->OutcomeOf(std::move(r), took, w->generation, /*may_retry=*/true, again);
+        auto outcome =
+            self->OutcomeOf(std::move(r), took, w->generation, /*may_retry=*/true, again);
         if (again) {
           outcome = self->CallRuntime(w->input.body(), {}, /*connect_failures=*/1);
         }
@@ -1092,7 +1091,8 @@ struct Sidecar::Impl : std::enable_shared_from_this<Sidecar::Impl> {
     {
       std::lock_guard<std::mutex> lock(mu);
       workers_started = true;
-      async_calls_enabled = s.async_runtime_calls && runtime.CallsAsync() && transport.SettlesAsync();
+      async_calls_enabled =
+          s.async_runtime_calls && runtime.CallsAsync() && transport.SettlesAsync();
     }
     workers.reserve(static_cast<size_t>(n_workers));
     for (int i = 0; i < n_workers; ++i) {

@@ -17,6 +17,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -101,6 +102,12 @@ class FakeTransport : public transport::Transport {
   // with FinishSettle(), on a thread of its own as the transport's I/O thread would. Set before
   // the sidecar runs.
   void SettleAsynchronously(bool on) { settle_async_ = on; }
+  // SettlesAsync() is true, but PublishAndAckAsync settles at once on the calling thread (what a
+  // transport may do): for tests of the asynchronous runtime path that settle many messages.
+  void SettleAsynchronouslyAtOnce() {
+    settle_async_ = true;
+    settle_at_once_ = true;
+  }
   size_t PendingSettles() const {
     std::lock_guard<std::mutex> lock(mu_);
     return pending_settles_.size();
@@ -250,7 +257,7 @@ class FakeTransport : public transport::Transport {
   Status Ack(const transport::Message& m) override { return Settle(m, SettleKind::kAck, {}); }
   void PublishAndAckAsync(const transport::Message& m,
                           std::span<const transport::Outgoing> outgoing, SettleDone done) override {
-    if (!settle_async_) {
+    if (!settle_async_ || settle_at_once_) {
       done(PublishAndAck(m, outgoing));
       return;
     }
@@ -384,6 +391,7 @@ class FakeTransport : public transport::Transport {
   std::map<std::string, std::deque<transport::Message>, std::less<>> queues_;
   std::deque<PendingSettle> pending_settles_;
   std::atomic<bool> settle_async_{false};
+  std::atomic<bool> settle_at_once_{false};
   std::map<std::string, std::string> held_bodies_;  // by receipt, when keep_bodies_
   std::atomic<bool> keep_bodies_{false};
   std::atomic<bool> fail_read_body_{false};
@@ -414,6 +422,27 @@ class FakeRuntime : public protocol::RuntimeCaller {
                                                     std::chrono::steady_clock::time_point)>;
 
   explicit FakeRuntime(Handler handler = nullptr) : handler_(std::move(handler)) {}
+  ~FakeRuntime() override {
+    std::vector<std::thread> answering;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      answering.swap(answering_);
+    }
+    for (auto& t : answering) {
+      t.join();
+    }
+  }
+  FakeRuntime(const FakeRuntime&) = delete;
+  FakeRuntime& operator=(const FakeRuntime&) = delete;
+
+  // Like the real client (CallsAsync): CallAsync() returns at once and the handler runs, and its
+  // answer is delivered, on a thread of its own. Set before the sidecar runs.
+  void AnswerAsynchronously(bool on) { async_ = on; }
+  // Whether the calling thread is one that delivers an asynchronous answer.
+  static bool OnAnswerThread() { return t_answering; }
+  std::atomic<int> async_calls{0};
+  // Most calls in the handler at once.
+  int MaxConcurrentCalls() const { return max_running_; }
   void SetHandler(Handler handler) {
     std::lock_guard<std::mutex> lock(mu_);
     handler_ = std::move(handler);
@@ -436,8 +465,25 @@ class FakeRuntime : public protocol::RuntimeCaller {
     {
       std::lock_guard<std::mutex> lock(mu_);
       h = handler_;
+      max_running_ = std::max(max_running_.load(), ++running_);
     }
-    return h(request, deadline);
+    auto response = h(request, deadline);
+    --running_;
+    return response;
+  }
+  bool CallsAsync() const override { return async_; }
+  void CallAsync(std::string_view request, std::chrono::steady_clock::time_point deadline,
+                 CallDone done) override {
+    if (!async_) {
+      done(Call(request, deadline));
+      return;
+    }
+    ++async_calls;
+    std::lock_guard<std::mutex> lock(mu_);
+    answering_.emplace_back([this, request, deadline, done = std::move(done)] {
+      t_answering = true;
+      done(Call(request, deadline));
+    });
   }
   // The request is copied before the handler runs, and released (request_done) when the handler
   // answered, as the real client does once the answer starts: a sidecar that used a released body
@@ -457,8 +503,13 @@ class FakeRuntime : public protocol::RuntimeCaller {
   void Reset() override { ++resets; }
 
  private:
+  static inline thread_local bool t_answering = false;
   std::mutex mu_;
   Handler handler_;
+  std::atomic<bool> async_{false};
+  std::atomic<int> running_{0};
+  std::atomic<int> max_running_{0};
+  std::vector<std::thread> answering_;  // guarded by mu_
 };
 
 // Payload-mode runtime answer: the payload unchanged, route.current + 1.

@@ -389,6 +389,199 @@ TEST_F(SidecarRun, DrainWaitsForPendingAsyncSettles) {
   EXPECT_EQ(transport_.To("asya-b").size(), 1u);
 }
 
+// ---- asynchronous runtime calls (RuntimeCaller::CallsAsync with a transport that settles
+// asynchronously: RabbitMQ) ----
+
+class SidecarAsyncCalls : public SidecarRun {
+ protected:
+  SidecarAsyncCalls() {
+    runtime_.AnswerAsynchronously(true);
+    transport_.SettleAsynchronouslyAtOnce();
+  }
+};
+
+// The worker that receives starts every call; the answers come back on other threads, and every
+// message is routed and acked once, with at most `concurrency` calls in the runtime at a time.
+TEST_F(SidecarAsyncCalls, RouteEveryMessageWithinTheConcurrency) {
+  settings_.concurrency = 4;
+  runtime_.SetHandler([](std::string_view req, MonoTime) -> Result<std::string> {
+    std::this_thread::sleep_for(milliseconds(1));
+    return EchoResponse(req);
+  });
+  constexpr int kMessages = 200;
+  for (int i = 0; i < kMessages; ++i) {
+    transport_.Enqueue("asya-a", Env("m" + std::to_string(i), {"a", "b"}, i).dump());
+  }
+  Sidecar sidecar(settings_, transport_, runtime_, &metrics_);
+  std::thread run([&] { EXPECT_EQ(sidecar.Run(), 0); });
+  ASSERT_TRUE(transport_.WaitSettled(kMessages));
+  sidecar.Shutdown();
+  run.join();
+  EXPECT_TRUE(sidecar.Drained());
+  EXPECT_EQ(runtime_.async_calls, kMessages);
+  EXPECT_EQ(runtime_.calls, kMessages);
+  EXPECT_LE(runtime_.MaxConcurrentCalls(), 4);
+  EXPECT_GE(runtime_.MaxConcurrentCalls(), 2);  // the calls overlapped
+  std::set<std::string> ids;
+  for (const auto& e : transport_.To("asya-b")) {
+    ids.insert(e["id"].get<std::string>());
+  }
+  EXPECT_EQ(ids.size(), static_cast<size_t>(kMessages));
+  EXPECT_EQ(transport_.Acks(), kMessages);
+  EXPECT_EQ(transport_.Settles().size(), static_cast<size_t>(kMessages));
+  EXPECT_EQ(metrics_.Count("processed", "success"), kMessages);
+  EXPECT_EQ(metrics_.Count("runtime_duration"), kMessages);
+  EXPECT_EQ(metrics_.Active(), 0);
+}
+
+// A failed call goes on on a worker, with the rules of the blocking path: a runtime that died
+// mid-message error-ends it and closes the readiness gate; a timeout error-ends it as one.
+TEST_F(SidecarAsyncCalls, FailedCallsFollowTheRulesOfTheBlockingPath) {
+  runtime_.SetHandler([](std::string_view req, MonoTime) -> Result<std::string> {
+    if (req.find("\"died\"") != std::string_view::npos) {
+      return MakeError(ErrorCode::kUnavailable, "failed to read response from runtime: EOF");
+    }
+    return MakeError(ErrorCode::kDeadlineExceeded, "runtime call timed out");
+  });
+  settings_.runtime_timeout = std::chrono::seconds(30);
+  settings_.policy.runtime_timeout = std::chrono::seconds(30);
+  transport_.Enqueue("asya-a", Env("died", {"a", "b"}, 1).dump());
+  Sidecar sidecar(settings_, transport_, runtime_, &metrics_);
+  std::thread run([&] { EXPECT_EQ(sidecar.Run(), 0); });
+  ASSERT_TRUE(transport_.WaitSettled(1));
+  transport_.Enqueue("asya-a", Env("slow", {"a", "b"}, 1).dump());
+  ASSERT_TRUE(transport_.WaitSettled(2));
+  sidecar.Shutdown();
+  run.join();
+  EXPECT_TRUE(sidecar.Drained());
+  auto errors = transport_.To("asya-error-end");
+  ASSERT_EQ(errors.size(), 2u);
+  EXPECT_EQ(errors[0]["id"], "died");
+  EXPECT_EQ(errors[0]["payload"]["error"], "failed to read response from runtime: EOF");
+  EXPECT_EQ(errors[1]["id"], "slow");
+  EXPECT_EQ(errors[1]["payload"]["error"], "Runtime timeout exceeded after 30s");
+  EXPECT_EQ(transport_.Acks(), 2);
+  EXPECT_EQ(metrics_.Count("runtime_errors"), 2);
+  EXPECT_EQ(runtime_.async_calls, 2);
+  EXPECT_GE(runtime_.resets, 2);  // each failure closed the gate (pooled connections dropped)
+}
+
+// A call that did not reach the runtime is made again on a worker without using an attempt.
+TEST_F(SidecarAsyncCalls, ConnectFailureIsCalledAgainWithoutUsingAnAttempt) {
+  std::atomic<int> calls{0};
+  runtime_.SetHandler([&](std::string_view req, MonoTime) -> Result<std::string> {
+    if (++calls == 1) {
+      return MakeError(ErrorCode::kUnavailable, "failed to connect to runtime socket: refused");
+    }
+    return EchoResponse(req);
+  });
+  transport_.Enqueue("asya-a", Env("m", {"a", "b"}, 1).dump());
+  Sidecar sidecar(settings_, transport_, runtime_, &metrics_);
+  std::thread run([&] { EXPECT_EQ(sidecar.Run(), 0); });
+  ASSERT_TRUE(transport_.WaitSettled(1));
+  sidecar.Shutdown();
+  run.join();
+  ASSERT_EQ(transport_.To("asya-b").size(), 1u);
+  EXPECT_EQ(runtime_.async_calls, 1);
+  EXPECT_EQ(runtime_.calls, 2);  // the second one blocking, on a worker
+  EXPECT_EQ(metrics_.Count("runtime_errors"), 0);
+  EXPECT_EQ(transport_.Acks(), 1);
+}
+
+// The drain waits for calls still in the runtime; past the grace period it requeues their
+// messages, Drained() says the process must not run destructors, and a late answer is dropped.
+TEST_F(SidecarAsyncCalls, DrainWaitsForCallsInTheRuntime) {
+  std::promise<void> started;
+  std::promise<void> release;
+  auto released = release.get_future().share();
+  runtime_.SetHandler([&, released](std::string_view req, MonoTime) -> Result<std::string> {
+    started.set_value();
+    released.wait();
+    return EchoResponse(req);
+  });
+  transport_.Enqueue("asya-a", Env("m", {"a", "b"}, 1).dump());
+  Sidecar sidecar(settings_, transport_, runtime_, &metrics_);
+  std::atomic<bool> returned{false};
+  std::thread run([&] {
+    EXPECT_EQ(sidecar.Run(), 0);
+    returned = true;
+  });
+  started.get_future().wait();
+  sidecar.Shutdown();
+  std::this_thread::sleep_for(milliseconds(200));  // room for a wrong early return
+  EXPECT_FALSE(returned.load());
+  release.set_value();
+  run.join();
+  EXPECT_TRUE(sidecar.Drained());
+  EXPECT_EQ(transport_.Acks(), 1);
+  EXPECT_EQ(transport_.Requeues(), 0);
+  EXPECT_EQ(transport_.To("asya-b").size(), 1u);
+}
+
+TEST_F(SidecarAsyncCalls, CallPastTheGracePeriodIsRequeuedAndItsAnswerDropped) {
+  std::promise<void> started;
+  std::promise<void> release;
+  auto released = release.get_future().share();
+  runtime_.SetHandler([&, released](std::string_view req, MonoTime) -> Result<std::string> {
+    started.set_value();
+    released.wait();
+    return EchoResponse(req);
+  });
+  settings_.shutdown_timeout = milliseconds(50);
+  transport_.Enqueue("asya-a", Env("slow", {"a", "b"}, 1).dump());
+  auto sidecar = std::make_unique<Sidecar>(settings_, transport_, runtime_, &metrics_);
+  std::thread run([&] { EXPECT_EQ(sidecar->Run(), 0); });
+  started.get_future().wait();
+  sidecar->Shutdown();
+  run.join();
+  EXPECT_FALSE(sidecar->Drained());  // a call is still in progress
+  EXPECT_EQ(transport_.Requeues(), 1);
+  // The answer arrives after the Sidecar is gone; the call keeps its state alive (ASan/TSan
+  // builds catch a use after free here) and drops the answer.
+  sidecar.reset();
+  release.set_value();
+  ASSERT_TRUE(metrics_.WaitCount("processing_duration", 1));  // the answer is past its message
+  EXPECT_EQ(transport_.Settles().size(), 1u);
+  EXPECT_TRUE(transport_.Publishes().empty());
+}
+
+// Messages of 1 MiB and more keep a worker for their call (their body is freed while the runtime
+// works on it).
+TEST_F(SidecarAsyncCalls, LargeMessagesKeepTheBlockingCall) {
+  transport_.Enqueue("asya-a", Env("big", {"a", "b"}, std::string(1u << 20, 'x')).dump());
+  transport_.Enqueue("asya-a", Env("small", {"a", "b"}, 1).dump());
+  Sidecar sidecar(settings_, transport_, runtime_, &metrics_);
+  std::thread run([&] { EXPECT_EQ(sidecar.Run(), 0); });
+  ASSERT_TRUE(transport_.WaitSettled(2));
+  sidecar.Shutdown();
+  run.join();
+  EXPECT_EQ(transport_.To("asya-b").size(), 2u);
+  EXPECT_EQ(runtime_.calls, 2);
+  EXPECT_EQ(runtime_.async_calls, 1);
+}
+
+// The report of a result that goes to happy-end waits for the gateway (Flush): not on the thread
+// that delivers runtime answers, which would hold up every other call's answer meanwhile.
+TEST_F(SidecarAsyncCalls, ReportThatWaitsForTheGatewayRunsOnAWorker) {
+  FakeGateway gateway;
+  std::atomic<int> flushes_on_answer_thread{0};
+  gateway.on_flush = [&] { flushes_on_answer_thread += FakeRuntime::OnAnswerThread() ? 1 : 0; };
+  transport_.Enqueue("asya-a", Env("last", {"a"}, 1).dump());  // route ends: to happy-end
+  transport_.Enqueue("asya-a", Env("next", {"a", "b"}, 1).dump());
+  Sidecar sidecar(settings_, transport_, runtime_, &metrics_, &gateway, SystemClock());
+  std::thread run([&] { EXPECT_EQ(sidecar.Run(), 0); });
+  ASSERT_TRUE(transport_.WaitSettled(2));
+  sidecar.Shutdown();
+  run.join();
+  EXPECT_TRUE(sidecar.Drained());
+  ASSERT_EQ(gateway.Flushes().size(), 1u);
+  EXPECT_EQ(gateway.Flushes()[0].first, "last");
+  EXPECT_EQ(flushes_on_answer_thread, 0);
+  EXPECT_EQ(transport_.To("asya-happy-end").size(), 1u);
+  EXPECT_EQ(transport_.To("asya-b").size(), 1u);
+  EXPECT_EQ(runtime_.async_calls, 2);
+}
+
 TEST_F(SidecarRun, RuntimeNeverReadyExitsOne) {
   ManualClock clock;
   runtime_.ready = false;
