@@ -63,6 +63,15 @@ using InFlightPtr = std::shared_ptr<InFlight>;
 // switch, the dearest thing a sidecar does per hop).
 thread_local const void* t_worker_of = nullptr;
 
+// On a thread that is delivering a runtime answer to a sidecar (AsyncCallDone), where that
+// sidecar puts the messages a settle folded in (see EndFoldedReceive): the thread starts their
+// calls itself once the settle is over, instead of waking a worker for each.
+struct AnswerThread {
+  const void* sidecar = nullptr;
+  std::vector<std::shared_ptr<InFlight>>* folded = nullptr;
+};
+thread_local AnswerThread t_answering;
+
 }  // namespace
 
 struct Sidecar::Impl : std::enable_shared_from_this<Sidecar::Impl> {
@@ -373,9 +382,14 @@ struct Sidecar::Impl : std::enable_shared_from_this<Sidecar::Impl> {
   // received and queues it for the workers (the caller, back in its loop, takes one itself).
   void EndFoldedReceive(size_t reserved_for_it, std::vector<transport::Message> batch) {
     std::unique_lock<std::mutex> lock(mu);
-    const size_t received = batch.size();
+    size_t received = 0;
     for (auto& m : EndReceive(reserved_for_it, std::move(batch))) {
-      work.push_back(std::move(m));
+      if (t_answering.sidecar == this && CallsAsync(*m)) {
+        t_answering.folded->push_back(std::move(m));  // the answer thread starts its call
+      } else {
+        work.push_back(std::move(m));
+        ++received;
+      }
     }
     // One of the messages queued now is for the caller; wake a worker for each other one (what
     // other receives queued had wake-ups of their own). A receive that may start now is the
@@ -815,7 +829,16 @@ struct Sidecar::Impl : std::enable_shared_from_this<Sidecar::Impl> {
       return;
     }
     if (d) {
+      // A synchronous settle (SQLite) may fold a receive: this thread starts the calls of what
+      // it took, and of what their own checks settled and folded in turn.
+      std::vector<InFlightPtr> folded;
+      const AnswerThread outer = std::exchange(t_answering, {this, &folded});
       FinishAfterCall(*w, *outcome, *d);
+      for (size_t i = 0; i < folded.size(); ++i) {
+        InFlightPtr m = folded[i];  // Handle() may append to `folded`
+        Handle(m);
+      }
+      t_answering = outer;
     }
     EndCall();
   }
@@ -1091,8 +1114,8 @@ struct Sidecar::Impl : std::enable_shared_from_this<Sidecar::Impl> {
     {
       std::lock_guard<std::mutex> lock(mu);
       workers_started = true;
-      async_calls_enabled =
-          s.async_runtime_calls && runtime.CallsAsync() && transport.SettlesAsync();
+      async_calls_enabled = s.async_runtime_calls && runtime.CallsAsync() &&
+                            (transport.SettlesAsync() || s.fold_receive_into_settle);
     }
     workers.reserve(static_cast<size_t>(n_workers));
     for (int i = 0; i < n_workers; ++i) {

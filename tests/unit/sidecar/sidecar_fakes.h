@@ -441,6 +441,7 @@ class FakeRuntime : public protocol::RuntimeCaller {
   // Whether the calling thread is one that delivers an asynchronous answer.
   static bool OnAnswerThread() { return t_answering; }
   std::atomic<int> async_calls{0};
+  std::atomic<int> calls_started_answering{0};  // CallAsync() from a thread delivering an answer
   // Most calls in the handler at once.
   int MaxConcurrentCalls() const { return max_running_; }
   void SetHandler(Handler handler) {
@@ -479,6 +480,9 @@ class FakeRuntime : public protocol::RuntimeCaller {
       return;
     }
     ++async_calls;
+    if (t_answering) {
+      ++calls_started_answering;
+    }
     std::lock_guard<std::mutex> lock(mu_);
     answering_.emplace_back([this, request, deadline, done = std::move(done)] {
       t_answering = true;

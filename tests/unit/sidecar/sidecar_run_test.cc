@@ -434,6 +434,36 @@ TEST_F(SidecarAsyncCalls, RouteEveryMessageWithinTheConcurrency) {
   EXPECT_EQ(metrics_.Active(), 0);
 }
 
+// Where settles fold receives (SQLite), the thread that delivers an answer settles the message
+// and starts the calls of what the settle took itself: no worker is woken per message.
+TEST_F(SidecarAsyncCalls, AnswerThreadStartsTheCallsOfWhatItsSettleFolded) {
+  transport_.SettleAsynchronously(false);
+  transport_.FoldReceives(true);
+  settings_.fold_receive_into_settle = true;
+  settings_.concurrency = 4;
+  constexpr int kMessages = 200;
+  for (int i = 0; i < kMessages; ++i) {
+    transport_.Enqueue("asya-a", Env("m" + std::to_string(i), {"a", "b"}, i).dump());
+  }
+  Sidecar sidecar(settings_, transport_, runtime_, &metrics_);
+  std::thread run([&] { EXPECT_EQ(sidecar.Run(), 0); });
+  ASSERT_TRUE(transport_.WaitSettled(kMessages));
+  sidecar.Shutdown();
+  run.join();
+  EXPECT_TRUE(sidecar.Drained());
+  EXPECT_EQ(runtime_.async_calls, kMessages);
+  EXPECT_GE(runtime_.calls_started_answering, kMessages / 2);
+  EXPECT_LE(runtime_.MaxConcurrentCalls(), 4);
+  EXPECT_LE(transport_.MaxHeld(), 8);
+  std::set<std::string> ids;
+  for (const auto& e : transport_.To("asya-b")) {
+    ids.insert(e["id"].get<std::string>());
+  }
+  EXPECT_EQ(ids.size(), static_cast<size_t>(kMessages));
+  EXPECT_EQ(transport_.Acks(), kMessages);
+  EXPECT_EQ(metrics_.Active(), 0);
+}
+
 // A failed call goes on on a worker, with the rules of the blocking path: a runtime that died
 // mid-message error-ends it and closes the readiness gate; a timeout error-ends it as one.
 TEST_F(SidecarAsyncCalls, FailedCallsFollowTheRulesOfTheBlockingPath) {
