@@ -64,8 +64,8 @@ using InFlightPtr = std::shared_ptr<InFlight>;
 thread_local const void* t_worker_of = nullptr;
 
 // On a thread that is delivering a runtime answer to a sidecar (AsyncCallDone), where that
-// sidecar puts the messages a settle folded in (see EndFoldedReceive): the thread starts their
-// calls itself once the settle is over, instead of waking a worker for each.
+// sidecar puts the messages a settle took (see Execute, EndFoldedReceive): the thread starts
+// their calls itself once the settle is over, instead of waking a worker for each.
 struct AnswerThread {
   const void* sidecar = nullptr;
   std::vector<std::shared_ptr<InFlight>>* folded = nullptr;
@@ -352,11 +352,12 @@ struct Sidecar::Impl : std::enable_shared_from_this<Sidecar::Impl> {
 
   // Frees the runtime slot of a message (its runtime call is over). With `take_receive` (the
   // caller is about to settle the message), a receive that may start now is not handed to an idle
-  // worker: the caller folds it into its settle (Transport::PublishAckAndReceive), also while
-  // other folded receives are in progress (each reserves what it may take); returns how many
-  // messages it may receive (0: it folds none). Such a receive ends with EndFoldedReceive(returned
-  // count, ..). Not while the plain receive is in progress: that one waits for the queue (so a
-  // fold would mostly add an empty claim to the settle) and takes the next message itself.
+  // worker: the caller folds it into its settle (Transport::PublishAckAndReceive), or receives
+  // without waiting right after starting an asynchronous one, also while other folded receives
+  // are in progress (each reserves what it may take); returns how many messages it may receive
+  // (0: it folds none). Such a receive ends with EndFoldedReceive(returned count, ..). Not while
+  // the plain receive is in progress: that one waits for the queue (so a fold would mostly add an
+  // empty claim to the settle) and takes the next message itself.
   // With `back_to_loop` (the caller's settle goes on without it) nobody is woken: the caller
   // receives itself, back in its loop.
   size_t FreeSlot(const InFlightPtr& m, bool take_receive = false, bool back_to_loop = false) {
@@ -365,7 +366,7 @@ struct Sidecar::Impl : std::enable_shared_from_this<Sidecar::Impl> {
       m->counted_active = false;
       --active;
       if (CanReceive()) {
-        if (take_receive && workers_started && s.fold_receive_into_settle) {
+        if (take_receive && workers_started) {
           return ReserveReceive();
         }
         if (back_to_loop && t_worker_of == this) {
@@ -544,10 +545,18 @@ struct Sidecar::Impl : std::enable_shared_from_this<Sidecar::Impl> {
     // Only workers settle asynchronously (ProcessOne() has none to run a fallback on).
     const bool async =
         d.action != router::Action::kNack && workers_started && transport.SettlesAsync();
-    const size_t fold = FreeSlot(m, /*take_receive=*/!async && d.action != router::Action::kNack,
-                                 /*back_to_loop=*/async);
+    // The settle takes the next messages too: a synchronous one in its own transaction where the
+    // transport can (SQLite); an asynchronous one on the thread delivering runtime answers by a
+    // receive that does not wait (RabbitMQ: the deliveries the transport already holds), so no
+    // worker wakes to receive them.
+    const bool take_receive = d.action != router::Action::kNack &&
+                              (async ? t_answering.sidecar == this : s.fold_receive_into_settle);
+    const size_t fold = FreeSlot(m, take_receive, /*back_to_loop=*/async);
     if (async) {
       StartAsyncSettle(m, std::move(d), std::move(input));
+      if (fold > 0) {
+        EndFoldedReceive(fold, ReceiveHeld(fold));
+      }
       return false;
     }
     const std::string_view id = IdOf(input);
@@ -829,8 +838,8 @@ struct Sidecar::Impl : std::enable_shared_from_this<Sidecar::Impl> {
       return;
     }
     if (d) {
-      // A synchronous settle (SQLite) may fold a receive: this thread starts the calls of what
-      // it took, and of what their own checks settled and folded in turn.
+      // The settle may take the next messages (Execute: take_receive): this thread starts their
+      // calls, and those of what their own checks settled and took in turn.
       std::vector<InFlightPtr> folded;
       const AnswerThread outer = std::exchange(t_answering, {this, &folded});
       FinishAfterCall(*w, *outcome, *d);
@@ -937,6 +946,21 @@ struct Sidecar::Impl : std::enable_shared_from_this<Sidecar::Impl> {
     receive_failures = 0;
     if (metrics != nullptr && !r->empty()) {
       metrics->ReceiveDuration(Seconds(clock.Now() - t0));
+    }
+    return std::move(*r);
+  }
+
+  // Up to `want` messages the transport already holds (a receive that does not wait); none after
+  // an error (logged: the plain receive reports and backs off from errors).
+  std::vector<transport::Message> ReceiveHeld(size_t want) {
+    transport::ReceiveOptions opts;
+    opts.max_messages = want;
+    opts.wait = Millis(0);
+    opts.visibility = s.visibility;
+    auto r = transport.Receive(queue, opts);
+    if (!r) {
+      log::Debug("receive without waiting failed", {{"error", r.error().message}});
+      return {};
     }
     return std::move(*r);
   }
