@@ -140,9 +140,13 @@ Result<std::vector<Message>> RabbitMqTransport::Receive(std::string_view queue_v
     if (SteadyClock::now() >= deadline) {
       lock.unlock();
       // An idle consumer checks that its queue still exists: RabbitMQ 3.10 does not cancel
-      // consumers of a deleted quorum queue. The next Receive then starts a new consumer.
-      (void)Call<void>("check consumer of '" + queue + "'",
-                       [this, queue] { return CheckConsumer(queue); });
+      // consumers of a deleted quorum queue. The next Receive then starts a new consumer. Not
+      // after a receive that did not wait (it only takes what is held; the sidecar makes one
+      // after each settle): a round trip to the broker each time would stall its caller.
+      if (options.wait > Millis(0)) {
+        (void)Call<void>("check consumer of '" + queue + "'",
+                         [this, queue] { return CheckConsumer(queue); });
+      }
       return std::vector<Message>{};
     }
     // The consumer was cancelled or its channel closed: start it again.
