@@ -186,126 +186,164 @@ Status SendFrame(Socket& sock, std::string_view body, Clock::time_point deadline
   return Ok();
 }
 
-// Receives into `iov` (blocking, bounded by the deadline). Returns the byte count, 0 on EOF, or
-// -1 with `err` set on a socket error; kDeadlineExceeded when nothing arrived in time.
-Result<ssize_t> Receive(Socket& sock, iovec* iov, size_t iov_count, Clock::time_point deadline,
-                        std::string_view what, int& err) {
-  while (true) {
-    if (!sock.Bound(SO_RCVTIMEO, deadline)) {
-      return Fail(ErrorCode::kDeadlineExceeded, kReadPrefix,
-                  std::string("deadline exceeded while reading ") + std::string(what));
-    }
-    msghdr msg{};
-    msg.msg_iov = iov;
-    msg.msg_iovlen = iov_count;
-    ssize_t n = ::recvmsg(sock.Get(), &msg, 0);
-    if (n >= 0) {
-      return n;
-    }
-    if (errno == EINTR || TimedOut(errno)) {
-      continue;
-    }
-    err = errno;
-    return -1;
-  }
+tl::unexpected<Error> ReadDeadlineExceeded(std::string_view what) {
+  return Fail(ErrorCode::kDeadlineExceeded, kReadPrefix,
+              std::string("deadline exceeded while reading ") + std::string(what));
 }
 
-// Reads into buf[0..want). Returns bytes read before EOF (== want on success).
-Result<size_t> ReadFull(Socket& sock, char* buf, size_t want, Clock::time_point deadline,
-                        std::string_view what, int& read_errno) {
-  size_t got = 0;
-  while (got < want) {
-    iovec iov{buf + got, want - got};
-    ASYA_ASSIGN_OR_RETURN(ssize_t n, Receive(sock, &iov, 1, deadline, what, read_errno));
-    if (n <= 0) {
-      return got;  // EOF or error
-    }
-    got += static_cast<size_t>(n);
-  }
-  return got;
-}
+// One response frame, assembled from the bytes of successive receives: the rules of reading a
+// response, shared by the blocking reader (ReadFrame) and the event thread of CallAsync.
+//
+// The length prefix and the first kFirstBodyRead body bytes are received together; the declared
+// length is checked against the limit as soon as the prefix is complete; then the body is
+// received into one allocation of the declared size, filled as the data arrives: its pages are
+// only touched (resident) as far as data was received, so a peer that declares a large frame and
+// sends little costs little. (Growing by steps instead held the old and the new buffer at once at
+// every step: 5 + 10 MiB for a 10 MiB frame, next to the request still held by the caller.)
+// Space() never reaches past the declared frame once its length is known, so bytes beyond one
+// frame can only arrive with the prefix (ExtraBytes()).
+class ResponseReader {
+ public:
+  explicit ResponseReader(size_t max_bytes) : max_bytes_(max_bytes), body_(kFirstBodyRead, '\0') {}
 
-// Reads the length prefix and, in the same recvmsg call, the start of the body into `body`
-// (sized kFirstBodyRead). Returns the body bytes received along with the prefix; `err` is set on a
-// socket error.
-Result<size_t> ReadHeader(Socket& sock, unsigned char (&header)[kHeaderBytes], std::string& body,
-                          Clock::time_point deadline, size_t& header_got, int& err) {
-  size_t body_got = 0;
-  while (header_got < kHeaderBytes) {
-    iovec iov[2] = {{header + header_got, kHeaderBytes - header_got}, {body.data(), body.size()}};
-    ASYA_ASSIGN_OR_RETURN(ssize_t n, Receive(sock, iov, 2, deadline, "the length prefix", err));
-    if (n <= 0) {
-      break;  // EOF or error
+  // Where the next receive puts its bytes: fills `iov`, returns how many entries are used.
+  size_t Space(iovec (&iov)[2]) {
+    if (!HeaderDone()) {
+      iov[0] = {header_ + header_got_, kHeaderBytes - header_got_};
+      iov[1] = {body_.data(), body_.size()};
+      return 2;
     }
-    size_t to_header = std::min(static_cast<size_t>(n), kHeaderBytes - header_got);
-    header_got += to_header;
-    body_got = static_cast<size_t>(n) - to_header;  // nonzero only once the prefix is complete
+    if (have_ == body_.size()) {
+      body_.resize(std::min(want_, std::max(kInitialBodyChunk, have_ * 2)));
+    }
+    iov[0] = {body_.data() + have_, body_.size() - have_};
+    return 1;
   }
-  return body_got;
-}
 
-// Reads one response frame. `unread_by_peer` is set when the connection was reset before the
-// first response byte: on AF_UNIX a reset means the peer closed with our request still unread in
-// its queue, so re-sending it cannot run it twice. (A plain EOF means the peer read the request
-// and then went away, e.g. the runtime crashed in the handler: that is not retried.)
-// `extra_bytes` is set when more than one frame's bytes arrived: the connection must not be reused.
-// `header_done` (may be empty) runs once the length prefix is complete.
-Result<std::string> ReadFrame(Socket& sock, size_t max_bytes, Clock::time_point deadline,
-                              bool& unread_by_peer, bool& extra_bytes,
-                              const std::function<void()>& header_done) {
-  unsigned char header[kHeaderBytes];
-  std::string body(kFirstBodyRead, '\0');
-  int err = 0;
-  size_t got = 0;
-  ASYA_ASSIGN_OR_RETURN(size_t have, ReadHeader(sock, header, body, deadline, got, err));
-  if (got < kHeaderBytes) {
-    unread_by_peer = got == 0 && err == ECONNRESET;
-    std::string what = "failed to read length prefix: ";
-    if (err != 0) {
-      what += ErrnoText(err);
-    } else if (got == 0) {
-      what += "EOF";
+  // Accounts for `n` > 0 bytes received into Space(). Errors (kResourceExhausted) when the length
+  // prefix, once complete, declares more than the limit.
+  Status Received(size_t n) {
+    if (HeaderDone()) {
+      have_ += n;
+      return Ok();
+    }
+    const size_t to_header = std::min(n, kHeaderBytes - header_got_);
+    header_got_ += to_header;
+    if (!HeaderDone()) {
+      return Ok();
+    }
+    auto size = DecodeHeader(header_, max_bytes_);
+    if (!size) {
+      return Fail(ErrorCode::kResourceExhausted, kReadPrefix, size.error().message);
+    }
+    want_ = *size;
+    have_ = std::min(n - to_header, want_);
+    extra_bytes_ = n - to_header > want_;
+    if (want_ > body_.capacity()) {
+      std::string whole;
+      whole.reserve(want_ >= kLargeFrameBytes ? want_ + kLargeFrameSpare : want_);
+      whole.append(body_.data(), have_);
+      body_.swap(whole);
     } else {
-      what += "EOF after " + std::to_string(got) + " of 4 bytes";
+      body_.resize(want_);
+    }
+    return Ok();
+  }
+
+  [[nodiscard]] bool HeaderDone() const { return header_got_ == kHeaderBytes; }
+  [[nodiscard]] bool Done() const { return HeaderDone() && have_ == want_; }
+  // More than one frame's bytes arrived: the connection must not be reused.
+  [[nodiscard]] bool ExtraBytes() const { return extra_bytes_; }
+  // What the reader waits for, for a deadline message.
+  [[nodiscard]] std::string_view Waiting() const {
+    return HeaderDone() ? "the response body" : "the length prefix";
+  }
+  // The connection was reset before the first response byte: on AF_UNIX a reset means the peer
+  // closed with our request still unread in its queue, so re-sending it cannot run it twice. (A
+  // plain EOF means the peer read the request and then went away, e.g. the runtime crashed in the
+  // handler: that is not retried.)
+  [[nodiscard]] bool UnreadByPeer(int err) const { return header_got_ == 0 && err == ECONNRESET; }
+  // The error for a receive that ended the connection before the frame was complete: EOF when
+  // `err` is 0, else the socket error `err`.
+  [[nodiscard]] tl::unexpected<Error> Ended(int err) const {
+    std::string what;
+    if (!HeaderDone()) {
+      what = "failed to read length prefix: ";
+      if (err != 0) {
+        what += ErrnoText(err);
+      } else if (header_got_ == 0) {
+        what += "EOF";
+      } else {
+        what += "EOF after " + std::to_string(header_got_) + " of 4 bytes";
+      }
+    } else {
+      what = err != 0 ? ErrnoText(err) + " after " : "EOF after ";
+      what += std::to_string(have_) + " of " + std::to_string(want_) + " bytes";
     }
     return Fail(ErrorCode::kUnavailable, kReadPrefix, what);
   }
-  if (header_done) {
-    header_done();
-  }
-  auto size = DecodeHeader(header, max_bytes);
-  if (!size) {
-    return Fail(ErrorCode::kResourceExhausted, kReadPrefix, size.error().message);
-  }
-  const size_t want = *size;
-  if (have > want) {
-    extra_bytes = true;
-    have = want;
-  }
-  // One allocation of the declared size, filled as the data arrives: its pages are only touched
-  // (resident) as far as data was received, so a peer that declares a large frame and sends little
-  // costs little. Growing by steps instead held the old and the new buffer at once at every step
-  // (5 + 10 MiB for a 10 MiB frame, next to the request still held by the caller).
-  if (want > body.capacity()) {
-    std::string whole;
-    whole.reserve(want >= kLargeFrameBytes ? want + kLargeFrameSpare : want);
-    whole.append(body.data(), have);
-    body.swap(whole);
-  }
-  while (have < want) {
-    size_t target = std::min(want, std::max(kInitialBodyChunk, have * 2));
-    body.resize(target);
-    ASYA_ASSIGN_OR_RETURN(size_t n, ReadFull(sock, body.data() + have, target - have, deadline,
-                                             "the response body", err));
-    have += n;
-    if (have < target) {
-      std::string what = err != 0 ? ErrnoText(err) + " after " : "EOF after ";
-      what += std::to_string(have) + " of " + std::to_string(want) + " bytes";
-      return Fail(ErrorCode::kUnavailable, kReadPrefix, what);
+  // The response body (once Done()).
+  std::string Take() && { return std::move(body_); }
+
+ private:
+  size_t max_bytes_;
+  unsigned char header_[kHeaderBytes] = {};
+  size_t header_got_ = 0;
+  std::string body_;  // body bytes [0, have_) received; sized for the next receive
+  size_t want_ = 0;   // declared body length, once HeaderDone()
+  size_t have_ = 0;
+  bool extra_bytes_ = false;
+};
+
+// Reads one response frame (blocking, bounded by the deadline). `unread_by_peer` is set as
+// ResponseReader::UnreadByPeer; `extra_bytes` as ResponseReader::ExtraBytes. `header_done` (may
+// be empty) runs once the length prefix is complete.
+Result<std::string> ReadFrame(Socket& sock, size_t max_bytes, Clock::time_point deadline,
+                              bool& unread_by_peer, bool& extra_bytes,
+                              const std::function<void()>& header_done) {
+  ResponseReader reader(max_bytes);
+  while (!reader.Done()) {
+    if (!sock.Bound(SO_RCVTIMEO, deadline)) {
+      return ReadDeadlineExceeded(reader.Waiting());
+    }
+    iovec iov[2];
+    msghdr msg{};
+    msg.msg_iov = iov;
+    msg.msg_iovlen = reader.Space(iov);
+    ssize_t n = ::recvmsg(sock.Get(), &msg, 0);
+    if (n < 0 && (errno == EINTR || TimedOut(errno))) {
+      continue;
+    }
+    if (n <= 0) {
+      int err = n < 0 ? errno : 0;
+      unread_by_peer = reader.UnreadByPeer(err);
+      return reader.Ended(err);
+    }
+    const bool had_header = reader.HeaderDone();
+    auto received = reader.Received(static_cast<size_t>(n));
+    if (!had_header && reader.HeaderDone() && header_done) {
+      header_done();
+    }
+    if (!received) {
+      return Unexpected(std::move(received).error());
     }
   }
-  body.resize(want);
-  return body;
+  extra_bytes = reader.ExtraBytes();
+  return std::move(reader).Take();
+}
+
+// The checks every call makes before it touches a connection.
+Status CheckRequest(const RuntimeClientOptions& options, std::string_view request,
+                    Clock::time_point deadline) {
+  if (request.size() > options.max_frame_bytes || request.size() > UINT32_MAX) {
+    return Fail(ErrorCode::kResourceExhausted, kSendPrefix,
+                "message of " + std::to_string(request.size()) + " bytes exceeds the limit of " +
+                    std::to_string(options.max_frame_bytes) + " bytes (ASYA_MAX_MESSAGE_BYTES)");
+  }
+  if (Clock::now() >= deadline) {
+    return MakeError(ErrorCode::kDeadlineExceeded, "deadline passed before the runtime was called");
+  }
+  return Ok();
 }
 
 }  // namespace
@@ -337,6 +375,16 @@ struct RuntimeClient::Impl {
     }
   }
 
+  // After a complete response: pools `sock` unless it delivered bytes beyond the frame.
+  void Keep(Socket sock, bool extra_bytes) {
+    if (extra_bytes) {
+      log::Warn("runtime sent more bytes than one response frame; closing the connection",
+                {{"socket", options.socket_path}});
+      return;
+    }
+    Release(std::move(sock));
+  }
+
   // A reused connection was closed by the runtime before it answered.
   void NoteClosedReuse() {
     std::vector<Socket> to_close;
@@ -359,6 +407,33 @@ struct RuntimeClient::Impl {
     std::vector<Socket> to_close;
     std::lock_guard<std::mutex> lock(mu);
     to_close.swap(idle);
+  }
+
+  // Takes an idle connection (when `may_reuse`) or connects, and sends `request` on it. A pooled
+  // connection the runtime had closed (EPIPE/ECONNRESET) is replaced once by a fresh one.
+  // `reused` tells whether the connection returned came from the pool.
+  Result<Socket> Send(std::string_view request, Clock::time_point deadline, bool may_reuse,
+                      bool& reused) {
+    std::optional<Socket> pooled = may_reuse ? TakeIdle() : std::nullopt;
+    while (true) {
+      reused = pooled.has_value();
+      Socket sock;
+      if (reused) {
+        sock = std::move(*pooled);
+        pooled.reset();
+      } else {
+        ASYA_ASSIGN_OR_RETURN(sock, Connect(options.socket_path, deadline));
+      }
+      bool peer_gone = false;
+      auto sent = SendFrame(sock, request, deadline, peer_gone);
+      if (sent) {
+        return sock;
+      }
+      if (!reused || !peer_gone) {
+        return Unexpected(std::move(sent).error());
+      }
+      NoteClosedReuse();
+    }
   }
 
   const RuntimeClientOptions options;
@@ -404,38 +479,15 @@ Result<std::string> RuntimeClient::CallReleasing(std::string_view request,
 
 Result<std::string> RuntimeClient::CallOnce(std::string_view request, Clock::time_point deadline,
                                             const std::function<void()>& release) {
-  const RuntimeClientOptions& options = impl_->options;
-  if (request.size() > options.max_frame_bytes || request.size() > UINT32_MAX) {
-    return Fail(ErrorCode::kResourceExhausted, kSendPrefix,
-                "message of " + std::to_string(request.size()) + " bytes exceeds the limit of " +
-                    std::to_string(options.max_frame_bytes) + " bytes (ASYA_MAX_MESSAGE_BYTES)");
-  }
-  if (Clock::now() >= deadline) {
-    return MakeError(ErrorCode::kDeadlineExceeded, "deadline passed before the runtime was called");
-  }
-  // At most two attempts: a reused connection the runtime had already closed is replaced once.
+  ASYA_RETURN_IF_ERROR(CheckRequest(impl_->options, request, deadline));
+  // At most two attempts: a reused connection the runtime had closed is replaced once.
   for (int attempt = 0; attempt < 2; ++attempt) {
-    std::optional<Socket> pooled = attempt == 0 ? impl_->TakeIdle() : std::nullopt;
-    const bool reused = pooled.has_value();
-    Socket sock;
-    if (reused) {
-      sock = std::move(*pooled);
-    } else {
-      ASYA_ASSIGN_OR_RETURN(sock, Connect(options.socket_path, deadline));
-    }
-    bool peer_gone = false;
-    auto sent = SendFrame(sock, request, deadline, peer_gone);
-    if (!sent) {
-      if (reused && peer_gone) {
-        impl_->NoteClosedReuse();
-        continue;
-      }
-      return Unexpected(std::move(sent).error());
-    }
+    bool reused = false;
+    ASYA_ASSIGN_OR_RETURN(Socket sock, impl_->Send(request, deadline, attempt == 0, reused));
     bool unread_by_peer = false;
     bool extra_bytes = false;
-    auto response =
-        ReadFrame(sock, options.max_frame_bytes, deadline, unread_by_peer, extra_bytes, release);
+    auto response = ReadFrame(sock, impl_->options.max_frame_bytes, deadline, unread_by_peer,
+                              extra_bytes, release);
     if (!response) {
       if (reused && unread_by_peer) {
         impl_->NoteClosedReuse();
@@ -443,12 +495,7 @@ Result<std::string> RuntimeClient::CallOnce(std::string_view request, Clock::tim
       }
       return response;
     }
-    if (extra_bytes) {
-      log::Warn("runtime sent more bytes than one response frame; closing the connection",
-                {{"socket", options.socket_path}});
-      return response;
-    }
-    impl_->Release(std::move(sock));
+    impl_->Keep(std::move(sock), extra_bytes);
     return response;
   }
   // Unreachable: the second attempt always uses a fresh connection and returns.
