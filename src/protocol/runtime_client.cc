@@ -6,6 +6,11 @@
 // (and poll's wait is the costlier one). The timeouts are set to the time left before the call's
 // deadline, at most kTimeoutTick; they are only changed when they would overshoot the deadline or
 // wake the caller needlessly often, so a kept connection normally makes no setsockopt call at all.
+//
+// CallAsync() connects and sends the same way on the caller's thread, then hands the socket to the
+// client's event thread: one epoll_wait for the answers of every call in flight, its timeout the
+// earliest deadline; reads use MSG_DONTWAIT, so the socket stays blocking and goes back to the same
+// idle pool as Call()'s. Both readers follow one set of rules (ResponseReader).
 #include "asya/protocol/runtime_client.h"
 
 #include <algorithm>
@@ -15,12 +20,16 @@
 #include <cstring>
 #include <fstream>
 #include <functional>
+#include <map>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
@@ -346,12 +355,48 @@ Status CheckRequest(const RuntimeClientOptions& options, std::string_view reques
   return Ok();
 }
 
+// epoll_wait's timeout for a wait until `deadline` (rounded up: never wakes before it).
+int WaitMillis(Clock::time_point deadline) {
+  constexpr auto kLongest = std::chrono::hours(1);
+  const auto left = deadline - Clock::now();
+  if (left <= Clock::duration::zero()) {
+    return 0;
+  }
+  if (left >= kLongest) {
+    return static_cast<int>(std::chrono::milliseconds(kLongest).count());
+  }
+  return static_cast<int>(std::chrono::ceil<std::chrono::milliseconds>(left).count());
+}
+
+// A CallAsync() whose request was sent: the event thread reads its response.
+struct AsyncCall {
+  AsyncCall(std::string_view r, Clock::time_point d, RuntimeCaller::CallDone cb, Socket s,
+            bool from_pool, size_t max_frame_bytes)
+      : request(r),
+        deadline(d),
+        done(std::move(cb)),
+        sock(std::move(s)),
+        reused(from_pool),
+        reader(max_frame_bytes) {}
+
+  std::string_view request;  // kept valid by the caller until `done` ran (for the retry)
+  Clock::time_point deadline;
+  RuntimeCaller::CallDone done;
+  Socket sock;
+  bool reused;  // `sock` came from the pool: a reset before any response byte is retried once
+  ResponseReader reader;
+  std::multimap<Clock::time_point, AsyncCall*>::iterator at;  // its entry in Impl::pending
+};
+
 }  // namespace
 
 struct RuntimeClient::Impl {
   explicit Impl(RuntimeClientOptions o) : options(std::move(o)), reuse(options.reuse_connections) {}
 
-  ~Impl() { Reset(); }
+  ~Impl() {
+    StopLoop();
+    Reset();
+  }
 
   // An idle pooled connection, if any. It is not probed here: one the runtime has closed fails
   // the send (EPIPE) or is reset with the request unread, and Call() then retries on a new one.
@@ -436,11 +481,254 @@ struct RuntimeClient::Impl {
     }
   }
 
+  // ---- CallAsync(): one event thread reads the responses of all calls in flight.
+  //
+  // A caller registers its sent call (epoll + `pending`) under async_mu; the event thread takes
+  // async_mu after every epoll_wait before it touches a call, so it sees the call complete. From
+  // then on only the event thread touches the call, and it alone removes calls (while running)
+  // and so frees them.
+
+  // Starts the event thread unless it runs.
+  Status StartLoop() {
+    std::lock_guard<std::mutex> lock(async_mu);
+    if (loop.joinable()) {
+      return Ok();
+    }
+    epoll_fd = ::epoll_create1(EPOLL_CLOEXEC);
+    int err = errno;
+    if (epoll_fd >= 0) {
+      wake_fd = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+      err = errno;
+    }
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.ptr = nullptr;  // the wake-up eventfd; calls have their AsyncCall here
+    if (wake_fd < 0 || ::epoll_ctl(epoll_fd, EPOLL_CTL_ADD, wake_fd, &ev) != 0) {
+      err = wake_fd < 0 ? err : errno;
+      CloseLoopFds();
+      return Fail(ErrorCode::kInternal,
+                  "failed to start the runtime client's event thread: ", ErrnoText(err));
+    }
+    loop = std::thread([this] { Loop(); });
+    return Ok();
+  }
+
+  // Stops and joins the event thread; calls still pending are dropped without running `done`.
+  void StopLoop() {
+    {
+      std::lock_guard<std::mutex> lock(async_mu);
+      if (!loop.joinable()) {
+        return;
+      }
+      stopping = true;
+    }
+    Wake();
+    loop.join();
+    for (auto& [deadline, call] : pending) {
+      delete call;  // closes its connection
+    }
+    pending.clear();
+    CloseLoopFds();
+  }
+
+  void CloseLoopFds() {
+    for (int* fd : {&epoll_fd, &wake_fd}) {
+      if (*fd >= 0) {
+        ::close(*fd);
+      }
+      *fd = -1;
+    }
+  }
+
+  void Wake() const {
+    const uint64_t one = 1;
+    (void)!::write(wake_fd, &one, sizeof one);
+  }
+
+  // Hands a sent call to the event thread (waking it when the call's deadline comes before the
+  // end of its wait).
+  void Watch(std::unique_ptr<AsyncCall> call) {
+    bool wake = false;
+    int err = 0;
+    {
+      std::lock_guard<std::mutex> lock(async_mu);
+      epoll_event ev{};
+      ev.events = EPOLLIN | EPOLLRDHUP;
+      ev.data.ptr = call.get();
+      if (::epoll_ctl(epoll_fd, EPOLL_CTL_ADD, call->sock.Get(), &ev) == 0) {
+        call->at = pending.emplace(call->deadline, call.get());
+        wake = call->deadline < waiting_until;
+        if (wake) {
+          waiting_until = Clock::time_point::min();  // one wake-up is enough
+        }
+        call.release();  // owned by `pending`
+      } else {
+        err = errno;
+      }
+    }
+    if (call) {
+      call->done(Fail(ErrorCode::kUnavailable, kReadPrefix, ErrnoText(err)));
+    } else if (wake) {
+      Wake();
+    }
+  }
+
+  void Loop() {
+    constexpr int kMaxEvents = 64;
+    epoll_event events[kMaxEvents];
+    while (true) {
+      int timeout = -1;  // no call pending: sleep until woken
+      {
+        std::lock_guard<std::mutex> lock(async_mu);
+        if (stopping) {
+          return;
+        }
+        waiting_until = pending.empty() ? Clock::time_point::max() : pending.begin()->first;
+        if (!pending.empty()) {
+          timeout = WaitMillis(waiting_until);
+        }
+      }
+      const int n = ::epoll_wait(epoll_fd, events, kMaxEvents, timeout);
+      {
+        std::lock_guard<std::mutex> lock(async_mu);
+        waiting_until = Clock::time_point::min();  // not waiting: callers need not wake it
+        if (stopping) {
+          return;
+        }
+      }
+      for (int i = 0; i < n; ++i) {
+        if (events[i].data.ptr == nullptr) {
+          uint64_t count = 0;
+          (void)!::read(wake_fd, &count, sizeof count);
+        } else {
+          Serve(static_cast<AsyncCall*>(events[i].data.ptr));
+        }
+      }
+      Expire();
+    }
+  }
+
+  // Reads what has arrived for `call` without blocking (MSG_DONTWAIT: the socket itself stays
+  // blocking for the sync path's pool) and ends the call once its response is complete or failed.
+  void Serve(AsyncCall* call) {
+    ResponseReader& reader = call->reader;
+    while (true) {
+      iovec iov[2];
+      msghdr msg{};
+      msg.msg_iov = iov;
+      msg.msg_iovlen = reader.Space(iov);
+      const ssize_t n = ::recvmsg(call->sock.Get(), &msg, MSG_DONTWAIT);
+      if (n < 0 && errno == EINTR) {
+        continue;
+      }
+      if (n < 0 && TimedOut(errno)) {
+        return;  // the rest comes later
+      }
+      if (n <= 0) {
+        const int err = n < 0 ? errno : 0;
+        if (call->reused && reader.UnreadByPeer(err)) {
+          NoteClosedReuse();
+          Retry(call);
+        } else {
+          auto ended = reader.Ended(err);
+          Finish(Unlink(call), std::move(ended));
+        }
+        return;
+      }
+      auto received = reader.Received(static_cast<size_t>(n));
+      if (!received) {
+        Finish(Unlink(call), Unexpected(std::move(received).error()));
+        return;
+      }
+      if (reader.Done()) {
+        auto owned = Unlink(call);
+        auto body = std::move(reader).Take();
+        Finish(std::move(owned), std::move(body));
+        return;
+      }
+    }
+  }
+
+  // Sends the call's request again on a fresh connection (its pooled one was closed by the
+  // runtime with the request unread), as CallOnce does.
+  void Retry(AsyncCall* call) {
+    ::epoll_ctl(epoll_fd, EPOLL_CTL_DEL, call->sock.Get(), nullptr);
+    call->sock = Socket();  // closes the old connection
+    bool reused = false;
+    auto sock = Send(call->request, call->deadline, /*may_reuse=*/false, reused);
+    if (!sock) {
+      Finish(Unlink(call), Unexpected(std::move(sock).error()));
+      return;
+    }
+    call->sock = std::move(*sock);
+    call->reused = false;
+    call->reader = ResponseReader(options.max_frame_bytes);
+    epoll_event ev{};
+    ev.events = EPOLLIN | EPOLLRDHUP;
+    ev.data.ptr = call;
+    if (::epoll_ctl(epoll_fd, EPOLL_CTL_ADD, call->sock.Get(), &ev) != 0) {
+      const int err = errno;
+      Finish(Unlink(call), Fail(ErrorCode::kUnavailable, kReadPrefix, ErrnoText(err)));
+    }
+  }
+
+  // Ends the calls whose deadline has passed.
+  void Expire() {
+    std::vector<std::unique_ptr<AsyncCall>> expired;
+    {
+      std::lock_guard<std::mutex> lock(async_mu);
+      const auto now = Clock::now();
+      while (!pending.empty() && pending.begin()->first <= now) {
+        expired.emplace_back(pending.begin()->second);
+        pending.erase(pending.begin());
+      }
+    }
+    for (auto& call : expired) {
+      ::epoll_ctl(epoll_fd, EPOLL_CTL_DEL, call->sock.Get(), nullptr);
+      auto exceeded = ReadDeadlineExceeded(call->reader.Waiting());
+      Finish(std::move(call), std::move(exceeded));
+    }
+  }
+
+  // Takes `call` out of `pending` and epoll; the caller now owns it.
+  std::unique_ptr<AsyncCall> Unlink(AsyncCall* call) {
+    {
+      std::lock_guard<std::mutex> lock(async_mu);
+      pending.erase(call->at);
+    }
+    if (call->sock.Get() >= 0) {
+      ::epoll_ctl(epoll_fd, EPOLL_CTL_DEL, call->sock.Get(), nullptr);
+    }
+    return std::unique_ptr<AsyncCall>(call);
+  }
+
+  // Ends an unlinked call: pools its connection after a response, closes it after an error, then
+  // runs `done` (no lock held: it may call CallAsync() or Reset()).
+  void Finish(std::unique_ptr<AsyncCall> call, Result<std::string> result) {
+    if (result) {
+      Keep(std::move(call->sock), call->reader.ExtraBytes());
+    }
+    RuntimeCaller::CallDone done = std::move(call->done);
+    call.reset();
+    done(std::move(result));
+  }
+
   const RuntimeClientOptions options;
   std::mutex mu;
   std::vector<Socket> idle;  // guarded by mu
   bool reuse;                // guarded by mu
   int closed_reuses = 0;     // guarded by mu
+
+  // CallAsync's event thread. async_mu is never held together with mu.
+  std::mutex async_mu;
+  std::thread loop;   // guarded by async_mu (started once)
+  int epoll_fd = -1;  // set with `loop`
+  int wake_fd = -1;   // eventfd, set with `loop`
+  // Calls in flight by deadline; owned here. Guarded by async_mu.
+  std::multimap<Clock::time_point, AsyncCall*> pending;
+  // The end of the event thread's current wait (min(): not waiting). Guarded by async_mu.
+  Clock::time_point waiting_until = Clock::time_point::min();
+  bool stopping = false;  // guarded by async_mu
 };
 
 RuntimeClient::RuntimeClient(RuntimeClientOptions options)
@@ -500,6 +788,21 @@ Result<std::string> RuntimeClient::CallOnce(std::string_view request, Clock::tim
   }
   // Unreachable: the second attempt always uses a fresh connection and returns.
   return Fail(ErrorCode::kInternal, kReadPrefix, "retry loop ended");
+}
+
+void RuntimeClient::CallAsync(std::string_view request, Clock::time_point deadline, CallDone done) {
+  bool reused = false;
+  auto sock = [&]() -> Result<Socket> {
+    ASYA_RETURN_IF_ERROR(CheckRequest(impl_->options, request, deadline));
+    ASYA_RETURN_IF_ERROR(impl_->StartLoop());
+    return impl_->Send(request, deadline, /*may_reuse=*/true, reused);
+  }();
+  if (!sock) {
+    done(Unexpected(std::move(sock).error()));
+    return;
+  }
+  impl_->Watch(std::make_unique<AsyncCall>(request, deadline, std::move(done), std::move(*sock),
+                                           reused, impl_->options.max_frame_bytes));
 }
 
 namespace {
