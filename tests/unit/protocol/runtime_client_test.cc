@@ -9,6 +9,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <ostream>
 #include <string>
 #include <thread>
 #include <tuple>
@@ -312,6 +313,10 @@ enum class Way { kSync, kAsync };
 
 std::string WayName(Way way) {
   return way == Way::kSync ? "Sync" : "Async";
+}
+
+void PrintTo(Way way, std::ostream* os) {
+  *os << WayName(way);
 }
 
 // Call(), or CallAsync() waiting for its `done`; `on_caller_thread` tells whether the result came
