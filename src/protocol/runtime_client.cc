@@ -304,6 +304,15 @@ class ResponseReader {
   bool extra_bytes_ = false;
 };
 
+// One recvmsg into the reader's Space() (`flags`: 0 or MSG_DONTWAIT).
+ssize_t ReceiveInto(const Socket& sock, ResponseReader& reader, int flags) {
+  iovec iov[2];
+  msghdr msg{};
+  msg.msg_iov = iov;
+  msg.msg_iovlen = reader.Space(iov);
+  return ::recvmsg(sock.Get(), &msg, flags);
+}
+
 // Reads one response frame (blocking, bounded by the deadline). `unread_by_peer` is set as
 // ResponseReader::UnreadByPeer; `extra_bytes` as ResponseReader::ExtraBytes. `header_done` (may
 // be empty) runs once the length prefix is complete.
@@ -315,11 +324,7 @@ Result<std::string> ReadFrame(Socket& sock, size_t max_bytes, Clock::time_point 
     if (!sock.Bound(SO_RCVTIMEO, deadline)) {
       return ReadDeadlineExceeded(reader.Waiting());
     }
-    iovec iov[2];
-    msghdr msg{};
-    msg.msg_iov = iov;
-    msg.msg_iovlen = reader.Space(iov);
-    ssize_t n = ::recvmsg(sock.Get(), &msg, 0);
+    const ssize_t n = ReceiveInto(sock, reader, 0);
     if (n < 0 && (errno == EINTR || TimedOut(errno))) {
       continue;
     }
@@ -545,6 +550,21 @@ struct RuntimeClient::Impl {
     (void)!::write(wake_fd, &one, sizeof one);
   }
 
+  // Adds the call's socket to epoll; false with errno set on failure.
+  bool Register(AsyncCall* call) const {
+    epoll_event ev{};
+    ev.events = EPOLLIN | EPOLLRDHUP;
+    ev.data.ptr = call;
+    return ::epoll_ctl(epoll_fd, EPOLL_CTL_ADD, call->sock.Get(), &ev) == 0;
+  }
+
+  // Removes the call's socket from epoll (before it is closed or pooled).
+  void Unregister(const AsyncCall& call) const {
+    if (call.sock.Get() >= 0) {
+      ::epoll_ctl(epoll_fd, EPOLL_CTL_DEL, call.sock.Get(), nullptr);
+    }
+  }
+
   // Hands a sent call to the event thread (waking it when the call's deadline comes before the
   // end of its wait).
   void Watch(std::unique_ptr<AsyncCall> call) {
@@ -552,10 +572,7 @@ struct RuntimeClient::Impl {
     int err = 0;
     {
       std::lock_guard<std::mutex> lock(async_mu);
-      epoll_event ev{};
-      ev.events = EPOLLIN | EPOLLRDHUP;
-      ev.data.ptr = call.get();
-      if (::epoll_ctl(epoll_fd, EPOLL_CTL_ADD, call->sock.Get(), &ev) == 0) {
+      if (Register(call.get())) {
         call->at = pending.emplace(call->deadline, call.get());
         wake = call->deadline < waiting_until;
         if (wake) {
@@ -613,11 +630,7 @@ struct RuntimeClient::Impl {
   void Serve(AsyncCall* call) {
     ResponseReader& reader = call->reader;
     while (true) {
-      iovec iov[2];
-      msghdr msg{};
-      msg.msg_iov = iov;
-      msg.msg_iovlen = reader.Space(iov);
-      const ssize_t n = ::recvmsg(call->sock.Get(), &msg, MSG_DONTWAIT);
+      const ssize_t n = ReceiveInto(call->sock, reader, MSG_DONTWAIT);
       if (n < 0 && errno == EINTR) {
         continue;
       }
@@ -652,7 +665,7 @@ struct RuntimeClient::Impl {
   // Sends the call's request again on a fresh connection (its pooled one was closed by the
   // runtime with the request unread), as CallOnce does.
   void Retry(AsyncCall* call) {
-    ::epoll_ctl(epoll_fd, EPOLL_CTL_DEL, call->sock.Get(), nullptr);
+    Unregister(*call);
     call->sock = Socket();  // closes the old connection
     bool reused = false;
     auto sock = Send(call->request, call->deadline, /*may_reuse=*/false, reused);
@@ -663,10 +676,7 @@ struct RuntimeClient::Impl {
     call->sock = std::move(*sock);
     call->reused = false;
     call->reader = ResponseReader(options.max_frame_bytes);
-    epoll_event ev{};
-    ev.events = EPOLLIN | EPOLLRDHUP;
-    ev.data.ptr = call;
-    if (::epoll_ctl(epoll_fd, EPOLL_CTL_ADD, call->sock.Get(), &ev) != 0) {
+    if (!Register(call)) {
       const int err = errno;
       Finish(Unlink(call), Fail(ErrorCode::kUnavailable, kReadPrefix, ErrnoText(err)));
     }
@@ -684,7 +694,7 @@ struct RuntimeClient::Impl {
       }
     }
     for (auto& call : expired) {
-      ::epoll_ctl(epoll_fd, EPOLL_CTL_DEL, call->sock.Get(), nullptr);
+      Unregister(*call);
       auto exceeded = ReadDeadlineExceeded(call->reader.Waiting());
       Finish(std::move(call), std::move(exceeded));
     }
@@ -696,9 +706,7 @@ struct RuntimeClient::Impl {
       std::lock_guard<std::mutex> lock(async_mu);
       pending.erase(call->at);
     }
-    if (call->sock.Get() >= 0) {
-      ::epoll_ctl(epoll_fd, EPOLL_CTL_DEL, call->sock.Get(), nullptr);
-    }
+    Unregister(*call);
     return std::unique_ptr<AsyncCall>(call);
   }
 

@@ -76,7 +76,6 @@ enum class Mode {
   kCloseMidResponse,      // read the request, declare 100 bytes, send 10, close
   kOversizeResponse,      // read the request, declare 1 GiB, keep the connection open
   kTwoFramesPerRequest,   // answer every frame twice ("stray" second frame), in one write
-  kAnswerAfter2500Ms,     // read the request, answer after 2.5 s, keep the connection
   kStallMidResponse,      // read the request, declare 100 bytes, send 10, keep the connection
   kEchoAfterDelay,        // echo every frame after as many ms as the request's leading digits say
 };
@@ -118,6 +117,11 @@ class FakeRuntime {
     while (::poll(p, 2, -1) < 0) {
     }
     return p[1].revents == 0;
+  }
+
+  void WaitForStop() const {
+    pollfd p{stop_pipe_[0], POLLIN, 0};
+    ::poll(&p, 1, -1);
   }
 
   bool ReadExact(int fd, char* buf, size_t n) const {
@@ -176,14 +180,6 @@ class FakeRuntime {
                WriteAll(fd, *EncodeFrame(body) + *EncodeFrame("stray:" + body))) {
         }
         return;
-      case Mode::kAnswerAfter2500Ms:
-        while (ReadRequest(fd, body)) {
-          std::this_thread::sleep_for(milliseconds(2500));
-          if (!WriteAll(fd, *EncodeFrame(body))) {
-            return;
-          }
-        }
-        return;
       case Mode::kCloseAfterResponse:
         if (ReadRequest(fd, body)) {
           WriteAll(fd, *EncodeFrame(body));
@@ -209,11 +205,9 @@ class FakeRuntime {
           }
         }
         return;
-      case Mode::kNeverRead: {
-        pollfd p{stop_pipe_[0], POLLIN, 0};
-        ::poll(&p, 1, -1);
+      case Mode::kNeverRead:
+        WaitForStop();
         return;
-      }
       case Mode::kCloseWithoutResponse:
         ReadRequest(fd, body);
         return;
@@ -223,15 +217,11 @@ class FakeRuntime {
         }
         return;
       case Mode::kCloseMidResponse:
-        if (ReadRequest(fd, body)) {
-          WriteAll(fd, std::string("\0\0\0\x64", 4) + std::string(10, 'x'));
-        }
-        return;
       case Mode::kStallMidResponse:
-        if (ReadRequest(fd, body)) {
-          WriteAll(fd, std::string("\0\0\0\x64", 4) + std::string(10, 'x'));
-          pollfd p{stop_pipe_[0], POLLIN, 0};
-          ::poll(&p, 1, -1);
+        if (ReadRequest(fd, body) &&
+            WriteAll(fd, std::string("\0\0\0\x64", 4) + std::string(10, 'x')) &&
+            mode_ == Mode::kStallMidResponse) {
+          WaitForStop();
         }
         return;
       case Mode::kEchoAfterDelay:
@@ -245,8 +235,7 @@ class FakeRuntime {
       case Mode::kOversizeResponse:
         if (ReadRequest(fd, body)) {
           WriteAll(fd, std::string("\x40\0\0\0", 4) + std::string(10, 'x'));
-          pollfd p{stop_pipe_[0], POLLIN, 0};
-          ::poll(&p, 1, -1);
+          WaitForStop();
         }
         return;
     }
@@ -537,14 +526,14 @@ TEST_P(RuntimeClientCalls, DeadlineExceededWhileReadingTheBody) {
 // The client waits in steps of at most one second; a slower answer within the deadline arrives.
 TEST_P(RuntimeClientCalls, AnswerAfterSeveralWaitStepsArrives) {
   TempDir dir;
-  FakeRuntime rt(dir.Socket(), Mode::kAnswerAfter2500Ms);
+  FakeRuntime rt(dir.Socket(), Mode::kEchoAfterDelay);
   RuntimeClient client(Options(dir));
-  auto r = Call(client, "slow", Clock::now() + kGenerous);
+  auto r = Call(client, "2500:slow", Clock::now() + kGenerous);
   ASSERT_TRUE(r.has_value()) << r.error().message;
-  EXPECT_EQ(*r, "slow");
+  EXPECT_EQ(*r, "2500:slow");
   // The kept connection's wait bound now matches a short deadline instead of overshooting it.
   auto start = Clock::now();
-  r = Call(client, "late", Soon(300));
+  r = Call(client, "2500:late", Soon(300));
   ASSERT_FALSE(r.has_value());
   EXPECT_EQ(r.error().code, ErrorCode::kDeadlineExceeded);
   EXPECT_GE(Clock::now() - start, milliseconds(300));
