@@ -8,8 +8,8 @@
 // wake the caller needlessly often, so a kept connection normally makes no setsockopt call at all.
 //
 // CallAsync() connects and sends the same way on the caller's thread, then hands the socket to the
-// client's event thread: one epoll_wait for the answers of every call in flight, its timeout the
-// earliest deadline; reads use MSG_DONTWAIT, so the socket stays blocking and goes back to the same
+// client's event thread: one epoll_wait for the answers of every call in flight and a timerfd for
+// their deadlines; reads use MSG_DONTWAIT, so the socket stays blocking and goes back to the same
 // idle pool as Call()'s. Both readers follow one set of rules (ResponseReader).
 #include "asya/protocol/runtime_client.h"
 
@@ -32,6 +32,7 @@
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/timerfd.h>
 #include <sys/uio.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -360,19 +361,6 @@ Status CheckRequest(const RuntimeClientOptions& options, std::string_view reques
   return Ok();
 }
 
-// epoll_wait's timeout for a wait until `deadline` (rounded up: never wakes before it).
-int WaitMillis(Clock::time_point deadline) {
-  constexpr auto kLongest = std::chrono::hours(1);
-  const auto left = deadline - Clock::now();
-  if (left <= Clock::duration::zero()) {
-    return 0;
-  }
-  if (left >= kLongest) {
-    return static_cast<int>(std::chrono::milliseconds(kLongest).count());
-  }
-  return static_cast<int>(std::chrono::ceil<std::chrono::milliseconds>(left).count());
-}
-
 // A CallAsync() whose request was sent: the event thread reads its response.
 struct AsyncCall {
   AsyncCall(std::string_view r, Clock::time_point d, RuntimeCaller::CallDone cb, Socket s,
@@ -492,6 +480,13 @@ struct RuntimeClient::Impl {
   // async_mu after every epoll_wait before it touches a call, so it sees the call complete. From
   // then on only the event thread touches the call, and it alone removes calls (while running)
   // and so frees them.
+  //
+  // Deadlines: a timerfd in the same epoll set is armed at (or before) the earliest pending
+  // deadline. A caller whose deadline is earlier than the armed time re-arms it itself, so the
+  // event thread is not woken for it; when the timer fires the event thread ends the calls past
+  // their deadline and re-arms it for the earliest one left (no timer while nothing is pending).
+  // The timer is not moved later when the earliest call ends early: it then fires once for
+  // nothing and is re-armed.
 
   // Starts the event thread unless it runs.
   Status StartLoop() {
@@ -500,16 +495,20 @@ struct RuntimeClient::Impl {
       return Ok();
     }
     epoll_fd = ::epoll_create1(EPOLL_CLOEXEC);
+    wake_fd = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    timer_fd = ::timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);  // steady_clock's
     int err = errno;
-    if (epoll_fd >= 0) {
-      wake_fd = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-      err = errno;
+    bool ok = epoll_fd >= 0 && wake_fd >= 0 && timer_fd >= 0;
+    for (int* fd : {&wake_fd, &timer_fd}) {  // calls have their AsyncCall in data.ptr
+      epoll_event ev{};
+      ev.events = EPOLLIN;
+      ev.data.ptr = fd;
+      if (ok && ::epoll_ctl(epoll_fd, EPOLL_CTL_ADD, *fd, &ev) != 0) {
+        err = errno;
+        ok = false;
+      }
     }
-    epoll_event ev{};
-    ev.events = EPOLLIN;
-    ev.data.ptr = nullptr;  // the wake-up eventfd; calls have their AsyncCall here
-    if (wake_fd < 0 || ::epoll_ctl(epoll_fd, EPOLL_CTL_ADD, wake_fd, &ev) != 0) {
-      err = wake_fd < 0 ? err : errno;
+    if (!ok) {
       CloseLoopFds();
       return Fail(ErrorCode::kInternal,
                   "failed to start the runtime client's event thread: ", ErrnoText(err));
@@ -537,7 +536,7 @@ struct RuntimeClient::Impl {
   }
 
   void CloseLoopFds() {
-    for (int* fd : {&epoll_fd, &wake_fd}) {
+    for (int* fd : {&epoll_fd, &wake_fd, &timer_fd}) {
       if (*fd >= 0) {
         ::close(*fd);
       }
@@ -545,6 +544,7 @@ struct RuntimeClient::Impl {
     }
   }
 
+  // Wakes the event thread (to stop).
   void Wake() const {
     const uint64_t one = 1;
     (void)!::write(wake_fd, &one, sizeof one);
@@ -565,19 +565,29 @@ struct RuntimeClient::Impl {
     }
   }
 
-  // Hands a sent call to the event thread (waking it when the call's deadline comes before the
-  // end of its wait).
+  // Makes the timer fire by `deadline` (unless it is armed earlier already). Under async_mu.
+  void ArmLocked(Clock::time_point deadline) {
+    if (deadline >= armed) {
+      return;
+    }
+    const int64_t ns =
+        std::max<int64_t>(1, std::chrono::nanoseconds(deadline.time_since_epoch()).count());
+    itimerspec at{};
+    at.it_value.tv_sec = static_cast<time_t>(ns / 1'000'000'000);
+    at.it_value.tv_nsec = static_cast<long>(ns % 1'000'000'000);
+    if (::timerfd_settime(timer_fd, TFD_TIMER_ABSTIME, &at, nullptr) == 0) {
+      armed = deadline;
+    }
+  }
+
+  // Hands a sent call to the event thread.
   void Watch(std::unique_ptr<AsyncCall> call) {
-    bool wake = false;
     int err = 0;
     {
       std::lock_guard<std::mutex> lock(async_mu);
       if (Register(call.get())) {
         call->at = pending.emplace(call->deadline, call.get());
-        wake = call->deadline < waiting_until;
-        if (wake) {
-          waiting_until = Clock::time_point::min();  // one wake-up is enough
-        }
+        ArmLocked(call->deadline);
         call.release();  // owned by `pending`
       } else {
         err = errno;
@@ -585,8 +595,6 @@ struct RuntimeClient::Impl {
     }
     if (call) {
       call->done(Fail(ErrorCode::kUnavailable, kReadPrefix, ErrnoText(err)));
-    } else if (wake) {
-      Wake();
     }
   }
 
@@ -594,34 +602,25 @@ struct RuntimeClient::Impl {
     constexpr int kMaxEvents = 64;
     epoll_event events[kMaxEvents];
     while (true) {
-      int timeout = -1;  // no call pending: sleep until woken
+      const int n = ::epoll_wait(epoll_fd, events, kMaxEvents, -1);
       {
         std::lock_guard<std::mutex> lock(async_mu);
         if (stopping) {
           return;
         }
-        waiting_until = pending.empty() ? Clock::time_point::max() : pending.begin()->first;
-        if (!pending.empty()) {
-          timeout = WaitMillis(waiting_until);
-        }
       }
-      const int n = ::epoll_wait(epoll_fd, events, kMaxEvents, timeout);
-      {
-        std::lock_guard<std::mutex> lock(async_mu);
-        waiting_until = Clock::time_point::min();  // not waiting: callers need not wake it
-        if (stopping) {
-          return;
-        }
-      }
+      bool timer_fired = false;
       for (int i = 0; i < n; ++i) {
-        if (events[i].data.ptr == nullptr) {
+        void* ptr = events[i].data.ptr;
+        if (ptr == &wake_fd || ptr == &timer_fd) {
           uint64_t count = 0;
-          (void)!::read(wake_fd, &count, sizeof count);
+          (void)!::read(*static_cast<int*>(ptr), &count, sizeof count);
+          timer_fired = timer_fired || ptr == &timer_fd;
         } else {
-          Serve(static_cast<AsyncCall*>(events[i].data.ptr));
+          Serve(static_cast<AsyncCall*>(ptr));
         }
       }
-      Expire();
+      Expire(timer_fired);
     }
   }
 
@@ -682,15 +681,21 @@ struct RuntimeClient::Impl {
     }
   }
 
-  // Ends the calls whose deadline has passed.
-  void Expire() {
+  // Ends the calls whose deadline has passed, and re-arms the timer after it fired.
+  void Expire(bool timer_fired) {
     std::vector<std::unique_ptr<AsyncCall>> expired;
     {
       std::lock_guard<std::mutex> lock(async_mu);
+      if (timer_fired) {
+        armed = Clock::time_point::max();  // a fired timer is disarmed
+      }
       const auto now = Clock::now();
       while (!pending.empty() && pending.begin()->first <= now) {
         expired.emplace_back(pending.begin()->second);
         pending.erase(pending.begin());
+      }
+      if (!pending.empty()) {
+        ArmLocked(pending.begin()->first);
       }
     }
     for (auto& call : expired) {
@@ -731,11 +736,12 @@ struct RuntimeClient::Impl {
   std::mutex async_mu;
   std::thread loop;   // guarded by async_mu (started once)
   int epoll_fd = -1;  // set with `loop`
-  int wake_fd = -1;   // eventfd, set with `loop`
+  int wake_fd = -1;   // eventfd (to stop), set with `loop`
+  int timer_fd = -1;  // timerfd for deadlines, set with `loop`
   // Calls in flight by deadline; owned here. Guarded by async_mu.
   std::multimap<Clock::time_point, AsyncCall*> pending;
-  // The end of the event thread's current wait (min(): not waiting). Guarded by async_mu.
-  Clock::time_point waiting_until = Clock::time_point::min();
+  // When the timer fires (max(): not armed). Guarded by async_mu.
+  Clock::time_point armed = Clock::time_point::max();
   bool stopping = false;  // guarded by async_mu
 };
 

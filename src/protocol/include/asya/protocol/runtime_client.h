@@ -97,10 +97,10 @@ class RuntimeClient final : public RuntimeCaller {
   // Call() up to and including sending the request, on the calling thread (a failure there runs
   // `done` before CallAsync() returns); then the client's event thread (one per client, started
   // by the first CallAsync()) reads the response without blocking, with the same rules, errors
-  // and retry as Call(), and runs `done` there, holding no lock of the client (`done` may call
-  // CallAsync() or Reset(), but must not destroy the client). Sync and async calls share the pool
-  // of idle connections. Destroying the client drops calls still in flight: their `done` never
-  // runs.
+  // and retry as Call() (a retry connects and sends from there, bounded by the deadline), and
+  // runs `done` there, holding no lock of the client (`done` may call CallAsync() or Reset(), but
+  // must not destroy the client). Sync and async calls share the pool of idle connections.
+  // Destroying the client drops calls still in flight: their `done` never runs.
   void CallAsync(std::string_view request, std::chrono::steady_clock::time_point deadline,
                  CallDone done) override;
 
