@@ -119,9 +119,10 @@ class FakeRuntime {
     return p[1].revents == 0;
   }
 
-  void WaitForStop() const {
+  // Waits `ms` (-1: forever) or until the server stops; true when it stops.
+  bool WaitForStop(int ms = -1) const {
     pollfd p{stop_pipe_[0], POLLIN, 0};
-    ::poll(&p, 1, -1);
+    return ::poll(&p, 1, ms) > 0;
   }
 
   bool ReadExact(int fd, char* buf, size_t n) const {
@@ -226,8 +227,7 @@ class FakeRuntime {
         return;
       case Mode::kEchoAfterDelay:
         while (ReadRequest(fd, body)) {
-          std::this_thread::sleep_for(milliseconds(std::atoi(body.c_str())));
-          if (!WriteAll(fd, *EncodeFrame(body))) {
+          if (WaitForStop(std::atoi(body.c_str())) || !WriteAll(fd, *EncodeFrame(body))) {
             return;
           }
         }
@@ -809,15 +809,14 @@ TEST(RuntimeClientAsync, ManyConcurrentCallsEachGetTheirOwnAnswer) {
   EXPECT_EQ(rt.requests(), kThreads * kPerThread + kSyncCalls);
 }
 
-// The event thread sleeps until the earliest deadline; a new call with an earlier one wakes it,
-// so that call ends at its own deadline, before the one made first.
-TEST(RuntimeClientAsync, AnEarlierDeadlineWakesTheEventThread) {
+// The event thread's timer is armed for the earliest deadline; a new call with an earlier one
+// moves it, so that call ends at its own deadline, before the one made first.
+TEST(RuntimeClientAsync, AnEarlierDeadlineEndsItsCallFirst) {
   TempDir dir;
   FakeRuntime rt(dir.Socket(), Mode::kNeverAnswer);
   RuntimeClient client(Options(dir));
   auto first = StartAsync(client, "first", Clock::now() + std::chrono::hours(2));
-  // The event thread is waiting for the first call's deadline once it served the call's socket:
-  // wait until the runtime has the request.
+  // Let the first call be registered (the timer armed for it) before the second one.
   while (rt.requests() < 1) {
     std::this_thread::sleep_for(milliseconds(1));
   }
@@ -827,6 +826,26 @@ TEST(RuntimeClientAsync, AnEarlierDeadlineWakesTheEventThread) {
   EXPECT_EQ(r.error().code, ErrorCode::kDeadlineExceeded);
   std::lock_guard<std::mutex> lock(first->mu);
   EXPECT_FALSE(first->result.has_value());
+}
+
+// The timer armed for a call that was answered early fires for nothing; it is then armed for the
+// calls still pending, which end at their deadline.
+TEST(RuntimeClientAsync, DeadlinesAfterAnEarlyAnsweredCallStillEndTheirCalls) {
+  TempDir dir;
+  FakeRuntime rt(dir.Socket(), Mode::kEchoAfterDelay);
+  RuntimeClient client(Options(dir));
+  auto quick = StartAsync(client, "0:quick", Soon(100));
+  auto slow = StartAsync(client, "60000:slow", Soon(400));
+  auto r = Await(*quick);
+  ASSERT_TRUE(r.has_value()) << r.error().message;
+  r = Await(*slow);
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error().code, ErrorCode::kDeadlineExceeded);
+  // And again once the timer had nothing left to wait for.
+  auto later = StartAsync(client, "60000:later", Soon(200));
+  r = Await(*later);
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error().code, ErrorCode::kDeadlineExceeded);
 }
 
 // `done` runs with no lock of the client held: it may call again and reset the pool.
