@@ -6,6 +6,11 @@
 // (and poll's wait is the costlier one). The timeouts are set to the time left before the call's
 // deadline, at most kTimeoutTick; they are only changed when they would overshoot the deadline or
 // wake the caller needlessly often, so a kept connection normally makes no setsockopt call at all.
+//
+// CallAsync() connects and sends the same way on the caller's thread, then hands the socket to the
+// client's event thread: one epoll_wait for the answers of every call in flight and a timerfd for
+// their deadlines; reads use MSG_DONTWAIT, so the socket stays blocking and goes back to the same
+// idle pool as Call()'s. Both readers follow one set of rules (ResponseReader).
 #include "asya/protocol/runtime_client.h"
 
 #include <algorithm>
@@ -15,14 +20,19 @@
 #include <cstring>
 #include <fstream>
 #include <functional>
+#include <map>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/timerfd.h>
 #include <sys/uio.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -186,134 +196,200 @@ Status SendFrame(Socket& sock, std::string_view body, Clock::time_point deadline
   return Ok();
 }
 
-// Receives into `iov` (blocking, bounded by the deadline). Returns the byte count, 0 on EOF, or
-// -1 with `err` set on a socket error; kDeadlineExceeded when nothing arrived in time.
-Result<ssize_t> Receive(Socket& sock, iovec* iov, size_t iov_count, Clock::time_point deadline,
-                        std::string_view what, int& err) {
-  while (true) {
-    if (!sock.Bound(SO_RCVTIMEO, deadline)) {
-      return Fail(ErrorCode::kDeadlineExceeded, kReadPrefix,
-                  std::string("deadline exceeded while reading ") + std::string(what));
-    }
-    msghdr msg{};
-    msg.msg_iov = iov;
-    msg.msg_iovlen = iov_count;
-    ssize_t n = ::recvmsg(sock.Get(), &msg, 0);
-    if (n >= 0) {
-      return n;
-    }
-    if (errno == EINTR || TimedOut(errno)) {
-      continue;
-    }
-    err = errno;
-    return -1;
-  }
+tl::unexpected<Error> ReadDeadlineExceeded(std::string_view what) {
+  return Fail(ErrorCode::kDeadlineExceeded, kReadPrefix,
+              std::string("deadline exceeded while reading ") + std::string(what));
 }
 
-// Reads into buf[0..want). Returns bytes read before EOF (== want on success).
-Result<size_t> ReadFull(Socket& sock, char* buf, size_t want, Clock::time_point deadline,
-                        std::string_view what, int& read_errno) {
-  size_t got = 0;
-  while (got < want) {
-    iovec iov{buf + got, want - got};
-    ASYA_ASSIGN_OR_RETURN(ssize_t n, Receive(sock, &iov, 1, deadline, what, read_errno));
-    if (n <= 0) {
-      return got;  // EOF or error
-    }
-    got += static_cast<size_t>(n);
-  }
-  return got;
-}
+// One response frame, assembled from the bytes of successive receives: the rules of reading a
+// response, shared by the blocking reader (ReadFrame) and the event thread of CallAsync.
+//
+// The length prefix and the first kFirstBodyRead body bytes are received together; the declared
+// length is checked against the limit as soon as the prefix is complete; then the body is
+// received into one allocation of the declared size, filled as the data arrives: its pages are
+// only touched (resident) as far as data was received, so a peer that declares a large frame and
+// sends little costs little. (Growing by steps instead held the old and the new buffer at once at
+// every step: 5 + 10 MiB for a 10 MiB frame, next to the request still held by the caller.)
+// Space() never reaches past the declared frame once its length is known, so bytes beyond one
+// frame can only arrive with the prefix (ExtraBytes()).
+class ResponseReader {
+ public:
+  explicit ResponseReader(size_t max_bytes) : max_bytes_(max_bytes), body_(kFirstBodyRead, '\0') {}
 
-// Reads the length prefix and, in the same recvmsg call, the start of the body into `body`
-// (sized kFirstBodyRead). Returns the body bytes received along with the prefix; `err` is set on a
-// socket error.
-Result<size_t> ReadHeader(Socket& sock, unsigned char (&header)[kHeaderBytes], std::string& body,
-                          Clock::time_point deadline, size_t& header_got, int& err) {
-  size_t body_got = 0;
-  while (header_got < kHeaderBytes) {
-    iovec iov[2] = {{header + header_got, kHeaderBytes - header_got}, {body.data(), body.size()}};
-    ASYA_ASSIGN_OR_RETURN(ssize_t n, Receive(sock, iov, 2, deadline, "the length prefix", err));
-    if (n <= 0) {
-      break;  // EOF or error
+  // Where the next receive puts its bytes: fills `iov`, returns how many entries are used.
+  size_t Space(iovec (&iov)[2]) {
+    if (!HeaderDone()) {
+      iov[0] = {header_ + header_got_, kHeaderBytes - header_got_};
+      iov[1] = {body_.data(), body_.size()};
+      return 2;
     }
-    size_t to_header = std::min(static_cast<size_t>(n), kHeaderBytes - header_got);
-    header_got += to_header;
-    body_got = static_cast<size_t>(n) - to_header;  // nonzero only once the prefix is complete
+    if (have_ == body_.size()) {
+      body_.resize(std::min(want_, std::max(kInitialBodyChunk, have_ * 2)));
+    }
+    iov[0] = {body_.data() + have_, body_.size() - have_};
+    return 1;
   }
-  return body_got;
-}
 
-// Reads one response frame. `unread_by_peer` is set when the connection was reset before the
-// first response byte: on AF_UNIX a reset means the peer closed with our request still unread in
-// its queue, so re-sending it cannot run it twice. (A plain EOF means the peer read the request
-// and then went away, e.g. the runtime crashed in the handler: that is not retried.)
-// `extra_bytes` is set when more than one frame's bytes arrived: the connection must not be reused.
-// `header_done` (may be empty) runs once the length prefix is complete.
-Result<std::string> ReadFrame(Socket& sock, size_t max_bytes, Clock::time_point deadline,
-                              bool& unread_by_peer, bool& extra_bytes,
-                              const std::function<void()>& header_done) {
-  unsigned char header[kHeaderBytes];
-  std::string body(kFirstBodyRead, '\0');
-  int err = 0;
-  size_t got = 0;
-  ASYA_ASSIGN_OR_RETURN(size_t have, ReadHeader(sock, header, body, deadline, got, err));
-  if (got < kHeaderBytes) {
-    unread_by_peer = got == 0 && err == ECONNRESET;
-    std::string what = "failed to read length prefix: ";
-    if (err != 0) {
-      what += ErrnoText(err);
-    } else if (got == 0) {
-      what += "EOF";
+  // Accounts for `n` > 0 bytes received into Space(). Errors (kResourceExhausted) when the length
+  // prefix, once complete, declares more than the limit.
+  Status Received(size_t n) {
+    if (HeaderDone()) {
+      have_ += n;
+      return Ok();
+    }
+    const size_t to_header = std::min(n, kHeaderBytes - header_got_);
+    header_got_ += to_header;
+    if (!HeaderDone()) {
+      return Ok();
+    }
+    auto size = DecodeHeader(header_, max_bytes_);
+    if (!size) {
+      return Fail(ErrorCode::kResourceExhausted, kReadPrefix, size.error().message);
+    }
+    want_ = *size;
+    have_ = std::min(n - to_header, want_);
+    extra_bytes_ = n - to_header > want_;
+    if (want_ > body_.capacity()) {
+      std::string whole;
+      whole.reserve(want_ >= kLargeFrameBytes ? want_ + kLargeFrameSpare : want_);
+      whole.append(body_.data(), have_);
+      body_.swap(whole);
     } else {
-      what += "EOF after " + std::to_string(got) + " of 4 bytes";
+      body_.resize(want_);
+    }
+    return Ok();
+  }
+
+  [[nodiscard]] bool HeaderDone() const { return header_got_ == kHeaderBytes; }
+  [[nodiscard]] bool Done() const { return HeaderDone() && have_ == want_; }
+  // More than one frame's bytes arrived: the connection must not be reused.
+  [[nodiscard]] bool ExtraBytes() const { return extra_bytes_; }
+  // What the reader waits for, for a deadline message.
+  [[nodiscard]] std::string_view Waiting() const {
+    return HeaderDone() ? "the response body" : "the length prefix";
+  }
+  // The connection was reset before the first response byte: on AF_UNIX a reset means the peer
+  // closed with our request still unread in its queue, so re-sending it cannot run it twice. (A
+  // plain EOF means the peer read the request and then went away, e.g. the runtime crashed in the
+  // handler: that is not retried.)
+  [[nodiscard]] bool UnreadByPeer(int err) const { return header_got_ == 0 && err == ECONNRESET; }
+  // The error for a receive that ended the connection before the frame was complete: EOF when
+  // `err` is 0, else the socket error `err`.
+  [[nodiscard]] tl::unexpected<Error> Ended(int err) const {
+    std::string what;
+    if (!HeaderDone()) {
+      what = "failed to read length prefix: ";
+      if (err != 0) {
+        what += ErrnoText(err);
+      } else if (header_got_ == 0) {
+        what += "EOF";
+      } else {
+        what += "EOF after " + std::to_string(header_got_) + " of 4 bytes";
+      }
+    } else {
+      what = err != 0 ? ErrnoText(err) + " after " : "EOF after ";
+      what += std::to_string(have_) + " of " + std::to_string(want_) + " bytes";
     }
     return Fail(ErrorCode::kUnavailable, kReadPrefix, what);
   }
-  if (header_done) {
-    header_done();
-  }
-  auto size = DecodeHeader(header, max_bytes);
-  if (!size) {
-    return Fail(ErrorCode::kResourceExhausted, kReadPrefix, size.error().message);
-  }
-  const size_t want = *size;
-  if (have > want) {
-    extra_bytes = true;
-    have = want;
-  }
-  // One allocation of the declared size, filled as the data arrives: its pages are only touched
-  // (resident) as far as data was received, so a peer that declares a large frame and sends little
-  // costs little. Growing by steps instead held the old and the new buffer at once at every step
-  // (5 + 10 MiB for a 10 MiB frame, next to the request still held by the caller).
-  if (want > body.capacity()) {
-    std::string whole;
-    whole.reserve(want >= kLargeFrameBytes ? want + kLargeFrameSpare : want);
-    whole.append(body.data(), have);
-    body.swap(whole);
-  }
-  while (have < want) {
-    size_t target = std::min(want, std::max(kInitialBodyChunk, have * 2));
-    body.resize(target);
-    ASYA_ASSIGN_OR_RETURN(size_t n, ReadFull(sock, body.data() + have, target - have, deadline,
-                                             "the response body", err));
-    have += n;
-    if (have < target) {
-      std::string what = err != 0 ? ErrnoText(err) + " after " : "EOF after ";
-      what += std::to_string(have) + " of " + std::to_string(want) + " bytes";
-      return Fail(ErrorCode::kUnavailable, kReadPrefix, what);
+  // The response body (once Done()).
+  std::string Take() && { return std::move(body_); }
+
+ private:
+  size_t max_bytes_;
+  unsigned char header_[kHeaderBytes] = {};
+  size_t header_got_ = 0;
+  std::string body_;  // body bytes [0, have_) received; sized for the next receive
+  size_t want_ = 0;   // declared body length, once HeaderDone()
+  size_t have_ = 0;
+  bool extra_bytes_ = false;
+};
+
+// One recvmsg into the reader's Space() (`flags`: 0 or MSG_DONTWAIT).
+ssize_t ReceiveInto(const Socket& sock, ResponseReader& reader, int flags) {
+  iovec iov[2];
+  msghdr msg{};
+  msg.msg_iov = iov;
+  msg.msg_iovlen = reader.Space(iov);
+  return ::recvmsg(sock.Get(), &msg, flags);
+}
+
+// Reads one response frame (blocking, bounded by the deadline). `unread_by_peer` is set as
+// ResponseReader::UnreadByPeer; `extra_bytes` as ResponseReader::ExtraBytes. `header_done` (may
+// be empty) runs once the length prefix is complete.
+Result<std::string> ReadFrame(Socket& sock, size_t max_bytes, Clock::time_point deadline,
+                              bool& unread_by_peer, bool& extra_bytes,
+                              const std::function<void()>& header_done) {
+  ResponseReader reader(max_bytes);
+  while (!reader.Done()) {
+    if (!sock.Bound(SO_RCVTIMEO, deadline)) {
+      return ReadDeadlineExceeded(reader.Waiting());
+    }
+    const ssize_t n = ReceiveInto(sock, reader, 0);
+    if (n < 0 && (errno == EINTR || TimedOut(errno))) {
+      continue;
+    }
+    if (n <= 0) {
+      int err = n < 0 ? errno : 0;
+      unread_by_peer = reader.UnreadByPeer(err);
+      return reader.Ended(err);
+    }
+    const bool had_header = reader.HeaderDone();
+    auto received = reader.Received(static_cast<size_t>(n));
+    if (!had_header && reader.HeaderDone() && header_done) {
+      header_done();
+    }
+    if (!received) {
+      return Unexpected(std::move(received).error());
     }
   }
-  body.resize(want);
-  return body;
+  extra_bytes = reader.ExtraBytes();
+  return std::move(reader).Take();
 }
+
+// The checks every call makes before it touches a connection.
+Status CheckRequest(const RuntimeClientOptions& options, std::string_view request,
+                    Clock::time_point deadline) {
+  if (request.size() > options.max_frame_bytes || request.size() > UINT32_MAX) {
+    return Fail(ErrorCode::kResourceExhausted, kSendPrefix,
+                "message of " + std::to_string(request.size()) + " bytes exceeds the limit of " +
+                    std::to_string(options.max_frame_bytes) + " bytes (ASYA_MAX_MESSAGE_BYTES)");
+  }
+  if (Clock::now() >= deadline) {
+    return MakeError(ErrorCode::kDeadlineExceeded, "deadline passed before the runtime was called");
+  }
+  return Ok();
+}
+
+// A CallAsync() whose request was sent: the event thread reads its response.
+struct AsyncCall {
+  AsyncCall(std::string_view r, Clock::time_point d, RuntimeCaller::CallDone cb, Socket s,
+            bool from_pool, size_t max_frame_bytes)
+      : request(r),
+        deadline(d),
+        done(std::move(cb)),
+        sock(std::move(s)),
+        reused(from_pool),
+        reader(max_frame_bytes) {}
+
+  std::string_view request;  // kept valid by the caller until `done` ran (for the retry)
+  Clock::time_point deadline;
+  RuntimeCaller::CallDone done;
+  Socket sock;
+  bool reused;  // `sock` came from the pool: a reset before any response byte is retried once
+  ResponseReader reader;
+  std::multimap<Clock::time_point, AsyncCall*>::iterator at;  // its entry in Impl::pending
+};
 
 }  // namespace
 
 struct RuntimeClient::Impl {
   explicit Impl(RuntimeClientOptions o) : options(std::move(o)), reuse(options.reuse_connections) {}
 
-  ~Impl() { Reset(); }
+  ~Impl() {
+    StopLoop();
+    Reset();
+  }
 
   // An idle pooled connection, if any. It is not probed here: one the runtime has closed fails
   // the send (EPIPE) or is reset with the request unread, and Call() then retries on a new one.
@@ -335,6 +411,16 @@ struct RuntimeClient::Impl {
     if (reuse && idle.size() < kMaxIdleConnections) {
       idle.push_back(std::move(sock));
     }
+  }
+
+  // After a complete response: pools `sock` unless it delivered bytes beyond the frame.
+  void Keep(Socket sock, bool extra_bytes) {
+    if (extra_bytes) {
+      log::Warn("runtime sent more bytes than one response frame; closing the connection",
+                {{"socket", options.socket_path}});
+      return;
+    }
+    Release(std::move(sock));
   }
 
   // A reused connection was closed by the runtime before it answered.
@@ -361,11 +447,302 @@ struct RuntimeClient::Impl {
     to_close.swap(idle);
   }
 
+  // Takes an idle connection (when `may_reuse`) or connects, and sends `request` on it. A pooled
+  // connection the runtime had closed (EPIPE/ECONNRESET) is replaced once by a fresh one.
+  // `reused` tells whether the connection returned came from the pool.
+  Result<Socket> Send(std::string_view request, Clock::time_point deadline, bool may_reuse,
+                      bool& reused) {
+    std::optional<Socket> pooled = may_reuse ? TakeIdle() : std::nullopt;
+    while (true) {
+      reused = pooled.has_value();
+      Socket sock;
+      if (reused) {
+        sock = std::move(*pooled);
+        pooled.reset();
+      } else {
+        ASYA_ASSIGN_OR_RETURN(sock, Connect(options.socket_path, deadline));
+      }
+      bool peer_gone = false;
+      auto sent = SendFrame(sock, request, deadline, peer_gone);
+      if (sent) {
+        return sock;
+      }
+      if (!reused || !peer_gone) {
+        return Unexpected(std::move(sent).error());
+      }
+      NoteClosedReuse();
+    }
+  }
+
+  // ---- CallAsync(): one event thread reads the responses of all calls in flight.
+  //
+  // A caller registers its sent call (epoll + `pending`) under async_mu; the event thread takes
+  // async_mu after every epoll_wait before it touches a call, so it sees the call complete. From
+  // then on only the event thread touches the call, and it alone removes calls (while running)
+  // and so frees them.
+  //
+  // Deadlines: a timerfd in the same epoll set is armed at (or before) the earliest pending
+  // deadline. A caller whose deadline is earlier than the armed time re-arms it itself, so the
+  // event thread is not woken for it; when the timer fires the event thread ends the calls past
+  // their deadline and re-arms it for the earliest one left (no timer while nothing is pending).
+  // The timer is not moved later when the earliest call ends early: it then fires once for
+  // nothing and is re-armed.
+
+  // Starts the event thread unless it runs.
+  Status StartLoop() {
+    std::lock_guard<std::mutex> lock(async_mu);
+    if (loop.joinable()) {
+      return Ok();
+    }
+    epoll_fd = ::epoll_create1(EPOLL_CLOEXEC);
+    wake_fd = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    timer_fd = ::timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);  // steady_clock's
+    int err = errno;
+    bool ok = epoll_fd >= 0 && wake_fd >= 0 && timer_fd >= 0;
+    for (int* fd : {&wake_fd, &timer_fd}) {  // calls have their AsyncCall in data.ptr
+      epoll_event ev{};
+      ev.events = EPOLLIN;
+      ev.data.ptr = fd;
+      if (ok && ::epoll_ctl(epoll_fd, EPOLL_CTL_ADD, *fd, &ev) != 0) {
+        err = errno;
+        ok = false;
+      }
+    }
+    if (!ok) {
+      CloseLoopFds();
+      return Fail(ErrorCode::kInternal,
+                  "failed to start the runtime client's event thread: ", ErrnoText(err));
+    }
+    loop = std::thread([this] { Loop(); });
+    return Ok();
+  }
+
+  // Stops and joins the event thread; calls still pending are dropped without running `done`.
+  void StopLoop() {
+    {
+      std::lock_guard<std::mutex> lock(async_mu);
+      if (!loop.joinable()) {
+        return;
+      }
+      stopping = true;
+    }
+    Wake();
+    loop.join();
+    for (auto& [deadline, call] : pending) {
+      delete call;  // closes its connection
+    }
+    pending.clear();
+    CloseLoopFds();
+  }
+
+  void CloseLoopFds() {
+    for (int* fd : {&epoll_fd, &wake_fd, &timer_fd}) {
+      if (*fd >= 0) {
+        ::close(*fd);
+      }
+      *fd = -1;
+    }
+  }
+
+  // Wakes the event thread (to stop).
+  void Wake() const {
+    const uint64_t one = 1;
+    (void)!::write(wake_fd, &one, sizeof one);
+  }
+
+  // Adds the call's socket to epoll; false with errno set on failure.
+  bool Register(AsyncCall* call) const {
+    epoll_event ev{};
+    ev.events = EPOLLIN | EPOLLRDHUP;
+    ev.data.ptr = call;
+    return ::epoll_ctl(epoll_fd, EPOLL_CTL_ADD, call->sock.Get(), &ev) == 0;
+  }
+
+  // Removes the call's socket from epoll (before it is closed or pooled).
+  void Unregister(const AsyncCall& call) const {
+    if (call.sock.Get() >= 0) {
+      ::epoll_ctl(epoll_fd, EPOLL_CTL_DEL, call.sock.Get(), nullptr);
+    }
+  }
+
+  // Makes the timer fire by `deadline` (unless it is armed earlier already). Under async_mu.
+  void ArmLocked(Clock::time_point deadline) {
+    if (deadline >= armed) {
+      return;
+    }
+    const int64_t ns =
+        std::max<int64_t>(1, std::chrono::nanoseconds(deadline.time_since_epoch()).count());
+    itimerspec at{};
+    at.it_value.tv_sec = static_cast<time_t>(ns / 1'000'000'000);
+    at.it_value.tv_nsec = static_cast<long>(ns % 1'000'000'000);
+    if (::timerfd_settime(timer_fd, TFD_TIMER_ABSTIME, &at, nullptr) == 0) {
+      armed = deadline;
+    }
+  }
+
+  // Hands a sent call to the event thread.
+  void Watch(std::unique_ptr<AsyncCall> call) {
+    int err = 0;
+    {
+      std::lock_guard<std::mutex> lock(async_mu);
+      if (Register(call.get())) {
+        call->at = pending.emplace(call->deadline, call.get());
+        ArmLocked(call->deadline);
+        call.release();  // owned by `pending`
+      } else {
+        err = errno;
+      }
+    }
+    if (call) {
+      call->done(Fail(ErrorCode::kUnavailable, kReadPrefix, ErrnoText(err)));
+    }
+  }
+
+  void Loop() {
+    constexpr int kMaxEvents = 64;
+    epoll_event events[kMaxEvents];
+    while (true) {
+      const int n = ::epoll_wait(epoll_fd, events, kMaxEvents, -1);
+      {
+        std::lock_guard<std::mutex> lock(async_mu);
+        if (stopping) {
+          return;
+        }
+      }
+      bool timer_fired = false;
+      for (int i = 0; i < n; ++i) {
+        void* ptr = events[i].data.ptr;
+        if (ptr == &wake_fd || ptr == &timer_fd) {
+          uint64_t count = 0;
+          (void)!::read(*static_cast<int*>(ptr), &count, sizeof count);
+          timer_fired = timer_fired || ptr == &timer_fd;
+        } else {
+          Serve(static_cast<AsyncCall*>(ptr));
+        }
+      }
+      Expire(timer_fired);
+    }
+  }
+
+  // Reads what has arrived for `call` without blocking (MSG_DONTWAIT: the socket itself stays
+  // blocking for the sync path's pool) and ends the call once its response is complete or failed.
+  void Serve(AsyncCall* call) {
+    ResponseReader& reader = call->reader;
+    while (true) {
+      const ssize_t n = ReceiveInto(call->sock, reader, MSG_DONTWAIT);
+      if (n < 0 && errno == EINTR) {
+        continue;
+      }
+      if (n < 0 && TimedOut(errno)) {
+        return;  // the rest comes later
+      }
+      if (n <= 0) {
+        const int err = n < 0 ? errno : 0;
+        if (call->reused && reader.UnreadByPeer(err)) {
+          NoteClosedReuse();
+          Retry(call);
+        } else {
+          auto ended = reader.Ended(err);
+          Finish(Unlink(call), std::move(ended));
+        }
+        return;
+      }
+      auto received = reader.Received(static_cast<size_t>(n));
+      if (!received) {
+        Finish(Unlink(call), Unexpected(std::move(received).error()));
+        return;
+      }
+      if (reader.Done()) {
+        auto owned = Unlink(call);
+        auto body = std::move(reader).Take();
+        Finish(std::move(owned), std::move(body));
+        return;
+      }
+    }
+  }
+
+  // Sends the call's request again on a fresh connection (its pooled one was closed by the
+  // runtime with the request unread), as CallOnce does.
+  void Retry(AsyncCall* call) {
+    Unregister(*call);
+    call->sock = Socket();  // closes the old connection
+    bool reused = false;
+    auto sock = Send(call->request, call->deadline, /*may_reuse=*/false, reused);
+    if (!sock) {
+      Finish(Unlink(call), Unexpected(std::move(sock).error()));
+      return;
+    }
+    call->sock = std::move(*sock);
+    call->reused = false;
+    call->reader = ResponseReader(options.max_frame_bytes);
+    if (!Register(call)) {
+      const int err = errno;
+      Finish(Unlink(call), Fail(ErrorCode::kUnavailable, kReadPrefix, ErrnoText(err)));
+    }
+  }
+
+  // Ends the calls whose deadline has passed, and re-arms the timer after it fired.
+  void Expire(bool timer_fired) {
+    std::vector<std::unique_ptr<AsyncCall>> expired;
+    {
+      std::lock_guard<std::mutex> lock(async_mu);
+      if (timer_fired) {
+        armed = Clock::time_point::max();  // a fired timer is disarmed
+      }
+      const auto now = Clock::now();
+      while (!pending.empty() && pending.begin()->first <= now) {
+        expired.emplace_back(pending.begin()->second);
+        pending.erase(pending.begin());
+      }
+      if (!pending.empty()) {
+        ArmLocked(pending.begin()->first);
+      }
+    }
+    for (auto& call : expired) {
+      Unregister(*call);
+      auto exceeded = ReadDeadlineExceeded(call->reader.Waiting());
+      Finish(std::move(call), std::move(exceeded));
+    }
+  }
+
+  // Takes `call` out of `pending` and epoll; the caller now owns it.
+  std::unique_ptr<AsyncCall> Unlink(AsyncCall* call) {
+    {
+      std::lock_guard<std::mutex> lock(async_mu);
+      pending.erase(call->at);
+    }
+    Unregister(*call);
+    return std::unique_ptr<AsyncCall>(call);
+  }
+
+  // Ends an unlinked call: pools its connection after a response, closes it after an error, then
+  // runs `done` (no lock held: it may call CallAsync() or Reset()).
+  void Finish(std::unique_ptr<AsyncCall> call, Result<std::string> result) {
+    if (result) {
+      Keep(std::move(call->sock), call->reader.ExtraBytes());
+    }
+    RuntimeCaller::CallDone done = std::move(call->done);
+    call.reset();
+    done(std::move(result));
+  }
+
   const RuntimeClientOptions options;
   std::mutex mu;
   std::vector<Socket> idle;  // guarded by mu
   bool reuse;                // guarded by mu
   int closed_reuses = 0;     // guarded by mu
+
+  // CallAsync's event thread. async_mu is never held together with mu.
+  std::mutex async_mu;
+  std::thread loop;   // guarded by async_mu (started once)
+  int epoll_fd = -1;  // set with `loop`
+  int wake_fd = -1;   // eventfd (to stop), set with `loop`
+  int timer_fd = -1;  // timerfd for deadlines, set with `loop`
+  // Calls in flight by deadline; owned here. Guarded by async_mu.
+  std::multimap<Clock::time_point, AsyncCall*> pending;
+  // When the timer fires (max(): not armed). Guarded by async_mu.
+  Clock::time_point armed = Clock::time_point::max();
+  bool stopping = false;  // guarded by async_mu
 };
 
 RuntimeClient::RuntimeClient(RuntimeClientOptions options)
@@ -404,38 +781,15 @@ Result<std::string> RuntimeClient::CallReleasing(std::string_view request,
 
 Result<std::string> RuntimeClient::CallOnce(std::string_view request, Clock::time_point deadline,
                                             const std::function<void()>& release) {
-  const RuntimeClientOptions& options = impl_->options;
-  if (request.size() > options.max_frame_bytes || request.size() > UINT32_MAX) {
-    return Fail(ErrorCode::kResourceExhausted, kSendPrefix,
-                "message of " + std::to_string(request.size()) + " bytes exceeds the limit of " +
-                    std::to_string(options.max_frame_bytes) + " bytes (ASYA_MAX_MESSAGE_BYTES)");
-  }
-  if (Clock::now() >= deadline) {
-    return MakeError(ErrorCode::kDeadlineExceeded, "deadline passed before the runtime was called");
-  }
-  // At most two attempts: a reused connection the runtime had already closed is replaced once.
+  ASYA_RETURN_IF_ERROR(CheckRequest(impl_->options, request, deadline));
+  // At most two attempts: a reused connection the runtime had closed is replaced once.
   for (int attempt = 0; attempt < 2; ++attempt) {
-    std::optional<Socket> pooled = attempt == 0 ? impl_->TakeIdle() : std::nullopt;
-    const bool reused = pooled.has_value();
-    Socket sock;
-    if (reused) {
-      sock = std::move(*pooled);
-    } else {
-      ASYA_ASSIGN_OR_RETURN(sock, Connect(options.socket_path, deadline));
-    }
-    bool peer_gone = false;
-    auto sent = SendFrame(sock, request, deadline, peer_gone);
-    if (!sent) {
-      if (reused && peer_gone) {
-        impl_->NoteClosedReuse();
-        continue;
-      }
-      return Unexpected(std::move(sent).error());
-    }
+    bool reused = false;
+    ASYA_ASSIGN_OR_RETURN(Socket sock, impl_->Send(request, deadline, attempt == 0, reused));
     bool unread_by_peer = false;
     bool extra_bytes = false;
-    auto response =
-        ReadFrame(sock, options.max_frame_bytes, deadline, unread_by_peer, extra_bytes, release);
+    auto response = ReadFrame(sock, impl_->options.max_frame_bytes, deadline, unread_by_peer,
+                              extra_bytes, release);
     if (!response) {
       if (reused && unread_by_peer) {
         impl_->NoteClosedReuse();
@@ -443,16 +797,26 @@ Result<std::string> RuntimeClient::CallOnce(std::string_view request, Clock::tim
       }
       return response;
     }
-    if (extra_bytes) {
-      log::Warn("runtime sent more bytes than one response frame; closing the connection",
-                {{"socket", options.socket_path}});
-      return response;
-    }
-    impl_->Release(std::move(sock));
+    impl_->Keep(std::move(sock), extra_bytes);
     return response;
   }
   // Unreachable: the second attempt always uses a fresh connection and returns.
   return Fail(ErrorCode::kInternal, kReadPrefix, "retry loop ended");
+}
+
+void RuntimeClient::CallAsync(std::string_view request, Clock::time_point deadline, CallDone done) {
+  bool reused = false;
+  auto sock = [&]() -> Result<Socket> {
+    ASYA_RETURN_IF_ERROR(CheckRequest(impl_->options, request, deadline));
+    ASYA_RETURN_IF_ERROR(impl_->StartLoop());
+    return impl_->Send(request, deadline, /*may_reuse=*/true, reused);
+  }();
+  if (!sock) {
+    done(Unexpected(std::move(sock).error()));
+    return;
+  }
+  impl_->Watch(std::make_unique<AsyncCall>(request, deadline, std::move(done), std::move(*sock),
+                                           reused, impl_->options.max_frame_bytes));
 }
 
 namespace {

@@ -2,12 +2,17 @@
 #include "asya/protocol/runtime_client.h"
 
 #include <atomic>
+#include <condition_variable>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <memory>
 #include <mutex>
+#include <optional>
+#include <ostream>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 #include <poll.h>
@@ -71,7 +76,8 @@ enum class Mode {
   kCloseMidResponse,      // read the request, declare 100 bytes, send 10, close
   kOversizeResponse,      // read the request, declare 1 GiB, keep the connection open
   kTwoFramesPerRequest,   // answer every frame twice ("stray" second frame), in one write
-  kAnswerAfter2500Ms,     // read the request, answer after 2.5 s, keep the connection
+  kStallMidResponse,      // read the request, declare 100 bytes, send 10, keep the connection
+  kEchoAfterDelay,        // echo every frame after as many ms as the request's leading digits say
 };
 
 class FakeRuntime {
@@ -111,6 +117,12 @@ class FakeRuntime {
     while (::poll(p, 2, -1) < 0) {
     }
     return p[1].revents == 0;
+  }
+
+  // Waits `ms` (-1: forever) or until the server stops; true when it stops.
+  bool WaitForStop(int ms = -1) const {
+    pollfd p{stop_pipe_[0], POLLIN, 0};
+    return ::poll(&p, 1, ms) > 0;
   }
 
   bool ReadExact(int fd, char* buf, size_t n) const {
@@ -169,14 +181,6 @@ class FakeRuntime {
                WriteAll(fd, *EncodeFrame(body) + *EncodeFrame("stray:" + body))) {
         }
         return;
-      case Mode::kAnswerAfter2500Ms:
-        while (ReadRequest(fd, body)) {
-          std::this_thread::sleep_for(milliseconds(2500));
-          if (!WriteAll(fd, *EncodeFrame(body))) {
-            return;
-          }
-        }
-        return;
       case Mode::kCloseAfterResponse:
         if (ReadRequest(fd, body)) {
           WriteAll(fd, *EncodeFrame(body));
@@ -202,11 +206,9 @@ class FakeRuntime {
           }
         }
         return;
-      case Mode::kNeverRead: {
-        pollfd p{stop_pipe_[0], POLLIN, 0};
-        ::poll(&p, 1, -1);
+      case Mode::kNeverRead:
+        WaitForStop();
         return;
-      }
       case Mode::kCloseWithoutResponse:
         ReadRequest(fd, body);
         return;
@@ -216,15 +218,24 @@ class FakeRuntime {
         }
         return;
       case Mode::kCloseMidResponse:
-        if (ReadRequest(fd, body)) {
-          WriteAll(fd, std::string("\0\0\0\x64", 4) + std::string(10, 'x'));
+      case Mode::kStallMidResponse:
+        if (ReadRequest(fd, body) &&
+            WriteAll(fd, std::string("\0\0\0\x64", 4) + std::string(10, 'x')) &&
+            mode_ == Mode::kStallMidResponse) {
+          WaitForStop();
+        }
+        return;
+      case Mode::kEchoAfterDelay:
+        while (ReadRequest(fd, body)) {
+          if (WaitForStop(std::atoi(body.c_str())) || !WriteAll(fd, *EncodeFrame(body))) {
+            return;
+          }
         }
         return;
       case Mode::kOversizeResponse:
         if (ReadRequest(fd, body)) {
           WriteAll(fd, std::string("\x40\0\0\0", 4) + std::string(10, 'x'));
-          pollfd p{stop_pipe_[0], POLLIN, 0};
-          ::poll(&p, 1, -1);
+          WaitForStop();
         }
         return;
     }
@@ -253,45 +264,126 @@ Clock::time_point Soon(int ms) {
   return Clock::now() + milliseconds(ms);
 }
 
-TEST(RuntimeClient, KeepsOneConnectionForSeveralCalls) {
+// What one CallAsync() ended with: filled by its `done`.
+struct AsyncOutcome {
+  std::mutex mu;
+  std::condition_variable cv;
+  std::optional<Result<std::string>> result;
+  std::thread::id thread;  // where `done` ran
+};
+
+// Starts a CallAsync(); the caller keeps `request` alive until the outcome is in.
+std::shared_ptr<AsyncOutcome> StartAsync(RuntimeCaller& client, std::string_view request,
+                                         Clock::time_point deadline) {
+  auto out = std::make_shared<AsyncOutcome>();
+  client.CallAsync(request, deadline, [out](Result<std::string> r) {
+    std::lock_guard<std::mutex> lock(out->mu);
+    EXPECT_FALSE(out->result.has_value()) << "done ran twice";
+    out->result = std::move(r);
+    out->thread = std::this_thread::get_id();
+    out->cv.notify_all();
+  });
+  return out;
+}
+
+// Waits for the outcome (a minute at most, so that a `done` that never runs fails the test
+// instead of hanging it).
+Result<std::string> Await(AsyncOutcome& out) {
+  std::unique_lock<std::mutex> lock(out.mu);
+  if (!out.cv.wait_for(lock, std::chrono::seconds(60), [&] { return out.result.has_value(); })) {
+    ADD_FAILURE() << "done did not run";
+    return MakeError(ErrorCode::kInternal, "done did not run");
+  }
+  return *out.result;
+}
+
+// How a test calls the client.
+enum class Way { kSync, kAsync };
+
+std::string WayName(Way way) {
+  return way == Way::kSync ? "Sync" : "Async";
+}
+
+void PrintTo(Way way, std::ostream* os) {
+  *os << WayName(way);
+}
+
+// Call(), or CallAsync() waiting for its `done`; `on_caller_thread` tells whether the result came
+// on the calling thread (always for Call()).
+Result<std::string> CallWay(Way way, RuntimeClient& client, std::string_view request,
+                            Clock::time_point deadline, bool& on_caller_thread) {
+  if (way == Way::kSync) {
+    on_caller_thread = true;
+    return client.Call(request, deadline);
+  }
+  auto out = StartAsync(client, request, deadline);
+  auto result = Await(*out);
+  std::lock_guard<std::mutex> lock(out->mu);
+  on_caller_thread = out->thread == std::this_thread::get_id();
+  return result;
+}
+
+// The tests that hold for Call() and for CallAsync() alike.
+class RuntimeClientCalls : public testing::TestWithParam<Way> {
+ protected:
+  Result<std::string> Call(RuntimeClient& client, std::string_view request,
+                           Clock::time_point deadline) {
+    return CallWay(GetParam(), client, request, deadline, on_caller_thread_);
+  }
+  // Whether the last Call() ended on the calling thread: always for Call(); for CallAsync() only
+  // when it failed before the request was sent.
+  [[nodiscard]] bool EndedOnCallerThread() const { return on_caller_thread_; }
+  [[nodiscard]] bool Sync() const { return GetParam() == Way::kSync; }
+
+ private:
+  bool on_caller_thread_ = false;
+};
+
+INSTANTIATE_TEST_SUITE_P(Ways, RuntimeClientCalls, testing::Values(Way::kSync, Way::kAsync),
+                         [](const testing::TestParamInfo<Way>& info) {
+                           return WayName(info.param);
+                         });
+
+TEST_P(RuntimeClientCalls, KeepsOneConnectionForSeveralCalls) {
   TempDir dir;
   FakeRuntime rt(dir.Socket(), Mode::kEcho);
   RuntimeClient client(Options(dir));
   for (int i = 0; i < 5; ++i) {
     std::string req = R"({"id":")" + std::to_string(i) + R"("})";
-    auto r = client.Call(req, Clock::now() + kGenerous);
+    auto r = Call(client, req, Clock::now() + kGenerous);
     ASSERT_TRUE(r.has_value()) << r.error().message;
     EXPECT_EQ(*r, req);
+    EXPECT_EQ(EndedOnCallerThread(), Sync());  // CallAsync: `done` runs on the event thread
   }
   EXPECT_EQ(rt.connections(), 1);
   EXPECT_EQ(rt.requests(), 5);
 }
 
-TEST(RuntimeClient, WithoutReuseOpensOneConnectionPerCall) {
+TEST_P(RuntimeClientCalls, WithoutReuseOpensOneConnectionPerCall) {
   TempDir dir;
   FakeRuntime rt(dir.Socket(), Mode::kEcho);
   RuntimeClient client(Options(dir, /*reuse=*/false));
   for (int i = 0; i < 3; ++i) {
-    ASSERT_TRUE(client.Call("{}", Clock::now() + kGenerous).has_value());
+    ASSERT_TRUE(Call(client, "{}", Clock::now() + kGenerous).has_value());
   }
   EXPECT_EQ(rt.connections(), 3);
 }
 
-TEST(RuntimeClient, EmptyRequestAndResponse) {
+TEST_P(RuntimeClientCalls, EmptyRequestAndResponse) {
   TempDir dir;
   FakeRuntime rt(dir.Socket(), Mode::kEcho);
   RuntimeClient client(Options(dir));
-  auto r = client.Call("", Clock::now() + kGenerous);
+  auto r = Call(client, "", Clock::now() + kGenerous);
   ASSERT_TRUE(r.has_value()) << r.error().message;
   EXPECT_EQ(*r, "");
 }
 
-TEST(RuntimeClient, LargeRequestAndResponse) {
+TEST_P(RuntimeClientCalls, LargeRequestAndResponse) {
   TempDir dir;
   FakeRuntime rt(dir.Socket(), Mode::kEcho);
   RuntimeClient client(Options(dir));
   std::string big(5u << 20, 'a');
-  auto r = client.Call(big, Clock::now() + kGenerous);
+  auto r = Call(client, big, Clock::now() + kGenerous);
   ASSERT_TRUE(r.has_value()) << r.error().message;
   EXPECT_EQ(*r, big);
 }
@@ -345,13 +437,13 @@ TEST(RuntimeClient, CallReleasingKeepsTheRequestForARetryAndForAFailure) {
   EXPECT_EQ(released, 0);
 }
 
-TEST(RuntimeClient, RuntimeThatClosesAfterEachResponse) {
+TEST_P(RuntimeClientCalls, RuntimeThatClosesAfterEachResponse) {
   TempDir dir;
   FakeRuntime rt(dir.Socket(), Mode::kCloseAfterResponse);
   RuntimeClient client(Options(dir));
   for (int i = 0; i < 10; ++i) {
     std::string req = std::to_string(i);
-    auto r = client.Call(req, Clock::now() + kGenerous);
+    auto r = Call(client, req, Clock::now() + kGenerous);
     ASSERT_TRUE(r.has_value()) << i << ": " << r.error().message;
     EXPECT_EQ(*r, req);
   }
@@ -359,13 +451,13 @@ TEST(RuntimeClient, RuntimeThatClosesAfterEachResponse) {
   EXPECT_EQ(rt.connections(), 10);
 }
 
-TEST(RuntimeClient, RetriesOnceOnFreshConnectionAndStopsReusingAfterThree) {
+TEST_P(RuntimeClientCalls, RetriesOnceOnFreshConnectionAndStopsReusingAfterThree) {
   TempDir dir;
   FakeRuntime rt(dir.Socket(), Mode::kCloseOnNextRequest);
   RuntimeClient client(Options(dir));
   for (int i = 0; i < 7; ++i) {
     std::string req = "req" + std::to_string(i);
-    auto r = client.Call(req, Clock::now() + kGenerous);
+    auto r = Call(client, req, Clock::now() + kGenerous);
     ASSERT_TRUE(r.has_value()) << i << ": " << r.error().message;
     EXPECT_EQ(*r, req);
   }
@@ -376,25 +468,25 @@ TEST(RuntimeClient, RetriesOnceOnFreshConnectionAndStopsReusingAfterThree) {
   EXPECT_EQ(rt.connections(), 7);
 }
 
-TEST(RuntimeClient, ConnectionWithBytesBeyondTheResponseIsNotReused) {
+TEST_P(RuntimeClientCalls, ConnectionWithBytesBeyondTheResponseIsNotReused) {
   TempDir dir;
   FakeRuntime rt(dir.Socket(), Mode::kTwoFramesPerRequest);
   RuntimeClient client(Options(dir));
   for (int i = 0; i < 3; ++i) {
     std::string req = "req" + std::to_string(i);
-    auto r = client.Call(req, Clock::now() + kGenerous);
+    auto r = Call(client, req, Clock::now() + kGenerous);
     ASSERT_TRUE(r.has_value()) << i << ": " << r.error().message;
     EXPECT_EQ(*r, req);  // never the stray frame meant for nobody
   }
   EXPECT_EQ(rt.connections(), 3);
 }
 
-TEST(RuntimeClient, ReusedConnectionThatReadTheRequestIsNotRetried) {
+TEST_P(RuntimeClientCalls, ReusedConnectionThatReadTheRequestIsNotRetried) {
   TempDir dir;
   FakeRuntime rt(dir.Socket(), Mode::kDieOnSecondRequest);
   RuntimeClient client(Options(dir));
-  ASSERT_TRUE(client.Call("first", Clock::now() + kGenerous).has_value());
-  auto r = client.Call("second", Clock::now() + kGenerous);
+  ASSERT_TRUE(Call(client, "first", Clock::now() + kGenerous).has_value());
+  auto r = Call(client, "second", Clock::now() + kGenerous);
   ASSERT_FALSE(r.has_value());
   EXPECT_EQ(r.error().code, ErrorCode::kUnavailable);
   EXPECT_EQ(r.error().message,
@@ -404,47 +496,63 @@ TEST(RuntimeClient, ReusedConnectionThatReadTheRequestIsNotRetried) {
   EXPECT_EQ(rt.connections(), 1);
 }
 
-TEST(RuntimeClient, DeadlineExceededWhenRuntimeNeverAnswers) {
+TEST_P(RuntimeClientCalls, DeadlineExceededWhenRuntimeNeverAnswers) {
   TempDir dir;
   FakeRuntime rt(dir.Socket(), Mode::kNeverAnswer);
   RuntimeClient client(Options(dir));
-  auto r = client.Call("{}", Soon(200));
+  auto r = Call(client, "{}", Soon(200));
   ASSERT_FALSE(r.has_value());
   EXPECT_EQ(r.error().code, ErrorCode::kDeadlineExceeded);
   EXPECT_EQ(r.error().message,
             "failed to read response from runtime: deadline exceeded while reading the length "
             "prefix");
+  EXPECT_EQ(EndedOnCallerThread(), Sync());
+}
+
+TEST_P(RuntimeClientCalls, DeadlineExceededWhileReadingTheBody) {
+  TempDir dir;
+  FakeRuntime rt(dir.Socket(), Mode::kStallMidResponse);
+  RuntimeClient client(Options(dir));
+  auto r = Call(client, "{}", Soon(200));
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error().code, ErrorCode::kDeadlineExceeded);
+  EXPECT_EQ(r.error().message,
+            "failed to read response from runtime: deadline exceeded while reading the response "
+            "body");
+  ASSERT_FALSE(Call(client, "{}", Soon(200)).has_value());
+  EXPECT_EQ(rt.connections(), 2);  // the connection of a call past its deadline is dropped
 }
 
 // The client waits in steps of at most one second; a slower answer within the deadline arrives.
-TEST(RuntimeClient, AnswerAfterSeveralWaitStepsArrives) {
+TEST_P(RuntimeClientCalls, AnswerAfterSeveralWaitStepsArrives) {
   TempDir dir;
-  FakeRuntime rt(dir.Socket(), Mode::kAnswerAfter2500Ms);
+  FakeRuntime rt(dir.Socket(), Mode::kEchoAfterDelay);
   RuntimeClient client(Options(dir));
-  auto r = client.Call("slow", Clock::now() + kGenerous);
+  auto r = Call(client, "2500:slow", Clock::now() + kGenerous);
   ASSERT_TRUE(r.has_value()) << r.error().message;
-  EXPECT_EQ(*r, "slow");
+  EXPECT_EQ(*r, "2500:slow");
   // The kept connection's wait bound now matches a short deadline instead of overshooting it.
   auto start = Clock::now();
-  r = client.Call("late", Soon(300));
+  r = Call(client, "2500:late", Soon(300));
   ASSERT_FALSE(r.has_value());
   EXPECT_EQ(r.error().code, ErrorCode::kDeadlineExceeded);
   EXPECT_GE(Clock::now() - start, milliseconds(300));
   EXPECT_LT(Clock::now() - start, milliseconds(2000));  // not after the runtime's late answer
 }
 
-TEST(RuntimeClient, DeadlineExceededWhileSending) {
+TEST_P(RuntimeClientCalls, DeadlineExceededWhileSending) {
   TempDir dir;
   FakeRuntime rt(dir.Socket(), Mode::kNeverRead);
   RuntimeClient client(Options(dir));
   const std::string request(16u << 20, 'x');  // far more than the socket buffer holds
-  auto r = client.Call(request, Soon(300));
+  auto r = Call(client, request, Soon(300));
   ASSERT_FALSE(r.has_value());
   EXPECT_EQ(r.error().code, ErrorCode::kDeadlineExceeded);
   EXPECT_EQ(r.error().message, "failed to send message to runtime: deadline exceeded");
+  EXPECT_TRUE(EndedOnCallerThread());  // CallAsync: `done` ran before it returned
 }
 
-TEST(RuntimeClient, DeadlineExceededWhileListenBacklogIsFull) {
+TEST_P(RuntimeClientCalls, DeadlineExceededWhileListenBacklogIsFull) {
   TempDir dir;
   int lfd = Listen(dir.Socket(), 0);  // never accepts
   // Fill the backlog with connections the server never accepts.
@@ -458,38 +566,41 @@ TEST(RuntimeClient, DeadlineExceededWhileListenBacklogIsFull) {
     fillers.push_back(fd);
   }
   RuntimeClient client(Options(dir));
-  auto r = client.Call("{}", Soon(150));
+  auto r = Call(client, "{}", Soon(150));
   ASSERT_FALSE(r.has_value());
   EXPECT_EQ(r.error().code, ErrorCode::kDeadlineExceeded);
   EXPECT_EQ(r.error().message,
             "failed to connect to runtime socket: deadline exceeded (listen backlog full)");
+  EXPECT_TRUE(EndedOnCallerThread());  // CallAsync: `done` ran before it returned
   for (int fd : fillers) {
     ::close(fd);
   }
   ::close(lfd);
 }
 
-TEST(RuntimeClient, DeadlineInThePast) {
+TEST_P(RuntimeClientCalls, DeadlineInThePast) {
   TempDir dir;
   FakeRuntime rt(dir.Socket(), Mode::kEcho);
   RuntimeClient client(Options(dir));
-  auto r = client.Call("{}", Clock::now() - milliseconds(1));
+  auto r = Call(client, "{}", Clock::now() - milliseconds(1));
   ASSERT_FALSE(r.has_value());
   EXPECT_EQ(r.error().code, ErrorCode::kDeadlineExceeded);
   EXPECT_EQ(r.error().message, "deadline passed before the runtime was called");
+  EXPECT_TRUE(EndedOnCallerThread());  // CallAsync: `done` ran before it returned
   EXPECT_EQ(rt.connections(), 0);
 }
 
-TEST(RuntimeClient, MissingSocket) {
+TEST_P(RuntimeClientCalls, MissingSocket) {
   TempDir dir;
   RuntimeClient client(Options(dir));
-  auto r = client.Call("{}", Clock::now() + kGenerous);
+  auto r = Call(client, "{}", Clock::now() + kGenerous);
   ASSERT_FALSE(r.has_value());
   EXPECT_EQ(r.error().code, ErrorCode::kUnavailable);
   EXPECT_EQ(r.error().message, "failed to connect to runtime socket: No such file or directory");
+  EXPECT_TRUE(EndedOnCallerThread());  // CallAsync: `done` ran before it returned
 }
 
-TEST(RuntimeClient, SocketWithoutListener) {
+TEST_P(RuntimeClientCalls, SocketWithoutListener) {
   TempDir dir;
   int fd = ::socket(AF_UNIX, SOCK_STREAM, 0);
   sockaddr_un addr{};
@@ -498,21 +609,23 @@ TEST(RuntimeClient, SocketWithoutListener) {
   ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
   ::close(fd);  // the socket file stays, nobody listens (a crashed runtime)
   RuntimeClient client(Options(dir));
-  auto r = client.Call("{}", Clock::now() + kGenerous);
+  auto r = Call(client, "{}", Clock::now() + kGenerous);
   ASSERT_FALSE(r.has_value());
   EXPECT_EQ(r.error().code, ErrorCode::kUnavailable);
   EXPECT_EQ(r.error().message, "failed to connect to runtime socket: Connection refused");
+  EXPECT_TRUE(EndedOnCallerThread());  // CallAsync: `done` ran before it returned
 }
 
-TEST(RuntimeClient, SocketPathTooLong) {
+TEST_P(RuntimeClientCalls, SocketPathTooLong) {
   RuntimeClientOptions o;
   o.socket_path = "/tmp/" + std::string(200, 'x');
   RuntimeClient client(o);
-  auto r = client.Call("{}", Clock::now() + kGenerous);
+  auto r = Call(client, "{}", Clock::now() + kGenerous);
   ASSERT_FALSE(r.has_value());
   EXPECT_EQ(r.error().code, ErrorCode::kInvalidArgument);
   EXPECT_EQ(r.error().message,
             "failed to connect to runtime socket: socket path must be 1..107 bytes long (got 205)");
+  EXPECT_TRUE(EndedOnCallerThread());  // CallAsync: `done` ran before it returned
 }
 
 struct ReadFailureCase {
@@ -520,68 +633,77 @@ struct ReadFailureCase {
   const char* message;
 };
 
-class RuntimeClientReadFailures : public testing::TestWithParam<ReadFailureCase> {};
+class RuntimeClientReadFailures : public testing::TestWithParam<std::tuple<Way, ReadFailureCase>> {
+};
 
 TEST_P(RuntimeClientReadFailures, ReportEofPosition) {
+  const auto& [way, failure] = GetParam();
   TempDir dir;
-  FakeRuntime rt(dir.Socket(), GetParam().mode);
+  FakeRuntime rt(dir.Socket(), failure.mode);
   RuntimeClient client(Options(dir));
-  auto r = client.Call("{}", Clock::now() + kGenerous);
+  bool on_caller_thread = false;
+  auto r = CallWay(way, client, "{}", Clock::now() + kGenerous, on_caller_thread);
   ASSERT_FALSE(r.has_value());
   EXPECT_EQ(r.error().code, ErrorCode::kUnavailable);
-  EXPECT_EQ(r.error().message, GetParam().message);
+  EXPECT_EQ(r.error().message, failure.message);
   EXPECT_EQ(rt.requests(), 1);  // a fresh connection is never retried
+  EXPECT_EQ(on_caller_thread, way == Way::kSync);
 }
 
 INSTANTIATE_TEST_SUITE_P(
     All, RuntimeClientReadFailures,
-    testing::Values(
-        ReadFailureCase{Mode::kCloseWithoutResponse,
-                        "failed to read response from runtime: failed to read length prefix: EOF"},
-        ReadFailureCase{Mode::kPartialHeader,
-                        "failed to read response from runtime: failed to read length prefix: EOF "
-                        "after 2 of 4 bytes"},
-        ReadFailureCase{Mode::kCloseMidResponse,
-                        "failed to read response from runtime: EOF after 10 of 100 bytes"}));
+    testing::Combine(
+        testing::Values(Way::kSync, Way::kAsync),
+        testing::Values(
+            ReadFailureCase{
+                Mode::kCloseWithoutResponse,
+                "failed to read response from runtime: failed to read length prefix: EOF"},
+            ReadFailureCase{
+                Mode::kPartialHeader,
+                "failed to read response from runtime: failed to read length prefix: EOF "
+                "after 2 of 4 bytes"},
+            ReadFailureCase{Mode::kCloseMidResponse,
+                            "failed to read response from runtime: EOF after 10 of 100 bytes"})));
 
-TEST(RuntimeClient, OversizeResponseIsRejectedAndConnectionDropped) {
+TEST_P(RuntimeClientCalls, OversizeResponseIsRejectedAndConnectionDropped) {
   TempDir dir;
   FakeRuntime rt(dir.Socket(), Mode::kOversizeResponse);
   RuntimeClientOptions o = Options(dir);
   o.max_frame_bytes = 1024;
   RuntimeClient client(o);
-  auto r = client.Call("{}", Clock::now() + kGenerous);
+  auto r = Call(client, "{}", Clock::now() + kGenerous);
   ASSERT_FALSE(r.has_value());
   EXPECT_EQ(r.error().code, ErrorCode::kResourceExhausted);
   EXPECT_EQ(r.error().message,
             "failed to read response from runtime: frame of 1073741824 bytes exceeds the limit of "
             "1024 bytes (ASYA_MAX_MESSAGE_BYTES)");
-  ASSERT_FALSE(client.Call("{}", Clock::now() + kGenerous).has_value());
+  ASSERT_FALSE(Call(client, "{}", Clock::now() + kGenerous).has_value());
   EXPECT_EQ(rt.connections(), 2);  // the first connection was not kept
 }
 
-TEST(RuntimeClient, OversizeRequestIsRejectedBeforeConnecting) {
+TEST_P(RuntimeClientCalls, OversizeRequestIsRejectedBeforeConnecting) {
   TempDir dir;
   FakeRuntime rt(dir.Socket(), Mode::kEcho);
   RuntimeClientOptions o = Options(dir);
   o.max_frame_bytes = 4;
   RuntimeClient client(o);
-  auto r = client.Call("12345", Clock::now() + kGenerous);
+  auto r = Call(client, "12345", Clock::now() + kGenerous);
   ASSERT_FALSE(r.has_value());
   EXPECT_EQ(r.error().code, ErrorCode::kResourceExhausted);
   EXPECT_EQ(r.error().message,
             "failed to send message to runtime: message of 5 bytes exceeds the limit of 4 bytes "
             "(ASYA_MAX_MESSAGE_BYTES)");
   EXPECT_EQ(rt.connections(), 0);
+  EXPECT_TRUE(EndedOnCallerThread());  // CallAsync: `done` ran before it returned
 }
 
-TEST(RuntimeClient, ResetDropsIdleConnections) {
+TEST_P(RuntimeClientCalls, ResetDropsIdleConnections) {
   TempDir dir;
   FakeRuntime rt(dir.Socket(), Mode::kEcho);
   RuntimeClient client(Options(dir));
-  ASSERT_TRUE(client.Call("a", Clock::now() + kGenerous).has_value());
+  ASSERT_TRUE(Call(client, "a", Clock::now() + kGenerous).has_value());
   client.Reset();
-  ASSERT_TRUE(client.Call("b", Clock::now() + kGenerous).has_value());
+  ASSERT_TRUE(Call(client, "b", Clock::now() + kGenerous).has_value());
   EXPECT_EQ(rt.connections(), 2);
 }
 
@@ -611,6 +733,164 @@ TEST(RuntimeClient, ConcurrentCallsFromEightThreads) {
   EXPECT_EQ(ok.load(), kThreads * kCalls);
   EXPECT_EQ(rt.requests(), kThreads * kCalls);
   EXPECT_LE(rt.connections(), kThreads);  // pooled: never more connections than callers
+}
+
+TEST(RuntimeClientAsync, SyncAndAsyncCallsShareKeptConnections) {
+  TempDir dir;
+  FakeRuntime rt(dir.Socket(), Mode::kEcho);
+  RuntimeClient client(Options(dir));
+  EXPECT_TRUE(client.CallsAsync());
+  for (int i = 0; i < 6; ++i) {
+    std::string req = "req" + std::to_string(i);
+    bool on_caller_thread = false;
+    auto r = CallWay(i % 2 == 0 ? Way::kAsync : Way::kSync, client, req, Clock::now() + kGenerous,
+                     on_caller_thread);
+    ASSERT_TRUE(r.has_value()) << i << ": " << r.error().message;
+    EXPECT_EQ(*r, req);
+  }
+  EXPECT_EQ(rt.connections(), 1);
+  EXPECT_EQ(rt.requests(), 6);
+}
+
+// 64 calls in flight at once from 4 threads, answered in about the reverse order they were made
+// (the runtime waits as many ms as the request starts with), while another thread makes sync
+// calls on the same client: every `done` runs once, off the calling thread, with its own answer.
+TEST(RuntimeClientAsync, ManyConcurrentCallsEachGetTheirOwnAnswer) {
+  TempDir dir;
+  FakeRuntime rt(dir.Socket(), Mode::kEchoAfterDelay, /*backlog=*/128);
+  RuntimeClient client(Options(dir));
+  constexpr int kThreads = 4;
+  constexpr int kPerThread = 16;
+  constexpr int kSyncCalls = 20;
+  std::vector<std::string> requests;
+  for (int i = 0; i < kThreads * kPerThread; ++i) {
+    requests.push_back(std::to_string((kThreads * kPerThread - i) * 2) + ":call" +
+                       std::to_string(i) + std::string(static_cast<size_t>(i) * 101, 'p'));
+  }
+  std::mutex mu;
+  std::condition_variable cv;
+  int done_count = 0;
+  int right = 0;
+  int off_caller_thread = 0;
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      const auto caller = std::this_thread::get_id();
+      for (int i = t * kPerThread; i < (t + 1) * kPerThread; ++i) {
+        client.CallAsync(requests[i], Clock::now() + kGenerous,
+                         [&, i, caller](Result<std::string> r) {
+                           std::lock_guard<std::mutex> lock(mu);
+                           ++done_count;
+                           right += r.has_value() && *r == requests[i] ? 1 : 0;
+                           off_caller_thread += std::this_thread::get_id() != caller ? 1 : 0;
+                           cv.notify_all();
+                         });
+      }
+    });
+  }
+  int sync_right = 0;
+  threads.emplace_back([&] {
+    for (int i = 0; i < kSyncCalls; ++i) {
+      const std::string req = "0:sync" + std::to_string(i);
+      auto r = client.Call(req, Clock::now() + kGenerous);
+      sync_right += r.has_value() && *r == req ? 1 : 0;
+    }
+  });
+  for (auto& th : threads) {
+    th.join();
+  }
+  std::unique_lock<std::mutex> lock(mu);
+  ASSERT_TRUE(cv.wait_for(lock, std::chrono::seconds(60), [&] {
+    return done_count == kThreads * kPerThread;
+  })) << done_count;
+  EXPECT_EQ(right, kThreads * kPerThread);
+  EXPECT_EQ(off_caller_thread, kThreads * kPerThread);
+  EXPECT_EQ(sync_right, kSyncCalls);
+  EXPECT_EQ(rt.requests(), kThreads * kPerThread + kSyncCalls);
+}
+
+// The event thread's timer is armed for the earliest deadline; a new call with an earlier one
+// moves it, so that call ends at its own deadline, before the one made first.
+TEST(RuntimeClientAsync, AnEarlierDeadlineEndsItsCallFirst) {
+  TempDir dir;
+  FakeRuntime rt(dir.Socket(), Mode::kNeverAnswer);
+  RuntimeClient client(Options(dir));
+  auto first = StartAsync(client, "first", Clock::now() + std::chrono::hours(2));
+  // Let the first call be registered (the timer armed for it) before the second one.
+  while (rt.requests() < 1) {
+    std::this_thread::sleep_for(milliseconds(1));
+  }
+  auto second = StartAsync(client, "second", Soon(100));
+  auto r = Await(*second);
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error().code, ErrorCode::kDeadlineExceeded);
+  std::lock_guard<std::mutex> lock(first->mu);
+  EXPECT_FALSE(first->result.has_value());
+}
+
+// The timer armed for a call that was answered early fires for nothing; it is then armed for the
+// calls still pending, which end at their deadline.
+TEST(RuntimeClientAsync, DeadlinesAfterAnEarlyAnsweredCallStillEndTheirCalls) {
+  TempDir dir;
+  FakeRuntime rt(dir.Socket(), Mode::kEchoAfterDelay);
+  RuntimeClient client(Options(dir));
+  auto quick = StartAsync(client, "0:quick", Soon(100));
+  auto slow = StartAsync(client, "60000:slow", Soon(400));
+  auto r = Await(*quick);
+  ASSERT_TRUE(r.has_value()) << r.error().message;
+  r = Await(*slow);
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error().code, ErrorCode::kDeadlineExceeded);
+  // And again once the timer had nothing left to wait for.
+  auto later = StartAsync(client, "60000:later", Soon(200));
+  r = Await(*later);
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error().code, ErrorCode::kDeadlineExceeded);
+}
+
+// `done` runs with no lock of the client held: it may call again and reset the pool.
+TEST(RuntimeClientAsync, DoneMayCallAgainAndReset) {
+  TempDir dir;
+  FakeRuntime rt(dir.Socket(), Mode::kEcho);
+  RuntimeClient client(Options(dir));
+  std::shared_ptr<AsyncOutcome> second;
+  std::mutex mu;
+  std::condition_variable cv;
+  bool chained = false;
+  client.CallAsync("first", Clock::now() + kGenerous, [&](Result<std::string> r) {
+    EXPECT_TRUE(r.has_value());
+    client.Reset();
+    auto out = StartAsync(client, "second", Clock::now() + kGenerous);
+    std::lock_guard<std::mutex> lock(mu);
+    second = std::move(out);
+    chained = true;
+    cv.notify_all();
+  });
+  {
+    std::unique_lock<std::mutex> lock(mu);
+    ASSERT_TRUE(cv.wait_for(lock, std::chrono::seconds(60), [&] { return chained; }));
+  }
+  auto r = Await(*second);
+  ASSERT_TRUE(r.has_value()) << r.error().message;
+  EXPECT_EQ(*r, "second");
+  EXPECT_EQ(rt.requests(), 2);
+}
+
+// Destroying the client stops its event thread at once (not at the call's deadline) and drops
+// the call: its `done` never runs.
+TEST(RuntimeClientAsync, DestroyingTheClientDropsCallsInFlight) {
+  TempDir dir;
+  FakeRuntime rt(dir.Socket(), Mode::kNeverAnswer);
+  std::atomic<int> done_runs{0};
+  {
+    RuntimeClient client(Options(dir));
+    client.CallAsync("{}", Clock::now() + std::chrono::hours(2),
+                     [&](const Result<std::string>&) { ++done_runs; });
+    while (rt.requests() < 1) {
+      std::this_thread::sleep_for(milliseconds(1));
+    }
+  }
+  EXPECT_EQ(done_runs.load(), 0);
 }
 
 TEST(RuntimeReady, NeedsReadyFileSocketAndListener) {

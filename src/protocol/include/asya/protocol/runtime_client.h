@@ -3,8 +3,8 @@
 // RuntimeCaller is what the sidecar needs from a runtime (readiness, one call, reset); tests put a
 // fake behind it. RuntimeClient is the Unix-socket implementation. It works with runtimes that keep
 // a connection open for several frames (ours) and with the original asya_runtime.py, which closes
-// the connection after each response. Thread-safe: Call() may run from several threads at once;
-// each call uses its own connection.
+// the connection after each response. Thread-safe: Call() and CallAsync() may run from several
+// threads at once; each call uses its own connection.
 #pragma once
 
 #include <chrono>
@@ -92,7 +92,20 @@ class RuntimeClient final : public RuntimeCaller {
                                     std::chrono::steady_clock::time_point deadline,
                                     const std::function<void()>& request_done) override;
 
-  // Drops every idle pooled connection (e.g. after the runtime restarted).
+  // True: CallAsync() returns once the request is sent.
+  [[nodiscard]] bool CallsAsync() const override { return true; }
+  // Call() up to and including sending the request, on the calling thread (a failure there runs
+  // `done` before CallAsync() returns); then the client's event thread (one per client, started
+  // by the first CallAsync()) reads the response without blocking, with the same rules, errors
+  // and retry as Call() (a retry connects and sends from there, bounded by the deadline), and
+  // runs `done` there, holding no lock of the client (`done` may call CallAsync() or Reset(), but
+  // must not destroy the client). Sync and async calls share the pool of idle connections.
+  // Destroying the client drops calls still in flight: their `done` never runs.
+  void CallAsync(std::string_view request, std::chrono::steady_clock::time_point deadline,
+                 CallDone done) override;
+
+  // Drops every idle pooled connection (e.g. after the runtime restarted); calls in flight keep
+  // theirs.
   void Reset() override;
 
   // RuntimeReady() on this client's socket path.
