@@ -257,9 +257,13 @@ int Load(int argc, char** argv) {
   double seconds = std::atof(argv[6]);
   int max_conns = std::atoi(argv[7]);
   bool mcp = argc > 8 && std::string(argv[8]) == "mcp";
-  bool progress = argc > 9 && std::string(argv[8]) == "progress";
+  bool progress = argc > 8 && std::string(argv[8]) == "progress";
   std::string progress_path, progress_auth;
   if (progress) {
+    if (argc < 10) {
+      std::fprintf(stderr, "load: progress needs the callback token\n");
+      return 2;
+    }
     int fd = Connect(host, port);
     std::string body;
     int st = fd < 0 ? -1 : Roundtrip(fd, CallRequest(tool, false, 0), &body);

@@ -7,7 +7,7 @@
 #   call    : REST POST /tools/call at CRATE/s over CCONNS connections (until nothing is pending).
 # Every binary in GATEWAYS (space-separated paths, default the build's asya-gateway) runs both
 # loads, REPS rounds, one binary right after the other. One throw-away PostgreSQL (pg.sh).
-# Environment: BUILD_DIR (or BIN), GATEWAYS, REPS (3), SECS (8), PRATE (1000), PCONNS (4),
+# Environment: BUILD_DIR (or BIN), GATEWAYS, REPS (3), SECS (8), PRATE (250), PCONNS (4),
 # CRATE (300), CCONNS (16), IO_THREADS (the gateway's default when unset).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -16,7 +16,7 @@ BIN=${BIN:-$BUILD_DIR/bin}
 GATEWAYS=${GATEWAYS:-$BIN/asya-gateway}
 REPS=${REPS:-3}
 SECS=${SECS:-8}
-PRATE=${PRATE:-1000}
+PRATE=${PRATE:-250}
 PCONNS=${PCONNS:-4}
 CRATE=${CRATE:-300}
 CCONNS=${CCONNS:-16}
