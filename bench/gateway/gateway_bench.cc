@@ -9,6 +9,9 @@
 //       fixed RATE: request i is due at start + i/RATE; latency runs from the due time (so a
 //       stalled server is not hidden by a stalled client). At most CONNS keep-alive connections.
 //       Prints "rate=<achieved ok/s> sent=.. ok=.. err=.. p50_ms=.. p99_ms=.. max_ms=..".
+//   load HOST PORT TOOL RATE SECONDS CONNS progress CALLBACK_TOKEN
+//       the same, but each request is a sidecar-like progress report, POST
+//       /envelopes/{id}/progress, on one envelope created first through /tools/call.
 //   sse HOST PORT GATEWAY_PID TOOL ENVELOPES STREAMS_PER_ENVELOPE CALLBACK_TOKEN
 //       creates ENVELOPES envelopes through /tools/call, opens STREAMS_PER_ENVELOPE idle
 //       GET /envelopes/{id}/stream on each, reports the gateway's extra RSS with all streams
@@ -244,7 +247,7 @@ struct Conn {
 
 int Load(int argc, char** argv) {
   if (argc < 8) {
-    std::fprintf(stderr, "usage: load HOST PORT TOOL RATE SECONDS CONNS [mcp]\n");
+    std::fprintf(stderr, "usage: load HOST PORT TOOL RATE SECONDS CONNS [mcp | progress TOKEN]\n");
     return 2;
   }
   std::string host = argv[2];
@@ -254,6 +257,34 @@ int Load(int argc, char** argv) {
   double seconds = std::atof(argv[6]);
   int max_conns = std::atoi(argv[7]);
   bool mcp = argc > 8 && std::string(argv[8]) == "mcp";
+  bool progress = argc > 8 && std::string(argv[8]) == "progress";
+  std::string progress_path, progress_auth;
+  if (progress) {
+    if (argc < 10) {
+      std::fprintf(stderr, "load: progress needs the callback token\n");
+      return 2;
+    }
+    int fd = Connect(host, port);
+    std::string body;
+    int st = fd < 0 ? -1 : Roundtrip(fd, CallRequest(tool, false, 0), &body);
+    auto p = body.find("envelope_id");
+    if (st != 200 || p == std::string::npos) {
+      std::fprintf(stderr, "load: tools/call failed (%d): %.200s\n", st, body.c_str());
+      return 1;
+    }
+    close(fd);
+    auto q = body.find_first_of("0123456789abcdef", body.find(':', p));
+    progress_path = "/envelopes/" + body.substr(q, 36) + "/progress";
+    progress_auth = "Authorization: Bearer " + std::string(argv[9]) + "\r\n";
+  }
+  auto request = [&](long n) {
+    if (!progress) {
+      return CallRequest(tool, mcp, n);
+    }
+    return Post(progress_path,
+                "{\"status\":\"processing\",\"message\":\"step " + std::to_string(n) + "\"}",
+                progress_auth);
+  };
   long total = static_cast<long>(rate * seconds);
   int ep = epoll_create1(0);
   std::vector<Conn> conns;
@@ -292,7 +323,7 @@ int Load(int argc, char** argv) {
     conns[c].busy = true;
     conns[c].due = due;
     conns[c].buf.clear();
-    if (!WriteAll(conns[c].fd, CallRequest(tool, mcp, sent))) {
+    if (!WriteAll(conns[c].fd, request(sent))) {
       ++err;
       conns[c].busy = false;
       return;

@@ -16,7 +16,6 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
-#include <boost/asio/strand.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http.hpp>
@@ -31,7 +30,9 @@ namespace beast = boost::beast;
 namespace bhttp = boost::beast::http;
 using tcp = net::ip::tcp;
 using error_code = boost::system::error_code;
-using Executor = net::strand<net::io_context::executor_type>;
+// Each io_context is run by exactly one thread, so a connection's handlers never run
+// concurrently: the loop's executor serialises them as a strand would, without the strand's queue.
+using Executor = net::io_context::executor_type;
 using Socket = net::basic_stream_socket<tcp, Executor>;
 using Timer = net::basic_waitable_timer<std::chrono::steady_clock,
                                         net::wait_traits<std::chrono::steady_clock>, Executor>;
@@ -50,13 +51,25 @@ bool IEquals(std::string_view a, std::string_view b) {
 struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
   class Session;
 
+  // An event loop and the one thread that runs it. A connection belongs to one loop for its
+  // whole life, so all its completions run on one thread (a request does not hop between
+  // threads, waking each).
+  struct Loop {
+    net::io_context ioc{1};
+    // Keeps run() going while a handler holds a request with no I/O pending (and while the
+    // loop has no connection at all).
+    std::optional<net::executor_work_guard<Executor>> work;
+    std::thread thread;
+    std::size_t connections = 0;  // guarded by Impl::mu
+  };
+
   ServerOptions options;
   Handler handler;
-  net::io_context ioc;
+  // loops[0] runs the acceptor alone, so a handler that blocks its thread (a tool call waits
+  // there for its store insert) never delays accepting; loops[1..io_threads] serve connections.
+  std::vector<std::unique_ptr<Loop>> loops;
+  std::size_t next_loop = 1;  // round-robin among the least loaded; under mu
   std::optional<net::basic_socket_acceptor<tcp, Executor>> acceptor;
-  // Keeps run() going while a handler holds a request with no I/O pending.
-  std::optional<net::executor_work_guard<net::io_context::executor_type>> work;
-  std::vector<std::thread> threads;
   int bound_port = 0;
   std::atomic<bool> stopping{false};
   bool started = false;
@@ -66,21 +79,27 @@ struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
   std::condition_variable cv;
   std::map<Session*, std::weak_ptr<Session>> sessions;
 
-  Impl(ServerOptions o, Handler h)
-      : options(std::move(o)), handler(std::move(h)), ioc(options.io_threads) {}
+  Impl(ServerOptions o, Handler h) : options(std::move(o)), handler(std::move(h)) {
+    for (int t = 0; t <= std::max(1, options.io_threads); ++t) {
+      loops.push_back(std::make_unique<Loop>());
+    }
+  }
 
   void Accept();
+  // The loop with the fewest connections (ties in turn); the next connection goes there.
+  std::size_t PickLoop();
   void Register(const std::shared_ptr<Session>& s);
   void Unregister(Session* s);
   std::vector<std::shared_ptr<Session>> Live();
 };
 
-// One connection. Every member is touched on the session's strand only, except the stream queue
+// One connection. Every member is touched on its loop's thread only, except the stream queue
 // (guarded by `qmu`), `closed` (atomic) and what ResponderImpl does through Post*.
 class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
  public:
-  Session(std::shared_ptr<Impl> server, Socket socket)
+  Session(std::shared_ptr<Impl> server, std::size_t loop, Socket socket)
       : server_(std::move(server)),
+        loop_(loop),
         socket_(std::move(socket)),
         timer_(socket_.get_executor()),
         keepalive_(socket_.get_executor()) {
@@ -91,6 +110,8 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
     }
   }
   ~Session() { server_->Unregister(this); }
+
+  [[nodiscard]] std::size_t loop() const { return loop_; }
 
   void Start() {
     net::dispatch(socket_.get_executor(), [self = shared_from_this()] { self->ReadRequest(); });
@@ -625,6 +646,7 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
 
  private:
   std::shared_ptr<Impl> server_;
+  const std::size_t loop_;  // index into server_->loops; socket_'s executor is that loop's
   Socket socket_;
   Timer timer_;
   Timer keepalive_;
@@ -652,46 +674,66 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
 };
 
 void HttpServer::Impl::Accept() {
-  acceptor->async_accept(net::make_strand(ioc),
-                         [self = shared_from_this()](error_code ec, Socket socket) {
-                           if (ec) {
-                             if (ec == net::error::operation_aborted || self->stopping) {
-                               return;
-                             }
-                             // Out of file descriptors (or similar): pause, do not spin.
-                             log::Warn("accept failed; pausing 100 ms", {{"error", ec.message()}});
-                             auto timer = std::make_shared<Timer>(self->acceptor->get_executor());
-                             timer->expires_after(std::chrono::milliseconds(100));
-                             timer->async_wait([self, timer](error_code) {
-                               if (!self->stopping) {
-                                 self->Accept();
-                               }
-                             });
-                             return;
-                           } else if (self->stopping) {
-                             error_code ignored;
-                             socket.close(ignored);
-                           } else {
-                             error_code ignored;
-                             socket.set_option(tcp::no_delay(true), ignored);
-                             auto session = std::make_shared<Session>(self, std::move(socket));
-                             self->Register(session);
-                             session->Start();
-                           }
-                           if (!self->stopping) {
-                             self->Accept();
-                           }
-                         });
+  const std::size_t loop = PickLoop();
+  auto ex = loops[loop]->ioc.get_executor();
+  acceptor->async_accept(ex, [self = shared_from_this(), loop](error_code ec, Socket socket) {
+    if (ec) {
+      if (ec == net::error::operation_aborted || self->stopping) {
+        return;
+      }
+      // Out of file descriptors (or similar): pause, do not spin.
+      log::Warn("accept failed; pausing 100 ms", {{"error", ec.message()}});
+      auto timer = std::make_shared<Timer>(self->acceptor->get_executor());
+      timer->expires_after(std::chrono::milliseconds(100));
+      timer->async_wait([self, timer](error_code) {
+        if (!self->stopping) {
+          self->Accept();
+        }
+      });
+      return;
+    } else if (self->stopping) {
+      error_code ignored;
+      socket.close(ignored);
+    } else {
+      error_code ignored;
+      socket.set_option(tcp::no_delay(true), ignored);
+      auto session = std::make_shared<Session>(self, loop, std::move(socket));
+      self->Register(session);
+      session->Start();
+    }
+    if (!self->stopping) {
+      self->Accept();
+    }
+  });
+}
+
+std::size_t HttpServer::Impl::PickLoop() {
+  std::lock_guard lock(mu);
+  const std::size_t n = loops.size() - 1;  // connection loops are 1..n
+  const std::size_t first = next_loop;     // in 1..n
+  std::size_t best = first;
+  for (std::size_t k = 1; k < n; ++k) {
+    std::size_t i = 1 + (first - 1 + k) % n;
+    if (loops[i]->connections < loops[best]->connections) {
+      best = i;
+    }
+  }
+  next_loop = 1 + best % n;
+  return best;
 }
 
 void HttpServer::Impl::Register(const std::shared_ptr<Session>& s) {
   std::lock_guard lock(mu);
-  sessions[s.get()] = s;
+  if (sessions.emplace(s.get(), s).second) {
+    ++loops[s->loop()]->connections;
+  }
 }
 
 void HttpServer::Impl::Unregister(Session* s) {
   std::lock_guard lock(mu);
-  sessions.erase(s);
+  if (sessions.erase(s) > 0) {
+    --loops[s->loop()]->connections;
+  }
   cv.notify_all();
 }
 
@@ -728,7 +770,7 @@ Status HttpServer::Start() {
     return MakeError(ErrorCode::kInvalidArgument, "invalid listen address '" + host + "'");
   }
   tcp::endpoint ep(addr, static_cast<unsigned short>(i.options.port));
-  i.acceptor.emplace(net::make_strand(i.ioc));
+  i.acceptor.emplace(i.loops[0]->ioc.get_executor());
   i.acceptor->open(ep.protocol(), ec);
   if (!ec) {
     i.acceptor->set_option(net::socket_base::reuse_address(true), ec);
@@ -746,14 +788,15 @@ Status HttpServer::Start() {
   }
   i.bound_port = i.acceptor->local_endpoint().port();
   i.started = true;
-  i.work.emplace(i.ioc.get_executor());
+  for (auto& loop : i.loops) {
+    loop->work.emplace(loop->ioc.get_executor());
+  }
   i.Accept();
-  int n = std::max(1, i.options.io_threads);
-  for (int t = 0; t < n; ++t) {
-    i.threads.emplace_back([impl = impl_] {
+  for (auto& loop : i.loops) {
+    loop->thread = std::thread([impl = impl_, l = loop.get()] {
       for (;;) {
         try {
-          impl->ioc.run();
+          l->ioc.run();
           return;
         } catch (const std::exception& e) {
           log::Error("I/O thread caught an exception", {{"error", e.what()}});
@@ -798,20 +841,30 @@ void HttpServer::Stop(std::chrono::milliseconds drain) {
     std::unique_lock lock(i.mu);
     i.cv.wait_for(lock, std::chrono::milliseconds(1000), [&] { return i.sessions.empty(); });
   }
-  i.work.reset();
-  i.ioc.stop();
-  for (auto& t : i.threads) {
-    if (t.joinable()) {
-      t.join();
+  for (auto& loop : i.loops) {
+    loop->work.reset();
+    loop->ioc.stop();
+  }
+  for (auto& loop : i.loops) {
+    if (loop->thread.joinable()) {
+      loop->thread.join();
     }
   }
-  i.threads.clear();
   // Run what is left (completions of the closed sockets) so no handler keeps a session alive.
   for (auto& s : i.Live()) {
     s->PostForceClose();
   }
-  i.ioc.restart();
-  for (int round = 0; round < 100 && i.ioc.poll() > 0; ++round) {
+  for (auto& loop : i.loops) {
+    loop->ioc.restart();
+  }
+  for (int round = 0; round < 100; ++round) {
+    std::size_t ran = 0;
+    for (auto& loop : i.loops) {
+      ran += loop->ioc.poll();
+    }
+    if (ran == 0) {
+      break;
+    }
   }
   i.acceptor.reset();
 }

@@ -6,7 +6,9 @@
 #include <chrono>
 #include <condition_variable>
 #include <future>
+#include <map>
 #include <mutex>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -336,6 +338,83 @@ TEST_F(ServerTest, StopWaitsForARequestInFlight) {
   EXPECT_NE(out.find("done"), std::string::npos) << out;
   EXPECT_NE(out.find("Connection: close"), std::string::npos) << out;
   ::close(fd);
+}
+
+// Every handler call of one keep-alive connection runs on one I/O thread (a request does not hop
+// between threads), and connections are spread over all the I/O threads.
+TEST_F(ServerTest, AConnectionStaysOnOneIoThreadAndConnectionsUseThemAll) {
+  std::mutex mu;
+  std::map<std::string, std::set<std::thread::id>> threads_of;  // by peer (one per connection)
+  ServerOptions o;
+  o.io_threads = 4;
+  Start(
+      [&](Request r, Responder resp) {
+        {
+          std::lock_guard lock(mu);
+          threads_of[r.peer].insert(std::this_thread::get_id());
+        }
+        Response out;
+        out.body = "ok";
+        resp.Reply(std::move(out));
+      },
+      o);
+  std::vector<int> fds;
+  for (int i = 0; i < 8; ++i) {
+    int fd = Connect(port());
+    ASSERT_GE(fd, 0);
+    fds.push_back(fd);
+  }
+  for (int round = 0; round < 20; ++round) {
+    for (int fd : fds) {
+      SendAll(fd, "POST /report HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\n\r\n{}");
+    }
+    for (int fd : fds) {
+      std::string out = ReadUntil(fd, "\r\n\r\nok");
+      ASSERT_NE(out.find("HTTP/1.1 200"), std::string::npos) << out;
+    }
+  }
+  for (int fd : fds) {
+    ::close(fd);
+  }
+  std::lock_guard lock(mu);
+  ASSERT_EQ(threads_of.size(), fds.size());
+  std::set<std::thread::id> all;
+  for (const auto& [peer, ids] : threads_of) {
+    EXPECT_EQ(ids.size(), 1u) << peer;
+    all.insert(ids.begin(), ids.end());
+  }
+  EXPECT_EQ(all.size(), 4u);
+}
+
+// A handler that blocks its I/O thread does not stall a connection served by another one.
+TEST_F(ServerTest, ABlockedIoThreadDoesNotStallConnectionsOfTheOthers) {
+  std::promise<void> release;
+  std::shared_future<void> released = release.get_future().share();
+  ServerOptions o;
+  o.io_threads = 2;
+  Start(
+      [released](Request r, Responder resp) {
+        if (r.path == "/block") {
+          released.wait();
+        }
+        Response out;
+        out.body = "answered " + r.path;
+        resp.Reply(std::move(out));
+      },
+      o);
+  int a = Connect(port());
+  int b = Connect(port());
+  ASSERT_GE(a, 0);
+  ASSERT_GE(b, 0);
+  SendAll(a, "GET /block HTTP/1.1\r\nHost: h\r\n\r\n");
+  SendAll(b, "GET /free HTTP/1.1\r\nHost: h\r\n\r\n");
+  std::string out = ReadUntil(b, "answered /free");
+  release.set_value();
+  EXPECT_NE(out.find("answered /free"), std::string::npos) << out;
+  out = ReadUntil(a, "answered /block");
+  EXPECT_NE(out.find("answered /block"), std::string::npos) << out;
+  ::close(a);
+  ::close(b);
 }
 
 }  // namespace

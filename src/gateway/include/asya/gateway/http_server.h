@@ -1,6 +1,9 @@
 // The gateway's HTTP/1.1 server: Boost.Beast over Asio, a small fixed pool of I/O threads for
 // any number of connections (an idle keep-alive connection or SSE stream is a socket and two
-// timers, not a thread).
+// timers, not a thread). Each I/O thread runs its own event loop; an accepted connection is
+// given to the loop with the fewest connections and stays there, so all of a connection's work
+// (reads, handler calls, writes, timers) runs on one thread and a request does not wake others.
+// One more thread, mostly asleep, accepts connections.
 //
 // Contract:
 //   - one request at a time per connection (no pipelining), keep-alive as the client asks;
@@ -9,8 +12,9 @@
 //   - timeouts: a request must arrive completely within `read_timeout`, an idle keep-alive
 //     connection is closed after `idle_timeout`, a write that makes no progress for
 //     `write_timeout` drops the connection;
-//   - the handler runs on an I/O thread and must not block; it answers through the Responder at
-//     once or later from any thread (http.h);
+//   - the handler runs on its connection's I/O thread and must not block (while it does, the
+//     other connections of that thread wait); it answers through the Responder at once or later
+//     from any thread (http.h);
 //   - EventStream: chunked response with `Connection: close` (the connection ends with the
 //     stream), a per-stream byte queue capped at `stream_queue_bytes`
 //     (a client that stops reading is disconnected, never buffered without bound), a comment
@@ -33,7 +37,7 @@ namespace asya::gateway {
 struct ServerOptions {
   std::string address = "127.0.0.1";  // IPv4/IPv6 literal, "localhost", or "0.0.0.0" / "::"
   int port = 8080;                    // 0: any free port (see HttpServer::port())
-  int io_threads = 2;
+  int io_threads = 2;  // I/O threads, each with its own event loop and share of the connections
   std::size_t max_body_bytes = 4u << 20;
   std::size_t max_header_bytes = 16u << 10;
   std::size_t max_url_bytes = 8u << 10;
