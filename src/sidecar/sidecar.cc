@@ -1138,8 +1138,8 @@ struct Sidecar::Impl : std::enable_shared_from_this<Sidecar::Impl> {
     {
       std::lock_guard<std::mutex> lock(mu);
       workers_started = true;
-      async_calls_enabled = s.async_runtime_calls && runtime.CallsAsync() &&
-                            (transport.SettlesAsync() || s.fold_receive_into_settle);
+      async_calls_enabled =
+          s.async_runtime_calls && runtime.CallsAsync() && transport.SettlesAsync();
     }
     workers.reserve(static_cast<size_t>(n_workers));
     for (int i = 0; i < n_workers; ++i) {

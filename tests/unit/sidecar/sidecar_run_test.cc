@@ -448,17 +448,6 @@ TEST_F(SidecarAsyncCalls, AnswerThreadTakesTheNextMessagesAfterAnAsyncSettle) {
   EXPECT_GE(runtime_.calls_started_answering, 100);
 }
 
-// Where settles fold receives (SQLite), the thread that delivers an answer settles the message
-// synchronously and starts the calls of what the settle took itself.
-TEST_F(SidecarAsyncCalls, AnswerThreadStartsTheCallsOfWhatItsSettleFolded) {
-  transport_.SettleAsynchronously(false);
-  transport_.FoldReceives(true);
-  settings_.fold_receive_into_settle = true;
-  RouteMany(200);
-  EXPECT_GE(runtime_.calls_started_answering, 100);
-  EXPECT_FALSE(transport_.FoldRequests().empty());
-}
-
 // A failed call goes on on a worker, with the rules of the blocking path: a runtime that died
 // mid-message error-ends it and closes the readiness gate; a timeout error-ends it as one.
 TEST_F(SidecarAsyncCalls, FailedCallsFollowTheRulesOfTheBlockingPath) {

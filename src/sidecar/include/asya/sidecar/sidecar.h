@@ -56,8 +56,10 @@ struct Settings {
   bool fold_receive_into_settle = false;
   // Where both the runtime client and the transport answer later (RuntimeCaller::CallsAsync,
   // Transport::SettlesAsync: RabbitMQ), no thread waits for a message's runtime call or settle:
-  // the worker that receives starts the calls, and the runtime client's thread decides and
-  // starts the settles as the answers arrive. Messages of 1 MiB and more keep a worker each.
+  // the worker that receives starts the calls, and the runtime client's thread decides, starts
+  // the settles and takes the next messages the transport holds as the answers arrive. Messages
+  // of 1 MiB and more keep a worker each. (SQLite keeps a worker per call: its settles commit
+  // together when they overlap, which one thread settling them all loses; docs/benchmarks.md.)
   bool async_runtime_calls = true;
 };
 
