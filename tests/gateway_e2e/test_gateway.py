@@ -150,11 +150,16 @@ class Gateway:
         return json.loads(body)
 
     def wait_final(self, id, timeout=60):
+        # A fan-out child is recorded by its actor's (batched) gateway reports, which may reach
+        # the gateway after the parent's final status: until then it is unknown (404).
         deadline = time.time() + timeout
         while time.time() < deadline:
-            env = self.envelope(id)
-            if env["status"] in ("succeeded", "failed", "cancelled"):
-                return env
+            status, body, _ = self.request("GET", "/envelopes/" + id)
+            assert status in (200, 404), (status, body)
+            if status == 200:
+                env = json.loads(body)
+                if env["status"] in ("succeeded", "failed", "cancelled"):
+                    return env
             time.sleep(0.1)
         raise AssertionError("envelope %s not final: %s" % (id, self.envelope(id)))
 
