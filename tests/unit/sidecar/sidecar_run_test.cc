@@ -47,6 +47,37 @@ class SidecarRun : public ::testing::Test {
     io.join();
   }
 
+  // A message whose runtime call outlasts the shutdown grace period: the drain requeues it,
+  // Drained() says the process must not run destructors, and the late answer, arriving after
+  // the Sidecar is gone, keeps the sidecar's state alive (ASan/TSan builds catch a use after free
+  // here) and is dropped.
+  void ExpectGracePeriodRequeuesAndDropsTheLateAnswer() {
+    std::promise<void> started;
+    std::promise<void> release;
+    auto released = release.get_future().share();
+    runtime_.SetHandler([&, released](std::string_view req, MonoTime) -> Result<std::string> {
+      started.set_value();
+      released.wait();
+      return EchoResponse(req);
+    });
+    settings_.shutdown_timeout = milliseconds(50);
+    transport_.Enqueue("asya-a", Env("slow", {"a"}, 1).dump());
+    auto sidecar = std::make_unique<Sidecar>(settings_, transport_, runtime_, &metrics_);
+    std::thread run([&] { EXPECT_EQ(sidecar->Run(), 0); });
+    started.get_future().wait();
+    sidecar->Shutdown();
+    run.join();
+    EXPECT_FALSE(sidecar->Drained());
+    EXPECT_TRUE(transport_.QuiescedAfterInterrupt());  // also when the process will _Exit()
+    EXPECT_EQ(transport_.Requeues(), 1);  // requeued, not nacked, dead-lettered or error-ended
+    EXPECT_EQ(transport_.Settles().size(), 1u);
+    sidecar.reset();
+    release.set_value();
+    ASSERT_TRUE(metrics_.WaitCount("processing_duration", 1));  // the answer is past its message
+    EXPECT_EQ(transport_.Settles().size(), 1u);
+    EXPECT_TRUE(transport_.Publishes().empty());
+  }
+
   FakeTransport transport_;
   FakeRuntime runtime_;
   FakeMetrics metrics_;
@@ -267,34 +298,9 @@ TEST_F(SidecarRun, ReceiveErrorsBackOffAndRecover) {
   EXPECT_EQ(transport_.To("asya-b").size(), 1u);
 }
 
+// A worker still in its runtime call past the grace period is detached.
 TEST_F(SidecarRun, ShutdownRequeuesWhatDidNotFinishInTheGracePeriod) {
-  std::promise<void> started;
-  std::promise<void> release;
-  auto released = release.get_future().share();
-  runtime_.SetHandler([&, released](std::string_view req, MonoTime) -> Result<std::string> {
-    started.set_value();
-    released.wait();
-    return EchoResponse(req);
-  });
-  settings_.shutdown_timeout = milliseconds(50);
-  transport_.Enqueue("asya-a", Env("slow", {"a"}, 1).dump());
-  auto sidecar = std::make_unique<Sidecar>(settings_, transport_, runtime_, &metrics_);
-  std::thread run([&] { EXPECT_EQ(sidecar->Run(), 0); });
-  started.get_future().wait();
-  sidecar->Shutdown();
-  run.join();
-  EXPECT_FALSE(sidecar->Drained());
-  EXPECT_TRUE(transport_.QuiescedAfterInterrupt());  // also when the process will _Exit()
-  EXPECT_EQ(transport_.Requeues(), 1);  // requeued, not nacked, dead-lettered or error-ended
-  EXPECT_EQ(transport_.Settles().size(), 1u);
-  // Destroyed while the detached worker is still in its runtime call: the worker keeps the
-  // sidecar's state alive (ASan/TSan builds catch a use after free here), gets its (late) answer
-  // and drops it.
-  sidecar.reset();
-  release.set_value();
-  ASSERT_TRUE(metrics_.WaitCount("processing_duration", 1));  // the worker is past its message
-  EXPECT_EQ(transport_.Settles().size(), 1u);
-  EXPECT_TRUE(transport_.Publishes().empty());
+  ExpectGracePeriodRequeuesAndDropsTheLateAnswer();
 }
 
 // Where the transport settles asynchronously (RabbitMQ), the worker does not wait for the
@@ -502,8 +508,8 @@ TEST_F(SidecarAsyncCalls, ConnectFailureIsCalledAgainWithoutUsingAnAttempt) {
   EXPECT_EQ(transport_.Acks(), 1);
 }
 
-// The drain waits for calls still in the runtime; past the grace period it requeues their
-// messages, Drained() says the process must not run destructors, and a late answer is dropped.
+// Within the grace period the drain waits for calls still in the runtime, and their messages
+// are settled as usual.
 TEST_F(SidecarAsyncCalls, DrainWaitsForCallsInTheRuntime) {
   std::promise<void> started;
   std::promise<void> release;
@@ -532,31 +538,10 @@ TEST_F(SidecarAsyncCalls, DrainWaitsForCallsInTheRuntime) {
   EXPECT_EQ(transport_.To("asya-b").size(), 1u);
 }
 
+// A call still in the runtime past the grace period counts as not drained.
 TEST_F(SidecarAsyncCalls, CallPastTheGracePeriodIsRequeuedAndItsAnswerDropped) {
-  std::promise<void> started;
-  std::promise<void> release;
-  auto released = release.get_future().share();
-  runtime_.SetHandler([&, released](std::string_view req, MonoTime) -> Result<std::string> {
-    started.set_value();
-    released.wait();
-    return EchoResponse(req);
-  });
-  settings_.shutdown_timeout = milliseconds(50);
-  transport_.Enqueue("asya-a", Env("slow", {"a", "b"}, 1).dump());
-  auto sidecar = std::make_unique<Sidecar>(settings_, transport_, runtime_, &metrics_);
-  std::thread run([&] { EXPECT_EQ(sidecar->Run(), 0); });
-  started.get_future().wait();
-  sidecar->Shutdown();
-  run.join();
-  EXPECT_FALSE(sidecar->Drained());  // a call is still in progress
-  EXPECT_EQ(transport_.Requeues(), 1);
-  // The answer arrives after the Sidecar is gone; the call keeps its state alive (ASan/TSan
-  // builds catch a use after free here) and drops the answer.
-  sidecar.reset();
-  release.set_value();
-  ASSERT_TRUE(metrics_.WaitCount("processing_duration", 1));  // the answer is past its message
-  EXPECT_EQ(transport_.Settles().size(), 1u);
-  EXPECT_TRUE(transport_.Publishes().empty());
+  ExpectGracePeriodRequeuesAndDropsTheLateAnswer();
+  EXPECT_EQ(runtime_.async_calls, 1);
 }
 
 // Messages of 1 MiB and more keep a worker for their call (their body is freed while the runtime
